@@ -1,0 +1,1 @@
+//! berth-init: everything done inside the new namespaces, up to execve.
