@@ -1,0 +1,1 @@
+//! Capabilities: the five OCI sets (filled by the capabilities work).

@@ -1,0 +1,1 @@
+//! Cgroup placement behind one small interface (filled by the cgroups work).

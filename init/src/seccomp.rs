@@ -1,0 +1,1 @@
+//! seccomp filters from `linux.seccomp` (filled by the seccomp work).
