@@ -2,10 +2,26 @@
 //! the exec FIFO until started — the create/start split of runc, as a library the
 //! shim and the `berth-runtime` CLI share.
 //!
-//! Creator side (runs in the caller): [`create`], [`start`], [`state`], [`signal`].
-//! Container side (runs in the cloned child, up to execve): [`child`].
+//! Creator side (runs in the caller): [`create::create`], and the verbs on an
+//! existing container in [`container`] (start, kill, pause, resume, delete).
+//! Container side (runs in the cloned child, up to execve): [`child`], using
+//! [`namespaces`], [`rootfs`], [`process`], [`capabilities`], [`seccomp`],
+//! [`console`].
 
 pub mod capabilities;
 pub mod cgroups;
+// pub mod child; (enabled once the helper modules land)
+// pub mod console; (enabled once the helper modules land)
+// pub mod container; (enabled once the helper modules land)
+// pub mod create; (enabled once the helper modules land)
+// pub mod error; (enabled once the helper modules land)
 pub mod hooks;
+pub mod mounts;
+pub mod namespaces;
+pub mod paths;
+pub mod process;
+// pub mod rootfs; (enabled once the helper modules land)
 pub mod seccomp;
+pub mod signal;
+// pub mod spec; (enabled once the helper modules land)
+pub mod sync;

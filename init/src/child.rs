@@ -1,0 +1,205 @@
+//! The container init: everything done inside the new namespaces, in order, up
+//! to execve. Runs in the child cloned by [`crate::create`]; never returns.
+//!
+//! Order matters and follows runc: namespaces → (createRuntime hooks in the
+//! creator) → mounts → createContainer hooks → pivot_root → sysctls / masked /
+//! read-only paths → rlimits, oom score → bounding set → user → capabilities →
+//! LookPath → Ready → exec FIFO wait → startContainer hooks → seccomp →
+//! close-on-exec everything → execve.
+
+use std::ffi::CString;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+
+use crate::hooks::{self, Phase};
+use crate::namespaces::Namespaces;
+use crate::spec::Bundle;
+use crate::sync::{Channel, ToCreator, ToInit};
+use crate::{capabilities, console, process, rootfs, seccomp};
+
+/// What the creator hands to the init (inherited through fork, not serialized).
+pub struct InitContext {
+    pub id: String,
+    pub bundle: Bundle,
+    pub namespaces: Namespaces,
+    pub channel: Channel,
+    pub fifo: PathBuf,
+    pub console_socket: Option<OwnedFd>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+}
+
+/// Runs the init. On failure the error goes to the creator and the init exits.
+pub fn run(ctx: InitContext) -> ! {
+    let result = init(&ctx);
+    let msg = match result {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = ctx.channel.send(&ToCreator::Error(msg));
+    // SAFETY: _exit skips atexit handlers and buffered I/O the creator owns.
+    unsafe { libc::_exit(1) }
+}
+
+fn wait_proceed(ch: &Channel) -> Result<i32, String> {
+    match ch.recv::<ToInit>() {
+        Ok(Some(ToInit::Proceed { pid })) => Ok(pid),
+        Ok(Some(ToInit::Abort)) | Ok(None) => Err("the creator went away".into()),
+        Err(e) => Err(format!("sync channel: {e}")),
+    }
+}
+
+fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
+    let spec = &ctx.bundle.spec;
+    let process = spec.process().as_ref().ok_or("process: missing")?;
+    // Not dumpable until execve: nothing in the container may ptrace us or open
+    // /proc/<pid>/exe (the runtime binary on the host, CVE-2019-5736).
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+
+    // The creator writes our id maps and places us in the cgroup, then says go.
+    let host_pid = wait_proceed(&ctx.channel)?;
+    ctx.namespaces.join_all().map_err(|e| e.to_string())?;
+    let in_userns = ctx.namespaces.has(CloneFlags::CLONE_NEWUSER);
+    if in_userns {
+        // Become root of the new user namespace (a mapped uid 0).
+        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+            .map_err(|e| format!("setresgid(0) in the user namespace: {e}"))?;
+        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+            .map_err(|e| format!("setresuid(0) in the user namespace: {e}"))?;
+    }
+    if ctx.namespaces.has(CloneFlags::CLONE_NEWUTS) {
+        process::set_uts(spec).map_err(|e| e.to_string())?;
+    }
+    // Opened O_PATH now, while the host path is reachable; re-opened for
+    // writing through /proc/self/fd after pivot_root, so nothing inside the
+    // container ever needs (or gets) the host path.
+    let fifo: OwnedFd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(&ctx.fifo)
+        .map_err(|e| format!("opening exec fifo {}: {e}", ctx.fifo.display()))?
+        .into();
+
+    let state = |status: &str| hooks::OciState {
+        oci_version: spec.version().clone(),
+        id: ctx.id.clone(),
+        status: status.into(),
+        pid: Some(host_pid),
+        bundle: ctx.bundle.dir.display().to_string(),
+        annotations: spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let spec_hooks = spec.hooks().as_ref();
+    if !hooks::hooks_for(spec_hooks, Phase::Prestart).is_empty()
+        || !hooks::hooks_for(spec_hooks, Phase::CreateRuntime).is_empty()
+    {
+        ctx.channel
+            .send(&ToCreator::RunHooks)
+            .map_err(|e| format!("sync channel: {e}"))?;
+        wait_proceed(&ctx.channel)?;
+    }
+
+    let mounts_ns = ctx.namespaces.has(CloneFlags::CLONE_NEWNS);
+    let cwd_in_root = crate::paths::secure_join(&ctx.bundle.rootfs, process.cwd())
+        .map_err(|e| format!("process.cwd: {e}"))?;
+    let _ = std::fs::create_dir_all(&cwd_in_root);
+    if mounts_ns {
+        rootfs::mount_all(spec, &ctx.bundle.rootfs, &ctx.bundle.dir, in_userns)
+            .map_err(|e| e.to_string())?;
+    }
+    hooks::run(
+        &hooks::hooks_for(spec_hooks, Phase::CreateContainer),
+        Phase::CreateContainer,
+        &state("created"),
+    )
+    .map_err(|e| e.to_string())?;
+    if mounts_ns {
+        rootfs::enter(&ctx.bundle.rootfs, ctx.no_pivot).map_err(|e| e.to_string())?;
+        rootfs::finalize(spec).map_err(|e| e.to_string())?;
+    } else {
+        nix::unistd::chroot(&ctx.bundle.rootfs).map_err(|e| format!("chroot: {e}"))?;
+    }
+    if let Some(sock) = &ctx.console_socket {
+        console::setup(sock, process).map_err(|e| e.to_string())?;
+    }
+
+    process::set_rlimits(process).map_err(|e| e.to_string())?;
+    process::set_oom_score(process).map_err(|e| e.to_string())?;
+    let caps = process.capabilities().clone().unwrap_or_default();
+    capabilities::drop_bounding(&caps).map_err(|e| e.to_string())?;
+    process::set_no_new_privs(process).map_err(|e| e.to_string())?;
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the
+    // user switch may drop: load it now. With it, load it last (fewer syscalls
+    // of ours run under the container's filter).
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    let filter = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    if let (Some(f), false) = (filter, nnp) {
+        seccomp::load(f).map_err(|e| e.to_string())?;
+    }
+    capabilities::prepare_for_setuid().map_err(|e| e.to_string())?;
+    process::switch_user(process).map_err(|e| e.to_string())?;
+    capabilities::apply_sets(&caps).map_err(|e| e.to_string())?;
+    process::enter_cwd(process).map_err(|e| e.to_string())?;
+
+    let args = process.args().clone().unwrap_or_default();
+    let env = process.env().clone().unwrap_or_default();
+    let program = crate::paths::look_path(&args[0], &env)?;
+    let argv = cstrings(&args)?;
+    let envp = cstrings(&env)?;
+    let path = CString::new(program.as_os_str().as_encoded_bytes())
+        .map_err(|_| "process.args[0] contains NUL")?;
+
+    ctx.channel
+        .send(&ToCreator::Ready)
+        .map_err(|e| format!("sync channel: {e}"))?;
+
+    // Blocks until `start` opens the FIFO for reading.
+    let reopen = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let mut w = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&reopen)
+        .map_err(|e| format!("opening exec fifo for writing: {e}"))?;
+    w.write_all(b"0")
+        .map_err(|e| format!("writing exec fifo: {e}"))?;
+    drop(w);
+    drop(fifo);
+
+    hooks::run(
+        &hooks::hooks_for(spec_hooks, Phase::StartContainer),
+        Phase::StartContainer,
+        &state("running"),
+    )
+    .map_err(|e| e.to_string())?;
+    if let (Some(f), true) = (filter, nnp) {
+        seccomp::load(f).map_err(|e| e.to_string())?;
+    }
+    // No host fd may survive into the container (CVE-2024-21626 class).
+    close_range_cloexec(3 + ctx.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
+    let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
+    Err(format!("exec {}: {err}", program.display()))
+}
+
+fn cstrings(list: &[String]) -> Result<Vec<CString>, String> {
+    list.iter()
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| format!("{s:?} contains NUL")))
+        .collect()
+}
+
+/// Marks every fd from `first` on close-on-exec (close_range(2) with
+/// CLOSE_RANGE_CLOEXEC, kernel ≥ 5.11), so execve drops them all.
+pub fn close_range_cloexec(first: u32) -> nix::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: plain syscall with integer arguments.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    nix::Error::result(rc).map(|_| ())
+}

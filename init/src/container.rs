@@ -1,0 +1,331 @@
+//! A container on disk (`<root>/<id>/state.json` + `exec.fifo`) and the verbs
+//! that act on an existing one: state, start, kill, pause, resume, delete.
+//!
+//! Status is derived, never stored: the init is alive (same pid *and* same
+//! start time, so a reused pid is not mistaken for ours) and the FIFO still
+//! exists → created; alive and frozen → paused; alive → running; else stopped.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{validate_id, Error, Result};
+use crate::hooks::{self, OciState, Phase};
+
+pub const STATE_FILE: &str = "state.json";
+pub const FIFO: &str = "exec.fifo";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        })
+    }
+}
+
+/// What `create` records about a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub oci_version: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub pid: i32,
+    /// /proc/<pid>/stat field 22: tells our init from a process that reused its pid.
+    pub pid_start: u64,
+    /// RFC 3339, UTC.
+    pub created: String,
+    pub systemd_cgroup: bool,
+    /// Unit name (systemd) or cgroup path (cgroupfs), as the manager reported it.
+    pub cgroup: Option<String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The start time of a live, non-zombie process, or None.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: split after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+pub fn dir(root: &Path, id: &str) -> PathBuf {
+    root.join(id)
+}
+
+impl Record {
+    pub fn load(root: &Path, id: &str) -> Result<Record> {
+        validate_id(id)?;
+        let path = dir(root, id).join(STATE_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(id.into()))
+            }
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        serde_json::from_str(&text)
+            .map_err(|e| Error::io(format!("parsing {}", path.display()), e))
+    }
+
+    /// Written to a temporary file and renamed: a crash never leaves half a record.
+    pub fn save(&self, root: &Path) -> Result<()> {
+        let d = dir(root, &self.id);
+        let tmp = d.join(".state.json.tmp");
+        let json = serde_json::to_vec_pretty(self).map_err(|e| Error::io("encoding state", e))?;
+        fs::write(&tmp, json).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        fs::rename(&tmp, d.join(STATE_FILE))
+            .map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))
+    }
+
+    pub fn alive(&self) -> bool {
+        process_start_time(self.pid) == Some(self.pid_start)
+    }
+
+    pub fn cgroup_manager(&self) -> Result<Option<Box<dyn crate::cgroups::CgroupManager>>> {
+        match &self.cgroup {
+            Some(path) => Ok(Some(crate::cgroups::reopen(self.systemd_cgroup, path)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn status(&self, root: &Path) -> Status {
+        if !self.alive() {
+            return Status::Stopped;
+        }
+        if dir(root, &self.id).join(FIFO).exists() {
+            return Status::Created;
+        }
+        let frozen = self
+            .cgroup_manager()
+            .ok()
+            .flatten()
+            .and_then(|m| m.is_frozen().ok())
+            .unwrap_or(false);
+        if frozen {
+            Status::Paused
+        } else {
+            Status::Running
+        }
+    }
+
+    pub fn oci_state(&self, status: Status) -> OciState {
+        OciState {
+            oci_version: self.oci_version.clone(),
+            id: self.id.clone(),
+            status: status.to_string(),
+            pid: (status != Status::Stopped).then_some(self.pid),
+            bundle: self.bundle.display().to_string(),
+            annotations: self.annotations.clone(),
+        }
+    }
+
+    fn spec_hooks(&self) -> Option<oci_spec::runtime::Hooks> {
+        oci_spec::runtime::Spec::load(self.bundle.join("config.json"))
+            .ok()
+            .and_then(|s| s.hooks().clone())
+    }
+}
+
+fn wrong(id: &str, op: &'static str, status: Status) -> Error {
+    Error::WrongState {
+        id: id.into(),
+        op,
+        status,
+    }
+}
+
+/// Lets the init execve: opens the FIFO for reading and takes its one byte.
+/// Returns the warnings of failed poststart hooks (the spec says: warn, go on).
+pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
+    let rec = Record::load(root, id)?;
+    match rec.status(root) {
+        Status::Created => {}
+        s => return Err(wrong(id, "start", s)),
+    }
+    let fifo_path = dir(root, id).join(FIFO);
+    // Non-blocking open: a dead init must give an error, not a hang.
+    let mut fifo = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&fifo_path)
+        .map_err(|e| Error::io(format!("opening {}", fifo_path.display()), e))?;
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(100u16)) {
+            Ok(n) if n > 0 => {
+                let mut byte = [0u8; 1];
+                match fifo.read(&mut byte) {
+                    Ok(1) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(Error::io("reading the exec fifo", e)),
+                }
+            }
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(e) => return Err(Error::io("polling the exec fifo", e)),
+        }
+        if !rec.alive() {
+            return Err(Error::Init(
+                "the container init exited before it could be started".into(),
+            ));
+        }
+    }
+    fs::remove_file(&fifo_path)
+        .map_err(|e| Error::io(format!("removing {}", fifo_path.display()), e))?;
+    Ok(run_hooks_warn(&rec, Phase::Poststart, Status::Running))
+}
+
+fn run_hooks_warn(rec: &Record, phase: Phase, status: Status) -> Vec<String> {
+    let list = hooks::hooks_for(rec.spec_hooks().as_ref(), phase);
+    match hooks::run(&list, phase, &rec.oci_state(status)) {
+        Ok(()) => vec![],
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+/// pidfd_open + a start-time check + pidfd_send_signal: the signal reaches our
+/// init or nobody, even if its pid was reused meanwhile.
+pub fn signal_init(rec: &Record, sig: Signal) -> Result<()> {
+    // SAFETY: pidfd_open with integer arguments; the fd is owned right after.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, rec.pid, 0) };
+    if fd < 0 {
+        return Err(Error::NotFound(rec.id.clone()));
+    }
+    // SAFETY: fd is a fresh pidfd we own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    if !rec.alive() {
+        return Err(wrong(&rec.id, "kill", Status::Stopped));
+    }
+    // SAFETY: pidfd_send_signal on our pidfd with no siginfo.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig as i32,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    nix::Error::result(rc)
+        .map(|_| ())
+        .map_err(|e| Error::io(format!("signalling container {}", rec.id), e))
+}
+
+pub fn kill(root: &Path, id: &str, sig: Signal, all: bool) -> Result<()> {
+    let rec = Record::load(root, id)?;
+    let status = rec.status(root);
+    if status == Status::Stopped {
+        return Err(wrong(id, "kill", status));
+    }
+    if all {
+        if let Some(mgr) = rec.cgroup_manager()? {
+            for pid in mgr.pids()? {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+            }
+            return Ok(());
+        }
+    }
+    signal_init(&rec, sig)
+}
+
+pub fn pause(root: &Path, id: &str) -> Result<()> {
+    let rec = Record::load(root, id)?;
+    match rec.status(root) {
+        Status::Running => {}
+        s => return Err(wrong(id, "pause", s)),
+    }
+    let mgr = rec
+        .cgroup_manager()?
+        .ok_or_else(|| Error::InvalidArgument(format!("container {id} has no cgroup to freeze")))?;
+    Ok(mgr.freeze()?)
+}
+
+pub fn resume(root: &Path, id: &str) -> Result<()> {
+    let rec = Record::load(root, id)?;
+    match rec.status(root) {
+        Status::Paused => {}
+        s => return Err(wrong(id, "resume", s)),
+    }
+    let mgr = rec
+        .cgroup_manager()?
+        .ok_or_else(|| Error::InvalidArgument(format!("container {id} has no cgroup to thaw")))?;
+    Ok(mgr.thaw()?)
+}
+
+/// Removes a container. A created one is killed first (it never ran); a
+/// running or paused one only with `force`. Returns poststop hook warnings.
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
+    let rec = Record::load(root, id)?;
+    let status = rec.status(root);
+    match status {
+        Status::Stopped | Status::Created => {}
+        Status::Running | Status::Paused if force => {}
+        s => return Err(wrong(id, "delete", s)),
+    }
+    let mut mgr = rec.cgroup_manager()?;
+    if status != Status::Stopped {
+        if let Some(m) = &mgr {
+            // A frozen process cannot die until thawed.
+            let _ = m.thaw();
+            for pid in m.pids().unwrap_or_default() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let _ = signal_init(&rec, Signal::SIGKILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while rec.alive() {
+            if Instant::now() > deadline {
+                return Err(Error::Init(format!("container {id} did not die after SIGKILL")));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    if let Some(m) = mgr.as_mut() {
+        m.destroy()?;
+    }
+    let warnings = run_hooks_warn(&rec, Phase::Poststop, Status::Stopped);
+    let d = dir(root, id);
+    fs::remove_dir_all(&d).map_err(|e| Error::io(format!("removing {}", d.display()), e))?;
+    Ok(warnings)
+}
+
+/// Ids of the containers under `root`, sorted.
+pub fn list(root: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join(STATE_FILE).exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    ids
+}

@@ -1,0 +1,318 @@
+//! The creator side of `create`: validate, make the state dir and FIFO, clone
+//! the init into its namespaces, map ids, place it in its cgroup, run the
+//! createRuntime hooks when the init asks, and record it once it is Ready.
+//!
+//! Any failure undoes everything done so far (init killed by pid, cgroup
+//! destroyed, state dir removed): a failed create leaves nothing behind.
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::stat::Mode;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::cgroups::{self, CgroupManager};
+use crate::child::{self, InitContext};
+use crate::container::{self, process_start_time, Record, FIFO};
+use crate::error::{validate_id, Error, Result};
+use crate::hooks::{self, OciState, Phase};
+use crate::namespaces::{clone_fork, Namespaces};
+use crate::spec;
+use crate::sync::{self, ToCreator, ToInit};
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// Runtime state root (`--root`): the container's dir is `<root>/<id>`.
+    pub root: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    /// Place the container in a systemd transient scope instead of cgroupfs.
+    pub systemd_cgroup: bool,
+    /// Do not create or join any cgroup (the caller places the process).
+    pub no_cgroup: bool,
+    pub no_pivot: bool,
+    /// Extra fds (3..3+N) the caller passes to the container, as runc's --preserve-fds.
+    pub preserve_fds: u32,
+}
+
+/// Creates a container and leaves its init blocked on the exec FIFO.
+///
+/// Must be called from a single-threaded process: the init is forked from it.
+pub fn create(opts: &CreateOptions) -> Result<Record> {
+    validate_id(&opts.id)?;
+    let bundle_dir = if opts.bundle.is_absolute() {
+        opts.bundle.clone()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| Error::io("current directory", e))?
+            .join(&opts.bundle)
+    };
+    let bundle = spec::load(&bundle_dir)?;
+    let process = bundle
+        .spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidArgument("process: missing".into()))?;
+    let terminal = process.terminal().unwrap_or(false);
+    match (terminal, &opts.console_socket) {
+        (true, None) => {
+            return Err(Error::InvalidArgument(
+                "process.terminal is true: a --console-socket is required".into(),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(Error::InvalidArgument(
+                "--console-socket given but process.terminal is false".into(),
+            ))
+        }
+        _ => {}
+    }
+    let ns = Namespaces::from_spec(&bundle.spec);
+    if ns.new.contains(CloneFlags::CLONE_NEWUSER) {
+        let linux = bundle.spec.linux().as_ref();
+        let mapped = linux.is_some_and(|l| {
+            l.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+                && l.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        });
+        if !mapped {
+            return Err(Error::InvalidArgument(
+                "linux.uidMappings/gidMappings: a new user namespace needs both".into(),
+            ));
+        }
+    }
+
+    fs::create_dir_all(&opts.root)
+        .map_err(|e| Error::io(format!("creating {}", opts.root.display()), e))?;
+    let dir = container::dir(&opts.root, &opts.id);
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::AlreadyExists(opts.id.clone()))
+        }
+        Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
+    }
+    // State dirs hold the FIFO that starts the container: root only.
+    let _ = fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711));
+
+    let mut undo = Undo {
+        dir: dir.clone(),
+        pid: None,
+        cgroup: None,
+    };
+    match create_in(opts, bundle, ns, &mut undo) {
+        Ok(rec) => Ok(rec),
+        Err(e) => match undo.run() {
+            Ok(()) => Err(e),
+            Err(cleanup) => Err(Error::WithCleanup {
+                message: e.to_string(),
+                cleanup,
+            }),
+        },
+    }
+}
+
+/// What a failed create must take back.
+struct Undo {
+    dir: PathBuf,
+    pid: Option<i32>,
+    cgroup: Option<Box<dyn CgroupManager>>,
+}
+
+impl Undo {
+    fn run(&mut self) -> std::result::Result<(), String> {
+        let mut problems = Vec::new();
+        if let Some(pid) = self.pid.take() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some(mut cg) = self.cgroup.take() {
+            if let Err(e) = cg.destroy() {
+                problems.push(e.to_string());
+            }
+        }
+        if let Err(e) = fs::remove_dir_all(&self.dir) {
+            problems.push(format!("removing {}: {e}", self.dir.display()));
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+fn create_in(
+    opts: &CreateOptions,
+    bundle: spec::Bundle,
+    ns: Namespaces,
+    undo: &mut Undo,
+) -> Result<Record> {
+    let fifo = undo.dir.join(FIFO);
+    nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
+        .map_err(|e| Error::io(format!("mkfifo {}", fifo.display()), e))?;
+    let console_socket: Option<OwnedFd> = match &opts.console_socket {
+        Some(path) => Some(
+            UnixStream::connect(path)
+                .map_err(|e| Error::io(format!("connecting to console socket {}", path.display()), e))?
+                .into(),
+        ),
+        None => None,
+    };
+    let linux = bundle.spec.linux().clone();
+    let mut cgroup = if opts.no_cgroup {
+        None
+    } else {
+        let path = linux.as_ref().and_then(|l| l.cgroups_path().clone());
+        Some(cgroups::manager(opts.systemd_cgroup, &opts.id, path.as_deref())?)
+    };
+
+    let (creator_end, init_end) = sync::pair().map_err(|e| Error::io("socketpair", e))?;
+    let flags = ns.new;
+    let pid_join = ns.pid_join().cloned();
+    let ctx = InitContext {
+        id: opts.id.clone(),
+        bundle: bundle.clone(),
+        namespaces: ns,
+        channel: init_end,
+        fifo: fifo.clone(),
+        console_socket,
+        no_pivot: opts.no_pivot,
+        preserve_fds: opts.preserve_fds,
+    };
+    let pid = fork_init(flags, pid_join.as_deref(), ctx)?;
+    undo.pid = Some(pid);
+
+    if flags.contains(CloneFlags::CLONE_NEWUSER) {
+        write_id_maps(pid, linux.as_ref())?;
+    }
+    let resources = linux.as_ref().and_then(|l| l.resources().as_ref());
+    if let Some(cg) = cgroup.as_mut() {
+        cg.apply(pid, resources)?;
+    }
+    let cgroup_path = cgroup.as_ref().map(|c| c.path());
+    undo.cgroup = cgroup;
+
+    let state = OciState {
+        oci_version: bundle.spec.version().clone(),
+        id: opts.id.clone(),
+        status: "creating".into(),
+        pid: Some(pid),
+        bundle: bundle.dir.display().to_string(),
+        annotations: bundle
+            .spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    };
+    let send = |m: &ToInit| {
+        creator_end
+            .send(m)
+            .map_err(|e| Error::io("sync channel", e))
+    };
+    send(&ToInit::Proceed { pid })?;
+    loop {
+        match creator_end.recv::<ToCreator>() {
+            Ok(Some(ToCreator::Ready)) => break,
+            Ok(Some(ToCreator::RunHooks)) => {
+                let hs = bundle.spec.hooks().as_ref();
+                for phase in [Phase::Prestart, Phase::CreateRuntime] {
+                    if let Err(e) = hooks::run(&hooks::hooks_for(hs, phase), phase, &state) {
+                        let _ = send(&ToInit::Abort);
+                        return Err(e.into());
+                    }
+                }
+                send(&ToInit::Proceed { pid })?;
+            }
+            Ok(Some(ToCreator::Error(msg))) => return Err(Error::Init(msg)),
+            Ok(None) => return Err(Error::Init(describe_exit(pid))),
+            Err(e) => return Err(Error::io("sync channel", e)),
+        }
+    }
+
+    let pid_start = process_start_time(pid)
+        .ok_or_else(|| Error::Init("the container init exited right after setup".into()))?;
+    let rec = Record {
+        id: opts.id.clone(),
+        oci_version: state.oci_version.clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid,
+        pid_start,
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        systemd_cgroup: opts.systemd_cgroup,
+        cgroup: cgroup_path,
+        annotations: state.annotations.clone(),
+    };
+    rec.save(&opts.root)?;
+    if let Some(pf) = &opts.pid_file {
+        write_pid_file(pf, pid)?;
+    }
+    Ok(rec)
+}
+
+/// Forks the init into its new namespaces. A pid namespace given by path is
+/// entered around the clone (it only applies to children), then left again.
+fn fork_init(flags: CloneFlags, pid_join: Option<&Path>, ctx: InitContext) -> Result<i32> {
+    let restore = match pid_join {
+        Some(path) => {
+            let own = fs::File::open("/proc/self/ns/pid")
+                .map_err(|e| Error::io("opening /proc/self/ns/pid", e))?;
+            let target = fs::File::open(path)
+                .map_err(|e| Error::io(format!("opening pid namespace {}", path.display()), e))?;
+            nix::sched::setns(&target, CloneFlags::CLONE_NEWPID)
+                .map_err(|e| Error::io(format!("joining pid namespace {}", path.display()), e))?;
+            Some(own)
+        }
+        None => None,
+    };
+    // SAFETY: create() is documented to run in a single-threaded process.
+    let forked = unsafe { clone_fork(flags) };
+    if let Ok(0) = forked {
+        child::run(ctx);
+    }
+    if let Some(own) = restore {
+        nix::sched::setns(&own, CloneFlags::CLONE_NEWPID)
+            .map_err(|e| Error::io("returning to our pid namespace", e))?;
+    }
+    drop(ctx);
+    forked.map_err(|e| Error::io(format!("clone({flags:?})"), e))
+}
+
+fn write_id_maps(pid: i32, linux: Option<&oci_spec::runtime::Linux>) -> Result<()> {
+    let Some(linux) = linux else { return Ok(()) };
+    let fmt = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        maps.iter()
+            .flatten()
+            .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+            .collect::<String>()
+    };
+    for (file, maps) in [("uid_map", linux.uid_mappings()), ("gid_map", linux.gid_mappings())] {
+        let path = format!("/proc/{pid}/{file}");
+        fs::write(&path, fmt(maps)).map_err(|e| Error::io(format!("writing {path}"), e))?;
+    }
+    Ok(())
+}
+
+fn describe_exit(pid: i32) -> String {
+    match waitpid(Pid::from_raw(pid), None) {
+        Ok(WaitStatus::Exited(_, code)) => format!("exited with status {code} during setup"),
+        Ok(WaitStatus::Signaled(_, sig, _)) => format!("killed by {sig} during setup"),
+        _ => "went away during setup".into(),
+    }
+}
+
+/// Written atomically (runc's tools poll for it).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_extension("berth-tmp");
+    fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}

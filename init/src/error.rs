@@ -1,0 +1,94 @@
+//! The crate-level error of the creator-side operations (create, start, kill,
+//! delete, …): each module's error, plus the container-level ones.
+
+use crate::container::Status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid container id {id:?}: {rule}")]
+    InvalidId { id: String, rule: &'static str },
+    #[error("container {0} already exists")]
+    AlreadyExists(String),
+    #[error("container {0} does not exist")]
+    NotFound(String),
+    #[error("cannot {op} container {id}: it is {status}")]
+    WrongState {
+        id: String,
+        op: &'static str,
+        status: Status,
+    },
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
+    #[error(transparent)]
+    Cgroup(#[from] crate::cgroups::CgroupError),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    #[error("container init: {0}")]
+    Init(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{message} (and cleaning up failed: {cleanup})")]
+    WithCleanup { message: String, cleanup: String },
+}
+
+impl Error {
+    pub fn io(what: impl Into<String>, source: impl Into<std::io::Error>) -> Self {
+        Error::Io {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Container ids: what runc accepts, minus the surprises. They name
+/// directories, units and D-Bus paths, so `/`, `..`, NUL and control
+/// characters are out.
+pub fn validate_id(id: &str) -> Result<()> {
+    let bad = |rule| {
+        Err(Error::InvalidId {
+            id: id.into(),
+            rule,
+        })
+    };
+    if id.is_empty() {
+        return bad("must not be empty");
+    }
+    if id.len() > 128 {
+        return bad("longer than 128 bytes");
+    }
+    if id == "." || id == ".." {
+        return bad("must not be . or ..");
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'+'))
+    {
+        return bad("only A-Z a-z 0-9 _ - . + are allowed");
+    }
+    if !id.as_bytes()[0].is_ascii_alphanumeric() {
+        return bad("must start with a letter or digit");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for ok in ["a", "web-1", "x.y_z+1", &"a".repeat(128)] {
+            assert!(validate_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", "a/b", "a\0b", "-a", "a b", "é", "a\nb", &"a".repeat(129)] {
+            assert!(validate_id(bad).is_err(), "{bad:?}");
+        }
+    }
+}

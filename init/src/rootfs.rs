@@ -1,0 +1,427 @@
+//! The container's filesystem: propagation, mounts[], devices, /dev symlinks,
+//! pivot_root, masked and read-only paths, read-only root.
+//!
+//! Runs in the container's new mount namespace. The order follows runc's
+//! (prepareRoot → mounts → devices → pivot_root; then sysctls, readonlyPaths,
+//! maskedPaths, readonly root) because later steps depend on earlier ones:
+//! /proc/sys can only be written before it is made read-only, and masking needs
+//! the container's /dev/null.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+use nix::unistd::{chdir, chroot, pivot_root};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+
+use crate::mounts::{parse_options, propagation_flag};
+use crate::paths::secure_join;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("mount {what} on {target}: {source}")]
+    Mount {
+        what: String,
+        target: PathBuf,
+        source: nix::Error,
+    },
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("mounts[{index}]: {message}")]
+    BadMount { index: usize, message: String },
+    #[error("pivot_root into {root}: {source}")]
+    Pivot { root: PathBuf, source: nix::Error },
+    #[error("sysctl {key}: {source}")]
+    Sysctl { key: String, source: io::Error },
+}
+
+type Result<T> = std::result::Result<T, RootfsError>;
+
+fn do_mount(
+    src: Option<&Path>,
+    target: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<()> {
+    mount(src, target, fstype, flags, data).map_err(|source| RootfsError::Mount {
+        what: fstype.map(str::to_string).unwrap_or_else(|| {
+            src.map(|s| s.display().to_string())
+                .unwrap_or_else(|| format!("{flags:?}"))
+        }),
+        target: target.into(),
+        source,
+    })
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RootfsError + use<'_> {
+    move |source| RootfsError::Io {
+        what,
+        path: path.into(),
+        source,
+    }
+}
+
+fn mkdir_all(path: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .map_err(io_err("mkdir", path))
+}
+
+/// The default devices every container gets (OCI config-linux.md).
+pub fn default_devices() -> Vec<(&'static str, u64, u64)> {
+    vec![
+        ("/dev/null", 1, 3),
+        ("/dev/zero", 1, 5),
+        ("/dev/full", 1, 7),
+        ("/dev/random", 1, 8),
+        ("/dev/urandom", 1, 9),
+        ("/dev/tty", 5, 0),
+    ]
+}
+
+/// The /dev symlinks every container gets.
+pub const DEV_SYMLINKS: &[(&str, &str)] = &[
+    ("/proc/self/fd", "/dev/fd"),
+    ("/proc/self/fd/0", "/dev/stdin"),
+    ("/proc/self/fd/1", "/dev/stdout"),
+    ("/proc/self/fd/2", "/dev/stderr"),
+];
+
+/// Everything before pivot_root. `in_userns` switches device creation from
+/// mknod (not allowed there) to bind mounts of the host's nodes.
+pub fn mount_all(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let propagation = linux
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(propagation_flag)
+        .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
+    // Nothing we mount may propagate back to the host.
+    do_mount(None, Path::new("/"), None, propagation, None)?;
+    // pivot_root needs the new root to be a mount point.
+    do_mount(
+        Some(rootfs),
+        rootfs,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )?;
+
+    let mut dev_is_bind = false;
+    for (index, m) in spec.mounts().iter().flatten().enumerate() {
+        if m.destination() == Path::new("/dev") && is_bind(m) {
+            dev_is_bind = true;
+        }
+        mount_entry(index, m, rootfs, bundle)?;
+    }
+    if !dev_is_bind {
+        create_devices(rootfs, linux.and_then(|l| l.devices().as_deref()), in_userns)?;
+        for (target, link) in DEV_SYMLINKS {
+            let at = rootfs.join(link.trim_start_matches('/'));
+            match symlink(target, &at) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(io_err("symlink", &at)(e))
+                }
+                _ => {}
+            }
+        }
+        let ptmx = rootfs.join("dev/ptmx");
+        if rootfs.join("dev/pts/ptmx").exists() {
+            let _ = fs::remove_file(&ptmx);
+            symlink("pts/ptmx", &ptmx).map_err(io_err("symlink", &ptmx))?;
+        }
+    }
+    Ok(())
+}
+
+fn is_bind(m: &Mount) -> bool {
+    m.typ().as_deref() == Some("bind")
+        || m.options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+}
+
+fn mount_entry(index: usize, m: &Mount, rootfs: &Path, bundle: &Path) -> Result<()> {
+    let bad = |message: String| RootfsError::BadMount { index, message };
+    let opts = parse_options(m.options().as_deref().unwrap_or_default()).map_err(&bad)?;
+    let target = secure_join(rootfs, m.destination()).map_err(io_err("resolve", m.destination()))?;
+    let fstype = m.typ().as_deref().unwrap_or("none");
+    let bind = opts.bind || fstype == "bind";
+
+    if bind {
+        let src = m.source().as_ref().ok_or_else(|| bad("bind without source".into()))?;
+        let src = if src.is_absolute() { src.clone() } else { bundle.join(src) };
+        let src_md = fs::metadata(&src).map_err(io_err("stat", &src))?;
+        create_mount_point(&target, src_md.is_dir())?;
+        let mut flags = MsFlags::MS_BIND;
+        if opts.flags.contains(MsFlags::MS_REC) {
+            flags |= MsFlags::MS_REC;
+        }
+        do_mount(Some(&src), &target, None, flags, None)?;
+        // A bind mount ignores every other flag; they need a remount.
+        let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        if !rest.is_empty() {
+            do_mount(
+                None,
+                &target,
+                None,
+                rest | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
+                None,
+            )?;
+        }
+    } else {
+        create_mount_point(&target, true)?;
+        let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
+        match fstype {
+            "cgroup" | "cgroup2" => mount_cgroup(&target, opts.flags)?,
+            "sysfs" => {
+                // Without a new net namespace the kernel refuses a fresh sysfs;
+                // runc falls back to binding the host's, read-only — so do we.
+                if let Err(e) = mount(Some("sysfs"), &target, Some("sysfs"), opts.flags, data) {
+                    if e != nix::Error::EPERM {
+                        return Err(RootfsError::Mount {
+                            what: "sysfs".into(),
+                            target,
+                            source: e,
+                        });
+                    }
+                    let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+                    do_mount(Some(Path::new("/sys")), &target, None, flags, None)?;
+                    do_mount(None, &target, None, flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)?;
+                }
+            }
+            _ => {
+                let src = m.source().as_deref().unwrap_or(Path::new(fstype));
+                do_mount(Some(src), &target, Some(fstype), opts.flags, data)?;
+            }
+        }
+    }
+    for p in &opts.propagation {
+        do_mount(None, &target, None, *p, None)?;
+    }
+    Ok(())
+}
+
+fn create_mount_point(target: &Path, dir: bool) -> Result<()> {
+    if dir {
+        return mkdir_all(target);
+    }
+    if let Some(parent) = target.parent() {
+        mkdir_all(parent)?;
+    }
+    if !target.exists() {
+        fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o644)
+            .open(target)
+            .map_err(io_err("create", target))?;
+    }
+    Ok(())
+}
+
+/// `type: cgroup` in a spec means "the cgroup filesystem as the host has it",
+/// seen through the container's cgroup namespace. On a unified host that is a
+/// cgroup2 mount; on a v1 or hybrid host, a tmpfs holding each hierarchy.
+fn mount_cgroup(target: &Path, flags: MsFlags) -> Result<()> {
+    let flags = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let host = fs::read_to_string("/proc/self/mountinfo").map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
+    let mut v1 = Vec::new();
+    let mut unified_at = None;
+    for line in host.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let mut r = right.split_whitespace();
+        let (fstype, super_opts) = (r.next().unwrap_or(""), r.nth(1).unwrap_or(""));
+        let Some(point) = left.split_whitespace().nth(4) else { continue };
+        let Some(rel) = point.strip_prefix("/sys/fs/cgroup") else { continue };
+        match fstype {
+            "cgroup2" => unified_at = Some(rel.trim_start_matches('/').to_string()),
+            "cgroup" => {
+                let opts: Vec<&str> = super_opts
+                    .split(',')
+                    .filter(|o| !matches!(*o, "rw" | "ro"))
+                    .collect();
+                v1.push((rel.trim_start_matches('/').to_string(), opts.join(",")));
+            }
+            _ => {}
+        }
+    }
+    if v1.is_empty() {
+        return do_mount(Some(Path::new("cgroup2")), target, Some("cgroup2"), flags, None);
+    }
+    do_mount(Some(Path::new("tmpfs")), target, Some("tmpfs"), flags & !MsFlags::MS_RDONLY, Some("mode=755"))?;
+    for (rel, opts) in v1 {
+        let dir = target.join(&rel);
+        mkdir_all(&dir)?;
+        do_mount(Some(Path::new("cgroup")), &dir, Some("cgroup"), flags, Some(&opts))?;
+    }
+    if let Some(rel) = unified_at {
+        let dir = target.join(rel);
+        mkdir_all(&dir)?;
+        do_mount(Some(Path::new("cgroup2")), &dir, Some("cgroup2"), flags, None)?;
+    }
+    if flags.contains(MsFlags::MS_RDONLY) {
+        do_mount(None, target, None, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY, None)?;
+    }
+    Ok(())
+}
+
+fn create_devices(rootfs: &Path, extra: Option<&[LinuxDevice]>, in_userns: bool) -> Result<()> {
+    let mut nodes: Vec<(PathBuf, SFlag, u64, u64, u32, Option<(u32, u32)>)> = default_devices()
+        .into_iter()
+        .map(|(p, maj, min)| (PathBuf::from(p), SFlag::S_IFCHR, maj, min, 0o666, None))
+        .collect();
+    for d in extra.unwrap_or_default() {
+        let kind = match d.typ() {
+            LinuxDeviceType::B => SFlag::S_IFBLK,
+            LinuxDeviceType::P => SFlag::S_IFIFO,
+            _ => SFlag::S_IFCHR,
+        };
+        let owner = Some((d.uid().unwrap_or(0), d.gid().unwrap_or(0)));
+        nodes.retain(|n| n.0 != *d.path());
+        nodes.push((
+            d.path().clone(),
+            kind,
+            d.major() as u64,
+            d.minor() as u64,
+            d.file_mode().unwrap_or(0o666),
+            owner,
+        ));
+    }
+    for (path, kind, major, minor, mode, owner) in nodes {
+        let target = secure_join(rootfs, &path).map_err(io_err("resolve", &path))?;
+        if let Some(parent) = target.parent() {
+            mkdir_all(parent)?;
+        }
+        let _ = fs::remove_file(&target);
+        if in_userns {
+            // mknod is refused in a user namespace: bind the host's node instead.
+            create_mount_point(&target, false)?;
+            do_mount(Some(&path), &target, None, MsFlags::MS_BIND, None)?;
+            continue;
+        }
+        mknod(
+            &target,
+            kind,
+            Mode::from_bits_truncate(mode & 0o7777),
+            makedev(major, minor),
+        )
+        .map_err(|e| io_err("mknod", &target)(e.into()))?;
+        // mknod honours the umask; the spec's mode is exact.
+        nix::sys::stat::fchmodat(
+            None,
+            &target,
+            Mode::from_bits_truncate(mode & 0o7777),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| io_err("chmod", &target)(e.into()))?;
+        if let Some((uid, gid)) = owner {
+            nix::unistd::chown(&target, Some(uid.into()), Some(gid.into()))
+                .map_err(|e| io_err("chown", &target)(e.into()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes `rootfs` the root: pivot_root, or MS_MOVE + chroot with `no_pivot`
+/// (roots on initramfs, where pivot_root is refused).
+pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
+    let pivot_err = |source| RootfsError::Pivot {
+        root: rootfs.into(),
+        source,
+    };
+    chdir(rootfs).map_err(pivot_err)?;
+    if no_pivot {
+        // initramfs roots cannot be pivoted away from: move + chroot instead.
+        do_mount(Some(rootfs), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
+        chroot(".").map_err(pivot_err)?;
+    } else {
+        pivot_root(".", ".").map_err(pivot_err)?;
+        // The old root is stacked under "."; make it a slave so detaching it
+        // cannot propagate unmounts to the host, then detach it.
+        do_mount(None, Path::new("."), None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)?;
+        umount2(".", MntFlags::MNT_DETACH).map_err(pivot_err)?;
+    }
+    chdir("/").map_err(pivot_err)
+}
+
+/// After pivot_root: sysctls, read-only and masked paths, read-only root.
+pub fn finalize(spec: &Spec) -> Result<()> {
+    let Some(linux) = spec.linux() else {
+        return readonly_root(spec);
+    };
+    for (key, value) in linux.sysctl().iter().flatten() {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        fs::write(&path, value).map_err(|source| RootfsError::Sysctl {
+            key: key.clone(),
+            source,
+        })?;
+    }
+    for p in linux.readonly_paths().iter().flatten() {
+        let path = Path::new(p);
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
+        match mount(Some(path), path, None::<&str>, flags, None::<&str>) {
+            Err(nix::Error::ENOENT) => continue,
+            other => other.map_err(|source| RootfsError::Mount {
+                what: "readonly path".into(),
+                target: path.into(),
+                source,
+            })?,
+        }
+        let ro = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC;
+        do_mount(None, path, None, ro, None)?;
+    }
+    for p in linux.masked_paths().iter().flatten() {
+        mask(Path::new(p))?;
+    }
+    if let Some(prop) = linux.rootfs_propagation().as_deref().and_then(propagation_flag) {
+        if prop.contains(MsFlags::MS_SHARED) {
+            do_mount(None, Path::new("/"), None, prop, None)?;
+        }
+    }
+    readonly_root(spec)
+}
+
+/// Masks a path: /dev/null over a file, an empty read-only tmpfs over a dir.
+fn mask(path: &Path) -> Result<()> {
+    let md = match fs::metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("stat", path)(e)),
+    };
+    if md.is_dir() {
+        do_mount(
+            Some(Path::new("tmpfs")),
+            path,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            Some("size=0"),
+        )
+    } else {
+        do_mount(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None)
+    }
+}
+
+fn readonly_root(spec: &Spec) -> Result<()> {
+    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        do_mount(None, Path::new("/"), None, flags, None)?;
+    }
+    Ok(())
+}

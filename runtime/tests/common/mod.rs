@@ -1,0 +1,176 @@
+//! Shared by the runtime's integration tests: a busybox bundle on the host (in
+//! the cargo target dir, which every box binds at the same path) and a handle
+//! that runs `berth-runtime` inside a systemd box.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use berth_box::SystemdBox;
+use serde_json::{json, Value};
+
+pub const RUNTIME: &str = env!("CARGO_BIN_EXE_berth-runtime");
+
+/// Busybox applets the tests use, as symlinks in the rootfs.
+const APPLETS: &[&str] = &[
+    "sh", "cat", "echo", "ls", "sleep", "mkdir", "readlink", "id", "grep", "true", "false", "touch",
+    "mount", "hostname", "wc", "env", "stat", "head", "uname", "pwd",
+];
+
+/// A bundle directory with a busybox rootfs and a config.json; removed on drop.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub config: Value,
+}
+
+fn unique(name: &str) -> String {
+    static SEQ: AtomicU32 = AtomicU32::new(0);
+    format!("{name}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+impl Bundle {
+    /// A bundle whose process runs `args`. The config starts as
+    /// `berth-runtime spec` writes it (runc's defaults), non-terminal.
+    pub fn new(name: &str, args: &[&str]) -> Bundle {
+        let base = berth_box::target_dir()
+            .expect("cargo target dir")
+            .join("berth-tests");
+        let dir = base.join(unique(name));
+        let rootfs = dir.join("rootfs");
+        for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+            .expect("/bin/busybox (apt-get install busybox-static)");
+        for a in APPLETS {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
+        }
+        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        let out = std::process::Command::new(RUNTIME)
+            .args(["spec", "--bundle"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "spec: {}", String::from_utf8_lossy(&out.stderr));
+        let mut config: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+        config["process"]["terminal"] = json!(false);
+        config["process"]["args"] = json!(args);
+        let b = Bundle { dir, config };
+        b.save();
+        b
+    }
+
+    pub fn save(&self) {
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_string_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    pub fn path(&self) -> &str {
+        self.dir.to_str().unwrap()
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `berth-runtime` inside a box, with its own --root.
+pub struct Rt<'a> {
+    pub b: &'a SystemdBox,
+    pub root: String,
+    pub systemd: bool,
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+impl<'a> Rt<'a> {
+    pub fn new(b: &'a SystemdBox, systemd: bool) -> Self {
+        Rt {
+            b,
+            root: format!("/run/berth-runtime-test-{}", unique("r")),
+            systemd,
+        }
+    }
+
+    fn argv(&self, args: &[&str]) -> Vec<String> {
+        let mut v = vec![RUNTIME.to_string(), "--root".into(), self.root.clone()];
+        if self.systemd {
+            v.push("--systemd-cgroup".into());
+        }
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    /// Runs a verb whose stdio must not be held by the container (anything but
+    /// create/run): output collected.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let argv = self.argv(args);
+        let refs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        self.b.exec(&refs).unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `create`, with the container's stdout/stderr going to `log` (a file in
+    /// the box) so our pipe is not held open by the container.
+    pub fn create(&self, id: &str, bundle: &Bundle, log: &str) -> Output {
+        let argv = self.argv(&["create", id, "--bundle", bundle.path()]);
+        let script = format!("exec {} >{log} 2>&1 </dev/null", shell_join(&argv));
+        self.b.sh(&script).unwrap()
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"].as_str().unwrap().to_string()
+    }
+
+    pub fn wait_status(&self, id: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.status(id);
+            if s == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{id} stayed {s}, wanted {want}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+pub fn shell_join(argv: &[String]) -> String {
+    argv.iter()
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// No berth process, state dir or scope left for `id`.
+pub fn assert_nothing_left(rt: &Rt, id: &str) {
+    let dir = Path::new(&rt.root).join(id);
+    let probe = rt.b.sh(&format!("test -e {}", dir.display())).unwrap();
+    assert!(!probe.status.success(), "state dir {} left behind", dir.display());
+    let units = rt.b.sh_ok("systemctl list-units --all --no-legend 'berth-*' || true");
+    assert!(!units.contains(&format!("berth-{id}.scope")), "scope left: {units}");
+}
