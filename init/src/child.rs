@@ -15,6 +15,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use crate::hooks::{self, Phase};
 use crate::namespaces::Namespaces;
@@ -64,6 +65,12 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
     // The creator writes our id maps and places us in the cgroup, then says go.
     let host_pid = wait_proceed(&ctx.channel)?;
     ctx.namespaces.join_all().map_err(|e| e.to_string())?;
+    if ctx.namespaces.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+        // Now that the creator has moved us into the container's cgroup, a new
+        // cgroup namespace makes that cgroup the container's "/".
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;
+    }
     let in_userns = ctx.namespaces.has(CloneFlags::CLONE_NEWUSER);
     if in_userns {
         // Become root of the new user namespace (a mapped uid 0).
@@ -129,9 +136,55 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
         nix::unistd::chroot(&ctx.bundle.rootfs).map_err(|e| format!("chroot: {e}"))?;
     }
     if let Some(sock) = &ctx.console_socket {
-        console::setup(sock, process).map_err(|e| e.to_string())?;
+        console::setup(sock, process, true).map_err(|e| e.to_string())?;
     }
 
+    let filter = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let prepared = prepare_process(process, filter)?;
+
+    ctx.channel
+        .send(&ToCreator::Ready)
+        .map_err(|e| format!("sync channel: {e}"))?;
+
+    // Blocks until `start` opens the FIFO for reading.
+    let reopen = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+    let mut started = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(&reopen)
+        .map_err(|e| format!("opening exec fifo for writing: {e}"))?;
+    drop(fifo);
+    hooks::run(
+        &hooks::hooks_for(spec_hooks, Phase::StartContainer),
+        Phase::StartContainer,
+        &state("running"),
+    )
+    .map_err(|e| e.to_string())?;
+    started
+        .write_all(b"0")
+        .map_err(|e| format!("writing exec fifo: {e}"))?;
+    // `started` stays open: execve closes it (O_CLOEXEC), and that EOF tells
+    // `start` the process runs, so poststart hooks follow the exec.
+    exec_prepared(&prepared, filter, 3 + ctx.preserve_fds)
+}
+
+/// A process ready to execve: credentials, capabilities and cwd applied.
+pub struct Prepared {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+    program: PathBuf,
+    /// seccomp is still to load (no_new_privs set: load it last).
+    seccomp_pending: bool,
+}
+
+/// Applies `process` to the calling process — rlimits, oom score, bounding
+/// set, no_new_privs, user, capabilities, cwd — and resolves its program.
+/// Shared by the container init and `exec`.
+pub fn prepare_process(
+    process: &Process,
+    filter: Option<&LinuxSeccomp>,
+) -> Result<Prepared, String> {
     process::set_rlimits(process).map_err(|e| e.to_string())?;
     process::set_oom_score(process).map_err(|e| e.to_string())?;
     let caps = process.capabilities().clone().unwrap_or_default();
@@ -141,7 +194,6 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
     // user switch may drop: load it now. With it, load it last (fewer syscalls
     // of ours run under the container's filter).
     let nnp = process.no_new_privileges().unwrap_or(false);
-    let filter = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     if let (Some(f), false) = (filter, nnp) {
         seccomp::load(f).map_err(|e| e.to_string())?;
     }
@@ -152,41 +204,31 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
 
     let args = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
-    let program = crate::paths::look_path(&args[0], &env)?;
-    let argv = cstrings(&args)?;
-    let envp = cstrings(&env)?;
-    let path = CString::new(program.as_os_str().as_encoded_bytes())
-        .map_err(|_| "process.args[0] contains NUL")?;
+    let first = args.first().ok_or("process.args: empty")?;
+    let program = crate::paths::look_path(first, &env)?;
+    Ok(Prepared {
+        path: CString::new(program.as_os_str().as_encoded_bytes())
+            .map_err(|_| "process.args[0] contains NUL")?,
+        argv: cstrings(&args)?,
+        envp: cstrings(&env)?,
+        program,
+        seccomp_pending: filter.is_some() && nnp,
+    })
+}
 
-    ctx.channel
-        .send(&ToCreator::Ready)
-        .map_err(|e| format!("sync channel: {e}"))?;
-
-    // Blocks until `start` opens the FIFO for reading.
-    let reopen = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let mut w = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&reopen)
-        .map_err(|e| format!("opening exec fifo for writing: {e}"))?;
-    w.write_all(b"0")
-        .map_err(|e| format!("writing exec fifo: {e}"))?;
-    drop(w);
-    drop(fifo);
-
-    hooks::run(
-        &hooks::hooks_for(spec_hooks, Phase::StartContainer),
-        Phase::StartContainer,
-        &state("running"),
-    )
-    .map_err(|e| e.to_string())?;
-    if let (Some(f), true) = (filter, nnp) {
+/// The last steps: seccomp (if still pending), every fd from `keep_below` on
+/// marked close-on-exec (no host fd survives: CVE-2024-21626 class), execve.
+pub fn exec_prepared(
+    p: &Prepared,
+    filter: Option<&LinuxSeccomp>,
+    keep_below: u32,
+) -> Result<std::convert::Infallible, String> {
+    if let (Some(f), true) = (filter, p.seccomp_pending) {
         seccomp::load(f).map_err(|e| e.to_string())?;
     }
-    // No host fd may survive into the container (CVE-2024-21626 class).
-    close_range_cloexec(3 + ctx.preserve_fds).map_err(|e| format!("close_range: {e}"))?;
-    let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
-    Err(format!("exec {}: {err}", program.display()))
+    close_range_cloexec(keep_below).map_err(|e| format!("close_range: {e}"))?;
+    let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
+    Err(format!("exec {}: {err}", p.program.display()))
 }
 
 fn cstrings(list: &[String]) -> Result<Vec<CString>, String> {

@@ -23,7 +23,8 @@ fn step(step: &'static str) -> impl FnOnce(nix::Error) -> ConsoleError {
     move |source| ConsoleError { step, source }
 }
 
-pub fn setup(socket: &OwnedFd, process: &Process) -> Result<(), ConsoleError> {
+/// `bind_console`: the init binds the slave on /dev/console; an exec does not.
+pub fn setup(socket: &OwnedFd, process: &Process, bind_console: bool) -> Result<(), ConsoleError> {
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .map_err(step("opening /dev/ptmx"))?;
     grantpt(&master).map_err(step("grantpt"))?;
@@ -53,8 +54,12 @@ pub fn setup(socket: &OwnedFd, process: &Process) -> Result<(), ConsoleError> {
     drop(master);
 
     nix::unistd::setsid().map_err(step("setsid"))?;
-    let slave = nix::fcntl::open(Path::new(&slave_name), OFlag::O_RDWR, nix::sys::stat::Mode::empty())
-        .map_err(step("opening the pty slave"))?;
+    let slave = nix::fcntl::open(
+        Path::new(&slave_name),
+        OFlag::O_RDWR,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(step("opening the pty slave"))?;
     // SAFETY: TIOCSCTTY on an fd we own.
     let rc = unsafe { libc::ioctl(slave, libc::TIOCSCTTY, 0) };
     nix::Error::result(rc).map_err(step("TIOCSCTTY"))?;
@@ -62,11 +67,23 @@ pub fn setup(socket: &OwnedFd, process: &Process) -> Result<(), ConsoleError> {
         nix::unistd::dup2(slave, fd).map_err(step("dup2 onto stdio"))?;
     }
     let console = Path::new("/dev/console");
+    if !bind_console {
+        if slave > 2 {
+            let _ = nix::unistd::close(slave);
+        }
+        return Ok(());
+    }
     if !console.exists() {
         let _ = std::fs::File::create(console);
     }
-    mount(Some(Path::new(&slave_name)), console, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(step("binding the pty on /dev/console"))?;
+    mount(
+        Some(Path::new(&slave_name)),
+        console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(step("binding the pty on /dev/console"))?;
     if slave > 2 {
         let _ = nix::unistd::close(slave);
     }

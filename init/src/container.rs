@@ -91,8 +91,7 @@ impl Record {
             }
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
-        serde_json::from_str(&text)
-            .map_err(|e| Error::io(format!("parsing {}", path.display()), e))
+        serde_json::from_str(&text).map_err(|e| Error::io(format!("parsing {}", path.display()), e))
     }
 
     /// Written to a temporary file and renamed: a crash never leaves half a record.
@@ -177,13 +176,17 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(&fifo_path)
         .map_err(|e| Error::io(format!("opening {}", fifo_path.display()), e))?;
+    // One byte: the init passed its startContainer hooks. Then EOF: its
+    // write end closed on execve (or it died), so the process now runs.
+    let mut got_byte = false;
     loop {
         let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {
             Ok(n) if n > 0 => {
                 let mut byte = [0u8; 1];
                 match fifo.read(&mut byte) {
-                    Ok(1) => break,
+                    Ok(1) => got_byte = true,
+                    Ok(_) if got_byte => break,
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(Error::io("reading the exec fifo", e)),
@@ -192,7 +195,7 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(e) => return Err(Error::io("polling the exec fifo", e)),
         }
-        if !rec.alive() {
+        if !got_byte && !rec.alive() {
             return Err(Error::Init(
                 "the container init exited before it could be started".into(),
             ));
@@ -303,7 +306,9 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while rec.alive() {
             if Instant::now() > deadline {
-                return Err(Error::Init(format!("container {id} did not die after SIGKILL")));
+                return Err(Error::Init(format!(
+                    "container {id} did not die after SIGKILL"
+                )));
             }
             std::thread::sleep(Duration::from_millis(5));
         }

@@ -157,24 +157,30 @@ fn create_in(
     let fifo = undo.dir.join(FIFO);
     nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o600))
         .map_err(|e| Error::io(format!("mkfifo {}", fifo.display()), e))?;
+    // Write for all (runc's 0622): the init may have switched to an unprivileged
+    // user (or a user namespace) by the time it re-opens the FIFO. Reading it,
+    // which is what starts the container, stays root's.
+    fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(|e| Error::io(format!("chmod {}", fifo.display()), e))?;
     let console_socket: Option<OwnedFd> = match &opts.console_socket {
         Some(path) => Some(
             UnixStream::connect(path)
-                .map_err(|e| Error::io(format!("connecting to console socket {}", path.display()), e))?
+                .map_err(|e| {
+                    Error::io(
+                        format!("connecting to console socket {}", path.display()),
+                        e,
+                    )
+                })?
                 .into(),
         ),
         None => None,
     };
     let linux = bundle.spec.linux().clone();
-    let mut cgroup = if opts.no_cgroup {
-        None
-    } else {
-        let path = linux.as_ref().and_then(|l| l.cgroups_path().clone());
-        Some(cgroups::manager(opts.systemd_cgroup, &opts.id, path.as_deref())?)
-    };
 
     let (creator_end, init_end) = sync::pair().map_err(|e| Error::io("socketpair", e))?;
-    let flags = ns.new;
+    // The cgroup namespace is unshared by the init itself once it sits in its
+    // cgroup (see child.rs), so that the container's cgroup is its root.
+    let flags = ns.new & !CloneFlags::CLONE_NEWCGROUP;
     let pid_join = ns.pid_join().cloned();
     let ctx = InitContext {
         id: opts.id.clone(),
@@ -192,6 +198,19 @@ fn create_in(
     if flags.contains(CloneFlags::CLONE_NEWUSER) {
         write_id_maps(pid, linux.as_ref())?;
     }
+    // Only now, after the fork: the systemd driver's bus connection starts
+    // threads, and forking a multi-threaded process can leave the child
+    // blocked forever on a lock another thread held.
+    let mut cgroup = if opts.no_cgroup {
+        None
+    } else {
+        let path = linux.as_ref().and_then(|l| l.cgroups_path().clone());
+        Some(cgroups::manager(
+            opts.systemd_cgroup,
+            &opts.id,
+            path.as_deref(),
+        )?)
+    };
     let resources = linux.as_ref().and_then(|l| l.resources().as_ref());
     if let Some(cg) = cgroup.as_mut() {
         cg.apply(pid, resources)?;
@@ -295,7 +314,10 @@ fn write_id_maps(pid: i32, linux: Option<&oci_spec::runtime::Linux>) -> Result<(
             .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
             .collect::<String>()
     };
-    for (file, maps) in [("uid_map", linux.uid_mappings()), ("gid_map", linux.gid_mappings())] {
+    for (file, maps) in [
+        ("uid_map", linux.uid_mappings()),
+        ("gid_map", linux.gid_mappings()),
+    ] {
         let path = format!("/proc/{pid}/{file}");
         fs::write(&path, fmt(maps)).map_err(|e| Error::io(format!("writing {path}"), e))?;
     }
@@ -313,6 +335,7 @@ fn describe_exit(pid: i32) -> String {
 /// Written atomically (runc's tools poll for it).
 pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     let tmp = path.with_extension("berth-tmp");
-    fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    fs::write(&tmp, pid.to_string())
+        .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     fs::rename(&tmp, path).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }

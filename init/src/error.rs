@@ -87,7 +87,18 @@ mod tests {
         for ok in ["a", "web-1", "x.y_z+1", &"a".repeat(128)] {
             assert!(validate_id(ok).is_ok(), "{ok}");
         }
-        for bad in ["", ".", "..", "a/b", "a\0b", "-a", "a b", "é", "a\nb", &"a".repeat(129)] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\0b",
+            "-a",
+            "a b",
+            "é",
+            "a\nb",
+            &"a".repeat(129),
+        ] {
             assert!(validate_id(bad).is_err(), "{bad:?}");
         }
     }

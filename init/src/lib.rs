@@ -10,18 +10,21 @@
 
 pub mod capabilities;
 pub mod cgroups;
-// pub mod child; (enabled once the helper modules land)
-// pub mod console; (enabled once the helper modules land)
-// pub mod container; (enabled once the helper modules land)
-// pub mod create; (enabled once the helper modules land)
-// pub mod error; (enabled once the helper modules land)
+pub mod child;
+pub mod console;
+pub mod container;
+pub mod create;
+pub mod error;
+pub mod exec;
 pub mod hooks;
 pub mod mounts;
 pub mod namespaces;
 pub mod paths;
 pub mod process;
-// pub mod rootfs; (enabled once the helper modules land)
+pub mod rootfs;
 pub mod seccomp;
 pub mod signal;
-// pub mod spec; (enabled once the helper modules land)
+pub mod spec;
 pub mod sync;
+
+pub use error::{Error, Result};

@@ -61,12 +61,9 @@ fn do_mount(
     })
 }
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RootfsError + use<'_> {
-    move |source| RootfsError::Io {
-        what,
-        path: path.into(),
-        source,
-    }
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RootfsError {
+    let path = path.to_path_buf();
+    move |source| RootfsError::Io { what, path, source }
 }
 
 fn mkdir_all(path: &Path) -> Result<()> {
@@ -124,7 +121,11 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool) -> 
         mount_entry(index, m, rootfs, bundle)?;
     }
     if !dev_is_bind {
-        create_devices(rootfs, linux.and_then(|l| l.devices().as_deref()), in_userns)?;
+        create_devices(
+            rootfs,
+            linux.and_then(|l| l.devices().as_deref()),
+            in_userns,
+        )?;
         for (target, link) in DEV_SYMLINKS {
             let at = rootfs.join(link.trim_start_matches('/'));
             match symlink(target, &at) {
@@ -154,13 +155,21 @@ fn is_bind(m: &Mount) -> bool {
 fn mount_entry(index: usize, m: &Mount, rootfs: &Path, bundle: &Path) -> Result<()> {
     let bad = |message: String| RootfsError::BadMount { index, message };
     let opts = parse_options(m.options().as_deref().unwrap_or_default()).map_err(&bad)?;
-    let target = secure_join(rootfs, m.destination()).map_err(io_err("resolve", m.destination()))?;
+    let target =
+        secure_join(rootfs, m.destination()).map_err(io_err("resolve", m.destination()))?;
     let fstype = m.typ().as_deref().unwrap_or("none");
     let bind = opts.bind || fstype == "bind";
 
     if bind {
-        let src = m.source().as_ref().ok_or_else(|| bad("bind without source".into()))?;
-        let src = if src.is_absolute() { src.clone() } else { bundle.join(src) };
+        let src = m
+            .source()
+            .as_ref()
+            .ok_or_else(|| bad("bind without source".into()))?;
+        let src = if src.is_absolute() {
+            src.clone()
+        } else {
+            bundle.join(src)
+        };
         let src_md = fs::metadata(&src).map_err(io_err("stat", &src))?;
         create_mount_point(&target, src_md.is_dir())?;
         let mut flags = MsFlags::MS_BIND;
@@ -197,7 +206,13 @@ fn mount_entry(index: usize, m: &Mount, rootfs: &Path, bundle: &Path) -> Result<
                     }
                     let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
                     do_mount(Some(Path::new("/sys")), &target, None, flags, None)?;
-                    do_mount(None, &target, None, flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, None)?;
+                    do_mount(
+                        None,
+                        &target,
+                        None,
+                        flags | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                        None,
+                    )?;
                 }
             }
             _ => {
@@ -236,15 +251,22 @@ fn create_mount_point(target: &Path, dir: bool) -> Result<()> {
 /// cgroup2 mount; on a v1 or hybrid host, a tmpfs holding each hierarchy.
 fn mount_cgroup(target: &Path, flags: MsFlags) -> Result<()> {
     let flags = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let host = fs::read_to_string("/proc/self/mountinfo").map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
+    let host = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
     let mut v1 = Vec::new();
     let mut unified_at = None;
     for line in host.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
         let mut r = right.split_whitespace();
         let (fstype, super_opts) = (r.next().unwrap_or(""), r.nth(1).unwrap_or(""));
-        let Some(point) = left.split_whitespace().nth(4) else { continue };
-        let Some(rel) = point.strip_prefix("/sys/fs/cgroup") else { continue };
+        let Some(point) = left.split_whitespace().nth(4) else {
+            continue;
+        };
+        let Some(rel) = point.strip_prefix("/sys/fs/cgroup") else {
+            continue;
+        };
         match fstype {
             "cgroup2" => unified_at = Some(rel.trim_start_matches('/').to_string()),
             "cgroup" => {
@@ -258,29 +280,76 @@ fn mount_cgroup(target: &Path, flags: MsFlags) -> Result<()> {
         }
     }
     if v1.is_empty() {
-        return do_mount(Some(Path::new("cgroup2")), target, Some("cgroup2"), flags, None);
+        return do_mount(
+            Some(Path::new("cgroup2")),
+            target,
+            Some("cgroup2"),
+            flags,
+            None,
+        );
     }
-    do_mount(Some(Path::new("tmpfs")), target, Some("tmpfs"), flags & !MsFlags::MS_RDONLY, Some("mode=755"))?;
+    do_mount(
+        Some(Path::new("tmpfs")),
+        target,
+        Some("tmpfs"),
+        flags & !MsFlags::MS_RDONLY,
+        Some("mode=755"),
+    )?;
     for (rel, opts) in v1 {
         let dir = target.join(&rel);
         mkdir_all(&dir)?;
-        do_mount(Some(Path::new("cgroup")), &dir, Some("cgroup"), flags, Some(&opts))?;
+        do_mount(
+            Some(Path::new("cgroup")),
+            &dir,
+            Some("cgroup"),
+            flags,
+            Some(&opts),
+        )?;
     }
     if let Some(rel) = unified_at {
         let dir = target.join(rel);
         mkdir_all(&dir)?;
-        do_mount(Some(Path::new("cgroup2")), &dir, Some("cgroup2"), flags, None)?;
+        do_mount(
+            Some(Path::new("cgroup2")),
+            &dir,
+            Some("cgroup2"),
+            flags,
+            None,
+        )?;
     }
     if flags.contains(MsFlags::MS_RDONLY) {
-        do_mount(None, target, None, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY, None)?;
+        do_mount(
+            None,
+            target,
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            None,
+        )?;
     }
     Ok(())
 }
 
+/// One device node to create in the container's /dev.
+struct DeviceNode {
+    path: PathBuf,
+    kind: SFlag,
+    major: u64,
+    minor: u64,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+}
+
 fn create_devices(rootfs: &Path, extra: Option<&[LinuxDevice]>, in_userns: bool) -> Result<()> {
-    let mut nodes: Vec<(PathBuf, SFlag, u64, u64, u32, Option<(u32, u32)>)> = default_devices()
+    let mut nodes: Vec<DeviceNode> = default_devices()
         .into_iter()
-        .map(|(p, maj, min)| (PathBuf::from(p), SFlag::S_IFCHR, maj, min, 0o666, None))
+        .map(|(p, major, minor)| DeviceNode {
+            path: PathBuf::from(p),
+            kind: SFlag::S_IFCHR,
+            major,
+            minor,
+            mode: 0o666,
+            owner: None,
+        })
         .collect();
     for d in extra.unwrap_or_default() {
         let kind = match d.typ() {
@@ -288,19 +357,18 @@ fn create_devices(rootfs: &Path, extra: Option<&[LinuxDevice]>, in_userns: bool)
             LinuxDeviceType::P => SFlag::S_IFIFO,
             _ => SFlag::S_IFCHR,
         };
-        let owner = Some((d.uid().unwrap_or(0), d.gid().unwrap_or(0)));
-        nodes.retain(|n| n.0 != *d.path());
-        nodes.push((
-            d.path().clone(),
+        nodes.retain(|n| n.path != *d.path());
+        nodes.push(DeviceNode {
+            path: d.path().clone(),
             kind,
-            d.major() as u64,
-            d.minor() as u64,
-            d.file_mode().unwrap_or(0o666),
-            owner,
-        ));
+            major: d.major() as u64,
+            minor: d.minor() as u64,
+            mode: d.file_mode().unwrap_or(0o666),
+            owner: Some((d.uid().unwrap_or(0), d.gid().unwrap_or(0))),
+        });
     }
-    for (path, kind, major, minor, mode, owner) in nodes {
-        let target = secure_join(rootfs, &path).map_err(io_err("resolve", &path))?;
+    for n in nodes {
+        let target = secure_join(rootfs, &n.path).map_err(io_err("resolve", &n.path))?;
         if let Some(parent) = target.parent() {
             mkdir_all(parent)?;
         }
@@ -308,25 +376,21 @@ fn create_devices(rootfs: &Path, extra: Option<&[LinuxDevice]>, in_userns: bool)
         if in_userns {
             // mknod is refused in a user namespace: bind the host's node instead.
             create_mount_point(&target, false)?;
-            do_mount(Some(&path), &target, None, MsFlags::MS_BIND, None)?;
+            do_mount(Some(&n.path), &target, None, MsFlags::MS_BIND, None)?;
             continue;
         }
-        mknod(
-            &target,
-            kind,
-            Mode::from_bits_truncate(mode & 0o7777),
-            makedev(major, minor),
-        )
-        .map_err(|e| io_err("mknod", &target)(e.into()))?;
+        let mode = Mode::from_bits_truncate(n.mode & 0o7777);
+        mknod(&target, n.kind, mode, makedev(n.major, n.minor))
+            .map_err(|e| io_err("mknod", &target)(e.into()))?;
         // mknod honours the umask; the spec's mode is exact.
         nix::sys::stat::fchmodat(
             None,
             &target,
-            Mode::from_bits_truncate(mode & 0o7777),
+            mode,
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
         .map_err(|e| io_err("chmod", &target)(e.into()))?;
-        if let Some((uid, gid)) = owner {
+        if let Some((uid, gid)) = n.owner {
             nix::unistd::chown(&target, Some(uid.into()), Some(gid.into()))
                 .map_err(|e| io_err("chown", &target)(e.into()))?;
         }
@@ -350,7 +414,13 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         pivot_root(".", ".").map_err(pivot_err)?;
         // The old root is stacked under "."; make it a slave so detaching it
         // cannot propagate unmounts to the host, then detach it.
-        do_mount(None, Path::new("."), None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)?;
+        do_mount(
+            None,
+            Path::new("."),
+            None,
+            MsFlags::MS_SLAVE | MsFlags::MS_REC,
+            None,
+        )?;
         umount2(".", MntFlags::MNT_DETACH).map_err(pivot_err)?;
     }
     chdir("/").map_err(pivot_err)
@@ -390,7 +460,11 @@ pub fn finalize(spec: &Spec) -> Result<()> {
     for p in linux.masked_paths().iter().flatten() {
         mask(Path::new(p))?;
     }
-    if let Some(prop) = linux.rootfs_propagation().as_deref().and_then(propagation_flag) {
+    if let Some(prop) = linux
+        .rootfs_propagation()
+        .as_deref()
+        .and_then(propagation_flag)
+    {
         if prop.contains(MsFlags::MS_SHARED) {
             do_mount(None, Path::new("/"), None, prop, None)?;
         }
@@ -414,12 +488,23 @@ fn mask(path: &Path) -> Result<()> {
             Some("size=0"),
         )
     } else {
-        do_mount(Some(Path::new("/dev/null")), path, None, MsFlags::MS_BIND, None)
+        do_mount(
+            Some(Path::new("/dev/null")),
+            path,
+            None,
+            MsFlags::MS_BIND,
+            None,
+        )
     }
 }
 
 fn readonly_root(spec: &Spec) -> Result<()> {
-    if spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false) {
+    if spec
+        .root()
+        .as_ref()
+        .and_then(|r| r.readonly())
+        .unwrap_or(false)
+    {
         let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
         do_mount(None, Path::new("/"), None, flags, None)?;
     }

@@ -86,7 +86,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
         .canonicalize()
         .map_err(|e| invalid("root.path", format!("{}: {e}", rootfs.display())))?;
     if rootfs == Path::new("/") {
-        return Err(invalid("root.path", "the host's / cannot be a container root"));
+        return Err(invalid(
+            "root.path",
+            "the host's / cannot be a container root",
+        ));
     }
 
     let process = spec
@@ -116,13 +119,21 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
         if rl.soft() > rl.hard() {
             return Err(invalid(
                 "process.rlimits",
-                format!("{:?}: soft limit {} above hard limit {}", rl.typ(), rl.soft(), rl.hard()),
+                format!(
+                    "{:?}: soft limit {} above hard limit {}",
+                    rl.typ(),
+                    rl.soft(),
+                    rl.hard()
+                ),
             ));
         }
     }
     if let Some(adj) = process.oom_score_adj() {
-        if !(-1000..=1000).contains(adj) {
-            return Err(invalid("process.oomScoreAdj", format!("{adj} is outside -1000..1000")));
+        if !(-1000..=1000).contains(&adj) {
+            return Err(invalid(
+                "process.oomScoreAdj",
+                format!("{adj} is outside -1000..1000"),
+            ));
         }
     }
 
@@ -133,7 +144,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
                 format!("{} must be absolute", m.destination().display()),
             ));
         }
-        if m.destination().components().any(|c| c == std::path::Component::ParentDir) {
+        if m.destination()
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+        {
             return Err(invalid(
                 format!("mounts[{i}].destination"),
                 format!("{} must not contain ..", m.destination().display()),
@@ -142,12 +156,19 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
         crate::mounts::parse_options(m.options().as_deref().unwrap_or_default())
             .map_err(|e| invalid(format!("mounts[{i}].options"), e))?;
         let is_bind = m.typ().as_deref() == Some("bind")
-            || m.options().iter().flatten().any(|o| o == "bind" || o == "rbind");
+            || m.options()
+                .iter()
+                .flatten()
+                .any(|o| o == "bind" || o == "rbind");
         if is_bind {
             let src = m.source().as_ref().ok_or_else(|| {
                 invalid(format!("mounts[{i}].source"), "a bind mount needs a source")
             })?;
-            let src = if src.is_absolute() { src.clone() } else { bundle.join(src) };
+            let src = if src.is_absolute() {
+                src.clone()
+            } else {
+                bundle.join(src)
+            };
             if !src.exists() {
                 return Err(invalid(
                     format!("mounts[{i}].source"),
@@ -190,7 +211,10 @@ fn validate_linux(linux: &oci_spec::runtime::Linux) -> Result<(), SpecError> {
         }
         seen.push(ns.typ());
         if ns.typ() == LinuxNamespaceType::Time {
-            return Err(invalid("linux.namespaces", "the time namespace is not supported"));
+            return Err(invalid(
+                "linux.namespaces",
+                "the time namespace is not supported",
+            ));
         }
         if let Some(p) = ns.path() {
             if !p.exists() {
@@ -214,7 +238,12 @@ fn validate_linux(linux: &oci_spec::runtime::Linux) -> Result<(), SpecError> {
         crate::mounts::propagation_flag(prop)
             .ok_or_else(|| invalid("linux.rootfsPropagation", format!("unknown value {prop:?}")))?;
     }
-    for p in linux.masked_paths().iter().flatten().chain(linux.readonly_paths().iter().flatten()) {
+    for p in linux
+        .masked_paths()
+        .iter()
+        .flatten()
+        .chain(linux.readonly_paths().iter().flatten())
+    {
         if !p.starts_with('/') {
             return Err(invalid(
                 "linux.maskedPaths/readonlyPaths",

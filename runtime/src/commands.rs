@@ -9,7 +9,7 @@ use berth_init::create::{create, CreateOptions};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::{Cli, Cmd, CreateArgs};
+use crate::{Cli, Cmd, CreateArgs, ExecArgs};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let root = cli.root.as_path();
@@ -40,6 +40,47 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Ps { id, format } => ps(root, &id, &format)?,
         Cmd::Spec { bundle, rootless } => write_spec(&bundle, rootless)?,
         Cmd::Features => println!("{}", serde_json::to_string_pretty(&features())?),
+        Cmd::Exec(args) => return do_exec(root, &args),
+        Cmd::Update {
+            id,
+            resources,
+            memory,
+            pids_limit,
+            cpu_shares,
+            cpu_quota,
+            cpu_period,
+        } => {
+            let mut json = match resources {
+                Some(p) if p.as_os_str() == "-" => serde_json::from_reader(std::io::stdin())?,
+                Some(p) => serde_json::from_str(&std::fs::read_to_string(&p)?)?,
+                None => serde_json::json!({}),
+            };
+            if let Some(m) = memory {
+                json["memory"]["limit"] = m.into();
+            }
+            if let Some(p) = pids_limit {
+                json["pids"]["limit"] = p.into();
+            }
+            if let Some(v) = cpu_shares {
+                json["cpu"]["shares"] = v.into();
+            }
+            if let Some(v) = cpu_quota {
+                json["cpu"]["quota"] = v.into();
+            }
+            if let Some(v) = cpu_period {
+                json["cpu"]["period"] = v.into();
+            }
+            let res: oci_spec::runtime::LinuxResources =
+                serde_json::from_value(json).context("invalid resources")?;
+            let rec = Record::load(root, &id)?;
+            if rec.status(root) == Status::Stopped {
+                bail!("cannot update container {id}: it is stopped");
+            }
+            let mut mgr = rec
+                .cgroup_manager()?
+                .with_context(|| format!("container {id} has no cgroup"))?;
+            mgr.update(&res)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -82,18 +123,90 @@ fn do_run(
         return Ok(ExitCode::SUCCESS);
     }
     // We are the init's parent: reap it and report its status like a shell.
-    let code = loop {
-        match waitpid(Pid::from_raw(rec.pid), None) {
-            Ok(WaitStatus::Exited(_, c)) => break c,
-            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
-            Ok(_) | Err(nix::Error::EINTR) => continue,
-            Err(e) => bail!("waiting for container {}: {e}", rec.id),
-        }
-    };
+    let code = wait_exit(rec.pid)?;
     if !keep {
         warn_all(container::delete(root, &rec.id, true)?);
     }
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    Ok(exit_code(code))
+}
+
+fn exec_process(root: &Path, a: &ExecArgs) -> Result<oci_spec::runtime::Process> {
+    if let Some(path) = &a.process {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        return serde_json::from_str(&text)
+            .with_context(|| format!("invalid process JSON in {}", path.display()));
+    }
+    if a.command.is_empty() {
+        bail!("exec: no command given (arguments after the id, or --process)");
+    }
+    let rec = Record::load(root, &a.id)?;
+    let spec = oci_spec::runtime::Spec::load(rec.bundle.join("config.json"))?;
+    let mut p = spec
+        .process()
+        .clone()
+        .context("config.json has no process")?;
+    p.set_args(Some(a.command.clone()));
+    p.set_terminal(Some(a.tty));
+    let mut env = p.env().clone().unwrap_or_default();
+    for e in &a.env {
+        let name = e.split('=').next().unwrap_or_default();
+        env.retain(|old| old.split('=').next() != Some(name));
+        env.push(e.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        let mut user = p.user().clone();
+        user.set_uid(
+            uid.parse()
+                .with_context(|| format!("invalid uid in --user {u}"))?,
+        );
+        user.set_gid(
+            gid.parse()
+                .with_context(|| format!("invalid gid in --user {u}"))?,
+        );
+        p.set_user(user);
+    }
+    if !a.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for name in &a.caps {
+            let c: oci_spec::runtime::Capability = serde_json::from_value(serde_json::json!(name))
+                .with_context(|| format!("unknown capability {name}"))?;
+            let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                let mut set = set.clone().unwrap_or_default();
+                set.insert(c);
+                Some(set)
+            };
+            caps.set_bounding(add(caps.bounding()));
+            caps.set_effective(add(caps.effective()));
+            caps.set_permitted(add(caps.permitted()));
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}
+
+fn do_exec(root: &Path, a: &ExecArgs) -> Result<ExitCode> {
+    let opts = berth_init::exec::ExecOptions {
+        root: root.to_path_buf(),
+        id: a.id.clone(),
+        process: exec_process(root, a)?,
+        console_socket: a.console_socket.clone(),
+        pid_file: a.pid_file.clone(),
+        preserve_fds: a.preserve_fds,
+    };
+    let pid = berth_init::exec::exec(&opts)?;
+    if a.detach {
+        return Ok(ExitCode::SUCCESS);
+    }
+    wait_exit(pid).map(exit_code)
 }
 
 fn state_json(root: &Path, rec: &Record) -> serde_json::Value {
@@ -138,7 +251,10 @@ fn list(root: &Path, format: &str, quiet: bool) -> Result<()> {
             println!("{}", serde_json::to_string(&all)?);
         }
         "table" => {
-            println!("{:<20} {:<8} {:<10} {:<40} {:<32} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            println!(
+                "{:<20} {:<8} {:<10} {:<40} {:<32} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for r in &recs {
                 let s = r.status(root);
                 let pid = if s == Status::Stopped { 0 } else { r.pid };
@@ -171,7 +287,12 @@ fn ps(root: &Path, id: &str, format: &str) -> Result<()> {
             println!("{:<8} CMD", "PID");
             for pid in pids {
                 let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_string())
+                    .map(|b| {
+                        String::from_utf8_lossy(&b)
+                            .replace('\0', " ")
+                            .trim()
+                            .to_string()
+                    })
                     .unwrap_or_default();
                 println!("{pid:<8} {cmd}");
             }
@@ -187,7 +308,10 @@ fn write_spec(bundle: &Path, rootless: bool) -> Result<()> {
         bail!("File {} exists. Remove it first", path.display());
     }
     let mut spec = if rootless {
-        oci_spec::runtime::Spec::rootless(nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw())
+        oci_spec::runtime::Spec::rootless(
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
     } else {
         oci_spec::runtime::Spec::default()
     };
@@ -237,4 +361,21 @@ fn capability_names() -> Vec<String> {
     let mut names: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
     names.sort();
     names
+}
+
+/// Reaps our child `pid` and returns its status as a shell would: the exit
+/// code, or 128 + the signal that killed it.
+fn wait_exit(pid: i32) -> Result<i32> {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Err(e) => bail!("waiting for process {pid}: {e}"),
+        }
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -118,6 +118,67 @@ pub enum Cmd {
     },
     /// Print what this runtime supports (OCI features JSON).
     Features,
+    /// Run a new process inside a running container.
+    Exec(ExecArgs),
+    /// Change the resource limits of a running container.
+    Update {
+        id: String,
+        /// linux.resources JSON ("-" for stdin).
+        #[arg(short, long)]
+        resources: Option<PathBuf>,
+        /// Memory limit in bytes.
+        #[arg(long)]
+        memory: Option<i64>,
+        /// Maximum number of tasks (-1 for unlimited).
+        #[arg(long = "pids-limit")]
+        pids_limit: Option<i64>,
+        /// CPU shares (relative weight).
+        #[arg(long = "cpu-shares")]
+        cpu_shares: Option<u64>,
+        /// CPU CFS quota in microseconds per period.
+        #[arg(long = "cpu-quota")]
+        cpu_quota: Option<i64>,
+        /// CPU CFS period in microseconds.
+        #[arg(long = "cpu-period")]
+        cpu_period: Option<u64>,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecArgs {
+    pub id: String,
+    /// The command and its arguments (unless --process is given).
+    #[arg(trailing_var_arg = true)]
+    pub command: Vec<String>,
+    /// A process.json (OCI process object) describing what to run.
+    #[arg(short, long)]
+    pub process: Option<PathBuf>,
+    /// Allocate a terminal (needs --console-socket).
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(long = "console-socket")]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long = "pid-file")]
+    pub pid_file: Option<PathBuf>,
+    /// Do not wait for the process.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Extra environment (NAME=value), repeatable.
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(long)]
+    pub cwd: Option<PathBuf>,
+    /// uid[:gid] to run as.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Extra capability, repeatable.
+    #[arg(long = "cap")]
+    pub caps: Vec<String>,
+    #[arg(long = "no-new-privs")]
+    pub no_new_privs: bool,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    pub preserve_fds: u32,
 }
 
 fn main() -> ExitCode {

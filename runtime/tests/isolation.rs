@@ -38,7 +38,10 @@ fn every_namespace_is_new() {
     assert_eq!(inside.len(), kinds.len(), "{inside:?}");
     for (i, k) in kinds.iter().enumerate() {
         assert!(inside[i].starts_with(k), "{}", inside[i]);
-        assert_ne!(inside[i], outside[i], "{k} namespace is shared with the host");
+        assert_ne!(
+            inside[i], outside[i],
+            "{k} namespace is shared with the host"
+        );
     }
     // pid 1 inside is the container's process.
     let bundle = Bundle::new("pid1", &["sh", "-c", "echo $$"]);
@@ -53,16 +56,22 @@ fn mounts_masked_and_readonly_paths() {
     let rt = Rt::new(&b, true);
     let script = "
         grep -E ' /(proc|dev|dev/pts|dev/shm|dev/mqueue|sys|tmp/t) ' /proc/self/mounts | cut -d' ' -f2,3 | sort;
-        echo kcore=$(wc -c < /proc/kcore);
-        ls /proc/acpi | wc -l;
+        echo cmdline=$(wc -c < /proc/cmdline);
+        echo firmware=$(ls /sys/firmware | wc -l);
         echo 1 > /proc/sys/kernel/domainname && echo sysctl-writable || echo sysctl-readonly;
         touch /proc/sysrq-trigger 2>/dev/null && echo sysrq-writable || echo sysrq-readonly;
         touch /rootfile 2>/dev/null && echo root-writable || echo root-readonly;
         touch /tmp/t/x && echo tmpfs-writable;
         ls -l /dev/null /dev/zero /dev/urandom /dev/tty | cut -c1;
-        readlink /dev/fd /dev/stdin /dev/ptmx";
+        readlink /dev/fd; readlink /dev/stdin; readlink /dev/ptmx";
     let mut bundle = Bundle::new("mounts", &["sh", "-c", script]);
     bundle.config["root"]["readonly"] = json!(true);
+    // Masked: a file (reads empty) and a directory (empty). Both exist on
+    // every kernel, unlike the default /proc/kcore.
+    bundle.config["linux"]["maskedPaths"]
+        .as_array_mut()
+        .unwrap()
+        .extend([json!("/proc/cmdline"), json!("/sys/firmware")]);
     bundle.config["mounts"]
         .as_array_mut()
         .unwrap()
@@ -77,7 +86,8 @@ fn mounts_masked_and_readonly_paths() {
         "/proc proc",
         "/sys sysfs",
         "/tmp/t tmpfs",
-        "kcore=0",
+        "cmdline=0",
+        "firmware=0",
         "sysctl-readonly",
         "sysrq-readonly",
         "root-readonly",
@@ -86,7 +96,10 @@ fn mounts_masked_and_readonly_paths() {
     ] {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
-    assert!(out.lines().filter(|l| *l == "c").count() >= 4, "device nodes: {out}");
+    assert!(
+        out.lines().filter(|l| *l == "c").count() >= 4,
+        "device nodes: {out}"
+    );
 }
 
 fn status_field(out: &str, field: &str) -> String {
@@ -119,12 +132,15 @@ fn capabilities_and_no_new_privs_as_specified() {
 
     // A non-root user with no capabilities at all, and no_new_privs off.
     let mut bundle = Bundle::new("user", &["sh", "-c", "id; cat /proc/self/status"]);
-    bundle.config["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 20]});
+    bundle.config["process"]["user"] =
+        json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 20]});
     bundle.config["process"]["noNewPrivileges"] = json!(false);
+    bundle.config["process"]["capabilities"] = json!({});
     bundle.save();
     let out = run_in(&rt, "cap2", &bundle);
     assert!(out.contains("uid=1000 gid=1000"), "{out}");
     assert_eq!(status_field(&out, "CapEff"), "0000000000000000");
+    assert_eq!(status_field(&out, "CapBnd"), "0000000000000000");
     assert_eq!(status_field(&out, "NoNewPrivs"), "0");
     assert_eq!(status_field(&out, "Groups"), "10 20");
 }
@@ -135,17 +151,34 @@ fn user_namespace_maps_ids() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let mut bundle = Bundle::new("userns", &["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u"]);
+    let mut bundle = Bundle::new(
+        "userns",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map /proc/self/gid_map; id -u",
+        ],
+    );
     bundle.config["linux"]["namespaces"]
         .as_array_mut()
         .unwrap()
         .push(json!({"type": "user"}));
-    bundle.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    bundle.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    bundle.config["linux"]["uidMappings"] =
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    bundle.config["linux"]["gidMappings"] =
+        json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     // The rootfs belongs to host root, which is unmapped inside: fine for reading.
+    // A fresh proc mount is refused in a user namespace when the current /proc
+    // has overmounts (the kernel's mount_too_revealing check), and the box
+    // mounts /proc/sys read-only over itself: bind the box's /proc instead.
+    bundle.config["mounts"][0] =
+        json!({"destination": "/proc", "type": "bind", "source": "/proc", "options": ["rbind"]});
     bundle.save();
     let out = run_in(&rt, "u1", &bundle);
-    let fields: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    let fields: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(fields[0], ["0", "100000", "65536"], "{out}");
     assert_eq!(fields[1], ["0", "100000", "65536"], "{out}");
     assert_eq!(fields[2], ["0"], "{out}");
@@ -159,20 +192,30 @@ fn seccomp_profile_denies_what_it_should() {
     let rt = Rt::new(&b, true);
     let mut bundle = Bundle::new(
         "seccomp",
-        &["sh", "-c", "mkdir /tmp/d 2>&1 || echo mkdir-denied; uname -s || echo uname-denied"],
+        &[
+            "sh",
+            "-c",
+            "mkdir /tmp/d 2>&1 || echo mkdir-denied; cd /tmp 2>&1 || echo cd-denied",
+        ],
     );
     bundle.config["linux"]["seccomp"] = json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "architectures": ["SCMP_ARCH_X86_64"],
         "syscalls": [
             {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
-            {"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+            {"names": ["chdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
         ]
     });
     bundle.save();
     let out = run_in(&rt, "s1", &bundle);
-    assert!(out.contains("Operation not permitted") && out.contains("mkdir-denied"), "{out}");
-    assert!(out.contains("uname-denied"), "{out}");
+    assert!(
+        out.contains("Operation not permitted") && out.contains("mkdir-denied"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Function not implemented") && out.contains("cd-denied"),
+        "errnoRet 38: {out}"
+    );
 }
 
 #[test]
@@ -216,7 +259,14 @@ fn no_host_fd_reaches_the_container() {
     let rt = Rt::new(&b, true);
     // The container lists its fds; the runtime is started with an extra,
     // inheritable fd 7 open on a host file.
-    let bundle = Bundle::new("fds", &["sh", "-c", "cd /proc/self/fd && echo *; readlink /proc/1/cwd"]);
+    let bundle = Bundle::new(
+        "fds",
+        &[
+            "sh",
+            "-c",
+            "readlink /proc/1/cwd; cd /proc/self/fd && echo *",
+        ],
+    );
     let argv = [
         common::RUNTIME.to_string(),
         "--root".into(),
@@ -227,12 +277,29 @@ fn no_host_fd_reaches_the_container() {
         "--bundle".into(),
         bundle.path().into(),
     ];
-    let out = b.sh(&format!("exec 7</etc/hostname; {}", common::shell_join(&argv))).unwrap();
+    let out = b
+        .sh(&format!(
+            "exec 7</etc/hostname; {}",
+            common::shell_join(&argv)
+        ))
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut lines = stdout.lines();
+    assert_eq!(
+        lines.next(),
+        Some("/"),
+        "the init's cwd is inside the container"
+    );
     // sh's own fds 0-2, plus the one `echo *` reads the directory with.
-    let fds: Vec<u32> = lines.next().unwrap().split(' ').map(|f| f.parse().unwrap()).collect();
-    assert!(fds.iter().all(|f| *f <= 3), "host fds visible inside: {fds:?}");
-    assert_eq!(lines.next(), Some("/"), "the init's cwd is inside the container");
+    let fds: Vec<u32> = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert!(
+        fds.iter().all(|f| *f <= 3),
+        "host fds visible inside: {fds:?}"
+    );
 }

@@ -15,8 +15,8 @@ pub const RUNTIME: &str = env!("CARGO_BIN_EXE_berth-runtime");
 
 /// Busybox applets the tests use, as symlinks in the rootfs.
 const APPLETS: &[&str] = &[
-    "sh", "cat", "echo", "ls", "sleep", "mkdir", "readlink", "id", "grep", "true", "false", "touch",
-    "mount", "hostname", "wc", "env", "stat", "head", "uname", "pwd",
+    "sh", "cat", "echo", "ls", "sleep", "mkdir", "readlink", "id", "grep", "true", "false",
+    "touch", "mount", "hostname", "wc", "env", "stat", "head", "uname", "pwd",
 ];
 
 /// A bundle directory with a busybox rootfs and a config.json; removed on drop.
@@ -27,7 +27,11 @@ pub struct Bundle {
 
 fn unique(name: &str) -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
-    format!("{name}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl Bundle {
@@ -53,9 +57,14 @@ impl Bundle {
             .arg(&dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "spec: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut config: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
+                .unwrap();
         config["process"]["terminal"] = json!(false);
         config["process"]["args"] = json!(args);
         let b = Bundle { dir, config };
@@ -170,7 +179,15 @@ pub fn shell_join(argv: &[String]) -> String {
 pub fn assert_nothing_left(rt: &Rt, id: &str) {
     let dir = Path::new(&rt.root).join(id);
     let probe = rt.b.sh(&format!("test -e {}", dir.display())).unwrap();
-    assert!(!probe.status.success(), "state dir {} left behind", dir.display());
-    let units = rt.b.sh_ok("systemctl list-units --all --no-legend 'berth-*' || true");
-    assert!(!units.contains(&format!("berth-{id}.scope")), "scope left: {units}");
+    assert!(
+        !probe.status.success(),
+        "state dir {} left behind",
+        dir.display()
+    );
+    let units =
+        rt.b.sh_ok("systemctl list-units --all --no-legend 'berth-*' || true");
+    assert!(
+        !units.contains(&format!("berth-{id}.scope")),
+        "scope left: {units}"
+    );
 }

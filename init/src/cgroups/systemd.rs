@@ -1,0 +1,430 @@
+//! The systemd driver: a container is a transient scope unit with
+//! `Delegate=yes`, made and managed over D-Bus (org.freedesktop.systemd1).
+//! The typed proxies here are shared with berthd.
+//!
+//! Why a scope: systemd owns the cgroup tree on systemd hosts, so a cgroup made
+//! behind its back is moved or trimmed at the next reload; a scope adopts an
+//! existing process (the container init, blocked before exec) in one call.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use oci_spec::runtime::LinuxResources;
+use zbus::export::futures_core::Stream;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
+
+use super::naming::{bad_path, unit_for, DEFAULT_SLICE};
+use super::properties::{self, Property};
+use super::resources::{self, Requested};
+use super::{tree, CgroupError, CgroupManager, Result};
+
+/// The bound on every systemd job we wait for (scope start, stop).
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(30);
+
+const UNIT_EXISTS: &str = "org.freedesktop.systemd1.UnitExists";
+const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
+const NOT_LOADED: &str = "org.freedesktop.systemd1.LoadFailed";
+const ALREADY_SUBSCRIBED: &str = "org.freedesktop.systemd1.AlreadySubscribed";
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1",
+    gen_blocking = true
+)]
+pub trait Manager {
+    fn start_transient_unit(
+        &self,
+        name: &str,
+        mode: &str,
+        properties: &[(&str, Value<'_>)],
+        aux: &[(&str, &[(&str, Value<'_>)])],
+    ) -> zbus::Result<OwnedObjectPath>;
+    fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn freeze_unit(&self, name: &str) -> zbus::Result<()>;
+    fn thaw_unit(&self, name: &str) -> zbus::Result<()>;
+    fn kill_unit(&self, name: &str, whom: &str, signal: i32) -> zbus::Result<()>;
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
+    fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn set_unit_properties(
+        &self,
+        name: &str,
+        runtime: bool,
+        properties: &[(&str, Value<'_>)],
+    ) -> zbus::Result<()>;
+    /// systemd emits job signals only to subscribed clients.
+    fn subscribe(&self) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn job_removed(
+        &self,
+        id: u32,
+        job: ObjectPath<'_>,
+        unit: &str,
+        result: &str,
+    ) -> zbus::Result<()>;
+}
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Unit",
+    default_service = "org.freedesktop.systemd1",
+    gen_blocking = true
+)]
+pub trait Unit {
+    #[zbus(property)]
+    fn active_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn freezer_state(&self) -> zbus::Result<String>;
+}
+
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Scope",
+    default_service = "org.freedesktop.systemd1",
+    gen_blocking = true
+)]
+pub trait Scope {
+    #[zbus(property)]
+    fn control_group(&self) -> zbus::Result<String>;
+}
+
+/// The D-Bus error name of a failed call, if it was a D-Bus error reply.
+pub fn error_name(e: &zbus::Error) -> Option<&str> {
+    match e {
+        zbus::Error::MethodError(name, _, _) => Some(name.as_str()),
+        _ => None,
+    }
+}
+
+/// Polls `stream` from this thread until `deadline`. zbus fills signal streams
+/// from its own executor thread, so a waker that unparks us is all we need;
+/// the blocking signal iterator has no timeout, and a job must not hang us.
+fn next_before<S: Stream + Unpin>(stream: &mut S, deadline: Instant) -> Option<Option<S::Item>> {
+    struct Unpark(Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(item) = Pin::new(&mut *stream).poll_next(&mut cx) {
+            return Some(item);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        thread::park_timeout(deadline - now);
+    }
+}
+
+/// A container's scope. Cheap to create; holds one system bus connection.
+pub struct SystemdManager {
+    bus: ManagerProxyBlocking<'static>,
+    unit: String,
+    slice: String,
+    description: String,
+}
+
+impl SystemdManager {
+    pub fn new(container_id: &str, cgroups_path: Option<&str>) -> Result<Self> {
+        let (slice, unit) = unit_for(container_id, cgroups_path)?;
+        let mut m = Self::reopen(&unit)?;
+        m.slice = slice;
+        m.description = format!("berth container {container_id}");
+        Ok(m)
+    }
+
+    /// Manages an existing unit (the name `path()` returned).
+    pub fn reopen(unit: &str) -> Result<Self> {
+        if !unit.ends_with(".scope") || unit.contains('/') {
+            return Err(bad_path(
+                unit,
+                "expected a scope unit name like berth-<id>.scope",
+            ));
+        }
+        let sd = |source| CgroupError::Systemd {
+            op: "connecting to the system bus for",
+            unit: unit.into(),
+            source: Box::new(source),
+        };
+        let conn = zbus::blocking::Connection::system().map_err(sd)?;
+        Self::with_connection(&conn, unit)
+    }
+
+    /// For callers (berthd) that already hold a system bus connection.
+    pub fn with_connection(conn: &zbus::blocking::Connection, unit: &str) -> Result<Self> {
+        let bus = ManagerProxyBlocking::new(conn).map_err(|source| CgroupError::Systemd {
+            op: "creating a proxy for",
+            unit: unit.into(),
+            source: Box::new(source),
+        })?;
+        Ok(SystemdManager {
+            bus,
+            unit: unit.into(),
+            slice: DEFAULT_SLICE.into(),
+            description: format!("berth {unit}"),
+        })
+    }
+
+    pub fn unit(&self) -> &str {
+        &self.unit
+    }
+
+    fn err(&self, op: &'static str) -> impl Fn(zbus::Error) -> CgroupError + '_ {
+        move |source| CgroupError::Systemd {
+            op,
+            unit: self.unit.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Subscribes (once per connection: systemd says AlreadySubscribed after)
+    /// and opens the JobRemoved stream. Both happen BEFORE the call that makes
+    /// the job, or a fast job's signal would come before we listen.
+    fn jobs(&self) -> Result<JobRemovedStream> {
+        match self.bus.subscribe() {
+            Err(e) if error_name(&e) != Some(ALREADY_SUBSCRIBED) => {
+                return Err(self.err("Subscribe (to wait for jobs) for")(e))
+            }
+            _ => {}
+        }
+        let proxy: ManagerProxy<'static> = self.bus.inner().inner().clone().into();
+        zbus::block_on(proxy.receive_job_removed()).map_err(self.err("watching jobs of"))
+    }
+
+    /// Waits (bounded) for `job` to be removed and requires result "done".
+    fn wait_job(
+        &self,
+        jobs: &mut JobRemovedStream,
+        job: &OwnedObjectPath,
+        op: &'static str,
+    ) -> Result<()> {
+        let deadline = Instant::now() + JOB_TIMEOUT;
+        loop {
+            let signal = match next_before(jobs, deadline) {
+                Some(Some(s)) => s,
+                Some(None) => {
+                    return Err(self.err(op)(zbus::Error::Failure(
+                        "the bus connection closed while waiting for the job".into(),
+                    )))
+                }
+                None => {
+                    return Err(CgroupError::Timeout {
+                        what: format!("systemd job {} ({op} {})", job.as_str(), self.unit),
+                        waited: JOB_TIMEOUT,
+                    })
+                }
+            };
+            let Ok(args) = signal.args() else { continue };
+            if args.job().as_str() != job.as_str() {
+                continue;
+            }
+            if *args.result() == "done" {
+                return Ok(());
+            }
+            return Err(CgroupError::Job {
+                op,
+                unit: self.unit.clone(),
+                job: job.as_str().into(),
+                result: args.result().to_string(),
+            });
+        }
+    }
+
+    /// The scope's cgroup directory, from its ControlGroup property; `None`
+    /// while the unit has no cgroup (not running). Never the tree's root: an
+    /// empty ControlGroup must not turn `kill --all` into "kill everything".
+    pub fn cgroup_dir(&self) -> Result<Option<PathBuf>> {
+        let path = self.bus.get_unit(&self.unit).map_err(self.err("GetUnit"))?;
+        let scope = ScopeProxyBlocking::builder(self.bus.inner().connection())
+            .path(path)
+            .and_then(|b| b.cache_properties(zbus::proxy::CacheProperties::No).build())
+            .map_err(self.err("reading ControlGroup of"))?;
+        let cg = scope
+            .control_group()
+            .map_err(self.err("reading ControlGroup of"))?;
+        let cg = cg.trim_matches('/');
+        if cg.is_empty() {
+            return Ok(None);
+        }
+        // Hybrid/unified systemd mirror their tree in cgroup2; legacy only in name=systemd.
+        let root = tree::v2_root().unwrap_or_else(|| "/sys/fs/cgroup/systemd".into());
+        Ok(Some(root.join(cg)))
+    }
+
+    fn unit_proxy(&self) -> Result<UnitProxyBlocking<'static>> {
+        let path = self.bus.get_unit(&self.unit).map_err(self.err("GetUnit"))?;
+        UnitProxyBlocking::builder(self.bus.inner().connection())
+            .path(path)
+            .and_then(|b| b.cache_properties(zbus::proxy::CacheProperties::No).build())
+            .map_err(self.err("opening"))
+    }
+
+    /// systemd enables controllers down to a unit on demand, so what it *can*
+    /// give a scope is what its root cgroup has: on a unified host the root's
+    /// cgroup.controllers, on hybrid/legacy hosts the mounted v1 controllers.
+    fn check_controllers(&self, req: &Requested) -> Result<()> {
+        if tree::unified_host() {
+            let root = Path::new("/sys/fs/cgroup");
+            let available = tree::read_controllers(root)?;
+            resources::check_controllers(
+                &req.needs(true),
+                &available,
+                "/sys/fs/cgroup (systemd's root)",
+            )
+        } else {
+            let available = tree::v1_controllers();
+            resources::check_controllers(&req.needs(false), &available, "this host (v1 mounts)")
+        }
+    }
+
+    fn resource_properties(&self, req: &Requested) -> Result<Vec<Property>> {
+        let proc_devices = match req.devices {
+            Some(_) => tree::read(Path::new("/proc/devices"))?,
+            None => String::new(),
+        };
+        properties::resource_properties(req, &proc_devices)
+    }
+
+    fn start(&self, props: &[Property]) -> Result<()> {
+        let props: Vec<(&str, Value<'_>)> = props.iter().map(|(k, v)| (*k, v.clone())).collect();
+        let mut jobs = self.jobs()?;
+        let job = match self
+            .bus
+            .start_transient_unit(&self.unit, "fail", &props, &[])
+        {
+            Ok(job) => job,
+            // A failed earlier run stays loaded as "failed" under this name
+            // until reset; an active unit stays, and the retry reports it.
+            Err(e) if error_name(&e) == Some(UNIT_EXISTS) => {
+                let _ = self.bus.reset_failed_unit(&self.unit);
+                match self
+                    .bus
+                    .start_transient_unit(&self.unit, "fail", &props, &[])
+                {
+                    Ok(job) => job,
+                    Err(e) if error_name(&e) == Some(UNIT_EXISTS) => {
+                        return Err(CgroupError::UnitExists {
+                            unit: self.unit.clone(),
+                        })
+                    }
+                    Err(e) => return Err(self.err("StartTransientUnit")(e)),
+                }
+            }
+            Err(e) => return Err(self.err("StartTransientUnit")(e)),
+        };
+        if let Err(e) = self.wait_job(&mut jobs, &job, "StartTransientUnit") {
+            // Leave nothing behind: a failed scope stays loaded until reset.
+            let _ = self.bus.stop_unit(&self.unit, "replace");
+            let _ = self.bus.reset_failed_unit(&self.unit);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+impl CgroupManager for SystemdManager {
+    fn apply(&mut self, pid: i32, resources: Option<&LinuxResources>) -> Result<()> {
+        let req = Requested::from_oci(resources)?;
+        // Checked before the scope exists, so a refusal leaves nothing behind.
+        self.check_controllers(&req)?;
+        let pid = u32::try_from(pid)
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or(CgroupError::InvalidPid(pid))?;
+        let mut props: Vec<Property> = vec![
+            ("Description", Value::from(self.description.clone())),
+            ("Slice", Value::from(self.slice.clone())),
+            // The container may run its own systemd or make sub-cgroups.
+            ("Delegate", Value::from(true)),
+            ("PIDs", Value::from(vec![pid])),
+            // No implicit ordering against shutdown.target etc.: berth
+            // stops containers itself.
+            ("DefaultDependencies", Value::from(false)),
+        ];
+        props.extend(self.resource_properties(&req)?);
+        self.start(&props)
+    }
+
+    fn freeze(&self) -> Result<()> {
+        // systemd replies once the cgroup reports frozen.
+        self.bus
+            .freeze_unit(&self.unit)
+            .map_err(self.err("FreezeUnit"))
+    }
+
+    fn thaw(&self) -> Result<()> {
+        self.bus.thaw_unit(&self.unit).map_err(self.err("ThawUnit"))
+    }
+
+    fn is_frozen(&self) -> Result<bool> {
+        let state = self
+            .unit_proxy()?
+            .freezer_state()
+            .map_err(self.err("reading FreezerState of"))?;
+        Ok(state == "frozen")
+    }
+
+    fn pids(&self) -> Result<Vec<i32>> {
+        match self.cgroup_dir() {
+            Ok(Some(dir)) => tree::procs_recursive(&dir),
+            Ok(None) => Ok(Vec::new()),
+            // A unit that is gone has no processes.
+            Err(CgroupError::Systemd { source, .. })
+                if error_name(&source) == Some(NO_SUCH_UNIT) =>
+            {
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn update(&mut self, resources: &LinuxResources) -> Result<()> {
+        let req = Requested::from_oci(Some(resources))?;
+        self.check_controllers(&req)?;
+        let mut props = Vec::new();
+        if req.devices.is_some() {
+            // systemd appends DeviceAllow= entries; an empty list resets
+            // them, so the new rules replace the old instead of adding up.
+            props.push(("DevicePolicy", Value::from("auto")));
+            props.push(("DeviceAllow", Value::from(Vec::<(String, String)>::new())));
+        }
+        props.extend(self.resource_properties(&req)?);
+        let props: Vec<(&str, Value<'_>)> = props.iter().map(|(k, v)| (*k, v.clone())).collect();
+        self.bus
+            .set_unit_properties(&self.unit, true, &props)
+            .map_err(self.err("SetUnitProperties"))
+    }
+
+    fn destroy(&mut self) -> Result<()> {
+        let gone = |e: &zbus::Error| matches!(error_name(e), Some(NO_SUCH_UNIT) | Some(NOT_LOADED));
+        // Frozen tasks cannot act on SIGKILL under the v1 freezer.
+        if self.is_frozen().unwrap_or(false) {
+            let _ = self.thaw();
+        }
+        // SIGKILL first: stopping alone sends SIGTERM, which a container's
+        // pid 1 ignores, and then waits TimeoutStopSec (90 s) for it.
+        let _ = self.bus.kill_unit(&self.unit, "all", libc::SIGKILL);
+        let mut jobs = self.jobs()?;
+        match self.bus.stop_unit(&self.unit, "replace") {
+            Ok(job) => self.wait_job(&mut jobs, &job, "StopUnit")?,
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(self.err("StopUnit")(e)),
+        }
+        // A scope whose processes were killed may end "failed" and would then
+        // keep its name taken until reset.
+        match self.bus.reset_failed_unit(&self.unit) {
+            Err(e) if !gone(&e) => Err(self.err("ResetFailedUnit")(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn path(&self) -> String {
+        self.unit.clone()
+    }
+}

@@ -1,0 +1,244 @@
+//! `exec`: a new process inside a running container — its cgroup, its
+//! namespaces, its root — with the process attributes of the exec request.
+//!
+//! A first child joins the cgroup and the namespaces (setns of a pid namespace
+//! only applies to children), then clones the real process with CLONE_PARENT,
+//! so the caller can wait for it directly. The process reports a setup error
+//! on a close-on-exec pipe: EOF with nothing read means execve succeeded.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+use nix::sched::{setns, CloneFlags};
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+use oci_spec::runtime::Process;
+
+use crate::container::{Record, Status};
+use crate::error::{Error, Result};
+use crate::namespaces::clone_fork;
+
+pub struct ExecOptions {
+    pub root: PathBuf,
+    pub id: String,
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// The namespaces an exec joins, user first (it grants the right to join
+/// the others) and mount last (after it, host paths are gone).
+const ORDER: &[(&str, CloneFlags)] = &[
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// Starts the process and returns its pid (a child of the caller).
+///
+/// Must be called from a single-threaded process (it forks).
+pub fn exec(opts: &ExecOptions) -> Result<i32> {
+    let rec = Record::load(&opts.root, &opts.id)?;
+    match rec.status(&opts.root) {
+        Status::Running | Status::Created => {}
+        s => {
+            return Err(Error::WrongState {
+                id: opts.id.clone(),
+                op: "exec in",
+                status: s,
+            })
+        }
+    }
+    if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::InvalidArgument("exec: no command given".into()));
+    }
+    let spec = oci_spec::runtime::Spec::load(rec.bundle.join("config.json"))
+        .map_err(|e| Error::InvalidArgument(format!("reading the container's config.json: {e}")))?;
+    let filter = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let namespaces = namespaces_of(rec.pid)?;
+    let cgroups = cgroup_procs_of(rec.pid)?;
+    let console: Option<OwnedFd> = match &opts.console_socket {
+        Some(p) => Some(
+            UnixStream::connect(p)
+                .map_err(|e| Error::io(format!("connecting to console socket {}", p.display()), e))?
+                .into(),
+        ),
+        None => None,
+    };
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
+    let (pid_r, pid_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
+
+    // SAFETY: exec() is documented to run in a single-threaded process.
+    match unsafe { fork() }.map_err(|e| Error::io("fork", e))? {
+        ForkResult::Child => {
+            drop((err_r, pid_r));
+            let mut errors = File::from(err_w);
+            let code = match join_and_clone(&namespaces, &cgroups) {
+                Ok(0) => {
+                    let e = run_process(opts, filter.as_ref(), console.as_ref()).unwrap_err();
+                    let _ = errors.write_all(e.as_bytes());
+                    1
+                }
+                Ok(pid) => {
+                    let _ = File::from(pid_w).write_all(pid.to_string().as_bytes());
+                    0
+                }
+                Err(e) => {
+                    let _ = errors.write_all(e.as_bytes());
+                    1
+                }
+            };
+            // SAFETY: leave without running the caller's destructors or atexit.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop((err_w, pid_w, console));
+            let _ = waitpid(child, None);
+            let mut pid_text = String::new();
+            let _ = File::from(pid_r).read_to_string(&mut pid_text);
+            let mut err = String::new();
+            let _ = File::from(err_r).read_to_string(&mut err);
+            let pid: Option<i32> = pid_text.trim().parse().ok();
+            if !err.is_empty() {
+                if let Some(p) = pid {
+                    let _ = waitpid(Pid::from_raw(p), None);
+                }
+                return Err(Error::Init(format!("exec in {}: {err}", opts.id)));
+            }
+            let pid = pid.ok_or_else(|| Error::Init("exec: the process was not started".into()))?;
+            if let Some(pf) = &opts.pid_file {
+                crate::create::write_pid_file(pf, pid)?;
+            }
+            Ok(pid)
+        }
+    }
+}
+
+/// In the first child: join cgroups and namespaces, then clone the process as
+/// a sibling (CLONE_PARENT). Returns 0 in the process, its pid in the child.
+fn join_and_clone(
+    namespaces: &[(CloneFlags, File)],
+    cgroups: &[PathBuf],
+) -> std::result::Result<i32, String> {
+    for procs in cgroups {
+        fs::write(procs, "0").map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+    }
+    for (flag, file) in namespaces {
+        setns(file, *flag).map_err(|e| format!("setns({flag:?}): {e}"))?;
+    }
+    // SAFETY: the first child is single-threaded.
+    unsafe { clone_fork(CloneFlags::CLONE_PARENT) }.map_err(|e| format!("clone: {e}"))
+}
+
+fn run_process(
+    opts: &ExecOptions,
+    filter: Option<&oci_spec::runtime::LinuxSeccomp>,
+    console: Option<&OwnedFd>,
+) -> std::result::Result<std::convert::Infallible, String> {
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    if let Some(sock) = console {
+        crate::console::setup(sock, &opts.process, false).map_err(|e| e.to_string())?;
+    }
+    let prepared = crate::child::prepare_process(&opts.process, filter)?;
+    crate::child::exec_prepared(&prepared, filter, 3 + opts.preserve_fds)
+}
+
+/// The container's namespaces that differ from ours, opened now (while the
+/// host's /proc is ours), in join order.
+fn namespaces_of(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
+    let mut out = Vec::new();
+    for (name, flag) in ORDER {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let ours = format!("/proc/self/ns/{name}");
+        let (Ok(t), Ok(o)) = (fs::metadata(&theirs), fs::metadata(&ours)) else {
+            continue;
+        };
+        if t.ino() == o.ino() && t.dev() == o.dev() {
+            continue;
+        }
+        let f = File::open(&theirs).map_err(|e| Error::io(format!("opening {theirs}"), e))?;
+        out.push((*flag, f));
+    }
+    Ok(out)
+}
+
+/// `cgroup.procs` files of every hierarchy the container's init is in, so the
+/// exec'd process is accounted, limited and frozen with the container.
+fn cgroup_procs_of(pid: i32) -> Result<Vec<PathBuf>> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map_err(|e| Error::io(format!("reading /proc/{pid}/cgroup"), e))?;
+    let mounts = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if let Some(mount) = hierarchy_mount(&mounts, ctrls) {
+            let procs = mount
+                .join(path.trim_start_matches('/'))
+                .join("cgroup.procs");
+            if procs.exists() {
+                out.push(procs);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Where the hierarchy with these controllers ("" = cgroup2) is mounted.
+fn hierarchy_mount(mountinfo: &str, ctrls: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mut r = right.split_whitespace();
+        let fstype = r.next()?;
+        let super_opts = r.nth(1).unwrap_or("");
+        let point = Path::new(left.split_whitespace().nth(4)?);
+        let matches = match fstype {
+            "cgroup2" => ctrls.is_empty(),
+            "cgroup" => {
+                let have: Vec<&str> = super_opts.split(',').collect();
+                !ctrls.is_empty() && ctrls.split(',').all(|c| have.contains(&c))
+            }
+            _ => false,
+        };
+        matches.then(|| point.to_path_buf())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_hierarchies() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                  31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                  32 25 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n";
+        assert_eq!(
+            hierarchy_mount(mi, ""),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            hierarchy_mount(mi, "cpu,cpuacct"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(
+            hierarchy_mount(mi, "name=systemd"),
+            Some(PathBuf::from("/sys/fs/cgroup/systemd"))
+        );
+        assert_eq!(hierarchy_mount(mi, "memory"), None);
+    }
+}
