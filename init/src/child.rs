@@ -33,6 +33,7 @@ pub struct InitContext {
     pub console_socket: Option<OwnedFd>,
     pub no_pivot: bool,
     pub preserve_fds: u32,
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// Runs the init. On failure the error goes to the creator and the init exits.
@@ -62,6 +63,11 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
     // /proc/<pid>/exe (the runtime binary on the host, CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
 
+    if let Some(fds) = ctx.stdio {
+        for (target, fd) in fds.into_iter().enumerate() {
+            nix::unistd::dup2(fd, target as i32).map_err(|e| format!("dup2 stdio: {e}"))?;
+        }
+    }
     // The creator writes our id maps and places us in the cgroup, then says go.
     let host_pid = wait_proceed(&ctx.channel)?;
     ctx.namespaces.join_all().map_err(|e| e.to_string())?;

@@ -40,6 +40,9 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     /// Extra fds (3..3+N) the caller passes to the container, as runc's --preserve-fds.
     pub preserve_fds: u32,
+    /// stdin, stdout, stderr for the container (the shim's pipes); None: the
+    /// caller's own, as runc does. The caller keeps ownership.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// Creates a container and leaves its init blocked on the exec FIFO.
@@ -191,6 +194,7 @@ fn create_in(
         console_socket,
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
+        stdio: opts.stdio,
     };
     let pid = fork_init(flags, pid_join.as_deref(), ctx)?;
     undo.pid = Some(pid);

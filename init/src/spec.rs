@@ -34,6 +34,27 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> SpecError {
     }
 }
 
+/// The config.json `berth-runtime spec` writes: runc's defaults (an
+/// interactive `sh`, the usual namespaces, mounts, masked paths and
+/// capabilities), or with `rootless` a user namespace mapped to the caller.
+pub fn default_spec(rootless: bool) -> Spec {
+    let mut spec = if rootless {
+        Spec::rootless(
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        )
+    } else {
+        Spec::default()
+    };
+    spec.set_version("1.2.0".into());
+    spec.set_hostname(Some("berth".into()));
+    if let Some(p) = spec.process_mut() {
+        p.set_terminal(Some(true));
+        p.set_args(Some(vec!["sh".into()]));
+    }
+    spec
+}
+
 /// A validated spec plus the absolute paths derived from the bundle.
 #[derive(Debug, Clone)]
 pub struct Bundle {

@@ -103,6 +103,7 @@ fn do_create(root: &Path, args: &CreateArgs, systemd: bool) -> Result<Record> {
         no_cgroup: false,
         no_pivot: args.no_pivot,
         preserve_fds: args.preserve_fds,
+        stdio: None,
     };
     Ok(create(&opts)?)
 }
@@ -307,21 +308,7 @@ fn write_spec(bundle: &Path, rootless: bool) -> Result<()> {
     if path.exists() {
         bail!("File {} exists. Remove it first", path.display());
     }
-    let mut spec = if rootless {
-        oci_spec::runtime::Spec::rootless(
-            nix::unistd::getuid().as_raw(),
-            nix::unistd::getgid().as_raw(),
-        )
-    } else {
-        oci_spec::runtime::Spec::default()
-    };
-    // What `runc spec` writes: an interactive sh in a container named after us.
-    spec.set_version("1.2.0".into());
-    spec.set_hostname(Some("berth".into()));
-    if let Some(p) = spec.process_mut() {
-        p.set_terminal(Some(true));
-        p.set_args(Some(vec!["sh".into()]));
-    }
+    let spec = berth_init::spec::default_spec(rootless);
     let json = serde_json::to_string_pretty(&spec)?;
     std::fs::write(&path, json + "\n").with_context(|| format!("writing {}", path.display()))
 }

@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use common::{assert_nothing_left, text, Bundle, Rt};
+use common::{assert_nothing_left, busybox_bundle, text, Bundle, Rt};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 /// A detached `sleep 300` container; returns the init's pid.
@@ -26,7 +26,7 @@ fn exec_joins_the_container() {
     };
     for systemd in [true, false] {
         let rt = Rt::new(&b, systemd);
-        let bundle = Bundle::new("exec", &["sleep", "300"]);
+        let bundle = busybox_bundle("exec", &["sleep", "300"]);
         let pid = sleeper(&rt, "e1", &bundle);
         let out = rt.ok(&["exec", "e1", "sh", "-c", "readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt; cat /proc/self/cgroup | tail -n1; hostname"]);
         let want_ns = b.sh_ok(&format!("readlink /proc/{pid}/ns/pid /proc/{pid}/ns/mnt"));
@@ -85,7 +85,7 @@ fn pause_and_resume_freeze_the_container() {
     };
     for systemd in [true, false] {
         let rt = Rt::new(&b, systemd);
-        let bundle = Bundle::new("pause", &["sleep", "300"]);
+        let bundle = busybox_bundle("pause", &["sleep", "300"]);
         let pid = sleeper(&rt, "p1", &bundle);
         rt.ok(&["pause", "p1"]);
         assert_eq!(rt.status("p1"), "paused");
@@ -139,7 +139,7 @@ fn terminal_through_the_console_socket() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let mut bundle = Bundle::new(
+    let mut bundle = busybox_bundle(
         "tty",
         &[
             "sh",
@@ -196,7 +196,7 @@ fn the_host_runtime_binary_is_out_of_reach() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let bundle = Bundle::new("exe", &["sleep", "300"]);
+    let bundle = busybox_bundle("exe", &["sleep", "300"]);
     // Created, not started: pid 1 of the container is still the runtime's
     // own image (CVE-2019-5736 targets exactly this window).
     let out = rt.create("x1", &bundle, "/dev/null");

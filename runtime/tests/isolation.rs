@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{text, Bundle, Rt};
+use common::{busybox_bundle, text, Bundle, Rt};
 use serde_json::json;
 
 fn run_in(rt: &Rt, id: &str, bundle: &Bundle) -> String {
@@ -24,7 +24,7 @@ fn every_namespace_is_new() {
         .iter()
         .map(|k| format!("readlink /proc/self/ns/{k};"))
         .collect();
-    let bundle = Bundle::new("ns", &["sh", "-c", &script]);
+    let bundle = busybox_bundle("ns", &["sh", "-c", &script]);
     let mut b2 = bundle;
     let nss = b2.config["linux"]["namespaces"].as_array_mut().unwrap();
     if !nss.iter().any(|n| n["type"] == "cgroup") {
@@ -44,7 +44,7 @@ fn every_namespace_is_new() {
         );
     }
     // pid 1 inside is the container's process.
-    let bundle = Bundle::new("pid1", &["sh", "-c", "echo $$"]);
+    let bundle = busybox_bundle("pid1", &["sh", "-c", "echo $$"]);
     assert_eq!(run_in(&rt, "ns2", &bundle).trim(), "1");
 }
 
@@ -64,7 +64,7 @@ fn mounts_masked_and_readonly_paths() {
         touch /tmp/t/x && echo tmpfs-writable;
         ls -l /dev/null /dev/zero /dev/urandom /dev/tty | cut -c1;
         readlink /dev/fd; readlink /dev/stdin; readlink /dev/ptmx";
-    let mut bundle = Bundle::new("mounts", &["sh", "-c", script]);
+    let mut bundle = busybox_bundle("mounts", &["sh", "-c", script]);
     bundle.config["root"]["readonly"] = json!(true);
     // Masked: a file (reads empty) and a directory (empty). Both exist on
     // every kernel, unlike the default /proc/kcore.
@@ -116,7 +116,7 @@ fn capabilities_and_no_new_privs_as_specified() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let mut bundle = Bundle::new("caps", &["cat", "/proc/self/status"]);
+    let mut bundle = busybox_bundle("caps", &["cat", "/proc/self/status"]);
     let caps = json!(["CAP_CHOWN", "CAP_KILL"]);
     bundle.config["process"]["capabilities"] = json!({
         "bounding": caps, "effective": caps, "permitted": caps, "inheritable": [], "ambient": []
@@ -131,7 +131,7 @@ fn capabilities_and_no_new_privs_as_specified() {
     assert_eq!(status_field(&out, "NoNewPrivs"), "1");
 
     // A non-root user with no capabilities at all, and no_new_privs off.
-    let mut bundle = Bundle::new("user", &["sh", "-c", "id; cat /proc/self/status"]);
+    let mut bundle = busybox_bundle("user", &["sh", "-c", "id; cat /proc/self/status"]);
     bundle.config["process"]["user"] =
         json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 20]});
     bundle.config["process"]["noNewPrivileges"] = json!(false);
@@ -151,7 +151,7 @@ fn user_namespace_maps_ids() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let mut bundle = Bundle::new(
+    let mut bundle = busybox_bundle(
         "userns",
         &[
             "sh",
@@ -190,7 +190,7 @@ fn seccomp_profile_denies_what_it_should() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let mut bundle = Bundle::new(
+    let mut bundle = busybox_bundle(
         "seccomp",
         &[
             "sh",
@@ -224,7 +224,7 @@ fn hooks_run_in_order_with_state() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let mut bundle = Bundle::new("hooks", &["true"]);
+    let mut bundle = busybox_bundle("hooks", &["true"]);
     let log = bundle.dir.join("hooks.log");
     let hook = |name: &str| {
         json!({"path": "/bin/sh", "args": ["sh", "-c", format!(
@@ -259,7 +259,7 @@ fn no_host_fd_reaches_the_container() {
     let rt = Rt::new(&b, true);
     // The container lists its fds; the runtime is started with an extra,
     // inheritable fd 7 open on a host file.
-    let bundle = Bundle::new(
+    let bundle = busybox_bundle(
         "fds",
         &[
             "sh",

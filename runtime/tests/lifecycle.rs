@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_nothing_left, text, Bundle, Rt};
+use common::{assert_nothing_left, busybox_bundle, text, Bundle, Rt};
 use serde_json::json;
 
 #[test]
@@ -13,7 +13,7 @@ fn create_start_output_exit_delete() {
     };
     for systemd in [false, true] {
         let rt = Rt::new(&b, systemd);
-        let bundle = Bundle::new("life", &["sh", "-c", "echo hello from $(hostname); exit 3"]);
+        let bundle = busybox_bundle("life", &["sh", "-c", "echo hello from $(hostname); exit 3"]);
         let out = rt.create("c1", &bundle, "/tmp/c1.log");
         assert!(out.status.success(), "create: {}", text(&out));
         assert!(
@@ -52,7 +52,7 @@ fn run_returns_the_exit_code_and_output() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let bundle = Bundle::new("run", &["sh", "-c", "echo out; echo err >&2; exit 7"]);
+    let bundle = busybox_bundle("run", &["sh", "-c", "echo out; echo err >&2; exit 7"]);
     let out = rt.run(&["run", "r1", "--bundle", bundle.path()]);
     assert_eq!(out.status.code(), Some(7), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
@@ -61,7 +61,7 @@ fn run_returns_the_exit_code_and_output() {
     // A signal death is reported like a shell: 128 + signal. (The container's
     // pid 1 cannot SIGKILL itself: the kernel ignores that inside its pid
     // namespace. So the signal comes from outside, through `kill`.)
-    let bundle = Bundle::new("run-sig", &["sleep", "300"]);
+    let bundle = busybox_bundle("run-sig", &["sleep", "300"]);
     let run = common::shell_join(&[
         common::RUNTIME.into(),
         "--root".into(),
@@ -94,7 +94,7 @@ fn start_twice_and_state_of_running() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let bundle = Bundle::new("twice", &["sleep", "300"]);
+    let bundle = busybox_bundle("twice", &["sleep", "300"]);
     assert!(rt.create("c2", &bundle, "/dev/null").status.success());
     rt.ok(&["start", "c2"]);
     assert_eq!(rt.status("c2"), "running");
@@ -119,7 +119,7 @@ fn kill_a_created_container_and_force_delete() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let bundle = Bundle::new("killc", &["sleep", "300"]);
+    let bundle = busybox_bundle("killc", &["sleep", "300"]);
     assert!(rt.create("k1", &bundle, "/dev/null").status.success());
     rt.ok(&["kill", "k1", "SIGKILL"]);
     rt.wait_status("k1", "stopped");
@@ -145,7 +145,7 @@ fn missing_executable_fails_at_create_and_leaves_nothing() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let bundle = Bundle::new("noexec", &["/bin/does-not-exist"]);
+    let bundle = busybox_bundle("noexec", &["/bin/does-not-exist"]);
     let out = rt.create("m1", &bundle, "/tmp/m1.log");
     assert!(!out.status.success());
     let log = b.sh_ok("cat /tmp/m1.log");
@@ -220,7 +220,7 @@ fn bad_input_gives_named_errors_and_changes_nothing() {
         ),
     ];
     for (i, (what, mutate, expect)) in cases.iter().enumerate() {
-        let mut bundle = Bundle::new("bad", &["true"]);
+        let mut bundle = busybox_bundle("bad", &["true"]);
         mutate(&mut bundle);
         if *what != "bad json" {
             bundle.save();
@@ -233,7 +233,7 @@ fn bad_input_gives_named_errors_and_changes_nothing() {
         assert_nothing_left(&rt, &id);
     }
     for id in ["", "a/b", "..", "x\u{1}y", &"a".repeat(129)] {
-        let bundle = Bundle::new("badid", &["true"]);
+        let bundle = busybox_bundle("badid", &["true"]);
         let out = rt.create(id, &bundle, "/tmp/badid.log");
         assert!(!out.status.success(), "id {id:?} accepted");
         assert!(b

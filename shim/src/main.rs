@@ -1,7 +1,193 @@
-//! berth-shim: one small, synchronous process per container process. It is the
-//! container's subreaper, holds its stdio and records its exit status. Built in
-//! the shim issue; today the binary only reports what it is.
+//! berth-shim: one small, synchronous process per container. It detaches from
+//! whoever started it (berthd, a test), becomes the container's subreaper,
+//! creates the container through berth-init as its own child, holds the
+//! container's stdio (→ journald), and when the init exits writes the exit
+//! record atomically and exits.
+//!
+//! Protocol with the starter: one JSON line on stdout, then stdout is closed:
+//! `{"init_pid":N,"shim_pid":M}` once the container is created (blocked on its
+//! exec FIFO), or `{"error":"…"}`. The starter's exit code from `berth-shim`
+//! itself is 0 as soon as the detach happened.
+
+use berth_shim::{monitor, record};
+
+use std::fs::File;
+use std::io::{BufRead, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use berth_init::create::{create, CreateOptions};
+use clap::Parser;
+use nix::unistd::{fork, ForkResult};
+
+#[derive(Parser, Debug)]
+#[command(name = "berth-shim", version, about = "berth's per-container shim")]
+struct Args {
+    /// Container id.
+    #[arg(long)]
+    id: String,
+    /// Bundle directory (config.json + rootfs).
+    #[arg(long)]
+    bundle: PathBuf,
+    /// State root: the container's state dir is ROOT/ID.
+    #[arg(long, default_value = "/run/berth")]
+    root: PathBuf,
+    /// Name for the logs (CONTAINER_NAME); defaults to the id.
+    #[arg(long)]
+    name: Option<String>,
+    /// Put the container in a systemd scope (berth-ID.scope in berth.slice).
+    #[arg(long)]
+    systemd_cgroup: bool,
+    /// Put the shim itself in its own scope (berth-shim-ID.scope), out of its
+    /// starter's cgroup (so `systemctl restart berthd` cannot kill it).
+    #[arg(long)]
+    shim_scope: bool,
+    /// journald's native socket.
+    #[arg(long, default_value = "/run/systemd/journal/socket")]
+    journal_socket: PathBuf,
+}
 
 fn main() {
-    println!("berth-shim {}", env!("CARGO_PKG_VERSION"));
+    let args = Args::parse();
+    // Detach: the real shim is a child that carries on as an orphan, adopted
+    // by PID 1 or the nearest subreaper. This process waits for its report on
+    // a pipe, prints it, and exits 0 (created) or 1 — so for the starter,
+    // `berth-shim` returning means the container exists, as with `runc create`.
+    let (report_r, report_w) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => fail(&mut std::io::stdout(), &format!("pipe2: {e}")),
+    };
+    // SAFETY: single-threaded here (nothing has started a thread yet).
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => {
+            drop(report_w);
+            // One line, not to EOF: the container's init (forked during setup)
+            // holds a copy of the pipe until it execs.
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(File::from(report_r)).read_line(&mut line);
+            if line.is_empty() {
+                line = format!(
+                    "{}\n",
+                    serde_json::json!({"error": "the shim died during setup"})
+                );
+            }
+            let _ = std::io::stdout().write_all(line.as_bytes());
+            std::process::exit(if line.contains("\"init_pid\"") { 0 } else { 1 });
+        }
+        Ok(ForkResult::Child) => {}
+        Err(e) => fail(&mut std::io::stdout(), &format!("fork: {e}")),
+    }
+    drop(report_r);
+    let _ = nix::unistd::setsid();
+    let mut report = File::from(report_w);
+    // Nothing of the starter's stdio stays with the shim (or its container).
+    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+        for fd in 0..3 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+    if let Err(e) = run(&args, &mut report) {
+        fail(&mut report, &e);
+    }
+}
+
+/// The one line for the starter, when setup failed.
+fn fail(to: &mut impl Write, error: &str) -> ! {
+    let line = format!("{}\n", serde_json::json!({ "error": error }));
+    let _ = to.write_all(line.as_bytes());
+    std::process::exit(1);
+}
+
+fn run(args: &Args, report: &mut File) -> Result<(), String> {
+    // Orphans of the container (when it has no pid namespace of its own) and
+    // exec'd processes are re-parented to us, so we can reap them.
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
+    let dev_null: OwnedFd = File::open("/dev/null")
+        .map_err(|e| format!("/dev/null: {e}"))?
+        .into();
+    let (out_r, out_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+
+    let spec = berth_init::spec::load(&args.bundle).map_err(|e| e.to_string())?;
+    let terminal = spec
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    // A terminal container sends its pty master to a console socket during
+    // create; the connection waits in the backlog until we accept below.
+    let console_path = args.root.join(format!(".{}.console", args.id));
+    let console = if terminal {
+        let _ = std::fs::create_dir_all(&args.root);
+        let _ = std::fs::remove_file(&console_path);
+        Some(UnixListener::bind(&console_path).map_err(|e| format!("console socket: {e}"))?)
+    } else {
+        None
+    };
+
+    let opts = CreateOptions {
+        id: args.id.clone(),
+        bundle: args.bundle.clone(),
+        root: args.root.clone(),
+        console_socket: console.as_ref().map(|_| console_path.clone()),
+        systemd_cgroup: args.systemd_cgroup,
+        stdio: Some([dev_null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
+        ..Default::default()
+    };
+    let created = create(&opts);
+    let _ = std::fs::remove_file(&console_path);
+    let rec = created.map_err(|e| e.to_string())?;
+    drop((out_w, err_w));
+
+    let streams = match console {
+        Some(listener) => {
+            let master = monitor::receive_pty(&listener).map_err(|e| format!("console: {e}"))?;
+            drop((out_r, err_r));
+            vec![(master, 6u8)]
+        }
+        None => vec![(out_r, 6u8), (err_r, 3u8)],
+    };
+    if args.shim_scope {
+        place_self(&args.id)?;
+    }
+    let dir = berth_init::container::dir(&args.root, &args.id);
+    record::write_shim_record(&dir, rec.pid)?;
+
+    let line = format!(
+        "{}\n",
+        serde_json::json!({"init_pid": rec.pid, "shim_pid": std::process::id()})
+    );
+    report
+        .write_all(line.as_bytes())
+        .map_err(|e| format!("reporting: {e}"))?;
+    drop(dev_null);
+
+    let name = args.name.clone().unwrap_or_else(|| args.id.clone());
+    // Re-exec into the monitor: a fresh address space without the setup's
+    // threads (zbus), heap and touched code is what keeps a shim near
+    // 1 MiB RSS for the container's whole life.
+    let err = monitor::exec_monitor(&monitor::MonitorArgs {
+        init: rec.pid,
+        dir,
+        id: args.id.clone(),
+        name,
+        journal_socket: args.journal_socket.clone(),
+        streams,
+    });
+    Err(format!("re-exec into the monitor: {err}"))
+}
+
+/// Moves the shim into `berth-shim-<id>.scope` (podman's layout: the monitor
+/// in its own small scope, never in the daemon's service cgroup).
+fn place_self(id: &str) -> Result<(), String> {
+    let path = format!("berth.slice:berth-shim:{id}");
+    let mut mgr = berth_init::cgroups::manager(true, id, Some(std::path::Path::new(&path)))
+        .map_err(|e| e.to_string())?;
+    mgr.apply(std::process::id() as i32, None)
+        .map_err(|e| format!("placing the shim: {e}"))
 }

@@ -3,7 +3,7 @@
 //! that runs `berth-runtime` inside a systemd box.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -13,16 +13,15 @@ use serde_json::{json, Value};
 
 pub const RUNTIME: &str = env!("CARGO_BIN_EXE_berth-runtime");
 
-/// Busybox applets the tests use, as symlinks in the rootfs.
-const APPLETS: &[&str] = &[
-    "sh", "cat", "echo", "ls", "sleep", "mkdir", "readlink", "id", "grep", "true", "false",
-    "touch", "mount", "hostname", "wc", "env", "stat", "head", "uname", "pwd",
-];
+pub use berth_box::bundle::Bundle;
 
-/// A bundle directory with a busybox rootfs and a config.json; removed on drop.
-pub struct Bundle {
-    pub dir: PathBuf,
-    pub config: Value,
+/// A bundle whose process runs `args`, from the config `berth-runtime spec`
+/// writes (runc's defaults), non-terminal.
+pub fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
+    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
+    config["process"]["terminal"] = json!(false);
+    config["process"]["args"] = json!(args);
+    Bundle::create(name, config)
 }
 
 fn unique(name: &str) -> String {
@@ -32,63 +31,6 @@ fn unique(name: &str) -> String {
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-impl Bundle {
-    /// A bundle whose process runs `args`. The config starts as
-    /// `berth-runtime spec` writes it (runc's defaults), non-terminal.
-    pub fn new(name: &str, args: &[&str]) -> Bundle {
-        let base = berth_box::target_dir()
-            .expect("cargo target dir")
-            .join("berth-tests");
-        let dir = base.join(unique(name));
-        let rootfs = dir.join("rootfs");
-        for d in ["bin", "proc", "sys", "dev", "tmp", "etc", "root"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
-            .expect("/bin/busybox (apt-get install busybox-static)");
-        for a in APPLETS {
-            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(a)).unwrap();
-        }
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        let out = std::process::Command::new(RUNTIME)
-            .args(["spec", "--bundle"])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "spec: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut config: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap())
-                .unwrap();
-        config["process"]["terminal"] = json!(false);
-        config["process"]["args"] = json!(args);
-        let b = Bundle { dir, config };
-        b.save();
-        b
-    }
-
-    pub fn save(&self) {
-        std::fs::write(
-            self.dir.join("config.json"),
-            serde_json::to_string_pretty(&self.config).unwrap(),
-        )
-        .unwrap();
-    }
-
-    pub fn path(&self) -> &str {
-        self.dir.to_str().unwrap()
-    }
-}
-
-impl Drop for Bundle {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// `berth-runtime` inside a box, with its own --root.

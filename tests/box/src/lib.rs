@@ -14,6 +14,7 @@
 //! // dropped (or `b.down()`): killed by pid, cgroups removed
 //! ```
 
+pub mod bundle;
 pub mod cgroup;
 pub mod launch;
 mod paths;

@@ -1,0 +1,263 @@
+//! The shim's one loop: forward the container's output, reap children, notice
+//! the init's exit. poll(2) on the output pipes and a signalfd for SIGCHLD; no
+//! threads, so the shim stays a few hundred KiB.
+
+use std::io::IoSliceMut;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::journal::{Journal, LineSplitter};
+
+/// Longest line sent as one journal entry; longer ones go in partial pieces.
+const MAX_LINE: usize = 16 * 1024;
+/// After the init exits, how long stragglers holding the pipes may keep them.
+const DRAIN: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Receives the pty master the init sent to the console socket.
+pub fn receive_pty(listener: &UnixListener) -> std::io::Result<OwnedFd> {
+    let (sock, _) = listener.accept()?;
+    let mut buf = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: received just now, owned by nobody else.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(std::io::Error::other("no pty master on the console socket"))
+}
+
+struct Stream {
+    fd: OwnedFd,
+    priority: u8,
+    lines: LineSplitter,
+    open: bool,
+}
+
+/// Runs until the init has exited and its output is drained; returns its status.
+pub fn run(init: i32, streams: Vec<(OwnedFd, u8)>, journal: Option<&Journal>) -> ExitStatus {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    // The shim outlives its starter's terminal and berthd's restarts: the
+    // usual "please stop" signals are not for us.
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGPIPE,
+    ] {
+        mask.add(s);
+    }
+    let _ = mask.thread_block();
+    let mut sigchld = SigSet::empty();
+    sigchld.add(Signal::SIGCHLD);
+    let sfd = SignalFd::with_flags(&sigchld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok();
+
+    let mut streams: Vec<Stream> = streams
+        .into_iter()
+        .map(|(fd, priority)| Stream {
+            fd,
+            priority,
+            lines: LineSplitter::new(MAX_LINE),
+            open: true,
+        })
+        .collect();
+    let mut status = None;
+    let mut deadline: Option<Instant> = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    // A SIGCHLD may have come before the signalfd existed: reap once up front.
+    reap(init, &mut status);
+    loop {
+        if status.is_some() {
+            let d = *deadline.get_or_insert_with(|| Instant::now() + DRAIN);
+            if streams.iter().all(|s| !s.open) || Instant::now() >= d {
+                break;
+            }
+        }
+        let mut fds: Vec<PollFd> = streams
+            .iter()
+            .filter(|s| s.open)
+            .map(|s| PollFd::new(s.fd.as_fd(), PollFlags::POLLIN))
+            .collect();
+        if let Some(s) = &sfd {
+            fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
+        }
+        let timeout = if status.is_some() { 100u16 } else { 1000u16 };
+        let _ = poll(&mut fds, PollTimeout::from(timeout));
+        drop(fds);
+        for s in streams.iter_mut().filter(|s| s.open) {
+            forward(s, &mut buf, journal);
+        }
+        if let Some(s) = &sfd {
+            while let Ok(Some(_)) = s.read_signal() {}
+        }
+        reap(init, &mut status);
+    }
+    for s in streams.iter_mut() {
+        let priority = s.priority;
+        s.lines
+            .flush(&mut |line, partial| send(journal, line, priority, partial));
+    }
+    status.unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32))
+}
+
+/// Reads what is there (non-blocking) and forwards complete lines.
+fn forward(s: &mut Stream, buf: &mut [u8], journal: Option<&Journal>) {
+    let _ = nix::fcntl::fcntl(
+        s.fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
+    loop {
+        match nix::unistd::read(s.fd.as_raw_fd(), buf) {
+            Ok(0) => {
+                s.open = false;
+                return;
+            }
+            Ok(n) => {
+                let priority = s.priority;
+                s.lines.push(&buf[..n], &mut |line, partial| {
+                    send(journal, line, priority, partial)
+                });
+            }
+            Err(nix::Error::EAGAIN) => return,
+            Err(nix::Error::EINTR) => continue,
+            // A pty master reports EIO once the last slave fd is closed.
+            Err(_) => {
+                s.open = false;
+                return;
+            }
+        }
+    }
+}
+
+fn send(journal: Option<&Journal>, line: &[u8], priority: u8, partial: bool) {
+    if let Some(j) = journal {
+        let _ = j.send(line, priority, partial);
+    }
+}
+
+/// Reaps every exited child (we are a subreaper: orphans land here too).
+fn reap(init: i32, status: &mut Option<ExitStatus>) {
+    loop {
+        match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid.as_raw() == init => {
+                *status = Some(ExitStatus::Code(code))
+            }
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == init => {
+                *status = Some(ExitStatus::Signal(sig as i32))
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// What the monitor needs, carried across execve on its command line.
+pub struct MonitorArgs {
+    pub init: i32,
+    pub dir: std::path::PathBuf,
+    pub id: String,
+    pub name: String,
+    pub journal_socket: std::path::PathBuf,
+    pub streams: Vec<(OwnedFd, u8)>,
+}
+
+/// Re-executes this binary as the monitor, handing over the stream fds.
+/// Returns only on failure.
+pub fn exec_monitor(a: &MonitorArgs) -> nix::Error {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let mut argv: Vec<CString> = Vec::new();
+    let mut push = |s: &[u8]| {
+        if let Ok(c) = CString::new(s) {
+            argv.push(c);
+        }
+    };
+    push(b"berth-monitor");
+    push(a.init.to_string().as_bytes());
+    push(a.dir.as_os_str().as_bytes());
+    push(a.id.as_bytes());
+    push(a.name.as_bytes());
+    push(a.journal_socket.as_os_str().as_bytes());
+    for (fd, priority) in &a.streams {
+        // Inherited across the exec on purpose: clear close-on-exec.
+        let _ = nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        );
+        push(format!("{}:{priority}", fd.as_raw_fd()).as_bytes());
+    }
+    // berth-monitor is installed beside berth-shim.
+    let exe = match std::env::current_exe() {
+        Ok(p) => p.with_file_name("berth-monitor"),
+        Err(e) => return nix::Error::from_raw(e.raw_os_error().unwrap_or(nix::libc::ENOENT)),
+    };
+    let Ok(exe) = CString::new(exe.as_os_str().as_bytes()) else {
+        return nix::Error::EINVAL;
+    };
+    let env: [CString; 0] = [];
+    match nix::unistd::execve(&exe, &argv, &env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+/// The monitor's entry point after the re-exec: parse the handed-over
+/// arguments by hand (no clap: less code touched, less memory), run, record.
+pub fn main_after_exec() -> ! {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let text = |i: usize| {
+        args.get(i)
+            .map(|a| a.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let init: i32 = text(0).parse().unwrap_or(0);
+    let dir = std::path::PathBuf::from(args.get(1).cloned().unwrap_or_default());
+    let (id, name) = (text(2), text(3));
+    let journal_socket = std::path::PathBuf::from(args.get(4).cloned().unwrap_or_default());
+    let streams: Vec<(OwnedFd, u8)> = args[5.min(args.len())..]
+        .iter()
+        .filter_map(|a| {
+            let (fd, prio) = a.to_str()?.split_once(':')?;
+            let fd: i32 = fd.parse().ok()?;
+            // SAFETY: handed over by our pre-exec self, owned by nobody else.
+            Some((unsafe { OwnedFd::from_raw_fd(fd) }, prio.parse().ok()?))
+        })
+        .collect();
+    for (fd, _) in &streams {
+        let _ = nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
+    let journal = Journal::connect(&journal_socket, &id, &name, &name).ok();
+    let status = run(init, streams, journal.as_ref());
+    let code = match crate::record::write_exit_record(&dir, init, &status) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    std::process::exit(code)
+}

@@ -1,0 +1,61 @@
+//! What the shim leaves in the container's state dir for berthd: who it is
+//! (pid + start time, so a restarted berthd tells its shim from a reused pid)
+//! and, at the end, how the container exited. Both written atomically:
+//! write a temporary file, fsync, rename, fsync the directory.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::monitor::ExitStatus;
+
+pub const SHIM_FILE: &str = "shim.json";
+pub const EXIT_FILE: &str = "exit.json";
+
+fn write_atomic(dir: &Path, name: &str, value: &serde_json::Value) -> Result<(), String> {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let err = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.join(name).display());
+    let mut f = File::create(&tmp).map_err(|e| err("creating", e))?;
+    f.write_all(format!("{value}\n").as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| err("writing", e))?;
+    fs::rename(&tmp, dir.join(name)).map_err(|e| err("renaming", e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| err("syncing the directory of", e))
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+pub fn write_shim_record(dir: &Path, init_pid: i32) -> Result<(), String> {
+    let pid = std::process::id() as i32;
+    let start = berth_init::container::process_start_time(pid).unwrap_or(0);
+    write_atomic(
+        dir,
+        SHIM_FILE,
+        &serde_json::json!({"pid": pid, "start_time": start, "init_pid": init_pid}),
+    )
+}
+
+pub fn write_exit_record(dir: &Path, init_pid: i32, status: &ExitStatus) -> Result<(), String> {
+    let (code, signal) = match status {
+        ExitStatus::Code(c) => (*c, 0),
+        ExitStatus::Signal(s) => (128 + *s, *s),
+    };
+    write_atomic(
+        dir,
+        EXIT_FILE,
+        &serde_json::json!({
+            "pid": init_pid,
+            "exit_code": code,
+            "exit_signal": signal,
+            "exited_at_us": now_us(),
+        }),
+    )
+}
