@@ -64,9 +64,7 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
 
     if let Some(fds) = ctx.stdio {
-        for (target, fd) in fds.into_iter().enumerate() {
-            nix::unistd::dup2(fd, target as i32).map_err(|e| format!("dup2 stdio: {e}"))?;
-        }
+        crate::process::set_stdio(fds)?;
     }
     // The creator writes our id maps and places us in the cgroup, then says go.
     let host_pid = wait_proceed(&ctx.channel)?;

@@ -29,6 +29,8 @@ pub struct ExecOptions {
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// stdin, stdout, stderr for the process (a shim's pipes); None: ours.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
 /// The namespaces an exec joins, user first (it grants the right to join
@@ -147,6 +149,9 @@ fn run_process(
     console: Option<&OwnedFd>,
 ) -> std::result::Result<std::convert::Infallible, String> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    if let Some(fds) = opts.stdio {
+        crate::process::set_stdio(fds)?;
+    }
     if let Some(sock) = console {
         crate::console::setup(sock, &opts.process, false).map_err(|e| e.to_string())?;
     }

@@ -147,3 +147,11 @@ pub fn enter_cwd(process: &Process) -> Result<(), ProcessError> {
         source,
     })
 }
+
+/// Makes `fds` the process's stdin, stdout and stderr (a shim's pipes).
+pub fn set_stdio(fds: [std::os::fd::RawFd; 3]) -> Result<(), String> {
+    for (target, fd) in fds.into_iter().enumerate() {
+        nix::unistd::dup2(fd, target as i32).map_err(|e| format!("dup2 stdio: {e}"))?;
+    }
+    Ok(())
+}

@@ -202,6 +202,7 @@ fn do_exec(root: &Path, a: &ExecArgs) -> Result<ExitCode> {
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
+        stdio: None,
     };
     let pid = berth_init::exec::exec(&opts)?;
     if a.detach {

@@ -27,9 +27,16 @@ struct Args {
     /// Container id.
     #[arg(long)]
     id: String,
-    /// Bundle directory (config.json + rootfs).
+    /// Bundle directory (config.json + rootfs). Required unless --exec-id.
+    #[arg(long, required_unless_present = "exec_id")]
+    bundle: Option<PathBuf>,
+    /// Run a new process in the (running) container ID instead of creating
+    /// it: one shim per exec'd process, records named after this id.
+    #[arg(long, requires = "process")]
+    exec_id: Option<String>,
+    /// The exec'd process: an OCI process object (process.json).
     #[arg(long)]
-    bundle: PathBuf,
+    process: Option<PathBuf>,
     /// State root: the container's state dir is ROOT/ID.
     #[arg(long, default_value = "/run/berth")]
     root: PathBuf,
@@ -112,16 +119,35 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
     let (err_r, err_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
 
-    let spec = berth_init::spec::load(&args.bundle).map_err(|e| e.to_string())?;
-    let terminal = spec
-        .spec
-        .process()
-        .as_ref()
-        .and_then(|p| p.terminal())
-        .unwrap_or(false);
-    // A terminal container sends its pty master to a console socket during
-    // create; the connection waits in the backlog until we accept below.
-    let console_path = args.root.join(format!(".{}.console", args.id));
+    let exec_process = match (&args.exec_id, &args.process) {
+        (Some(exec_id), Some(path)) => {
+            berth_init::error::validate_id(exec_id).map_err(|e| format!("--exec-id: {e}"))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let p: oci_spec::runtime::Process = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: invalid process JSON: {e}", path.display()))?;
+            Some(p)
+        }
+        _ => None,
+    };
+    let terminal = match (&exec_process, &args.bundle) {
+        (Some(p), _) => p.terminal().unwrap_or(false),
+        (None, Some(bundle)) => berth_init::spec::load(bundle)
+            .map_err(|e| e.to_string())?
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false),
+        (None, None) => return Err("--bundle is required".into()),
+    };
+    // A terminal process sends its pty master to a console socket during
+    // setup; the connection waits in the backlog until we accept below.
+    let console_path = args.root.join(format!(
+        ".{}.{}.console",
+        args.id,
+        args.exec_id.as_deref().unwrap_or("init")
+    ));
     let console = if terminal {
         let _ = std::fs::create_dir_all(&args.root);
         let _ = std::fs::remove_file(&console_path);
@@ -129,19 +155,32 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
     } else {
         None
     };
+    let console_socket = console.as_ref().map(|_| console_path.clone());
+    let stdio = Some([dev_null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
 
-    let opts = CreateOptions {
-        id: args.id.clone(),
-        bundle: args.bundle.clone(),
-        root: args.root.clone(),
-        console_socket: console.as_ref().map(|_| console_path.clone()),
-        systemd_cgroup: args.systemd_cgroup,
-        stdio: Some([dev_null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]),
-        ..Default::default()
+    let started = match exec_process {
+        Some(process) => berth_init::exec::exec(&berth_init::exec::ExecOptions {
+            root: args.root.clone(),
+            id: args.id.clone(),
+            process,
+            console_socket,
+            pid_file: None,
+            preserve_fds: 0,
+            stdio,
+        }),
+        None => create(&CreateOptions {
+            id: args.id.clone(),
+            bundle: args.bundle.clone().unwrap_or_default(),
+            root: args.root.clone(),
+            console_socket,
+            systemd_cgroup: args.systemd_cgroup,
+            stdio,
+            ..Default::default()
+        })
+        .map(|rec| rec.pid),
     };
-    let created = create(&opts);
     let _ = std::fs::remove_file(&console_path);
-    let rec = created.map_err(|e| e.to_string())?;
+    let pid = started.map_err(|e| e.to_string())?;
     drop((out_w, err_w));
 
     let streams = match console {
@@ -153,14 +192,15 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
         None => vec![(out_r, 6u8), (err_r, 3u8)],
     };
     if args.shim_scope {
-        place_self(&args.id)?;
+        place_self(&args.id, args.exec_id.as_deref())?;
     }
     let dir = berth_init::container::dir(&args.root, &args.id);
-    record::write_shim_record(&dir, rec.pid)?;
+    let (shim_record, exit_record) = record::names(args.exec_id.as_deref());
+    record::write_shim_record(&dir, &shim_record, pid)?;
 
     let line = format!(
         "{}\n",
-        serde_json::json!({"init_pid": rec.pid, "shim_pid": std::process::id()})
+        serde_json::json!({"init_pid": pid, "shim_pid": std::process::id()})
     );
     report
         .write_all(line.as_bytes())
@@ -172,8 +212,9 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
     // threads (zbus), heap and touched code is what keeps a shim near
     // 1 MiB RSS for the container's whole life.
     let err = monitor::exec_monitor(&monitor::MonitorArgs {
-        init: rec.pid,
+        init: pid,
         dir,
+        record: exit_record,
         id: args.id.clone(),
         name,
         journal_socket: args.journal_socket.clone(),
@@ -184,8 +225,11 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
 
 /// Moves the shim into `berth-shim-<id>.scope` (podman's layout: the monitor
 /// in its own small scope, never in the daemon's service cgroup).
-fn place_self(id: &str) -> Result<(), String> {
-    let path = format!("berth.slice:berth-shim:{id}");
+fn place_self(id: &str, exec_id: Option<&str>) -> Result<(), String> {
+    let path = match exec_id {
+        None => format!("berth.slice:berth-shim:{id}"),
+        Some(e) => format!("berth.slice:berth-shim:{id}-{e}"),
+    };
     let mut mgr = berth_init::cgroups::manager(true, id, Some(std::path::Path::new(&path)))
         .map_err(|e| e.to_string())?;
     mgr.apply(std::process::id() as i32, None)

@@ -179,6 +179,8 @@ fn reap(init: i32, status: &mut Option<ExitStatus>) {
 pub struct MonitorArgs {
     pub init: i32,
     pub dir: std::path::PathBuf,
+    /// File name of the exit record in `dir`.
+    pub record: String,
     pub id: String,
     pub name: String,
     pub journal_socket: std::path::PathBuf,
@@ -199,6 +201,7 @@ pub fn exec_monitor(a: &MonitorArgs) -> nix::Error {
     push(b"berth-monitor");
     push(a.init.to_string().as_bytes());
     push(a.dir.as_os_str().as_bytes());
+    push(a.record.as_bytes());
     push(a.id.as_bytes());
     push(a.name.as_bytes());
     push(a.journal_socket.as_os_str().as_bytes());
@@ -236,9 +239,9 @@ pub fn main_after_exec() -> ! {
     };
     let init: i32 = text(0).parse().unwrap_or(0);
     let dir = std::path::PathBuf::from(args.get(1).cloned().unwrap_or_default());
-    let (id, name) = (text(2), text(3));
-    let journal_socket = std::path::PathBuf::from(args.get(4).cloned().unwrap_or_default());
-    let streams: Vec<(OwnedFd, u8)> = args[5.min(args.len())..]
+    let (record, id, name) = (text(2), text(3), text(4));
+    let journal_socket = std::path::PathBuf::from(args.get(5).cloned().unwrap_or_default());
+    let streams: Vec<(OwnedFd, u8)> = args[6.min(args.len())..]
         .iter()
         .filter_map(|a| {
             let (fd, prio) = a.to_str()?.split_once(':')?;
@@ -255,7 +258,7 @@ pub fn main_after_exec() -> ! {
     }
     let journal = Journal::connect(&journal_socket, &id, &name, &name).ok();
     let status = run(init, streams, journal.as_ref());
-    let code = match crate::record::write_exit_record(&dir, init, &status) {
+    let code = match crate::record::write_exit_record(&dir, &record, init, &status) {
         Ok(()) => 0,
         Err(_) => 1,
     };

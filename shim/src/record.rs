@@ -10,8 +10,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::monitor::ExitStatus;
 
-pub const SHIM_FILE: &str = "shim.json";
-pub const EXIT_FILE: &str = "exit.json";
+/// The records of the container's init; an exec'd process's carry its exec id:
+/// `exec-<exec id>.shim.json`, `exec-<exec id>.exit.json`.
+pub fn names(exec_id: Option<&str>) -> (String, String) {
+    match exec_id {
+        None => ("shim.json".into(), "exit.json".into()),
+        Some(e) => (format!("exec-{e}.shim.json"), format!("exec-{e}.exit.json")),
+    }
+}
 
 fn write_atomic(dir: &Path, name: &str, value: &serde_json::Value) -> Result<(), String> {
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -33,24 +39,29 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn write_shim_record(dir: &Path, init_pid: i32) -> Result<(), String> {
+pub fn write_shim_record(dir: &Path, name: &str, init_pid: i32) -> Result<(), String> {
     let pid = std::process::id() as i32;
     let start = berth_init::container::process_start_time(pid).unwrap_or(0);
     write_atomic(
         dir,
-        SHIM_FILE,
+        name,
         &serde_json::json!({"pid": pid, "start_time": start, "init_pid": init_pid}),
     )
 }
 
-pub fn write_exit_record(dir: &Path, init_pid: i32, status: &ExitStatus) -> Result<(), String> {
+pub fn write_exit_record(
+    dir: &Path,
+    name: &str,
+    init_pid: i32,
+    status: &ExitStatus,
+) -> Result<(), String> {
     let (code, signal) = match status {
         ExitStatus::Code(c) => (*c, 0),
         ExitStatus::Signal(s) => (128 + *s, *s),
     };
     write_atomic(
         dir,
-        EXIT_FILE,
+        name,
         &serde_json::json!({
             "pid": init_pid,
             "exit_code": code,

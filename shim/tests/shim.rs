@@ -349,3 +349,87 @@ fn no_shim_fd_leaks_into_the_container() {
     );
     s.cleanup();
 }
+
+#[test]
+fn an_exec_gets_its_own_shim_and_exit_record() {
+    let Some(b) = berth_box::up_or_skip("an_exec_gets_its_own_shim") else {
+        return;
+    };
+    let bundle = busybox_bundle("execs", &["sleep", "300"]);
+    let s = start_shim(&b, "ex1", &bundle, &["--name", "exc"]);
+    s.start();
+    let process = json!({
+        "args": ["sh", "-c", "echo from-exec; echo exec-err >&2; exit 4"],
+        "cwd": "/", "user": {"uid": 0, "gid": 0},
+        "env": ["PATH=/bin"],
+    });
+    let pjson = bundle.dir.join("process.json");
+    std::fs::write(&pjson, process.to_string()).unwrap();
+    let out = b
+        .exec(&[
+            SHIM,
+            "--root",
+            &s.root,
+            "--id",
+            "ex1",
+            "--exec-id",
+            "e1",
+            "--process",
+            pjson.to_str().unwrap(),
+            "--name",
+            "exc",
+        ])
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let exec_pid = report["init_pid"].as_i64().unwrap();
+    assert_ne!(exec_pid, s.init);
+    let path = format!("{}/ex1/exec-e1.exit.json", s.root);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rec: Value = loop {
+        if let Ok(o) = b.sh(&format!("cat {path}")) {
+            if o.status.success() {
+                break serde_json::from_slice(&o.stdout).unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "no exec exit record");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(rec["exit_code"], 4);
+    assert_eq!(rec["pid"], exec_pid);
+    assert!(
+        s.alive(s.init),
+        "the container runs on after its exec exited"
+    );
+    let logs = journal(&b, "CONTAINER_NAME=exc", "cat");
+    assert!(
+        logs.contains("from-exec") && logs.contains("exec-err"),
+        "{logs}"
+    );
+    // A bad exec is refused by the shim's report, nothing started.
+    std::fs::write(
+        &pjson,
+        json!({"args": ["/nope"], "cwd": "/", "user": {"uid": 0, "gid": 0}}).to_string(),
+    )
+    .unwrap();
+    let bad = b
+        .exec(&[
+            SHIM,
+            "--root",
+            &s.root,
+            "--id",
+            "ex1",
+            "--exec-id",
+            "e2",
+            "--process",
+            pjson.to_str().unwrap(),
+        ])
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stdout).contains("/nope"),
+        "{bad:?}"
+    );
+    b.sh_ok(&format!("kill -9 {}", s.init));
+    s.exit_record();
+    s.cleanup();
+}
