@@ -260,27 +260,30 @@ pub fn kill(root: &Path, id: &str, sig: Signal, all: bool) -> Result<()> {
 }
 
 pub fn pause(root: &Path, id: &str) -> Result<()> {
-    let rec = Record::load(root, id)?;
-    match rec.status(root) {
-        Status::Running => {}
-        s => return Err(wrong(id, "pause", s)),
-    }
-    let mgr = rec
-        .cgroup_manager()?
-        .ok_or_else(|| Error::InvalidArgument(format!("container {id} has no cgroup to freeze")))?;
-    Ok(mgr.freeze()?)
+    with_cgroup(root, id, "pause", Status::Running, |m| m.freeze())
 }
 
 pub fn resume(root: &Path, id: &str) -> Result<()> {
+    with_cgroup(root, id, "resume", Status::Paused, |m| m.thaw())
+}
+
+/// Runs `act` on the container's cgroup if the container is in status `want`.
+fn with_cgroup(
+    root: &Path,
+    id: &str,
+    op: &'static str,
+    want: Status,
+    act: impl FnOnce(&dyn crate::cgroups::CgroupManager) -> crate::cgroups::Result<()>,
+) -> Result<()> {
     let rec = Record::load(root, id)?;
-    match rec.status(root) {
-        Status::Paused => {}
-        s => return Err(wrong(id, "resume", s)),
+    let status = rec.status(root);
+    if status != want {
+        return Err(wrong(id, op, status));
     }
     let mgr = rec
         .cgroup_manager()?
-        .ok_or_else(|| Error::InvalidArgument(format!("container {id} has no cgroup to thaw")))?;
-    Ok(mgr.thaw()?)
+        .ok_or_else(|| Error::InvalidArgument(format!("container {id} has no cgroup to {op}")))?;
+    Ok(act(mgr.as_ref())?)
 }
 
 /// Removes a container. A created one is killed first (it never ran); a
