@@ -351,15 +351,42 @@ fn capability_names() -> Vec<String> {
     names
 }
 
-/// Reaps our child `pid` and returns its status as a shell would: the exit
+/// Reaps our child `pid`, forwarding the signals a terminal or supervisor
+/// sends us (as runc does), and returns its status as a shell would: the exit
 /// code, or 128 + the signal that killed it.
 fn wait_exit(pid: i32) -> Result<i32> {
+    use nix::sys::signal::{kill, SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        set.add(s);
+    }
+    // Blocked, the signals wait for sigwait below: none is lost between the
+    // waitpid and the wait.
+    set.thread_block()?;
     loop {
-        match waitpid(Pid::from_raw(pid), None) {
+        match waitpid(
+            Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        ) {
             Ok(WaitStatus::Exited(_, c)) => return Ok(c),
             Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
-            Ok(_) | Err(nix::Error::EINTR) => continue,
+            Ok(_) | Err(nix::Error::EINTR) => {}
             Err(e) => bail!("waiting for process {pid}: {e}"),
+        }
+        match set.wait() {
+            Ok(Signal::SIGCHLD) | Err(_) => {}
+            Ok(sig) => {
+                let _ = kill(Pid::from_raw(pid), sig);
+            }
         }
     }
 }

@@ -126,17 +126,17 @@ pub enum Cmd {
         /// linux.resources JSON ("-" for stdin).
         #[arg(short, long)]
         resources: Option<PathBuf>,
-        /// Memory limit in bytes.
-        #[arg(long)]
+        /// Memory limit in bytes (-1 for unlimited).
+        #[arg(long, allow_negative_numbers = true)]
         memory: Option<i64>,
         /// Maximum number of tasks (-1 for unlimited).
-        #[arg(long = "pids-limit")]
+        #[arg(long = "pids-limit", allow_negative_numbers = true)]
         pids_limit: Option<i64>,
         /// CPU shares (relative weight).
         #[arg(long = "cpu-shares")]
         cpu_shares: Option<u64>,
         /// CPU CFS quota in microseconds per period.
-        #[arg(long = "cpu-quota")]
+        #[arg(long = "cpu-quota", allow_negative_numbers = true)]
         cpu_quota: Option<i64>,
         /// CPU CFS period in microseconds.
         #[arg(long = "cpu-period")]
