@@ -99,7 +99,15 @@ impl Record {
         let d = dir(root, &self.id);
         let tmp = d.join(".state.json.tmp");
         let json = serde_json::to_vec_pretty(self).map_err(|e| Error::io("encoding state", e))?;
-        fs::write(&tmp, json).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        // Root only: the record names the bundle and the init's pid.
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &json))
+            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
         fs::rename(&tmp, d.join(STATE_FILE))
             .map_err(|e| Error::io(format!("renaming {}", tmp.display()), e))
     }
