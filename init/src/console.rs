@@ -89,3 +89,28 @@ pub fn setup(socket: &OwnedFd, process: &Process, bind_console: bool) -> Result<
     }
     Ok(())
 }
+
+/// The other end of the protocol: accepts one connection on the console
+/// socket and receives the pty master sent with SCM_RIGHTS (the shim, tests).
+pub fn receive_master(listener: &std::os::unix::net::UnixListener) -> std::io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let (sock, _) = listener.accept()?;
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = nix::sys::socket::recvmsg::<()>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for c in msg.cmsgs()? {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: received just now, owned by nobody else.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(std::io::Error::other("no pty master on the console socket"))
+}

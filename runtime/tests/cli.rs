@@ -65,8 +65,9 @@ fn list_update_and_the_log_file() {
     let rt = Rt::new(&b, true);
     let bundle = busybox_bundle("list", &["sleep", "300"]);
     assert!(rt.create("l1", &bundle, "/dev/null").status.success());
-    // Options after the id, as runc accepts them.
     rt.ok(&["start", "l1"]);
+    // Options after the id, as runc accepts them.
+    assert!(rt.ok(&["ps", "l1", "--format", "json"]).starts_with('['));
     let list: Value = serde_json::from_str(&rt.ok(&["list", "--format", "json"])).unwrap();
     assert_eq!(list[0]["id"], "l1");
     assert_eq!(list[0]["status"], "running");
@@ -115,16 +116,7 @@ fn a_foreground_run_forwards_signals() {
             "trap 'exit 42' TERM; echo ready; while true; do sleep 0.1; done",
         ],
     );
-    let run = shell_join(&[
-        common::RUNTIME.into(),
-        "--root".into(),
-        rt.root.clone(),
-        "--systemd-cgroup".into(),
-        "run".into(),
-        "--bundle".into(),
-        bundle.path().into(),
-        "f1".into(),
-    ]);
+    let run = shell_join(&rt.argv(&["run", "--bundle", bundle.path(), "f1"]));
     let out = b
         .sh(&format!(
             "{run} >/tmp/f1.out 2>&1 </dev/null & pid=$!; \

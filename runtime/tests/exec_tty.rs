@@ -3,13 +3,11 @@
 
 mod common;
 
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::Read;
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
 use common::{assert_nothing_left, busybox_bundle, text, Bundle, Rt};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
 /// A detached `sleep 300` container; returns the init's pid.
 fn sleeper(rt: &Rt, id: &str, bundle: &Bundle) -> i64 {
@@ -112,27 +110,6 @@ fn pause_and_resume_freeze_the_container() {
     }
 }
 
-/// Receives one fd over SCM_RIGHTS.
-fn recv_fd(sock: &std::os::unix::net::UnixStream) -> OwnedFd {
-    let mut buf = [0u8; 256];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .unwrap();
-    for c in msg.cmsgs().unwrap() {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: the fd was just received and is ours alone.
-            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
-        }
-    }
-    panic!("no fd received on the console socket");
-}
-
 #[test]
 fn terminal_through_the_console_socket() {
     let Some(b) = berth_box::up_or_skip("terminal_through_the_console_socket") else {
@@ -153,10 +130,8 @@ fn terminal_through_the_console_socket() {
     // The socket lives in the bundle dir: the box binds it at the same path.
     let sock_path = bundle.dir.join("console.sock");
     let listener = UnixListener::bind(&sock_path).unwrap();
-    let accept = std::thread::spawn(move || {
-        let (s, _) = listener.accept().unwrap();
-        recv_fd(&s)
-    });
+    let accept =
+        std::thread::spawn(move || berth_init::console::receive_master(&listener).unwrap());
     let sock = sock_path.to_str().unwrap().to_string();
     let out = rt.run(&[
         "run",

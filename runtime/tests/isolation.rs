@@ -267,16 +267,7 @@ fn no_host_fd_reaches_the_container() {
             "readlink /proc/1/cwd; cd /proc/self/fd && echo *",
         ],
     );
-    let argv = [
-        common::RUNTIME.to_string(),
-        "--root".into(),
-        rt.root.clone(),
-        "--systemd-cgroup".into(),
-        "run".into(),
-        "f1".into(),
-        "--bundle".into(),
-        bundle.path().into(),
-    ];
+    let argv = rt.argv(&["run", "f1", "--bundle", bundle.path()]);
     let out = b
         .sh(&format!(
             "exec 7</etc/hostname; {}",

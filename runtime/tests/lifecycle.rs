@@ -62,24 +62,8 @@ fn run_returns_the_exit_code_and_output() {
     // pid 1 cannot SIGKILL itself: the kernel ignores that inside its pid
     // namespace. So the signal comes from outside, through `kill`.)
     let bundle = busybox_bundle("run-sig", &["sleep", "300"]);
-    let run = common::shell_join(&[
-        common::RUNTIME.into(),
-        "--root".into(),
-        rt.root.clone(),
-        "--systemd-cgroup".into(),
-        "run".into(),
-        "r2".into(),
-        "--bundle".into(),
-        bundle.path().into(),
-    ]);
-    let kill = common::shell_join(&[
-        common::RUNTIME.into(),
-        "--root".into(),
-        rt.root.clone(),
-        "kill".into(),
-        "r2".into(),
-        "KILL".into(),
-    ]);
+    let run = common::shell_join(&rt.argv(&["run", "r2", "--bundle", bundle.path()]));
+    let kill = common::shell_join(&rt.argv(&["kill", "r2", "KILL"]));
     let script = format!(
         "{run} </dev/null >/dev/null 2>&1 & \
          until {kill} 2>/dev/null; do sleep 0.05; done; wait $!; echo $?"

@@ -185,7 +185,8 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
 
     let streams = match console {
         Some(listener) => {
-            let master = monitor::receive_pty(&listener).map_err(|e| format!("console: {e}"))?;
+            let master = berth_init::console::receive_master(&listener)
+                .map_err(|e| format!("console: {e}"))?;
             drop((out_r, err_r));
             vec![(master, 6u8)]
         }

@@ -2,15 +2,12 @@
 //! the init's exit. poll(2) on the output pipes and a signalfd for SIGCHLD; no
 //! threads, so the shim stays a few hundred KiB.
 
-use std::io::IoSliceMut;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -25,29 +22,6 @@ const DRAIN: Duration = Duration::from_secs(2);
 pub enum ExitStatus {
     Code(i32),
     Signal(i32),
-}
-
-/// Receives the pty master the init sent to the console socket.
-pub fn receive_pty(listener: &UnixListener) -> std::io::Result<OwnedFd> {
-    let (sock, _) = listener.accept()?;
-    let mut buf = [0u8; 256];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(fd) = fds.first() {
-                // SAFETY: received just now, owned by nobody else.
-                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
-            }
-        }
-    }
-    Err(std::io::Error::other("no pty master on the console socket"))
 }
 
 struct Stream {

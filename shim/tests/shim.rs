@@ -25,6 +25,20 @@ fn without_pid_ns(b: &mut Bundle) {
     b.save();
 }
 
+/// Waits (bounded) for a JSON record the shim writes, and parses it.
+fn wait_json(b: &SystemdBox, path: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(out) = b.sh(&format!("cat {path}")) {
+            if out.status.success() {
+                return serde_json::from_slice(&out.stdout).unwrap();
+            }
+        }
+        assert!(Instant::now() < deadline, "no record at {path}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 struct Shim<'a> {
     b: &'a SystemdBox,
     root: String,
@@ -73,17 +87,7 @@ impl Shim<'_> {
     }
 
     fn exit_record(&self) -> Value {
-        let path = format!("{}/{}/exit.json", self.root, self.id);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(out) = self.b.sh(&format!("cat {path}")) {
-                if out.status.success() {
-                    return serde_json::from_slice(&out.stdout).unwrap();
-                }
-            }
-            assert!(Instant::now() < deadline, "no exit record at {path}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_json(self.b, &format!("{}/{}/exit.json", self.root, self.id))
     }
 
     fn alive(&self, pid: i64) -> bool {
@@ -383,17 +387,7 @@ fn an_exec_gets_its_own_shim_and_exit_record() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let exec_pid = report["init_pid"].as_i64().unwrap();
     assert_ne!(exec_pid, s.init);
-    let path = format!("{}/ex1/exec-e1.exit.json", s.root);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let rec: Value = loop {
-        if let Ok(o) = b.sh(&format!("cat {path}")) {
-            if o.status.success() {
-                break serde_json::from_slice(&o.stdout).unwrap();
-            }
-        }
-        assert!(Instant::now() < deadline, "no exec exit record");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let rec = wait_json(&b, &format!("{}/ex1/exec-e1.exit.json", s.root));
     assert_eq!(rec["exit_code"], 4);
     assert_eq!(rec["pid"], exec_pid);
     assert!(

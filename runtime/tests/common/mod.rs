@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::process::Output;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use berth_box::SystemdBox;
@@ -22,15 +21,6 @@ pub fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
     config["process"]["terminal"] = json!(false);
     config["process"]["args"] = json!(args);
     Bundle::create(name, config)
-}
-
-fn unique(name: &str) -> String {
-    static SEQ: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// `berth-runtime` inside a box, with its own --root.
@@ -53,12 +43,13 @@ impl<'a> Rt<'a> {
     pub fn new(b: &'a SystemdBox, systemd: bool) -> Self {
         Rt {
             b,
-            root: format!("/run/berth-runtime-test-{}", unique("r")),
+            root: format!("/run/berth-runtime-test-{}", berth_box::bundle::unique("r")),
             systemd,
         }
     }
 
-    fn argv(&self, args: &[&str]) -> Vec<String> {
+    /// The full command line of `berth-runtime` with our --root (and driver).
+    pub fn argv(&self, args: &[&str]) -> Vec<String> {
         let mut v = vec![RUNTIME.to_string(), "--root".into(), self.root.clone()];
         if self.systemd {
             v.push("--systemd-cgroup".into());

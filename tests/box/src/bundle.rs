@@ -18,7 +18,8 @@ pub struct Bundle {
     pub config: Value,
 }
 
-fn unique(name: &str) -> String {
+/// `name-<pid>-<n>`: unique among concurrent tests and test processes.
+pub fn unique(name: &str) -> String {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     format!(
         "{name}-{}-{}",
