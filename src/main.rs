@@ -1,17 +1,149 @@
-//! berthd: the D-Bus service (io.berth.Berth1) that runs OCI containers as
-//! transient systemd scopes. The service itself arrives with the daemon issue;
-//! today the binary only reports what it is.
+//! berthd: the D-Bus service io.berth.Berth1 that runs OCI containers as
+//! transient systemd scopes, each watched by its own berth-shim.
 
-fn main() {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version") | Some("-V") => println!("berthd {}", env!("CARGO_PKG_VERSION")),
-        _ => {
-            eprintln!(
-                "berthd {}: the D-Bus service is not built yet",
-                env!("CARGO_PKG_VERSION")
-            );
-            std::process::exit(2);
+mod api;
+mod daemon;
+mod recovery;
+mod shims;
+mod store;
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use tracing_subscriber::prelude::*;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berthd",
+    version,
+    about = "berth's container manager (D-Bus service io.berth.Berth1)"
+)]
+struct Args {
+    /// Persistent metadata (LMDB).
+    #[arg(long, default_value = "/var/lib/berth")]
+    state_dir: PathBuf,
+    /// Runtime state of the shims and containers.
+    #[arg(long, default_value = "/run/berth")]
+    run_dir: PathBuf,
+    /// The shim binary (default: berth-shim beside berthd).
+    #[arg(long)]
+    shim: Option<PathBuf>,
+    /// LMDB map size in MiB.
+    #[arg(long, default_value_t = 256)]
+    map_size_mib: usize,
+}
+
+fn init_logging() {
+    // Under systemd, stderr is the journal: log natively (structured fields).
+    let journald = std::env::var_os("JOURNAL_STREAM")
+        .is_some()
+        .then(|| tracing_journald::layer().ok())
+        .flatten();
+    // Our own events at info and up; zbus traces every message otherwise.
+    let ours = tracing_subscriber::filter::Targets::new()
+        .with_target("berthd", tracing::Level::INFO)
+        .with_default(tracing::Level::WARN);
+    match journald {
+        Some(layer) => tracing_subscriber::registry()
+            .with(layer.with_filter(ours))
+            .init(),
+        None => tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(ours),
+            )
+            .init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_logging();
+    match serve(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("berthd: {e}");
+            eprintln!("berthd: {e}");
+            std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn serve(args: Args) -> Result<(), String> {
+    let shim = match args.shim {
+        Some(p) => p,
+        None => std::env::current_exe()
+            .map_err(|e| format!("locating berthd: {e}"))?
+            .with_file_name("berth-shim"),
+    };
+    let store =
+        store::Store::open(&args.state_dir, args.map_size_mib << 20).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&args.run_dir)
+        .map_err(|e| format!("creating {}: {e}", args.run_dir.display()))?;
+    let daemon = daemon::Daemon::new(store, args.run_dir, shim);
+
+    // Objects are served before the name is owned, so the first calls (bus
+    // activation) find them.
+    let conn = zbus::connection::Builder::system()
+        .and_then(|b| {
+            b.serve_at(
+                api::MANAGER_PATH,
+                api::manager::Manager {
+                    daemon: daemon.clone(),
+                },
+            )
+        })
+        .map_err(|e| format!("system bus: {e}"))?
+        // zbus's own executor thread would run our method handlers outside
+        // tokio (no reactor for processes, timers, spawn_blocking): drive its
+        // executor from a tokio task instead.
+        .internal_executor(false)
+        .build()
+        .await
+        .map_err(|e| format!("connecting to the system bus: {e}"))?;
+    tokio::spawn({
+        let conn = conn.clone();
+        async move {
+            loop {
+                conn.executor().tick().await;
+            }
+        }
+    });
+    let report = recovery::recover(&conn, &daemon).await;
+    conn.request_name(api::BUS_NAME)
+        .await
+        .map_err(|e| format!("owning {}: {e}", api::BUS_NAME))?;
+    tracing::info!(
+        recovered = report.reattached,
+        repaired = report.repaired,
+        "berthd ready"
+    );
+    let _ = sd_notify::notify(
+        false,
+        &[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status_line(&daemon)),
+        ],
+    );
+
+    // SIGTERM/SIGINT: a clean exit that leaves every container running; the
+    // shims own them, the next berthd re-attaches.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("berthd stopping; containers keep running");
+    Ok(())
+}
+
+/// "3 containers, 2 running" for systemctl status.
+fn status_line(daemon: &daemon::Daemon) -> String {
+    let all = daemon.store.list().unwrap_or_default();
+    let running = all.iter().filter(|r| r.status == "running").count();
+    format!("{} containers, {running} running", all.len())
 }

@@ -182,8 +182,24 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 impl SystemdBox {
+    /// Removes what boxes of killed test processes left: a recorded box
+    /// whose cgroup holds no process any more is dead; its cgroup and state
+    /// directory go. (Its processes died with the test through
+    /// PR_SET_PDEATHSIG; only the directories could not clean themselves.)
+    pub fn reap_stale() {
+        for name in Self::list() {
+            let Ok(b) = Self::attach(&name) else { continue };
+            if cgroup::pids_in_tree(b.cgroup()).is_empty() {
+                let _ = b.down();
+            } else {
+                b.detach();
+            }
+        }
+    }
+
     /// Boots a box and waits until its systemd reports `running` (or `degraded`).
     pub fn up(opts: BoxOptions) -> Result<Self> {
+        Self::reap_stale();
         let started = Instant::now();
         let name = opts.name.clone().unwrap_or_else(unique_name);
         check_name(&name)?;

@@ -1,0 +1,119 @@
+//! One object per container: io.berth.Berth1.Container — the same verbs as
+//! the Manager without the id, and the container's state as properties.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use zbus::interface;
+
+use crate::api::error::Result;
+use crate::daemon::Daemon;
+use crate::store::ContainerRecord;
+
+pub struct ContainerObject {
+    pub daemon: Arc<Daemon>,
+    pub id: String,
+}
+
+impl ContainerObject {
+    fn rec(&self) -> ContainerRecord {
+        self.daemon.get(&self.id).unwrap_or_default()
+    }
+}
+
+#[interface(name = "io.berth.Berth1.Container")]
+impl ContainerObject {
+    async fn start(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::manager::start(conn, &self.daemon, &self.id).await
+    }
+
+    async fn kill(
+        &self,
+        who: &str,
+        signal: i32,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        crate::api::require_root(conn, &hdr).await?;
+        self.daemon.kill(&self.id, who, signal)
+    }
+
+    async fn wait(&self) -> Result<(i32, i32)> {
+        self.daemon.wait(&self.id).await
+    }
+
+    async fn delete(
+        &self,
+        force: bool,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::manager::delete(conn, &self.daemon, &self.id, force).await
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn id(&self) -> String {
+        self.id.clone()
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn bundle(&self) -> String {
+        self.rec().bundle
+    }
+
+    #[zbus(property)]
+    fn status(&self) -> String {
+        self.rec().status
+    }
+
+    #[zbus(property)]
+    fn pid(&self) -> u32 {
+        let r = self.rec();
+        if r.status == "stopped" {
+            0
+        } else {
+            r.pid
+        }
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn unit(&self) -> String {
+        self.rec().unit
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn created_at(&self) -> u64 {
+        self.rec().created_at
+    }
+
+    #[zbus(property)]
+    fn started_at(&self) -> u64 {
+        self.rec().started_at
+    }
+
+    #[zbus(property)]
+    fn exited_at(&self) -> u64 {
+        self.rec().exited_at
+    }
+
+    #[zbus(property)]
+    fn exit_code(&self) -> i32 {
+        self.rec().exit_code
+    }
+
+    #[zbus(property)]
+    fn exit_signal(&self) -> i32 {
+        self.rec().exit_signal
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn labels(&self) -> HashMap<String, String> {
+        self.rec().labels.into_iter().collect()
+    }
+}

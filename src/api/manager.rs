@@ -1,0 +1,236 @@
+//! io.berth.Berth1.Manager at /io/berth/Berth1: every verb takes the
+//! container id (easy from busctl); container objects offer the same verbs.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use zbus::object_server::SignalEmitter;
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
+use zbus::{interface, Connection};
+
+use crate::api::container::ContainerObject;
+use crate::api::error::{Error, Result};
+use crate::api::{container_path, require_root, MANAGER_PATH};
+use crate::daemon::Daemon;
+
+pub struct Manager {
+    pub daemon: Arc<Daemon>,
+}
+
+/// Options CreateContainer understands; anything else is refused by name.
+fn parse_labels(options: &HashMap<String, OwnedValue>) -> Result<HashMap<String, String>> {
+    let mut labels = HashMap::new();
+    for (key, value) in options {
+        match key.as_str() {
+            "labels" => {
+                let map: HashMap<String, String> = value
+                    .try_clone()
+                    .ok()
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| Error::InvalidArgument("option labels must be a{ss}".into()))?;
+                if map.len() > 256
+                    || map
+                        .iter()
+                        .any(|(k, v)| k.is_empty() || k.len() > 256 || v.len() > 4096)
+                {
+                    return Err(Error::InvalidArgument(
+                        "labels: at most 256, keys 1-256 bytes, values up to 4096 bytes".into(),
+                    ));
+                }
+                labels = map;
+            }
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown option {other:?} (known: labels)"
+                )))
+            }
+        }
+    }
+    Ok(labels)
+}
+
+/// Puts the container's object on the bus and watches its shim.
+pub async fn register(
+    conn: &Connection,
+    daemon: &Arc<Daemon>,
+    id: &str,
+) -> Result<OwnedObjectPath> {
+    let rec = daemon.get(id)?;
+    let path = container_path(id);
+    conn.object_server()
+        .at(
+            &path,
+            ContainerObject {
+                daemon: daemon.clone(),
+                id: id.into(),
+            },
+        )
+        .await
+        .map_err(Error::ZBus)?;
+    if rec.status != "stopped" && rec.shim_pid != 0 {
+        let conn = conn.clone();
+        crate::shims::watch(
+            daemon.clone(),
+            id.into(),
+            rec.shim_pid,
+            rec.shim_start,
+            move |daemon, id| {
+                tokio::spawn(async move { on_exit(&conn, &daemon, &id).await });
+            },
+        );
+    }
+    Ok(path)
+}
+
+async fn properties_changed(conn: &Connection, id: &str) {
+    let path = container_path(id);
+    let Ok(iface) = conn
+        .object_server()
+        .interface::<_, ContainerObject>(&path)
+        .await
+    else {
+        return;
+    };
+    let obj = iface.get().await;
+    let em = iface.signal_emitter();
+    let _ = obj.status_changed(em).await;
+    let _ = obj.pid_changed(em).await;
+    let _ = obj.started_at_changed(em).await;
+    let _ = obj.exited_at_changed(em).await;
+    let _ = obj.exit_code_changed(em).await;
+    let _ = obj.exit_signal_changed(em).await;
+}
+
+/// The shim saw the container exit: properties, then ContainerExited.
+async fn on_exit(conn: &Connection, daemon: &Daemon, id: &str) {
+    properties_changed(conn, id).await;
+    if let (Ok(em), Ok(rec)) = (SignalEmitter::new(conn, MANAGER_PATH), daemon.get(id)) {
+        let _ = Manager::container_exited(&em, id, rec.exit_code, rec.exit_signal).await;
+    }
+}
+
+pub async fn start(conn: &Connection, daemon: &Arc<Daemon>, id: &str) -> Result<()> {
+    daemon.start(id).await?;
+    properties_changed(conn, id).await;
+    Ok(())
+}
+
+pub async fn delete(conn: &Connection, daemon: &Arc<Daemon>, id: &str, force: bool) -> Result<()> {
+    daemon.delete(id, force).await?;
+    let path = container_path(id);
+    let _ = conn
+        .object_server()
+        .remove::<ContainerObject, _>(&path)
+        .await;
+    if let Ok(em) = SignalEmitter::new(conn, MANAGER_PATH) {
+        let _ = Manager::container_removed(&em, id, path.as_ref()).await;
+    }
+    Ok(())
+}
+
+#[interface(name = "io.berth.Berth1.Manager")]
+impl Manager {
+    /// Creates a container from an OCI bundle; replies once its scope exists,
+    /// its init waits on the exec FIFO and the record is committed.
+    async fn create_container(
+        &self,
+        id: &str,
+        bundle: &str,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(signal_emitter)] em: SignalEmitter<'_>,
+    ) -> Result<OwnedObjectPath> {
+        require_root(conn, &hdr).await?;
+        let labels = parse_labels(&options)?;
+        self.daemon.create(id, bundle, labels).await?;
+        let path = register(conn, &self.daemon, id).await?;
+        let _ = Self::container_new(&em, id, path.as_ref()).await;
+        Ok(path)
+    }
+
+    async fn start_container(
+        &self,
+        id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        require_root(conn, &hdr).await?;
+        start(conn, &self.daemon, id).await
+    }
+
+    /// Signals the init (`who` = "init") or every process ("all").
+    async fn kill_container(
+        &self,
+        id: &str,
+        who: &str,
+        signal: i32,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        require_root(conn, &hdr).await?;
+        self.daemon.kill(id, who, signal)
+    }
+
+    /// (exit code, signal) once stopped; at once if it already is.
+    async fn wait_container(&self, id: &str) -> Result<(i32, i32)> {
+        self.daemon.wait(id).await
+    }
+
+    async fn delete_container(
+        &self,
+        id: &str,
+        force: bool,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        require_root(conn, &hdr).await?;
+        delete(conn, &self.daemon, id, force).await
+    }
+
+    /// (id, status, object path) of every container.
+    async fn list_containers(&self) -> Result<Vec<(String, String, OwnedObjectPath)>> {
+        Ok(self
+            .daemon
+            .store
+            .list()?
+            .into_iter()
+            .map(|r| {
+                let path = container_path(&r.id);
+                (r.id, r.status, path)
+            })
+            .collect())
+    }
+
+    async fn get_container(&self, id: &str) -> Result<OwnedObjectPath> {
+        self.daemon.get(id)?;
+        Ok(container_path(id))
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn version(&self) -> String {
+        env!("CARGO_PKG_VERSION").into()
+    }
+
+    #[zbus(signal)]
+    async fn container_new(
+        em: &SignalEmitter<'_>,
+        id: &str,
+        path: ObjectPath<'_>,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn container_removed(
+        em: &SignalEmitter<'_>,
+        id: &str,
+        path: ObjectPath<'_>,
+    ) -> zbus::Result<()>;
+
+    #[zbus(signal)]
+    async fn container_exited(
+        em: &SignalEmitter<'_>,
+        id: &str,
+        code: i32,
+        signal: i32,
+    ) -> zbus::Result<()>;
+}

@@ -1,0 +1,257 @@
+//! berthd's core: the verbs on containers, independent of D-Bus plumbing.
+//! The interfaces in api/ call these; they keep LMDB (the source of truth),
+//! the shims and the bus objects in step.
+//!
+//! Every create is intent first: the record is written as "creating" before
+//! the shim runs, then completed — so a crash in between is found at the next
+//! start and repaired (recovery.rs).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::api::error::{from_shim_report, Error, Result};
+use crate::store::{ContainerRecord, Store};
+
+pub struct Daemon {
+    pub store: Store,
+    /// Shim state root: /run/berth/<id>/ (FIFO, shim and exit records).
+    pub run_dir: PathBuf,
+    pub shim: PathBuf,
+    /// Exit notifications per container.
+    exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
+}
+
+/// (exit code, signal) of a stopped container.
+pub type Exit = (i32, i32);
+
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+impl Daemon {
+    pub fn new(store: Store, run_dir: PathBuf, shim: PathBuf) -> Arc<Self> {
+        Arc::new(Daemon {
+            store,
+            run_dir,
+            shim,
+            exits: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Result<ContainerRecord> {
+        self.store
+            .get(id)?
+            .ok_or_else(|| Error::NotFound(format!("no container {id}")))
+    }
+
+    fn exit_channel(&self, id: &str) -> watch::Receiver<Option<Exit>> {
+        let mut map = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_string())
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe()
+    }
+
+    /// Records an exit and wakes the waiters.
+    pub fn record_exit(
+        &self,
+        id: &str,
+        code: i32,
+        signal: i32,
+        reason: &str,
+    ) -> Result<ContainerRecord> {
+        let rec = self.store.update(id, |r| {
+            r.status = "stopped".into();
+            r.exit_code = code;
+            r.exit_signal = signal;
+            r.exited_at = now_us();
+            r.exit_reason = reason.into();
+        })?;
+        let map = self.exits.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = map.get(id) {
+            let _ = tx.send(Some((code, signal)));
+        }
+        Ok(rec)
+    }
+
+    /// Create: validate, record intent, run the shim (which creates the
+    /// container in its scope and reports), record the result.
+    pub async fn create(
+        &self,
+        id: &str,
+        bundle: &str,
+        labels: HashMap<String, String>,
+    ) -> Result<ContainerRecord> {
+        berth_init::error::validate_id(id).map_err(Error::from)?;
+        let bundle_path = PathBuf::from(bundle);
+        if !bundle_path.is_absolute() {
+            return Err(Error::InvalidArgument(format!(
+                "bundle {bundle:?} must be an absolute path"
+            )));
+        }
+        // Validate the bundle here so a bad one changes nothing at all.
+        berth_init::spec::load(&bundle_path).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let mut rec = ContainerRecord {
+            id: id.into(),
+            bundle: bundle.into(),
+            status: "creating".into(),
+            labels: labels.into_iter().collect(),
+            unit: format!("berth-{id}.scope"),
+            created_at: now_us(),
+            ..Default::default()
+        };
+        self.store.insert_new(&rec)?;
+        match self.run_shim(id, bundle).await {
+            Ok((pid, shim_pid)) => {
+                rec.status = "created".into();
+                rec.pid = pid;
+                rec.pid_start = berth_init::container::process_start_time(pid as i32).unwrap_or(0);
+                rec.shim_pid = shim_pid;
+                rec.shim_start =
+                    berth_init::container::process_start_time(shim_pid as i32).unwrap_or(0);
+                self.store.put(&rec)?;
+                Ok(rec)
+            }
+            Err(e) => {
+                // Nothing half-made stays: the shim undid its own work.
+                let _ = self.store.remove(id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_shim(&self, id: &str, bundle: &str) -> Result<(u32, u32)> {
+        let mut cmd = tokio::process::Command::new(&self.shim);
+        // SAFETY: only the close_range syscall between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                // berthd's own fds (LMDB files, bus sockets) are not all
+                // close-on-exec (LMDB opens its files without it): none may
+                // reach the shim, let alone a container.
+                berth_init::child::close_range_cloexec(3).map_err(std::io::Error::from)
+            });
+        }
+        let out = cmd
+            .arg("--root")
+            .arg(&self.run_dir)
+            .args(["--id", id, "--name", id, "--bundle", bundle])
+            .args(["--systemd-cgroup", "--shim-scope"])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .await
+            .map_err(|e| Error::Internal(format!("running {}: {e}", self.shim.display())))?;
+        let line = String::from_utf8_lossy(&out.stdout);
+        let v: serde_json::Value = serde_json::from_str(line.trim())
+            .map_err(|_| Error::Internal(format!("the shim said {line:?}")))?;
+        if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
+            return Err(from_shim_report(err));
+        }
+        let pid = v["init_pid"].as_u64().unwrap_or(0) as u32;
+        let shim = v["shim_pid"].as_u64().unwrap_or(0) as u32;
+        Ok((pid, shim))
+    }
+
+    pub async fn start(&self, id: &str) -> Result<ContainerRecord> {
+        let rec = self.get(id)?;
+        if rec.status != "created" {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot start container {id}: it is {}",
+                rec.status
+            )));
+        }
+        let (root, cid) = (self.run_dir.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || berth_init::container::start(&root, &cid))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
+        // The exit may already have been recorded (a container that exits at once).
+        Ok(self.store.update(id, |r| {
+            r.started_at = now_us();
+            if r.status == "created" {
+                r.status = "running".into();
+            }
+        })?)
+    }
+
+    pub fn kill(&self, id: &str, who: &str, signal: i32) -> Result<()> {
+        let all = match who {
+            "init" | "" => false,
+            "all" => true,
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "who must be \"init\" or \"all\", not {other:?}"
+                )))
+            }
+        };
+        let sig = nix::sys::signal::Signal::try_from(signal)
+            .map_err(|_| Error::InvalidArgument(format!("unknown signal {signal}")))?;
+        let rec = self.get(id)?;
+        if rec.status == "stopped" || rec.status == "creating" {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot kill container {id}: it is {}",
+                rec.status
+            )));
+        }
+        Ok(berth_init::container::kill(&self.run_dir, id, sig, all)?)
+    }
+
+    /// Waits for the container to stop; at once if it has.
+    pub async fn wait(&self, id: &str) -> Result<Exit> {
+        let mut rx = self.exit_channel(id);
+        let rec = self.get(id)?;
+        if rec.status == "stopped" {
+            return Ok((rec.exit_code, rec.exit_signal));
+        }
+        loop {
+            if let Some(v) = *rx.borrow_and_update() {
+                return Ok(v);
+            }
+            if rx.changed().await.is_err() {
+                let rec = self.get(id)?;
+                return Ok((rec.exit_code, rec.exit_signal));
+            }
+        }
+    }
+
+    pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let rec = self.get(id)?;
+        match rec.status.as_str() {
+            "stopped" | "created" => {}
+            s if force => {
+                let _ = s;
+            }
+            s => {
+                return Err(Error::FailedPrecondition(format!(
+                    "cannot delete container {id}: it is {s} (use force)"
+                )))
+            }
+        }
+        if rec.status != "stopped" {
+            let _ = self.kill(id, "all", libc::SIGKILL);
+            // The shim records the exit; give it a moment so Wait callers and
+            // ContainerExited see the real status before the object goes.
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.wait(id)).await;
+        }
+        let (root, cid) = (self.run_dir.clone(), id.to_string());
+        let removed =
+            tokio::task::spawn_blocking(move || berth_init::container::delete(&root, &cid, true))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        match removed {
+            Ok(_) | Err(berth_init::Error::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.store.remove(id)?;
+        self.exits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        Ok(())
+    }
+}

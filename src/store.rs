@@ -1,0 +1,336 @@
+//! berthd's persistent metadata: LMDB (through heed) at /var/lib/berth/db, the
+//! source of truth for which containers exist.
+//!
+//! Every public write is one write transaction, committed (and so fsynced: we never
+//! set NO_SYNC/NO_META_SYNC) before the call returns. Create is written intent-first
+//! (status "creating" → side effects → result), so a crash between two steps leaves
+//! a record that the next start can find and repair.
+
+use std::collections::BTreeMap;
+use std::fs::{self, DirBuilder, Permissions};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use heed::types::{SerdeJson, Str};
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
+
+/// Named databases this env may hold: "containers" now, room for exits and images.
+const MAX_DBS: u32 = 4;
+const CONTAINERS: &str = "containers";
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub bundle: String,
+    /// "creating" (intent recorded, not yet created), "created", "running",
+    /// "paused", "stopped".
+    pub status: String,
+    pub labels: BTreeMap<String, String>,
+    /// The systemd scope unit, e.g. `berth-<id>.scope`.
+    pub unit: String,
+    /// The container's init pid (0 if none).
+    pub pid: u32,
+    /// /proc start time of `pid`, to tell our init from a reused pid.
+    pub pid_start: u64,
+    pub shim_pid: u32,
+    pub shim_start: u64,
+    /// Microseconds since the epoch.
+    pub created_at: u64,
+    pub started_at: u64,
+    pub exited_at: u64,
+    pub exit_code: i32,
+    pub exit_signal: i32,
+    /// "" | "exited" | "shim died" | ...
+    pub exit_reason: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the metadata directory {}: {source}", .path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the metadata store at {}: {source}", .path.display())]
+    Open { path: PathBuf, source: heed::Error },
+    #[error("metadata store: {0}")]
+    Db(#[from] heed::Error),
+    #[error("container {0:?} already exists")]
+    Exists(String),
+    #[error("no such container {0:?}")]
+    NotFound(String),
+    #[error("the metadata store is full (LMDB map size {map_size} bytes)")]
+    MapFull { map_size: usize },
+}
+
+pub struct Store {
+    // WithoutTls (MDB_NOTLS): a read transaction holds a reader slot only while it
+    // lives. With TLS, LMDB ties a slot to each thread until the thread exits, and
+    // tokio's blocking pool can run more threads than the 126 default slots.
+    env: Env<WithoutTls>,
+    containers: Database<'static, Str, SerdeJson<ContainerRecord>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`. `map_size` is the most the
+    /// data file may grow to, a multiple of the page size; LMDB reserves it as
+    /// address space only.
+    pub fn open(dir: &Path, map_size: usize) -> Result<Store, StoreError> {
+        let create_dir = |source| StoreError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        };
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(create_dir)?;
+        // The directory may predate us with a looser mode; the records name bundles
+        // and labels, which are root's business. LMDB creates its files 0600.
+        fs::set_permissions(dir, Permissions::from_mode(0o700)).map_err(create_dir)?;
+
+        let open_err = |source| StoreError::Open {
+            path: dir.to_owned(),
+            source,
+        };
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
+        options.map_size(map_size).max_dbs(MAX_DBS);
+        // SAFETY: heed marks open unsafe because the map is UB if the file is changed
+        // behind LMDB's locks. berthd opens each env path once per process, sets no
+        // unsafe flags (NO_LOCK, NO_SYNC), and nothing else writes these files.
+        let env = unsafe { options.open(dir) }.map_err(open_err)?;
+        let wtxn = env.write_txn().map_err(open_err)?;
+        let created = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| {
+                let db = opener.create_database(wtxn, Some(CONTAINERS))?;
+                Ok::<_, heed::Error>(CommitOrAbort::<_, std::convert::Infallible>::Commit(db))
+            })
+            .map_err(open_err)?;
+        let containers = match created {
+            CommitOrAbort::Commit(db) => db,
+            CommitOrAbort::Abort(never) => match never {},
+        };
+        Ok(Store { env, containers })
+    }
+
+    /// Records a new container; `Exists` (and nothing written) if the id is taken.
+    pub fn insert_new(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        self.write(|wtxn| {
+            // The check and the put share the write transaction, which LMDB runs
+            // alone, so two creates of one id cannot both succeed.
+            if self.containers.get(wtxn, &rec.id)?.is_some() {
+                return Err(StoreError::Exists(rec.id.clone()));
+            }
+            Ok(self.containers.put(wtxn, &rec.id, rec)?)
+        })
+    }
+
+    /// Inserts or replaces the record under `rec.id`.
+    pub fn put(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        self.write(|wtxn| Ok(self.containers.put(wtxn, &rec.id, rec)?))
+    }
+
+    /// Read-modify-write of one record in one write transaction, so concurrent
+    /// updates of different fields cannot lose each other. Returns the new record.
+    /// The id is the key: a change of `id` by `f` is undone.
+    pub fn update<F: FnOnce(&mut ContainerRecord)>(
+        &self,
+        id: &str,
+        f: F,
+    ) -> Result<ContainerRecord, StoreError> {
+        self.write(|wtxn| {
+            let mut rec = self
+                .containers
+                .get(wtxn, id)?
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            f(&mut rec);
+            rec.id = id.to_owned();
+            self.containers.put(wtxn, id, &rec)?;
+            Ok(rec)
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<ContainerRecord>, StoreError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.containers.get(&rtxn, id)?)
+    }
+
+    /// Deletes the record; false if there was none.
+    pub fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        self.write(|wtxn| Ok(self.containers.delete(wtxn, id)?))
+    }
+
+    /// Every record, sorted by id (LMDB keeps keys in byte order).
+    pub fn list(&self) -> Result<Vec<ContainerRecord>, StoreError> {
+        let rtxn = self.env.read_txn()?;
+        let records = self.containers.iter(&rtxn)?.map(|r| r.map(|(_, rec)| rec));
+        Ok(records.collect::<heed::Result<_>>()?)
+    }
+
+    /// Runs `f` in a write transaction and commits it; on any error the transaction
+    /// is dropped, which aborts it, so a failed call writes nothing.
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut RwTxn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let run = || {
+            let mut wtxn = self.env.write_txn()?;
+            let out = f(&mut wtxn)?;
+            wtxn.commit()?;
+            Ok(out)
+        };
+        run().map_err(|e| self.classify(e))
+    }
+
+    /// MDB_MAP_FULL can come from a put or from the commit (reads never allocate);
+    /// either way the caller needs to know the store is full, not an LMDB code.
+    fn classify(&self, e: StoreError) -> StoreError {
+        match e {
+            StoreError::Db(heed::Error::Mdb(MdbError::MapFull)) => StoreError::MapFull {
+                map_size: self.env.info().map_size,
+            },
+            e => e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// A unique directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            // pid + test name is unique among concurrent runs; a stale leftover
+            // from a killed run with a recycled pid is cleared first.
+            let dir =
+                std::env::temp_dir().join(format!("berth-store-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            TempDir(dir)
+        }
+        fn db(&self) -> PathBuf {
+            self.0.join("db")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const MAP: usize = 1 << 20;
+
+    fn rec(id: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.to_owned(),
+            bundle: format!("/srv/bundles/{id}"),
+            status: "creating".to_owned(),
+            labels: BTreeMap::from([("app".to_owned(), "web".to_owned())]),
+            unit: format!("berth-{id}.scope"),
+            shim_pid: 4242,
+            created_at: 1_700_000_000_000_000,
+            ..ContainerRecord::default()
+        }
+    }
+
+    #[test]
+    fn store_round_trip() {
+        let tmp = TempDir::new("round-trip");
+        let store = Store::open(&tmp.db(), MAP).unwrap();
+        assert_eq!(store.get("a").unwrap(), None);
+        for id in ["b", "a", "c"] {
+            store.insert_new(&rec(id)).unwrap();
+        }
+        assert_eq!(store.get("a").unwrap(), Some(rec("a")));
+        let ids: Vec<String> = store.list().unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+
+        let updated = store
+            .update("b", |r| {
+                r.status = "running".to_owned();
+                r.pid = 77;
+                r.id = "changed".to_owned();
+            })
+            .unwrap();
+        assert_eq!((updated.id.as_str(), updated.pid), ("b", 77));
+        assert_eq!(store.get("b").unwrap(), Some(updated));
+        assert_eq!(store.get("changed").unwrap(), None);
+
+        let mut replaced = rec("c");
+        replaced.exit_reason = "exited".to_owned();
+        store.put(&replaced).unwrap(); // replaces
+        store.put(&rec("d")).unwrap(); // inserts
+        assert!(store.remove("a").unwrap());
+        assert!(!store.remove("a").unwrap());
+        let ids: Vec<String> = store.list().unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["b", "c", "d"]);
+        assert_eq!(store.get("c").unwrap(), Some(replaced));
+    }
+
+    #[test]
+    fn store_duplicate_insert_and_missing_update() {
+        let tmp = TempDir::new("dup");
+        let store = Store::open(&tmp.db(), MAP).unwrap();
+        store.insert_new(&rec("x")).unwrap();
+        let mut other = rec("x");
+        other.bundle = "/elsewhere".to_owned();
+        assert!(matches!(store.insert_new(&other), Err(StoreError::Exists(id)) if id == "x"));
+        assert_eq!(store.get("x").unwrap(), Some(rec("x")));
+
+        let missing = store.update("nope", |r| r.pid = 1);
+        assert!(matches!(missing, Err(StoreError::NotFound(id)) if id == "nope"));
+        assert_eq!(store.list().unwrap(), [rec("x")]);
+    }
+
+    #[test]
+    fn store_survives_reopen_in_private_files() {
+        let tmp = TempDir::new("reopen");
+        let dir = tmp.db();
+        let store = Store::open(&dir, MAP).unwrap();
+        store.insert_new(&rec("kept")).unwrap();
+        let kept = store.update("kept", |r| r.pid = 9).unwrap();
+        drop(store);
+
+        let store = Store::open(&dir, MAP).unwrap();
+        assert_eq!(store.list().unwrap(), [kept]);
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o7777, 0o700);
+        for name in ["data.mdb", "lock.mdb"] {
+            let mode = fs::metadata(dir.join(name)).unwrap().mode() & 0o7777;
+            assert_eq!(mode, 0o600, "{name}");
+        }
+    }
+
+    #[test]
+    fn store_map_full_is_clean() {
+        let tmp = TempDir::new("full");
+        let map = 64 * 1024;
+        let mut inserted = Vec::new();
+        {
+            let store = Store::open(&tmp.db(), map).unwrap();
+            let err = loop {
+                let mut r = rec(&format!("c{:05}", inserted.len()));
+                r.labels.insert("padding".to_owned(), "p".repeat(300));
+                match store.insert_new(&r) {
+                    Ok(()) => inserted.push(r),
+                    Err(e) => break e,
+                }
+                assert!(inserted.len() < 10_000, "a 64 KiB map never filled");
+            };
+            assert!(
+                matches!(err, StoreError::MapFull { map_size } if map_size == map),
+                "{err}"
+            );
+            assert!(err.to_string().contains("the metadata store is full"));
+            assert_eq!(store.list().unwrap(), inserted);
+            // Removing frees pages, so the store is usable again.
+            assert!(store.remove(&inserted[0].id).unwrap());
+            inserted.remove(0);
+        }
+        let store = Store::open(&tmp.db(), map).unwrap();
+        assert_eq!(store.list().unwrap(), inserted);
+    }
+}

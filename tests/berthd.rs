@@ -1,0 +1,270 @@
+//! berthd as a real systemd service (Type=notify) on a real system bus, in a
+//! box: the container lifecycle over D-Bus, named errors, restart recovery.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use berth_box::bundle::Bundle;
+use berth_box::SystemdBox;
+use serde_json::json;
+use zbus::zvariant::{OwnedObjectPath, Value};
+
+const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
+const DEST: &str = "io.berth.Berth1";
+const PATH: &str = "/io/berth/Berth1";
+const MANAGER: &str = "io.berth.Berth1.Manager";
+
+fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
+    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
+    config["process"]["terminal"] = json!(false);
+    config["process"]["args"] = json!(args);
+    Bundle::create(name, config)
+}
+
+/// Installs the bus policy and the unit (ExecStart = the berthd just built;
+/// the shim and monitor sit beside it), starts berthd, and connects to the
+/// box's system bus through /proc/<box init>/root.
+fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
+    let root = env!("CARGO_MANIFEST_DIR");
+    b.sh_ok(&format!(
+        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
+         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
+         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
+         cp {root}/units/berth.slice /run/systemd/system/ && \
+         systemctl daemon-reload && systemctl start berthd"
+    ));
+    let addr = format!(
+        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
+        b.init_pid()
+    );
+    zbus::blocking::connection::Builder::address(addr.as_str())
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+fn call<R>(
+    c: &zbus::blocking::Connection,
+    method: &str,
+    body: &(impl serde::Serialize + zbus::zvariant::DynamicType),
+) -> zbus::Result<R>
+where
+    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
+{
+    c.call_method(Some(DEST), PATH, Some(MANAGER), method, body)?
+        .body()
+        .deserialize()
+}
+
+fn error_name(e: zbus::Error) -> String {
+    match e {
+        zbus::Error::MethodError(name, msg, _) => format!("{name}: {}", msg.unwrap_or_default()),
+        other => format!("{other}"),
+    }
+}
+
+fn prop<T: TryFrom<zbus::zvariant::OwnedValue>>(
+    c: &zbus::blocking::Connection,
+    path: &OwnedObjectPath,
+    name: &str,
+) -> T
+where
+    T::Error: std::fmt::Debug,
+{
+    let p = zbus::blocking::fdo::PropertiesProxy::builder(c)
+        .destination(DEST)
+        .unwrap()
+        .path(path.as_ref())
+        .unwrap()
+        .build()
+        .unwrap();
+    let v = p
+        .get("io.berth.Berth1.Container".try_into().unwrap(), name)
+        .unwrap();
+    T::try_from(v).unwrap()
+}
+
+fn no_options() -> HashMap<String, Value<'static>> {
+    HashMap::new()
+}
+
+#[test]
+fn lifecycle_over_dbus() {
+    let Some(b) = berth_box::up_or_skip("lifecycle_over_dbus") else {
+        return;
+    };
+    let c = berthd(&b);
+    assert_eq!(b.sh_ok("systemctl is-active berthd").trim(), "active");
+    let bundle = busybox_bundle("d-life", &["sh", "-c", "echo hello-dbus; exit 3"]);
+    let path: OwnedObjectPath =
+        call(&c, "CreateContainer", &("web", bundle.path(), no_options())).unwrap();
+    assert_eq!(path.as_str(), "/io/berth/Berth1/container/web");
+    assert_eq!(prop::<String>(&c, &path, "Status"), "created");
+    assert!(prop::<u32>(&c, &path, "Pid") > 0);
+    assert_eq!(prop::<String>(&c, &path, "Unit"), "berth-web.scope");
+    assert_eq!(
+        b.sh_ok("systemctl is-active berth-web.scope").trim(),
+        "active"
+    );
+    let list: Vec<(String, String, OwnedObjectPath)> = call(&c, "ListContainers", &()).unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].1, "created");
+    let () = call(&c, "StartContainer", &("web",)).unwrap();
+    let (code, signal): (i32, i32) = call(&c, "WaitContainer", &("web",)).unwrap();
+    assert_eq!((code, signal), (3, 0));
+    assert_eq!(prop::<String>(&c, &path, "Status"), "stopped");
+    assert_eq!(prop::<i32>(&c, &path, "ExitCode"), 3);
+    assert!(prop::<u64>(&c, &path, "ExitedAt") >= prop::<u64>(&c, &path, "StartedAt"));
+    let logs = b.sh_ok("journalctl --sync; journalctl -o cat CONTAINER_NAME=web");
+    assert!(logs.contains("hello-dbus"), "{logs}");
+    let () = call(&c, "DeleteContainer", &("web", false)).unwrap();
+    let list: Vec<(String, String, OwnedObjectPath)> = call(&c, "ListContainers", &()).unwrap();
+    assert!(list.is_empty());
+    let gone = call::<OwnedObjectPath>(&c, "GetContainer", &("web",)).unwrap_err();
+    assert!(error_name(gone).starts_with("io.berth.Berth1.Error.NotFound"));
+    assert_eq!(
+        b.sh_ok("systemctl list-units --no-legend 'berth-web*' | wc -l")
+            .trim(),
+        "0"
+    );
+}
+
+#[test]
+fn bad_input_gets_named_errors_and_changes_nothing() {
+    let Some(b) = berth_box::up_or_skip("bad_input_gets_named_errors") else {
+        return;
+    };
+    let c = berthd(&b);
+    let bundle = busybox_bundle("d-bad", &["sleep", "300"]);
+    let err = |r: zbus::Result<OwnedObjectPath>| error_name(r.unwrap_err());
+    for id in ["", "a/b", "..", "x\u{7}y", &"a".repeat(129)] {
+        let e = err(call(
+            &c,
+            "CreateContainer",
+            &(id, bundle.path(), no_options()),
+        ));
+        assert!(
+            e.starts_with("io.berth.Berth1.Error.InvalidArgument"),
+            "{id:?}: {e}"
+        );
+    }
+    for bundle_path in ["relative/dir", "/nonexistent-bundle"] {
+        let e = err(call(
+            &c,
+            "CreateContainer",
+            &("x1", bundle_path, no_options()),
+        ));
+        assert!(
+            e.starts_with("io.berth.Berth1.Error.InvalidArgument"),
+            "{e}"
+        );
+    }
+    let mut opts = no_options();
+    opts.insert("nonsense".into(), Value::from(1u32));
+    let e = err(call(&c, "CreateContainer", &("x2", bundle.path(), opts)));
+    assert!(e.contains("unknown option"), "{e}");
+    // A limit whose controller the box lacks: named, and no scope left.
+    let mut limited = busybox_bundle("d-mem", &["true"]);
+    limited.config["linux"]["resources"]["memory"] = json!({"limit": 100_000_000});
+    limited.save();
+    let e = err(call(
+        &c,
+        "CreateContainer",
+        &("mem1", limited.path(), no_options()),
+    ));
+    assert!(
+        e.starts_with("io.berth.Berth1.Error.ControllerUnavailable"),
+        "{e}"
+    );
+    assert!(e.contains("memory"), "{e}");
+    assert_eq!(
+        b.sh_ok("systemctl list-units --all --no-legend 'berth-mem1*' | wc -l")
+            .trim(),
+        "0"
+    );
+
+    let _: OwnedObjectPath =
+        call(&c, "CreateContainer", &("ok1", bundle.path(), no_options())).unwrap();
+    let e = err(call(
+        &c,
+        "CreateContainer",
+        &("ok1", bundle.path(), no_options()),
+    ));
+    assert!(e.starts_with("io.berth.Berth1.Error.AlreadyExists"), "{e}");
+    let () = call(&c, "StartContainer", &("ok1",)).unwrap();
+    let e = error_name(call::<()>(&c, "StartContainer", &("ok1",)).unwrap_err());
+    assert!(
+        e.starts_with("io.berth.Berth1.Error.FailedPrecondition"),
+        "{e}"
+    );
+    let e = error_name(call::<()>(&c, "DeleteContainer", &("ok1", false)).unwrap_err());
+    assert!(
+        e.starts_with("io.berth.Berth1.Error.FailedPrecondition"),
+        "{e}"
+    );
+    let e = error_name(call::<()>(&c, "KillContainer", &("ok1", "everyone", 9)).unwrap_err());
+    assert!(
+        e.starts_with("io.berth.Berth1.Error.InvalidArgument"),
+        "{e}"
+    );
+    let e = error_name(call::<()>(&c, "KillContainer", &("ok1", "init", 99)).unwrap_err());
+    assert!(e.contains("unknown signal"), "{e}");
+    let e = error_name(call::<()>(&c, "StartContainer", &("nosuch",)).unwrap_err());
+    assert!(e.starts_with("io.berth.Berth1.Error.NotFound"), "{e}");
+    // Unprivileged callers may read, not change.
+    let denied = b
+        .sh(&format!(
+            "setpriv --reuid=nobody --regid=nogroup --clear-groups busctl call {DEST} {PATH} {MANAGER} DeleteContainer sb ok1 true"
+        ))
+        .unwrap();
+    assert!(!denied.status.success());
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("root only"),
+        "{denied:?}"
+    );
+    b.sh_ok(&format!("setpriv --reuid=nobody --regid=nogroup --clear-groups busctl call {DEST} {PATH} {MANAGER} ListContainers"));
+    let () = call(&c, "DeleteContainer", &("ok1", true)).unwrap();
+}
+
+fn wait_active(b: &SystemdBox) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.sh_ok("systemctl is-active berthd || true").trim() != "active" {
+        assert!(Instant::now() < deadline, "berthd did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn containers_survive_berthd_restarts_and_crashes() {
+    let Some(b) = berth_box::up_or_skip("containers_survive_berthd_restarts") else {
+        return;
+    };
+    let c = berthd(&b);
+    let bundle = busybox_bundle("d-restart", &["sleep", "300"]);
+    let path: OwnedObjectPath =
+        call(&c, "CreateContainer", &("r1", bundle.path(), no_options())).unwrap();
+    let () = call(&c, "StartContainer", &("r1",)).unwrap();
+    let pid: u32 = prop(&c, &path, "Pid");
+    b.sh_ok("systemctl restart berthd");
+    wait_active(&b);
+    assert!(
+        b.sh(&format!("kill -0 {pid}")).unwrap().status.success(),
+        "container died with berthd"
+    );
+    assert_eq!(
+        prop::<u32>(&c, &path, "Pid"),
+        pid,
+        "same pid after the restart"
+    );
+    assert_eq!(prop::<String>(&c, &path, "Status"), "running");
+    // Crash (SIGKILL) berthd; the container exits while it is down; the next
+    // berthd finds the exit the shim recorded.
+    b.sh_ok("systemctl kill -s KILL berthd");
+    b.sh_ok(&format!("kill -9 {pid}"));
+    std::thread::sleep(Duration::from_millis(300));
+    b.sh_ok("systemctl reset-failed berthd; systemctl start berthd");
+    wait_active(&b);
+    let (code, signal): (i32, i32) = call(&c, "WaitContainer", &("r1",)).unwrap();
+    assert_eq!((code, signal), (137, 9));
+    let () = call(&c, "DeleteContainer", &("r1", false)).unwrap();
+}
