@@ -219,14 +219,15 @@ fn mountinfo_mentions(needle: &str) -> bool {
         .any(|l| l.contains(needle))
 }
 
-fn pid_alive(pid: i32) -> bool {
-    // A zombie is gone for our purposes: it holds no namespace or cgroup.
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+/// The start time of a live (non-zombie) process: with the pid, it names one
+/// process, so a pid reused by an unrelated process is not mistaken for it.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    if fields.first().is_some_and(|s| *s == "Z" || *s == "X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
 }
 
 #[test]
@@ -239,7 +240,10 @@ fn teardown_leaves_no_process_cgroup_mount_or_state() {
     b.sh_ok("systemd-run --scope -q sleep 300 >/dev/null 2>&1 </dev/null &");
     let cg = b.cgroup().to_path_buf();
     let state = b.state_dir().to_path_buf();
-    let pids = berth_box::cgroup::pids_in_tree(&cg);
+    let pids: Vec<(i32, Option<u64>)> = berth_box::cgroup::pids_in_tree(&cg)
+        .into_iter()
+        .map(|p| (p, start_time(p)))
+        .collect();
     assert!(
         pids.len() >= 3,
         "expected systemd, dbus, sleep in the box: {pids:?}"
@@ -252,8 +256,11 @@ fn teardown_leaves_no_process_cgroup_mount_or_state() {
         !mountinfo_mentions(&state.to_string_lossy()),
         "a box mount is visible on the host"
     );
-    for pid in pids {
-        assert!(!pid_alive(pid), "box process {pid} survived teardown");
+    for (pid, start) in pids {
+        assert!(
+            start.is_none() || start_time(pid) != start,
+            "box process {pid} survived teardown"
+        );
     }
 }
 
@@ -262,16 +269,23 @@ fn a_panicking_test_still_tears_its_box_down() {
     if up_or_skip("a_panicking_test_still_tears_its_box_down").is_none() {
         return;
     }
-    let mut seen: Option<(PathBuf, i32)> = None;
+    let mut seen: Option<(PathBuf, i32, Option<u64>)> = None;
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let b = SystemdBox::up(berth_box::BoxOptions::default()).unwrap();
-        seen = Some((b.cgroup().to_path_buf(), b.init_pid()));
+        seen = Some((
+            b.cgroup().to_path_buf(),
+            b.init_pid(),
+            start_time(b.init_pid()),
+        ));
         panic!("deliberate panic with a box alive");
     }));
     assert!(result.is_err());
-    let (cg, pid) = seen.expect("the box booted");
+    let (cg, pid, start) = seen.expect("the box booted");
     assert!(!cg.exists(), "cgroup {} survived the panic", cg.display());
-    assert!(!pid_alive(pid), "box systemd {pid} survived the panic");
+    assert!(
+        start.is_some() && start_time(pid) != start,
+        "box systemd {pid} survived the panic"
+    );
 }
 
 #[test]
