@@ -268,3 +268,71 @@ fn containers_survive_berthd_restarts_and_crashes() {
     assert_eq!((code, signal), (137, 9));
     let () = call(&c, "DeleteContainer", &("r1", false)).unwrap();
 }
+
+/// The `<interface name="…">` block of `iface` in introspection XML, without
+/// comments and indentation, for comparison.
+fn interface_block(xml: &str, iface: &str) -> String {
+    let start = xml
+        .find(&format!("<interface name=\"{iface}\">"))
+        .unwrap_or_else(|| panic!("{iface} not served"));
+    let end = start + xml[start..].find("</interface>").unwrap() + "</interface>".len();
+    let mut out = String::new();
+    let mut in_comment = false;
+    for line in xml[start..end].lines().map(str::trim) {
+        if line.starts_with("<!--") {
+            in_comment = !line.ends_with("-->");
+            continue;
+        }
+        if in_comment {
+            in_comment = !line.ends_with("-->");
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn introspection_matches_the_xml_in_dbus() {
+    let Some(b) = berth_box::up_or_skip("introspection_matches_the_xml_in_dbus") else {
+        return;
+    };
+    let c = berthd(&b);
+    let bundle = busybox_bundle("d-xml", &["true"]);
+    let path: OwnedObjectPath = call(&c, "CreateContainer", &("x1", bundle.path(), no_options())).unwrap();
+    for (obj, iface) in [(PATH.to_string(), "io.berth.Berth1.Manager"), (path.to_string(), "io.berth.Berth1.Container")] {
+        let xml: String = c
+            .call_method(Some(DEST), obj.as_str(), Some("org.freedesktop.DBus.Introspectable"), "Introspect", &())
+            .unwrap()
+            .body()
+            .deserialize()
+            .unwrap();
+        let served = interface_block(&xml, iface);
+        let file = format!("{}/dbus/{iface}.xml", env!("CARGO_MANIFEST_DIR"));
+        if std::env::var_os("BERTH_WRITE_DBUS_XML").is_some() {
+            let doc = format!(
+                "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n \
+                 \"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n<node>\n{}</node>\n",
+                xml[xml.find(&format!("  <interface name=\"{iface}\">")).unwrap()..]
+                    .split_inclusive('\n')
+                    .scan(false, |done, l| {
+                        if *done {
+                            return None;
+                        }
+                        *done = l.trim() == "</interface>";
+                        Some(l.to_string())
+                    })
+                    .collect::<String>()
+            );
+            std::fs::write(&file, doc).unwrap();
+        }
+        let committed = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(
+            interface_block(&committed, iface),
+            served,
+            "{file} differs from what berthd serves (regenerate with BERTH_WRITE_DBUS_XML=1)"
+        );
+    }
+    let () = call(&c, "DeleteContainer", &("x1", true)).unwrap();
+}
