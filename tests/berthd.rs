@@ -300,10 +300,20 @@ fn introspection_matches_the_xml_in_dbus() {
     };
     let c = berthd(&b);
     let bundle = busybox_bundle("d-xml", &["true"]);
-    let path: OwnedObjectPath = call(&c, "CreateContainer", &("x1", bundle.path(), no_options())).unwrap();
-    for (obj, iface) in [(PATH.to_string(), "io.berth.Berth1.Manager"), (path.to_string(), "io.berth.Berth1.Container")] {
+    let path: OwnedObjectPath =
+        call(&c, "CreateContainer", &("x1", bundle.path(), no_options())).unwrap();
+    for (obj, iface) in [
+        (PATH.to_string(), "io.berth.Berth1.Manager"),
+        (path.to_string(), "io.berth.Berth1.Container"),
+    ] {
         let xml: String = c
-            .call_method(Some(DEST), obj.as_str(), Some("org.freedesktop.DBus.Introspectable"), "Introspect", &())
+            .call_method(
+                Some(DEST),
+                obj.as_str(),
+                Some("org.freedesktop.DBus.Introspectable"),
+                "Introspect",
+                &(),
+            )
             .unwrap()
             .body()
             .deserialize()
