@@ -5,6 +5,7 @@
 //! mostly the code and relocated data its binary maps: the monitor binary
 //! carries none of the setup's D-Bus, JSON and OCI code.
 
+pub mod attach;
 pub mod journal;
 pub mod monitor;
 pub mod record;

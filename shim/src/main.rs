@@ -50,6 +50,10 @@ struct Args {
     /// starter's cgroup (so `systemctl restart berthd` cannot kill it).
     #[arg(long)]
     shim_scope: bool,
+    /// Give the container a stdin pipe fed by attach.sock clients (else
+    /// /dev/null, so a process reading stdin sees EOF at once).
+    #[arg(long)]
+    stdin: bool,
     /// journald's native socket.
     #[arg(long, default_value = "/run/systemd/journal/socket")]
     journal_socket: PathBuf,
@@ -156,7 +160,16 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
         None
     };
     let console_socket = console.as_ref().map(|_| console_path.clone());
-    let stdio = Some([dev_null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()]);
+    let (stdin_r, stdin_w) = if args.stdin {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    let stdin_fd = stdin_r
+        .as_ref()
+        .map_or(dev_null.as_raw_fd(), |r| r.as_raw_fd());
+    let stdio = Some([stdin_fd, out_w.as_raw_fd(), err_w.as_raw_fd()]);
 
     let started = match exec_process {
         Some(process) => berth_init::exec::exec(&berth_init::exec::ExecOptions {
@@ -181,16 +194,19 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
     };
     let _ = std::fs::remove_file(&console_path);
     let pid = started.map_err(|e| e.to_string())?;
-    drop((out_w, err_w));
+    drop((out_w, err_w, stdin_r));
 
-    let streams = match console {
+    // Attached clients write to the pty master (a terminal) or the stdin pipe.
+    let (streams, input, pty) = match console {
         Some(listener) => {
             let master = berth_init::console::receive_master(&listener)
                 .map_err(|e| format!("console: {e}"))?;
             drop((out_r, err_r));
-            vec![(master, 6u8)]
+            let input = master.try_clone().map_err(|e| format!("dup pty: {e}"))?;
+            let pty = master.as_raw_fd();
+            (vec![(master, 6u8)], Some(input), Some(pty))
         }
-        None => vec![(out_r, 6u8), (err_r, 3u8)],
+        None => (vec![(out_r, 6u8), (err_r, 3u8)], stdin_w, None),
     };
     if args.shim_scope {
         place_self(&args.id, args.exec_id.as_deref())?;
@@ -220,6 +236,8 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
         name,
         journal_socket: args.journal_socket.clone(),
         streams,
+        input,
+        pty,
     });
     Err(format!("re-exec into the monitor: {err}"))
 }

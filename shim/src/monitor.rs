@@ -11,6 +11,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::attach::Attach;
 use crate::journal::{Journal, LineSplitter};
 
 /// Longest line sent as one journal entry; longer ones go in partial pieces.
@@ -32,7 +33,12 @@ struct Stream {
 }
 
 /// Runs until the init has exited and its output is drained; returns its status.
-pub fn run(init: i32, streams: Vec<(OwnedFd, u8)>, journal: Option<&Journal>) -> ExitStatus {
+pub fn run(
+    init: i32,
+    streams: Vec<(OwnedFd, u8)>,
+    journal: Option<&Journal>,
+    attach: &mut Attach,
+) -> ExitStatus {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     // The shim outlives its starter's terminal and berthd's restarts: the
@@ -79,12 +85,14 @@ pub fn run(init: i32, streams: Vec<(OwnedFd, u8)>, journal: Option<&Journal>) ->
         if let Some(s) = &sfd {
             fds.push(PollFd::new(s.as_fd(), PollFlags::POLLIN));
         }
+        fds.extend(attach.poll_fds());
         let timeout = if status.is_some() { 100u16 } else { 1000u16 };
         let _ = poll(&mut fds, PollTimeout::from(timeout));
         drop(fds);
         for s in streams.iter_mut().filter(|s| s.open) {
-            forward(s, &mut buf, journal);
+            forward(s, &mut buf, journal, attach);
         }
+        attach.service();
         if let Some(s) = &sfd {
             while let Ok(Some(_)) = s.read_signal() {}
         }
@@ -99,7 +107,7 @@ pub fn run(init: i32, streams: Vec<(OwnedFd, u8)>, journal: Option<&Journal>) ->
 }
 
 /// Reads what is there (non-blocking) and forwards complete lines.
-fn forward(s: &mut Stream, buf: &mut [u8], journal: Option<&Journal>) {
+fn forward(s: &mut Stream, buf: &mut [u8], journal: Option<&Journal>, attach: &mut Attach) {
     let _ = nix::fcntl::fcntl(
         s.fd.as_raw_fd(),
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
@@ -111,6 +119,7 @@ fn forward(s: &mut Stream, buf: &mut [u8], journal: Option<&Journal>) {
                 return;
             }
             Ok(n) => {
+                attach.broadcast(&buf[..n]);
                 let priority = s.priority;
                 s.lines.push(&buf[..n], &mut |line, partial| {
                     send(journal, line, priority, partial)
@@ -159,6 +168,10 @@ pub struct MonitorArgs {
     pub name: String,
     pub journal_socket: std::path::PathBuf,
     pub streams: Vec<(OwnedFd, u8)>,
+    /// Where attached clients' input goes (stdin pipe or pty master).
+    pub input: Option<OwnedFd>,
+    /// The pty master among `streams`, for resizes.
+    pub pty: Option<std::os::fd::RawFd>,
 }
 
 /// Re-executes this binary as the monitor, handing over the stream fds.
@@ -186,6 +199,16 @@ pub fn exec_monitor(a: &MonitorArgs) -> nix::Error {
             nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
         );
         push(format!("{}:{priority}", fd.as_raw_fd()).as_bytes());
+    }
+    if let Some(fd) = &a.input {
+        let _ = nix::fcntl::fcntl(
+            fd.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        );
+        push(format!("in={}", fd.as_raw_fd()).as_bytes());
+    }
+    if let Some(fd) = a.pty {
+        push(format!("pty={fd}").as_bytes());
     }
     // berth-monitor is installed beside berth-shim.
     let exe = match std::env::current_exe() {
@@ -215,23 +238,31 @@ pub fn main_after_exec() -> ! {
     let dir = std::path::PathBuf::from(args.get(1).cloned().unwrap_or_default());
     let (record, id, name) = (text(2), text(3), text(4));
     let journal_socket = std::path::PathBuf::from(args.get(5).cloned().unwrap_or_default());
-    let streams: Vec<(OwnedFd, u8)> = args[6.min(args.len())..]
-        .iter()
-        .filter_map(|a| {
-            let (fd, prio) = a.to_str()?.split_once(':')?;
+    let mut streams: Vec<(OwnedFd, u8)> = Vec::new();
+    let (mut input, mut pty) = (None, None);
+    for a in args[6.min(args.len())..].iter().filter_map(|a| a.to_str()) {
+        let owned = |fd: &str| -> Option<OwnedFd> {
             let fd: i32 = fd.parse().ok()?;
+            let _ = nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
             // SAFETY: handed over by our pre-exec self, owned by nobody else.
-            Some((unsafe { OwnedFd::from_raw_fd(fd) }, prio.parse().ok()?))
-        })
-        .collect();
-    for (fd, _) in &streams {
-        let _ = nix::fcntl::fcntl(
-            fd.as_raw_fd(),
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        );
+            Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        if let Some(fd) = a.strip_prefix("in=") {
+            input = owned(fd);
+        } else if let Some(fd) = a.strip_prefix("pty=") {
+            pty = fd.parse().ok();
+        } else if let Some((fd, prio)) = a.split_once(':') {
+            if let (Some(fd), Ok(prio)) = (owned(fd), prio.parse()) {
+                streams.push((fd, prio));
+            }
+        }
     }
+    let mut attach = Attach::new(&dir, input, pty);
     let journal = Journal::connect(&journal_socket, &id, &name, &name).ok();
-    let status = run(init, streams, journal.as_ref());
+    let status = run(init, streams, journal.as_ref(), &mut attach);
     let code = match crate::record::write_exit_record(&dir, &record, init, &status) {
         Ok(()) => 0,
         Err(_) => 1,

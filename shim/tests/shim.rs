@@ -427,3 +427,65 @@ fn an_exec_gets_its_own_shim_and_exit_record() {
     s.exit_record();
     s.cleanup();
 }
+
+/// Connects to a socket inside the box through its PID 1's root.
+fn box_socket(b: &SystemdBox, path: &str) -> std::os::unix::net::UnixStream {
+    let host = format!("/proc/{}/root{path}", b.init_pid());
+    std::os::unix::net::UnixStream::connect(&host).unwrap_or_else(|e| panic!("{host}: {e}"))
+}
+
+#[test]
+fn attach_streams_output_and_feeds_stdin() {
+    use std::io::{Read, Write};
+    let Some(b) = berth_box::up_or_skip("attach_streams_output_and_feeds_stdin") else {
+        return;
+    };
+    let bundle = busybox_bundle(
+        "attach",
+        &["sh", "-c", "echo ready; read line; echo got:$line"],
+    );
+    let s = start_shim(&b, "a1", &bundle, &["--stdin", "--name", "att"]);
+    let mut sock = box_socket(&b, &format!("{}/a1/attach.sock", s.root));
+    // Attach before start (as podman does), so no output is missed.
+    std::thread::sleep(Duration::from_millis(100));
+    s.start();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("ready") {
+        let n = sock.read(&mut buf).unwrap();
+        assert!(n > 0, "attach closed early: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    sock.write_all(b"ping\n").unwrap();
+    while !seen.contains("got:ping") {
+        let n = sock.read(&mut buf).unwrap();
+        assert!(n > 0, "no echo of stdin: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert_eq!(s.exit_record()["exit_code"], 0);
+    // The same lines reached the journal too.
+    assert!(journal(&b, "CONTAINER_NAME=att", "cat").contains("got:ping"));
+    s.cleanup();
+}
+
+#[test]
+fn a_terminal_is_resized_through_ctl() {
+    let Some(b) = berth_box::up_or_skip("a_terminal_is_resized_through_ctl") else {
+        return;
+    };
+    let mut bundle = busybox_bundle("resize", &["sh", "-c", "stty size; sleep 1; stty size"]);
+    bundle.config["process"]["terminal"] = json!(true);
+    bundle.config["process"]["consoleSize"] = json!({"height": 24, "width": 80});
+    bundle.save();
+    let s = start_shim(&b, "rz1", &bundle, &["--name", "rsz"]);
+    s.start();
+    std::thread::sleep(Duration::from_millis(300));
+    b.sh_ok(&format!("echo '1 40 120' > {}/rz1/ctl", s.root));
+    s.exit_record();
+    let out = journal(&b, "CONTAINER_NAME=rsz", "cat");
+    let sizes: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(sizes, ["24 80", "40 120"], "{out}");
+    s.cleanup();
+}

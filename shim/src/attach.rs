@@ -1,0 +1,149 @@
+//! Attaching to a running container, as conmon offers it:
+//! - `attach.sock` (unix stream) in the state dir: every connected client gets
+//!   a copy of the container's output as it comes; what a client writes goes
+//!   to the container's stdin (when it has one: `--stdin`, or a terminal).
+//! - `ctl` (a FIFO) in the state dir: lines `1 <rows> <cols>` resize the
+//!   container's terminal (conmon's format).
+//!
+//! Everything is non-blocking: a client that cannot keep up is dropped, the
+//! container is never blocked by a reader.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+
+use nix::poll::{PollFd, PollFlags};
+
+/// At most this many attached clients at once.
+const MAX_CLIENTS: usize = 16;
+
+pub struct Attach {
+    listener: Option<UnixListener>,
+    clients: Vec<UnixStream>,
+    /// Where client input goes: the container's stdin pipe or its pty master.
+    input: Option<OwnedFd>,
+    /// The pty master (for resizes), when the container has a terminal.
+    pty: Option<std::os::fd::RawFd>,
+    ctl: Option<std::fs::File>,
+    ctl_buf: Vec<u8>,
+}
+
+impl Attach {
+    /// Binds `dir/attach.sock` and makes `dir/ctl`; a failure leaves that
+    /// part off (logging still works).
+    pub fn new(dir: &Path, input: Option<OwnedFd>, pty: Option<std::os::fd::RawFd>) -> Attach {
+        let sock = dir.join("attach.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).ok();
+        if let Some(l) = &listener {
+            let _ = l.set_nonblocking(true);
+        }
+        let ctl_path = dir.join("ctl");
+        let _ = std::fs::remove_file(&ctl_path);
+        let ctl = nix::unistd::mkfifo(&ctl_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .ok()
+            .and_then(|_| {
+                use std::os::unix::fs::OpenOptionsExt;
+                // Read-write: we hold a writer ourselves, so the FIFO never
+                // reports EOF between two clients.
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_CLOEXEC)
+                    .open(&ctl_path)
+                    .ok()
+            });
+        Attach {
+            listener,
+            clients: Vec::new(),
+            input,
+            pty,
+            ctl,
+            ctl_buf: Vec::new(),
+        }
+    }
+
+    pub fn poll_fds(&self) -> Vec<PollFd<'_>> {
+        let mut fds = Vec::new();
+        if let Some(l) = &self.listener {
+            fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(c) = &self.ctl {
+            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+        }
+        for c in &self.clients {
+            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+        }
+        fds
+    }
+
+    /// Accepts new clients, moves client input to the container, applies resizes.
+    pub fn service(&mut self) {
+        if let Some(l) = &self.listener {
+            while let Ok((c, _)) = l.accept() {
+                if self.clients.len() < MAX_CLIENTS && c.set_nonblocking(true).is_ok() {
+                    self.clients.push(c);
+                }
+            }
+        }
+        let mut buf = [0u8; 4096];
+        let input = self.input.as_ref().map(|f| f.as_raw_fd());
+        self.clients.retain_mut(|c| loop {
+            match c.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    if let Some(fd) = input {
+                        let _ = nix::unistd::write(unsafe_fd(fd), &buf[..n]);
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        });
+        self.read_ctl();
+    }
+
+    fn read_ctl(&mut self) {
+        let Some(ctl) = self.ctl.as_mut() else { return };
+        let mut buf = [0u8; 256];
+        while let Ok(n) = ctl.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            self.ctl_buf.extend_from_slice(&buf[..n]);
+        }
+        while let Some(end) = self.ctl_buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.ctl_buf.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line);
+            let f: Vec<&str> = text.split_whitespace().collect();
+            if let (["1", rows, cols], Some(pty)) = (f.as_slice(), self.pty) {
+                if let (Ok(r), Ok(c)) = (rows.parse::<u16>(), cols.parse::<u16>()) {
+                    let ws = nix::libc::winsize {
+                        ws_row: r,
+                        ws_col: c,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    // SAFETY: TIOCSWINSZ with a pointer to a live winsize.
+                    unsafe { nix::libc::ioctl(pty, nix::libc::TIOCSWINSZ, &ws) };
+                }
+            }
+            if self.ctl_buf.len() > 4096 {
+                self.ctl_buf.clear();
+            }
+        }
+    }
+
+    /// A copy of container output for every client; slow or gone ones go.
+    pub fn broadcast(&mut self, data: &[u8]) {
+        self.clients.retain_mut(|c| c.write_all(data).is_ok());
+    }
+}
+
+/// A borrowed fd for nix's write from a raw fd we own elsewhere.
+fn unsafe_fd(fd: std::os::fd::RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: the fd is owned by `Attach::input`, alive for the whole call.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
