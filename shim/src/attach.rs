@@ -30,15 +30,14 @@ pub struct Attach {
 }
 
 impl Attach {
-    /// Binds `dir/attach.sock` and makes `dir/ctl`; a failure leaves that
-    /// part off (logging still works).
-    pub fn new(dir: &Path, input: Option<OwnedFd>, pty: Option<std::os::fd::RawFd>) -> Attach {
+    /// Binds `dir/attach.sock` and makes `dir/ctl`. Done by the shim before
+    /// it reports "created", so a starter can attach right away (before
+    /// `start`, missing no output); the fds then cross the re-exec. A
+    /// failure leaves that part off (logging still works).
+    pub fn bind(dir: &Path) -> (Option<UnixListener>, Option<std::fs::File>) {
         let sock = dir.join("attach.sock");
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).ok();
-        if let Some(l) = &listener {
-            let _ = l.set_nonblocking(true);
-        }
         let ctl_path = dir.join("ctl");
         let _ = std::fs::remove_file(&ctl_path);
         let ctl = nix::unistd::mkfifo(&ctl_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
@@ -54,6 +53,18 @@ impl Attach {
                     .open(&ctl_path)
                     .ok()
             });
+        (listener, ctl)
+    }
+
+    pub fn new(
+        listener: Option<UnixListener>,
+        ctl: Option<std::fs::File>,
+        input: Option<OwnedFd>,
+        pty: Option<std::os::fd::RawFd>,
+    ) -> Attach {
+        if let Some(l) = &listener {
+            let _ = l.set_nonblocking(true);
+        }
         Attach {
             listener,
             clients: Vec::new(),

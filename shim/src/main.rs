@@ -212,6 +212,11 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
         place_self(&args.id, args.exec_id.as_deref())?;
     }
     let dir = berth_init::container::dir(&args.root, &args.id);
+    // An exec's shim leaves attaching to the container's own shim.
+    let (attach, ctl) = match args.exec_id {
+        None => berth_shim::attach::Attach::bind(&dir),
+        Some(_) => (None, None),
+    };
     let (shim_record, exit_record) = record::names(args.exec_id.as_deref());
     record::write_shim_record(&dir, &shim_record, pid)?;
 
@@ -238,6 +243,8 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
         streams,
         input,
         pty,
+        attach,
+        ctl,
     });
     Err(format!("re-exec into the monitor: {err}"))
 }

@@ -172,6 +172,9 @@ pub struct MonitorArgs {
     pub input: Option<OwnedFd>,
     /// The pty master among `streams`, for resizes.
     pub pty: Option<std::os::fd::RawFd>,
+    /// attach.sock and ctl, made before the report (see attach.rs).
+    pub attach: Option<std::os::unix::net::UnixListener>,
+    pub ctl: Option<std::fs::File>,
 }
 
 /// Re-executes this binary as the monitor, handing over the stream fds.
@@ -210,6 +213,20 @@ pub fn exec_monitor(a: &MonitorArgs) -> nix::Error {
     if let Some(fd) = a.pty {
         push(format!("pty={fd}").as_bytes());
     }
+    let inherit = |fd: i32| {
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        );
+    };
+    if let Some(l) = &a.attach {
+        inherit(l.as_raw_fd());
+        push(format!("attach={}", l.as_raw_fd()).as_bytes());
+    }
+    if let Some(c) = &a.ctl {
+        inherit(c.as_raw_fd());
+        push(format!("ctl={}", c.as_raw_fd()).as_bytes());
+    }
     // berth-monitor is installed beside berth-shim.
     let exe = match std::env::current_exe() {
         Ok(p) => p.with_file_name("berth-monitor"),
@@ -239,7 +256,7 @@ pub fn main_after_exec() -> ! {
     let (record, id, name) = (text(2), text(3), text(4));
     let journal_socket = std::path::PathBuf::from(args.get(5).cloned().unwrap_or_default());
     let mut streams: Vec<(OwnedFd, u8)> = Vec::new();
-    let (mut input, mut pty) = (None, None);
+    let (mut input, mut pty, mut listener, mut ctl) = (None, None, None, None);
     for a in args[6.min(args.len())..].iter().filter_map(|a| a.to_str()) {
         let owned = |fd: &str| -> Option<OwnedFd> {
             let fd: i32 = fd.parse().ok()?;
@@ -254,13 +271,17 @@ pub fn main_after_exec() -> ! {
             input = owned(fd);
         } else if let Some(fd) = a.strip_prefix("pty=") {
             pty = fd.parse().ok();
+        } else if let Some(fd) = a.strip_prefix("attach=") {
+            listener = owned(fd).map(std::os::unix::net::UnixListener::from);
+        } else if let Some(fd) = a.strip_prefix("ctl=") {
+            ctl = owned(fd).map(std::fs::File::from);
         } else if let Some((fd, prio)) = a.split_once(':') {
             if let (Some(fd), Ok(prio)) = (owned(fd), prio.parse()) {
                 streams.push((fd, prio));
             }
         }
     }
-    let mut attach = Attach::new(&dir, input, pty);
+    let mut attach = Attach::new(listener, ctl, input, pty);
     let journal = Journal::connect(&journal_socket, &id, &name, &name).ok();
     let status = run(init, streams, journal.as_ref(), &mut attach);
     let code = match crate::record::write_exit_record(&dir, &record, init, &status) {

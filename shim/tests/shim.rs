@@ -446,8 +446,8 @@ fn attach_streams_output_and_feeds_stdin() {
     );
     let s = start_shim(&b, "a1", &bundle, &["--stdin", "--name", "att"]);
     let mut sock = box_socket(&b, &format!("{}/a1/attach.sock", s.root));
-    // Attach before start (as podman does), so no output is missed.
-    std::thread::sleep(Duration::from_millis(100));
+    // Attachable as soon as the shim reports; attach before start (as podman
+    // does), so no output is missed.
     s.start();
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
