@@ -107,7 +107,8 @@ impl Daemon {
             ..Default::default()
         };
         self.store.insert_new(&rec)?;
-        match self.run_shim(id, bundle).await {
+        let shim_args = ["--bundle", bundle, "--systemd-cgroup", "--shim-scope"];
+        match self.run_shim(id, &shim_args).await {
             Ok((pid, shim_pid)) => {
                 rec.status = "created".into();
                 rec.pid = pid;
@@ -126,7 +127,9 @@ impl Daemon {
         }
     }
 
-    async fn run_shim(&self, id: &str, bundle: &str) -> Result<(u32, u32)> {
+    /// Runs `berth-shim` with `args` and returns (process pid, shim pid) from
+    /// its report.
+    async fn run_shim(&self, id: &str, args: &[&str]) -> Result<(u32, u32)> {
         let mut cmd = tokio::process::Command::new(&self.shim);
         // SAFETY: only the close_range syscall between fork and exec.
         unsafe {
@@ -140,8 +143,8 @@ impl Daemon {
         let out = cmd
             .arg("--root")
             .arg(&self.run_dir)
-            .args(["--id", id, "--name", id, "--bundle", bundle])
-            .args(["--systemd-cgroup", "--shim-scope"])
+            .args(["--id", id, "--name", id])
+            .args(args)
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .output()
@@ -199,6 +202,110 @@ impl Daemon {
             )));
         }
         Ok(berth_init::container::kill(&self.run_dir, id, sig, all)?)
+    }
+
+    /// Freezes (`pause`) or thaws the container's scope.
+    pub async fn set_paused(&self, id: &str, pause: bool) -> Result<ContainerRecord> {
+        let rec = self.get(id)?;
+        let (want, now) = if pause {
+            ("running", "paused")
+        } else {
+            ("paused", "running")
+        };
+        if rec.status != want {
+            let op = if pause { "pause" } else { "resume" };
+            return Err(Error::FailedPrecondition(format!(
+                "cannot {op} container {id}: it is {}",
+                rec.status
+            )));
+        }
+        let (root, cid) = (self.run_dir.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || {
+            if pause {
+                berth_init::container::pause(&root, &cid)
+            } else {
+                berth_init::container::resume(&root, &cid)
+            }
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        Ok(self.store.update(id, |r| r.status = now.into())?)
+    }
+
+    /// Starts `process_json` (an OCI process object) in the running container
+    /// under its own shim; returns the exec id and the shim's (pid, start).
+    pub async fn exec(
+        &self,
+        id: &str,
+        process_json: &str,
+        exec_id: Option<&str>,
+    ) -> Result<(String, u32, u64)> {
+        let rec = self.get(id)?;
+        if rec.status != "running" {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot exec in container {id}: it is {}",
+                rec.status
+            )));
+        }
+        let process: oci_spec::runtime::Process = serde_json::from_str(process_json)
+            .map_err(|e| Error::InvalidArgument(format!("process_json: {e}")))?;
+        let exec_id = match exec_id {
+            Some(e) => e.to_string(),
+            None => format!("exec{}", now_us()),
+        };
+        berth_init::error::validate_id(&exec_id)
+            .map_err(|e| Error::InvalidArgument(format!("exec id: {e}")))?;
+        let dir = self.run_dir.join(id);
+        let path = dir.join(format!("exec-{exec_id}.process.json"));
+        if path.exists() {
+            return Err(Error::AlreadyExists(format!(
+                "exec {exec_id} exists in {id}"
+            )));
+        }
+        let json = serde_json::to_vec(&process).map_err(|e| Error::Internal(e.to_string()))?;
+        std::fs::write(&path, json)
+            .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+        let path_str = path.to_string_lossy().into_owned();
+        let args = [
+            "--exec-id",
+            exec_id.as_str(),
+            "--process",
+            path_str.as_str(),
+        ];
+        let (_, shim) = self.run_shim(id, &args).await?;
+        let start = berth_init::container::process_start_time(shim as i32).unwrap_or(0);
+        Ok((exec_id, shim, start))
+    }
+
+    /// Waits for an exec'd process: (exit code, signal), from its exit record.
+    pub async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<Exit> {
+        self.get(id)?;
+        let exit = self
+            .run_dir
+            .join(id)
+            .join(format!("exec-{exec_id}.exit.json"));
+        let started = self
+            .run_dir
+            .join(id)
+            .join(format!("exec-{exec_id}.shim.json"));
+        if !started.exists() {
+            return Err(Error::NotFound(format!(
+                "no exec {exec_id} in container {id}"
+            )));
+        }
+        let shim: serde_json::Value = std::fs::read_to_string(&started)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let pid = shim["pid"].as_u64().unwrap_or(0) as u32;
+        let start = shim["start_time"].as_u64().unwrap_or(0);
+        // The exec's shim writes the record, then exits: wait for the exit.
+        crate::shims::gone(pid, start).await;
+        crate::shims::read_exit_file(&exit).ok_or_else(|| {
+            Error::Internal(format!(
+                "the shim of exec {exec_id} died without an exit record"
+            ))
+        })
     }
 
     /// Waits for the container to stop; at once if it has.

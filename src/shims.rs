@@ -24,9 +24,24 @@ fn pidfd_for(pid: u32, start: u64) -> Option<OwnedFd> {
     (berth_init::container::process_start_time(pid as i32) == Some(start)).then_some(fd)
 }
 
+/// Resolves when the process (`pid` started at `start`) has exited — at once
+/// if it already has or is not that process any more.
+pub async fn gone(pid: u32, start: u64) {
+    if let Some(fd) = pidfd_for(pid, start) {
+        // SAFETY: the AsyncFd owns the pidfd (moved in) until it is dropped.
+        if let Ok(afd) = unsafe { AsyncFd::register(fd) } {
+            let _ = afd.readable().await;
+        }
+    }
+}
+
 /// The exit record the shim wrote: (code, signal).
 pub fn read_exit(run_dir: &Path, id: &str) -> Option<(i32, i32)> {
-    let text = std::fs::read_to_string(run_dir.join(id).join("exit.json")).ok()?;
+    read_exit_file(&run_dir.join(id).join("exit.json"))
+}
+
+pub fn read_exit_file(path: &Path) -> Option<(i32, i32)> {
+    let text = std::fs::read_to_string(path).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     Some((
         v["exit_code"].as_i64()? as i32,
@@ -41,12 +56,7 @@ where
     F: FnOnce(Arc<Daemon>, String) + Send + 'static,
 {
     tokio::spawn(async move {
-        if let Some(fd) = pidfd_for(shim_pid, shim_start) {
-            // SAFETY: the AsyncFd owns the pidfd (moved in) until it is dropped.
-            if let Ok(afd) = unsafe { AsyncFd::register(fd) } {
-                let _ = afd.readable().await;
-            }
-        }
+        gone(shim_pid, shim_start).await;
         let outcome = read_exit(&daemon.run_dir, &id);
         let (code, signal, reason) = match outcome {
             Some((c, s)) => (c, s, "exited"),

@@ -269,6 +269,61 @@ fn containers_survive_berthd_restarts_and_crashes() {
     let () = call(&c, "DeleteContainer", &("r1", false)).unwrap();
 }
 
+#[test]
+fn pause_resume_and_exec_over_dbus() {
+    let Some(b) = berth_box::up_or_skip("pause_resume_and_exec_over_dbus") else {
+        return;
+    };
+    let c = berthd(&b);
+    let bundle = busybox_bundle("d-exec", &["sleep", "300"]);
+    let path: OwnedObjectPath =
+        call(&c, "CreateContainer", &("p1", bundle.path(), no_options())).unwrap();
+    let e = error_name(call::<()>(&c, "PauseContainer", &("p1",)).unwrap_err());
+    assert!(
+        e.starts_with("io.berth.Berth1.Error.FailedPrecondition"),
+        "pause of created: {e}"
+    );
+    let () = call(&c, "StartContainer", &("p1",)).unwrap();
+    let () = call(&c, "PauseContainer", &("p1",)).unwrap();
+    assert_eq!(prop::<String>(&c, &path, "Status"), "paused");
+    assert_eq!(
+        b.sh_ok("systemctl show -P FreezerState berth-p1.scope")
+            .trim(),
+        "frozen"
+    );
+    let () = call(&c, "ResumeContainer", &("p1",)).unwrap();
+    assert_eq!(prop::<String>(&c, &path, "Status"), "running");
+    assert_eq!(
+        b.sh_ok("systemctl show -P FreezerState berth-p1.scope")
+            .trim(),
+        "running"
+    );
+
+    let process = json!({
+        "args": ["sh", "-c", "echo exec-says-hi; exit 5"],
+        "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"],
+    })
+    .to_string();
+    let mut opts = no_options();
+    opts.insert("id".into(), Value::from("e1"));
+    let exec_id: String = call(&c, "ExecContainer", &("p1", process.as_str(), opts)).unwrap();
+    assert_eq!(exec_id, "e1");
+    let (code, signal): (i32, i32) = call(&c, "WaitExec", &("p1", "e1")).unwrap();
+    assert_eq!((code, signal), (5, 0));
+    let logs = b.sh_ok("journalctl --sync; journalctl -o cat CONTAINER_NAME=p1");
+    assert!(logs.contains("exec-says-hi"), "{logs}");
+    let e = error_name(call::<(i32, i32)>(&c, "WaitExec", &("p1", "nope")).unwrap_err());
+    assert!(e.starts_with("io.berth.Berth1.Error.NotFound"), "{e}");
+    let e = error_name(
+        call::<String>(&c, "ExecContainer", &("p1", "{not json", no_options())).unwrap_err(),
+    );
+    assert!(
+        e.starts_with("io.berth.Berth1.Error.InvalidArgument"),
+        "{e}"
+    );
+    let () = call(&c, "DeleteContainer", &("p1", true)).unwrap();
+}
+
 /// The `<interface name="…">` block of `iface` in introspection XML, without
 /// comments and indentation, for comparison.
 fn interface_block(xml: &str, iface: &str) -> String {

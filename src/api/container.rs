@@ -43,6 +43,35 @@ impl ContainerObject {
         self.daemon.kill(&self.id, who, signal)
     }
 
+    async fn pause(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::manager::set_paused(conn, &self.daemon, &self.id, true).await
+    }
+
+    async fn resume(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::manager::set_paused(conn, &self.daemon, &self.id, false).await
+    }
+
+    async fn exec(
+        &self,
+        process_json: &str,
+        options: HashMap<String, zbus::zvariant::OwnedValue>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<String> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::manager::exec(&self.daemon, &self.id, process_json, &options).await
+    }
+
     async fn wait(&self) -> Result<(i32, i32)> {
         self.daemon.wait(&self.id).await
     }

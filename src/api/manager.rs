@@ -49,6 +49,51 @@ fn parse_labels(options: &HashMap<String, OwnedValue>) -> Result<HashMap<String,
     Ok(labels)
 }
 
+/// `ExecContainer` options: `id` (s), the exec id to use.
+fn parse_exec_id(options: &HashMap<String, OwnedValue>) -> Result<Option<String>> {
+    let mut exec_id = None;
+    for (key, value) in options {
+        match key.as_str() {
+            "id" => {
+                let s: String = value
+                    .try_clone()
+                    .ok()
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| Error::InvalidArgument("option id must be a string".into()))?;
+                exec_id = Some(s);
+            }
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown option {other:?} (known: id)"
+                )))
+            }
+        }
+    }
+    Ok(exec_id)
+}
+
+pub async fn set_paused(
+    conn: &Connection,
+    daemon: &Arc<Daemon>,
+    id: &str,
+    pause: bool,
+) -> Result<()> {
+    daemon.set_paused(id, pause).await?;
+    properties_changed(conn, id).await;
+    Ok(())
+}
+
+pub async fn exec(
+    daemon: &Arc<Daemon>,
+    id: &str,
+    process_json: &str,
+    options: &HashMap<String, OwnedValue>,
+) -> Result<String> {
+    let exec_id = parse_exec_id(options)?;
+    let (exec_id, _, _) = daemon.exec(id, process_json, exec_id.as_deref()).await?;
+    Ok(exec_id)
+}
+
 /// Puts the container's object on the bus and watches its shim.
 pub async fn register(
     conn: &Connection,
@@ -170,6 +215,45 @@ impl Manager {
     ) -> Result<()> {
         require_root(conn, &hdr).await?;
         self.daemon.kill(id, who, signal)
+    }
+
+    async fn pause_container(
+        &self,
+        id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        require_root(conn, &hdr).await?;
+        set_paused(conn, &self.daemon, id, true).await
+    }
+
+    async fn resume_container(
+        &self,
+        id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        require_root(conn, &hdr).await?;
+        set_paused(conn, &self.daemon, id, false).await
+    }
+
+    /// Runs an OCI process object in the running container, under its own
+    /// shim (logs to the journal like the container's); returns the exec id.
+    async fn exec_container(
+        &self,
+        id: &str,
+        process_json: &str,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<String> {
+        require_root(conn, &hdr).await?;
+        exec(&self.daemon, id, process_json, &options).await
+    }
+
+    /// (exit code, signal) of an exec'd process, once it has exited.
+    async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<(i32, i32)> {
+        self.daemon.wait_exec(id, exec_id).await
     }
 
     /// (exit code, signal) once stopped; at once if it already is.
