@@ -5,6 +5,7 @@ mod api;
 mod daemon;
 mod recovery;
 mod shims;
+mod stats;
 mod store;
 
 use std::path::PathBuf;
@@ -128,6 +129,32 @@ async fn serve(args: Args) -> Result<(), String> {
         ],
     );
 
+    // STATUS= for `systemctl status`, and WATCHDOG=1 at half the interval when
+    // the unit sets WatchdogSec= (a hung berthd is then restarted; containers
+    // are unaffected).
+    let mut usec = 0u64;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut usec);
+    let period = if watchdog {
+        std::time::Duration::from_micros(usec / 2)
+    } else {
+        std::time::Duration::from_secs(5)
+    };
+    tokio::spawn({
+        let daemon = daemon.clone();
+        async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let status = status_line(&daemon);
+                let mut states = vec![sd_notify::NotifyState::Status(&status)];
+                if watchdog {
+                    states.push(sd_notify::NotifyState::Watchdog);
+                }
+                let _ = sd_notify::notify(false, &states);
+            }
+        }
+    });
+
     // SIGTERM/SIGINT: a clean exit that leaves every container running; the
     // shims own them, the next berthd re-attaches.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -141,7 +168,7 @@ async fn serve(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-/// "3 containers, 2 running" for systemctl status.
+/// "3 containers, 2 running" for `systemctl status`.
 fn status_line(daemon: &daemon::Daemon) -> String {
     let all = daemon.store.list().unwrap_or_default();
     let running = all.iter().filter(|r| r.status == "running").count();

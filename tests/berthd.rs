@@ -109,6 +109,13 @@ fn lifecycle_over_dbus() {
     let list: Vec<(String, String, OwnedObjectPath)> = call(&c, "ListContainers", &()).unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].1, "created");
+    // STATUS= reaches systemd (updated every few seconds, and at start).
+    let status = b.sh_ok("systemctl show -P StatusText berthd");
+    assert!(status.contains("containers"), "{status}");
+    assert_eq!(
+        b.sh_ok("systemctl show -P WatchdogUSec berthd").trim(),
+        "30s"
+    );
     let () = call(&c, "StartContainer", &("web",)).unwrap();
     let (code, signal): (i32, i32) = call(&c, "WaitContainer", &("web",)).unwrap();
     assert_eq!((code, signal), (3, 0));
@@ -293,6 +300,36 @@ fn pause_resume_and_exec_over_dbus() {
     );
     let () = call(&c, "ResumeContainer", &("p1",)).unwrap();
     assert_eq!(prop::<String>(&c, &path, "Status"), "running");
+
+    // Stats: real figures where the tree has them, "unavailable" (with a
+    // reason) where it has no controller — never a made-up 0.
+    let stats: HashMap<String, zbus::zvariant::OwnedValue> =
+        call(&c, "GetContainerStats", &("p1",)).unwrap();
+    assert!(
+        u64::try_from(stats["cpu_usage_usec"].try_clone().unwrap()).is_ok(),
+        "{stats:?}"
+    );
+    assert_eq!(
+        u64::try_from(stats["processes"].try_clone().unwrap()).unwrap(),
+        1
+    );
+    let controllers = b.sh_ok("cat /sys/fs/cgroup/cgroup.controllers");
+    for (key, ctrl) in [("memory_current", "memory"), ("pids_current", "pids")] {
+        let v = &stats[key];
+        if controllers.contains(ctrl) {
+            assert!(
+                u64::try_from(v.try_clone().unwrap()).is_ok(),
+                "{key}: {v:?}"
+            );
+        } else {
+            eprintln!("SKIP {key}: the box's cgroup tree has no {ctrl} controller (reported as unavailable)");
+            assert_eq!(
+                String::try_from(v.try_clone().unwrap()).unwrap(),
+                "unavailable"
+            );
+            assert!(stats.contains_key(&format!("{key}_reason")));
+        }
+    }
     assert_eq!(
         b.sh_ok("systemctl show -P FreezerState berth-p1.scope")
             .trim(),

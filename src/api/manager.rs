@@ -272,6 +272,20 @@ impl Manager {
         delete(conn, &self.daemon, id, force).await
     }
 
+    /// Figures from the container's cgroup; those the tree cannot give are
+    /// "unavailable" with a `<key>_reason`, never 0.
+    async fn get_container_stats(&self, id: &str) -> Result<HashMap<String, OwnedValue>> {
+        let rec = self.daemon.get(id)?;
+        if rec.status == "stopped" || rec.pid == 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} is {}: no cgroup to read",
+                rec.status
+            )));
+        }
+        crate::stats::collect(rec.pid)
+            .ok_or_else(|| Error::Internal(format!("reading the cgroup of container {id}")))
+    }
+
     /// (id, status, object path) of every container.
     async fn list_containers(&self) -> Result<Vec<(String, String, OwnedObjectPath)>> {
         Ok(self

@@ -1,0 +1,78 @@
+//! GetContainerStats: figures read from the container scope's cgroup (v2).
+//! A figure whose controller the tree lacks is reported as "unavailable",
+//! never as 0 (on our machines the v2 tree has no memory/pids/io controller).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use zbus::zvariant::{OwnedValue, Value};
+
+/// The v2 cgroup directory of `pid`, as this process sees the tree.
+fn cgroup_dir(pid: u32) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(Path::new("/sys/fs/cgroup").join(rel.trim_start_matches('/')))
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn keyed(path: &Path, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+fn owned(v: Value<'_>) -> OwnedValue {
+    v.try_to_owned().unwrap_or_else(|_| OwnedValue::from(0u32))
+}
+
+/// Stats of the cgroup of `pid`: each key maps to a number, or to the string
+/// "unavailable" naming why in `<key>_reason`.
+pub fn collect(pid: u32) -> Option<HashMap<String, OwnedValue>> {
+    let dir = cgroup_dir(pid)?;
+    let controllers = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+    let has = |c: &str| controllers.split_whitespace().any(|x| x == c);
+    let mut out = HashMap::new();
+    let mut put =
+        |key: &str, value: Option<u64>, controller: Option<&str>| match (value, controller) {
+            (Some(v), _) => {
+                out.insert(key.to_string(), owned(Value::from(v)));
+            }
+            (None, c) => {
+                out.insert(key.to_string(), owned(Value::from("unavailable")));
+                let why = match c {
+                    Some(c) => format!("no {c} controller in this cgroup tree"),
+                    None => "not reported by the kernel".to_string(),
+                };
+                out.insert(format!("{key}_reason"), owned(Value::from(why)));
+            }
+        };
+    // cpu.stat's usage is core accounting: present without the cpu controller.
+    put(
+        "cpu_usage_usec",
+        keyed(&dir.join("cpu.stat"), "usage_usec"),
+        None,
+    );
+    put(
+        "memory_current",
+        has("memory")
+            .then(|| read_u64(&dir.join("memory.current")))
+            .flatten(),
+        Some("memory"),
+    );
+    put(
+        "pids_current",
+        has("pids")
+            .then(|| read_u64(&dir.join("pids.current")))
+            .flatten(),
+        Some("pids"),
+    );
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|t| t.lines().count() as u64)
+        .ok();
+    put("processes", procs, None);
+    Some(out)
+}
