@@ -361,6 +361,47 @@ fn pause_resume_and_exec_over_dbus() {
     let () = call(&c, "DeleteContainer", &("p1", true)).unwrap();
 }
 
+#[test]
+fn polkit_decides_for_non_root_callers() {
+    let Some(b) = berth_box::up_or_skip("polkit_decides_for_non_root_callers") else {
+        return;
+    };
+    let c = berthd(&b);
+    let root = env!("CARGO_MANIFEST_DIR");
+    b.sh_ok(&format!(
+        "cp {root}/dbus/polkit/io.berth.berth1.policy /usr/share/polkit-1/actions/"
+    ));
+    let bundle = busybox_bundle("d-polkit", &["sleep", "300"]);
+    let _: OwnedObjectPath =
+        call(&c, "CreateContainer", &("k1", bundle.path(), no_options())).unwrap();
+    let as_nobody = format!(
+        "setpriv --reuid=nobody --regid=nogroup --clear-groups busctl call {DEST} {PATH} {MANAGER} StartContainer s k1"
+    );
+    // The action's default (auth_admin) cannot be satisfied without an agent.
+    let denied = b.sh(&as_nobody).unwrap();
+    assert!(!denied.status.success());
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        err.contains("io.berth.berth1.manage") && err.contains("not authorized"),
+        "{err}"
+    );
+    // A rule granting the action to nobody: the same call now succeeds.
+    b.sh_ok(
+        "mkdir -p /etc/polkit-1/rules.d && cat > /etc/polkit-1/rules.d/50-berth-test.rules <<'RULES'
+polkit.addRule(function(action, subject) {
+    if (action.id == \"io.berth.berth1.manage\" && subject.user == \"nobody\") {
+        return polkit.Result.YES;
+    }
+});
+RULES
+systemctl restart polkit",
+    );
+    b.sh_ok(&as_nobody);
+    let path: OwnedObjectPath = call(&c, "GetContainer", &("k1",)).unwrap();
+    assert_eq!(prop::<String>(&c, &path, "Status"), "running");
+    let () = call(&c, "DeleteContainer", &("k1", true)).unwrap();
+}
+
 /// The `<interface name="…">` block of `iface` in introspection XML, without
 /// comments and indentation, for comparison.
 fn interface_block(xml: &str, iface: &str) -> String {

@@ -5,6 +5,8 @@ pub mod container;
 pub mod error;
 pub mod manager;
 
+use std::collections::HashMap;
+
 use zbus::zvariant::OwnedObjectPath;
 
 pub const BUS_NAME: &str = "io.berth.Berth1";
@@ -29,8 +31,30 @@ pub fn container_path(id: &str) -> OwnedObjectPath {
         .unwrap_or_else(|_| OwnedObjectPath::try_from(MANAGER_PATH).expect("static path is valid"))
 }
 
-/// Mutating calls are for root (polkit for others arrives with the packaging
-/// of the policy). Read-only calls are open to everyone.
+/// The polkit action that guards every mutating method.
+pub const MANAGE_ACTION: &str = "io.berth.berth1.manage";
+
+#[zbus::proxy(
+    interface = "org.freedesktop.PolicyKit1.Authority",
+    default_service = "org.freedesktop.PolicyKit1",
+    default_path = "/org/freedesktop/PolicyKit1/Authority"
+)]
+trait Authority {
+    #[allow(clippy::type_complexity)]
+    fn check_authorization(
+        &self,
+        subject: &(&str, HashMap<&str, zbus::zvariant::Value<'_>>),
+        action_id: &str,
+        details: HashMap<&str, &str>,
+        flags: u32,
+        cancellation_id: &str,
+    ) -> zbus::Result<(bool, bool, HashMap<String, String>)>;
+}
+
+/// Mutating calls: root, or a caller polkit authorizes for
+/// `io.berth.berth1.manage` (no interactive authentication: berthd is a
+/// service, the caller's agent is not ours to drive). Read-only calls are
+/// open to everyone.
 pub async fn require_root(
     conn: &zbus::Connection,
     hdr: &zbus::message::Header<'_>,
@@ -46,11 +70,32 @@ pub async fn require_root(
         .await
         .map_err(|e| error::Error::Internal(e.to_string()))?;
     if uid == 0 {
+        return Ok(());
+    }
+    let denied = |why: String| {
+        error::Error::PermissionDenied(format!(
+            "uid {uid} may not change containers: root only, or polkit action {MANAGE_ACTION} ({why})"
+        ))
+    };
+    let authority = AuthorityProxy::new(conn)
+        .await
+        .map_err(|e| denied(format!("polkit unreachable: {e}")))?;
+    let mut who = HashMap::new();
+    who.insert("name", zbus::zvariant::Value::from(sender.as_str()));
+    let (authorized, _, _) = authority
+        .check_authorization(
+            &("system-bus-name", who),
+            MANAGE_ACTION,
+            HashMap::new(),
+            0,
+            "",
+        )
+        .await
+        .map_err(|e| denied(format!("polkit: {e}")))?;
+    if authorized {
         Ok(())
     } else {
-        Err(error::Error::PermissionDenied(format!(
-            "uid {uid} may not change containers (root only)"
-        )))
+        Err(denied("not authorized".into()))
     }
 }
 
