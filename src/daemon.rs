@@ -328,16 +328,12 @@ impl Daemon {
 
     pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
         let rec = self.get(id)?;
-        match rec.status.as_str() {
-            "stopped" | "created" => {}
-            s if force => {
-                let _ = s;
-            }
-            s => {
-                return Err(Error::FailedPrecondition(format!(
-                    "cannot delete container {id}: it is {s} (use force)"
-                )))
-            }
+        // A created container never ran: deleting it is always fine.
+        if !force && !matches!(rec.status.as_str(), "stopped" | "created") {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot delete container {id}: it is {} (use force)",
+                rec.status
+            )));
         }
         if rec.status != "stopped" {
             let _ = self.kill(id, "all", libc::SIGKILL);
