@@ -13,16 +13,37 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::api::error::{from_shim_report, Error, Result};
-use crate::store::{ContainerRecord, Store};
+use crate::api::error::{Error, Result};
+use crate::overrides::CreateRequest;
+use crate::store::{ContainerRecord, ExecRecord, Store};
 
 pub struct Daemon {
     pub store: Store,
     /// Shim state root: /run/berth/<id>/ (FIFO, shim and exit records).
     pub run_dir: PathBuf,
     pub shim: PathBuf,
+    /// Rewritten bundles (CreateContainer options that change the spec).
+    pub bundles_dir: PathBuf,
     /// Exit notifications per container.
     exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
+}
+
+/// ExecContainer's options.
+#[derive(Debug, Default)]
+pub struct ExecRequest {
+    /// The exec id to use (default: generated).
+    pub id: Option<String>,
+    /// Hold the output for a client of exec-ID.attach.sock (AttachExec).
+    pub attach: bool,
+    /// Give the process a stdin fed by attach clients.
+    pub stdin: bool,
+}
+
+impl ExecRequest {
+    /// Running execs (no exit seen) are capped like the records.
+    fn max_execs_reached(&self, rec: &ContainerRecord) -> bool {
+        rec.execs.values().filter(|e| e.exited_at == 0).count() >= crate::store::MAX_EXEC_RECORDS
+    }
 }
 
 /// (exit code, signal) of a stopped container.
@@ -36,11 +57,12 @@ pub fn now_us() -> u64 {
 }
 
 impl Daemon {
-    pub fn new(store: Store, run_dir: PathBuf, shim: PathBuf) -> Arc<Self> {
+    pub fn new(store: Store, run_dir: PathBuf, shim: PathBuf, bundles_dir: PathBuf) -> Arc<Self> {
         Arc::new(Daemon {
             store,
             run_dir,
             shim,
+            bundles_dir,
             exits: Mutex::new(HashMap::new()),
         })
     }
@@ -86,7 +108,7 @@ impl Daemon {
         &self,
         id: &str,
         bundle: &str,
-        labels: HashMap<String, String>,
+        req: CreateRequest,
     ) -> Result<ContainerRecord> {
         berth_init::error::validate_id(id).map_err(Error::from)?;
         let bundle_path = PathBuf::from(bundle);
@@ -101,14 +123,32 @@ impl Daemon {
             id: id.into(),
             bundle: bundle.into(),
             status: "creating".into(),
-            labels: labels.into_iter().collect(),
+            labels: req.labels.clone(),
             unit: format!("berth-{id}.scope"),
             created_at: now_us(),
             ..Default::default()
         };
         self.store.insert_new(&rec)?;
-        let shim_args = ["--bundle", bundle, "--systemd-cgroup", "--shim-scope"];
-        match self.run_shim(id, &shim_args).await {
+        let derived = self.bundles_dir.join(id);
+        let result = match req.changes_spec() {
+            true => req.write_bundle(&bundle_path, &derived),
+            false => Ok(bundle_path.clone()),
+        };
+        let result = match result {
+            Ok(b) => {
+                let b = b.to_string_lossy().into_owned();
+                let mut shim_args = vec!["--bundle", &b, "--systemd-cgroup", "--shim-scope"];
+                if req.stdin {
+                    shim_args.push("--stdin");
+                }
+                if let Some(unit) = &req.log_unit {
+                    shim_args.extend(["--log-unit", unit]);
+                }
+                self.run_shim(id, &shim_args).await
+            }
+            Err(e) => Err(e),
+        };
+        match result {
             Ok((pid, shim_pid)) => {
                 rec.status = "created".into();
                 rec.pid = pid;
@@ -121,6 +161,7 @@ impl Daemon {
             }
             Err(e) => {
                 // Nothing half-made stays: the shim undid its own work.
+                let _ = std::fs::remove_dir_all(&derived);
                 let _ = self.store.remove(id);
                 Err(e)
             }
@@ -154,7 +195,8 @@ impl Daemon {
         let v: serde_json::Value = serde_json::from_str(line.trim())
             .map_err(|_| Error::Internal(format!("the shim said {line:?}")))?;
         if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
-            return Err(from_shim_report(err));
+            let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("Internal");
+            return Err(Error::of_kind(kind, err.into()));
         }
         let pid = v["init_pid"].as_u64().unwrap_or(0) as u32;
         let shim = v["shim_pid"].as_u64().unwrap_or(0) as u32;
@@ -169,13 +211,16 @@ impl Daemon {
                 rec.status
             )));
         }
+        // Taken before the exec FIFO opens: an instant exit may be recorded
+        // before this call gets back, and must not predate the start.
+        let started_at = now_us();
         let (root, cid) = (self.run_dir.clone(), id.to_string());
         tokio::task::spawn_blocking(move || berth_init::container::start(&root, &cid))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         // The exit may already have been recorded (a container that exits at once).
         Ok(self.store.update(id, |r| {
-            r.started_at = now_us();
+            r.started_at = started_at;
             if r.status == "created" {
                 r.status = "running".into();
             }
@@ -238,7 +283,7 @@ impl Daemon {
         &self,
         id: &str,
         process_json: &str,
-        exec_id: Option<&str>,
+        req: &ExecRequest,
     ) -> Result<(String, u32, u64)> {
         let rec = self.get(id)?;
         if rec.status != "running" {
@@ -247,9 +292,15 @@ impl Daemon {
                 rec.status
             )));
         }
+        if req.max_execs_reached(&rec) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} has {} execs running: wait for some first",
+                rec.execs.len()
+            )));
+        }
         let process: oci_spec::runtime::Process = serde_json::from_str(process_json)
             .map_err(|e| Error::InvalidArgument(format!("process_json: {e}")))?;
-        let exec_id = match exec_id {
+        let exec_id = match &req.id {
             Some(e) => e.to_string(),
             None => format!("exec{}", now_us()),
         };
@@ -272,8 +323,26 @@ impl Daemon {
             "--process",
             path_str.as_str(),
         ];
+        let mut args = args.to_vec();
+        if req.attach {
+            args.push("--attach");
+        }
+        if req.stdin {
+            args.push("--stdin");
+        }
         let (_, shim) = self.run_shim(id, &args).await?;
         let start = berth_init::container::process_start_time(shim as i32).unwrap_or(0);
+        self.store.update(id, |r| {
+            r.add_exec(
+                &exec_id,
+                ExecRecord {
+                    shim_pid: shim,
+                    shim_start: start,
+                    started_at: now_us(),
+                    ..Default::default()
+                },
+            )
+        })?;
         Ok((exec_id, shim, start))
     }
 
@@ -301,11 +370,21 @@ impl Daemon {
         let start = shim["start_time"].as_u64().unwrap_or(0);
         // The exec's shim writes the record, then exits: wait for the exit.
         crate::shims::gone(pid, start).await;
-        crate::shims::read_exit_file(&exit).ok_or_else(|| {
+        let (code, signal) = crate::shims::read_exit_file(&exit).ok_or_else(|| {
             Error::Internal(format!(
                 "the shim of exec {exec_id} died without an exit record"
             ))
-        })
+        })?;
+        let _ = self.store.update(id, |r| {
+            if let Some(e) = r.execs.get_mut(exec_id) {
+                if e.exited_at == 0 {
+                    e.exited_at = now_us();
+                    e.exit_code = code;
+                    e.exit_signal = signal;
+                }
+            }
+        });
+        Ok((code, signal))
     }
 
     /// Waits for the container to stop; at once if it has.
@@ -350,6 +429,7 @@ impl Daemon {
             Ok(_) | Err(berth_init::Error::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
+        let _ = std::fs::remove_dir_all(self.bundles_dir.join(id));
         self.store.remove(id)?;
         self.exits
             .lock()

@@ -3,10 +3,12 @@
 
 mod api;
 mod daemon;
+mod overrides;
 mod recovery;
 mod shims;
 mod stats;
 mod store;
+mod streams;
 
 use std::path::PathBuf;
 
@@ -83,7 +85,8 @@ async fn serve(args: Args) -> Result<(), String> {
         store::Store::open(&args.state_dir, args.map_size_mib << 20).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(&args.run_dir)
         .map_err(|e| format!("creating {}: {e}", args.run_dir.display()))?;
-    let daemon = daemon::Daemon::new(store, args.run_dir, shim);
+    let bundles = args.state_dir.join("bundles");
+    let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles);
 
     // Objects are served before the name is owned, so the first calls (bus
     // activation) find them.

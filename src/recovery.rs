@@ -24,6 +24,7 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
                 berth_init::container::delete(&root, &id, true)
             })
             .await;
+            let _ = std::fs::remove_dir_all(daemon.bundles_dir.join(&rec.id));
             let _ = daemon.store.remove(&rec.id);
             tracing::warn!(container = %rec.id, "removed a half-created container");
             report.repaired += 1;
@@ -43,6 +44,19 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
         match crate::api::manager::register(conn, daemon, &rec.id).await {
             Ok(_) => report.reattached += 1,
             Err(e) => tracing::error!(container = %rec.id, "re-attaching: {e:?}"),
+        }
+    }
+    // Rewritten bundles whose container is gone (a crash between the
+    // record's removal and the directory's).
+    for entry in std::fs::read_dir(&daemon.bundles_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if matches!(daemon.store.get(&name), Ok(None)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+            report.repaired += 1;
         }
     }
     report

@@ -76,3 +76,37 @@ pub fn collect(pid: u32) -> Option<HashMap<String, OwnedValue>> {
     put("processes", procs, None);
     Some(out)
 }
+
+/// Manager.Info: what berthd runs on and how many containers it holds.
+pub fn info(daemon: &crate::daemon::Daemon) -> HashMap<String, OwnedValue> {
+    let records = daemon.store.list().unwrap_or_default();
+    let count = |s: &str| records.iter().filter(|r| r.status == s).count() as u32;
+    let mut out = HashMap::new();
+    let mut put = |k: &str, v: Value<'_>| {
+        out.insert(k.to_string(), owned(v));
+    };
+    put("version", Value::from(env!("CARGO_PKG_VERSION")));
+    put("containers", Value::from(records.len() as u32));
+    for status in ["created", "running", "paused", "stopped"] {
+        put(&format!("containers_{status}"), Value::from(count(status)));
+    }
+    let dir = |p: &Path| p.to_string_lossy().into_owned();
+    let state = daemon.bundles_dir.parent().unwrap_or(Path::new("/"));
+    put("state_dir", Value::from(dir(state)));
+    put("run_dir", Value::from(dir(&daemon.run_dir)));
+    put("cgroup_driver", Value::from("systemd"));
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers");
+    put(
+        "cgroup_version",
+        Value::from(if v2.exists() { "v2" } else { "v1/hybrid" }),
+    );
+    let controllers = std::fs::read_to_string(v2).unwrap_or_default();
+    put("cgroup_controllers", Value::from(controllers.trim()));
+    let uname = nix::sys::utsname::uname().ok();
+    let kernel = uname
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    put("kernel", Value::from(kernel));
+    put("shim", Value::from(dir(&daemon.shim)));
+    out
+}

@@ -42,6 +42,44 @@ pub struct ContainerRecord {
     pub exit_signal: i32,
     /// "" | "exited" | "shim died" | ...
     pub exit_reason: String,
+    /// Processes exec'd into the container, by exec id (older records lack it).
+    #[serde(default)]
+    pub execs: BTreeMap<String, ExecRecord>,
+}
+
+/// One exec'd process: its shim, and how it ended once WaitExec (or the
+/// container's end) saw it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExecRecord {
+    pub shim_pid: u32,
+    pub shim_start: u64,
+    pub started_at: u64,
+    /// 0 while running.
+    pub exited_at: u64,
+    pub exit_code: i32,
+    pub exit_signal: i32,
+}
+
+/// Exec records kept per container: the oldest finished ones go first.
+pub const MAX_EXEC_RECORDS: usize = 128;
+
+impl ContainerRecord {
+    /// Adds an exec record, dropping the oldest finished ones over the limit.
+    pub fn add_exec(&mut self, exec_id: &str, rec: ExecRecord) {
+        while self.execs.len() >= MAX_EXEC_RECORDS {
+            let oldest = self
+                .execs
+                .iter()
+                .filter(|(_, e)| e.exited_at != 0)
+                .min_by_key(|(_, e)| e.exited_at)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.execs.remove(&k),
+                None => break,
+            };
+        }
+        self.execs.insert(exec_id.into(), rec);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -43,6 +43,24 @@ impl Error {
             source: source.into(),
         }
     }
+
+    /// A stable name for the kind of failure, carried across processes (the
+    /// shim's report to berthd) where the enum itself cannot go. The names are
+    /// io.berth.Berth1's error names.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::InvalidId { .. } | Error::Spec(_) | Error::InvalidArgument(_) => {
+                "InvalidArgument"
+            }
+            Error::AlreadyExists(_) => "AlreadyExists",
+            Error::NotFound(_) => "NotFound",
+            Error::WrongState { .. } => "FailedPrecondition",
+            Error::Cgroup(crate::cgroups::CgroupError::ControllerUnavailable { .. }) => {
+                "ControllerUnavailable"
+            }
+            _ => "Internal",
+        }
+    }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -17,6 +17,9 @@ use nix::poll::{PollFd, PollFlags};
 
 /// At most this many attached clients at once.
 const MAX_CLIENTS: usize = 16;
+/// Output kept for the first client of a holding shim (an exec's, whose
+/// process runs before anyone can attach).
+const MAX_BACKLOG: usize = 64 * 1024;
 
 pub struct Attach {
     listener: Option<UnixListener>,
@@ -27,18 +30,21 @@ pub struct Attach {
     pty: Option<std::os::fd::RawFd>,
     ctl: Option<std::fs::File>,
     ctl_buf: Vec<u8>,
+    /// Some while holding output for a first client that has not come yet.
+    backlog: Option<Vec<u8>>,
 }
 
 impl Attach {
-    /// Binds `dir/attach.sock` and makes `dir/ctl`. Done by the shim before
-    /// it reports "created", so a starter can attach right away (before
-    /// `start`, missing no output); the fds then cross the re-exec. A
-    /// failure leaves that part off (logging still works).
-    pub fn bind(dir: &Path) -> (Option<UnixListener>, Option<std::fs::File>) {
-        let sock = dir.join("attach.sock");
+    /// Binds `dir/<prefix>attach.sock` and makes `dir/<prefix>ctl` (prefix
+    /// "" for the container, `exec-<id>.` for an exec). Done by the shim
+    /// before it reports "created", so a starter can attach right away
+    /// (before `start`, missing no output); the fds then cross the re-exec.
+    /// A failure leaves that part off (logging still works).
+    pub fn bind(dir: &Path, prefix: &str) -> (Option<UnixListener>, Option<std::fs::File>) {
+        let sock = dir.join(format!("{prefix}attach.sock"));
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).ok();
-        let ctl_path = dir.join("ctl");
+        let ctl_path = dir.join(format!("{prefix}ctl"));
         let _ = std::fs::remove_file(&ctl_path);
         let ctl = nix::unistd::mkfifo(&ctl_path, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .ok()
@@ -61,10 +67,12 @@ impl Attach {
         ctl: Option<std::fs::File>,
         input: Option<OwnedFd>,
         pty: Option<std::os::fd::RawFd>,
+        hold: bool,
     ) -> Attach {
         if let Some(l) = &listener {
             let _ = l.set_nonblocking(true);
         }
+        let hold = hold && listener.is_some();
         Attach {
             listener,
             clients: Vec::new(),
@@ -72,7 +80,13 @@ impl Attach {
             pty,
             ctl,
             ctl_buf: Vec::new(),
+            backlog: hold.then(Vec::new),
         }
+    }
+
+    /// Still waiting for the first client of a holding shim.
+    pub fn holding(&self) -> bool {
+        self.backlog.is_some()
     }
 
     pub fn poll_fds(&self) -> Vec<PollFd<'_>> {
@@ -92,8 +106,17 @@ impl Attach {
     /// Accepts new clients, moves client input to the container, applies resizes.
     pub fn service(&mut self) {
         if let Some(l) = &self.listener {
-            while let Ok((c, _)) = l.accept() {
+            while let Ok((mut c, _)) = l.accept() {
                 if self.clients.len() < MAX_CLIENTS && c.set_nonblocking(true).is_ok() {
+                    // The first client gets what was held for it (blocking
+                    // write: at most MAX_BACKLOG, into a fresh socket buffer).
+                    if let Some(held) = self.backlog.take() {
+                        let _ = c.set_nonblocking(false);
+                        let ok = c.write_all(&held).is_ok();
+                        if !ok || c.set_nonblocking(true).is_err() {
+                            continue;
+                        }
+                    }
                     self.clients.push(c);
                 }
             }
@@ -149,6 +172,10 @@ impl Attach {
 
     /// A copy of container output for every client; slow or gone ones go.
     pub fn broadcast(&mut self, data: &[u8]) {
+        if let Some(held) = &mut self.backlog {
+            let room = MAX_BACKLOG.saturating_sub(held.len());
+            held.extend_from_slice(&data[..data.len().min(room)]);
+        }
         self.clients.retain_mut(|c| c.write_all(data).is_ok());
     }
 }

@@ -94,6 +94,7 @@ impl Journal {
         container_id: &str,
         container_name: &str,
         identifier: &str,
+        extra: &[(&str, &str)],
     ) -> io::Result<Journal> {
         // std creates sockets with SOCK_CLOEXEC, so the container never inherits it.
         let sock = UnixDatagram::unbound()?;
@@ -106,6 +107,9 @@ impl Journal {
         encode(&mut fields, "CONTAINER_ID_FULL", container_id.as_bytes());
         encode(&mut fields, "CONTAINER_NAME", container_name.as_bytes());
         encode(&mut fields, "SYSLOG_IDENTIFIER", identifier.as_bytes());
+        for (key, value) in extra {
+            encode(&mut fields, key, value.as_bytes());
+        }
         Ok(Journal {
             sock,
             path: path.to_owned(),
@@ -303,7 +307,14 @@ mod tests {
     fn journal_round_trip() {
         let (srv, path) = server("round-trip");
         let id = "0123456789abcdef0123456789abcdef";
-        let j = Journal::connect(&path, id, "web", "berth-web").unwrap();
+        let j = Journal::connect(
+            &path,
+            id,
+            "web",
+            "berth-web",
+            &[("OBJECT_SYSTEMD_UNIT", "berth@web.service")],
+        )
+        .unwrap();
         j.send(b"two\nlines", 6, false).unwrap();
         j.send(b"bad \xc3\x28 utf8", 3, true).unwrap();
         for (message, priority, partial) in [
@@ -318,7 +329,11 @@ mod tests {
             assert_eq!(field(&f, "CONTAINER_NAME"), Some(&b"web"[..]));
             assert_eq!(field(&f, "SYSLOG_IDENTIFIER"), Some(&b"berth-web"[..]));
             assert_eq!(field(&f, "CONTAINER_PARTIAL_MESSAGE"), partial);
-            assert_eq!(f.len(), if partial.is_some() { 7 } else { 6 });
+            assert_eq!(
+                field(&f, "OBJECT_SYSTEMD_UNIT"),
+                Some(&b"berth@web.service"[..])
+            );
+            assert_eq!(f.len(), if partial.is_some() { 8 } else { 7 });
         }
         // journald restarted: a new socket at the same path must be reached.
         drop(srv);
@@ -332,7 +347,7 @@ mod tests {
     #[test]
     fn journal_memfd_fallback() {
         let (srv, path) = server("memfd");
-        let j = Journal::connect(&path, "c1", "big", "berth-big").unwrap();
+        let j = Journal::connect(&path, "c1", "big", "berth-big", &[]).unwrap();
         // Pin the send buffer (the kernel doubles it to 200 KiB) so EMSGSIZE does
         // not depend on this host's net.core.wmem_default.
         setsockopt(&j.sock, sockopt::SndBuf, &(100 * 1024)).unwrap();

@@ -54,6 +54,14 @@ struct Args {
     /// /dev/null, so a process reading stdin sees EOF at once).
     #[arg(long)]
     stdin: bool,
+    /// For an exec: bind exec-ID.attach.sock (and exec-ID.ctl), keep the
+    /// first 64 KiB of output for the first client and wait up to 30 s after
+    /// the exit for it — the process runs before anyone can attach.
+    #[arg(long, requires = "exec_id")]
+    attach: bool,
+    /// Also file the logs under this systemd unit (`journalctl -u UNIT`).
+    #[arg(long)]
+    log_unit: Option<String>,
     /// journald's native socket.
     #[arg(long, default_value = "/run/systemd/journal/socket")]
     journal_socket: PathBuf,
@@ -98,19 +106,40 @@ fn main() {
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
     }
-    if let Err(e) = run(&args, &mut report) {
-        fail(&mut report, &e);
+    if let Err(f) = run(&args, &mut report) {
+        fail_kind(&mut report, f.kind, &f.msg);
+    }
+}
+
+/// A setup failure: its message and the name of its kind (berth-init's
+/// `Error::kind`: InvalidArgument, ControllerUnavailable, …), so the starter
+/// can sort it without reading the text.
+struct Failure {
+    kind: &'static str,
+    msg: String,
+}
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Self {
+        Failure {
+            kind: "Internal",
+            msg,
+        }
     }
 }
 
 /// The one line for the starter, when setup failed.
 fn fail(to: &mut impl Write, error: &str) -> ! {
-    let line = format!("{}\n", serde_json::json!({ "error": error }));
+    fail_kind(to, "Internal", error)
+}
+
+fn fail_kind(to: &mut impl Write, kind: &str, error: &str) -> ! {
+    let line = format!("{}\n", serde_json::json!({ "error": error, "kind": kind }));
     let _ = to.write_all(line.as_bytes());
     std::process::exit(1);
 }
 
-fn run(args: &Args, report: &mut File) -> Result<(), String> {
+fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
     // Orphans of the container (when it has no pid namespace of its own) and
     // exec'd processes are re-parented to us, so we can reap them.
     nix::sys::prctl::set_child_subreaper(true)
@@ -137,13 +166,16 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
     let terminal = match (&exec_process, &args.bundle) {
         (Some(p), _) => p.terminal().unwrap_or(false),
         (None, Some(bundle)) => berth_init::spec::load(bundle)
-            .map_err(|e| e.to_string())?
+            .map_err(|e| Failure {
+                kind: "InvalidArgument",
+                msg: e.to_string(),
+            })?
             .spec
             .process()
             .as_ref()
             .and_then(|p| p.terminal())
             .unwrap_or(false),
-        (None, None) => return Err("--bundle is required".into()),
+        (None, None) => return Err(String::from("--bundle is required").into()),
     };
     // A terminal process sends its pty master to a console socket during
     // setup; the connection waits in the backlog until we accept below.
@@ -193,7 +225,10 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
         .map(|rec| rec.pid),
     };
     let _ = std::fs::remove_file(&console_path);
-    let pid = started.map_err(|e| e.to_string())?;
+    let pid = started.map_err(|e| Failure {
+        kind: e.kind(),
+        msg: e.to_string(),
+    })?;
     drop((out_w, err_w, stdin_r));
 
     // Attached clients write to the pty master (a terminal) or the stdin pipe.
@@ -213,8 +248,9 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
     }
     let dir = berth_init::container::dir(&args.root, &args.id);
     // An exec's shim leaves attaching to the container's own shim.
-    let (attach, ctl) = match args.exec_id {
-        None => berth_shim::attach::Attach::bind(&dir),
+    let (attach, ctl) = match &args.exec_id {
+        None => berth_shim::attach::Attach::bind(&dir, ""),
+        Some(e) if args.attach => berth_shim::attach::Attach::bind(&dir, &format!("exec-{e}.")),
         Some(_) => (None, None),
     };
     let (shim_record, exit_record) = record::names(args.exec_id.as_deref());
@@ -245,8 +281,10 @@ fn run(args: &Args, report: &mut File) -> Result<(), String> {
         pty,
         attach,
         ctl,
+        hold: args.attach,
+        log_unit: args.log_unit.clone(),
     });
-    Err(format!("re-exec into the monitor: {err}"))
+    Err(format!("re-exec into the monitor: {err}").into())
 }
 
 /// Moves the shim into `berth-shim-<id>.scope` (podman's layout: the monitor

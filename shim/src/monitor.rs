@@ -18,6 +18,8 @@ use crate::journal::{Journal, LineSplitter};
 const MAX_LINE: usize = 16 * 1024;
 /// After the init exits, how long stragglers holding the pipes may keep them.
 const DRAIN: Duration = Duration::from_secs(2);
+/// After the exit, how long a holding shim waits for its first client.
+const HOLD: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
@@ -67,13 +69,18 @@ pub fn run(
         .collect();
     let mut status = None;
     let mut deadline: Option<Instant> = None;
+    let mut hold_deadline: Option<Instant> = None;
     let mut buf = vec![0u8; 64 * 1024];
     // A SIGCHLD may have come before the signalfd existed: reap once up front.
     reap(init, &mut status);
     loop {
         if status.is_some() {
             let d = *deadline.get_or_insert_with(|| Instant::now() + DRAIN);
-            if streams.iter().all(|s| !s.open) || Instant::now() >= d {
+            let drained = streams.iter().all(|s| !s.open) || Instant::now() >= d;
+            // A holding shim (exec with --attach) waits a while for its
+            // first client, which would otherwise find no socket at all.
+            let h = *hold_deadline.get_or_insert_with(|| Instant::now() + HOLD);
+            if drained && (!attach.holding() || Instant::now() >= h) {
                 break;
             }
         }
@@ -175,6 +182,10 @@ pub struct MonitorArgs {
     /// attach.sock and ctl, made before the report (see attach.rs).
     pub attach: Option<std::os::unix::net::UnixListener>,
     pub ctl: Option<std::fs::File>,
+    /// Hold output (and the exit) for a first attach client.
+    pub hold: bool,
+    /// File the logs under this systemd unit too (`journalctl -u`).
+    pub log_unit: Option<String>,
 }
 
 /// Re-executes this binary as the monitor, handing over the stream fds.
@@ -227,6 +238,12 @@ pub fn exec_monitor(a: &MonitorArgs) -> nix::Error {
         inherit(c.as_raw_fd());
         push(format!("ctl={}", c.as_raw_fd()).as_bytes());
     }
+    if a.hold {
+        push(b"hold");
+    }
+    if let Some(unit) = &a.log_unit {
+        push(format!("unit={unit}").as_bytes());
+    }
     // berth-monitor is installed beside berth-shim.
     let exe = match std::env::current_exe() {
         Ok(p) => p.with_file_name("berth-monitor"),
@@ -257,6 +274,7 @@ pub fn main_after_exec() -> ! {
     let journal_socket = std::path::PathBuf::from(args.get(5).cloned().unwrap_or_default());
     let mut streams: Vec<(OwnedFd, u8)> = Vec::new();
     let (mut input, mut pty, mut listener, mut ctl) = (None, None, None, None);
+    let (mut hold, mut log_unit) = (false, None);
     for a in args[6.min(args.len())..].iter().filter_map(|a| a.to_str()) {
         let owned = |fd: &str| -> Option<OwnedFd> {
             let fd: i32 = fd.parse().ok()?;
@@ -275,14 +293,24 @@ pub fn main_after_exec() -> ! {
             listener = owned(fd).map(std::os::unix::net::UnixListener::from);
         } else if let Some(fd) = a.strip_prefix("ctl=") {
             ctl = owned(fd).map(std::fs::File::from);
+        } else if a == "hold" {
+            hold = true;
+        } else if let Some(unit) = a.strip_prefix("unit=") {
+            log_unit = Some(unit.to_string());
         } else if let Some((fd, prio)) = a.split_once(':') {
             if let (Some(fd), Ok(prio)) = (owned(fd), prio.parse()) {
                 streams.push((fd, prio));
             }
         }
     }
-    let mut attach = Attach::new(listener, ctl, input, pty);
-    let journal = Journal::connect(&journal_socket, &id, &name, &name).ok();
+    let mut attach = Attach::new(listener, ctl, input, pty, hold);
+    // journalctl -u UNIT also matches OBJECT_SYSTEMD_UNIT= from uid 0
+    // senders: how a container's output shows under its berth@ unit.
+    let extra: Vec<(&str, &str)> = log_unit
+        .as_deref()
+        .map(|u| vec![("OBJECT_SYSTEMD_UNIT", u)])
+        .unwrap_or_default();
+    let journal = Journal::connect(&journal_socket, &id, &name, &name, &extra).ok();
     let status = run(init, streams, journal.as_ref(), &mut attach);
     let code = match crate::record::write_exit_record(&dir, &record, init, &status) {
         Ok(()) => 0,

@@ -86,6 +86,28 @@ impl ContainerObject {
         crate::api::manager::delete(conn, &self.daemon, &self.id, force).await
     }
 
+    /// See Manager.AttachContainer.
+    async fn attach(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        crate::api::require_root(conn, &hdr).await?;
+        Ok(crate::streams::attach(&self.daemon.run_dir, &self.id, "")?.into())
+    }
+
+    /// See Manager.GetLogs.
+    async fn logs(
+        &self,
+        options: HashMap<String, zbus::zvariant::OwnedValue>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        crate::api::authorize(conn, &hdr, crate::api::READ_ACTION).await?;
+        let req = crate::streams::LogsRequest::parse(&options)?;
+        Ok(crate::streams::logs(&self.daemon, &self.id, &req)?.into())
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn id(&self) -> String {
         self.id.clone()

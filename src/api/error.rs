@@ -33,33 +33,22 @@ impl From<crate::store::StoreError> for Error {
 
 impl From<InitError> for Error {
     fn from(e: InitError) -> Self {
-        let msg = e.to_string();
-        match e {
-            InitError::InvalidId { .. } | InitError::Spec(_) | InitError::InvalidArgument(_) => {
-                Error::InvalidArgument(msg)
-            }
-            InitError::AlreadyExists(_) => Error::AlreadyExists(msg),
-            InitError::NotFound(_) => Error::NotFound(msg),
-            InitError::WrongState { .. } => Error::FailedPrecondition(msg),
-            InitError::Cgroup(berth_init::cgroups::CgroupError::ControllerUnavailable {
-                ..
-            }) => Error::ControllerUnavailable(msg),
-            _ => Error::Internal(msg),
-        }
+        Error::of_kind(e.kind(), e.to_string())
     }
 }
 
-/// The shim reports setup failures as text; sort them like the library does.
-pub fn from_shim_report(msg: &str) -> Error {
-    if msg.contains("cgroup controller") {
-        Error::ControllerUnavailable(msg.into())
-    } else if msg.contains("config.json")
-        || msg.contains("bundle")
-        || msg.contains("exec:")
-        || msg.contains("invalid")
-    {
-        Error::InvalidArgument(msg.into())
-    } else {
-        Error::Internal(msg.into())
+impl Error {
+    /// The error named `kind` (as berth-init's `Error::kind` and the shim's
+    /// report name it); unknown kinds are Internal.
+    pub fn of_kind(kind: &str, msg: String) -> Error {
+        match kind {
+            "InvalidArgument" => Error::InvalidArgument(msg),
+            "AlreadyExists" => Error::AlreadyExists(msg),
+            "NotFound" => Error::NotFound(msg),
+            "FailedPrecondition" => Error::FailedPrecondition(msg),
+            "ControllerUnavailable" => Error::ControllerUnavailable(msg),
+            "PermissionDenied" => Error::PermissionDenied(msg),
+            _ => Error::Internal(msg),
+        }
     }
 }

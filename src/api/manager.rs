@@ -11,65 +11,31 @@ use zbus::{interface, Connection};
 use crate::api::container::ContainerObject;
 use crate::api::error::{Error, Result};
 use crate::api::{container_path, require_root, MANAGER_PATH};
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, ExecRequest};
 
 pub struct Manager {
     pub daemon: Arc<Daemon>,
 }
 
-/// Options CreateContainer understands; anything else is refused by name.
-fn parse_labels(options: &HashMap<String, OwnedValue>) -> Result<HashMap<String, String>> {
-    let mut labels = HashMap::new();
+/// `ExecContainer` options: `id` (s), the exec id to use; `attach` (b): hold
+/// the output for AttachExec; `stdin` (b): a stdin fed by attach clients.
+fn parse_exec(options: &HashMap<String, OwnedValue>) -> Result<ExecRequest> {
+    let mut req = ExecRequest::default();
     for (key, value) in options {
+        let v = value.try_clone().ok();
+        let bad = |want: &str| Error::InvalidArgument(format!("option {key} must be {want}"));
         match key.as_str() {
-            "labels" => {
-                let map: HashMap<String, String> = value
-                    .try_clone()
-                    .ok()
-                    .and_then(|v| v.try_into().ok())
-                    .ok_or_else(|| Error::InvalidArgument("option labels must be a{ss}".into()))?;
-                if map.len() > 256
-                    || map
-                        .iter()
-                        .any(|(k, v)| k.is_empty() || k.len() > 256 || v.len() > 4096)
-                {
-                    return Err(Error::InvalidArgument(
-                        "labels: at most 256, keys 1-256 bytes, values up to 4096 bytes".into(),
-                    ));
-                }
-                labels = map;
-            }
+            "id" => req.id = Some(v.and_then(|v| v.try_into().ok()).ok_or_else(|| bad("s"))?),
+            "attach" => req.attach = v.and_then(|v| v.try_into().ok()).ok_or_else(|| bad("b"))?,
+            "stdin" => req.stdin = v.and_then(|v| v.try_into().ok()).ok_or_else(|| bad("b"))?,
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown option {other:?} (known: labels)"
+                    "unknown option {other:?} (known: id, attach, stdin)"
                 )))
             }
         }
     }
-    Ok(labels)
-}
-
-/// `ExecContainer` options: `id` (s), the exec id to use.
-fn parse_exec_id(options: &HashMap<String, OwnedValue>) -> Result<Option<String>> {
-    let mut exec_id = None;
-    for (key, value) in options {
-        match key.as_str() {
-            "id" => {
-                let s: String = value
-                    .try_clone()
-                    .ok()
-                    .and_then(|v| v.try_into().ok())
-                    .ok_or_else(|| Error::InvalidArgument("option id must be a string".into()))?;
-                exec_id = Some(s);
-            }
-            other => {
-                return Err(Error::InvalidArgument(format!(
-                    "unknown option {other:?} (known: id)"
-                )))
-            }
-        }
-    }
-    Ok(exec_id)
+    Ok(req)
 }
 
 pub async fn set_paused(
@@ -89,8 +55,8 @@ pub async fn exec(
     process_json: &str,
     options: &HashMap<String, OwnedValue>,
 ) -> Result<String> {
-    let exec_id = parse_exec_id(options)?;
-    let (exec_id, _, _) = daemon.exec(id, process_json, exec_id.as_deref()).await?;
+    let req = parse_exec(options)?;
+    let (exec_id, _, _) = daemon.exec(id, process_json, &req).await?;
     Ok(exec_id)
 }
 
@@ -187,8 +153,8 @@ impl Manager {
         #[zbus(signal_emitter)] em: SignalEmitter<'_>,
     ) -> Result<OwnedObjectPath> {
         require_root(conn, &hdr).await?;
-        let labels = parse_labels(&options)?;
-        self.daemon.create(id, bundle, labels).await?;
+        let request = crate::overrides::CreateRequest::parse(&options)?;
+        self.daemon.create(id, bundle, request).await?;
         let path = register(conn, &self.daemon, id).await?;
         let _ = Self::container_new(&em, id, path.as_ref()).await;
         Ok(path)
@@ -303,6 +269,69 @@ impl Manager {
     async fn get_container(&self, id: &str) -> Result<OwnedObjectPath> {
         self.daemon.get(id)?;
         Ok(container_path(id))
+    }
+
+    /// A connected stream to the container's attach socket: its output
+    /// (from now on) to read, its stdin (if it has one: option `stdin`, or a
+    /// terminal) to write.
+    async fn attach_container(
+        &self,
+        id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        require_root(conn, &hdr).await?;
+        self.daemon.get(id)?;
+        Ok(crate::streams::attach(&self.daemon.run_dir, id, "")?.into())
+    }
+
+    /// The same for an exec started with option `attach`: its output from
+    /// the start, held for the first client.
+    async fn attach_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        require_root(conn, &hdr).await?;
+        self.daemon.get(id)?;
+        Ok(crate::streams::attach(&self.daemon.run_dir, id, exec_id)?.into())
+    }
+
+    /// Resizes the terminal of the container (exec_id "") or of an exec.
+    async fn resize_terminal(
+        &self,
+        id: &str,
+        exec_id: &str,
+        rows: u16,
+        cols: u16,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        require_root(conn, &hdr).await?;
+        self.daemon.get(id)?;
+        crate::streams::resize(&self.daemon.run_dir, id, exec_id, rows, cols)
+    }
+
+    /// The container's output from the journal, as a pipe to read: options
+    /// `tail` (u, last N lines) and `follow` (b, until the container stops or
+    /// the reader closes). Polkit action io.berth.berth1.read for non-root.
+    async fn get_logs(
+        &self,
+        id: &str,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        crate::api::authorize(conn, &hdr, crate::api::READ_ACTION).await?;
+        let req = crate::streams::LogsRequest::parse(&options)?;
+        Ok(crate::streams::logs(&self.daemon, id, &req)?.into())
+    }
+
+    /// Version, container counts, state and cgroup facts.
+    async fn info(&self) -> HashMap<String, OwnedValue> {
+        crate::stats::info(&self.daemon)
     }
 
     #[zbus(property(emits_changed_signal = "const"))]

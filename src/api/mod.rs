@@ -31,8 +31,11 @@ pub fn container_path(id: &str) -> OwnedObjectPath {
         .unwrap_or_else(|_| OwnedObjectPath::try_from(MANAGER_PATH).expect("static path is valid"))
 }
 
-/// The polkit action that guards every mutating method.
+/// The polkit action that guards every mutating method (and attaching,
+/// which can write to a container's stdin).
 pub const MANAGE_ACTION: &str = "io.berth.berth1.manage";
+/// The polkit action that guards reading a container's logs.
+pub const READ_ACTION: &str = "io.berth.berth1.read";
 
 #[zbus::proxy(
     interface = "org.freedesktop.PolicyKit1.Authority",
@@ -59,6 +62,15 @@ pub async fn require_root(
     conn: &zbus::Connection,
     hdr: &zbus::message::Header<'_>,
 ) -> error::Result<()> {
+    authorize(conn, hdr, MANAGE_ACTION).await
+}
+
+/// Root, or a caller polkit authorizes for `action`.
+pub async fn authorize(
+    conn: &zbus::Connection,
+    hdr: &zbus::message::Header<'_>,
+    action: &str,
+) -> error::Result<()> {
     let sender = hdr
         .sender()
         .ok_or_else(|| error::Error::PermissionDenied("no sender on the call".into()))?;
@@ -74,7 +86,7 @@ pub async fn require_root(
     }
     let denied = |why: String| {
         error::Error::PermissionDenied(format!(
-            "uid {uid} may not change containers: root only, or polkit action {MANAGE_ACTION} ({why})"
+            "uid {uid} may not do this: root only, or polkit action {action} ({why})"
         ))
     };
     let authority = AuthorityProxy::new(conn)
@@ -83,13 +95,7 @@ pub async fn require_root(
     let mut who = HashMap::new();
     who.insert("name", zbus::zvariant::Value::from(sender.as_str()));
     let (authorized, _, _) = authority
-        .check_authorization(
-            &("system-bus-name", who),
-            MANAGE_ACTION,
-            HashMap::new(),
-            0,
-            "",
-        )
+        .check_authorization(&("system-bus-name", who), action, HashMap::new(), 0, "")
         .await
         .map_err(|e| denied(format!("polkit: {e}")))?;
     if authorized {

@@ -1,0 +1,360 @@
+//! CreateContainer's options: labels, and what podman users pass on the
+//! command line — args, env, terminal, workdir, resources — applied to a copy
+//! of the bundle's config.json (the user's bundle is never written).
+//!
+//! The copy lives in `<state dir>/bundles/<id>/config.json`, its root.path made
+//! absolute so it still names the original rootfs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use zbus::zvariant::OwnedValue;
+
+use crate::api::error::{Error, Result};
+
+/// Limits on what a caller may send (D-Bus allows messages of many MiB).
+const MAX_LABELS: usize = 256;
+const MAX_LIST: usize = 4096;
+const MAX_STRING: usize = 64 * 1024;
+
+/// What CreateContainer's `a{sv}` options asked for.
+#[derive(Debug, Default, PartialEq)]
+pub struct CreateRequest {
+    pub labels: BTreeMap<String, String>,
+    pub args: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub terminal: Option<bool>,
+    pub workdir: Option<String>,
+    /// Bytes.
+    pub memory: Option<i64>,
+    /// CPUs (1.5 = 150 % of one CPU), as a CFS quota over a 100 ms period.
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    /// A host socket the container's sd_notify messages go to: its directory
+    /// is bound at /run/berth-notify and NOTIFY_SOCKET set.
+    pub notify_socket: Option<String>,
+    /// Give the container a stdin fed by attach clients.
+    pub stdin: bool,
+    /// File the container's logs under this unit too (`journalctl -u`).
+    pub log_unit: Option<String>,
+}
+
+pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
+                         notify_socket, stdin, log_unit";
+
+fn get<T>(key: &str, value: &OwnedValue, want: &str) -> Result<T>
+where
+    T: TryFrom<OwnedValue>,
+{
+    value
+        .try_clone()
+        .ok()
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| Error::InvalidArgument(format!("option {key} must be {want}")))
+}
+
+fn check_string(key: &str, s: &str) -> Result<()> {
+    if s.len() > MAX_STRING {
+        return Err(Error::InvalidArgument(format!(
+            "option {key}: strings are limited to {MAX_STRING} bytes"
+        )));
+    }
+    Ok(())
+}
+
+fn check_list(key: &str, list: &[String]) -> Result<()> {
+    if list.len() > MAX_LIST {
+        return Err(Error::InvalidArgument(format!(
+            "option {key}: at most {MAX_LIST} entries"
+        )));
+    }
+    list.iter().try_for_each(|s| check_string(key, s))
+}
+
+impl CreateRequest {
+    pub fn parse(options: &HashMap<String, OwnedValue>) -> Result<CreateRequest> {
+        let mut r = CreateRequest::default();
+        for (key, value) in options {
+            match key.as_str() {
+                "labels" => {
+                    let map: HashMap<String, String> = get(key, value, "a{ss}")?;
+                    if map.len() > MAX_LABELS
+                        || map
+                            .iter()
+                            .any(|(k, v)| k.is_empty() || k.len() > 256 || v.len() > 4096)
+                    {
+                        return Err(Error::InvalidArgument(format!(
+                            "labels: at most {MAX_LABELS}, keys 1-256 bytes, values up to 4096 bytes"
+                        )));
+                    }
+                    r.labels = map.into_iter().collect();
+                }
+                "args" => {
+                    let args: Vec<String> = get(key, value, "as")?;
+                    check_list(key, &args)?;
+                    if args.is_empty() {
+                        return Err(Error::InvalidArgument(
+                            "option args must not be empty".into(),
+                        ));
+                    }
+                    r.args = Some(args);
+                }
+                "env" => {
+                    let env: Vec<String> = get(key, value, "as")?;
+                    check_list(key, &env)?;
+                    if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
+                        return Err(Error::InvalidArgument(format!(
+                            "option env: {bad:?} is not NAME=VALUE"
+                        )));
+                    }
+                    r.env = env;
+                }
+                "terminal" => r.terminal = Some(get(key, value, "b")?),
+                "stdin" => r.stdin = get(key, value, "b")?,
+                "workdir" => {
+                    let w: String = get(key, value, "s")?;
+                    check_string(key, &w)?;
+                    if !w.starts_with('/') {
+                        return Err(Error::InvalidArgument(format!(
+                            "option workdir {w:?} must be an absolute path"
+                        )));
+                    }
+                    r.workdir = Some(w);
+                }
+                "memory" => {
+                    let m: u64 = get(key, value, "t (bytes)")?;
+                    r.memory = Some(i64::try_from(m).map_err(|_| {
+                        Error::InvalidArgument(format!("option memory {m} is too large"))
+                    })?);
+                }
+                "cpus" => {
+                    let c: f64 = get(key, value, "d")?;
+                    if !(c.is_finite() && c > 0.0 && c <= 4096.0) {
+                        return Err(Error::InvalidArgument(format!(
+                            "option cpus {c} must be > 0 and ≤ 4096"
+                        )));
+                    }
+                    r.cpus = Some(c);
+                }
+                "pids_limit" => r.pids_limit = Some(get(key, value, "x")?),
+                "notify_socket" => {
+                    let s: String = get(key, value, "s")?;
+                    check_string(key, &s)?;
+                    let p = Path::new(&s);
+                    if !p.is_absolute() || p.file_name().is_none() {
+                        return Err(Error::InvalidArgument(format!(
+                            "option notify_socket {s:?} must be an absolute socket path"
+                        )));
+                    }
+                    r.notify_socket = Some(s);
+                }
+                "log_unit" => {
+                    let u: String = get(key, value, "s")?;
+                    let ok = !u.is_empty()
+                        && u.len() <= 256
+                        && u.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"@.-_:\\".contains(&b));
+                    if !ok {
+                        return Err(Error::InvalidArgument(format!(
+                            "option log_unit {u:?} is not a unit name"
+                        )));
+                    }
+                    r.log_unit = Some(u);
+                }
+                other => {
+                    return Err(Error::InvalidArgument(format!(
+                        "unknown option {other:?} (known: {KNOWN})"
+                    )))
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    /// Whether the spec needs a rewritten copy.
+    pub fn changes_spec(&self) -> bool {
+        self.args.is_some()
+            || !self.env.is_empty()
+            || self.terminal.is_some()
+            || self.workdir.is_some()
+            || self.memory.is_some()
+            || self.cpus.is_some()
+            || self.pids_limit.is_some()
+            || self.notify_socket.is_some()
+    }
+
+    /// Applies the request to a config.json value.
+    pub fn apply(&self, config: &mut Value, bundle: &Path) {
+        if !config["process"].is_object() {
+            config["process"] = json!({});
+        }
+        let process = &mut config["process"];
+        if let Some(args) = &self.args {
+            process["args"] = json!(args);
+        }
+        if let Some(t) = self.terminal {
+            process["terminal"] = json!(t);
+        }
+        if let Some(w) = &self.workdir {
+            process["cwd"] = json!(w);
+        }
+        let mut env: Vec<String> = process["env"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut set_env = |entry: &str| {
+            let name = entry.split('=').next().unwrap_or_default();
+            env.retain(|e| e.split('=').next() != Some(name));
+            env.push(entry.to_string());
+        };
+        self.env.iter().for_each(|e| set_env(e));
+        if let Some(sock) = &self.notify_socket {
+            let sock = Path::new(sock);
+            let name = sock.file_name().unwrap_or_default().to_string_lossy();
+            set_env(&format!("NOTIFY_SOCKET=/run/berth-notify/{name}"));
+            let dir = sock.parent().unwrap_or(Path::new("/"));
+            let mounts = &mut config["mounts"];
+            if !mounts.is_array() {
+                *mounts = json!([]);
+            }
+            if let Some(m) = mounts.as_array_mut() {
+                m.push(json!({
+                    "destination": "/run/berth-notify",
+                    "type": "bind",
+                    "source": dir,
+                    "options": ["bind", "nosuid", "nodev", "noexec"],
+                }));
+            }
+        }
+        config["process"]["env"] = json!(env);
+        let mut resource = |path: [&str; 2], value: Value| {
+            if !config["linux"].is_object() {
+                config["linux"] = json!({});
+            }
+            let res = &mut config["linux"]["resources"];
+            if !res.is_object() {
+                *res = json!({});
+            }
+            if !res[path[0]].is_object() {
+                res[path[0]] = json!({});
+            }
+            res[path[0]][path[1]] = value;
+        };
+        if let Some(m) = self.memory {
+            resource(["memory", "limit"], json!(m));
+        }
+        if let Some(c) = self.cpus {
+            resource(["cpu", "period"], json!(100_000u64));
+            resource(["cpu", "quota"], json!((c * 100_000.0).round() as i64));
+        }
+        if let Some(p) = self.pids_limit {
+            resource(["pids", "limit"], json!(p));
+        }
+        // The copy sits elsewhere: a relative rootfs must still mean the
+        // bundle's.
+        if let Some(root) = config["root"]["path"].as_str() {
+            if !root.starts_with('/') {
+                config["root"]["path"] = json!(bundle.join(root));
+            }
+        }
+    }
+
+    /// Writes the rewritten config.json into `dir` (created 0700) and returns
+    /// `dir`, the bundle to create from.
+    pub fn write_bundle(&self, bundle: &Path, dir: &Path) -> Result<PathBuf> {
+        let text = std::fs::read_to_string(bundle.join("config.json")).map_err(|e| {
+            Error::InvalidArgument(format!("{}/config.json: {e}", bundle.display()))
+        })?;
+        let mut config: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::InvalidArgument(format!("config.json: {e}")))?;
+        self.apply(&mut config, bundle);
+        let internal = |e: std::io::Error| Error::Internal(format!("{}: {e}", dir.display()));
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(internal)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dir.join("config.json"))
+            .map_err(internal)?;
+        use std::io::Write;
+        f.write_all(config.to_string().as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(internal)?;
+        // Check the result as the runtime will read it.
+        berth_init::spec::load(dir).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        Ok(dir.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::zvariant::Value as V;
+
+    fn opts(pairs: Vec<(&str, V<'static>)>) -> HashMap<String, OwnedValue> {
+        pairs
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), OwnedValue::try_from(v).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn parse_names_bad_options() {
+        let err = |o| match CreateRequest::parse(&o) {
+            Err(Error::InvalidArgument(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(err(opts(vec![("colour", V::from("red"))])).contains("unknown option \"colour\""));
+        assert!(err(opts(vec![("args", V::from("sh"))])).contains("args must be as"));
+        assert!(err(opts(vec![("env", V::from(vec!["NOEQUALS"]))])).contains("NAME=VALUE"));
+        assert!(err(opts(vec![("cpus", V::from(-1.0))])).contains("cpus"));
+        assert!(err(opts(vec![("workdir", V::from("rel"))])).contains("absolute"));
+        assert!(err(opts(vec![("log_unit", V::from("a b"))])).contains("unit name"));
+        let huge = "x".repeat(MAX_STRING + 1);
+        assert!(err(opts(vec![("args", V::from(vec![huge]))])).contains("limited"));
+    }
+
+    #[test]
+    fn apply_overrides_args_env_resources_and_root() {
+        let r = CreateRequest::parse(&opts(vec![
+            ("args", V::from(vec!["echo", "hi"])),
+            ("env", V::from(vec!["A=2", "B=3"])),
+            ("memory", V::from(64u64 << 20)),
+            ("cpus", V::from(1.5)),
+            ("pids_limit", V::from(20i64)),
+            ("notify_socket", V::from("/run/x/notify.sock")),
+        ]))
+        .unwrap();
+        assert!(r.changes_spec());
+        let mut c = json!({"root": {"path": "rootfs"}, "process": {"env": ["A=1", "PATH=/bin"]}});
+        r.apply(&mut c, Path::new("/b"));
+        assert_eq!(c["process"]["args"], json!(["echo", "hi"]));
+        assert_eq!(
+            c["process"]["env"],
+            json!([
+                "PATH=/bin",
+                "A=2",
+                "B=3",
+                "NOTIFY_SOCKET=/run/berth-notify/notify.sock"
+            ])
+        );
+        assert_eq!(c["linux"]["resources"]["memory"]["limit"], json!(64 << 20));
+        assert_eq!(c["linux"]["resources"]["cpu"]["quota"], json!(150_000));
+        assert_eq!(c["linux"]["resources"]["pids"]["limit"], json!(20));
+        assert_eq!(c["mounts"][0]["source"], json!("/run/x"));
+        assert_eq!(c["root"]["path"], json!("/b/rootfs"));
+        let plain = CreateRequest::parse(&opts(vec![("stdin", V::from(true))])).unwrap();
+        assert!(!plain.changes_spec());
+    }
+}
