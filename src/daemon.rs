@@ -26,6 +26,9 @@ pub struct Daemon {
     pub bundles_dir: PathBuf,
     /// Exit notifications per container.
     exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
+    /// Per container, held while a change of state is made and announced on
+    /// the bus, so the signals go out in the order the changes happened.
+    gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// ExecContainer's options.
@@ -64,6 +67,7 @@ impl Daemon {
             shim,
             bundles_dir,
             exits: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
         })
     }
 
@@ -71,6 +75,15 @@ impl Daemon {
         self.store
             .get(id)?
             .ok_or_else(|| Error::NotFound(format!("no container {id}")))
+    }
+
+    /// The gate of container `id`: Start holds it until its Status=running
+    /// is out, an exit while it records and announces the exit, Delete
+    /// before it removes the record — so a subscriber sees running, then
+    /// ContainerExited, then ContainerRemoved, however fast the process exits.
+    pub fn gate(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(id.to_string()).or_default().clone()
     }
 
     fn exit_channel(&self, id: &str) -> watch::Receiver<Option<Exit>> {
@@ -420,6 +433,10 @@ impl Daemon {
             // ContainerExited see the real status before the object goes.
             let _ = tokio::time::timeout(Duration::from_secs(10), self.wait(id)).await;
         }
+        // An exit being announced goes out first (ContainerExited before
+        // ContainerRemoved, with the record still there to read).
+        let gate = self.gate(id);
+        let _announced = gate.lock().await;
         let (root, cid) = (self.run_dir.clone(), id.to_string());
         let removed =
             tokio::task::spawn_blocking(move || berth_init::container::delete(&root, &cid, true))
@@ -432,6 +449,10 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(self.bundles_dir.join(id));
         self.store.remove(id)?;
         self.exits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+        self.gates
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);

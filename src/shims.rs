@@ -50,13 +50,17 @@ pub fn read_exit_file(path: &Path) -> Option<(i32, i32)> {
 }
 
 /// Watches the shim of `id` until it exits, then records the container's exit
-/// and lets the bus know through `on_exit`.
-pub fn watch<F>(daemon: Arc<Daemon>, id: String, shim_pid: u32, shim_start: u64, on_exit: F)
+/// and lets the bus know through `on_exit` — both under the container's gate,
+/// so a Start's announcement comes before and a Delete's after.
+pub fn watch<F, A>(daemon: Arc<Daemon>, id: String, shim_pid: u32, shim_start: u64, on_exit: F)
 where
-    F: FnOnce(Arc<Daemon>, String) + Send + 'static,
+    F: FnOnce(Arc<Daemon>, String) -> A + Send + 'static,
+    A: std::future::Future<Output = ()> + Send,
 {
     tokio::spawn(async move {
         gone(shim_pid, shim_start).await;
+        let gate = daemon.gate(&id);
+        let _announcing = gate.lock().await;
         let outcome = read_exit(&daemon.run_dir, &id);
         let (code, signal, reason) = match outcome {
             Some((c, s)) => (c, s, "exited"),
@@ -69,7 +73,7 @@ where
                     return;
                 }
                 tracing::info!(container = %id, code, signal, reason, "container exited");
-                on_exit(daemon, id);
+                on_exit(daemon, id).await;
             }
             _ => {}
         }

@@ -44,6 +44,10 @@ pub async fn set_paused(
     id: &str,
     pause: bool,
 ) -> Result<()> {
+    // An exit meanwhile is recorded after (not overwritten by) `paused`.
+    daemon.get(id)?; // no gate for ids that name nothing
+    let gate = daemon.gate(id);
+    let _announcing = gate.lock().await;
     daemon.set_paused(id, pause).await?;
     properties_changed(conn, id).await;
     Ok(())
@@ -85,9 +89,7 @@ pub async fn register(
             id.into(),
             rec.shim_pid,
             rec.shim_start,
-            move |daemon, id| {
-                tokio::spawn(async move { on_exit(&conn, &daemon, &id).await });
-            },
+            move |daemon, id| async move { on_exit(&conn, &daemon, &id).await },
         );
     }
     Ok(path)
@@ -121,6 +123,11 @@ async fn on_exit(conn: &Connection, daemon: &Daemon, id: &str) {
 }
 
 pub async fn start(conn: &Connection, daemon: &Arc<Daemon>, id: &str) -> Result<()> {
+    // Status=running goes out before the exit of a process that exits at
+    // once is recorded and announced (shims::watch waits for the gate).
+    daemon.get(id)?; // no gate for ids that name nothing
+    let gate = daemon.gate(id);
+    let _announcing = gate.lock().await;
     daemon.start(id).await?;
     properties_changed(conn, id).await;
     Ok(())
@@ -155,6 +162,9 @@ impl Manager {
         require_root(conn, &hdr).await?;
         let request = crate::overrides::CreateRequest::parse(&options)?;
         self.daemon.create(id, bundle, request).await?;
+        // ContainerNew before anything the shim's watch announces.
+        let gate = self.daemon.gate(id);
+        let _announcing = gate.lock().await;
         let path = register(conn, &self.daemon, id).await?;
         let _ = Self::container_new(&em, id, path.as_ref()).await;
         Ok(path)
