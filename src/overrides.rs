@@ -297,6 +297,64 @@ impl CreateRequest {
     }
 }
 
+/// An exec's process: what the caller gave, and for what it left out the
+/// container's own process (podman exec's habit: same user, capabilities,
+/// no_new_privs, rlimits, cwd; env merged, the caller's entries winning).
+pub fn exec_process(process_json: &str, config_dir: &Path) -> Result<oci_spec::runtime::Process> {
+    let mut given: Value = serde_json::from_str(process_json)
+        .map_err(|e| Error::InvalidArgument(format!("process_json: {e}")))?;
+    if !given.is_object() {
+        return Err(Error::InvalidArgument(
+            "process_json must be a JSON object".into(),
+        ));
+    }
+    let config: Value = std::fs::read_to_string(config_dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    inherit(&mut given, &config["process"]);
+    serde_json::from_value(given).map_err(|e| Error::InvalidArgument(format!("process_json: {e}")))
+}
+
+fn inherit(given: &mut Value, base: &Value) {
+    for key in [
+        "user",
+        "cwd",
+        "capabilities",
+        "noNewPrivileges",
+        "rlimits",
+        "apparmorProfile",
+        "selinuxLabel",
+        "oomScoreAdj",
+    ] {
+        if given.get(key).is_none() && !base[key].is_null() {
+            given[key] = base[key].clone();
+        }
+    }
+    let mut env: Vec<String> = base["env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    for e in given["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+    {
+        let name = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(name));
+        env.push(e.to_string());
+    }
+    given["env"] = json!(env);
+    if given.get("cwd").is_none() {
+        given["cwd"] = json!("/");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +412,15 @@ mod tests {
         assert_eq!(c["linux"]["resources"]["pids"]["limit"], json!(20));
         assert_eq!(c["mounts"][0]["source"], json!("/run/x"));
         assert_eq!(c["root"]["path"], json!("/b/rootfs"));
+        let mut exec = json!({"args": ["sh"], "env": ["A=9"]});
+        inherit(
+            &mut exec,
+            &json!({"user": {"uid": 5, "gid": 5}, "env": ["A=1", "P=/bin"], "noNewPrivileges": true}),
+        );
+        assert_eq!(exec["user"]["uid"], json!(5));
+        assert_eq!(exec["env"], json!(["P=/bin", "A=9"]));
+        assert_eq!(exec["noNewPrivileges"], json!(true));
+        assert_eq!(exec["cwd"], json!("/"));
         let plain = CreateRequest::parse(&opts(vec![("stdin", V::from(true))])).unwrap();
         assert!(!plain.changes_spec());
     }

@@ -107,7 +107,9 @@ pub fn logs(daemon: &Arc<Daemon>, id: &str, req: &LogsRequest) -> Result<OwnedFd
         .map_err(|e| Error::Internal(format!("dup: {e}")))?;
     let mut cmd = tokio::process::Command::new("journalctl");
     cmd.args(["--no-pager", "--quiet", "--output=cat"])
-        .arg(format!("CONTAINER_ID_FULL={id}"));
+        .arg(format!("CONTAINER_ID_FULL={id}"))
+        // The container's own output: its execs log as `<id>.exec`.
+        .arg(format!("SYSLOG_IDENTIFIER={id}"));
     match req.tail {
         Some(n) => cmd.arg(format!("--lines={n}")),
         None => cmd.arg("--lines=all"),

@@ -310,7 +310,13 @@ pub fn main_after_exec() -> ! {
         .as_deref()
         .map(|u| vec![("OBJECT_SYSTEMD_UNIT", u)])
         .unwrap_or_default();
-    let journal = Journal::connect(&journal_socket, &id, &name, &name, &extra).ok();
+    // An exec's output is the container's too (CONTAINER_ID_FULL) but not its
+    // log: `<name>.exec` as identifier, so GetLogs can leave it out.
+    let identifier = match record.starts_with("exec-") {
+        true => format!("{name}.exec"),
+        false => name.clone(),
+    };
+    let journal = Journal::connect(&journal_socket, &id, &name, &identifier, &extra).ok();
     let status = run(init, streams, journal.as_ref(), &mut attach);
     let code = match crate::record::write_exit_record(&dir, &record, init, &status) {
         Ok(()) => 0,

@@ -1,0 +1,103 @@
+//! Typed proxies of io.berth.Berth1, the same interfaces berthd serves
+//! (dbus/io.berth.Berth1.*.xml). berthctl talks to berthd through nothing else.
+
+use std::collections::HashMap;
+
+use zbus::zvariant::{OwnedFd, OwnedObjectPath, OwnedValue, Value};
+
+#[zbus::proxy(
+    interface = "io.berth.Berth1.Manager",
+    default_service = "io.berth.Berth1",
+    default_path = "/io/berth/Berth1"
+)]
+pub trait Manager {
+    fn create_container(
+        &self,
+        id: &str,
+        bundle: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<OwnedObjectPath>;
+    fn start_container(&self, id: &str) -> zbus::Result<()>;
+    fn pause_container(&self, id: &str) -> zbus::Result<()>;
+    fn resume_container(&self, id: &str) -> zbus::Result<()>;
+    fn kill_container(&self, id: &str, who: &str, signal: i32) -> zbus::Result<()>;
+    fn wait_container(&self, id: &str) -> zbus::Result<(i32, i32)>;
+    fn delete_container(&self, id: &str, force: bool) -> zbus::Result<()>;
+    fn exec_container(
+        &self,
+        id: &str,
+        process_json: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<String>;
+    fn wait_exec(&self, id: &str, exec_id: &str) -> zbus::Result<(i32, i32)>;
+    fn list_containers(&self) -> zbus::Result<Vec<(String, String, OwnedObjectPath)>>;
+    fn get_container(&self, id: &str) -> zbus::Result<OwnedObjectPath>;
+    fn get_container_stats(&self, id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
+    fn attach_container(&self, id: &str) -> zbus::Result<OwnedFd>;
+    fn attach_exec(&self, id: &str, exec_id: &str) -> zbus::Result<OwnedFd>;
+    fn resize_terminal(&self, id: &str, exec_id: &str, rows: u16, cols: u16) -> zbus::Result<()>;
+    fn get_logs(&self, id: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;
+    fn info(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+}
+
+#[zbus::proxy(
+    interface = "io.berth.Berth1.Container",
+    default_service = "io.berth.Berth1"
+)]
+pub trait Container {
+    #[zbus(property)]
+    fn id(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn bundle(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn status(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn pid(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn unit(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn created_at(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn started_at(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn exited_at(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn exit_code(&self) -> zbus::Result<i32>;
+    #[zbus(property)]
+    fn exit_signal(&self) -> zbus::Result<i32>;
+    #[zbus(property)]
+    fn labels(&self) -> zbus::Result<HashMap<String, String>>;
+}
+
+/// One line a person can act on, from a D-Bus error.
+pub fn describe(e: &zbus::Error) -> String {
+    match e {
+        zbus::Error::MethodError(name, msg, _) => {
+            let short = name.rsplit('.').next().unwrap_or(name.as_str());
+            match msg {
+                Some(m) => format!("{m} ({short})"),
+                None => short.to_string(),
+            }
+        }
+        zbus::Error::InputOutput(io) => {
+            format!("cannot reach the system bus: {io} (is dbus running?)")
+        }
+        zbus::Error::FDO(fdo) => match fdo.as_ref() {
+            zbus::fdo::Error::ServiceUnknown(_) | zbus::fdo::Error::NameHasNoOwner(_) => {
+                "berthd is not running and could not be activated (systemctl start berthd)".into()
+            }
+            zbus::fdo::Error::AccessDenied(m) => format!("access denied by the bus policy: {m}"),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    }
+}
+
+/// Whether the call failed for lack of an answer in time (a long Wait), so
+/// it may simply be made again.
+pub fn is_no_reply(e: &zbus::Error) -> bool {
+    matches!(e, zbus::Error::FDO(f) if matches!(f.as_ref(), zbus::fdo::Error::NoReply(_) | zbus::fdo::Error::Timeout(_)))
+        || matches!(e, zbus::Error::MethodError(n, _, _) if n.as_str() == "org.freedesktop.DBus.Error.NoReply")
+}

@@ -1,0 +1,204 @@
+//! `berthctl run-unit NAME`: the main process of `berth@NAME.service`. Runs
+//! the container described in /etc/berth/containers/NAME.toml in the
+//! foreground: READY=1 once it is started (or passed through from the
+//! container, `notify = true`), SIGTERM → stop (TERM, then KILL after
+//! `stop_timeout`), its exit code as ours — so systemd's Restart= works.
+
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use nix::sys::signal::{SigSet, Signal};
+use zbus::zvariant::Value;
+
+use crate::cli::{parse_size, CreateOpts};
+use crate::{connect, session, Failed, Result};
+
+/// NAME.toml; every field but `bundle` optional. Unknown keys are errors, so a
+/// typo does not silently do nothing.
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UnitConfig {
+    /// OCI bundle directory.
+    pub bundle: PathBuf,
+    /// Replaces the bundle's process.args.
+    #[serde(default)]
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    /// "64m", "1g", or bytes.
+    pub memory: Option<String>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The container sends READY=1 itself (NOTIFY_SOCKET is set inside).
+    #[serde(default)]
+    pub notify: bool,
+    /// Seconds between SIGTERM and SIGKILL on stop (default 10).
+    pub stop_timeout: Option<u64>,
+}
+
+pub fn load(path: &Path) -> Result<UnitConfig> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Failed(format!("{}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| Failed(format!("{}: {e}", path.display())))
+}
+
+/// Our own unit, from /proc/self/cgroup (`…/berth@web.service`).
+fn own_unit(name: &str) -> String {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .and_then(|p| p.rsplit('/').find(|c| c.ends_with(".service")))
+                .map(String::from)
+        })
+        .unwrap_or_else(|| format!("berth@{name}.service"))
+}
+
+/// Sends one message to systemd's NOTIFY_SOCKET (path or @abstract), if set.
+fn sd_notify(msg: &str) {
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let target = target.to_string_lossy().into_owned();
+    let _ = match target.strip_prefix('@') {
+        Some(abs) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(abs.as_bytes())
+                .and_then(|a| sock.send_to_addr(msg.as_bytes(), &a))
+        }
+        None => sock.send_to(msg.as_bytes(), &target),
+    };
+}
+
+/// A socket for the container's sd_notify messages, relayed to systemd
+/// (MAINPID= dropped: the container cannot name our main process).
+fn notify_relay(name: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = PathBuf::from("/run/berth-notify").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| Failed(format!("{}: {e}", dir.display())))?;
+    let path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&path).map_err(|e| Failed(format!("{}: {e}", path.display())))?;
+    // The container's user may not be root.
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]);
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|l| !l.starts_with("MAINPID="))
+                .collect();
+            if !kept.is_empty() {
+                sd_notify(&kept.join("\n"));
+            }
+        }
+    });
+    Ok(path)
+}
+
+pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
+    let config = load(&config_dir.join(format!("{name}.toml")))?;
+    let opts = CreateOpts {
+        bundle: Some(config.bundle.clone()),
+        name: Some(name.to_string()),
+        env: config.env.clone(),
+        workdir: config.workdir.clone(),
+        memory: config
+            .memory
+            .as_deref()
+            .map(parse_size)
+            .transpose()
+            .map_err(Failed)?,
+        cpus: config.cpus,
+        pids_limit: config.pids_limit,
+        labels: config
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        rest: config.command.clone(),
+        ..Default::default()
+    };
+    let (_, m) = connect()?;
+    // A leftover of an earlier run of this unit (crash, kill -9): replace it.
+    if m.get_container(name).is_ok() {
+        let _ = m.delete_container(name, true);
+    }
+    let bundle = std::fs::canonicalize(&config.bundle)
+        .map_err(|e| Failed(format!("bundle {}: {e}", config.bundle.display())))?;
+    let mut options = session::create_options(&opts, &config.command)?;
+    options.insert("log_unit", Value::from(own_unit(name)));
+    if config.notify {
+        let sock = notify_relay(name)?;
+        options.insert(
+            "notify_socket",
+            Value::from(sock.to_string_lossy().into_owned()),
+        );
+    }
+    // Blocked since main (before any thread): a stop request while
+    // creating still stops.
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+
+    m.create_container(name, &bundle.to_string_lossy(), options)?;
+    if let Err(e) = m.start_container(name) {
+        let _ = m.delete_container(name, true);
+        return Err(e.into());
+    }
+    if !config.notify {
+        sd_notify("READY=1");
+    }
+    let stopping = Arc::new(AtomicBool::new(false));
+    {
+        let (m, name, stopping) = (m.clone(), name.to_string(), stopping.clone());
+        let timeout = config.stop_timeout.unwrap_or(10);
+        std::thread::spawn(move || {
+            if set.wait().is_ok() {
+                stopping.store(true, Ordering::SeqCst);
+                sd_notify("STOPPING=1");
+                let _ = session::stop(&m, &name, timeout);
+            }
+        });
+    }
+    let result = session::wait(&m, name);
+    let _ = m.delete_container(name, true);
+    let _ = std::fs::remove_dir_all(PathBuf::from("/run/berth-notify").join(name));
+    let (code, _) = result?;
+    // Stopped on request: a clean end for systemd, whatever SIGTERM did.
+    if stopping.load(Ordering::SeqCst) {
+        return Ok(0);
+    }
+    Ok(code.clamp(0, 255) as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_parses_and_refuses_unknown_keys() {
+        let c: UnitConfig = toml::from_str(
+            "bundle = \"/srv/web\"\ncommand = [\"httpd\", \"-f\"]\nmemory = \"64m\"\nnotify = true\n[labels]\napp = \"web\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.bundle, PathBuf::from("/srv/web"));
+        assert_eq!(c.command, ["httpd", "-f"]);
+        assert!(c.notify);
+        assert_eq!(c.labels["app"], "web");
+        let err = toml::from_str::<UnitConfig>("bundle = \"/b\"\nmemroy = \"1g\"\n").unwrap_err();
+        assert!(err.to_string().contains("memroy"));
+        assert!(toml::from_str::<UnitConfig>("command = [\"x\"]\n").is_err());
+    }
+}

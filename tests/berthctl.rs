@@ -1,0 +1,289 @@
+//! berthctl against a real berthd (a Type=notify systemd service on the box's
+//! system bus), used as a person would from a shell; and berth@.service
+//! running a container described in /etc/berth/containers/NAME.toml.
+
+use std::path::PathBuf;
+
+use berth_box::bundle::Bundle;
+use berth_box::SystemdBox;
+use serde_json::json;
+
+const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
+
+/// berthctl is another package's binary: `cargo test --workspace` (what
+/// scripts/test runs) builds it beside berthd.
+fn berthctl() -> String {
+    let p = PathBuf::from(BERTHD).with_file_name("berthctl");
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (cargo build -p berthctl)",
+        p.display()
+    );
+    p.to_string_lossy().into_owned()
+}
+
+fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
+    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
+    config["process"]["terminal"] = json!(false);
+    config["process"]["args"] = json!(args);
+    Bundle::create(name, config)
+}
+
+/// berthd as a service from this build, like the package installs it.
+fn berthd_service(b: &SystemdBox) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ctl = berthctl();
+    b.sh_ok(&format!(
+        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
+         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
+         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
+         sed 's|^ExecStart=/usr/bin/berthctl|ExecStart={ctl}|' '{root}/units/berth@.service' > '/run/systemd/system/berth@.service' && \
+         cp {root}/units/berth.slice /run/systemd/system/ && \
+         systemctl daemon-reload && systemctl start berthd"
+    ));
+}
+
+/// Runs `berthctl ARGS` in the box: (exit code, stdout, stderr).
+fn ctl(b: &SystemdBox, args: &str) -> (i32, String, String) {
+    let out = b.sh(&format!("{} {args}", berthctl())).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ctl_ok(b: &SystemdBox, args: &str) -> String {
+    let (code, out, err) = ctl(b, args);
+    assert_eq!(code, 0, "berthctl {args}: {out}{err}");
+    out
+}
+
+fn status(b: &SystemdBox, id: &str) -> String {
+    let out = ctl_ok(b, &format!("inspect {id}"));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["Status"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn run_exec_logs_and_the_everyday_verbs() {
+    let Some(b) = berth_box::up_or_skip("berthctl_everyday") else {
+        return;
+    };
+    berthd_service(&b);
+    let bundle = busybox_bundle("ctl-every", &["sh", "-c", "echo from-bundle"]);
+    let bp = bundle.path();
+
+    // run: output, exit code, --rm, a command override and -e.
+    let (code, out, err) = ctl(&b, &format!("run --rm --bundle {bp} echo hi"));
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
+    let (code, _, _) = ctl(&b, &format!("run --rm --bundle {bp} sh -c 'exit 3'"));
+    assert_eq!(code, 3);
+    let out = ctl_ok(
+        &b,
+        &format!("run --rm --bundle {bp} -e GREETING=hey sh -c 'echo $GREETING'"),
+    );
+    assert_eq!(out, "hey\n");
+    // A terminal: the process sees a pty.
+    let out = ctl_ok(&b, &format!("run --rm -t --bundle {bp} tty"));
+    assert!(out.trim_end().starts_with("/dev/pts/"), "{out:?}");
+    assert_eq!(
+        ctl_ok(&b, "ps -a --json").trim(),
+        "[]",
+        "--rm left something"
+    );
+
+    // Detached, then ps / inspect / exec / logs / stats / pause / stop / rm.
+    let out = ctl_ok(
+        &b,
+        &format!(
+            "run -d --name web --label app=demo -e FOO=bar --bundle {bp} \
+             sh -c 'echo one; echo two; exec sleep 300'"
+        ),
+    );
+    assert_eq!(out.trim(), "web");
+    let ps = ctl_ok(&b, "ps");
+    assert!(
+        ps.lines()
+            .any(|l| l.starts_with("web ") && l.contains("running")),
+        "{ps}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&ctl_ok(&b, "inspect web")).unwrap();
+    assert_eq!(v[0]["Labels"]["app"], "demo");
+    assert!(v[0]["Pid"].as_u64().unwrap() > 0);
+    assert_eq!(v[0]["Unit"], "berth-web.scope");
+    // exec inherits the container's env; its exit code is ours.
+    let (code, out, err) = ctl(&b, "exec web sh -c 'echo $FOO; exit 4'");
+    assert_eq!((code, out.as_str()), (4, "bar\n"), "{err}");
+    let out = ctl_ok(&b, "exec web sh -c 'echo out; echo err >&2'");
+    assert!(out.contains("out") && out.contains("err"), "{out}");
+    let out = b.sh_ok(&format!("echo typed | {} exec -i web head -n1", berthctl()));
+    assert_eq!(out, "typed\n");
+
+    b.sh_ok("journalctl --sync");
+    let logs = ctl_ok(&b, "logs web");
+    assert_eq!(logs, "one\ntwo\n");
+    assert_eq!(ctl_ok(&b, "logs --tail 1 web"), "two\n");
+    let journal = b.sh_ok("journalctl -o cat CONTAINER_NAME=web");
+    assert!(journal.contains("one"), "{journal}");
+
+    let stats = ctl_ok(&b, "stats --json web");
+    let s: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(s["web"].is_object(), "{stats}");
+    ctl_ok(&b, "pause web");
+    assert_eq!(status(&b, "web"), "paused");
+    ctl_ok(&b, "unpause web");
+    assert_eq!(status(&b, "web"), "running");
+
+    // events: a follower sees what happens after it starts.
+    b.sh_ok(&format!(
+        "systemd-run --unit=ctl-events -p StandardOutput=file:/tmp/events {} events",
+        berthctl()
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    // rm refuses a running container; stop ends it: the init (pid 1 of its
+    // namespace, no handler) ignores SIGTERM, so SIGKILL after -t.
+    let (code, _, err) = ctl(&b, "rm web");
+    assert_eq!(code, 125);
+    assert!(err.contains("FailedPrecondition"), "{err}");
+    ctl_ok(&b, "stop -t 1 web");
+    assert_eq!(status(&b, "web"), "stopped");
+    assert_eq!(ctl_ok(&b, "wait web").trim(), "137");
+    ctl_ok(&b, "rm web");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let events = b.sh_ok("systemctl stop ctl-events; cat /tmp/events");
+    let kinds: Vec<&str> = events
+        .lines()
+        .filter(|l| l.ends_with(" web") || l.contains(" web "))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert!(
+        kinds.ends_with(&["status", "exit", "remove"])
+            || kinds.ends_with(&["exit", "status", "remove"]),
+        "{events}"
+    );
+
+    // kill with a named signal; stop of a stopped container is fine.
+    ctl_ok(
+        &b,
+        &format!(
+            "run -d --name k1 --bundle {bp} sh -c 'trap \"exit 7\" TERM; while :; do sleep 0.1; done'"
+        ),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ctl_ok(&b, "kill -s TERM k1");
+    assert_eq!(ctl_ok(&b, "wait k1").trim(), "7");
+    ctl_ok(&b, "stop k1");
+    ctl_ok(&b, "rm k1");
+
+    // Errors: one line, exit 125, nothing left behind.
+    let (code, _, err) = ctl(&b, "rm nope");
+    assert_eq!(code, 125);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("NotFound"), "{err}");
+    let (code, _, err) = ctl(&b, "run docker.io/library/busybox");
+    assert_eq!(code, 125);
+    assert!(err.contains("--bundle"), "{err}");
+    let (code, _, err) = ctl(&b, "kill -s BOGUS web");
+    assert_eq!(code, 125);
+    assert!(err.contains("unknown signal"), "{err}");
+    let (code, _, err) = ctl(&b, &format!("run --rm --name 'a/b' --bundle {bp} true"));
+    assert_eq!(code, 125);
+    assert!(err.contains("InvalidArgument"), "{err}");
+    assert_eq!(ctl_ok(&b, "ps -a --json").trim(), "[]");
+
+    let version = ctl_ok(&b, "version");
+    assert!(version.contains("berthd   0."), "{version}");
+    let info: serde_json::Value = serde_json::from_str(&ctl_ok(&b, "info --json")).unwrap();
+    assert_eq!(info["containers"], 0);
+    assert_eq!(info["cgroup_driver"], "systemd");
+    assert!(ctl_ok(&b, "completion bash").contains("berthctl"));
+}
+
+#[test]
+fn berth_unit_runs_stops_and_restarts_a_container() {
+    let Some(b) = berth_box::up_or_skip("berthctl_unit") else {
+        return;
+    };
+    berthd_service(&b);
+    let bundle = busybox_bundle("ctl-unit", &["sleep", "300"]);
+    b.sh_ok(&format!(
+        "mkdir -p /etc/berth/containers && cat > /etc/berth/containers/web.toml <<'EOF'\n\
+         bundle = \"{}\"\n\
+         command = [\"sh\", \"-c\", \"echo unit-started; exec sleep 300\"]\n\
+         stop_timeout = 5\n\
+         [labels]\n\
+         app = \"web\"\n\
+         EOF",
+        bundle.path()
+    ));
+    b.sh_ok("systemctl start berth@web");
+    assert_eq!(b.sh_ok("systemctl is-active berth@web").trim(), "active");
+    assert_eq!(status(&b, "web"), "running");
+    // The container's output is filed under the unit.
+    let mut logs = String::new();
+    for _ in 0..50 {
+        logs = b.sh_ok("journalctl --sync; journalctl -o cat -u berth@web");
+        if logs.contains("unit-started") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(logs.contains("unit-started"), "{logs}");
+
+    b.sh_ok("systemctl stop berth@web");
+    let state = b.sh("systemctl is-active berth@web").unwrap();
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "inactive");
+    assert_eq!(ctl_ok(&b, "ps -a --json").trim(), "[]");
+    assert_eq!(
+        b.sh_ok("systemctl list-units --no-legend 'berth-web*' | wc -l")
+            .trim(),
+        "0"
+    );
+
+    // Restart=always brings a killed container back, as a new process.
+    b.sh_ok(
+        "mkdir -p /run/systemd/system/berth@web.service.d && \
+         printf '[Service]\\nRestart=always\\nRestartSec=200ms\\n' > /run/systemd/system/berth@web.service.d/restart.conf && \
+         systemctl daemon-reload && systemctl start berth@web",
+    );
+    // (pid, status); (0, "") while the unit is between two runs.
+    let pid = |b: &SystemdBox| -> (u64, String) {
+        let v: serde_json::Value =
+            serde_json::from_str(&ctl(b, "inspect web").1).unwrap_or(json!([{}]));
+        let status = v[0]["Status"].as_str().unwrap_or_default().to_string();
+        (v[0]["Pid"].as_u64().unwrap_or(0), status)
+    };
+    let (first, _) = pid(&b);
+    assert!(first > 0);
+    ctl_ok(&b, "kill web");
+    let mut second = 0;
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let (p, st) = pid(&b);
+        if p != 0 && p != first && st == "running" {
+            second = p;
+            break;
+        }
+    }
+    assert!(
+        second != 0,
+        "not restarted: {}",
+        b.sh_ok("systemctl status berth@web || true")
+    );
+    assert!(
+        b.sh_ok("systemctl show -P NRestarts berth@web")
+            .trim()
+            .parse::<u32>()
+            .unwrap()
+            >= 1
+    );
+    b.sh_ok("systemctl stop berth@web");
+    assert_eq!(ctl_ok(&b, "ps -a --json").trim(), "[]");
+    // A typo in the file is a clear failure of the unit, not a silent default.
+    b.sh_ok("echo 'bundel = \"/x\"' > /etc/berth/containers/bad.toml");
+    assert!(!b.sh("systemctl start berth@bad").unwrap().status.success());
+    let log = b.sh_ok("journalctl -o cat -u berth@bad");
+    assert!(log.contains("bundel"), "{log}");
+}
