@@ -287,3 +287,51 @@ fn berth_unit_runs_stops_and_restarts_a_container() {
     let log = b.sh_ok("journalctl -o cat -u berth@bad");
     assert!(log.contains("bundel"), "{log}");
 }
+
+#[test]
+fn berth_unit_passes_the_containers_sd_notify_through() {
+    let Some(b) = berth_box::up_or_skip("berthctl_notify") else {
+        return;
+    };
+    berthd_service(&b);
+    // The busybox rootfs has no sd_notify client: lend it the host's
+    // systemd-notify (read-only /usr and its loader paths).
+    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
+    config["process"]["terminal"] = json!(false);
+    config["process"]["args"] = json!(["true"]);
+    let ro = json!(["rbind", "ro", "nosuid", "nodev"]);
+    let mounts = config["mounts"].as_array_mut().unwrap();
+    for (dst, src) in [
+        ("/usr", "/usr"),
+        ("/lib", "/usr/lib"),
+        ("/lib64", "/usr/lib64"),
+    ] {
+        mounts.push(json!({"destination": dst, "type": "bind", "source": src, "options": ro}));
+    }
+    let bundle = Bundle::create("ctl-notify", config);
+    b.sh_ok(&format!(
+        "mkdir -p /etc/berth/containers && cat > /etc/berth/containers/late.toml <<'EOF'\n\
+         bundle = \"{}\"\n\
+         command = [\"sh\", \"-c\", \"sleep 2; /usr/bin/systemd-notify --ready --status=warmed-up; exec sleep 300\"]\n\
+         notify = true\n\
+         stop_timeout = 1\n\
+         EOF",
+        bundle.path()
+    ));
+    // Type=notify: `systemctl start` returns once the container said READY=1,
+    // i.e. after its 2 s warm-up, not when berthctl started it.
+    let t0 = std::time::Instant::now();
+    b.sh_ok("systemctl start berth@late");
+    let waited = t0.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(1800),
+        "ready after {waited:?}"
+    );
+    assert_eq!(
+        b.sh_ok("systemctl show -P StatusText berth@late").trim(),
+        "warmed-up"
+    );
+    assert_eq!(status(&b, "late"), "running");
+    b.sh_ok("systemctl stop berth@late");
+    assert_eq!(ctl_ok(&b, "ps -a --json").trim(), "[]");
+}
