@@ -120,6 +120,17 @@ fn run_exec_logs_and_the_everyday_verbs() {
     let out = b.sh_ok(&format!("echo typed | {} exec -i web head -n1", berthctl()));
     assert_eq!(out, "typed\n");
 
+    // -it under a real terminal (script(1) gives berthctl a pty): raw mode,
+    // the size passed on, input typed into the container's terminal.
+    let out = b.sh_ok(&format!(
+        "printf 'echo typed-$((6*7))\\nexit 5\\n' | script -qec \
+         'stty rows 40 cols 100; {} exec -it web sh -c \"stty size; exec sh\"; echo rc=$?' /dev/null",
+        berthctl()
+    ));
+    assert!(out.contains("40 100"), "{out:?}");
+    assert!(out.contains("typed-42"), "{out:?}");
+    assert!(out.contains("rc=5"), "{out:?}");
+
     b.sh_ok("journalctl --sync");
     let logs = ctl_ok(&b, "logs web");
     assert_eq!(logs, "one\ntwo\n");

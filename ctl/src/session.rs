@@ -172,6 +172,11 @@ pub fn exec(opts: &ExecOpts) -> Result<u8> {
     if let Some(w) = &opts.workdir {
         process["cwd"] = serde_json::json!(w);
     }
+    // The process runs at once: its terminal must have the size from the
+    // start (a resize would come after its first look).
+    if let (true, Some((rows, cols))) = (opts.tty, window_size()) {
+        process["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
+    }
     let mut o: HashMap<&str, Value> = HashMap::new();
     o.insert("attach", Value::from(!opts.detach));
     if opts.interactive && !opts.tty {

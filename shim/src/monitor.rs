@@ -96,10 +96,13 @@ pub fn run(
         let timeout = if status.is_some() { 100u16 } else { 1000u16 };
         let _ = poll(&mut fds, PollTimeout::from(timeout));
         drop(fds);
+        // Accept first: a client that connected before the output came
+        // (an attach before start, while the monitor was still starting)
+        // must get it.
+        attach.service();
         for s in streams.iter_mut().filter(|s| s.open) {
             forward(s, &mut buf, journal, attach);
         }
-        attach.service();
         if let Some(s) = &sfd {
             while let Ok(Some(_)) = s.read_signal() {}
         }
