@@ -199,24 +199,12 @@ impl CreateRequest {
         if let Some(w) = &self.workdir {
             process["cwd"] = json!(w);
         }
-        let mut env: Vec<String> = process["env"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut set_env = |entry: &str| {
-            let name = entry.split('=').next().unwrap_or_default();
-            env.retain(|e| e.split('=').next() != Some(name));
-            env.push(entry.to_string());
-        };
-        self.env.iter().for_each(|e| set_env(e));
+        let mut env = strings(&process["env"]);
+        self.env.iter().for_each(|e| set_env(&mut env, e));
         if let Some(sock) = &self.notify_socket {
             let sock = Path::new(sock);
             let name = sock.file_name().unwrap_or_default().to_string_lossy();
-            set_env(&format!("NOTIFY_SOCKET=/run/berth-notify/{name}"));
+            set_env(&mut env, &format!("NOTIFY_SOCKET=/run/berth-notify/{name}"));
             let dir = sock.parent().unwrap_or(Path::new("/"));
             let mounts = &mut config["mounts"];
             if !mounts.is_array() {
@@ -297,6 +285,24 @@ impl CreateRequest {
     }
 }
 
+/// The strings of a JSON array (others skipped; not an array: none).
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sets `NAME=VALUE` in an env list: any earlier NAME goes, the entry is last.
+fn set_env(env: &mut Vec<String>, entry: &str) {
+    let name = entry.split('=').next().unwrap_or_default();
+    env.retain(|e| e.split('=').next() != Some(name));
+    env.push(entry.to_string());
+}
+
 /// An exec's process: what the caller gave, and for what it left out the
 /// container's own process (podman exec's habit: same user, capabilities,
 /// no_new_privs, rlimits, cwd; env merged, the caller's entries winning).
@@ -331,24 +337,10 @@ fn inherit(given: &mut Value, base: &Value) {
             given[key] = base[key].clone();
         }
     }
-    let mut env: Vec<String> = base["env"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    for e in given["env"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|v| v.as_str())
-    {
-        let name = e.split('=').next().unwrap_or_default();
-        env.retain(|x| x.split('=').next() != Some(name));
-        env.push(e.to_string());
-    }
+    let mut env = strings(&base["env"]);
+    strings(&given["env"])
+        .iter()
+        .for_each(|e| set_env(&mut env, e));
     given["env"] = json!(env);
     if given.get("cwd").is_none() {
         given["cwd"] = json!("/");

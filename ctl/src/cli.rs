@@ -18,6 +18,23 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
+/// How the process runs: shared by run, create and exec.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProcessOpts {
+    /// Allocate a terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep stdin open and feed it to the process.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Set an environment variable (NAME=VALUE), repeatable.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+}
+
 /// What a container is made from and how it runs: shared by run and create.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CreateOpts {
@@ -27,18 +44,8 @@ pub struct CreateOpts {
     /// Container id (default: a random one).
     #[arg(long)]
     pub name: Option<String>,
-    /// Allocate a terminal.
-    #[arg(short = 't', long)]
-    pub tty: bool,
-    /// Keep stdin open and feed it to the container.
-    #[arg(short = 'i', long)]
-    pub interactive: bool,
-    /// Set an environment variable (NAME=VALUE), repeatable.
-    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
-    pub env: Vec<String>,
-    /// Working directory inside the container.
-    #[arg(short = 'w', long)]
-    pub workdir: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessOpts,
     /// Memory limit (bytes, or with k, m, g suffix).
     #[arg(short = 'm', long, value_parser = parse_size)]
     pub memory: Option<u64>,
@@ -75,18 +82,8 @@ pub struct RunOpts {
 
 #[derive(Args, Debug, Clone)]
 pub struct ExecOpts {
-    /// Allocate a terminal.
-    #[arg(short = 't', long)]
-    pub tty: bool,
-    /// Keep stdin open and feed it to the process.
-    #[arg(short = 'i', long)]
-    pub interactive: bool,
-    /// Set an environment variable (NAME=VALUE), repeatable.
-    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
-    pub env: Vec<String>,
-    /// Working directory inside the container.
-    #[arg(short = 'w', long)]
-    pub workdir: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessOpts,
     /// Run detached: print the exec id and return.
     #[arg(short = 'd', long)]
     pub detach: bool,

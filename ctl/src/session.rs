@@ -45,17 +45,17 @@ pub fn create_options(
     if !cmd.is_empty() {
         o.insert("args", Value::from(cmd.to_vec()));
     }
-    if !opts.env.is_empty() {
-        key_values(&opts.env, "env")?;
-        o.insert("env", Value::from(opts.env.clone()));
+    if !opts.process.env.is_empty() {
+        key_values(&opts.process.env, "env")?;
+        o.insert("env", Value::from(opts.process.env.clone()));
     }
-    if opts.tty {
+    if opts.process.tty {
         o.insert("terminal", Value::from(true));
     }
-    if opts.interactive && !opts.tty {
+    if opts.process.interactive && !opts.process.tty {
         o.insert("stdin", Value::from(true));
     }
-    if let Some(w) = &opts.workdir {
+    if let Some(w) = &opts.process.workdir {
         o.insert("workdir", Value::from(w.clone()));
     }
     if let Some(m) = opts.memory {
@@ -105,7 +105,11 @@ pub fn run(opts: &RunOpts) -> Result<u8> {
         println!("{id}");
         return Ok(0);
     }
-    let result = start_attached(&m, &id, opts.create.interactive || opts.create.tty);
+    let result = start_attached(
+        &m,
+        &id,
+        opts.create.process.interactive || opts.create.process.tty,
+    );
     if opts.rm {
         let _ = m.delete_container(&id, true);
     }
@@ -164,22 +168,22 @@ pub fn stop(m: &ManagerProxyBlocking<'static>, id: &str, secs: u64) -> Result<()
 
 pub fn exec(opts: &ExecOpts) -> Result<u8> {
     let (_, m) = connect()?;
-    let mut process = serde_json::json!({ "args": opts.cmd, "terminal": opts.tty });
-    if !opts.env.is_empty() {
-        key_values(&opts.env, "env")?;
-        process["env"] = serde_json::json!(opts.env);
+    let mut process = serde_json::json!({ "args": opts.cmd, "terminal": opts.process.tty });
+    if !opts.process.env.is_empty() {
+        key_values(&opts.process.env, "env")?;
+        process["env"] = serde_json::json!(opts.process.env);
     }
-    if let Some(w) = &opts.workdir {
+    if let Some(w) = &opts.process.workdir {
         process["cwd"] = serde_json::json!(w);
     }
     // The process runs at once: its terminal must have the size from the
     // start (a resize would come after its first look).
-    if let (true, Some((rows, cols))) = (opts.tty, window_size()) {
+    if let (true, Some((rows, cols))) = (opts.process.tty, window_size()) {
         process["consoleSize"] = serde_json::json!({"height": rows, "width": cols});
     }
     let mut o: HashMap<&str, Value> = HashMap::new();
     o.insert("attach", Value::from(!opts.detach));
-    if opts.interactive && !opts.tty {
+    if opts.process.interactive && !opts.process.tty {
         o.insert("stdin", Value::from(true));
     }
     let exec_id = m.exec_container(&opts.id, &process.to_string(), o)?;
@@ -188,8 +192,8 @@ pub fn exec(opts: &ExecOpts) -> Result<u8> {
         return Ok(0);
     }
     let fd: OwnedFd = m.attach_exec(&opts.id, &exec_id)?.into();
-    let input = opts.interactive || opts.tty;
-    let tty = Terminal::raw_if(input && opts.tty && is_tty(0));
+    let input = opts.process.interactive || opts.process.tty;
+    let tty = Terminal::raw_if(input && opts.process.tty && is_tty(0));
     let _forward =
         SignalForwarder::start(m.clone(), opts.id.clone(), exec_id.clone(), tty.is_some());
     relay(fd, input);
@@ -298,19 +302,7 @@ impl SignalForwarder {
         exec_id: String,
         tty: bool,
     ) -> SignalForwarder {
-        let mut set = SigSet::empty();
-        for s in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-            Signal::SIGWINCH,
-        ] {
-            set.add(s);
-        }
-        if set.thread_block().is_err() {
-            return SignalForwarder;
-        }
+        let set = relayed_signals();
         if tty {
             if let Some((r, c)) = window_size() {
                 let _ = m.resize_terminal(&id, &exec_id, r, c);

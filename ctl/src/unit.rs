@@ -112,8 +112,11 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
     let opts = CreateOpts {
         bundle: Some(config.bundle.clone()),
         name: Some(name.to_string()),
-        env: config.env.clone(),
-        workdir: config.workdir.clone(),
+        process: crate::cli::ProcessOpts {
+            env: config.env.clone(),
+            workdir: config.workdir.clone(),
+            ..Default::default()
+        },
         memory: config
             .memory
             .as_deref()
@@ -128,7 +131,6 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
         rest: config.command.clone(),
-        ..Default::default()
     };
     let (_, m) = connect()?;
     // A leftover of an earlier run of this unit (crash, kill -9): replace it.
