@@ -53,12 +53,23 @@ pub async fn set_paused(
     Ok(())
 }
 
+/// The largest process object ExecContainer takes: execve takes at most
+/// 2 MiB of arguments and environment (a quarter of the default 8 MiB stack),
+/// so anything much bigger fails only after a shim ran.
+const MAX_PROCESS_JSON: usize = 1 << 20;
+
 pub async fn exec(
     daemon: &Arc<Daemon>,
     id: &str,
     process_json: &str,
     options: &HashMap<String, OwnedValue>,
 ) -> Result<String> {
+    if process_json.len() > MAX_PROCESS_JSON {
+        return Err(Error::InvalidArgument(format!(
+            "process_json is {} bytes: at most {MAX_PROCESS_JSON}",
+            process_json.len()
+        )));
+    }
     let req = parse_exec(options)?;
     let (exec_id, _, _) = daemon.exec(id, process_json, &req).await?;
     Ok(exec_id)

@@ -1,0 +1,266 @@
+//! berthd against huge input over the bus: 10 MB ids, bundles, process
+//! objects and `who`s, 100,000 labels. Each call gets a named error (or the
+//! bus's own, where a message is over its limit), nothing is created, and
+//! berthd neither grows nor leaks fds.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use berth_box::bundle::Bundle;
+use berth_box::SystemdBox;
+use serde_json::json;
+use zbus::zvariant::{OwnedObjectPath, Value};
+
+const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
+const DEST: &str = "io.berth.Berth1";
+const PATH: &str = "/io/berth/Berth1";
+const MANAGER: &str = "io.berth.Berth1.Manager";
+const MB10: usize = 10 << 20;
+
+fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
+    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
+    config["process"]["terminal"] = json!(false);
+    config["process"]["args"] = json!(args);
+    Bundle::create(name, config)
+}
+
+/// Installs the bus policy and the unit (ExecStart = the berthd just built),
+/// starts berthd, and connects to the box's system bus (as tests/berthd.rs).
+fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
+    let root = env!("CARGO_MANIFEST_DIR");
+    b.sh_ok(&format!(
+        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
+         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
+         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
+         cp {root}/units/berth.slice /run/systemd/system/ && \
+         systemctl daemon-reload && systemctl start berthd"
+    ));
+    let addr = format!(
+        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
+        b.init_pid()
+    );
+    zbus::blocking::connection::Builder::address(addr.as_str())
+        .unwrap()
+        .build()
+        .unwrap()
+}
+
+fn call<R>(
+    c: &zbus::blocking::Connection,
+    method: &str,
+    body: &(impl serde::Serialize + zbus::zvariant::DynamicType),
+) -> zbus::Result<R>
+where
+    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
+{
+    c.call_method(Some(DEST), PATH, Some(MANAGER), method, body)?
+        .body()
+        .deserialize()
+}
+
+/// "name: message" of a method error, the message cut short for printing.
+fn error_of<T: std::fmt::Debug>(what: &str, r: zbus::Result<T>) -> (String, String) {
+    match r {
+        Err(zbus::Error::MethodError(name, msg, _)) => {
+            let msg = msg.unwrap_or_default();
+            let short: String = msg.chars().take(160).collect();
+            eprintln!("{what}: {name} ({} bytes of message): {short}", msg.len());
+            (name.to_string(), msg)
+        }
+        other => panic!("{what}: wanted a named error, got {other:?}"),
+    }
+}
+
+fn no_options() -> HashMap<String, Value<'static>> {
+    HashMap::new()
+}
+
+/// (VmRSS in kB, open fds) of berthd's main process.
+fn berthd_usage(b: &SystemdBox) -> (u64, usize) {
+    let pid = b.sh_ok("systemctl show -P MainPID berthd");
+    let pid = pid.trim();
+    let rss = b.sh_ok(&format!("awk '/^VmRSS/ {{print $2}}' /proc/{pid}/status"));
+    let fds = b.sh_ok(&format!("ls /proc/{pid}/fd | wc -l"));
+    (rss.trim().parse().unwrap(), fds.trim().parse().unwrap())
+}
+
+/// Every huge call once; returns the errors that echoed the input back.
+fn hostile_round(c: &zbus::blocking::Connection, bundle: &Bundle) -> Vec<String> {
+    let big = "a".repeat(MB10);
+    let big_abs = format!("/{}", "b".repeat(MB10));
+    let invalid = "io.berth.Berth1.Error.InvalidArgument";
+    let mut echoes = Vec::new();
+    let mut short = |what: &str, msg: &str| {
+        if msg.len() >= 4096 {
+            echoes.push(format!("{what}: {} bytes", msg.len()));
+        }
+    };
+    let create = |id: &str, bundle: &str, opts| {
+        call::<OwnedObjectPath>(c, "CreateContainer", &(id, bundle, opts))
+    };
+
+    let (name, msg) = error_of("10 MB id", create(&big, bundle.path(), no_options()));
+    assert_eq!(name, invalid);
+    short("10 MB id", &msg);
+    for (what, bundle_arg) in [
+        ("10 MB relative bundle", &big),
+        ("10 MB absolute bundle", &big_abs),
+    ] {
+        let (name, msg) = error_of(what, create("h1", bundle_arg, no_options()));
+        assert_eq!(name, invalid, "{what}");
+        short(what, &msg);
+    }
+    let many: HashMap<String, String> = (0..100_000)
+        .map(|i| (format!("k{i}"), "v".to_string()))
+        .collect();
+    let mut opts = no_options();
+    opts.insert("labels".into(), Value::from(many));
+    let (name, _) = error_of("100,000 labels", create("h2", bundle.path(), opts));
+    assert_eq!(name, invalid);
+    let mut opts = no_options();
+    let one = HashMap::from([("k".to_string(), big.clone())]);
+    opts.insert("labels".into(), Value::from(one));
+    let (name, msg) = error_of("10 MB label value", create("h3", bundle.path(), opts));
+    assert_eq!(name, invalid);
+    short("10 MB label value", &msg);
+
+    // A 10 MB process object: not JSON, and JSON that holds a 10 MB arg.
+    let huge_args = json!({
+        "args": ["sh", "-c", big], "cwd": "/", "user": {"uid": 0, "gid": 0},
+    })
+    .to_string();
+    let exec =
+        |id: &str, process: &str| call::<String>(c, "ExecContainer", &(id, process, no_options()));
+    for (what, process) in [("10 MB process_json", &big), ("10 MB argument", &huge_args)] {
+        let (name, msg) = error_of(what, exec("victim", process));
+        assert_eq!(name, invalid, "{what}");
+        short(what, &msg);
+    }
+    let (name, _) = error_of(
+        "10 MB process_json, no such container",
+        exec("nosuch", &big),
+    );
+    assert!(
+        name == invalid || name == "io.berth.Berth1.Error.NotFound",
+        "{name}"
+    );
+
+    let (name, msg) = error_of(
+        "10 MB who",
+        call::<()>(c, "KillContainer", &("victim", big.as_str(), 9)),
+    );
+    assert_eq!(name, invalid);
+    short("10 MB who", &msg);
+    let (name, msg) = error_of(
+        "10 MB id to KillContainer",
+        call::<()>(c, "KillContainer", &(big.as_str(), "init", 9)),
+    );
+    assert_eq!(name, "io.berth.Berth1.Error.NotFound");
+    short("10 MB id to KillContainer", &msg);
+    echoes
+}
+
+#[test]
+fn huge_input_gets_named_errors_and_changes_nothing() {
+    let Some(b) = berth_box::up_or_skip("huge_input_gets_named_errors") else {
+        return;
+    };
+    let c = berthd(&b);
+    let main_pid = b.sh_ok("systemctl show -P MainPID berthd");
+    let bundle = busybox_bundle("hostile", &["sleep", "300"]);
+    // A running container, for the calls that need one (exec, kill).
+    let victim = ("victim", bundle.path(), no_options());
+    let _: OwnedObjectPath = call(&c, "CreateContainer", &victim).unwrap();
+    let () = call(&c, "StartContainer", &("victim",)).unwrap();
+    // Warm up (first calls allocate for good: caches, threads).
+    for _ in 0..3 {
+        let _ = call::<Vec<(String, String, OwnedObjectPath)>>(&c, "ListContainers", &());
+        let _ = call::<()>(&c, "KillContainer", &("victim", "nobody", 0));
+    }
+    let before = berthd_usage(&b);
+    let run_before = b.sh_ok("du -sk /run/berth | cut -f1");
+    eprintln!("berthd before: VmRSS {} kB, {} fds", before.0, before.1);
+
+    // Three rounds: a leak grows round over round (by tens of MB: every
+    // call carries 10 MB); the allocator's peaks do not.
+    let mut rss = Vec::new();
+    for round in 1..=3 {
+        let t = Instant::now();
+        let echoes = hostile_round(&c, &bundle);
+        assert!(echoes.is_empty(), "errors that echo the input: {echoes:?}");
+        let now = berthd_usage(&b);
+        eprintln!(
+            "round {round}: answered in {:?}; berthd VmRSS {} kB, {} fds",
+            t.elapsed(),
+            now.0,
+            now.1
+        );
+        rss.push(now.0);
+    }
+
+    // berthd is the same berthd, still answers, made nothing.
+    assert_eq!(b.sh_ok("systemctl show -P MainPID berthd"), main_pid);
+    let list: Vec<(String, String, OwnedObjectPath)> = call(&c, "ListContainers", &()).unwrap();
+    assert_eq!(
+        list.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
+        ["victim"],
+        "{list:?}"
+    );
+    assert_eq!(list[0].1, "running");
+    let units = b.sh_ok(
+        "systemctl list-units --all --no-legend 'berth-*' | grep -v -e victim -e berth-box.target || true",
+    );
+    assert_eq!(units.trim(), "", "units left behind");
+    let bundles = b.sh_ok("ls -A /var/lib/berth/bundles 2>/dev/null || true");
+    assert_eq!(bundles.trim(), "", "rewritten bundles left behind");
+    let run_after = b.sh_ok("du -sk /run/berth | cut -f1");
+    eprintln!(
+        "/run/berth: {} kB before, {} kB after",
+        run_before.trim(),
+        run_after.trim()
+    );
+    let kb = |s: &str| s.trim().parse::<u64>().unwrap();
+    assert!(
+        kb(&run_after) < kb(&run_before) + 1024,
+        "input left in /run/berth: {}",
+        b.sh_ok("ls -la /run/berth/victim")
+    );
+
+    // fds: back to where they were. Memory: no growth round over round,
+    // and back near the start once berthd gave the freed memory back (it
+    // does at every STATUS tick: 15 s under WatchdogSec=30s).
+    assert!(
+        rss[2] < rss[0] + 48 * 1024,
+        "VmRSS grows round over round: {rss:?} kB"
+    );
+    let settled = |u: (u64, usize)| u.1 <= before.1 && u.0 < before.0 + 16 * 1024;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let after = loop {
+        let now = berthd_usage(&b);
+        if settled(now) || Instant::now() > deadline {
+            break now;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!(
+        "berthd after: VmRSS {} kB ({:+} kB), {} fds ({:+})",
+        after.0,
+        after.0 as i64 - before.0 as i64,
+        after.1,
+        after.1 as i64 - before.1 as i64
+    );
+    assert_eq!(after.1, before.1, "fds leaked");
+    assert!(
+        after.0 < before.0 + 16 * 1024,
+        "VmRSS stays up: {} kB before, {} kB 40 s after",
+        before.0,
+        after.0
+    );
+
+    let () = call(&c, "DeleteContainer", &("victim", true)).unwrap();
+    let list: Vec<(String, String, OwnedObjectPath)> = call(&c, "ListContainers", &()).unwrap();
+    assert!(list.is_empty(), "{list:?}");
+    let units =
+        "systemctl list-units --all --no-legend 'berth-*' | grep -vc berth-box.target || true";
+    assert_eq!(b.sh_ok(units).trim(), "0");
+}
