@@ -296,7 +296,7 @@ mod tests {
             matches!(err, ContentError::SizeMismatch { actual: 4, .. }),
             "{err}"
         );
-        assert_eq!(cs.list().unwrap(), [d.clone()]);
+        assert_eq!(cs.list().unwrap(), std::slice::from_ref(&d));
         assert_eq!(fs::read_dir(cs.ingest_dir()).unwrap().count(), 0);
         assert!(cs.delete(&d).unwrap());
         assert!(!cs.delete(&d).unwrap());

@@ -15,7 +15,7 @@ use crate::digest::Digest;
 use crate::meta::{ImageRecord, LayerRecord};
 use crate::oci::{self, Compression, Descriptor, ImageConfig, Index, Kind, Manifest, Platform};
 use crate::reference::{Reference, ReferenceError};
-use crate::unpack::{clean_path, UnpackError};
+use crate::unpack::{clean_path, stream_err, EofReader, UnpackError};
 
 /// Manifests, indexes, configs and manifest.json are read whole, up to this.
 pub const MAX_JSON: u64 = 16 << 20;
@@ -165,13 +165,9 @@ impl StagedArchive {
     fn read(cs: &ContentStore, reader: &mut dyn Read) -> Result<StagedArchive, ImportError> {
         let mut files = BTreeMap::new();
         let mut links = BTreeMap::new();
+        let (reader, eof) = EofReader::new(reader);
         let mut ar = tar::Archive::new(reader);
-        let arc = |e: io::Error| -> ImportError {
-            match e.kind() {
-                io::ErrorKind::UnexpectedEof => UnpackError::Truncated(e).into(),
-                _ => UnpackError::Corrupt(e).into(),
-            }
-        };
+        let arc = |e: io::Error| -> ImportError { stream_err(e, eof.get()).into() };
         for entry in ar.entries().map_err(arc)? {
             let mut entry = entry.map_err(arc)?;
             let rel = clean_path(&entry.path().map_err(arc)?)?;
@@ -242,11 +238,7 @@ fn normalize(p: &Path) -> Option<PathBuf> {
     for c in p.components() {
         match c {
             std::path::Component::Normal(n) => out.push(n),
-            std::path::Component::ParentDir => {
-                if !out.pop() {
-                    return None;
-                }
-            }
+            std::path::Component::ParentDir if !out.pop() => return None,
             _ => {}
         }
     }

@@ -94,17 +94,18 @@ impl Snapshots {
     }
 
     /// Makes sure every layer of `image` is unpacked. Returns the lower dirs,
-    /// bottom first, and the chain ids of the snapshots this call created
-    /// (for the caller to undo if what follows fails).
+    /// bottom first. The snapshots this call creates are pushed to `created`
+    /// as they are made, also when a later layer fails (for the caller to
+    /// undo).
     pub fn ensure(
         &self,
         cs: &ContentStore,
         meta: &MetaDb,
         image: &ImageRecord,
-    ) -> Result<(Vec<PathBuf>, Vec<SnapshotRecord>), SnapshotError> {
+        created: &mut Vec<SnapshotRecord>,
+    ) -> Result<Vec<PathBuf>, SnapshotError> {
         let chains = image.chain_ids();
         let mut dirs: Vec<PathBuf> = Vec::new();
-        let mut created = Vec::new();
         for (i, (layer, chain)) in image.layers.iter().zip(&chains).enumerate() {
             if let Some(rec) = meta.snapshot(chain)? {
                 let fs_dir = self.fs(rec.id);
@@ -171,7 +172,7 @@ impl Snapshots {
             dirs.push(self.fs(id));
             created.push(rec);
         }
-        Ok((dirs, created))
+        Ok(dirs)
     }
 
     /// Snapshot ids that have a directory.

@@ -160,8 +160,8 @@ impl ImageStore {
         let r = read.and_then(|()| {
             if opts.unpack {
                 for rec in &imported.records {
-                    let (_, new) = self.snapshots.ensure(&self.content, &self.meta, rec)?;
-                    created.extend(new);
+                    self.snapshots
+                        .ensure(&self.content, &self.meta, rec, &mut created)?;
                 }
             }
             self.meta.put_images(&imported.records)?;
@@ -287,7 +287,9 @@ impl ImageStore {
     pub fn unpack(&self, name: &str) -> Result<Vec<PathBuf>, Error> {
         let _lock = self.lock()?;
         let rec = self.resolve(name)?;
-        Ok(self.snapshots.ensure(&self.content, &self.meta, &rec)?.0)
+        Ok(self
+            .snapshots
+            .ensure(&self.content, &self.meta, &rec, &mut Vec::new())?)
     }
 
     fn rootfs_of(&self, rec: &RootfsRecord) -> Result<Rootfs, Error> {
@@ -317,7 +319,8 @@ impl ImageStore {
         if self.meta.rootfs(container)?.is_some() {
             return Err(Error::RootfsExists(container.to_owned()));
         }
-        self.snapshots.ensure(&self.content, &self.meta, &img)?;
+        self.snapshots
+            .ensure(&self.content, &self.meta, &img, &mut Vec::new())?;
         let rec = RootfsRecord {
             container: container.to_owned(),
             image: img.name.clone(),

@@ -69,6 +69,46 @@ fn read_err(e: io::Error) -> UnpackError {
     }
 }
 
+/// Remembers whether its reader reached the end: a tar error after the end
+/// of the stream means the tar was cut short (the tar crate reports that as
+/// "unexpected EOF during skip" and the like, of kind Other).
+pub(crate) struct EofReader<R> {
+    inner: R,
+    hit: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> EofReader<R> {
+    pub(crate) fn new(inner: R) -> (Self, std::rc::Rc<std::cell::Cell<bool>>) {
+        let hit = std::rc::Rc::new(std::cell::Cell::new(false));
+        (
+            EofReader {
+                inner,
+                hit: hit.clone(),
+            },
+            hit,
+        )
+    }
+}
+
+impl<R: Read> Read for EofReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.hit.set(true);
+        }
+        Ok(n)
+    }
+}
+
+/// Classifies a read error of a stream wrapped in an [`EofReader`].
+pub(crate) fn stream_err(e: io::Error, at_eof: bool) -> UnpackError {
+    if at_eof {
+        UnpackError::Truncated(e)
+    } else {
+        read_err(e)
+    }
+}
+
 fn io_at<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> UnpackError + 'a {
     move |source| UnpackError::Io {
         what,
@@ -103,17 +143,28 @@ pub fn unpack_layer(
         Compression::Gzip => Box::new(MultiGzDecoder::new(reader)),
         Compression::Zstd => return Err(UnpackError::UnsupportedCompression("zstd")),
     };
+    let (plain, eof) = EofReader::new(plain);
     let mut archive = tar::Archive::new(HashingReader::new(plain));
     let mut dirs: Vec<(PathBuf, Meta)> = Vec::new();
     let mut entries = 0u64;
-    for entry in archive.entries().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
-        entries += 1;
-        if let Some(d) = unpack_entry(&mut entry, dest, lowers)? {
-            dirs.push(d);
+    let result = (|| {
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            entries += 1;
+            if let Some(d) = unpack_entry(&mut entry, dest, lowers).map_err(Failed::Unpack)? {
+                dirs.push(d);
+            }
         }
-    }
-    let (diff_id, size) = archive.into_inner().finish().map_err(read_err)?;
+        Ok::<_, Failed>(())
+    })();
+    let result = result.and_then(|()| Ok(archive.into_inner().finish()?));
+    let (diff_id, size) = result.map_err(|f| match f {
+        Failed::Read(e) => stream_err(e, eof.get()),
+        Failed::Unpack(UnpackError::Truncated(e) | UnpackError::Corrupt(e)) => {
+            stream_err(e, eof.get())
+        }
+        Failed::Unpack(u) => u,
+    })?;
     if let Some(want) = expected {
         if want != &diff_id {
             return Err(UnpackError::DiffIdMismatch {
@@ -131,6 +182,19 @@ pub fn unpack_layer(
         size,
         entries,
     })
+}
+
+/// A read error (classified once we know whether the stream ended) or any
+/// other unpack error.
+enum Failed {
+    Read(io::Error),
+    Unpack(UnpackError),
+}
+
+impl From<io::Error> for Failed {
+    fn from(e: io::Error) -> Self {
+        Failed::Read(e)
+    }
 }
 
 /// Owner, mode, mtime and xattrs of an entry.
@@ -458,12 +522,17 @@ fn unpack_entry<R: Read>(
         }
         EntryType::Char | EntryType::Block | EntryType::Fifo => {
             let h = entry.header();
-            let major = h.device_major().map_err(read_err)?.unwrap_or(0);
-            let minor = h.device_minor().map_err(read_err)?.unwrap_or(0);
-            let k = match kind {
-                EntryType::Char => libc::S_IFCHR,
-                EntryType::Block => libc::S_IFBLK,
-                _ => libc::S_IFIFO,
+            let (k, major, minor) = match kind {
+                EntryType::Fifo => (libc::S_IFIFO, 0, 0),
+                _ => (
+                    if kind == EntryType::Char {
+                        libc::S_IFCHR
+                    } else {
+                        libc::S_IFBLK
+                    },
+                    h.device_major().map_err(read_err)?.unwrap_or(0),
+                    h.device_minor().map_err(read_err)?.unwrap_or(0),
+                ),
             };
             clear(&path, false)?;
             mknod(&path, k, 0o600, major, minor)?;
