@@ -15,6 +15,7 @@
 //! # let _ = spec; Ok(()) }
 //! ```
 
+pub mod archive;
 pub mod content;
 pub mod digest;
 pub mod export;
