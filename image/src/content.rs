@@ -197,6 +197,43 @@ impl ContentStore {
         Ok(true)
     }
 
+    /// Moves a file downloaded elsewhere under the store root (same
+    /// filesystem) into blobs/ after checking its digest and size by reading
+    /// it. Returns whether the blob is new.
+    pub fn adopt(&self, path: &Path, digest: &Digest, size: u64) -> Result<bool, ContentError> {
+        let f = File::open(path).map_err(io_err("cannot open", path))?;
+        let (actual, n) =
+            crate::digest::HashingReader::new(io::BufReader::with_capacity(256 * 1024, f))
+                .finish()
+                .map_err(io_err("cannot read", path))?;
+        if n != size {
+            let _ = fs::remove_file(path);
+            return Err(ContentError::SizeMismatch {
+                digest: digest.clone(),
+                expected: size,
+                actual: n,
+            });
+        }
+        if &actual != digest {
+            let _ = fs::remove_file(path);
+            return Err(ContentError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let dest = self.path(digest);
+        if dest.is_file() {
+            let _ = fs::remove_file(path);
+            return Ok(false);
+        }
+        File::open(path)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("cannot sync", path))?;
+        fs::rename(path, &dest).map_err(io_err("cannot store blob", &dest))?;
+        sync_dir(&self.blobs).map_err(io_err("cannot sync", &self.blobs))?;
+        Ok(true)
+    }
+
     /// Stage + commit: writes a blob from `reader`, verified against
     /// `expected` if given. Returns the digest, size and whether it is new.
     /// A blob already stored under the expected digest is not read again.

@@ -266,26 +266,7 @@ impl Importer<'_> {
                 }
                 let data = self.small_blob(src, desc, "index")?;
                 let idx: Index = parse_json(&format!("index {}", desc.digest), &data)?;
-                let want = &self.opts.platform;
-                let chosen = idx
-                    .manifests
-                    .iter()
-                    .find(|m| m.platform.as_ref().is_some_and(|p| want.matches(p)))
-                    .or_else(|| match idx.manifests.as_slice() {
-                        [only] if only.platform.is_none() => Some(only),
-                        _ => None,
-                    });
-                let Some(chosen) = chosen.cloned() else {
-                    let available: Vec<String> = idx
-                        .manifests
-                        .iter()
-                        .map(|m| m.platform.as_ref().map_or("?".into(), |p| p.to_string()))
-                        .collect();
-                    return Err(ImportError::NoPlatform {
-                        wanted: want.to_string(),
-                        available: available.join(", "),
-                    });
-                };
+                let chosen = choose_platform(&idx, &self.opts.platform)?;
                 self.descriptor(src, &chosen, Some(&desc.digest), own, depth + 1)
             }
             _ => Err(ImportError::UnknownMediaType {
@@ -304,43 +285,9 @@ impl Importer<'_> {
     ) -> Result<(), ImportError> {
         let data = self.small_blob(src, desc, "manifest")?;
         let m: Manifest = parse_json(&format!("manifest {}", desc.digest), &data)?;
-        if let Some(mt) = &m.media_type {
-            if oci::kind_of(mt) != Some(Kind::Manifest) {
-                return Err(ImportError::UnknownMediaType {
-                    what: format!("manifest {}", desc.digest),
-                    media_type: mt.clone(),
-                });
-            }
-        }
-        if oci::kind_of(&m.config.media_type) != Some(Kind::Config) {
-            return Err(ImportError::UnknownMediaType {
-                what: format!("config {}", m.config.digest),
-                media_type: m.config.media_type.clone(),
-            });
-        }
-        let mut comps = Vec::new();
-        for l in &m.layers {
-            match oci::kind_of(&l.media_type) {
-                Some(Kind::Layer(Compression::Zstd)) => {
-                    return Err(UnpackError::UnsupportedCompression("zstd").into())
-                }
-                Some(Kind::Layer(c)) => comps.push(c),
-                _ => {
-                    return Err(ImportError::UnknownMediaType {
-                        what: format!("layer {}", l.digest),
-                        media_type: l.media_type.clone(),
-                    })
-                }
-            }
-        }
+        check_manifest(&m, &desc.digest)?;
         let cfg_data = self.small_blob(src, &m.config, "config")?;
-        let cfg: ImageConfig = parse_json(&format!("config {}", m.config.digest), &cfg_data)?;
-        if cfg.rootfs.diff_ids.len() != m.layers.len() {
-            return Err(ImportError::LayerCount {
-                layers: m.layers.len(),
-                diff_ids: cfg.rootfs.diff_ids.len(),
-            });
-        }
+        let cfg = parse_config(&m, &cfg_data)?;
         let mut layers = Vec::new();
         for (l, diff_id) in m.layers.iter().zip(&cfg.rootfs.diff_ids) {
             let new = src.store_blob(self.cs, l)?;
@@ -375,6 +322,75 @@ impl Importer<'_> {
         });
         Ok(())
     }
+}
+
+/// The manifest of `want` in an index (or its only entry, if that has no
+/// platform).
+pub(crate) fn choose_platform(idx: &Index, want: &Platform) -> Result<Descriptor, ImportError> {
+    let chosen = idx
+        .manifests
+        .iter()
+        .find(|m| m.platform.as_ref().is_some_and(|p| want.matches(p)))
+        .or_else(|| match idx.manifests.as_slice() {
+            [only] if only.platform.is_none() => Some(only),
+            _ => None,
+        });
+    chosen.cloned().ok_or_else(|| {
+        let available: Vec<String> = idx
+            .manifests
+            .iter()
+            .map(|m| m.platform.as_ref().map_or("?".into(), |p| p.to_string()))
+            .collect();
+        ImportError::NoPlatform {
+            wanted: want.to_string(),
+            available: available.join(", "),
+        }
+    })
+}
+
+/// Refuses a manifest whose own, config or layer media types berth cannot use.
+pub(crate) fn check_manifest(m: &Manifest, digest: &Digest) -> Result<(), ImportError> {
+    if let Some(mt) = &m.media_type {
+        if oci::kind_of(mt) != Some(Kind::Manifest) {
+            return Err(ImportError::UnknownMediaType {
+                what: format!("manifest {digest}"),
+                media_type: mt.clone(),
+            });
+        }
+    }
+    if oci::kind_of(&m.config.media_type) != Some(Kind::Config) {
+        return Err(ImportError::UnknownMediaType {
+            what: format!("config {}", m.config.digest),
+            media_type: m.config.media_type.clone(),
+        });
+    }
+    for l in &m.layers {
+        match oci::kind_of(&l.media_type) {
+            Some(Kind::Layer(Compression::Zstd)) => {
+                return Err(UnpackError::UnsupportedCompression("zstd").into())
+            }
+            Some(Kind::Layer(_)) => {}
+            _ => {
+                return Err(ImportError::UnknownMediaType {
+                    what: format!("layer {}", l.digest),
+                    media_type: l.media_type.clone(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses an image config and checks it has a diff id per layer.
+pub(crate) fn parse_config(m: &Manifest, data: &[u8]) -> Result<ImageConfig, ImportError> {
+    let cfg: ImageConfig = parse_json(&format!("config {}", m.config.digest), data)?;
+    if cfg.rootfs.diff_ids.len() != m.layers.len() {
+        return Err(ImportError::LayerCount {
+            layers: m.layers.len(),
+            diff_ids: cfg.rootfs.diff_ids.len(),
+        });
+    }
+    Ok(cfg)
 }
 
 /// Imports an OCI layout directory.

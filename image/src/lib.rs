@@ -22,6 +22,7 @@ pub mod export;
 pub mod import;
 pub mod meta;
 pub mod oci;
+pub mod pull;
 pub mod reference;
 pub mod rootfs;
 pub mod snapshot;
@@ -35,6 +36,7 @@ pub use digest::Digest;
 pub use import::ImportOptions;
 pub use meta::ImageRecord;
 pub use oci::Platform;
+pub use pull::{Progress, PullOptions};
 pub use reference::Reference;
 pub use rootfs::Rootfs;
 pub use spec::SpecOptions;
@@ -59,6 +61,8 @@ pub enum Error {
     Import(#[from] import::ImportError),
     #[error(transparent)]
     Export(#[from] export::ExportError),
+    #[error(transparent)]
+    Pull(#[from] pull::PullError),
     #[error(transparent)]
     Content(#[from] content::ContentError),
     #[error(transparent)]
@@ -88,8 +92,10 @@ pub enum ErrorKind {
     AlreadyExists,
     /// The input is not a valid image, or an argument is bad.
     InvalidArgument,
-    /// The host cannot do it (no overlayfs).
+    /// The host cannot do it (no overlayfs), or the registry cannot be reached.
     Unavailable,
+    /// The registry refused the credentials.
+    PermissionDenied,
     Internal,
 }
 
@@ -108,6 +114,13 @@ impl Error {
                 ErrorKind::InvalidArgument
             }
             Error::Import(I::Io { .. }) => ErrorKind::Internal,
+            Error::Pull(pull::PullError::Http { status: 404, .. }) => ErrorKind::NotFound,
+            Error::Pull(pull::PullError::Auth { .. }) => ErrorKind::PermissionDenied,
+            Error::Pull(pull::PullError::Http { .. } | pull::PullError::Transport { .. }) => {
+                ErrorKind::Unavailable
+            }
+            Error::Pull(pull::PullError::Io { .. }) => ErrorKind::Internal,
+            Error::Pull(_) => ErrorKind::InvalidArgument,
             Error::Import(_) => ErrorKind::InvalidArgument,
             Error::Snapshot(
                 snapshot::SnapshotError::Unpack { .. }

@@ -108,7 +108,7 @@ impl ImageStore {
         &self.meta
     }
 
-    fn lock(&self) -> Result<Flock<File>, Error> {
+    pub(crate) fn lock(&self) -> Result<Flock<File>, Error> {
         let p = self.root.join("lock");
         let f = OpenOptions::new()
             .create(true)
