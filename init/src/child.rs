@@ -66,6 +66,24 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
     if let Some(fds) = ctx.stdio {
         crate::process::set_stdio(fds)?;
     }
+    // Opened O_PATH now, while the host path is reachable and we still have
+    // the creator's (host root's) credentials — so the state dir can be 0700:
+    // no other user reaches the FIFO (a writer of its own would hang
+    // `start`). Re-opened for writing through /proc/self/fd after
+    // pivot_root, so nothing inside the container ever needs the host path.
+    let fifo: OwnedFd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(&ctx.fifo)
+        .map_err(|e| format!("opening exec fifo {}: {e}", ctx.fifo.display()))?
+        .into();
+    // Every fd we inherited and do not need goes now, not only at execve:
+    // until then a leaked host fd (a directory of our caller's) would be
+    // reachable as /proc/self/fd/N from process.cwd, process.args[0] or a
+    // hook, and lead out of the container (CVE-2024-21626).
+    let mut keep = vec![ctx.channel.raw(), fifo.as_raw_fd()];
+    keep.extend(ctx.console_socket.as_ref().map(|s| s.as_raw_fd()));
+    close_fds_except(3 + ctx.preserve_fds, &keep).map_err(|e| format!("close_range: {e}"))?;
     // The creator writes our id maps and places us in the cgroup, then says go.
     let host_pid = wait_proceed(&ctx.channel)?;
     ctx.namespaces.join_all().map_err(|e| e.to_string())?;
@@ -86,16 +104,6 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
     if ctx.namespaces.has(CloneFlags::CLONE_NEWUTS) {
         process::set_uts(spec).map_err(|e| e.to_string())?;
     }
-    // Opened O_PATH now, while the host path is reachable; re-opened for
-    // writing through /proc/self/fd after pivot_root, so nothing inside the
-    // container ever needs (or gets) the host path.
-    let fifo: OwnedFd = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-        .open(&ctx.fifo)
-        .map_err(|e| format!("opening exec fifo {}: {e}", ctx.fifo.display()))?
-        .into();
-
     let state = |status: &str| hooks::OciState {
         oci_version: spec.version().clone(),
         id: ctx.id.clone(),
@@ -239,6 +247,31 @@ fn cstrings(list: &[String]) -> Result<Vec<CString>, String> {
     list.iter()
         .map(|s| CString::new(s.as_bytes()).map_err(|_| format!("{s:?} contains NUL")))
         .collect()
+}
+
+/// Closes every fd from `first` on, except those in `keep`.
+pub fn close_fds_except(first: u32, keep: &[std::os::fd::RawFd]) -> nix::Result<()> {
+    let close = |from: u32, to: u32| {
+        // SAFETY: plain syscall with integer arguments; the fds closed are
+        // ones nothing in this process uses any more.
+        let rc = unsafe { libc::syscall(libc::SYS_close_range, from, to, 0) };
+        nix::Error::result(rc).map(|_| ())
+    };
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&k| u32::try_from(k).ok())
+        .filter(|&k| k >= first)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut from = first;
+    for k in keep {
+        if k > from {
+            close(from, k - 1)?;
+        }
+        from = k + 1;
+    }
+    close(from, u32::MAX)
 }
 
 /// Marks every fd from `first` on close-on-exec (close_range(2) with

@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -91,7 +92,12 @@ pub fn create(opts: &CreateOptions) -> Result<Record> {
         }
     }
 
-    fs::create_dir_all(&opts.root)
+    // 0700: others may neither list the containers nor reach their FIFOs
+    // and records. (A root that already exists keeps its mode: the caller's.)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&opts.root)
         .map_err(|e| Error::io(format!("creating {}", opts.root.display()), e))?;
     let dir = container::dir(&opts.root, &opts.id);
     match fs::create_dir(&dir) {
@@ -101,8 +107,9 @@ pub fn create(opts: &CreateOptions) -> Result<Record> {
         }
         Err(e) => return Err(Error::io(format!("creating {}", dir.display()), e)),
     }
-    // State dirs hold the FIFO that starts the container: root only.
-    let _ = fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o711));
+    // State dirs hold the FIFO that starts the container: root only (the
+    // init opens the FIFO before it changes credentials, see child.rs).
+    let _ = fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
 
     let mut undo = Undo {
         dir: dir.clone(),

@@ -8,7 +8,7 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -88,7 +88,9 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             let mut errors = File::from(err_w);
             let code = match join_and_clone(&namespaces, &cgroups) {
                 Ok(0) => {
-                    let e = run_process(opts, filter.as_ref(), console.as_ref()).unwrap_err();
+                    let keep = [errors.as_raw_fd()];
+                    let e =
+                        run_process(opts, filter.as_ref(), console.as_ref(), &keep).unwrap_err();
                     let _ = errors.write_all(e.as_bytes());
                     1
                 }
@@ -133,6 +135,11 @@ fn join_and_clone(
     namespaces: &[(CloneFlags, File)],
     cgroups: &[PathBuf],
 ) -> std::result::Result<i32, String> {
+    // Non-dumpable before anything joins the container, so the process
+    // cloned below is never, even for an instant, a runtime binary in the
+    // container that its processes could ptrace or open through
+    // /proc/<pid>/exe (CVE-2019-5736, CVE-2016-9962); the flag is inherited.
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
     for procs in cgroups {
         fs::write(procs, "0").map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
     }
@@ -147,11 +154,19 @@ fn run_process(
     opts: &ExecOptions,
     filter: Option<&oci_spec::runtime::LinuxSeccomp>,
     console: Option<&OwnedFd>,
+    keep: &[std::os::fd::RawFd],
 ) -> std::result::Result<std::convert::Infallible, String> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
     if let Some(fds) = opts.stdio {
         crate::process::set_stdio(fds)?;
     }
+    // The caller's other fds (and the namespace files we joined through)
+    // go before --cwd or args[0] are resolved: a leaked directory fd would
+    // lead out of the container as /proc/self/fd/N (CVE-2024-21626).
+    let mut keep = keep.to_vec();
+    keep.extend(console.map(|c| c.as_raw_fd()));
+    crate::child::close_fds_except(3 + opts.preserve_fds, &keep)
+        .map_err(|e| format!("close_range: {e}"))?;
     if let Some(sock) = console {
         crate::console::setup(sock, &opts.process, false).map_err(|e| e.to_string())?;
     }

@@ -30,6 +30,8 @@ pub enum ProcessError {
     NoNewPrivs(nix::Error),
     #[error("cwd {path}: {source}")]
     Cwd { path: String, source: nix::Error },
+    #[error("cwd {0}: outside the container's root")]
+    CwdOutside(String),
 }
 
 fn resource(t: PosixRlimitType) -> libc::__rlimit_resource_t {
@@ -142,10 +144,21 @@ pub fn set_no_new_privs(process: &Process) -> Result<(), ProcessError> {
 }
 
 pub fn enter_cwd(process: &Process) -> Result<(), ProcessError> {
-    nix::unistd::chdir(process.cwd()).map_err(|source| ProcessError::Cwd {
+    let err = |source| ProcessError::Cwd {
         path: process.cwd().display().to_string(),
         source,
-    })
+    };
+    nix::unistd::chdir(process.cwd()).map_err(err)?;
+    // A cwd through a magic link (/proc/self/fd/N, /proc/<pid>/cwd) can be a
+    // directory outside our root, from which `..` climbs to the host's /
+    // (CVE-2024-21626). getcwd(3) fails with ENOENT for such a directory
+    // (the kernel says "(unreachable)"): refuse it.
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => Ok(()),
+        _ => Err(ProcessError::CwdOutside(
+            process.cwd().display().to_string(),
+        )),
+    }
 }
 
 /// Makes `fds` the process's stdin, stdout and stderr (a shim's pipes).

@@ -97,6 +97,18 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
         .as_ref()
         .ok_or_else(|| invalid("root", "missing (a container needs a root filesystem)"))?;
     let rootfs = bundle.join(root.path());
+    // A rootfs that is itself a symlink, or a relative root.path resolving
+    // out of the bundle, would point the container — and the mount points,
+    // device nodes and cwd made in it — at any directory of the host.
+    if std::fs::symlink_metadata(&rootfs).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(invalid(
+            "root.path",
+            format!(
+                "{} is a symlink (name the directory itself)",
+                rootfs.display()
+            ),
+        ));
+    }
     if !rootfs.is_dir() {
         return Err(invalid(
             "root.path",
@@ -111,6 +123,19 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
             "root.path",
             "the host's / cannot be a container root",
         ));
+    }
+    if root.path().is_relative() {
+        let inside = bundle.canonicalize().is_ok_and(|b| rootfs.starts_with(b));
+        if !inside {
+            return Err(invalid(
+                "root.path",
+                format!(
+                    "{} resolves to {}, outside the bundle",
+                    root.path().display(),
+                    rootfs.display()
+                ),
+            ));
+        }
     }
 
     let process = spec

@@ -69,7 +69,7 @@ impl Channel {
             .map_err(std::io::Error::other)
     }
 
-    fn raw(&self) -> std::os::fd::RawFd {
+    pub fn raw(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         self.0.as_fd().as_raw_fd()
     }
