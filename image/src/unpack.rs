@@ -173,9 +173,17 @@ pub fn unpack_layer(
             });
         }
     }
-    // Directories last: creating their children changed their mtimes.
-    for (path, meta) in dirs.iter().rev() {
-        meta.apply_mode_and_time(path)?;
+    // Directories last: creating their children changed their mtimes. A
+    // later entry may have replaced a directory (or one of its ancestors)
+    // with a symlink: chmod follows links, so only what is still a real
+    // directory on a symlink-free path is touched.
+    for (rel, meta) in dirs.iter().rev() {
+        let path = dest.join(rel);
+        if ensure_parents(dest, rel, false)?
+            && fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
+        {
+            meta.apply_mode_and_time(&path)?;
+        }
     }
     Ok(Unpacked {
         diff_id,
@@ -466,7 +474,7 @@ fn unpack_entry<R: Read>(
                 fs::create_dir(&path).map_err(io_at("cannot create", &path))?;
             }
             meta.apply_owner_and_xattrs(&path)?;
-            return Ok(Some((path, meta)));
+            return Ok(Some((rel, meta)));
         }
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
             clear(&path, false)?;

@@ -251,6 +251,43 @@ fn symlink_escapes_are_refused() {
         assert_eq!(left, ["file"], "{what} wrote outside");
         assert_eq!(fs::read(outside.join("file")).unwrap(), b"keep");
     }
+    // A directory replaced by a symlink later in the layer: its deferred
+    // chmod/utime must not follow the link to the host.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    fs::set_permissions(outside.path(), fs::Permissions::from_mode(0o750)).unwrap();
+    let before = fs::metadata(outside.path()).unwrap();
+    let oname = outside.path().file_name().unwrap().to_str().unwrap();
+    let oparent = outside.path().parent().unwrap().to_str().unwrap();
+    for (what, bad) in [
+        (
+            "dir-then-link",
+            Layer::new().dir("d/", 0o777).symlink("d", &target).finish(),
+        ),
+        (
+            "parent-then-link",
+            Layer::new()
+                .dir("p/", 0o755)
+                .dir(&format!("p/{oname}/"), 0o777)
+                .symlink("p", oparent)
+                .finish(),
+        ),
+    ] {
+        let t = TempDir::new(&format!("sym-{what}"));
+        let store = ImageStore::open(&t.join("store")).unwrap();
+        let r = store.import(&layout_with(&t, bad), &ImportOptions::default());
+        match what {
+            // The directory is simply replaced by the link.
+            "dir-then-link" => assert!(r.is_ok(), "{r:?}"),
+            // Its parent became a link: refused, as any path through a link.
+            _ => assert!(
+                matches!(&r, Err(e) if matches!(unpack_error(e), UnpackError::SymlinkInPath { .. })),
+                "{r:?}"
+            ),
+        }
+        let after = fs::metadata(outside.path()).unwrap();
+        assert_eq!(after.mode(), before.mode(), "{what} chmodded the host");
+        assert_eq!(after.mtime(), before.mtime(), "{what} touched the host");
+    }
     // A symlink that is only stored (never written through) is fine, and a
     // later entry replacing the link itself does not follow it.
     let t = TempDir::new("sym-ok");
