@@ -343,3 +343,84 @@ impl MetaDb {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(name: &str, layers: &[&[u8]]) -> ImageRecord {
+        ImageRecord {
+            name: name.into(),
+            manifest: Digest::of(name.as_bytes()),
+            manifest_size: 1,
+            manifest_media_type: crate::oci::OCI_MANIFEST.into(),
+            index: None,
+            platform: Platform::host(),
+            config: Digest::of(b"config"),
+            config_size: 1,
+            config_media_type: crate::oci::OCI_CONFIG.into(),
+            layers: layers
+                .iter()
+                .map(|l| LayerRecord {
+                    digest: Digest::of(l),
+                    size: l.len() as u64,
+                    media_type: crate::oci::OCI_LAYER.into(),
+                    diff_id: Digest::of(l),
+                })
+                .collect(),
+            imported_at: 0,
+        }
+    }
+
+    #[test]
+    fn refcounts_follow_records_and_leases() {
+        let dir = std::env::temp_dir().join(format!("berth-image-meta-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let db = MetaDb::open(&dir, 1 << 20).unwrap();
+        let a = rec("a", &[b"l1", b"l2"]);
+        let b = rec("b", &[b"l1"]);
+        assert!(db.put_images(&[a.clone(), b.clone()]).unwrap().is_empty());
+        let l1 = blob_key(&Digest::of(b"l1"));
+        assert_eq!(db.refcount(&l1).unwrap(), 2);
+        assert_eq!(db.refcount(&blob_key(&Digest::of(b"config"))).unwrap(), 2);
+        // Replacing "b" with another image moves its references.
+        let b2 = rec("b", &[b"l3"]);
+        assert_eq!(db.put_images(std::slice::from_ref(&b2)).unwrap(), [b]);
+        assert_eq!(db.refcount(&l1).unwrap(), 1);
+        // A rootfs lease holds a's snapshots after a is gone.
+        let chain = a.chain_ids();
+        let lease = RootfsRecord {
+            container: "c".into(),
+            image: "a".into(),
+            manifest: a.manifest.clone(),
+            chain_ids: chain.clone(),
+            dir: "/x".into(),
+            created_at: 0,
+        };
+        db.put_rootfs(&lease).unwrap();
+        assert!(matches!(
+            db.put_rootfs(&lease),
+            Err(MetaError::RootfsExists(_))
+        ));
+        db.remove_image("a").unwrap();
+        assert!(matches!(db.remove_image("a"), Err(MetaError::NoImage(_))));
+        assert_eq!(db.refcount(&l1).unwrap(), 0);
+        assert_eq!(db.refcount(&snap_key(&chain[1])).unwrap(), 1);
+        assert_eq!(db.remove_rootfs("c").unwrap(), Some(lease));
+        assert_eq!(db.remove_rootfs("c").unwrap(), None);
+        let left: Vec<String> = db.refcounts().unwrap().into_keys().collect();
+        let mut want: Vec<String> = b2.blobs().iter().map(blob_key).collect();
+        want.extend(b2.chain_ids().iter().map(snap_key));
+        want.sort();
+        assert_eq!(left, want);
+        assert_eq!(
+            (
+                db.next_snapshot_id().unwrap(),
+                db.next_snapshot_id().unwrap()
+            ),
+            (1, 2)
+        );
+        drop(db);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -616,3 +616,38 @@ fn copy_from_lowers(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_paths_are_cleaned_or_refused() {
+        let ok = |p: &str| clean_path(Path::new(p)).unwrap();
+        assert_eq!(ok("./a/./b/"), Path::new("a/b"));
+        assert_eq!(ok("a//b"), Path::new("a/b"));
+        assert_eq!(ok("./"), Path::new(""));
+        for bad in ["../x", "a/../../x", "a/.."] {
+            assert!(
+                matches!(
+                    clean_path(Path::new(bad)),
+                    Err(UnpackError::PathTraversal { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            clean_path(Path::new("/etc/passwd")),
+            Err(UnpackError::AbsolutePath { .. })
+        ));
+        let err = unpack_layer(
+            &b""[..],
+            Compression::Zstd,
+            Path::new("/nonexistent"),
+            &[],
+            None,
+        )
+        .unwrap_err();
+        assert!(matches!(err, UnpackError::UnsupportedCompression("zstd")));
+    }
+}
