@@ -52,6 +52,23 @@ impl ExecRequest {
 /// (exit code, signal) of a stopped container.
 pub type Exit = (i32, i32);
 
+/// The longest container id (berth_init::error::validate_id).
+pub const MAX_ID: usize = 128;
+
+/// `s` for an error message: itself, or its start and its length when long
+/// (a caller may send megabytes; the reply need not carry them back).
+pub fn brief(s: &str) -> std::borrow::Cow<'_, str> {
+    const SHOWN: usize = 64;
+    if s.len() <= SHOWN {
+        return s.into();
+    }
+    let mut end = SHOWN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &s[..end], s.len()).into()
+}
+
 pub fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -72,6 +89,11 @@ impl Daemon {
     }
 
     pub fn get(&self, id: &str) -> Result<ContainerRecord> {
+        // Longer than any valid id: names nothing (and LMDB refuses keys
+        // over 511 bytes, which would be an Internal error).
+        if id.len() > MAX_ID {
+            return Err(Error::NotFound(format!("no container {}", brief(id))));
+        }
         self.store
             .get(id)?
             .ok_or_else(|| Error::NotFound(format!("no container {id}")))
@@ -123,11 +145,26 @@ impl Daemon {
         bundle: &str,
         req: CreateRequest,
     ) -> Result<ContainerRecord> {
+        // Sizes first: the messages below quote what they refuse.
+        if id.len() > MAX_ID {
+            return Err(Error::InvalidArgument(format!(
+                "invalid container id {:?}: longer than {MAX_ID} bytes",
+                brief(id)
+            )));
+        }
+        if bundle.len() > libc::PATH_MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "bundle {:?}: longer than PATH_MAX ({} bytes)",
+                brief(bundle),
+                libc::PATH_MAX
+            )));
+        }
         berth_init::error::validate_id(id).map_err(Error::from)?;
         let bundle_path = PathBuf::from(bundle);
         if !bundle_path.is_absolute() {
             return Err(Error::InvalidArgument(format!(
-                "bundle {bundle:?} must be an absolute path"
+                "bundle {:?} must be an absolute path",
+                brief(bundle)
             )));
         }
         // Validate the bundle here so a bad one changes nothing at all.
@@ -246,7 +283,8 @@ impl Daemon {
             "all" => true,
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "who must be \"init\" or \"all\", not {other:?}"
+                    "who must be \"init\" or \"all\", not {:?}",
+                    brief(other)
                 )))
             }
         };
@@ -311,8 +349,13 @@ impl Daemon {
                 rec.execs.len()
             )));
         }
-        let process: oci_spec::runtime::Process = serde_json::from_str(process_json)
-            .map_err(|e| Error::InvalidArgument(format!("process_json: {e}")))?;
+        // The spec the container was made from: the rewritten copy if any.
+        let derived = self.bundles_dir.join(id);
+        let config_dir = match derived.join("config.json").exists() {
+            true => derived,
+            false => PathBuf::from(&rec.bundle),
+        };
+        let process = crate::overrides::exec_process(process_json, &config_dir)?;
         let exec_id = match &req.id {
             Some(e) => e.to_string(),
             None => format!("exec{}", now_us()),

@@ -28,7 +28,8 @@ struct Args {
     /// Runtime state of the shims and containers.
     #[arg(long, default_value = "/run/berth")]
     run_dir: PathBuf,
-    /// The shim binary (default: berth-shim beside berthd).
+    /// The shim binary (default: berth-shim beside berthd, else the
+    /// packaged /usr/libexec/berth/berth-shim).
     #[arg(long)]
     shim: Option<PathBuf>,
     /// LMDB map size in MiB.
@@ -64,6 +65,14 @@ fn init_logging() {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_logging();
+    // glibc: buffers over 256 KiB (a D-Bus message of megabytes) come from
+    // mmap and go back whole when freed. Fixed, so glibc does not raise the
+    // threshold after the first big free and keep later ones in its arenas.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt sets an allocator parameter; no memory is touched.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
+    }
     match serve(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -77,9 +86,18 @@ async fn main() -> std::process::ExitCode {
 async fn serve(args: Args) -> Result<(), String> {
     let shim = match args.shim {
         Some(p) => p,
-        None => std::env::current_exe()
-            .map_err(|e| format!("locating berthd: {e}"))?
-            .with_file_name("berth-shim"),
+        None => {
+            let beside = std::env::current_exe()
+                .map_err(|e| format!("locating berthd: {e}"))?
+                .with_file_name("berth-shim");
+            // The .deb puts berthd in /usr/sbin and the shim (with berth-monitor
+            // beside it) in /usr/libexec/berth.
+            if beside.exists() {
+                beside
+            } else {
+                PathBuf::from("/usr/libexec/berth/berth-shim")
+            }
+        }
     };
     let store =
         store::Store::open(&args.state_dir, args.map_size_mib << 20).map_err(|e| e.to_string())?;
@@ -154,6 +172,13 @@ async fn serve(args: Args) -> Result<(), String> {
                     states.push(sd_notify::NotifyState::Watchdog);
                 }
                 let _ = sd_notify::notify(false, &states);
+                // glibc keeps what a burst freed (a 30 MB message, 100,000
+                // labels deserialized) in its arenas: give it back.
+                #[cfg(target_env = "gnu")]
+                // SAFETY: malloc_trim only walks the allocator's free lists.
+                unsafe {
+                    libc::malloc_trim(0);
+                }
             }
         }
     });
@@ -165,6 +190,15 @@ async fn serve(args: Args) -> Result<(), String> {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+        // dbus-daemon restarted or died: our name and objects went with it.
+        // Exit non-zero: systemd (Restart=on-failure) starts a new berthd,
+        // which connects to the new bus and re-attaches every container
+        // (they and their shims never depended on this process).
+        _ = conn.closed() => {
+            return Err("lost the system bus connection (dbus-daemon restarted or died): \
+                        exiting so that systemd restarts berthd; containers keep running"
+                .into());
+        }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("berthd stopping; containers keep running");
