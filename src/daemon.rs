@@ -24,6 +24,9 @@ pub struct Daemon {
     pub shim: PathBuf,
     /// Rewritten bundles (CreateContainer options that change the spec).
     pub bundles_dir: PathBuf,
+    /// Images and the rootfs of containers made from them (None: the store
+    /// could not be opened; containers from bundles still work).
+    pub images: Option<Arc<berth_image::ImageStore>>,
     /// Exit notifications per container.
     exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
     /// Per container, held while a change of state is made and announced on
@@ -77,12 +80,19 @@ pub fn now_us() -> u64 {
 }
 
 impl Daemon {
-    pub fn new(store: Store, run_dir: PathBuf, shim: PathBuf, bundles_dir: PathBuf) -> Arc<Self> {
+    pub fn new(
+        store: Store,
+        run_dir: PathBuf,
+        shim: PathBuf,
+        bundles_dir: PathBuf,
+        images: Option<Arc<berth_image::ImageStore>>,
+    ) -> Arc<Self> {
         Arc::new(Daemon {
             store,
             run_dir,
             shim,
             bundles_dir,
+            images,
             exits: Mutex::new(HashMap::new()),
             gates: Mutex::new(HashMap::new()),
         })
@@ -161,17 +171,34 @@ impl Daemon {
         }
         berth_init::error::validate_id(id).map_err(Error::from)?;
         let bundle_path = PathBuf::from(bundle);
-        if !bundle_path.is_absolute() {
-            return Err(Error::InvalidArgument(format!(
-                "bundle {:?} must be an absolute path",
-                brief(bundle)
-            )));
+        match &req.image {
+            Some(_) if !bundle.is_empty() => {
+                return Err(Error::InvalidArgument(
+                    "give a bundle or the image option, not both".into(),
+                ))
+            }
+            Some(_) => {}
+            None if !bundle_path.is_absolute() => {
+                return Err(Error::InvalidArgument(format!(
+                    "bundle {:?} must be an absolute path",
+                    brief(bundle)
+                )))
+            }
+            // Validate the bundle here so a bad one changes nothing at all.
+            None => {
+                berth_init::spec::load(&bundle_path)
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            }
         }
-        // Validate the bundle here so a bad one changes nothing at all.
-        berth_init::spec::load(&bundle_path).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let derived = self.bundles_dir.join(id);
         let mut rec = ContainerRecord {
             id: id.into(),
-            bundle: bundle.into(),
+            // From an image: the generated bundle is the container's bundle.
+            bundle: match &req.image {
+                Some(_) => derived.to_string_lossy().into_owned(),
+                None => bundle.into(),
+            },
+            image: req.image.clone().unwrap_or_default(),
             status: "creating".into(),
             labels: req.labels.clone(),
             unit: format!("berth-{id}.scope"),
@@ -179,10 +206,17 @@ impl Daemon {
             ..Default::default()
         };
         self.store.insert_new(&rec)?;
-        let derived = self.bundles_dir.join(id);
-        let result = match req.changes_spec() {
-            true => req.write_bundle(&bundle_path, &derived),
-            false => Ok(bundle_path.clone()),
+        let result = match (&req.image, req.changes_spec()) {
+            (Some(image), _) => {
+                let (image, id, derived) = (image.clone(), id.to_string(), derived.clone());
+                let req = req.clone();
+                crate::images::with_store(&self.images, move |store| {
+                    crate::images::prepare(store, &id, &image, &req, &derived)
+                })
+                .await
+            }
+            (None, true) => req.write_bundle(&bundle_path, &derived),
+            (None, false) => Ok(bundle_path.clone()),
         };
         let result = match result {
             Ok(b) => {
@@ -211,11 +245,20 @@ impl Daemon {
             }
             Err(e) => {
                 // Nothing half-made stays: the shim undid its own work.
+                if req.image.is_some() {
+                    self.release_rootfs(id).await;
+                }
                 let _ = std::fs::remove_dir_all(&derived);
                 let _ = self.store.remove(id);
                 Err(e)
             }
         }
+    }
+
+    /// Unmounts and removes the image rootfs of container `id` (if any).
+    pub async fn release_rootfs(&self, id: &str) {
+        let (images, id) = (self.images.clone(), id.to_string());
+        let _ = tokio::task::spawn_blocking(move || crate::images::release(&images, &id)).await;
     }
 
     /// Runs `berth-shim` with `args` and returns (process pid, shim pid) from
@@ -488,6 +531,9 @@ impl Daemon {
         match removed {
             Ok(_) | Err(berth_init::Error::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
+        }
+        if !rec.image.is_empty() {
+            self.release_rootfs(id).await;
         }
         let _ = std::fs::remove_dir_all(self.bundles_dir.join(id));
         self.store.remove(id)?;

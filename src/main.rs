@@ -3,6 +3,7 @@
 
 mod api;
 mod daemon;
+mod images;
 mod overrides;
 mod recovery;
 mod shims;
@@ -101,10 +102,30 @@ async fn serve(args: Args) -> Result<(), String> {
     };
     let store =
         store::Store::open(&args.state_dir, args.map_size_mib << 20).map_err(|e| e.to_string())?;
-    std::fs::create_dir_all(&args.run_dir)
-        .map_err(|e| format!("creating {}: {e}", args.run_dir.display()))?;
+    // Root only, like the store: the containers' state dirs (exec FIFOs,
+    // attach sockets, exec process objects with their environment) are
+    // nobody else's business. A looser mode left from before is tightened.
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let run_err = |e: std::io::Error| format!("creating {}: {e}", args.run_dir.display());
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&args.run_dir)
+            .map_err(run_err)?;
+        std::fs::set_permissions(&args.run_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(run_err)?;
+    }
     let bundles = args.state_dir.join("bundles");
-    let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles);
+    // Images are an addition: without their store, bundles still work.
+    let images = match berth_image::ImageStore::open(&args.state_dir.join("images")) {
+        Ok(s) => Some(std::sync::Arc::new(s)),
+        Err(e) => {
+            tracing::error!("the image store is unavailable: {e}");
+            None
+        }
+    };
+    let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles, images);
 
     // Objects are served before the name is owned, so the first calls (bus
     // activation) find them.
@@ -113,6 +134,12 @@ async fn serve(args: Args) -> Result<(), String> {
             b.serve_at(
                 api::MANAGER_PATH,
                 api::manager::Manager {
+                    daemon: daemon.clone(),
+                },
+            )?
+            .serve_at(
+                api::MANAGER_PATH,
+                api::images::Images {
                     daemon: daemon.clone(),
                 },
             )

@@ -19,7 +19,7 @@ const MAX_LIST: usize = 4096;
 const MAX_STRING: usize = 64 * 1024;
 
 /// What CreateContainer's `a{sv}` options asked for.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct CreateRequest {
     pub labels: BTreeMap<String, String>,
     pub args: Option<Vec<String>>,
@@ -38,10 +38,14 @@ pub struct CreateRequest {
     pub stdin: bool,
     /// File the container's logs under this unit too (`journalctl -u`).
     pub log_unit: Option<String>,
+    /// Create from this image (the bundle argument is then empty).
+    pub image: Option<String>,
+    /// `uid[:gid]` or `name[:group]` (images only: names resolve in the image).
+    pub user: Option<String>,
 }
 
 pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
-                         notify_socket, stdin, log_unit";
+                         notify_socket, stdin, log_unit, image, user";
 
 fn get<T>(key: &str, value: &OwnedValue, want: &str) -> Result<T>
 where
@@ -149,6 +153,18 @@ impl CreateRequest {
                     }
                     r.notify_socket = Some(s);
                 }
+                "image" | "user" => {
+                    let v: String = get(key, value, "s")?;
+                    if v.is_empty() || v.len() > 1024 {
+                        return Err(Error::InvalidArgument(format!(
+                            "option {key} must be 1-1024 bytes"
+                        )));
+                    }
+                    match key.as_str() {
+                        "image" => r.image = Some(v),
+                        _ => r.user = Some(v),
+                    }
+                }
                 "log_unit" => {
                     let u: String = get(key, value, "s")?;
                     let ok = !u.is_empty()
@@ -168,6 +184,11 @@ impl CreateRequest {
                     )))
                 }
             }
+        }
+        if r.user.is_some() && r.image.is_none() {
+            return Err(Error::InvalidArgument(
+                "option user goes with image (a bundle's config.json says its user)".into(),
+            ));
         }
         Ok(r)
     }
@@ -258,8 +279,14 @@ impl CreateRequest {
         let text = std::fs::read_to_string(bundle.join("config.json")).map_err(|e| {
             Error::InvalidArgument(format!("{}/config.json: {e}", bundle.display()))
         })?;
-        let mut config: Value = serde_json::from_str(&text)
+        let config: Value = serde_json::from_str(&text)
             .map_err(|e| Error::InvalidArgument(format!("config.json: {e}")))?;
+        self.write_config(config, bundle, dir)
+    }
+
+    /// Applies the request to `config` (relative paths meaning `bundle`'s)
+    /// and writes it as `dir`/config.json; returns `dir`.
+    pub fn write_config(&self, mut config: Value, bundle: &Path, dir: &Path) -> Result<PathBuf> {
         self.apply(&mut config, bundle);
         let internal = |e: std::io::Error| Error::Internal(format!("{}: {e}", dir.display()));
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

@@ -24,6 +24,9 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
                 berth_init::container::delete(&root, &id, true)
             })
             .await;
+            if !rec.image.is_empty() {
+                daemon.release_rootfs(&rec.id).await;
+            }
             let _ = std::fs::remove_dir_all(daemon.bundles_dir.join(&rec.id));
             let _ = daemon.store.remove(&rec.id);
             tracing::warn!(container = %rec.id, "removed a half-created container");
@@ -44,6 +47,17 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
         match crate::api::manager::register(conn, daemon, &rec.id).await {
             Ok(_) => report.reattached += 1,
             Err(e) => tracing::error!(container = %rec.id, "re-attaching: {e:?}"),
+        }
+    }
+    // Image rootfs whose container is gone (a crash inside create or delete).
+    if let Some(images) = &daemon.images {
+        let dir = images.root().join("containers");
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if matches!(daemon.store.get(&name), Ok(None)) {
+                daemon.release_rootfs(&name).await;
+                report.repaired += 1;
+            }
         }
     }
     // Rewritten bundles whose container is gone (a crash between the

@@ -42,6 +42,9 @@ pub struct ContainerRecord {
     pub exit_signal: i32,
     /// "" | "exited" | "shim died" | ...
     pub exit_reason: String,
+    /// The image the container was created from ("" for a bundle).
+    #[serde(default)]
+    pub image: String,
     /// Processes exec'd into the container, by exec id (older records lack it).
     #[serde(default)]
     pub execs: BTreeMap<String, ExecRecord>,

@@ -437,6 +437,7 @@ fn introspection_matches_the_xml_in_dbus() {
         call(&c, "CreateContainer", &("x1", bundle.path(), no_options())).unwrap();
     for (obj, iface) in [
         (PATH.to_string(), "io.berth.Berth1.Manager"),
+        (PATH.to_string(), "io.berth.Berth1.Images"),
         (path.to_string(), "io.berth.Berth1.Container"),
     ] {
         let xml: String = c

@@ -58,8 +58,11 @@ pub struct CreateOpts {
     /// Label KEY=VALUE, repeatable.
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// An image reference (not supported yet: use --bundle), then the
-    /// command to run instead of the bundle's process.args.
+    /// User (uid[:gid] or name[:group]) for a container from an image.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Without --bundle: the IMAGE, then the command (replaces its Cmd);
+    /// with --bundle: the command (replaces process.args).
     #[arg(
         trailing_var_arg = true,
         allow_hyphen_values = true,
@@ -192,6 +195,9 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Manage images (import, pull, ls, inspect, tag, rm, prune, save).
+    #[command(subcommand)]
+    Image(ImageCmd),
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
     /// Write man pages into DIR.
@@ -204,6 +210,54 @@ pub enum Cmd {
         name: String,
         #[arg(long, default_value = "/etc/berth/containers")]
         config_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// Import an OCI layout directory or a docker/podman save tar (.tar, .tar.gz).
+    Import {
+        path: PathBuf,
+        /// Name for the image (when the input holds one).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Pull from a registry (linux/amd64 of a multi-arch index).
+    Pull {
+        reference: String,
+        /// Credentials as USER:PASSWORD.
+        #[arg(long, value_name = "USER:PASSWORD")]
+        creds: Option<String>,
+        /// Plain HTTP (default: only for loopback registries).
+        #[arg(long)]
+        plain_http: bool,
+    },
+    /// List images.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show images as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Give an image another name.
+    Tag { name: String, new_name: String },
+    /// Remove image names (blobs go at the next prune).
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove blobs and snapshots nothing uses.
+    Prune,
+    /// Write images as an OCI layout into DIR (new or empty).
+    Save {
+        #[arg(short = 'o', long, value_name = "DIR")]
+        output: PathBuf,
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 

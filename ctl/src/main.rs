@@ -3,6 +3,7 @@
 //! touches /run/berth or /var/lib/berth itself.
 
 mod cli;
+mod image;
 mod proxy;
 mod session;
 mod show;
@@ -141,6 +142,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Events { json } => show::events(json),
         Cmd::Version => show::version(),
         Cmd::Info { json } => show::info(json),
+        Cmd::Image(cmd) => image::run(cmd),
         Cmd::RunUnit { name, config_dir } => unit::run_unit(&name, &config_dir),
     }
 }

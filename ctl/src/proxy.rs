@@ -42,6 +42,33 @@ pub trait Manager {
     fn version(&self) -> zbus::Result<String>;
 }
 
+/// ListImages: (name, image id, manifest digest, size, imported at µs).
+pub type ImageRow = (String, String, String, u64, u64);
+
+#[zbus::proxy(
+    interface = "io.berth.Berth1.Images",
+    default_service = "io.berth.Berth1",
+    default_path = "/io/berth/Berth1"
+)]
+pub trait Images {
+    fn import_image(
+        &self,
+        path: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<Vec<String>>;
+    fn pull_image(
+        &self,
+        reference: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<String>;
+    fn list_images(&self) -> zbus::Result<Vec<ImageRow>>;
+    fn inspect_image(&self, name: &str) -> zbus::Result<String>;
+    fn tag_image(&self, name: &str, new_name: &str) -> zbus::Result<String>;
+    fn remove_image(&self, name: &str) -> zbus::Result<()>;
+    fn prune_images(&self) -> zbus::Result<(u32, u64, u32)>;
+    fn save_images(&self, names: Vec<String>, path: &str) -> zbus::Result<()>;
+}
+
 #[zbus::proxy(
     interface = "io.berth.Berth1.Container",
     default_service = "io.berth.Berth1"

@@ -70,25 +70,42 @@ pub fn create_options(
     Ok(o)
 }
 
-/// The bundle (absolute) and the command override.
-fn bundle_and_cmd(opts: &CreateOpts) -> Result<(String, Vec<String>)> {
-    let Some(bundle) = &opts.bundle else {
-        return Err(Failed(match opts.rest.first() {
-            Some(image) => format!(
-                "images are not supported yet ({image:?}): pass an OCI bundle with --bundle DIR"
-            ),
-            None => "give an OCI bundle with --bundle DIR".into(),
-        }));
-    };
-    let abs = std::fs::canonicalize(bundle)
-        .map_err(|e| Failed(format!("bundle {}: {e}", bundle.display())))?;
-    Ok((abs.to_string_lossy().into_owned(), opts.rest.clone()))
+/// Where the container comes from: (bundle or "", image, command override).
+fn source(opts: &CreateOpts) -> Result<(String, Option<String>, Vec<String>)> {
+    match (&opts.bundle, opts.rest.split_first()) {
+        (Some(bundle), _) => {
+            let abs = std::fs::canonicalize(bundle)
+                .map_err(|e| Failed(format!("bundle {}: {e}", bundle.display())))?;
+            Ok((abs.to_string_lossy().into_owned(), None, opts.rest.clone()))
+        }
+        (None, Some((image, cmd))) => Ok((String::new(), Some(image.clone()), cmd.to_vec())),
+        (None, None) => Err(Failed(
+            "give an IMAGE, or an OCI bundle with --bundle DIR".into(),
+        )),
+    }
 }
 
 pub fn create(m: &ManagerProxyBlocking, opts: &CreateOpts) -> Result<String> {
-    let (bundle, cmd) = bundle_and_cmd(opts)?;
+    create_with(m, opts, HashMap::new())
+}
+
+/// create, with `extra` options beside those of the command line.
+pub fn create_with(
+    m: &ManagerProxyBlocking,
+    opts: &CreateOpts,
+    extra: HashMap<&'static str, Value<'static>>,
+) -> Result<String> {
+    let (bundle, image, cmd) = source(opts)?;
     let id = opts.name.clone().unwrap_or_else(random_id);
-    m.create_container(&id, &bundle, create_options(opts, &cmd)?)?;
+    let mut options = create_options(opts, &cmd)?;
+    options.extend(extra);
+    if let Some(image) = image {
+        options.insert("image", Value::from(image));
+    }
+    if let Some(user) = &opts.user {
+        options.insert("user", Value::from(user.clone()));
+    }
+    m.create_container(&id, &bundle, options)?;
     Ok(id)
 }
 

@@ -4,7 +4,7 @@
 //! container, `notify = true`), SIGTERM → stop (TERM, then KILL after
 //! `stop_timeout`), its exit code as ours — so systemd's Restart= works.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,14 +16,18 @@ use zbus::zvariant::Value;
 use crate::cli::{parse_size, CreateOpts};
 use crate::{connect, session, Failed, Result};
 
-/// NAME.toml; every field but `bundle` optional. Unknown keys are errors, so a
-/// typo does not silently do nothing.
+/// NAME.toml: `bundle` or `image`, the rest optional. Unknown keys are
+/// errors, so a typo does not silently do nothing.
 #[derive(Debug, serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct UnitConfig {
     /// OCI bundle directory.
-    pub bundle: PathBuf,
-    /// Replaces the bundle's process.args.
+    pub bundle: Option<PathBuf>,
+    /// An image in berthd's store (berthctl image pull/import).
+    pub image: Option<String>,
+    /// For an image: uid[:gid] or name[:group].
+    pub user: Option<String>,
+    /// Replaces the bundle's process.args (the image's Cmd).
     #[serde(default)]
     pub command: Vec<String>,
     #[serde(default)]
@@ -109,8 +113,18 @@ fn notify_relay(name: &str) -> Result<PathBuf> {
 
 pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
     let config = load(&config_dir.join(format!("{name}.toml")))?;
+    let rest = match (&config.bundle, &config.image) {
+        (Some(_), None) => config.command.clone(),
+        (None, Some(image)) => [vec![image.clone()], config.command.clone()].concat(),
+        _ => {
+            return Err(Failed(format!(
+                "{name}.toml: give bundle or image (one of them)"
+            )))
+        }
+    };
     let opts = CreateOpts {
-        bundle: Some(config.bundle.clone()),
+        bundle: config.bundle.clone(),
+        user: config.user.clone(),
         name: Some(name.to_string()),
         process: crate::cli::ProcessOpts {
             env: config.env.clone(),
@@ -130,16 +144,14 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
-        rest: config.command.clone(),
+        rest,
     };
     let (_, m) = connect()?;
     // A leftover of an earlier run of this unit (crash, kill -9): replace it.
     if m.get_container(name).is_ok() {
         let _ = m.delete_container(name, true);
     }
-    let bundle = std::fs::canonicalize(&config.bundle)
-        .map_err(|e| Failed(format!("bundle {}: {e}", config.bundle.display())))?;
-    let mut options = session::create_options(&opts, &config.command)?;
+    let mut options: HashMap<&'static str, Value<'static>> = HashMap::new();
     options.insert("log_unit", Value::from(own_unit(name)));
     if config.notify {
         let sock = notify_relay(name)?;
@@ -154,7 +166,7 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
 
-    m.create_container(name, &bundle.to_string_lossy(), options)?;
+    session::create_with(&m, &opts, options)?;
     if let Err(e) = m.start_container(name) {
         let _ = m.delete_container(name, true);
         return Err(e.into());
@@ -195,12 +207,13 @@ mod tests {
             "bundle = \"/srv/web\"\ncommand = [\"httpd\", \"-f\"]\nmemory = \"64m\"\nnotify = true\n[labels]\napp = \"web\"\n",
         )
         .unwrap();
-        assert_eq!(c.bundle, PathBuf::from("/srv/web"));
+        assert_eq!(c.bundle, Some(PathBuf::from("/srv/web")));
         assert_eq!(c.command, ["httpd", "-f"]);
         assert!(c.notify);
         assert_eq!(c.labels["app"], "web");
         let err = toml::from_str::<UnitConfig>("bundle = \"/b\"\nmemroy = \"1g\"\n").unwrap_err();
         assert!(err.to_string().contains("memroy"));
-        assert!(toml::from_str::<UnitConfig>("command = [\"x\"]\n").is_err());
+        let c: UnitConfig = toml::from_str("image = \"busybox\"\nuser = \"1000\"\n").unwrap();
+        assert_eq!(c.image.as_deref(), Some("busybox"));
     }
 }

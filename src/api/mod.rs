@@ -3,6 +3,7 @@
 
 pub mod container;
 pub mod error;
+pub mod images;
 pub mod manager;
 
 use std::collections::HashMap;

@@ -1,0 +1,224 @@
+//! io.berth.Berth1.Images at /io/berth/Berth1 (beside the Manager): the
+//! image store — import, pull, list, inspect, tag, remove, prune, save.
+//! Containers are made from an image with CreateContainer's `image` option.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use zbus::zvariant::OwnedValue;
+use zbus::{interface, Connection};
+
+use crate::api::error::{Error, Result};
+use crate::api::require_root;
+use crate::daemon::Daemon;
+use crate::images::{dbus_error, with_store};
+
+pub struct Images {
+    pub daemon: Arc<Daemon>,
+}
+
+fn string_option(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Option<String>> {
+    options
+        .get(key)
+        .map(|v| {
+            v.try_clone()
+                .ok()
+                .and_then(|v| String::try_from(v).ok())
+                .ok_or_else(|| Error::InvalidArgument(format!("option {key} must be s")))
+        })
+        .transpose()
+}
+
+fn check_keys(options: &HashMap<String, OwnedValue>, known: &[&str]) -> Result<()> {
+    match options.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(Error::InvalidArgument(format!(
+            "unknown option {k:?} (known: {})",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn absolute(path: &str) -> Result<PathBuf> {
+    let p = PathBuf::from(path);
+    if !p.is_absolute() || path.len() > libc::PATH_MAX as usize {
+        return Err(Error::InvalidArgument(format!(
+            "{:?} must be an absolute path",
+            crate::daemon::brief(path)
+        )));
+    }
+    Ok(p)
+}
+
+#[interface(name = "io.berth.Berth1.Images")]
+impl Images {
+    /// Imports an OCI image layout directory or a docker/podman save tar
+    /// (optionally gzipped) at `path`; option `name` (s) names a single
+    /// image. Returns the names recorded.
+    async fn import_image(
+        &self,
+        path: &str,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<Vec<String>> {
+        require_root(conn, &hdr).await?;
+        check_keys(&options, &["name"])?;
+        let opts = berth_image::ImportOptions {
+            name: string_option(&options, "name")?,
+            ..Default::default()
+        };
+        let path = absolute(path)?;
+        with_store(&self.daemon.images, move |s| {
+            let recs = s.import(&path, &opts).map_err(dbus_error)?;
+            Ok(recs.into_iter().map(|r| r.name).collect())
+        })
+        .await
+    }
+
+    /// Pulls `reference` from its registry (linux/amd64 of an index);
+    /// options `username`/`password` (s), `plain_http` (b). Returns the name.
+    async fn pull_image(
+        &self,
+        reference: &str,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<String> {
+        require_root(conn, &hdr).await?;
+        check_keys(&options, &["username", "password", "plain_http"])?;
+        let mut opts = berth_image::PullOptions::default();
+        if let (Some(u), Some(p)) = (
+            string_option(&options, "username")?,
+            string_option(&options, "password")?,
+        ) {
+            opts.credentials = Some((u, p));
+        }
+        if let Some(v) = options.get("plain_http") {
+            let b = v
+                .try_clone()
+                .ok()
+                .and_then(|v| bool::try_from(v).ok())
+                .ok_or_else(|| Error::InvalidArgument("option plain_http must be b".into()))?;
+            opts.plain_http = Some(b);
+        }
+        let reference = reference.to_string();
+        with_store(&self.daemon.images, move |s| {
+            let rec = s.pull(&reference, &opts, &mut |_| {}).map_err(dbus_error)?;
+            Ok(rec.name)
+        })
+        .await
+    }
+
+    /// (name, image id, manifest digest, layers' compressed size, imported
+    /// at µs) of every image.
+    async fn list_images(&self) -> Result<Vec<(String, String, String, u64, u64)>> {
+        with_store(&self.daemon.images, |s| {
+            let recs = s.list().map_err(dbus_error)?;
+            Ok(recs
+                .into_iter()
+                .map(|r| {
+                    let size = r.layers.iter().map(|l| l.size).sum();
+                    (
+                        r.name,
+                        r.config.to_string(),
+                        r.manifest.to_string(),
+                        size,
+                        r.imported_at,
+                    )
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// The image's record and config as JSON.
+    async fn inspect_image(&self, name: &str) -> Result<String> {
+        let name = name.to_string();
+        with_store(&self.daemon.images, move |s| {
+            let i = s.inspect(&name).map_err(dbus_error)?;
+            let layers: Vec<String> = i
+                .record
+                .layers
+                .iter()
+                .map(|l| l.digest.to_string())
+                .collect();
+            Ok(serde_json::json!({
+                "Name": i.record.name,
+                "Names": i.names,
+                "Id": i.record.config.to_string(),
+                "Manifest": i.record.manifest.to_string(),
+                "Platform": format!("{}/{}", i.record.platform.os, i.record.platform.architecture),
+                "Layers": layers,
+                "ImportedAt": i.record.imported_at,
+                "Config": i.config_json,
+            })
+            .to_string())
+        })
+        .await
+    }
+
+    async fn tag_image(
+        &self,
+        name: &str,
+        new_name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<String> {
+        require_root(conn, &hdr).await?;
+        let (name, new_name) = (name.to_string(), new_name.to_string());
+        with_store(&self.daemon.images, move |s| {
+            Ok(s.tag(&name, &new_name).map_err(dbus_error)?.name)
+        })
+        .await
+    }
+
+    /// Removes a name; the blobs go at the next PruneImages if nothing else
+    /// (another name, a container's rootfs) holds them.
+    async fn remove_image(
+        &self,
+        name: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        require_root(conn, &hdr).await?;
+        let name = name.to_string();
+        with_store(&self.daemon.images, move |s| {
+            s.remove(&name).map_err(dbus_error).map(drop)
+        })
+        .await
+    }
+
+    /// Garbage collection: (blobs removed, bytes freed, snapshots removed).
+    async fn prune_images(
+        &self,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<(u32, u64, u32)> {
+        require_root(conn, &hdr).await?;
+        with_store(&self.daemon.images, |s| {
+            let r = s.gc().map_err(dbus_error)?;
+            Ok((r.blobs.len() as u32, r.bytes, r.snapshots.len() as u32))
+        })
+        .await
+    }
+
+    /// Writes the named images as an OCI layout into the empty or new
+    /// directory `path`.
+    async fn save_images(
+        &self,
+        names: Vec<String>,
+        path: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        require_root(conn, &hdr).await?;
+        let path = absolute(path)?;
+        with_store(&self.daemon.images, move |s| {
+            let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+            s.save(&refs, &path).map_err(dbus_error)
+        })
+        .await
+    }
+}

@@ -1,0 +1,85 @@
+//! berthd's side of images (the berth-image crate): containers created from
+//! an image get an overlay rootfs and a spec generated from the image config,
+//! written where rewritten bundles go (`<state>/bundles/<id>/`).
+//!
+//! The store is synchronous and takes its own lock: every call here runs on
+//! tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use berth_image::{ErrorKind, ImageStore, SpecOptions};
+
+use crate::api::error::Error;
+use crate::overrides::CreateRequest;
+
+/// berth-image's error, as io.berth.Berth1's.
+pub fn dbus_error(e: berth_image::Error) -> Error {
+    let msg = e.to_string();
+    match e.kind() {
+        ErrorKind::NotFound => Error::NotFound(msg),
+        ErrorKind::AlreadyExists => Error::AlreadyExists(msg),
+        ErrorKind::InvalidArgument => Error::InvalidArgument(msg),
+        ErrorKind::Unavailable => Error::FailedPrecondition(msg),
+        ErrorKind::PermissionDenied => Error::PermissionDenied(msg),
+        ErrorKind::Internal => Error::Internal(msg),
+    }
+}
+
+/// Runs `f` on the blocking pool with the store, or says there is none.
+pub async fn with_store<T: Send + 'static>(
+    store: &Option<Arc<ImageStore>>,
+    f: impl FnOnce(&ImageStore) -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    let store = store.clone().ok_or_else(|| {
+        Error::FailedPrecondition(
+            "the image store could not be opened (see journalctl -u berthd)".into(),
+        )
+    })?;
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// Makes the container's rootfs from `image` (unpacked layers + a writable
+/// upper, mounted) and writes its config.json into `bundle_dir`; returns
+/// `bundle_dir`. Undoes the rootfs if a later step fails.
+pub fn prepare(
+    store: &ImageStore,
+    id: &str,
+    image: &str,
+    req: &CreateRequest,
+    bundle_dir: &Path,
+) -> Result<PathBuf, Error> {
+    store.create_rootfs(id, image).map_err(dbus_error)?;
+    let made = (|| {
+        let mount = store.mount_rootfs(id).map_err(dbus_error)?;
+        let opts = SpecOptions {
+            args: req.args.clone(),
+            env: req.env.clone(),
+            workdir: req.workdir.clone(),
+            user: req.user.clone(),
+            terminal: req.terminal.unwrap_or(false),
+            ..Default::default()
+        };
+        let spec = store
+            .generate_spec(image, &mount, &opts)
+            .map_err(dbus_error)?;
+        let config =
+            serde_json::to_value(&spec).map_err(|e| Error::Internal(format!("spec: {e}")))?;
+        req.write_config(config, &mount, bundle_dir)
+    })();
+    if made.is_err() {
+        let _ = store.remove_rootfs(id);
+    }
+    made
+}
+
+/// Removes a container's rootfs, if it was made from an image.
+pub fn release(store: &Option<Arc<ImageStore>>, id: &str) {
+    if let Some(s) = store {
+        if let Err(e) = s.remove_rootfs(id) {
+            tracing::warn!(container = %id, "removing the image rootfs: {e}");
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Images end to end: a docker-save archive made with tar and sha256sum,
+//! imported into berthd's store, run with `berthctl run IMAGE …`, removed and
+//! pruned — against a real berthd in a box.
+
+use std::path::PathBuf;
+
+use berth_box::SystemdBox;
+
+const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
+
+fn berthctl() -> String {
+    let p = PathBuf::from(BERTHD).with_file_name("berthctl");
+    assert!(
+        p.exists(),
+        "{} is missing: cargo build -p berthctl",
+        p.display()
+    );
+    p.to_string_lossy().into_owned()
+}
+
+fn berthd_service(b: &SystemdBox) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    b.sh_ok(&format!(
+        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
+         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
+         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
+         cp {root}/units/berth.slice /run/systemd/system/ && \
+         systemctl daemon-reload && systemctl start berthd"
+    ));
+}
+
+fn ctl(b: &SystemdBox, args: &str) -> (i32, String, String) {
+    let out = b.sh(&format!("{} {args}", berthctl())).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ctl_ok(b: &SystemdBox, args: &str) -> String {
+    let (code, out, err) = ctl(b, args);
+    assert_eq!(code, 0, "berthctl {args}: {out}{err}");
+    out
+}
+
+/// A one-layer busybox image as `docker save` writes it, built in /tmp/img.
+const MAKE_ARCHIVE: &str = r#"set -e
+rm -rf /tmp/img && mkdir -p /tmp/img/layer/bin /tmp/img/layer/etc /tmp/img/layer/tmp && cd /tmp/img
+cp /bin/busybox layer/bin/busybox
+for t in sh echo cat id env ls mount grep sleep; do ln -s busybox layer/bin/$t; done
+printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' > layer/etc/passwd
+printf 'root:x:0:\napp:x:1000:\n' > layer/etc/group
+tar -C layer --owner=0 --group=0 -cf layer.tar .
+diff=$(sha256sum layer.tar | cut -d' ' -f1)
+cat > config.json <<EOF
+{"architecture":"amd64","os":"linux",
+ "config":{"Env":["PATH=/bin","FOO=from-image"],"Cmd":["sh","-c","echo default-cmd \$FOO"],"WorkingDir":"/tmp"},
+ "rootfs":{"type":"layers","diff_ids":["sha256:$diff"]}}
+EOF
+cfg=$(sha256sum config.json | cut -d' ' -f1)
+mv config.json $cfg.json
+echo "[{\"Config\":\"$cfg.json\",\"RepoTags\":[\"local/bb:1\"],\"Layers\":[\"layer.tar\"]}]" > manifest.json
+tar -cf image.tar manifest.json $cfg.json layer.tar
+"#;
+
+#[test]
+fn images_import_run_remove_prune() {
+    let Some(b) = berth_box::up_or_skip("berthctl_images") else {
+        return;
+    };
+    berthd_service(&b);
+    b.sh_ok(MAKE_ARCHIVE);
+    assert_eq!(
+        ctl_ok(&b, "image import /tmp/img/image.tar").trim(),
+        "docker.io/local/bb:1"
+    );
+    let ls = ctl_ok(&b, "image ls");
+    assert!(ls.contains("docker.io/local/bb:1"), "{ls}");
+
+    // The image's Cmd, Env and WorkingDir; then a command of ours.
+    let (code, out, err) = ctl(&b, "run --rm local/bb:1");
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "default-cmd from-image\n"),
+        "{err}"
+    );
+    assert_eq!(ctl_ok(&b, "run --rm local/bb:1 sh -c pwd"), "/tmp\n");
+    // -u by name, resolved in the image's /etc/passwd.
+    assert_eq!(ctl_ok(&b, "run --rm -u app local/bb:1 id -u"), "1000\n");
+    // The rootfs is writable, and private to the container.
+    assert_eq!(
+        ctl_ok(
+            &b,
+            "run --rm local/bb:1 sh -c 'echo w > /etc/mark; cat /etc/mark'"
+        ),
+        "w\n"
+    );
+    assert_eq!(
+        ctl(&b, "run --rm local/bb:1 cat /etc/mark").0,
+        1,
+        "a write leaked into the image"
+    );
+    // Overlay mounts of containers are gone with them.
+    let mounts = b.sh_ok("grep -c /var/lib/berth/images/containers /proc/self/mountinfo || true");
+    assert_eq!(mounts.trim(), "0");
+
+    // A kept container holds its layers: removing the image name is fine,
+    // prune keeps what the container uses until it is deleted.
+    ctl_ok(&b, "run -d --name held local/bb:1 sleep 300");
+    ctl_ok(&b, "image tag local/bb:1 local/bb:copy");
+    ctl_ok(&b, "image rm local/bb:1 local/bb:copy");
+    assert!(ctl_ok(&b, "image ls --json").trim() == "[]");
+    let prune = ctl_ok(&b, "image prune");
+    // Its layers are still there for it.
+    assert_eq!(
+        ctl_ok(&b, "exec held sh -c 'ls /bin/busybox'"),
+        "/bin/busybox\n"
+    );
+    ctl_ok(&b, "rm -f held");
+    let prune2 = ctl_ok(&b, "image prune");
+    assert!(prune2.contains("snapshots"), "{prune} / {prune2}");
+    let left = b.sh_ok("find /var/lib/berth/images/blobs -type f | wc -l");
+    assert_eq!(left.trim(), "0", "blobs left after rm + prune");
+
+    // Bad input: named errors, nothing created.
+    let (code, _, err) = ctl(&b, "run --rm local/nothing:1 true");
+    assert_eq!(code, 125);
+    assert!(err.contains("NotFound"), "{err}");
+    let (code, _, err) = ctl(&b, "image import /tmp/img/layer.tar");
+    assert_eq!(code, 125);
+    assert!(err.contains("InvalidArgument"), "{err}");
+    b.sh_ok("head -c 20000 /tmp/img/image.tar > /tmp/img/cut.tar");
+    let (code, _, err) = ctl(&b, "image import /tmp/img/cut.tar");
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(ctl_ok(&b, "ps -a --json").trim(), "[]");
+    assert_eq!(ctl_ok(&b, "image ls --json").trim(), "[]");
+}
