@@ -264,17 +264,9 @@ impl Daemon {
     /// Runs `berth-shim` with `args` and returns (process pid, shim pid) from
     /// its report.
     async fn run_shim(&self, id: &str, args: &[&str]) -> Result<(u32, u32)> {
-        let mut cmd = tokio::process::Command::new(&self.shim);
-        // SAFETY: only the close_range syscall between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // berthd's own fds (LMDB files, bus sockets) are not all
-                // close-on-exec (LMDB opens its files without it): none may
-                // reach the shim, let alone a container.
-                berth_init::child::close_range_cloexec(3).map_err(std::io::Error::from)
-            });
-        }
-        let out = cmd
+        // No pre_exec: every fd of berthd is close-on-exec (LMDB's are made so
+        // at start, main.rs), so std can posix_spawn the shim.
+        let out = tokio::process::Command::new(&self.shim)
             .arg("--root")
             .arg(&self.run_dir)
             .args(["--id", id, "--name", id])
