@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use zbus::object_server::SignalEmitter;
-use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 use zbus::{interface, Connection};
 
 use crate::api::container::ContainerObject;
@@ -115,14 +115,30 @@ async fn properties_changed(conn: &Connection, id: &str) {
     else {
         return;
     };
-    let obj = iface.get().await;
-    let em = iface.signal_emitter();
-    let _ = obj.status_changed(em).await;
-    let _ = obj.pid_changed(em).await;
-    let _ = obj.started_at_changed(em).await;
-    let _ = obj.exited_at_changed(em).await;
-    let _ = obj.exit_code_changed(em).await;
-    let _ = obj.exit_signal_changed(em).await;
+    let Ok(r) = iface.get().await.daemon.get(id) else {
+        return;
+    };
+    // One PropertiesChanged with every state property (not one signal per
+    // property): subscribers see a consistent state, the bus carries 1/6.
+    let pid = if r.status == "stopped" { 0 } else { r.pid };
+    let changed = HashMap::from([
+        ("Status", Value::from(r.status.as_str())),
+        ("Pid", Value::from(pid)),
+        ("StartedAt", Value::from(r.started_at)),
+        ("ExitedAt", Value::from(r.exited_at)),
+        ("ExitCode", Value::from(r.exit_code)),
+        ("ExitSignal", Value::from(r.exit_signal)),
+    ]);
+    let Ok(name) = zbus::names::InterfaceName::try_from("io.berth.Berth1.Container") else {
+        return;
+    };
+    let _ = zbus::fdo::Properties::properties_changed(
+        iface.signal_emitter(),
+        name,
+        changed,
+        std::borrow::Cow::Borrowed(&[]),
+    )
+    .await;
 }
 
 /// The shim saw the container exit: properties, then ContainerExited.
