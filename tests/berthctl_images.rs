@@ -136,3 +136,47 @@ fn images_import_run_remove_prune() {
     assert_eq!(ctl_ok(&b, "ps -a --json").trim(), "[]");
     assert_eq!(ctl_ok(&b, "image ls --json").trim(), "[]");
 }
+
+#[test]
+fn pull_from_a_local_registry_with_progress() {
+    for tool in ["docker-registry", "skopeo"] {
+        if std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            println!("SKIP pull_from_a_local_registry_with_progress: {tool} is not installed (scripts/deps installs it)");
+            return;
+        }
+    }
+    let Some(b) = berth_box::up_or_skip("berthctl_pull") else {
+        return;
+    };
+    berthd_service(&b);
+    b.sh_ok(MAKE_ARCHIVE);
+    // The box shares the host's network: a free port from here is free there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    b.sh_ok(&format!(
+        "mkdir -p /tmp/reg && printf 'version: 0.1\\nlog:\\n  level: error\\nstorage:\\n  filesystem:\\n    rootdirectory: /tmp/reg/data\\nhttp:\\n  addr: 127.0.0.1:{port}\\n' > /tmp/reg/config.yml && \
+         systemd-run --unit=test-registry docker-registry serve /tmp/reg/config.yml && \
+         for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done && \
+         skopeo --insecure-policy copy --quiet --dest-tls-verify=false docker-archive:/tmp/img/image.tar docker://127.0.0.1:{port}/bb:1"
+    ));
+    let (code, out, err) = ctl(&b, &format!("image pull 127.0.0.1:{port}/bb:1"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), format!("127.0.0.1:{port}/bb:1"));
+    // Not a terminal: one line per finished blob, from the PullProgress signals.
+    assert!(err.contains(" done"), "no progress shown: {err}");
+    assert_eq!(
+        ctl_ok(&b, &format!("run --rm 127.0.0.1:{port}/bb:1 echo pulled")),
+        "pulled\n"
+    );
+    let (code, _, err) = ctl(&b, &format!("image pull 127.0.0.1:{port}/bb:missing"));
+    assert_eq!(code, 125);
+    assert!(err.contains("NotFound"), "{err}");
+    b.sh_ok("systemctl stop test-registry");
+}

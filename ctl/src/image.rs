@@ -24,6 +24,36 @@ fn human(bytes: u64) -> String {
     format!("{v:.1} {}", units[i])
 }
 
+/// One line per blob on a terminal (redrawn), or a line per finished blob.
+fn show_progress(signals: crate::proxy::PullProgressIterator, reference: &str) {
+    use std::io::{IsTerminal, Write};
+    let tty = std::io::stderr().is_terminal();
+    let mut blobs: Vec<(String, u64, u64)> = Vec::new();
+    for s in signals {
+        let Ok(a) = s.args() else { continue };
+        if a.reference != reference {
+            continue;
+        }
+        let d = short(&a.digest).to_string();
+        let finished = a.done >= a.total;
+        match blobs.iter_mut().find(|b| b.0 == d) {
+            Some(b) => (b.1, b.2) = (a.done, a.total),
+            None => blobs.push((d.clone(), a.done, a.total)),
+        }
+        let mut err = std::io::stderr().lock();
+        if tty {
+            let line: Vec<String> = blobs
+                .iter()
+                .map(|(d, done, total)| format!("{d} {}/{}", human(*done), human(*total)))
+                .collect();
+            let _ = write!(err, "\r\x1b[K{}", line.join("  "));
+        } else if finished {
+            let _ = writeln!(err, "{d}: {} done", human(a.total));
+        }
+        let _ = err.flush();
+    }
+}
+
 pub fn run(cmd: ImageCmd) -> Result<u8> {
     let conn = zbus::blocking::Connection::system()?;
     let images = ImagesProxyBlocking::new(&conn)?;
@@ -55,8 +85,13 @@ pub fn run(cmd: ImageCmd) -> Result<u8> {
             if plain_http {
                 o.insert("plain_http", Value::from(true));
             }
-            eprintln!("pulling {reference}…");
-            println!("{}", images.pull_image(&reference, o)?);
+            // Subscribed before the call, so no progress is missed.
+            let progress = images.receive_pull_progress()?;
+            let watched = reference.clone();
+            std::thread::spawn(move || show_progress(progress, &watched));
+            let name = images.pull_image(&reference, o)?;
+            eprintln!();
+            println!("{name}");
         }
         ImageCmd::Ls { json } => {
             let list = images.list_images()?;

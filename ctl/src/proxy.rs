@@ -67,6 +67,14 @@ pub trait Images {
     fn remove_image(&self, name: &str) -> zbus::Result<()>;
     fn prune_images(&self) -> zbus::Result<(u32, u64, u32)>;
     fn save_images(&self, names: Vec<String>, path: &str) -> zbus::Result<()>;
+    #[zbus(signal)]
+    fn pull_progress(
+        &self,
+        reference: String,
+        digest: String,
+        done: u64,
+        total: u64,
+    ) -> zbus::Result<()>;
 }
 
 #[zbus::proxy(

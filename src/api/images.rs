@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedValue;
 use zbus::{interface, Connection};
 
@@ -85,6 +86,7 @@ impl Images {
         options: HashMap<String, OwnedValue>,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
+        #[zbus(signal_emitter)] em: SignalEmitter<'_>,
     ) -> Result<String> {
         require_root(conn, &hdr).await?;
         check_keys(&options, &["username", "password", "plain_http"])?;
@@ -103,13 +105,49 @@ impl Images {
                 .ok_or_else(|| Error::InvalidArgument("option plain_http must be b".into()))?;
             opts.plain_http = Some(b);
         }
+        // Progress goes out as PullProgress signals from here: the pull runs
+        // on the blocking pool, the signals need the async side. At most one
+        // signal per blob per 100 ms, and the last one always.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<berth_image::Progress>();
+        let emitter = em.to_owned();
+        let shown = reference.to_string();
+        let relay = tokio::spawn(async move {
+            let mut last: HashMap<String, std::time::Instant> = HashMap::new();
+            while let Some(p) = rx.recv().await {
+                let key = p.digest.to_string();
+                let now = std::time::Instant::now();
+                let due = last
+                    .get(&key)
+                    .is_none_or(|t| now.duration_since(*t).as_millis() >= 100);
+                if due || p.done >= p.total {
+                    last.insert(key.clone(), now);
+                    let _ = Self::pull_progress(&emitter, &shown, &key, p.done, p.total).await;
+                }
+            }
+        });
         let reference = reference.to_string();
-        with_store(&self.daemon.images, move |s| {
-            let rec = s.pull(&reference, &opts, &mut |_| {}).map_err(dbus_error)?;
+        let pulled = with_store(&self.daemon.images, move |s| {
+            let rec = s
+                .pull(&reference, &opts, &mut |p| {
+                    let _ = tx.send(p.clone());
+                })
+                .map_err(dbus_error)?;
             Ok(rec.name)
         })
-        .await
+        .await;
+        let _ = relay.await;
+        pulled
     }
+
+    /// Bytes of a blob of a pull in progress (`berthctl image pull` shows them).
+    #[zbus(signal)]
+    async fn pull_progress(
+        em: &SignalEmitter<'_>,
+        reference: &str,
+        digest: &str,
+        done: u64,
+        total: u64,
+    ) -> zbus::Result<()>;
 
     /// (name, image id, manifest digest, layers' compressed size, imported
     /// at µs) of every image.
