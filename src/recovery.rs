@@ -3,7 +3,10 @@
 //! ("creating") is undone; a live shim is watched again; a gone shim's exit
 //! record is recorded; a gone shim without one is "shim died".
 
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::daemon::Daemon;
 
@@ -18,7 +21,11 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
     for rec in daemon.store.list().unwrap_or_default() {
         if rec.status == "creating" {
             // Killed between the intent and the result: take it all back
-            // (init, scope, state dir), as a failed create would have.
+            // (init, scope, state dir), as a failed create would have. The
+            // shim berthd started goes on without it: undoing before it is
+            // done would miss what it makes afterwards (an orphan scope,
+            // shim and state dir), so wait for it to finish first.
+            wait_for_creating_shim(&daemon.run_dir, &rec.id).await;
             let (root, id) = (daemon.run_dir.clone(), rec.id.clone());
             let _ = tokio::task::spawn_blocking(move || {
                 berth_init::container::delete(&root, &id, true)
@@ -42,6 +49,26 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
                 None => (-1, 0, "shim died"),
             };
             let _ = daemon.record_exit(&rec.id, code, signal, reason);
+            report.repaired += 1;
+        }
+        if rec.status == "created" && shim_alive && started_meanwhile(daemon, &rec) {
+            // Killed inside a Start, after the process was let go: it runs,
+            // the record still says created (and a second Start would
+            // fail). Record what is; the FIFO goes as Start removes it.
+            let fifo = daemon
+                .run_dir
+                .join(&rec.id)
+                .join(berth_init::container::FIFO);
+            let _ = std::fs::remove_file(&fifo);
+            let _ = daemon.store.update(&rec.id, |r| {
+                if r.status == "created" {
+                    r.status = "running".into();
+                    if r.started_at == 0 {
+                        r.started_at = crate::daemon::now_us();
+                    }
+                }
+            });
+            tracing::warn!(container = %rec.id, "recorded a start cut short as running");
             report.repaired += 1;
         }
         match crate::api::manager::register(conn, daemon, &rec.id).await {
@@ -74,4 +101,83 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
         }
     }
     report
+}
+
+/// How long recovery waits for a shim still creating a container (its
+/// createRuntime hooks, say) before undoing the create regardless.
+const CREATING_SHIM_WAIT: Duration = Duration::from_secs(60);
+
+/// Waits until no `berth-shim` is creating container `id` under `run_dir`
+/// any more: it then either made the container (state.json is there, and
+/// the undo finds it) or failed and undid its own work.
+async fn wait_for_creating_shim(run_dir: &Path, id: &str) {
+    let deadline = Instant::now() + CREATING_SHIM_WAIT;
+    while creating_shim(run_dir, id) {
+        if Instant::now() > deadline {
+            tracing::warn!(container = %id, "a shim is still creating it; undoing anyway");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a `berth-shim` creating `id` under `run_dir` runs: berthd's own
+/// command line (`--root RUN --id ID`, no `--exec-id`), until the shim
+/// re-executes into berth-monitor. The container's init, forked from the
+/// shim, carries that command line too until it execs: a process whose
+/// parent is already the monitor is such an init, not a shim at work.
+fn creating_shim(run_dir: &Path, id: &str) -> bool {
+    let cmdline = |dir: &Path| std::fs::read(dir.join("cmdline")).ok();
+    let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    procs.into_iter().any(|entry| {
+        let Some(raw) = cmdline(&entry.path()) else {
+            return false;
+        };
+        let parent_is_monitor = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|st| {
+                st.rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse::<u32>()
+                    .ok()
+            })
+            .and_then(|ppid| cmdline(&Path::new("/proc").join(ppid.to_string())))
+            .is_some_and(|p| p.split(|b| *b == 0).next() == Some(b"berth-monitor"));
+        if parent_is_monitor {
+            return false;
+        }
+        let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
+        let arg = |name: &str| {
+            args.windows(2)
+                .find(|w| w[0] == name.as_bytes())
+                .map(|w| w[1])
+        };
+        let shim = args
+            .first()
+            .is_some_and(|a| Path::new(std::ffi::OsStr::from_bytes(a)).ends_with("berth-shim"));
+        shim && arg("--id") == Some(id.as_bytes())
+            && arg("--exec-id").is_none()
+            && arg("--root") == Some(run_dir.as_os_str().as_bytes())
+    })
+}
+
+/// Whether a container recorded as created has in fact been started: its
+/// FIFO is gone (Start removes it once the process exec'd), or its init — the
+/// shim's fork, blocked on the FIFO until then — runs another program.
+fn started_meanwhile(daemon: &Daemon, rec: &crate::store::ContainerRecord) -> bool {
+    let fifo = daemon
+        .run_dir
+        .join(&rec.id)
+        .join(berth_init::container::FIFO);
+    if berth_init::container::process_start_time(rec.pid as i32) != Some(rec.pid_start) {
+        return false; // gone: its shim records the exit
+    }
+    if !fifo.exists() {
+        return true;
+    }
+    let exe = std::fs::read_link(format!("/proc/{}/exe", rec.pid));
+    let shim = std::fs::canonicalize(&daemon.shim);
+    matches!((exe, shim), (Ok(e), Ok(s)) if e != s)
 }
