@@ -195,7 +195,10 @@ fn run_exec_logs_and_the_everyday_verbs() {
     assert!(err.contains("NotFound"), "{err}");
     let (code, _, err) = ctl(&b, "run docker.io/library/busybox");
     assert_eq!(code, 125);
-    assert!(err.contains("no image") && err.contains("NotFound"), "{err}");
+    assert!(
+        err.contains("no image") && err.contains("NotFound"),
+        "{err}"
+    );
     let (code, _, err) = ctl(&b, "run");
     assert_eq!(code, 125);
     assert!(err.contains("--bundle"), "{err}");
