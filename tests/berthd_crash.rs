@@ -467,13 +467,18 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
         "createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "2"]}]
     });
     slow_bundle.save();
+    let mut hooker_bundle = busybox_bundle("crash-hook");
+    hooker_bundle.config["hooks"] = json!({
+        "startContainer": [{"path": "/bin/sleep", "args": ["sleep", "2"]}]
+    });
+    hooker_bundle.save();
     let mut starter_bundle = busybox_bundle("crash-start");
     starter_bundle.config["hooks"] = json!({
         "poststart": [{"path": "/bin/sleep", "args": ["sleep", "2"]}]
     });
     starter_bundle.save();
     let per_seed = plan.budget / plan.seeds.len() as u32;
-    let (mut rounds, mut ops, mut exits_while_down) = (0, 0, 0);
+    let (mut rounds, mut ops, mut exits_while_down, mut starts_retried) = (0, 0, 0, 0);
     for &seed in &plan.seeds {
         let mut rng = Rng::new(seed);
         let seed_end = Instant::now() + per_seed;
@@ -548,6 +553,38 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
                     call::<()>(&connect(&b), "StartContainer", &(&starter,)).is_ok()
                 })
             };
+            // A start the kill cuts short before the process is let go: a
+            // startContainer hook (run by the init, inside) holds it back.
+            let hooker = format!("hook{seed}-{round}");
+            ledger.lock().unwrap().code.insert(hooker.clone(), 0);
+            let _: OwnedObjectPath = call(
+                &c,
+                "CreateContainer",
+                &(
+                    &hooker,
+                    hooker_bundle.path(),
+                    HashMap::<String, Value>::new(),
+                ),
+            )
+            .unwrap();
+            let hook_call = {
+                let (b, hooker) = (b.clone(), hooker.clone());
+                std::thread::spawn(move || {
+                    call::<()>(&connect(&b), "StartContainer", &(&hooker,)).is_ok()
+                })
+            };
+            // The start is past the exec (Start removes the FIFO then) and
+            // in its poststart hook.
+            let fifo_gone = Instant::now() + Duration::from_secs(10);
+            while b
+                .sh(&format!("test -e /run/berth/{starter}/exec.fifo"))
+                .unwrap()
+                .status
+                .success()
+            {
+                assert!(Instant::now() < fifo_gone, "{starter} was never started");
+                std::thread::sleep(Duration::from_millis(20));
+            }
             // A create that is sure to be in flight across the restart: its
             // createRuntime hook (run by the shim) outlasts RestartSec.
             let slow = format!("slow{seed}-{round}");
@@ -575,6 +612,7 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
             }
             assert!(!slow_call.join().unwrap(), "the slow create was answered");
             assert!(!start_call.join().unwrap(), "the slow start was answered");
+            let hook_answered = hook_call.join().unwrap();
             let down = match rng.chance(30) {
                 // An operator restarting it at once, not waiting for RestartSec.
                 true => {
@@ -607,6 +645,25 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
                 String::try_from(prop(&c, &starter_path, "Status").unwrap()).unwrap(),
                 "running",
                 "{what}: a start cut short by the kill"
+            );
+            // The start cut short before the exec: still created (its init
+            // waits for the next Start), and that Start works.
+            let hooker_path = format!("/io/berth/Berth1/container/{}", hooker.replace('-', "_2d"));
+            let hooker_status =
+                String::try_from(prop(&c, &hooker_path, "Status").unwrap()).unwrap();
+            match (hook_answered, hooker_status.as_str()) {
+                (false, "created") => {
+                    let () = call(&c, "StartContainer", &(&hooker,))
+                        .unwrap_or_else(|e| panic!("{what}: starting {hooker} again: {e}"));
+                    starts_retried += 1;
+                }
+                (_, "running") => {}
+                (answered, s) => panic!("{what}: {hooker} is {s} (start answered: {answered})"),
+            }
+            assert_eq!(
+                String::try_from(prop(&c, &hooker_path, "Status").unwrap()).unwrap(),
+                "running",
+                "{what}: {hooker}"
             );
             if witness_ok {
                 let exit: (i32, i32) = call(&c, "WaitContainer", &(&witness,)).unwrap();
@@ -641,8 +698,8 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
     }
     eprintln!(
         "crash consistency: {} seeds, {rounds} kill -9 rounds, {ops} client calls, \
-         {exits_while_down} exits while berthd was down, {rounds} creates and starts cut short, \
-         {:?}",
+         {exits_while_down} exits while berthd was down, {rounds} creates and starts cut short \
+         ({starts_retried} before the exec, started again), {:?}",
         plan.seeds.len(),
         started.elapsed()
     );

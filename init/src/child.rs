@@ -160,21 +160,31 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
 
     // Blocks until `start` opens the FIFO for reading.
     let reopen = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let mut started = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(&reopen)
-        .map_err(|e| format!("opening exec fifo for writing: {e}"))?;
-    drop(fifo);
+    let open_for_writing = || {
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&reopen)
+            .map_err(|e| format!("opening exec fifo for writing: {e}"))
+    };
+    let mut started = open_for_writing()?;
     hooks::run(
         &hooks::hooks_for(spec_hooks, Phase::StartContainer),
         Phase::StartContainer,
         &state("running"),
     )
     .map_err(|e| e.to_string())?;
-    started
-        .write_all(b"0")
-        .map_err(|e| format!("writing exec fifo: {e}"))?;
+    // A starter that went away before reading (berthd killed inside a
+    // Start) leaves no reader: EPIPE. Wait for the next one rather than
+    // fail, so the container stays created and can still be started.
+    loop {
+        match started.write_all(b"0") {
+            Ok(()) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => started = open_for_writing()?,
+            Err(e) => return Err(format!("writing exec fifo: {e}")),
+        }
+    }
+    drop(fifo);
     // `started` stays open: execve closes it (O_CLOEXEC), and that EOF tells
     // `start` the process runs, so poststart hooks follow the exec.
     exec_prepared(&prepared, filter, 3 + ctx.preserve_fds)
