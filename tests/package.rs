@@ -30,10 +30,19 @@ fn deb() -> &'static Path {
         let started = Instant::now();
         let out = Command::new(root.join("packaging/build-deb"))
             .current_dir(root)
-            // A target dir of its own: the release build neither waits on the
-            // lock of the build we run from nor replaces its binaries.
+            // A target dir of its own: the package's generated files and
+            // copies stay out of the build we run from.
             .env("CARGO_TARGET_DIR", target.join("package"))
             .env("BERTH_DEB_FAST", "1")
+            // The debug binaries `cargo test --workspace` built (a release
+            // build here would add minutes to CI; the package is what is
+            // tested). The demo builds and installs a release package.
+            .env(
+                "BERTH_DEB_BINARIES",
+                Path::new(env!("CARGO_BIN_EXE_berthd"))
+                    .parent()
+                    .expect("bin dir"),
+            )
             .stdin(Stdio::null())
             .stderr(Stdio::inherit())
             .output()
