@@ -84,6 +84,11 @@ fn run_exec_logs_and_the_everyday_verbs() {
         &format!("run --rm --bundle {bp} -e GREETING=hey sh -c 'echo $GREETING'"),
     );
     assert_eq!(out, "hey\n");
+    // berthd runs with UMask=0077; a container gets 0022 unless its spec says.
+    assert_eq!(
+        ctl_ok(&b, &format!("run --rm --bundle {bp} sh -c umask")),
+        "0022\n"
+    );
     // A terminal: the process sees a pty.
     let out = ctl_ok(&b, &format!("run --rm -t --bundle {bp} tty"));
     assert!(out.trim_end().starts_with("/dev/pts/"), "{out:?}");

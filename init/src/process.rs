@@ -130,9 +130,10 @@ pub fn switch_user(process: &Process) -> Result<(), ProcessError> {
     nix::unistd::setresgid(g, g, g).map_err(|e| err("setresgid", e))?;
     let u = nix::unistd::Uid::from_raw(uid);
     nix::unistd::setresuid(u, u, u).map_err(|e| err("setresuid", e))?;
-    if let Some(mask) = user.umask() {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
-    }
+    // Unset in the spec: 0022, as runc does — not whatever the runtime's
+    // starter had (berthd runs with UMask=0077).
+    let mask = user.umask().unwrap_or(0o022);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
     Ok(())
 }
 
