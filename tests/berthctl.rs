@@ -2,62 +2,13 @@
 //! system bus), used as a person would from a shell; and berth@.service
 //! running a container described in /etc/berth/containers/NAME.toml.
 
-use std::path::PathBuf;
+mod common;
+#[allow(unused_imports)]
+use common::*;
 
 use berth_box::bundle::Bundle;
 use berth_box::SystemdBox;
 use serde_json::json;
-
-const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-
-/// berthctl is another package's binary: `cargo test --workspace` (what
-/// scripts/test runs) builds it beside berthd.
-fn berthctl() -> String {
-    let p = PathBuf::from(BERTHD).with_file_name("berthctl");
-    assert!(
-        p.exists(),
-        "{} is missing: build it first (cargo build -p berthctl)",
-        p.display()
-    );
-    p.to_string_lossy().into_owned()
-}
-
-fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
-    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
-    config["process"]["terminal"] = json!(false);
-    config["process"]["args"] = json!(args);
-    Bundle::create(name, config)
-}
-
-/// berthd as a service from this build, like the package installs it.
-fn berthd_service(b: &SystemdBox) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let ctl = berthctl();
-    b.sh_ok(&format!(
-        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
-         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
-         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
-         sed 's|^ExecStart=/usr/bin/berthctl|ExecStart={ctl}|' '{root}/units/berth@.service' > '/run/systemd/system/berth@.service' && \
-         cp {root}/units/berth.slice /run/systemd/system/ && \
-         systemctl daemon-reload && systemctl start berthd"
-    ));
-}
-
-/// Runs `berthctl ARGS` in the box: (exit code, stdout, stderr).
-fn ctl(b: &SystemdBox, args: &str) -> (i32, String, String) {
-    let out = b.sh(&format!("{} {args}", berthctl())).unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ctl_ok(b: &SystemdBox, args: &str) -> String {
-    let (code, out, err) = ctl(b, args);
-    assert_eq!(code, 0, "berthctl {args}: {out}{err}");
-    out
-}
 
 fn status(b: &SystemdBox, id: &str) -> String {
     let out = ctl_ok(b, &format!("inspect {id}"));
@@ -70,7 +21,7 @@ fn run_exec_logs_and_the_everyday_verbs() {
     let Some(b) = berth_box::up_or_skip("berthctl_everyday") else {
         return;
     };
-    berthd_service(&b);
+    install_berthd(&b, "");
     let bundle = busybox_bundle("ctl-every", &["sh", "-c", "echo from-bundle"]);
     let bp = bundle.path();
 
@@ -228,7 +179,7 @@ fn berth_unit_runs_stops_and_restarts_a_container() {
     let Some(b) = berth_box::up_or_skip("berthctl_unit") else {
         return;
     };
-    berthd_service(&b);
+    install_berthd(&b, "");
     let bundle = busybox_bundle("ctl-unit", &["sleep", "300"]);
     b.sh_ok(&format!(
         "mkdir -p /etc/berth/containers && cat > /etc/berth/containers/web.toml <<'EOF'\n\
@@ -315,7 +266,7 @@ fn berth_unit_passes_the_containers_sd_notify_through() {
     let Some(b) = berth_box::up_or_skip("berthctl_notify") else {
         return;
     };
-    berthd_service(&b);
+    install_berthd(&b, "");
     // The busybox rootfs has no sd_notify client: lend it the host's
     // systemd-notify (read-only /usr and its loader paths).
     let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();

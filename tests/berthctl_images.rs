@@ -2,47 +2,9 @@
 //! imported into berthd's store, run with `berthctl run IMAGE …`, removed and
 //! pruned — against a real berthd in a box.
 
-use std::path::PathBuf;
-
-use berth_box::SystemdBox;
-
-const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-
-fn berthctl() -> String {
-    let p = PathBuf::from(BERTHD).with_file_name("berthctl");
-    assert!(
-        p.exists(),
-        "{} is missing: cargo build -p berthctl",
-        p.display()
-    );
-    p.to_string_lossy().into_owned()
-}
-
-fn berthd_service(b: &SystemdBox) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    b.sh_ok(&format!(
-        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
-         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
-         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
-         cp {root}/units/berth.slice /run/systemd/system/ && \
-         systemctl daemon-reload && systemctl start berthd"
-    ));
-}
-
-fn ctl(b: &SystemdBox, args: &str) -> (i32, String, String) {
-    let out = b.sh(&format!("{} {args}", berthctl())).unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn ctl_ok(b: &SystemdBox, args: &str) -> String {
-    let (code, out, err) = ctl(b, args);
-    assert_eq!(code, 0, "berthctl {args}: {out}{err}");
-    out
-}
+mod common;
+#[allow(unused_imports)]
+use common::*;
 
 /// A one-layer busybox image as `docker save` writes it, built in /tmp/img.
 const MAKE_ARCHIVE: &str = r#"set -e
@@ -69,7 +31,7 @@ fn images_import_run_remove_prune() {
     let Some(b) = berth_box::up_or_skip("berthctl_images") else {
         return;
     };
-    berthd_service(&b);
+    install_berthd(&b, "");
     b.sh_ok(MAKE_ARCHIVE);
     assert_eq!(
         ctl_ok(&b, "image import /tmp/img/image.tar").trim(),
@@ -152,7 +114,7 @@ fn pull_from_a_local_registry_with_progress() {
     let Some(b) = berth_box::up_or_skip("berthctl_pull") else {
         return;
     };
-    berthd_service(&b);
+    install_berthd(&b, "");
     b.sh_ok(MAKE_ARCHIVE);
     // The box shares the host's network: a free port from here is free there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

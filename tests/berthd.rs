@@ -1,92 +1,16 @@
 //! berthd as a real systemd service (Type=notify) on a real system bus, in a
 //! box: the container lifecycle over D-Bus, named errors, restart recovery.
 
+mod common;
+#[allow(unused_imports)]
+use common::*;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use berth_box::bundle::Bundle;
 use berth_box::SystemdBox;
 use serde_json::json;
 use zbus::zvariant::{OwnedObjectPath, Value};
-
-const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-const DEST: &str = "io.berth.Berth1";
-const PATH: &str = "/io/berth/Berth1";
-const MANAGER: &str = "io.berth.Berth1.Manager";
-
-fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
-    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
-    config["process"]["terminal"] = json!(false);
-    config["process"]["args"] = json!(args);
-    Bundle::create(name, config)
-}
-
-/// Installs the bus policy and the unit (ExecStart = the berthd just built;
-/// the shim and monitor sit beside it), starts berthd, and connects to the
-/// box's system bus through /proc/<box init>/root.
-fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
-    let root = env!("CARGO_MANIFEST_DIR");
-    b.sh_ok(&format!(
-        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
-         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
-         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
-         cp {root}/units/berth.slice /run/systemd/system/ && \
-         systemctl daemon-reload && systemctl start berthd"
-    ));
-    let addr = format!(
-        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
-        b.init_pid()
-    );
-    zbus::blocking::connection::Builder::address(addr.as_str())
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-fn call<R>(
-    c: &zbus::blocking::Connection,
-    method: &str,
-    body: &(impl serde::Serialize + zbus::zvariant::DynamicType),
-) -> zbus::Result<R>
-where
-    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
-{
-    c.call_method(Some(DEST), PATH, Some(MANAGER), method, body)?
-        .body()
-        .deserialize()
-}
-
-fn error_name(e: zbus::Error) -> String {
-    match e {
-        zbus::Error::MethodError(name, msg, _) => format!("{name}: {}", msg.unwrap_or_default()),
-        other => format!("{other}"),
-    }
-}
-
-fn prop<T: TryFrom<zbus::zvariant::OwnedValue>>(
-    c: &zbus::blocking::Connection,
-    path: &OwnedObjectPath,
-    name: &str,
-) -> T
-where
-    T::Error: std::fmt::Debug,
-{
-    let p = zbus::blocking::fdo::PropertiesProxy::builder(c)
-        .destination(DEST)
-        .unwrap()
-        .path(path.as_ref())
-        .unwrap()
-        .build()
-        .unwrap();
-    let v = p
-        .get("io.berth.Berth1.Container".try_into().unwrap(), name)
-        .unwrap();
-    T::try_from(v).unwrap()
-}
-
-fn no_options() -> HashMap<String, Value<'static>> {
-    HashMap::new()
-}
 
 #[test]
 fn lifecycle_over_dbus() {

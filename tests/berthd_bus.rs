@@ -5,25 +5,15 @@
 //! and berth-init's own bus connections (StartTransientUnit, FreezeUnit)
 //! work on the new bus.
 
-use std::collections::HashMap;
+mod common;
+#[allow(unused_imports)]
+use common::*;
+
 use std::time::{Duration, Instant};
 
 use berth_box::bundle::Bundle;
 use berth_box::SystemdBox;
-use serde_json::json;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
-
-const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-const DEST: &str = "io.berth.Berth1";
-const PATH: &str = "/io/berth/Berth1";
-const MANAGER: &str = "io.berth.Berth1.Manager";
-
-fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
-    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
-    config["process"]["terminal"] = json!(false);
-    config["process"]["args"] = json!(args);
-    Bundle::create(name, config)
-}
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 fn connect(b: &SystemdBox) -> zbus::Result<zbus::blocking::Connection> {
     let addr = format!(
@@ -33,35 +23,9 @@ fn connect(b: &SystemdBox) -> zbus::Result<zbus::blocking::Connection> {
     zbus::blocking::connection::Builder::address(addr.as_str())?.build()
 }
 
-/// Installs the bus policy and the unit (ExecStart = the berthd just built),
-/// starts berthd, and connects to the box's system bus (as tests/berthd.rs).
 fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
-    let root = env!("CARGO_MANIFEST_DIR");
-    b.sh_ok(&format!(
-        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
-         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
-         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
-         cp {root}/units/berth.slice /run/systemd/system/ && \
-         systemctl daemon-reload && systemctl start berthd"
-    ));
+    install_berthd(b, "");
     connect(b).unwrap()
-}
-
-fn call<R>(
-    c: &zbus::blocking::Connection,
-    method: &str,
-    body: &(impl serde::Serialize + zbus::zvariant::DynamicType),
-) -> zbus::Result<R>
-where
-    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
-{
-    c.call_method(Some(DEST), PATH, Some(MANAGER), method, body)?
-        .body()
-        .deserialize()
-}
-
-fn no_options() -> HashMap<String, Value<'static>> {
-    HashMap::new()
 }
 
 fn prop<T: TryFrom<OwnedValue>>(

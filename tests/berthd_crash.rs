@@ -16,6 +16,10 @@
 //! ~60 s; BERTH_SOAK=1 runs more seeds and clients for BERTH_SOAK_SECS
 //! (default 600). Each round prints what it did.
 
+mod common;
+#[allow(unused_imports)]
+use common::*;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,11 +29,6 @@ use berth_box::bundle::Bundle;
 use berth_box::SystemdBox;
 use serde_json::json;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
-
-const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-const DEST: &str = "io.berth.Berth1";
-const PATH: &str = "/io/berth/Berth1";
-const MANAGER: &str = "io.berth.Berth1.Manager";
 
 /// xorshift64*: small, seeded, the same everywhere.
 #[derive(Clone)]
@@ -60,20 +59,13 @@ fn busybox_bundle(name: &str) -> Bundle {
     Bundle::create(name, config)
 }
 
-/// berthd as in tests/berthd.rs, with a drop-in that lifts the start rate
-/// limit: this test restarts it more often than StartLimitBurst allows.
-/// RestartSec (1 s) and Restart=on-failure are the unit's own.
 fn berthd(b: &SystemdBox) {
-    let root = env!("CARGO_MANIFEST_DIR");
-    b.sh_ok(&format!(
-        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
-         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
-         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
-         mkdir -p /run/systemd/system/berthd.service.d && \
-         printf '[Unit]\\nStartLimitIntervalSec=0\\n' > /run/systemd/system/berthd.service.d/crash-test.conf && \
-         cp {root}/units/berth.slice /run/systemd/system/ && \
-         systemctl daemon-reload && systemctl start berthd"
-    ));
+    // systemd's start limit must not stop the frequent restarts.
+    install_berthd(
+        b,
+        "mkdir -p /run/systemd/system/berthd.service.d && \\
+         printf '[Unit]\\nStartLimitIntervalSec=0\\n' > /run/systemd/system/berthd.service.d/crash-test.conf &&",
+    );
 }
 
 fn connect(b: &SystemdBox) -> zbus::blocking::Connection {
@@ -86,19 +78,6 @@ fn connect(b: &SystemdBox) -> zbus::blocking::Connection {
         .method_timeout(Duration::from_secs(60))
         .build()
         .unwrap()
-}
-
-fn call<R>(
-    c: &zbus::blocking::Connection,
-    method: &str,
-    body: &(impl serde::Serialize + zbus::zvariant::DynamicType),
-) -> zbus::Result<R>
-where
-    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
-{
-    c.call_method(Some(DEST), PATH, Some(MANAGER), method, body)?
-        .body()
-        .deserialize()
 }
 
 fn prop(c: &zbus::blocking::Connection, path: &str, name: &str) -> zbus::Result<OwnedValue> {
@@ -179,14 +158,6 @@ fn client(
             count(call::<()>(&c, "DeleteContainer", &(&id, true)).is_ok());
         }
     }
-}
-
-/// berthd's main pid, or 0.
-fn main_pid(b: &SystemdBox) -> u32 {
-    b.sh_ok("systemctl show -P MainPID berthd")
-        .trim()
-        .parse()
-        .unwrap_or(0)
 }
 
 /// Waits for a berthd that is not `old` and answers.

@@ -3,6 +3,10 @@
 //! then ContainerExited, then ContainerRemoved — also for a container that
 //! exits at once, and around an exec.
 
+mod common;
+#[allow(unused_imports)]
+use common::*;
+
 use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -10,20 +14,9 @@ use std::time::{Duration, Instant};
 use berth_box::bundle::Bundle;
 use berth_box::SystemdBox;
 use serde_json::json;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
-const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-const DEST: &str = "io.berth.Berth1";
-const PATH: &str = "/io/berth/Berth1";
-const MANAGER: &str = "io.berth.Berth1.Manager";
 const CONTAINER: &str = "io.berth.Berth1.Container";
-
-fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
-    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
-    config["process"]["terminal"] = json!(false);
-    config["process"]["args"] = json!(args);
-    Bundle::create(name, config)
-}
 
 fn bus_address(b: &SystemdBox) -> String {
     format!(
@@ -39,35 +32,9 @@ fn connect(b: &SystemdBox) -> zbus::blocking::Connection {
         .unwrap()
 }
 
-/// Installs the bus policy and the unit (ExecStart = the berthd just built),
-/// starts berthd, and connects to the box's system bus (as tests/berthd.rs).
 fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
-    let root = env!("CARGO_MANIFEST_DIR");
-    b.sh_ok(&format!(
-        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
-         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
-         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
-         cp {root}/units/berth.slice /run/systemd/system/ && \
-         systemctl daemon-reload && systemctl start berthd"
-    ));
+    install_berthd(b, "");
     connect(b)
-}
-
-fn call<R>(
-    c: &zbus::blocking::Connection,
-    method: &str,
-    body: &(impl serde::Serialize + zbus::zvariant::DynamicType),
-) -> zbus::Result<R>
-where
-    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
-{
-    c.call_method(Some(DEST), PATH, Some(MANAGER), method, body)?
-        .body()
-        .deserialize()
-}
-
-fn no_options() -> HashMap<String, Value<'static>> {
-    HashMap::new()
 }
 
 fn prop<T: TryFrom<OwnedValue>>(

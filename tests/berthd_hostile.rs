@@ -3,6 +3,10 @@
 //! bus's own, where a message is over its limit), nothing is created, and
 //! berthd neither grows nor leaks fds.
 
+mod common;
+#[allow(unused_imports)]
+use common::*;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -11,52 +15,7 @@ use berth_box::SystemdBox;
 use serde_json::json;
 use zbus::zvariant::{OwnedObjectPath, Value};
 
-const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-const DEST: &str = "io.berth.Berth1";
-const PATH: &str = "/io/berth/Berth1";
-const MANAGER: &str = "io.berth.Berth1.Manager";
 const MB10: usize = 10 << 20;
-
-fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
-    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
-    config["process"]["terminal"] = json!(false);
-    config["process"]["args"] = json!(args);
-    Bundle::create(name, config)
-}
-
-/// Installs the bus policy and the unit (ExecStart = the berthd just built),
-/// starts berthd, and connects to the box's system bus (as tests/berthd.rs).
-fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
-    let root = env!("CARGO_MANIFEST_DIR");
-    b.sh_ok(&format!(
-        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
-         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
-         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
-         cp {root}/units/berth.slice /run/systemd/system/ && \
-         systemctl daemon-reload && systemctl start berthd"
-    ));
-    let addr = format!(
-        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
-        b.init_pid()
-    );
-    zbus::blocking::connection::Builder::address(addr.as_str())
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-fn call<R>(
-    c: &zbus::blocking::Connection,
-    method: &str,
-    body: &(impl serde::Serialize + zbus::zvariant::DynamicType),
-) -> zbus::Result<R>
-where
-    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
-{
-    c.call_method(Some(DEST), PATH, Some(MANAGER), method, body)?
-        .body()
-        .deserialize()
-}
 
 /// "name: message" of a method error, the message cut short for printing.
 fn error_of<T: std::fmt::Debug>(what: &str, r: zbus::Result<T>) -> (String, String) {
@@ -69,10 +28,6 @@ fn error_of<T: std::fmt::Debug>(what: &str, r: zbus::Result<T>) -> (String, Stri
         }
         other => panic!("{what}: wanted a named error, got {other:?}"),
     }
-}
-
-fn no_options() -> HashMap<String, Value<'static>> {
-    HashMap::new()
 }
 
 /// (VmRSS in kB, open fds) of berthd's main process.

@@ -5,7 +5,10 @@
 //! The runtime-level regressions (CVE-2024-21626, CVE-2019-5736, masks,
 //! symlinks) are in runtime/tests/security.rs.
 
-use std::collections::HashMap;
+mod common;
+#[allow(unused_imports)]
+use common::*;
+
 use std::time::{Duration, Instant};
 
 use berth_box::bundle::Bundle;
@@ -13,10 +16,6 @@ use berth_box::SystemdBox;
 use serde_json::json;
 use zbus::zvariant::{OwnedObjectPath, Value};
 
-const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
-const DEST: &str = "io.berth.Berth1";
-const PATH: &str = "/io/berth/Berth1";
-const MANAGER: &str = "io.berth.Berth1.Manager";
 const CONTAINER: &str = "io.berth.Berth1.Container";
 const NOBODY: &str = "setpriv --reuid=nobody --regid=nogroup --clear-groups";
 
@@ -27,46 +26,6 @@ fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
     config["process"]["args"] = json!(args);
     config["root"]["readonly"] = json!(false);
     Bundle::create(name, config)
-}
-
-/// berthd as in tests/berthd.rs, plus the polkit policy the package installs
-/// (default auth_admin: without an agent, a non-root caller is refused).
-fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
-    let root = env!("CARGO_MANIFEST_DIR");
-    b.sh_ok(&format!(
-        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
-         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
-         mkdir -p /usr/share/polkit-1/actions && \
-         cp {root}/dbus/polkit/io.berth.berth1.policy /usr/share/polkit-1/actions/ && \
-         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
-         cp {root}/units/berth.slice /run/systemd/system/ && \
-         systemctl daemon-reload && systemctl start berthd"
-    ));
-    let addr = format!(
-        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
-        b.init_pid()
-    );
-    zbus::blocking::connection::Builder::address(addr.as_str())
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-fn call<R>(
-    c: &zbus::blocking::Connection,
-    method: &str,
-    body: &(impl serde::Serialize + zbus::zvariant::DynamicType),
-) -> zbus::Result<R>
-where
-    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
-{
-    c.call_method(Some(DEST), PATH, Some(MANAGER), method, body)?
-        .body()
-        .deserialize()
-}
-
-fn no_options() -> HashMap<String, Value<'static>> {
-    HashMap::new()
 }
 
 fn status(c: &zbus::blocking::Connection, id: &str) -> String {

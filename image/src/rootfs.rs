@@ -90,6 +90,24 @@ impl Rootfs {
                 _ => {}
             }
         }
+        // The merged root takes the upper dir's mode: give it the image's
+        // (the top layer's root), not what mkdir left under the caller's
+        // umask (berthd runs with 0077, which would lock non-root users out
+        // of the container's /).
+        use std::os::unix::fs::PermissionsExt;
+        let mode = self
+            .lowers
+            .last()
+            .and_then(|top| fs::metadata(top).ok())
+            .map_or(0o755, |m| m.permissions().mode() & 0o7777);
+        let upper = self.upper();
+        fs::set_permissions(&upper, fs::Permissions::from_mode(mode)).map_err(|e| {
+            RootfsError::Io {
+                what: "cannot set the mode of",
+                path: upper,
+                source: e,
+            }
+        })?;
         Ok(())
     }
 

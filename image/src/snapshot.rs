@@ -11,6 +11,7 @@
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::content::{sync_dir, temp_name, ContentError, ContentStore};
@@ -134,6 +135,10 @@ impl Snapshots {
                 .mode(0o755)
                 .create(&fs_tmp)
                 .map_err(io_at("cannot create", &fs_tmp))?;
+            // Exactly 0755, whatever the caller's umask (berthd's is 0077):
+            // this is the container's / unless the layer says otherwise.
+            std::fs::set_permissions(&fs_tmp, std::fs::Permissions::from_mode(0o755))
+                .map_err(io_at("cannot chmod", &fs_tmp))?;
             let lowers: Vec<PathBuf> = dirs.iter().rev().cloned().collect();
             let unpacked =
                 cs.open_blob(&layer.digest)

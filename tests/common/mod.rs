@@ -1,0 +1,140 @@
+//! What the berthd/berthctl integration tests share: berthd installed as a
+//! systemd service (this build's binaries) in a box, a connection to the
+//! box's system bus, busybox bundles, typed calls, berthctl runs.
+#![allow(dead_code)] // each test crate uses its own subset
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use berth_box::bundle::Bundle;
+use berth_box::SystemdBox;
+use serde_json::json;
+use zbus::zvariant::{OwnedObjectPath, Value};
+
+pub const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
+pub const DEST: &str = "io.berth.Berth1";
+pub const PATH: &str = "/io/berth/Berth1";
+pub const MANAGER: &str = "io.berth.Berth1.Manager";
+
+/// Installs the bus policy, the polkit actions and the units (berthd's
+/// ExecStart = the berthd just built, the shim and monitor beside it;
+/// berth@'s = the berthctl beside it), runs `extra` (shell, e.g. a drop-in),
+/// and starts berthd.
+pub fn install_berthd(b: &SystemdBox, extra: &str) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ctl = PathBuf::from(BERTHD).with_file_name("berthctl");
+    let ctl = ctl.display();
+    b.sh_ok(&format!(
+        "cp {root}/dbus/system.d/io.berth.Berth1.conf /etc/dbus-1/system.d/ && \
+         busctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ReloadConfig && \
+         mkdir -p /usr/share/polkit-1/actions && \
+         cp {root}/dbus/polkit/io.berth.berth1.policy /usr/share/polkit-1/actions/ && \
+         sed 's|^ExecStart=.*|ExecStart={BERTHD}|' {root}/units/berthd.service > /run/systemd/system/berthd.service && \
+         sed 's|^ExecStart=/usr/bin/berthctl|ExecStart={ctl}|' '{root}/units/berth@.service' > '/run/systemd/system/berth@.service' && \
+         cp {root}/units/berth.slice /run/systemd/system/ && {extra} true && \
+         systemctl daemon-reload && systemctl start berthd"
+    ));
+}
+
+/// A connection to the box's system bus, through /proc/<box init>/root.
+pub fn bus(b: &SystemdBox) -> zbus::Result<zbus::blocking::Connection> {
+    let addr = format!(
+        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
+        b.init_pid()
+    );
+    zbus::blocking::connection::Builder::address(addr.as_str())?.build()
+}
+
+/// berthd installed and started, and a connection to its bus.
+pub fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
+    install_berthd(b, "");
+    bus(b).unwrap()
+}
+
+/// berthd's MainPID (0 when it is not running).
+pub fn main_pid(b: &SystemdBox) -> u32 {
+    b.sh_ok("systemctl show -P MainPID berthd")
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+pub fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
+    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
+    config["process"]["terminal"] = json!(false);
+    config["process"]["args"] = json!(args);
+    Bundle::create(name, config)
+}
+
+pub fn call<R>(
+    c: &zbus::blocking::Connection,
+    method: &str,
+    body: &(impl serde::Serialize + zbus::zvariant::DynamicType),
+) -> zbus::Result<R>
+where
+    R: for<'d> zbus::zvariant::DynamicDeserialize<'d>,
+{
+    c.call_method(Some(DEST), PATH, Some(MANAGER), method, body)?
+        .body()
+        .deserialize()
+}
+
+pub fn error_name(e: zbus::Error) -> String {
+    match e {
+        zbus::Error::MethodError(name, msg, _) => format!("{name}: {}", msg.unwrap_or_default()),
+        other => format!("{other}"),
+    }
+}
+
+pub fn prop<T: TryFrom<zbus::zvariant::OwnedValue>>(
+    c: &zbus::blocking::Connection,
+    path: &OwnedObjectPath,
+    name: &str,
+) -> T
+where
+    T::Error: std::fmt::Debug,
+{
+    let p = zbus::blocking::fdo::PropertiesProxy::builder(c)
+        .destination(DEST)
+        .unwrap()
+        .path(path.as_ref())
+        .unwrap()
+        .build()
+        .unwrap();
+    let v = p
+        .get("io.berth.Berth1.Container".try_into().unwrap(), name)
+        .unwrap();
+    T::try_from(v).unwrap()
+}
+
+pub fn no_options() -> HashMap<String, Value<'static>> {
+    HashMap::new()
+}
+
+/// berthctl is another package's binary: `cargo test --workspace` (what
+/// scripts/test runs) builds it beside berthd.
+pub fn berthctl() -> String {
+    let p = PathBuf::from(BERTHD).with_file_name("berthctl");
+    assert!(
+        p.exists(),
+        "{} is missing: build it first (cargo build -p berthctl)",
+        p.display()
+    );
+    p.to_string_lossy().into_owned()
+}
+
+/// Runs `berthctl ARGS` in the box: (exit code, stdout, stderr).
+pub fn ctl(b: &SystemdBox, args: &str) -> (i32, String, String) {
+    let out = b.sh(&format!("{} {args}", berthctl())).unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn ctl_ok(b: &SystemdBox, args: &str) -> String {
+    let (code, out, err) = ctl(b, args);
+    assert_eq!(code, 0, "berthctl {args}: {out}{err}");
+    out
+}
