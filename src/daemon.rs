@@ -240,7 +240,21 @@ impl Daemon {
                 rec.shim_pid = shim_pid;
                 rec.shim_start =
                     berth_init::container::process_start_time(shim_pid as i32).unwrap_or(0);
-                self.store.put(&rec)?;
+                if let Err(e) = self.store.put(&rec) {
+                    // Made but not recorded (the store full, say): undo it
+                    // all, as recovery would undo the "creating" record.
+                    let (root, cid) = (self.run_dir.clone(), id.to_string());
+                    let _ = tokio::task::spawn_blocking(move || {
+                        berth_init::container::delete(&root, &cid, true)
+                    })
+                    .await;
+                    if req.image.is_some() {
+                        self.release_rootfs(id).await;
+                    }
+                    let _ = std::fs::remove_dir_all(&derived);
+                    let _ = self.store.remove(id);
+                    return Err(e.into());
+                }
                 Ok(rec)
             }
             Err(e) => {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, Permissions};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use heed::types::{SerdeJson, Str};
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
@@ -110,6 +111,13 @@ pub struct Store {
     // tokio's blocking pool can run more threads than the 126 default slots.
     env: Env<WithoutTls>,
     containers: Database<'static, Str, SerdeJson<ContainerRecord>>,
+    /// The largest record written or found since open (serialized bytes):
+    /// what an update may need to copy (`keep_room`).
+    largest: AtomicUsize,
+}
+
+fn size_of(rec: &ContainerRecord) -> usize {
+    serde_json::to_vec(rec).map(|v| v.len()).unwrap_or(0)
 }
 
 impl Store {
@@ -151,10 +159,23 @@ impl Store {
             CommitOrAbort::Commit(db) => db,
             CommitOrAbort::Abort(never) => match never {},
         };
-        Ok(Store { env, containers })
+        let store = Store {
+            env,
+            containers,
+            largest: AtomicUsize::new(0),
+        };
+        for rec in store.list().map_err(|e| match e {
+            StoreError::Db(source) => open_err(source),
+            other => open_err(heed::Error::Io(std::io::Error::other(other.to_string()))),
+        })? {
+            store.largest.fetch_max(size_of(&rec), Ordering::Relaxed);
+        }
+        Ok(store)
     }
 
-    /// Records a new container; `Exists` (and nothing written) if the id is taken.
+    /// Records a new container; `Exists` (and nothing written) if the id is taken,
+    /// `MapFull` (nothing written) if it would eat into the room kept for the
+    /// records already there (`keep_room`).
     pub fn insert_new(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
         self.write(|wtxn| {
             // The check and the put share the write transaction, which LMDB runs
@@ -162,12 +183,39 @@ impl Store {
             if self.containers.get(wtxn, &rec.id)?.is_some() {
                 return Err(StoreError::Exists(rec.id.clone()));
             }
-            Ok(self.containers.put(wtxn, &rec.id, rec)?)
+            self.containers.put(wtxn, &rec.id, rec)?;
+            self.keep_room(wtxn, rec)
         })
+    }
+
+    /// LMDB writes copy on write: updating a record needs room for a second
+    /// copy of it (a contiguous run of pages for a large one), and the pages
+    /// a transaction frees are reused only two transactions later; even a
+    /// delete needs a few new pages. A store filled to the last page could
+    /// not record a container's start or exit, nor delete one to make room.
+    /// So a new record must leave free the larger of 1/16 of the map and
+    /// twice (the largest record + 8 pages of tree and free list), or it is
+    /// refused: the store is "full" for creates while the containers already
+    /// in it can still be started, exec'd into, exit and be deleted.
+    fn keep_room(&self, wtxn: &RwTxn, rec: &ContainerRecord) -> Result<(), StoreError> {
+        let stat = self.containers.stat(wtxn)?;
+        let page = stat.page_size as usize;
+        // This database's pages as the transaction sees them, plus the main
+        // and free-list databases' and the two meta pages.
+        let used = (stat.branch_pages + stat.leaf_pages + stat.overflow_pages + 4) * page;
+        let largest = self.largest.load(Ordering::Relaxed).max(size_of(rec));
+        let map_size = self.env.info().map_size;
+        let keep = (map_size / 16).max(2 * (largest + 8 * page));
+        if used + keep > map_size {
+            return Err(StoreError::MapFull { map_size });
+        }
+        self.largest.store(largest, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Inserts or replaces the record under `rec.id`.
     pub fn put(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        self.largest.fetch_max(size_of(rec), Ordering::Relaxed);
         self.write(|wtxn| Ok(self.containers.put(wtxn, &rec.id, rec)?))
     }
 
@@ -186,6 +234,7 @@ impl Store {
                 .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
             f(&mut rec);
             rec.id = id.to_owned();
+            self.largest.fetch_max(size_of(&rec), Ordering::Relaxed);
             self.containers.put(wtxn, id, &rec)?;
             Ok(rec)
         })
@@ -348,18 +397,22 @@ mod tests {
     #[test]
     fn store_map_full_is_clean() {
         let tmp = TempDir::new("full");
-        let map = 64 * 1024;
+        let map = 1 << 20;
         let mut inserted = Vec::new();
         {
             let store = Store::open(&tmp.db(), map).unwrap();
             let err = loop {
                 let mut r = rec(&format!("c{:05}", inserted.len()));
+                // Records of a few pages and of part of one, in turn.
+                for i in 0..(inserted.len() % 2) * 8 {
+                    r.labels.insert(format!("padding{i}"), "p".repeat(3000));
+                }
                 r.labels.insert("padding".to_owned(), "p".repeat(300));
                 match store.insert_new(&r) {
                     Ok(()) => inserted.push(r),
                     Err(e) => break e,
                 }
-                assert!(inserted.len() < 10_000, "a 64 KiB map never filled");
+                assert!(inserted.len() < 10_000, "a 1 MiB map never filled");
             };
             assert!(
                 matches!(err, StoreError::MapFull { map_size } if map_size == map),
@@ -367,6 +420,19 @@ mod tests {
             );
             assert!(err.to_string().contains("the metadata store is full"));
             assert_eq!(store.list().unwrap(), inserted);
+            // The room kept: every record can still change (start, exit, an
+            // exec), one after the other.
+            for r in &inserted {
+                let id = r.id.clone();
+                store
+                    .update(&id, |r| {
+                        r.status = "stopped".into();
+                        r.exit_reason = "exited".into();
+                        r.add_exec("e1", ExecRecord::default());
+                    })
+                    .unwrap_or_else(|e| panic!("updating {id} in a full store: {e}"));
+            }
+            inserted = store.list().unwrap();
             // Removing frees pages, so the store is usable again.
             assert!(store.remove(&inserted[0].id).unwrap());
             inserted.remove(0);

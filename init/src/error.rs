@@ -52,7 +52,10 @@ impl Error {
             Error::InvalidId { .. } | Error::Spec(_) | Error::InvalidArgument(_) => {
                 "InvalidArgument"
             }
-            Error::AlreadyExists(_) => "AlreadyExists",
+            // The scope's name is taken (another container's, or a unit
+            // someone else started under it): the name already exists.
+            Error::AlreadyExists(_)
+            | Error::Cgroup(crate::cgroups::CgroupError::UnitExists { .. }) => "AlreadyExists",
             Error::NotFound(_) => "NotFound",
             Error::WrongState { .. } => "FailedPrecondition",
             Error::Cgroup(crate::cgroups::CgroupError::ControllerUnavailable { .. }) => {

@@ -229,6 +229,13 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
         kind: e.kind(),
         msg: e.to_string(),
     })?;
+    // From here on a failure (the shim's own scope name taken, say) must not
+    // leave the container behind: the starter only hears the error.
+    let mut undo = Undo {
+        args,
+        pid,
+        armed: true,
+    };
     drop((out_w, err_w, stdin_r));
 
     // Attached clients write to the pty master (a terminal) or the stdin pipe.
@@ -263,6 +270,9 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
     report
         .write_all(line.as_bytes())
         .map_err(|e| format!("reporting: {e}"))?;
+    // Reported: the container is the starter's now (a monitor that fails to
+    // start below is a shim gone without an exit record: "shim died").
+    undo.armed = false;
     drop(dev_null);
 
     let name = args.name.clone().unwrap_or_else(|| args.id.clone());
@@ -287,15 +297,48 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
     Err(format!("re-exec into the monitor: {err}").into())
 }
 
+/// What a setup failure after the container (or exec'd process) exists
+/// takes back when it unwinds out of `run`: the container, deleted with its
+/// scope and state dir; an exec's process, killed.
+struct Undo<'a> {
+    args: &'a Args,
+    pid: i32,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        match &self.args.exec_id {
+            None => {
+                let _ = berth_init::container::delete(&self.args.root, &self.args.id, true);
+            }
+            Some(_) => {
+                let pid = nix::unistd::Pid::from_raw(self.pid);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
 /// Moves the shim into `berth-shim-<id>.scope` (podman's layout: the monitor
 /// in its own small scope, never in the daemon's service cgroup).
-fn place_self(id: &str, exec_id: Option<&str>) -> Result<(), String> {
+fn place_self(id: &str, exec_id: Option<&str>) -> Result<(), Failure> {
     let path = match exec_id {
         None => format!("berth.slice:berth-shim:{id}"),
         Some(e) => format!("berth.slice:berth-shim:{id}-{e}"),
     };
     let mut mgr = berth_init::cgroups::manager(true, id, Some(std::path::Path::new(&path)))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Failure::from(e.to_string()))?;
     mgr.apply(std::process::id() as i32, None)
-        .map_err(|e| format!("placing the shim: {e}"))
+        .map_err(|e| Failure {
+            // Its scope's name is taken: as for the container's own scope.
+            kind: match e {
+                berth_init::cgroups::CgroupError::UnitExists { .. } => "AlreadyExists",
+                _ => "Internal",
+            },
+            msg: format!("placing the shim: {e}"),
+        })
 }

@@ -163,6 +163,13 @@ impl ContainerObject {
         self.rec().exit_signal
     }
 
+    /// How it stopped: "" (not yet), "exited" (its shim saw the exit), or
+    /// "shim died" (the shim went without an exit record; ExitCode -1).
+    #[zbus(property)]
+    fn exit_reason(&self) -> String {
+        self.rec().exit_reason
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn labels(&self) -> HashMap<String, String> {
         self.rec().labels.into_iter().collect()

@@ -119,7 +119,7 @@ async fn properties_changed(conn: &Connection, id: &str) {
         return;
     };
     // One PropertiesChanged with every state property (not one signal per
-    // property): subscribers see a consistent state, the bus carries 1/6.
+    // property): subscribers see a consistent state, the bus carries 1/7.
     let pid = if r.status == "stopped" { 0 } else { r.pid };
     let changed = HashMap::from([
         ("Status", Value::from(r.status.as_str())),
@@ -128,6 +128,7 @@ async fn properties_changed(conn: &Connection, id: &str) {
         ("ExitedAt", Value::from(r.exited_at)),
         ("ExitCode", Value::from(r.exit_code)),
         ("ExitSignal", Value::from(r.exit_signal)),
+        ("ExitReason", Value::from(r.exit_reason.as_str())),
     ]);
     let Ok(name) = zbus::names::InterfaceName::try_from("io.berth.Berth1.Container") else {
         return;
