@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use zbus::zvariant::OwnedValue;
 
 use crate::api::error::{Error, Result};
+use crate::daemon::brief;
 
 /// Limits on what a caller may send (D-Bus allows messages of many MiB).
 const MAX_LABELS: usize = 256;
@@ -109,7 +110,8 @@ impl CreateRequest {
                     check_list(key, &env)?;
                     if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
                         return Err(Error::InvalidArgument(format!(
-                            "option env: {bad:?} is not NAME=VALUE"
+                            "option env: {:?} is not NAME=VALUE",
+                            brief(bad)
                         )));
                     }
                     r.env = env;
@@ -121,7 +123,8 @@ impl CreateRequest {
                     check_string(key, &w)?;
                     if !w.starts_with('/') {
                         return Err(Error::InvalidArgument(format!(
-                            "option workdir {w:?} must be an absolute path"
+                            "option workdir {:?} must be an absolute path",
+                            brief(&w)
                         )));
                     }
                     r.workdir = Some(w);
@@ -148,7 +151,8 @@ impl CreateRequest {
                     let p = Path::new(&s);
                     if !p.is_absolute() || p.file_name().is_none() {
                         return Err(Error::InvalidArgument(format!(
-                            "option notify_socket {s:?} must be an absolute socket path"
+                            "option notify_socket {:?} must be an absolute socket path",
+                            brief(&s)
                         )));
                     }
                     r.notify_socket = Some(s);
@@ -173,14 +177,16 @@ impl CreateRequest {
                             .all(|b| b.is_ascii_alphanumeric() || b"@.-_:\\".contains(&b));
                     if !ok {
                         return Err(Error::InvalidArgument(format!(
-                            "option log_unit {u:?} is not a unit name"
+                            "option log_unit {:?} is not a unit name",
+                            brief(&u)
                         )));
                     }
                     r.log_unit = Some(u);
                 }
                 other => {
                     return Err(Error::InvalidArgument(format!(
-                        "unknown option {other:?} (known: {KNOWN})"
+                        "unknown option {:?} (known: {KNOWN})",
+                        brief(other)
                     )))
                 }
             }
@@ -207,6 +213,11 @@ impl CreateRequest {
 
     /// Applies the request to a config.json value.
     pub fn apply(&self, config: &mut Value, bundle: &Path) {
+        // Not a JSON object: nothing to apply to (indexing it would panic);
+        // loading the result names what is wrong with it.
+        if !config.is_object() {
+            return;
+        }
         if !config["process"].is_object() {
             config["process"] = json!({});
         }
@@ -442,5 +453,229 @@ mod tests {
         assert_eq!(exec["cwd"], json!("/"));
         let plain = CreateRequest::parse(&opts(vec![("stdin", V::from(true))])).unwrap();
         assert!(!plain.changes_spec());
+    }
+}
+
+/// Property tests: whatever a caller puts in CreateContainer's options, and
+/// whatever the config.json they apply to holds, parse and apply never
+/// panic; parse accepts exactly the known keys with their types.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use zbus::zvariant::Value as V;
+
+    const KEYS: &[&str] = &[
+        "labels",
+        "args",
+        "env",
+        "terminal",
+        "workdir",
+        "memory",
+        "cpus",
+        "pids_limit",
+        "notify_socket",
+        "stdin",
+        "log_unit",
+        "image",
+        "user",
+    ];
+
+    /// Strings a hostile caller sends: empty, paths, `..`, NUL, unicode,
+    /// `=`-games, long.
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            Just("..".to_string()),
+            Just("/".to_string()),
+            Just("=".to_string()),
+            Just("A=1".to_string()),
+            Just("/run/x/notify.sock".to_string()),
+            Just("\0".replace("\\0", "\0")),
+            "[a-zA-Z0-9_./=:@-]{0,24}",
+            any::<String>(),
+            (1usize..70_000).prop_map(|n| "x".repeat(n)),
+        ]
+    }
+
+    /// A D-Bus value of any of the types the options use, and others.
+    fn value() -> impl Strategy<Value = OwnedValue> {
+        let v = prop_oneof![
+            text().prop_map(V::from),
+            any::<bool>().prop_map(V::from),
+            any::<u64>().prop_map(V::from),
+            any::<i64>().prop_map(V::from),
+            any::<u32>().prop_map(V::from),
+            any::<i32>().prop_map(V::from),
+            any::<u8>().prop_map(V::from),
+            prop_oneof![
+                any::<f64>(),
+                Just(f64::NAN),
+                Just(f64::INFINITY),
+                Just(-0.0),
+                Just(1e-300),
+                Just(4096.0),
+                Just(4096.000001)
+            ]
+            .prop_map(V::from),
+            prop::collection::vec(text(), 0..6).prop_map(V::from),
+            (0usize..5000).prop_map(|n| V::from(vec!["a".to_string(); n])),
+            prop::collection::hash_map(text(), text(), 0..6).prop_map(V::from),
+            (0usize..300).prop_map(|n| {
+                V::from(
+                    (0..n)
+                        .map(|i| (format!("k{i}"), "v".to_string()))
+                        .collect::<HashMap<_, _>>(),
+                )
+            }),
+            prop::collection::vec(any::<u8>(), 0..8).prop_map(V::from),
+            text().prop_map(|s| V::Value(Box::new(V::from(s)))),
+        ];
+        v.prop_map(|v| OwnedValue::try_from(v).unwrap())
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::sample::select(KEYS).prop_map(String::from),
+            1 => text(),
+        ]
+    }
+
+    /// JSON of any shape, a few levels deep.
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        prop::sample::select(
+                            &[
+                                "process",
+                                "args",
+                                "env",
+                                "linux",
+                                "resources",
+                                "memory",
+                                "root",
+                                "path",
+                                "mounts",
+                                "cpu",
+                                "pids",
+                            ][..]
+                        )
+                        .prop_map(String::from),
+                        text()
+                    ],
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// What parse must say of one option, by hand.
+    fn accepted(key: &str, v: &OwnedValue) -> bool {
+        let s = |v: &OwnedValue| String::try_from(v.try_clone().unwrap()).ok();
+        let list = |v: &OwnedValue| Vec::<String>::try_from(v.try_clone().unwrap()).ok();
+        match key {
+            "labels" => {
+                HashMap::<String, String>::try_from(v.try_clone().unwrap()).is_ok_and(|m| {
+                    m.len() <= MAX_LABELS
+                        && m.iter()
+                            .all(|(k, v)| !k.is_empty() && k.len() <= 256 && v.len() <= 4096)
+                })
+            }
+            "args" => list(v).is_some_and(|a| {
+                !a.is_empty() && a.len() <= MAX_LIST && a.iter().all(|s| s.len() <= MAX_STRING)
+            }),
+            "env" => list(v).is_some_and(|a| {
+                a.len() <= MAX_LIST
+                    && a.iter()
+                        .all(|e| e.len() <= MAX_STRING && e.contains('=') && !e.starts_with('='))
+            }),
+            "terminal" | "stdin" => bool::try_from(v.try_clone().unwrap()).is_ok(),
+            "workdir" => s(v).is_some_and(|w| w.len() <= MAX_STRING && w.starts_with('/')),
+            "memory" => u64::try_from(v.try_clone().unwrap()).is_ok_and(|m| m <= i64::MAX as u64),
+            "cpus" => f64::try_from(v.try_clone().unwrap())
+                .is_ok_and(|c| c.is_finite() && c > 0.0 && c <= 4096.0),
+            "pids_limit" => i64::try_from(v.try_clone().unwrap()).is_ok(),
+            "notify_socket" => s(v).is_some_and(|p| {
+                p.len() <= MAX_STRING && p.starts_with('/') && Path::new(&p).file_name().is_some()
+            }),
+            "image" => s(v).is_some_and(|x| !x.is_empty() && x.len() <= 1024),
+            "log_unit" => s(v).is_some_and(|u| {
+                !u.is_empty()
+                    && u.len() <= 256
+                    && u.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"@.-_:\\".contains(&b))
+            }),
+            _ => false,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// One option: accepted exactly when its key is known and its value
+        /// has the documented type and bounds; refused as InvalidArgument.
+        #[test]
+        fn one_option_is_accepted_exactly_as_documented(k in key(), v in value()) {
+            let opts = HashMap::from([(k.clone(), v.try_clone().unwrap())]);
+            match CreateRequest::parse(&opts) {
+                Ok(_) => prop_assert!(accepted(&k, &v) && k != "user", "{k}: {v:?}"),
+                Err(Error::InvalidArgument(m)) => {
+                    prop_assert!(!accepted(&k, &v) || k == "user", "{k}: {v:?}: {m}");
+                    prop_assert!(m.len() < 512, "an error echoing its input: {} bytes", m.len());
+                }
+                Err(e) => prop_assert!(false, "{k}: not InvalidArgument: {e:?}"),
+            }
+        }
+
+        /// Any option map, applied to any JSON: no panic; an object stays
+        /// an object with the args, env and resources asked for.
+        #[test]
+        fn parse_and_apply_never_panic(
+            opts in prop::collection::hash_map(key(), value(), 0..8),
+            mut config in json_value(),
+        ) {
+            let Ok(req) = CreateRequest::parse(&opts) else {
+                return Ok(());
+            };
+            let _ = req.changes_spec();
+            let was_object = config.is_object();
+            req.apply(&mut config, Path::new("/bundle"));
+            if was_object {
+                prop_assert!(config["process"].is_object());
+                prop_assert!(config["process"]["env"].is_array());
+                if let Some(args) = &req.args {
+                    prop_assert_eq!(&config["process"]["args"], &json!(args));
+                }
+                if let Some(m) = req.memory {
+                    prop_assert_eq!(&config["linux"]["resources"]["memory"]["limit"], &json!(m));
+                }
+                for e in &req.env {
+                    prop_assert!(config["process"]["env"].as_array().unwrap().contains(&json!(e)));
+                }
+            }
+        }
+
+        /// ExecContainer's process_json: any text, no panic; not a JSON
+        /// object → InvalidArgument.
+        #[test]
+        fn exec_process_never_panics(text in prop_oneof![any::<String>(), json_value().prop_map(|v| v.to_string())]) {
+            match exec_process(&text, Path::new("/nonexistent-berth-bundle")) {
+                Ok(p) => prop_assert!(p.cwd().is_absolute() || !p.cwd().as_os_str().is_empty()),
+                Err(Error::InvalidArgument(_)) => {}
+                Err(e) => prop_assert!(false, "{e:?}"),
+            }
+        }
     }
 }
