@@ -99,9 +99,10 @@ impl Daemon {
     }
 
     pub fn get(&self, id: &str) -> Result<ContainerRecord> {
-        // Longer than any valid id: names nothing (and LMDB refuses keys
-        // over 511 bytes, which would be an Internal error).
-        if id.len() > MAX_ID {
+        // Empty or longer than any valid id: names nothing (and LMDB
+        // refuses empty keys and keys over 511 bytes, which would be an
+        // Internal error).
+        if id.is_empty() || id.len() > MAX_ID {
             return Err(Error::NotFound(format!("no container {}", brief(id))));
         }
         self.store
@@ -177,7 +178,7 @@ impl Daemon {
                     "give a bundle or the image option, not both".into(),
                 ))
             }
-            Some(_) => {}
+            Some(image) => crate::images::check_name(image)?,
             None if !bundle_path.is_absolute() => {
                 return Err(Error::InvalidArgument(format!(
                     "bundle {:?} must be an absolute path",
@@ -302,6 +303,23 @@ impl Daemon {
         Ok((pid, shim))
     }
 
+    /// A call on container `id` that failed because its process ended in
+    /// the meantime (killed, say, its exit not recorded yet) met a container
+    /// in the wrong state: FailedPrecondition, not an internal error.
+    fn exited_meanwhile(&self, id: &str, e: Error) -> Error {
+        let Error::Internal(msg) = e else {
+            return e;
+        };
+        let gone = self.get(id).map_or(true, |r| {
+            r.status == "stopped"
+                || berth_init::container::process_start_time(r.pid as i32) != Some(r.pid_start)
+        });
+        match gone {
+            true => Error::FailedPrecondition(format!("container {id} has exited ({msg})")),
+            false => Error::Internal(msg),
+        }
+    }
+
     pub async fn start(&self, id: &str) -> Result<ContainerRecord> {
         let rec = self.get(id)?;
         if rec.status != "created" {
@@ -316,7 +334,8 @@ impl Daemon {
         let (root, cid) = (self.run_dir.clone(), id.to_string());
         tokio::task::spawn_blocking(move || berth_init::container::start(&root, &cid))
             .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| self.exited_meanwhile(id, e.into()))?;
         // The exit may already have been recorded (a container that exits at once).
         Ok(self.store.update(id, |r| {
             r.started_at = started_at;
@@ -346,7 +365,8 @@ impl Daemon {
                 rec.status
             )));
         }
-        Ok(berth_init::container::kill(&self.run_dir, id, sig, all)?)
+        berth_init::container::kill(&self.run_dir, id, sig, all)
+            .map_err(|e| self.exited_meanwhile(id, e.into()))
     }
 
     /// Freezes (`pause`) or thaws the container's scope.
@@ -373,7 +393,8 @@ impl Daemon {
             }
         })
         .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| self.exited_meanwhile(id, e.into()))?;
         Ok(self.store.update(id, |r| r.status = now.into())?)
     }
 
@@ -435,7 +456,10 @@ impl Daemon {
         if req.stdin {
             args.push("--stdin");
         }
-        let (_, shim) = self.run_shim(id, &args).await?;
+        let (_, shim) = self
+            .run_shim(id, &args)
+            .await
+            .map_err(|e| self.exited_meanwhile(id, e))?;
         let start = berth_init::container::process_start_time(shim as i32).unwrap_or(0);
         self.store.update(id, |r| {
             r.add_exec(

@@ -26,6 +26,22 @@ pub fn dbus_error(e: berth_image::Error) -> Error {
     }
 }
 
+/// The longest image name looked up: a name is an LMDB key (≤ 511 bytes,
+/// with room for the registry and tag a short name is completed with).
+pub const MAX_NAME: usize = 400;
+
+/// An image name to look up: empty or longer than any stored name names no
+/// image (LMDB would refuse the key: an Internal error otherwise).
+pub fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(Error::NotFound(format!(
+            "no image {:?}",
+            crate::daemon::brief(name)
+        )));
+    }
+    Ok(())
+}
+
 /// Runs `f` on the blocking pool with the store, or says there is none.
 pub async fn with_store<T: Send + 'static>(
     store: &Option<Arc<ImageStore>>,

@@ -357,7 +357,21 @@ pub fn exec_process(process_json: &str, config_dir: &Path) -> Result<oci_spec::r
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
     inherit(&mut given, &config["process"]);
-    serde_json::from_value(given).map_err(|e| Error::InvalidArgument(format!("process_json: {e}")))
+    let process: oci_spec::runtime::Process = serde_json::from_value(given)
+        .map_err(|e| Error::InvalidArgument(format!("process_json: {e}")))?;
+    // What the runtime would only find out inside the container.
+    if !process.cwd().is_absolute() {
+        return Err(Error::InvalidArgument(format!(
+            "process_json: cwd {:?} must be an absolute path",
+            brief(&process.cwd().to_string_lossy())
+        )));
+    }
+    match process.args() {
+        Some(a) if a.first().is_some_and(|p| !p.is_empty()) => Ok(process),
+        _ => Err(Error::InvalidArgument(
+            "process_json: args must name the program to run".into(),
+        )),
+    }
 }
 
 fn inherit(given: &mut Value, base: &Value) {
@@ -672,7 +686,7 @@ mod props {
         #[test]
         fn exec_process_never_panics(text in prop_oneof![any::<String>(), json_value().prop_map(|v| v.to_string())]) {
             match exec_process(&text, Path::new("/nonexistent-berth-bundle")) {
-                Ok(p) => prop_assert!(p.cwd().is_absolute() || !p.cwd().as_os_str().is_empty()),
+                Ok(p) => prop_assert!(p.cwd().is_absolute() && !p.args().as_ref().unwrap()[0].is_empty()),
                 Err(Error::InvalidArgument(_)) => {}
                 Err(e) => prop_assert!(false, "{e:?}"),
             }

@@ -329,7 +329,20 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
     }
     let warnings = run_hooks_warn(&rec, Phase::Poststop, Status::Stopped);
     let d = dir(root, id);
-    fs::remove_dir_all(&d).map_err(|e| Error::io(format!("removing {}", d.display()), e))?;
+    // An exec's shim may still write its exit record as the container's
+    // processes die: a file made during the removal (ENOTEMPTY) goes on
+    // the next pass.
+    let mut passes = 0;
+    loop {
+        match fs::remove_dir_all(&d) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && passes < 50 => {
+                passes += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => return Err(Error::io(format!("removing {}", d.display()), e)),
+        }
+    }
     Ok(warnings)
 }
 

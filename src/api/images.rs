@@ -13,7 +13,7 @@ use zbus::{interface, Connection};
 use crate::api::error::{Error, Result};
 use crate::api::require_root;
 use crate::daemon::Daemon;
-use crate::images::{dbus_error, with_store};
+use crate::images::{check_name, dbus_error, with_store};
 
 pub struct Images {
     pub daemon: Arc<Daemon>,
@@ -71,6 +71,12 @@ impl Images {
             ..Default::default()
         };
         let path = absolute(path)?;
+        if let Err(e) = std::fs::symlink_metadata(&path) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: {e}",
+                crate::daemon::brief(&path.to_string_lossy())
+            )));
+        }
         with_store(&self.daemon.images, move |s| {
             let recs = s.import(&path, &opts).map_err(dbus_error)?;
             Ok(recs.into_iter().map(|r| r.name).collect())
@@ -173,6 +179,7 @@ impl Images {
 
     /// The image's record and config as JSON.
     async fn inspect_image(&self, name: &str) -> Result<String> {
+        check_name(name)?;
         let name = name.to_string();
         with_store(&self.daemon.images, move |s| {
             let i = s.inspect(&name).map_err(dbus_error)?;
@@ -205,6 +212,14 @@ impl Images {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<String> {
         require_root(conn, &hdr).await?;
+        check_name(name)?;
+        if new_name.is_empty() || new_name.len() > crate::images::MAX_NAME {
+            return Err(Error::InvalidArgument(format!(
+                "new name {:?}: 1-{} bytes",
+                crate::daemon::brief(new_name),
+                crate::images::MAX_NAME
+            )));
+        }
         let (name, new_name) = (name.to_string(), new_name.to_string());
         with_store(&self.daemon.images, move |s| {
             Ok(s.tag(&name, &new_name).map_err(dbus_error)?.name)
@@ -221,6 +236,7 @@ impl Images {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         require_root(conn, &hdr).await?;
+        check_name(name)?;
         let name = name.to_string();
         with_store(&self.daemon.images, move |s| {
             s.remove(&name).map_err(dbus_error).map(drop)
@@ -252,6 +268,12 @@ impl Images {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         require_root(conn, &hdr).await?;
+        if names.is_empty() {
+            return Err(Error::InvalidArgument(
+                "name at least one image to save".into(),
+            ));
+        }
+        names.iter().try_for_each(|n| check_name(n))?;
         let path = absolute(path)?;
         with_store(&self.daemon.images, move |s| {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();

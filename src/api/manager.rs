@@ -286,8 +286,15 @@ impl Manager {
                 rec.status
             )));
         }
-        crate::stats::collect(rec.pid)
-            .ok_or_else(|| Error::Internal(format!("reading the cgroup of container {id}")))
+        crate::stats::collect(rec.pid).ok_or_else(|| {
+            // Its process just ended (the exit not recorded yet): no cgroup
+            // left to read, as for a stopped container.
+            if berth_init::container::process_start_time(rec.pid as i32) != Some(rec.pid_start) {
+                Error::FailedPrecondition(format!("container {id} exited: no cgroup to read"))
+            } else {
+                Error::Internal(format!("reading the cgroup of container {id}"))
+            }
+        })
     }
 
     /// (id, status, object path) of every container.
