@@ -91,6 +91,32 @@ fn run_exec_logs_and_the_everyday_verbs() {
     let logs = ctl_ok(&b, "logs web");
     assert_eq!(logs, "one\ntwo\n");
     assert_eq!(ctl_ok(&b, "logs --tail 1 web"), "two\n");
+    // -f follows new output and ends (by itself) once the container stops.
+    ctl_ok(
+        &b,
+        &format!("run -d --name follow --bundle {bp} sh -c 'echo a; sleep 1.5; echo b'"),
+    );
+    let t0 = std::time::Instant::now();
+    let followed = b.sh_ok(&format!("timeout 20 {} logs -f follow", berthctl()));
+    assert_eq!(followed, "a\nb\n");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t0.elapsed()
+    );
+    ctl_ok(&b, "rm follow");
+    // A follower whose reader goes away (web runs on) is ended by berthd:
+    // no journalctl stays behind.
+    let _ = b.sh(&format!("timeout 1 {} logs -f web", berthctl()));
+    let mut left = String::new();
+    for _ in 0..30 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        left = b.sh_ok("pgrep -x journalctl || true");
+        if left.trim().is_empty() {
+            break;
+        }
+    }
+    assert!(left.trim().is_empty(), "journalctl left running: {left}");
     let journal = b.sh_ok("journalctl -o cat CONTAINER_NAME=web");
     assert!(journal.contains("one"), "{journal}");
 
