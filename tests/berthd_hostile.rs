@@ -181,11 +181,13 @@ fn huge_input_gets_named_errors_and_changes_nothing() {
         b.sh_ok("ls -la /run/berth/victim")
     );
 
-    // fds: back to where they were. Memory: no growth round over round,
+    // fds: back to where they were. Memory: the last round's peak not far
+    // over the earlier ones' (a round's peak depends on whether a STATUS
+    // tick trimmed the heap in between, so round 1 alone is no baseline),
     // and back near the start once berthd gave the freed memory back (it
-    // does at every STATUS tick: 15 s under WatchdogSec=30s).
+    // does at every STATUS tick: 15 s under WatchdogSec=30s) — the leak check.
     assert!(
-        rss[2] < rss[0] + 48 * 1024,
+        rss[2] < rss[0].max(rss[1]) + 48 * 1024,
         "VmRSS grows round over round: {rss:?} kB"
     );
     let settled = |u: (u64, usize)| u.1 <= before.1 && u.0 < before.0 + 16 * 1024;
