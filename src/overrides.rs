@@ -48,7 +48,9 @@ pub struct CreateRequest {
 pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
                          notify_socket, stdin, log_unit, image, user";
 
-fn get<T>(key: &str, value: &OwnedValue, want: &str) -> Result<T>
+/// An `a{sv}` option's value as `T`, or InvalidArgument naming the key and
+/// the D-Bus type it must have (`want`). Every method's options use it.
+pub fn get<T>(key: &str, value: &OwnedValue, want: &str) -> Result<T>
 where
     T: TryFrom<OwnedValue>,
 {

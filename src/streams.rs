@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::api::error::{Error, Result};
 use crate::daemon::Daemon;
+use crate::overrides::get;
 
 /// `<run>/<id>/attach.sock`, or `exec-<exec id>.attach.sock` for an exec.
 fn socket_name(exec_id: &str, what: &str) -> String {
@@ -79,11 +80,9 @@ impl LogsRequest {
     ) -> Result<LogsRequest> {
         let mut r = LogsRequest::default();
         for (key, value) in options {
-            let v = value.try_clone().ok();
-            let bad = |want: &str| Error::InvalidArgument(format!("option {key} must be {want}"));
             match key.as_str() {
-                "follow" => r.follow = v.and_then(|v| v.try_into().ok()).ok_or_else(|| bad("b"))?,
-                "tail" => r.tail = Some(v.and_then(|v| v.try_into().ok()).ok_or_else(|| bad("u"))?),
+                "follow" => r.follow = get(key, value, "b")?,
+                "tail" => r.tail = Some(get(key, value, "u")?),
                 other => {
                     return Err(Error::InvalidArgument(format!(
                         "unknown option {other:?} (known: follow, tail)"

@@ -13,41 +13,7 @@ use std::time::{Duration, Instant};
 
 use berth_box::bundle::Bundle;
 use berth_box::SystemdBox;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue};
-
-fn connect(b: &SystemdBox) -> zbus::Result<zbus::blocking::Connection> {
-    let addr = format!(
-        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
-        b.init_pid()
-    );
-    zbus::blocking::connection::Builder::address(addr.as_str())?.build()
-}
-
-fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
-    install_berthd(b, "");
-    connect(b).unwrap()
-}
-
-fn prop<T: TryFrom<OwnedValue>>(
-    c: &zbus::blocking::Connection,
-    path: &OwnedObjectPath,
-    name: &str,
-) -> T
-where
-    T::Error: std::fmt::Debug,
-{
-    let p = zbus::blocking::fdo::PropertiesProxy::builder(c)
-        .destination(DEST)
-        .unwrap()
-        .path(path.as_ref())
-        .unwrap()
-        .build()
-        .unwrap();
-    let v = p
-        .get("io.berth.Berth1.Container".try_into().unwrap(), name)
-        .unwrap();
-    T::try_from(v).unwrap()
-}
+use zbus::zvariant::OwnedObjectPath;
 
 type List = Vec<(String, String, OwnedObjectPath)>;
 
@@ -57,7 +23,7 @@ fn berthd_back(b: &SystemdBox) -> (zbus::blocking::Connection, List, Duration) {
     let t = Instant::now();
     let mut last = String::new();
     while t.elapsed() < Duration::from_secs(30) {
-        match connect(b).and_then(|c| call::<List>(&c, "ListContainers", &()).map(|l| (c, l))) {
+        match bus(b).and_then(|c| call::<List>(&c, "ListContainers", &()).map(|l| (c, l))) {
             Ok((c, list)) => return (c, list, t.elapsed()),
             Err(e) => last = e.to_string(),
         }

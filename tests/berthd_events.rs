@@ -18,43 +18,6 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 const CONTAINER: &str = "io.berth.Berth1.Container";
 
-fn bus_address(b: &SystemdBox) -> String {
-    format!(
-        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
-        b.init_pid()
-    )
-}
-
-fn connect(b: &SystemdBox) -> zbus::blocking::Connection {
-    zbus::blocking::connection::Builder::address(bus_address(b).as_str())
-        .unwrap()
-        .build()
-        .unwrap()
-}
-
-fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
-    install_berthd(b, "");
-    connect(b)
-}
-
-fn prop<T: TryFrom<OwnedValue>>(
-    c: &zbus::blocking::Connection,
-    path: &OwnedObjectPath,
-    name: &str,
-) -> T
-where
-    T::Error: std::fmt::Debug,
-{
-    let p = zbus::blocking::fdo::PropertiesProxy::builder(c)
-        .destination(DEST)
-        .unwrap()
-        .path(path.as_ref())
-        .unwrap()
-        .build()
-        .unwrap();
-    T::try_from(p.get(CONTAINER.try_into().unwrap(), name).unwrap()).unwrap()
-}
-
 /// A signal of berthd, as the test cares about it.
 #[derive(Debug, Clone, PartialEq)]
 enum Event {
@@ -74,7 +37,7 @@ struct Events {
 }
 
 fn listen(b: &SystemdBox) -> Events {
-    let conn = connect(b);
+    let conn = bus(b).unwrap();
     let rule = zbus::MatchRule::builder()
         .msg_type(zbus::message::Type::Signal)
         .path_namespace(PATH)

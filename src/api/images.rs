@@ -14,21 +14,14 @@ use crate::api::error::{Error, Result};
 use crate::api::require_root;
 use crate::daemon::Daemon;
 use crate::images::{check_name, dbus_error, with_store};
+use crate::overrides::get;
 
 pub struct Images {
     pub daemon: Arc<Daemon>,
 }
 
 fn string_option(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Option<String>> {
-    options
-        .get(key)
-        .map(|v| {
-            v.try_clone()
-                .ok()
-                .and_then(|v| String::try_from(v).ok())
-                .ok_or_else(|| Error::InvalidArgument(format!("option {key} must be s")))
-        })
-        .transpose()
+    options.get(key).map(|v| get(key, v, "s")).transpose()
 }
 
 fn check_keys(options: &HashMap<String, OwnedValue>, known: &[&str]) -> Result<()> {
@@ -104,12 +97,7 @@ impl Images {
             opts.credentials = Some((u, p));
         }
         if let Some(v) = options.get("plain_http") {
-            let b = v
-                .try_clone()
-                .ok()
-                .and_then(|v| bool::try_from(v).ok())
-                .ok_or_else(|| Error::InvalidArgument("option plain_http must be b".into()))?;
-            opts.plain_http = Some(b);
+            opts.plain_http = Some(get("plain_http", v, "b")?);
         }
         // Progress goes out as PullProgress signals from here: the pull runs
         // on the blocking pool, the signals need the async side. At most one

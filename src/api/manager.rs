@@ -12,6 +12,7 @@ use crate::api::container::ContainerObject;
 use crate::api::error::{Error, Result};
 use crate::api::{container_path, require_root, MANAGER_PATH};
 use crate::daemon::{Daemon, ExecRequest};
+use crate::overrides::get;
 
 pub struct Manager {
     pub daemon: Arc<Daemon>,
@@ -22,12 +23,10 @@ pub struct Manager {
 fn parse_exec(options: &HashMap<String, OwnedValue>) -> Result<ExecRequest> {
     let mut req = ExecRequest::default();
     for (key, value) in options {
-        let v = value.try_clone().ok();
-        let bad = |want: &str| Error::InvalidArgument(format!("option {key} must be {want}"));
         match key.as_str() {
-            "id" => req.id = Some(v.and_then(|v| v.try_into().ok()).ok_or_else(|| bad("s"))?),
-            "attach" => req.attach = v.and_then(|v| v.try_into().ok()).ok_or_else(|| bad("b"))?,
-            "stdin" => req.stdin = v.and_then(|v| v.try_into().ok()).ok_or_else(|| bad("b"))?,
+            "id" => req.id = Some(get(key, value, "s")?),
+            "attach" => req.attach = get(key, value, "b")?,
+            "stdin" => req.stdin = get(key, value, "b")?,
             other => {
                 return Err(Error::InvalidArgument(format!(
                     "unknown option {other:?} (known: id, attach, stdin)"
