@@ -87,6 +87,11 @@ impl Daemon {
         bundles_dir: PathBuf,
         images: Option<Arc<berth_image::ImageStore>>,
     ) -> Arc<Self> {
+        // The system bus connection berth-init's systemd driver shares
+        // (deletes, kills, pauses), made now rather than at the first
+        // delete: one connection for berthd's life, there from the start.
+        // A failure here is retried at the first use.
+        let _ = berth_init::cgroups::systemd::system_bus();
         Arc::new(Daemon {
             store,
             run_dir,
@@ -553,11 +558,19 @@ impl Daemon {
         // ContainerRemoved, with the record still there to read).
         let gate = self.gate(id);
         let _announced = gate.lock().await;
+        // The shims' scopes go with the container's: empty once the shims
+        // exited, systemd would collect them only a little later, and the
+        // names must be free for a new container of this id at once.
+        let shim_scopes: Vec<String> = std::iter::once(None)
+            .chain(rec.execs.keys().map(|e| Some(e.as_str())))
+            .filter_map(|e| berth_init::cgroups::naming::shim_scope_unit(id, e).ok())
+            .collect();
         let (root, cid) = (self.run_dir.clone(), id.to_string());
-        let removed =
-            tokio::task::spawn_blocking(move || berth_init::container::delete(&root, &cid, true))
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?;
+        let removed = tokio::task::spawn_blocking(move || {
+            berth_init::container::delete_with_scopes(&root, &cid, true, &shim_scopes)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
         match removed {
             Ok(_) | Err(berth_init::Error::NotFound(_)) => {}
             Err(e) => return Err(e.into()),

@@ -297,6 +297,19 @@ fn with_cgroup(
 /// Removes a container. A created one is killed first (it never ran); a
 /// running or paused one only with `force`. Returns poststop hook warnings.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
+    delete_with_scopes(root, id, force, &[])
+}
+
+/// [`delete`], and also removes the systemd scopes `also` (its shims' scopes,
+/// which are empty once the shims exited but which systemd collects only
+/// some time later), together with the container's own scope: on return the
+/// names are free for a container of the same id.
+pub fn delete_with_scopes(
+    root: &Path,
+    id: &str,
+    force: bool,
+    also: &[String],
+) -> Result<Vec<String>> {
     let rec = Record::load(root, id)?;
     let status = rec.status(root);
     match status {
@@ -324,9 +337,15 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<Vec<String>> {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    if let Some(m) = mgr.as_mut() {
-        m.destroy()?;
+    // systemd scopes go together, in one batch of calls (see destroy_units).
+    let mut scopes = Vec::new();
+    match mgr.as_mut() {
+        Some(m) if rec.systemd_cgroup => scopes.push(m.path()),
+        Some(m) => m.destroy()?,
+        None => {}
     }
+    scopes.extend(also.iter().cloned());
+    crate::cgroups::systemd::destroy_scopes(&scopes)?;
     let warnings = run_hooks_warn(&rec, Phase::Poststop, Status::Stopped);
     let d = dir(root, id);
     // An exec's shim may still write its exit record as the container's

@@ -87,6 +87,23 @@ pub fn unit_for(container_id: &str, cgroups_path: Option<&str>) -> Result<(Strin
     Ok((slice.to_string(), unit))
 }
 
+/// The cgroupsPath of a shim's own scope, `berth-shim-<id>.scope` (an exec's
+/// shim: `berth-shim-<id>-<exec id>.scope`) in berth.slice: never the
+/// container's scope (a shim outlives its container) nor its starter's cgroup
+/// (a restart of berthd must not take shims along).
+pub fn shim_scope_path(container_id: &str, exec_id: Option<&str>) -> String {
+    match exec_id {
+        None => format!("{DEFAULT_SLICE}:berth-shim:{container_id}"),
+        Some(e) => format!("{DEFAULT_SLICE}:berth-shim:{container_id}-{e}"),
+    }
+}
+
+/// The unit name of that scope.
+pub fn shim_scope_unit(container_id: &str, exec_id: Option<&str>) -> Result<String> {
+    let path = shim_scope_path(container_id, exec_id);
+    unit_for(container_id, Some(&path)).map(|(_, unit)| unit)
+}
+
 /// The normalised absolute cgroup path for a container.
 pub fn cgroup_path(container_id: &str, cgroups_path: Option<&str>) -> Result<String> {
     let given = cgroups_path.filter(|p| !p.is_empty());

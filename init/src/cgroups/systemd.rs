@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use oci_spec::runtime::LinuxResources;
 use zbus::export::futures_core::Stream;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
+use zbus::MessageStream;
 
 use super::naming::{bad_path, unit_for, DEFAULT_SLICE};
 use super::properties::{self, Property};
@@ -28,7 +29,46 @@ pub const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 const UNIT_EXISTS: &str = "org.freedesktop.systemd1.UnitExists";
 const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 const NOT_LOADED: &str = "org.freedesktop.systemd1.LoadFailed";
-const ALREADY_SUBSCRIBED: &str = "org.freedesktop.systemd1.AlreadySubscribed";
+
+/// The JobRemoved signals of systemd's manager. No `Subscribe` is needed for
+/// them: systemd sends a job's JobNew/JobRemoved whenever the client that
+/// asked for the job is still connected (the job tracks its requester), so
+/// one AddMatch (to dbus-daemon) is all a wait costs. The sender is the
+/// well-known name, which dbus-daemon resolves; zbus checks only unique ones.
+const JOB_REMOVED_RULE: &str = "type='signal',sender='org.freedesktop.systemd1',\
+     path='/org/freedesktop/systemd1',interface='org.freedesktop.systemd1.Manager',\
+     member='JobRemoved'";
+
+/// Signals queued for one wait before the oldest are dropped: a busy
+/// systemd (many containers made at once) removes many jobs meanwhile.
+const JOB_QUEUE: usize = 1024;
+
+/// The system bus connection every manager of this process shares, made on
+/// first use. A connection costs an authentication and a Hello round trip
+/// plus zbus's threads; berthd deletes, kills and pauses through one, and a
+/// shim makes its container's scope and its own on one. Made lazily, never
+/// before berth-init's create has forked the init (a process with zbus's
+/// threads must not fork).
+static BUS: Mutex<Option<zbus::blocking::Connection>> = Mutex::new(None);
+
+/// The shared connection (made now if there is none yet).
+pub fn system_bus() -> zbus::Result<zbus::blocking::Connection> {
+    let mut bus = BUS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(conn) = bus.as_ref() {
+        return Ok(conn.clone());
+    }
+    let conn = zbus::blocking::Connection::system()?;
+    *bus = Some(conn.clone());
+    Ok(conn)
+}
+
+/// Drops the shared connection after an I/O error on it (the bus restarted,
+/// say), so that the next manager connects afresh instead of failing forever.
+fn forget_bus_on(e: &zbus::Error) {
+    if matches!(e, zbus::Error::InputOutput(_)) {
+        *BUS.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
 
 #[zbus::proxy(
     interface = "org.freedesktop.systemd1.Manager",
@@ -56,7 +96,8 @@ pub trait Manager {
         runtime: bool,
         properties: &[(&str, Value<'_>)],
     ) -> zbus::Result<()>;
-    /// systemd emits job signals only to subscribed clients.
+    /// Signals for every unit and job. Waiting for one's own jobs needs no
+    /// subscription (see JOB_REMOVED_RULE); kept for callers that watch more.
     fn subscribe(&self) -> zbus::Result<()>;
     #[zbus(signal)]
     fn job_removed(
@@ -122,7 +163,62 @@ fn next_before<S: Stream + Unpin>(stream: &mut S, deadline: Instant) -> Option<O
     }
 }
 
-/// A container's scope. Cheap to create; holds one system bus connection.
+/// Waits (bounded, all within one JOB_TIMEOUT) until every job of `pending`
+/// is removed, and requires result "done" of each: the first failure is
+/// returned, after all were waited for (so none is still running after).
+fn wait_jobs(
+    jobs: &mut MessageStream,
+    pending: &[(&SystemdManager, &OwnedObjectPath)],
+    op: &'static str,
+) -> Result<()> {
+    let deadline = Instant::now() + JOB_TIMEOUT;
+    let mut left: Vec<_> = pending.to_vec();
+    let mut result = Ok(());
+    while let Some(&(m, first)) = left.first() {
+        let signal = match next_before(jobs, deadline) {
+            Some(Some(Ok(s))) => s,
+            // An error in the stream (a message zbus could not read) is
+            // not our job's end; keep waiting until the deadline.
+            Some(Some(Err(_))) => continue,
+            Some(None) => {
+                return Err(m.err(op)(zbus::Error::Failure(
+                    "the bus connection closed while waiting for the job".into(),
+                )))
+            }
+            None => {
+                return Err(CgroupError::Timeout {
+                    what: format!("systemd job {} ({op} {})", first.as_str(), m.unit),
+                    waited: JOB_TIMEOUT,
+                })
+            }
+        };
+        let body = signal.body();
+        let Ok((_id, removed, _unit, outcome)) =
+            body.deserialize::<(u32, ObjectPath<'_>, &str, &str)>()
+        else {
+            continue;
+        };
+        let Some(i) = left
+            .iter()
+            .position(|(_, j)| j.as_str() == removed.as_str())
+        else {
+            continue;
+        };
+        let (m, job) = left.swap_remove(i);
+        if outcome != "done" {
+            result = result.and(Err(CgroupError::Job {
+                op,
+                unit: m.unit.clone(),
+                job: job.as_str().into(),
+                result: outcome.to_string(),
+            }));
+        }
+    }
+    result
+}
+
+/// A container's scope. Cheap to create: it uses the process's shared
+/// system bus connection ([`system_bus`]) unless given one.
 pub struct SystemdManager {
     bus: ManagerProxyBlocking<'static>,
     unit: String,
@@ -152,7 +248,7 @@ impl SystemdManager {
             unit: unit.into(),
             source: Box::new(source),
         };
-        let conn = zbus::blocking::Connection::system().map_err(sd)?;
+        let conn = system_bus().map_err(sd)?;
         Self::with_connection(&conn, unit)
     }
 
@@ -181,64 +277,36 @@ impl SystemdManager {
     }
 
     fn err(&self, op: &'static str) -> impl Fn(zbus::Error) -> CgroupError + '_ {
-        move |source| CgroupError::Systemd {
-            op,
-            unit: self.unit.clone(),
-            source: Box::new(source),
+        move |source| {
+            forget_bus_on(&source);
+            CgroupError::Systemd {
+                op,
+                unit: self.unit.clone(),
+                source: Box::new(source),
+            }
         }
     }
 
-    /// Subscribes (once per connection: systemd says AlreadySubscribed after)
-    /// and opens the JobRemoved stream. Both happen BEFORE the call that makes
-    /// the job, or a fast job's signal would come before we listen.
-    fn jobs(&self) -> Result<JobRemovedStream> {
-        match self.bus.subscribe() {
-            Err(e) if error_name(&e) != Some(ALREADY_SUBSCRIBED) => {
-                return Err(self.err("Subscribe (to wait for jobs) for")(e))
-            }
-            _ => {}
-        }
-        let proxy: ManagerProxy<'static> = self.bus.inner().inner().clone().into();
-        zbus::block_on(proxy.receive_job_removed()).map_err(self.err("watching jobs of"))
+    /// Opens the JobRemoved stream. BEFORE the call that makes the job, or a
+    /// fast job's signal would come before we listen.
+    fn jobs(&self) -> Result<MessageStream> {
+        let conn = self.bus.inner().connection().inner();
+        zbus::block_on(MessageStream::for_match_rule(
+            JOB_REMOVED_RULE,
+            conn,
+            Some(JOB_QUEUE),
+        ))
+        .map_err(self.err("watching jobs of"))
     }
 
     /// Waits (bounded) for `job` to be removed and requires result "done".
     fn wait_job(
         &self,
-        jobs: &mut JobRemovedStream,
+        jobs: &mut MessageStream,
         job: &OwnedObjectPath,
         op: &'static str,
     ) -> Result<()> {
-        let deadline = Instant::now() + JOB_TIMEOUT;
-        loop {
-            let signal = match next_before(jobs, deadline) {
-                Some(Some(s)) => s,
-                Some(None) => {
-                    return Err(self.err(op)(zbus::Error::Failure(
-                        "the bus connection closed while waiting for the job".into(),
-                    )))
-                }
-                None => {
-                    return Err(CgroupError::Timeout {
-                        what: format!("systemd job {} ({op} {})", job.as_str(), self.unit),
-                        waited: JOB_TIMEOUT,
-                    })
-                }
-            };
-            let Ok(args) = signal.args() else { continue };
-            if args.job().as_str() != job.as_str() {
-                continue;
-            }
-            if *args.result() == "done" {
-                return Ok(());
-            }
-            return Err(CgroupError::Job {
-                op,
-                unit: self.unit.clone(),
-                job: job.as_str().into(),
-                result: args.result().to_string(),
-            });
-        }
+        wait_jobs(jobs, &[(self, job)], op)
     }
 
     /// The scope's cgroup directory, from its ControlGroup property; `None`
@@ -407,35 +475,97 @@ impl CgroupManager for SystemdManager {
     }
 
     fn destroy(&mut self) -> Result<()> {
-        let gone = |e: &zbus::Error| matches!(error_name(e), Some(NO_SUCH_UNIT) | Some(NOT_LOADED));
-        // The usual case after the container exited: systemd already
-        // collected the empty scope. One round trip instead of four.
-        match self.bus.get_unit(&self.unit) {
-            Err(e) if gone(&e) => return Ok(()),
-            _ => {}
-        }
-        // Frozen tasks cannot act on SIGKILL under the v1 freezer.
-        if self.is_frozen().unwrap_or(false) {
-            let _ = self.thaw();
-        }
-        // SIGKILL first: stopping alone sends SIGTERM, which a container's
-        // pid 1 ignores, and then waits TimeoutStopSec (90 s) for it.
-        let _ = self.bus.kill_unit(&self.unit, "all", libc::SIGKILL);
-        let mut jobs = self.jobs()?;
-        match self.bus.stop_unit(&self.unit, "replace") {
-            Ok(job) => self.wait_job(&mut jobs, &job, "StopUnit")?,
-            Err(e) if gone(&e) => {}
-            Err(e) => return Err(self.err("StopUnit")(e)),
-        }
-        // A scope whose processes were killed may end "failed" and would then
-        // keep its name taken until reset.
-        match self.bus.reset_failed_unit(&self.unit) {
-            Err(e) if !gone(&e) => Err(self.err("ResetFailedUnit")(e)),
-            _ => Ok(()),
-        }
+        destroy_units(
+            self.bus.inner().connection(),
+            std::slice::from_ref(&self.unit),
+        )
     }
 
     fn path(&self) -> String {
         self.unit.clone()
     }
+}
+
+/// [`destroy_units`] on the shared connection, for scope names as `path()`
+/// gave them.
+pub fn destroy_scopes(units: &[String]) -> Result<()> {
+    let Some(first) = units.first() else {
+        return Ok(());
+    };
+    for unit in units {
+        if !unit.ends_with(".scope") || unit.contains('/') {
+            return Err(bad_path(
+                unit,
+                "expected a scope unit name like berth-<id>.scope",
+            ));
+        }
+    }
+    let conn = system_bus().map_err(|source| CgroupError::Systemd {
+        op: "connecting to the system bus for",
+        unit: first.clone(),
+        source: Box::new(source),
+    })?;
+    destroy_units(&conn, units)
+}
+
+/// SIGKILLs what is left in each unit (thawing first where the v1 freezer
+/// would hold a kill back), stops the units and resets them, and returns
+/// once they are gone: a new unit may take the same name right after.
+/// Units are handled together — every call goes out before the replies are
+/// awaited, and all stop jobs are waited for at once — so a second unit (a
+/// container's shim scope) costs little more than a round trip.
+///
+/// A unit that does not exist is already what we want; the usual case after
+/// a container exited is a scope systemd collected by itself, which costs
+/// one call here.
+pub fn destroy_units(conn: &zbus::blocking::Connection, units: &[String]) -> Result<()> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let managers = units
+        .iter()
+        .map(|u| SystemdManager::with_connection(conn, u))
+        .collect::<Result<Vec<_>>>()?;
+    let gone = |e: &zbus::Error| matches!(error_name(e), Some(NO_SUCH_UNIT) | Some(NOT_LOADED));
+    // Frozen tasks cannot act on SIGKILL under the v1 freezer (cgroup v2
+    // delivers fatal signals to frozen tasks: nothing to do there).
+    if !tree::unified_host() {
+        for m in &managers {
+            if m.is_frozen().unwrap_or(false) {
+                let _ = m.thaw();
+            }
+        }
+    }
+    // Opened before any stop is asked for, or a fast job's end goes unseen.
+    let mut jobs = managers[0].jobs()?;
+    let mut pending = Vec::new();
+    for m in &managers {
+        // SIGKILL first: stopping alone sends SIGTERM, which a container's
+        // pid 1 ignores, and then waits TimeoutStopSec (90 s) for it. The
+        // same call says whether the unit is there at all.
+        match m.bus.kill_unit(&m.unit, "all", libc::SIGKILL) {
+            Err(e) if gone(&e) => continue,
+            // Nothing left to kill (an empty scope): stopping is still due.
+            _ => {}
+        }
+        match m.bus.stop_unit(&m.unit, "replace") {
+            Ok(job) => pending.push((m, job)),
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(m.err("StopUnit")(e)),
+        }
+    }
+    let waits: Vec<_> = pending.iter().map(|(m, j)| (*m, j)).collect();
+    let result = wait_jobs(&mut jobs, &waits, "StopUnit");
+    for (m, _) in &pending {
+        // A scope whose processes were killed may end "failed" and would
+        // then keep its name taken until reset. No reply awaited: systemd
+        // handles a connection's messages in order, so the reset is done
+        // before anything a caller does after we return (a create under the
+        // same name) reaches it, and a reset that fails changes nothing.
+        let _ = m
+            .bus
+            .inner()
+            .call_noreply("ResetFailedUnit", &(m.unit.as_str(),));
+    }
+    result
 }
