@@ -44,6 +44,10 @@ pub struct CreateOptions {
     /// stdin, stdout, stderr for the container (the shim's pipes); None: the
     /// caller's own, as runc does. The caller keeps ownership.
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
+    /// The bundle as the caller already loaded it with [`spec::load`] (the
+    /// shim reads process.terminal first): used instead of reading and
+    /// validating config.json again. Its dir must be `bundle`'s.
+    pub loaded: Option<spec::Bundle>,
 }
 
 /// Creates a container and leaves its init blocked on the exec FIFO.
@@ -58,7 +62,10 @@ pub fn create(opts: &CreateOptions) -> Result<Record> {
             .map_err(|e| Error::io("current directory", e))?
             .join(&opts.bundle)
     };
-    let bundle = spec::load(&bundle_dir)?;
+    let bundle = match &opts.loaded {
+        Some(b) if b.dir == bundle_dir => b.clone(),
+        _ => spec::load(&bundle_dir)?,
+    };
     let process = bundle
         .spec
         .process()

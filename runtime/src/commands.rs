@@ -104,6 +104,7 @@ fn do_create(root: &Path, args: &CreateArgs, systemd: bool) -> Result<Record> {
         no_pivot: args.no_pivot,
         preserve_fds: args.preserve_fds,
         stdio: None,
+        loaded: None,
     };
     Ok(create(&opts)?)
 }

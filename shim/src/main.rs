@@ -163,18 +163,24 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
         }
         _ => None,
     };
+    // Loaded once: create() takes it as it is instead of reading it again.
+    let mut loaded = None;
     let terminal = match (&exec_process, &args.bundle) {
         (Some(p), _) => p.terminal().unwrap_or(false),
-        (None, Some(bundle)) => berth_init::spec::load(bundle)
-            .map_err(|e| Failure {
+        (None, Some(bundle)) => {
+            let b = berth_init::spec::load(bundle).map_err(|e| Failure {
                 kind: "InvalidArgument",
                 msg: e.to_string(),
-            })?
-            .spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.terminal())
-            .unwrap_or(false),
+            })?;
+            let terminal = b
+                .spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false);
+            loaded = Some(b);
+            terminal
+        }
         (None, None) => return Err(String::from("--bundle is required").into()),
     };
     // A terminal process sends its pty master to a console socket during
@@ -220,6 +226,7 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
             console_socket,
             systemd_cgroup: args.systemd_cgroup,
             stdio,
+            loaded,
             ..Default::default()
         })
         .map(|rec| rec.pid),
@@ -326,10 +333,7 @@ impl Drop for Undo<'_> {
 /// Moves the shim into `berth-shim-<id>.scope` (podman's layout: the monitor
 /// in its own small scope, never in the daemon's service cgroup).
 fn place_self(id: &str, exec_id: Option<&str>) -> Result<(), Failure> {
-    let path = match exec_id {
-        None => format!("berth.slice:berth-shim:{id}"),
-        Some(e) => format!("berth.slice:berth-shim:{id}-{e}"),
-    };
+    let path = berth_init::cgroups::naming::shim_scope_path(id, exec_id);
     let mut mgr = berth_init::cgroups::manager(true, id, Some(std::path::Path::new(&path)))
         .map_err(|e| Failure::from(e.to_string()))?;
     mgr.apply(std::process::id() as i32, None)
