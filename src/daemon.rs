@@ -34,6 +34,11 @@ pub struct Daemon {
     gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// Shims creating (a container or an exec) at once; see run_shim. 2 cores
+/// are busy with far fewer: the rest only queue.
+const MAX_SHIMS_AT_WORK: usize = 32;
+static SHIMS_AT_WORK: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_SHIMS_AT_WORK);
+
 /// ExecContainer's options.
 #[derive(Debug, Default)]
 pub struct ExecRequest {
@@ -284,6 +289,14 @@ impl Daemon {
     /// Runs `berth-shim` with `args` and returns (process pid, shim pid) from
     /// its report.
     async fn run_shim(&self, id: &str, args: &[&str]) -> Result<(u32, u32)> {
+        // A shim at work holds a system-bus connection, and dbus-daemon
+        // allows 256 per uid (max_connections_per_user), shared with every
+        // root client: 200 creates at once failed with LimitsExceeded. Past
+        // SHIMS_AT_WORK, a shim waits for its turn instead.
+        let _turn = SHIMS_AT_WORK
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
         // No pre_exec: every fd of berthd is close-on-exec (LMDB's are made so
         // at start, main.rs), so std can posix_spawn the shim.
         let out = tokio::process::Command::new(&self.shim)
