@@ -1,11 +1,11 @@
-//! target/bench/chart.svg: one panel per section, a bar per (variant, tool)
-//! at the median with a whisker up to the p99, bars of one variant side by
-//! side, one colour per tool.
+//! target/bench/chart.svg: one panel per scenario and variant, a bar per
+//! tool at the median with a whisker up to the p99, one colour per tool.
 
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::measure::{median, percentile, Section};
 
@@ -24,14 +24,32 @@ fn colour(tool: &str) -> RGBColor {
 }
 
 pub fn write(path: &Path, sections: &[Section]) -> Result<()> {
-    let panels: Vec<&Section> = sections.iter().filter(|s| !s.series.is_empty()).collect();
+    // A panel per (section, variant): variants differ by orders of
+    // magnitude (serial vs 64 at once), one axis would flatten the small.
+    let mut panels: Vec<(String, &Section, &str)> = Vec::new();
+    for s in sections {
+        let mut variants: Vec<&str> = Vec::new();
+        for x in &s.series {
+            if !variants.contains(&x.variant.as_str()) {
+                variants.push(&x.variant);
+            }
+        }
+        for v in &variants {
+            let title = if variants.len() > 1 {
+                format!("{} — {v}", s.title)
+            } else {
+                s.title.clone()
+            };
+            panels.push((title, s, v));
+        }
+    }
     let rows = panels.len().div_ceil(COLUMNS).max(1);
     let size = (PANEL.0 * COLUMNS as u32, PANEL.1 * rows as u32);
     let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let areas = root.split_evenly((rows, COLUMNS));
-    for (area, s) in areas.iter().zip(panels) {
-        panel(area, s).map_err(|e| anyhow!("chart {}: {e}", s.id))?;
+    for (area, (title, s, variant)) in areas.iter().zip(&panels) {
+        panel(area, title, s, variant).map_err(|e| anyhow!("chart {}: {e}", s.id))?;
     }
     root.present().map_err(|e| anyhow!("{e}"))?;
     Ok(())
@@ -39,74 +57,80 @@ pub fn write(path: &Path, sections: &[Section]) -> Result<()> {
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
-fn panel(area: &Area, s: &Section) -> Result<(), Box<dyn std::error::Error>> {
-    // Bars: variants in first-seen order, tools within them; a gap between
-    // variants.
-    let mut variants: Vec<&str> = Vec::new();
-    for x in &s.series {
-        if !variants.contains(&x.variant.as_str()) {
-            variants.push(&x.variant);
-        }
-    }
-    let mut bars = Vec::new(); // (x0, tool, median, p99)
-    let mut labels = Vec::new(); // (x centre, variant)
-    let mut x = 0.5;
-    for v in &variants {
-        let start = x;
-        for series in s.series.iter().filter(|x| x.variant == *v) {
-            let p50 = median(&series.samples).unwrap_or(0.0);
-            let p99 = percentile(&series.samples, 0.99).unwrap_or(0.0);
-            bars.push((x, series.tool.as_str(), p50, p99));
-            x += 1.0;
-        }
-        labels.push(((start + x) / 2.0, *v));
-        x += 0.7;
-    }
-    let ymax = bars.iter().map(|b| b.3.max(b.2)).fold(0.0f64, f64::max) * 1.15;
+/// One bar per tool (named under it), the median written on top.
+fn panel(
+    area: &Area,
+    title: &str,
+    s: &Section,
+    variant: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let bars: Vec<(&str, f64, f64)> = s
+        .series
+        .iter()
+        .filter(|x| x.variant == variant)
+        .map(|x| {
+            (
+                x.tool.as_str(),
+                median(&x.samples).unwrap_or(0.0),
+                percentile(&x.samples, 0.99).unwrap_or(0.0),
+            )
+        })
+        .collect();
+    let ymax = bars.iter().map(|b| b.2.max(b.1)).fold(0.0f64, f64::max) * 1.15;
     let ymax = if ymax > 0.0 { ymax } else { 1.0 };
+    let n = bars.len() as u32;
     let mut chart = ChartBuilder::on(area)
-        .caption(&s.title, ("sans-serif", 16))
+        .caption(title, ("sans-serif", 15))
         .margin(10)
-        .x_label_area_size(28)
-        .y_label_area_size(56)
-        .build_cartesian_2d(0.0..x, 0.0..ymax)?;
+        .x_label_area_size(24)
+        .y_label_area_size(60)
+        // (0..m).into_segmented() has m + 1 segments: one per bar.
+        .build_cartesian_2d((0..n.saturating_sub(1)).into_segmented(), 0.0..ymax)?;
+    let names: Vec<&str> = bars.iter().map(|b| b.0).collect();
     chart
         .configure_mesh()
         .disable_x_mesh()
-        .x_labels(0)
+        .x_labels(bars.len().max(1))
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => names.get(*i as usize).unwrap_or(&"").to_string(),
+            _ => String::new(),
+        })
         .y_desc(format!("{} (bar: median, line: p99)", s.unit.label()))
         .draw()?;
-    let mut seen: Vec<&str> = Vec::new();
-    for (x0, tool, p50, p99) in &bars {
-        let c = colour(tool);
-        let series = chart.draw_series(std::iter::once(Rectangle::new(
-            [(*x0, 0.0), (*x0 + 0.8, *p50)],
-            c.filled(),
-        )))?;
-        if !seen.contains(tool) {
-            seen.push(tool);
-            series
-                .label(*tool)
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled()));
-        }
+    for (i, (tool, p50, p99)) in bars.iter().enumerate() {
+        let i = i as u32;
+        chart.draw_series(std::iter::once({
+            let mut bar = Rectangle::new(
+                [
+                    (SegmentValue::Exact(i), 0.0),
+                    (SegmentValue::Exact(i + 1), *p50),
+                ],
+                colour(tool).filled(),
+            );
+            bar.set_margin(0, 0, 12, 12);
+            bar
+        }))?;
         chart.draw_series(std::iter::once(PathElement::new(
-            vec![(*x0 + 0.4, *p50), (*x0 + 0.4, *p99)],
+            vec![
+                (SegmentValue::CenterOf(i), *p50),
+                (SegmentValue::CenterOf(i), *p99),
+            ],
             BLACK.stroke_width(1),
         )))?;
-    }
-    for (centre, variant) in labels {
+        let label = if *p50 < 10.0 {
+            format!("{p50:.2}")
+        } else {
+            format!("{p50:.0}")
+        };
         chart.draw_series(std::iter::once(Text::new(
-            variant.to_string(),
-            (centre - 0.4, ymax * 0.97),
-            ("sans-serif", 12).into_font(),
+            label,
+            (SegmentValue::CenterOf(i), p50 + ymax * 0.01),
+            ("sans-serif", 12)
+                .into_font()
+                .into_text_style(area)
+                .pos(Pos::new(HPos::Center, VPos::Bottom)),
         )))?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()?;
     Ok(())
 }
 
@@ -118,7 +142,7 @@ mod tests {
     #[test]
     fn writes_an_svg_with_every_tool() {
         let mut s = Section::new("l", "Lifecycle", Unit::Ms, "");
-        s.push("berth", "serial", vec![10.0, 12.0]);
+        s.push("berth", "serial", vec![10.0, 11.0, 12.0]);
         s.push("runc", "serial", vec![20.0, 30.0]);
         s.push("berth", "16 concurrent", vec![40.0]);
         let dir = std::env::temp_dir().join(format!("berth-chart-{}", std::process::id()));
@@ -128,8 +152,10 @@ mod tests {
         let svg = std::fs::read_to_string(&path).expect("read back");
         std::fs::remove_dir_all(&dir).expect("clean up");
         assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(80)]);
-        for text in ["Lifecycle", "berth", "runc", "16 concurrent"] {
+        for text in ["Lifecycle — serial", "berth", "runc", "16 concurrent"] {
             assert!(svg.contains(text), "{text} missing from the chart");
         }
+        // berth's serial median, written on its bar.
+        assert!(svg.lines().any(|l| l.trim() == "11"), "no median label");
     }
 }

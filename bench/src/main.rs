@@ -46,6 +46,9 @@ struct Args {
     /// Only these scenarios (comma-separated names; default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Only draw OUT/chart.svg again from OUT/samples.json (no box needed).
+    #[arg(long)]
+    redraw: bool,
     /// The command line to print in the report.
     #[arg(long, default_value = "bench/run")]
     command: String,
@@ -53,7 +56,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(&args) {
+    let outcome = if args.redraw {
+        redraw(&args).map(|()| true)
+    } else {
+        run(&args)
+    };
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -61,6 +69,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn redraw(args: &Args) -> Result<()> {
+    let path = args.out.join("samples.json");
+    let text = std::fs::read(&path).with_context(|| format!("{}", path.display()))?;
+    let sections: Vec<measure::Section> = serde_json::from_slice(&text)?;
+    chart::write(&args.out.join("chart.svg"), &sections)
 }
 
 fn version(program: &str, args: &[&str]) -> String {

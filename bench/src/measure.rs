@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 /// The unit of a section's samples (all series of a section share it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Unit {
     Ms,
     KiB,
@@ -24,7 +24,7 @@ impl Unit {
 
 /// One tool's samples in one variant of a scenario ("serial", "16
 /// concurrent", "100 running").
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Series {
     pub tool: String,
     pub variant: String,
@@ -32,7 +32,7 @@ pub struct Series {
 }
 
 /// A goal from the issue, checked against a measured figure.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Goal {
     pub what: String,
     pub target: String,
@@ -43,7 +43,7 @@ pub struct Goal {
 }
 
 /// One scenario's results.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct Section {
     pub id: String,
     pub title: String,
