@@ -43,6 +43,9 @@ struct Args {
     /// Containers in the scale scenarios.
     #[arg(long, default_value_t = 1000)]
     scale: usize,
+    /// Clients at once in the concurrent lifecycle variants.
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64])]
+    concurrency: Vec<usize>,
     /// Only these scenarios (comma-separated names; default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -133,6 +136,7 @@ fn run(args: &Args) -> Result<bool> {
         engines,
         iterations: args.iterations.max(1),
         scale: args.scale.max(1),
+        concurrency: args.concurrency.iter().map(|&n| n.max(1)).collect(),
     };
     let mut sections = Vec::new();
     let mut failed = Vec::new();

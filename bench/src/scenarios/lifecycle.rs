@@ -45,11 +45,12 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         s.push(&tool, "serial", samples);
     }
 
-    for workers in [16usize, 64] {
+    let rounds = CONCURRENT_ROUNDS.min(ctx.iterations);
+    for &workers in &ctx.concurrency {
         let variant = format!("{workers} concurrent");
         let mut latency: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         let mut per_sec: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-        for (round, k) in rotation(engines.len(), CONCURRENT_ROUNDS) {
+        for (round, k) in rotation(engines.len(), rounds) {
             let e = engines[k];
             let (lat, wall) = concurrent(workers, 1, |w, _| {
                 timed(|| e.lifecycle(&format!("par{workers}-{}-{round}-{w}", e.name())))
@@ -66,7 +67,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         for (tool, v) in per_sec {
             let p50 = percentile(&v, 0.5).unwrap_or(0.0);
             s.note(format!(
-                "{tool}, {variant}: {p50:.1} lifecycles/s (median of {CONCURRENT_ROUNDS} rounds)"
+                "{tool}, {variant}: {p50:.1} lifecycles/s (median of {rounds} rounds)"
             ));
         }
     }

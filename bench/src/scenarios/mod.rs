@@ -26,6 +26,8 @@ pub struct Ctx<'e> {
     pub iterations: usize,
     /// Containers in the scale scenarios (1000 in the full run).
     pub scale: usize,
+    /// Clients at once in the concurrent lifecycle variants (16 and 64).
+    pub concurrency: Vec<usize>,
 }
 
 impl Ctx<'_> {
