@@ -66,6 +66,7 @@ fn init_logging() {
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_logging();
+    raise_fd_limit();
     // glibc: buffers over 256 KiB (a D-Bus message of megabytes) come from
     // mmap and go back whole when freed. Fixed, so glibc does not raise the
     // threshold after the first big free and keep later ones in its arenas.
@@ -235,6 +236,30 @@ async fn serve(args: Args) -> Result<(), String> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("berthd stopping; containers keep running");
     Ok(())
+}
+
+/// berthd holds a pidfd per running container (shims.rs) and the attach
+/// and log fds it hands out: under the usual soft limit of 1024 (berthd
+/// started outside berthd.service, whose LimitNOFILE= is far higher) the
+/// watch of about the 1000th container would fail. The soft limit goes up
+/// to the hard one, as systemd does for itself.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a pointer to a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!(
+                    "raising the open files limit: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
 }
 
 /// "3 containers, 2 running" for `systemctl status`.
