@@ -186,6 +186,13 @@ fn berth_levels(ctx: &Ctx, p: &mut Parts, fleet: &Mutex<Vec<String>>) -> Result<
             if let Err(e) = listing(ctx, &mut p.scale, &ids) {
                 p.fail("scale", &e);
             }
+            // The store's high-water mark, against its map size (256 MiB).
+            if let Ok(meta) = std::fs::metadata("/var/lib/berth/data.mdb") {
+                p.scale.note(format!(
+                    "the metadata store (LMDB data.mdb) is {} KiB with {n} containers",
+                    meta.len() / 1024
+                ));
+            }
         }
         // Monitors and berthd's heap settle after the burst.
         std::thread::sleep(Duration::from_secs(1));
