@@ -376,13 +376,14 @@ fn nothing_left(ctx: &Ctx, p: &mut Parts) -> Result<()> {
     }
     let checked = "units berth-*.scope, /run/berth/*, /var/lib/berth/bundles/*, ListContainers, \
                    Info containers, berth-monitor processes";
+    let left_behind = left.join("; ");
     let measured = if left.is_empty() {
         format!(
             "nothing left ({:.1} s after the last delete)",
             t0.elapsed().as_secs_f64()
         )
     } else {
-        left.join("; ")
+        left_behind.clone()
     };
     p.scale.goal(
         &format!("nothing left after {} containers", ctx.scale),
@@ -414,6 +415,11 @@ fn nothing_left(ctx: &Ctx, p: &mut Parts) -> Result<()> {
                  of it plus the work (see the 1-client probe at N for the work alone)"
             ),
         );
+    }
+    // A leftover is a bug, not a figure: the scenario fails (the goal above
+    // says what was left).
+    if !left_behind.is_empty() {
+        bail!("left behind after the teardown: {left_behind}");
     }
     Ok(())
 }
