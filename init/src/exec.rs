@@ -9,7 +9,7 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -47,18 +47,26 @@ const ORDER: &[(&str, CloneFlags)] = &[
 
 /// Starts the process and returns its pid (a child of the caller).
 ///
-/// Must be called from a single-threaded process (it forks).
+/// Must be called from a single-threaded process (it forks). Needs no
+/// system bus: the state comes from state.json and the kernel (/proc, the
+/// cgroup files), so an exec never waits on dbus-daemon or systemd.
 pub fn exec(opts: &ExecOptions) -> Result<i32> {
     let rec = Record::load(&opts.root, &opts.id)?;
-    match rec.status(&opts.root) {
-        Status::Running | Status::Created => {}
-        s => {
-            return Err(Error::WrongState {
-                id: opts.id.clone(),
-                op: "exec in",
-                status: s,
-            })
-        }
+    let wrong = |status| Error::WrongState {
+        id: opts.id.clone(),
+        op: "exec in",
+        status,
+    };
+    if !rec.alive() {
+        return Err(wrong(Status::Stopped));
+    }
+    let cgroups = cgroups_of(rec.pid)?;
+    // As Record::status, but the pause is read from the init's cgroups
+    // instead of asking the cgroup driver: for the systemd driver that is a
+    // bus connection and two calls to systemd on every exec, and systemd's
+    // FreezerState is itself what the kernel says.
+    if cgroups.frozen() {
+        return Err(wrong(Status::Paused));
     }
     if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::InvalidArgument("exec: no command given".into()));
@@ -67,7 +75,6 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         .map_err(|e| Error::InvalidArgument(format!("reading the container's config.json: {e}")))?;
     let filter = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
     let namespaces = namespaces_of(rec.pid)?;
-    let cgroups = cgroup_procs_of(rec.pid)?;
     let console: Option<OwnedFd> = match &opts.console_socket {
         Some(p) => Some(
             UnixStream::connect(p)
@@ -82,11 +89,12 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
 
     // SAFETY: exec() is documented to run in a single-threaded process.
-    match unsafe { fork() }.map_err(|e| Error::io("fork", e))? {
-        ForkResult::Child => {
+    let (child, in_v2) = unsafe { fork_into(cgroups.v2_dir.as_ref()) }?;
+    match child {
+        0 => {
             drop((err_r, pid_r));
             let mut errors = File::from(err_w);
-            let code = match join_and_clone(&namespaces, &cgroups) {
+            let code = match join_and_clone(&namespaces, &cgroups.procs_files(in_v2)) {
                 Ok(0) => {
                     let keep = [errors.as_raw_fd()];
                     let e =
@@ -106,7 +114,8 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             // SAFETY: leave without running the caller's destructors or atexit.
             unsafe { libc::_exit(code) }
         }
-        ForkResult::Parent { child } => {
+        child => {
+            let child = Pid::from_raw(child);
             drop((err_w, pid_w, console));
             let _ = waitpid(child, None);
             let mut pid_text = String::new();
@@ -129,16 +138,89 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     }
 }
 
-/// In the first child: join cgroups and namespaces, then clone the process as
-/// a sibling (CLONE_PARENT). Returns 0 in the process, its pid in the child.
+/// clone3's argument (linux/sched.h, CLONE_ARGS_SIZE_VER2: up to `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// linux/sched.h; not in every libc crate version.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// fork(), non-dumpable, and where it can be, straight into the cgroup2
+/// directory `v2`: returns (0 in the child | the child's pid, whether the
+/// child started in `v2`).
+///
+/// Why not fork and write cgroup.procs: moving a task between cgroups takes
+/// cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period
+/// (2–15 ms on a busy 2-core host, the largest item of an exec); a clone
+/// into the cgroup only takes it for reading. Where clone3 or
+/// CLONE_INTO_CGROUP is missing (Linux < 5.7, a seccomp filter that refuses
+/// clone3) or refused for this cgroup, a plain fork is made and the child
+/// writes cgroup.procs as before.
+///
+/// The child is non-dumpable from its first instruction (the flag is
+/// inherited at fork, so ours is dropped around the clone and put back),
+/// because it is in the container's cgroup from then on.
+///
+/// # Safety
+/// As fork: the caller must be single-threaded. clone3 is called without
+/// glibc's fork handlers, as clone_fork is; the child only runs this
+/// module's code before it execs or _exits.
+unsafe fn fork_into(v2: Option<&File>) -> Result<(i32, bool)> {
+    let dumpable = nix::sys::prctl::get_dumpable().unwrap_or(true);
+    nix::sys::prctl::set_dumpable(false).map_err(|e| Error::io("prctl(PR_SET_DUMPABLE)", e))?;
+    let forked = (|| {
+        if let Some(dir) = v2 {
+            let mut args = CloneArgs {
+                flags: CLONE_INTO_CGROUP,
+                exit_signal: libc::SIGCHLD as u64,
+                cgroup: dir.as_raw_fd() as u64,
+                ..Default::default()
+            };
+            let rc = libc::syscall(
+                libc::SYS_clone3,
+                &mut args as *mut CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            );
+            if rc >= 0 {
+                return Ok((rc as i32, true));
+            }
+        }
+        match fork().map_err(|e| Error::io("fork", e))? {
+            ForkResult::Child => Ok((0, false)),
+            ForkResult::Parent { child } => Ok((child.as_raw(), false)),
+        }
+    })();
+    if !matches!(forked, Ok((0, _))) && dumpable {
+        let _ = nix::sys::prctl::set_dumpable(true);
+    }
+    forked
+}
+
+/// In the first child: join cgroups (those it did not start in) and
+/// namespaces, then clone the process as a sibling (CLONE_PARENT). Returns
+/// 0 in the process, its pid in the child.
 fn join_and_clone(
     namespaces: &[(CloneFlags, File)],
-    cgroups: &[PathBuf],
+    cgroups: &[&Path],
 ) -> std::result::Result<i32, String> {
     // Non-dumpable before anything joins the container, so the process
     // cloned below is never, even for an instant, a runtime binary in the
     // container that its processes could ptrace or open through
     // /proc/<pid>/exe (CVE-2019-5736, CVE-2016-9962); the flag is inherited.
+    // (fork_into made it so already; this keeps it so whatever the caller.)
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
     for procs in cgroups {
         fs::write(procs, "0").map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
@@ -193,26 +275,85 @@ fn namespaces_of(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
     Ok(out)
 }
 
-/// `cgroup.procs` files of every hierarchy the container's init is in, so the
-/// exec'd process is accounted, limited and frozen with the container.
-fn cgroup_procs_of(pid: i32) -> Result<Vec<PathBuf>> {
+/// The cgroups of the container's init, in every hierarchy, so the exec'd
+/// process is accounted, limited and frozen with the container.
+struct Cgroups {
+    /// Its cgroup2 directory, opened (the clone target), and its cgroup.procs.
+    v2_dir: Option<File>,
+    v2_procs: Option<PathBuf>,
+    /// Its cgroup.procs in each v1 hierarchy (hybrid and legacy hosts).
+    v1_procs: Vec<PathBuf>,
+}
+
+impl Cgroups {
+    /// The cgroup.procs files still to write: all but the cgroup2 one when
+    /// the first child started there.
+    fn procs_files(&self, in_v2: bool) -> Vec<&Path> {
+        let v2 = self.v2_procs.as_deref().filter(|_| !in_v2);
+        v2.into_iter()
+            .chain(self.v1_procs.iter().map(PathBuf::as_path))
+            .collect()
+    }
+
+    /// Paused (or being paused): cgroup.freeze asked for or cgroup.events
+    /// reporting frozen (a frozen ancestor: the init in a sub-cgroup of its
+    /// scope), or a v1 freezer not THAWED.
+    fn frozen(&self) -> bool {
+        let v2 = self
+            .v2_procs
+            .as_ref()
+            .and_then(|p| p.parent())
+            .is_some_and(|d| {
+                let asked =
+                    fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|t| t.trim() == "1");
+                asked
+                    || fs::read_to_string(d.join("cgroup.events"))
+                        .is_ok_and(|t| t.lines().any(|l| l.trim() == "frozen 1"))
+            });
+        v2 || self.v1_procs.iter().any(|procs| {
+            procs.parent().is_some_and(|d| {
+                fs::read_to_string(d.join("freezer.state"))
+                    .is_ok_and(|t| matches!(t.trim(), "FROZEN" | "FREEZING"))
+            })
+        })
+    }
+}
+
+/// The cgroups `pid` is in (see [`Cgroups`]), found through /proc/PID/cgroup
+/// and our mountinfo.
+fn cgroups_of(pid: i32) -> Result<Cgroups> {
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .map_err(|e| Error::io(format!("reading /proc/{pid}/cgroup"), e))?;
     let mounts = fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
-    let mut out = Vec::new();
+    let mut out = Cgroups {
+        v2_dir: None,
+        v2_procs: None,
+        v1_procs: Vec::new(),
+    };
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
-        if let Some(mount) = hierarchy_mount(&mounts, ctrls) {
-            let procs = mount
-                .join(path.trim_start_matches('/'))
-                .join("cgroup.procs");
-            if procs.exists() {
-                out.push(procs);
-            }
+        let Some(mount) = hierarchy_mount(&mounts, ctrls) else {
+            continue;
+        };
+        let dir = mount.join(path.trim_start_matches('/'));
+        let procs = dir.join("cgroup.procs");
+        if !procs.exists() {
+            continue;
+        }
+        if ctrls.is_empty() {
+            // Not openable (it went away meanwhile): the write will say so.
+            out.v2_dir = File::options()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(&dir)
+                .ok();
+            out.v2_procs = Some(procs);
+        } else {
+            out.v1_procs.push(procs);
         }
     }
     Ok(out)

@@ -101,6 +101,12 @@ fn pause_and_resume_freeze_the_container() {
         }
         let again = rt.run(&["pause", "p1"]);
         assert!(String::from_utf8_lossy(&again.stderr).contains("it is paused"));
+        // exec reads the pause from the cgroup files, not the driver.
+        let exec = rt.run(&["exec", "p1", "true"]);
+        assert!(
+            String::from_utf8_lossy(&exec.stderr).contains("it is paused"),
+            "exec in a paused container: {exec:?}"
+        );
         rt.ok(&["resume", "p1"]);
         assert_eq!(rt.status("p1"), "running");
         // A paused container is deleted with --force too.
