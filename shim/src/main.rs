@@ -13,7 +13,7 @@ use berth_shim::{monitor, record};
 
 use std::fs::File;
 use std::io::{BufRead, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
@@ -281,6 +281,17 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
     // start below is a shim gone without an exit record: "shim died").
     undo.armed = false;
     drop(dev_null);
+    // The starter hears of the report only once our parent has passed it
+    // on and exited, and on 2 busy cores the parent was often not run until
+    // the monitor below had started (0.3–1.3 ms of an exec's ~6). So step
+    // aside until it is gone: its end of the pipe closing shows as POLLERR
+    // on ours. Bounded, so a parent that hangs cannot hold the container's
+    // output unread.
+    let parent_gone = [nix::poll::PollFd::new(
+        report.as_fd(),
+        nix::poll::PollFlags::empty(),
+    )];
+    let _ = nix::poll::poll(&mut { parent_gone }, nix::poll::PollTimeout::from(100u8));
 
     let name = args.name.clone().unwrap_or_else(|| args.id.clone());
     // Re-exec into the monitor: a fresh address space without the setup's
