@@ -215,22 +215,28 @@ pub struct Podman<'e> {
     pub env: &'e Env,
 }
 
+/// `podman` with the bench's global options (its store and runtime), for
+/// every podman command of the bench.
+pub fn podman() -> Command {
+    let mut c = Command::new("podman");
+    c.args([
+        "--runtime",
+        "runc",
+        "--storage-driver",
+        "overlay",
+        "--root",
+        "/var/lib/berth-bench/podman",
+        "--runroot",
+        "/run/bench-podman",
+        "--cgroup-manager",
+        "systemd",
+    ]);
+    c
+}
+
 impl Podman<'_> {
     fn cmd(&self) -> Command {
-        let mut c = Command::new("podman");
-        c.args([
-            "--runtime",
-            "runc",
-            "--storage-driver",
-            "overlay",
-            "--root",
-            "/var/lib/berth-bench/podman",
-            "--runroot",
-            "/run/bench-podman",
-            "--cgroup-manager",
-            "systemd",
-        ]);
-        c
+        podman()
     }
     fn create_args(&self, c: &mut Command, id: &str) {
         c.args(["--name", id, "--network", "none", "--pids-limit", "-1"])

@@ -1,7 +1,6 @@
 //! Scenario 7: reading the stats of every running container. Measured
 //! inside the shared scale run (scale.rs), with 100 and N running.
 
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -114,27 +113,10 @@ pub fn peer(s: &mut Section, peer: &str, ids: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// `podman stats --no-stream --all`, with the global options of
-/// engines::Podman (its store and runtime), which must list `n` containers.
+/// `podman stats --no-stream --all`, which must list `n` containers.
 fn podman_stats(n: usize) -> Result<()> {
-    let out = Command::new("podman")
-        .args([
-            "--runtime",
-            "runc",
-            "--storage-driver",
-            "overlay",
-            "--root",
-            "/var/lib/berth-bench/podman",
-            "--runroot",
-            "/run/bench-podman",
-            "--cgroup-manager",
-            "systemd",
-            "stats",
-            "--no-stream",
-            "--all",
-            "--format",
-            "{{.ID}}",
-        ])
+    let out = crate::engines::podman()
+        .args(["stats", "--no-stream", "--all", "--format", "{{.ID}}"])
         .output()?;
     if !out.status.success() {
         bail!(
