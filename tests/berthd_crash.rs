@@ -25,39 +25,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_box::bundle::Bundle;
 use berth_box::SystemdBox;
 use serde_json::json;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
-
-/// xorshift64*: small, seeded, the same everywhere.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
-
-fn busybox_bundle(name: &str) -> Bundle {
-    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
-    config["process"]["terminal"] = json!(false);
-    config["process"]["args"] = json!(["sleep", "300"]);
-    Bundle::create(name, config)
-}
 
 fn berthd(b: &SystemdBox) {
     // systemd's start limit must not stop the frequent restarts.
@@ -66,18 +36,6 @@ fn berthd(b: &SystemdBox) {
         "mkdir -p /run/systemd/system/berthd.service.d && \\
          printf '[Unit]\\nStartLimitIntervalSec=0\\n' > /run/systemd/system/berthd.service.d/crash-test.conf &&",
     );
-}
-
-fn connect(b: &SystemdBox) -> zbus::blocking::Connection {
-    let addr = format!(
-        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
-        b.init_pid()
-    );
-    zbus::blocking::connection::Builder::address(addr.as_str())
-        .unwrap()
-        .method_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
 }
 
 fn prop(c: &zbus::blocking::Connection, path: &str, name: &str) -> zbus::Result<OwnedValue> {
@@ -119,7 +77,7 @@ fn client(
     ledger: Arc<Mutex<Ledger>>,
     counts: Arc<Counts>,
 ) {
-    let c = connect(b);
+    let c = patient_bus(b);
     let mut n = 0;
     let count = |r: bool| {
         counts.ops.fetch_add(1, Ordering::Relaxed);
@@ -134,7 +92,7 @@ fn client(
         n += 1;
         let id = format!("{tag}-{n}");
         let code = rng.below(100) as i32;
-        let sleep = ["0", "0.1", "0.4", "1", "2", "30"][rng.below(6) as usize];
+        let sleep = ["0", "0.1", "0.4", "1", "2", "30"][rng.below(6)];
         ledger.lock().unwrap().code.insert(id.clone(), code);
         let mut opts: HashMap<String, Value> = HashMap::new();
         opts.insert(
@@ -431,19 +389,19 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
     let plan = plan();
     berthd(&b);
     let b = Arc::new(b);
-    let c = connect(&b);
-    let bundle = busybox_bundle("crash");
-    let mut slow_bundle = busybox_bundle("crash-slow");
+    let c = patient_bus(&b);
+    let bundle = busybox_bundle("crash", &["sleep", "300"]);
+    let mut slow_bundle = busybox_bundle("crash-slow", &["sleep", "300"]);
     slow_bundle.config["hooks"] = json!({
         "createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "2"]}]
     });
     slow_bundle.save();
-    let mut hooker_bundle = busybox_bundle("crash-hook");
+    let mut hooker_bundle = busybox_bundle("crash-hook", &["sleep", "300"]);
     hooker_bundle.config["hooks"] = json!({
         "startContainer": [{"path": "/bin/sleep", "args": ["sleep", "2"]}]
     });
     hooker_bundle.save();
-    let mut starter_bundle = busybox_bundle("crash-start");
+    let mut starter_bundle = busybox_bundle("crash-start", &["sleep", "300"]);
     starter_bundle.config["hooks"] = json!({
         "poststart": [{"path": "/bin/sleep", "args": ["sleep", "2"]}]
     });
@@ -483,7 +441,7 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
                 .collect();
             // Load for a while, then a witness that exits while berthd is
             // down (it sleeps less than RestartSec), then kill -9.
-            std::thread::sleep(Duration::from_millis(100 + rng.below(1400)));
+            std::thread::sleep(Duration::from_millis(100 + rng.below(1400) as u64));
             let witness = format!("w{seed}-{round}");
             let witness_code = 1 + (round % 100) as i32;
             ledger
@@ -521,7 +479,7 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
             let start_call = {
                 let (b, starter) = (b.clone(), starter.clone());
                 std::thread::spawn(move || {
-                    call::<()>(&connect(&b), "StartContainer", &(&starter,)).is_ok()
+                    call::<()>(&patient_bus(&b), "StartContainer", &(&starter,)).is_ok()
                 })
             };
             // A start the kill cuts short before the process is let go: a
@@ -541,7 +499,7 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
             let hook_call = {
                 let (b, hooker) = (b.clone(), hooker.clone());
                 std::thread::spawn(move || {
-                    call::<()>(&connect(&b), "StartContainer", &(&hooker,)).is_ok()
+                    call::<()>(&patient_bus(&b), "StartContainer", &(&hooker,)).is_ok()
                 })
             };
             // The start is past the exec (Start removes the FIFO then) and
@@ -563,7 +521,7 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
             let slow_call = {
                 let (b, slow, path) = (b.clone(), slow.clone(), slow_bundle.path().to_string());
                 std::thread::spawn(move || {
-                    let c = connect(&b);
+                    let c = patient_bus(&b);
                     call::<OwnedObjectPath>(
                         &c,
                         "CreateContainer",
@@ -576,7 +534,7 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
             let pid = main_pid(&b);
             b.sh_ok(&format!("kill -9 {pid}"));
             // The clients keep calling into the gap for a moment.
-            std::thread::sleep(Duration::from_millis(rng.below(300)));
+            std::thread::sleep(Duration::from_millis(rng.below(300) as u64));
             stop.store(true, Ordering::Relaxed);
             for t in threads {
                 t.join().unwrap();

@@ -17,22 +17,9 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 type List = Vec<(String, String, OwnedObjectPath)>;
 
-/// A connection to the box's bus whose calls may take a minute (WaitExec).
-fn connect(b: &SystemdBox) -> zbus::blocking::Connection {
-    let addr = format!(
-        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
-        b.init_pid()
-    );
-    zbus::blocking::connection::Builder::address(addr.as_str())
-        .unwrap()
-        .method_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
-
 fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
     install_berthd(b, "");
-    connect(b)
+    patient_bus(b)
 }
 
 /// Property `name` of container `id`.
@@ -72,7 +59,7 @@ fn wait_back(b: &SystemdBox, c: &zbus::blocking::Connection, old: u32) {
 
 /// WaitContainer from its own thread, so a wrong answer cannot hang the test.
 fn wait_container(b: &SystemdBox, id: &str, within: Duration) -> (i32, i32) {
-    let c = connect(b);
+    let c = patient_bus(b);
     let id2 = id.to_string();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -352,7 +339,7 @@ fn store_full_is_named_and_recoverable() {
                > /run/systemd/system/berthd.service.d/map.conf &&"
         ),
     );
-    let c = connect(&b);
+    let c = patient_bus(&b);
     let pid = main_pid(&b);
     let bundle = busybox_bundle("f-full", &["sleep", "300"]);
     // ~100 KiB of labels per record: a 1 MiB map holds a handful.
@@ -436,7 +423,7 @@ fn restart_during_exec() {
     let e1: String = call(&c, "ExecContainer", &("x1", process.as_str(), opts)).unwrap();
     let t0 = Instant::now();
     let in_flight = {
-        let c = connect(&b);
+        let c = patient_bus(&b);
         std::thread::spawn(move || call::<(i32, i32)>(&c, "WaitExec", &("x1", e1.as_str())))
     };
     std::thread::sleep(Duration::from_millis(200));
@@ -507,7 +494,7 @@ fn callers_disconnecting_mid_call() {
     ));
     // zbus: a connection dropped with its call pending.
     for i in 0..20 {
-        let c2 = connect(&b);
+        let c2 = patient_bus(&b);
         let conn = c2.inner().clone();
         let msg = zbus::Message::method_call(PATH, "WaitContainer")
             .unwrap()

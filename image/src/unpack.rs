@@ -351,25 +351,15 @@ fn ensure_parents(root: &Path, rel: &Path, create: bool) -> Result<bool, UnpackE
         cur.push(c);
         match fs::symlink_metadata(&cur) {
             Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(UnpackError::SymlinkInPath {
-                    entry: rel.to_string_lossy().into_owned(),
-                    component: cur
-                        .strip_prefix(root)
-                        .unwrap_or(&cur)
-                        .to_string_lossy()
-                        .into_owned(),
-                })
-            }
-            Ok(_) => {
-                return Err(UnpackError::NotADirectory {
-                    entry: rel.to_string_lossy().into_owned(),
-                    component: cur
-                        .strip_prefix(root)
-                        .unwrap_or(&cur)
-                        .to_string_lossy()
-                        .into_owned(),
-                })
+            Ok(m) => {
+                let entry = rel.to_string_lossy().into_owned();
+                let component = cur.strip_prefix(root).unwrap_or(&cur);
+                let component = component.to_string_lossy().into_owned();
+                return Err(if m.file_type().is_symlink() {
+                    UnpackError::SymlinkInPath { entry, component }
+                } else {
+                    UnpackError::NotADirectory { entry, component }
+                });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
                 fs::create_dir(&cur).map_err(io_at("cannot create", &cur))?;

@@ -45,6 +45,45 @@ pub fn bus(b: &SystemdBox) -> zbus::Result<zbus::blocking::Connection> {
     zbus::blocking::connection::Builder::address(addr.as_str())?.build()
 }
 
+/// A connection to the box's bus whose calls may take a minute (WaitExec,
+/// WaitContainer of slow containers).
+pub fn patient_bus(b: &SystemdBox) -> zbus::blocking::Connection {
+    let addr = format!(
+        "unix:path=/proc/{}/root/run/dbus/system_bus_socket",
+        b.init_pid()
+    );
+    zbus::blocking::connection::Builder::address(addr.as_str())
+        .unwrap()
+        .method_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// xorshift64*: small, seeded, the same everywhere (a failing seed replays).
+#[derive(Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    pub fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+    pub fn pick<'a, T>(&mut self, from: &'a [T]) -> &'a T {
+        &from[self.below(from.len())]
+    }
+}
+
 /// berthd installed and started, and a connection to its bus.
 pub fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
     install_berthd(b, "");
