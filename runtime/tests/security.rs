@@ -264,6 +264,17 @@ fn runtime_processes_in_the_container_are_out_of_reach() {
                 case $l in *berth*) echo "LEAK $p $l";; esac
             done
         done
+        # The exec that made /tmp/stop may not have exited yet: when pid 1
+        # exits the kernel SIGKILLs the rest of the pid namespace, and that
+        # exec would report 137. Wait (builtins only, no forks) until every
+        # other process of the container is gone.
+        others=1
+        while [ $others = 1 ]; do
+            others=0
+            for p in /proc/[0-9]*; do
+                case $p in /proc/1|/proc/$$) ;; *) [ -d $p ] && others=1;; esac
+            done
+        done
         echo caught=$caught
         echo done
     "#;
