@@ -222,28 +222,57 @@ fn orphaned_grandchildren_are_reaped() {
     };
     // Without a pid namespace, the subshell's background sleep is orphaned and
     // re-parented to the shim (its subreaper), which must reap it.
-    let mut bundle = busybox_bundle("zombie", &["sh", "-c", "(exec sleep 1 &); sleep 3"]);
+    let mut bundle = busybox_bundle("zombie", &["sh", "-c", "(exec sleep 2 &); sleep 6"]);
     without_pid_ns(&mut bundle);
     let s = start_shim(&b, "z1", &bundle, &[]);
     s.start();
-    std::thread::sleep(Duration::from_millis(400));
-    // The orphan was re-parented to the shim (its subreaper)…
-    let orphan_parent = b.sh_ok(
-        "for p in $(pgrep -x sleep); do \\
-         tr '\\0' ' ' < /proc/$p/cmdline | grep -q '^sleep 1 $' && awk '/^PPid/ {print $2}' /proc/$p/status; done",
-    );
-    assert_eq!(
-        orphan_parent.trim(),
-        s.pid.to_string(),
-        "orphan not adopted by the shim"
-    );
-    // …which reaped it when it exited: no zombie child left.
-    std::thread::sleep(Duration::from_millis(1200));
-    let zombies = b.sh_ok(&format!(
-        "for p in /proc/[0-9]*; do awk -v P={} '/^State:/ {{s=$2}} /^PPid:/ {{if ($2==P && s==\"Z\") print FILENAME}}' $p/status 2>/dev/null; done",
-        s.pid
-    ));
-    assert_eq!(zombies.trim(), "", "zombie children of the shim");
+    // Polled, not slept: under load the orphan may take a while to appear.
+    // `pid ppid state` of the `sleep 2`, found by its exact command line.
+    let find = "for p in /proc/[0-9]*; do \\
+         [ \"$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\" = 'sleep 2 ' ] && \\
+         awk '/^State:/ {s=$2} /^PPid:/ {pp=$2} END {print pp, s}' $p/status 2>/dev/null | sed \"s|^|${p#/proc/} |\"; \\
+         done; true";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = String::new();
+    // …is re-parented to the shim (its subreaper) once the subshell is gone…
+    let orphan = loop {
+        seen = b.sh_ok(find).lines().next().unwrap_or(&seen).to_owned();
+        let fields: Vec<String> = seen.split_whitespace().map(str::to_owned).collect();
+        if fields.get(1) == Some(&s.pid.to_string()) {
+            break fields;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orphan not adopted by the shim {}: last seen `pid ppid state` {seen:?}",
+            s.pid
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // …which reaps it when it exits: a zombie left unreaped keeps its /proc
+    // entry for good.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = b.sh_ok(&format!(
+            "awk '/^State:/ {{print $2}}' /proc/{}/status 2>/dev/null; true",
+            orphan[0]
+        ));
+        if state.trim().is_empty() {
+            // Gone while the shim still runs: the shim reaped it (a zombie
+            // of a dead shim would be reaped by pid 1 instead).
+            assert!(
+                s.alive(s.pid) && s.alive(s.init),
+                "the orphan went only with the shim"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orphan {} not reaped by the shim (state {})",
+            orphan[0],
+            state.trim()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(s.exit_record()["exit_code"], 0);
     s.cleanup();
 }
