@@ -75,6 +75,18 @@ fn run_exec_logs_and_the_everyday_verbs() {
     assert!(out.contains("out") && out.contains("err"), "{out}");
     let out = b.sh_ok(&format!("echo typed | {} exec -i web head -n1", berthctl()));
     assert_eq!(out, "typed\n");
+    // The end of piped input reaches the process (a half-close of the
+    // attach stream): what reads to EOF finishes, its output still comes.
+    let out = b.sh_ok(&format!(
+        "printf 'a\\nb\\n' | timeout 20 {} exec -i web sh -c 'while read l; do echo \"<$l>\"; done; echo end'",
+        berthctl()
+    ));
+    assert_eq!(out, "<a>\n<b>\nend\n");
+    let out = b.sh_ok(&format!(
+        "printf 'x\\ny\\n' | timeout 20 {} run --rm -i --bundle {bp} sh -c 'cat; echo end'",
+        berthctl()
+    ));
+    assert_eq!(out, "x\ny\nend\n");
 
     // -it under a real terminal (script(1) gives berthctl a pty): raw mode,
     // the size passed on, input typed into the container's terminal.

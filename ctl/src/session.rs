@@ -234,7 +234,14 @@ fn relay(fd: OwnedFd, input: bool) {
                 let mut buf = [0u8; 4096];
                 let mut stdin = std::io::stdin().lock();
                 while let Ok(n) = stdin.read(&mut buf) {
-                    if n == 0 || to.write_all(&buf[..n]).is_err() {
+                    if n == 0 {
+                        // End of our input: half-close, so the process reads
+                        // EOF (the shim closes its stdin) while its output
+                        // still comes.
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                        break;
+                    }
+                    if to.write_all(&buf[..n]).is_err() {
                         break;
                     }
                 }

@@ -5,6 +5,13 @@
 //! - `ctl` (a FIFO) in the state dir: lines `1 <rows> <cols>` resize the
 //!   container's terminal (conmon's format).
 //!
+//! - A client that shuts down its sending side (`shutdown(SHUT_WR)`, as
+//!   `berthctl run -i` does at the end of its input) ends the container's
+//!   stdin, which then reads EOF, and keeps getting output; a client that just
+//!   disconnects leaves the stdin open for the next one (docker's half-close
+//!   of an attach). A terminal is never closed this way (a hang-up would
+//!   SIGHUP the session).
+//!
 //! Everything is non-blocking: a client that cannot keep up is dropped, the
 //! container is never blocked by a reader.
 
@@ -21,9 +28,15 @@ const MAX_CLIENTS: usize = 16;
 /// process runs before anyone can attach).
 const MAX_BACKLOG: usize = 64 * 1024;
 
+/// A connected client; `sending` until it half-closes.
+struct Client {
+    sock: UnixStream,
+    sending: bool,
+}
+
 pub struct Attach {
     listener: Option<UnixListener>,
-    clients: Vec<UnixStream>,
+    clients: Vec<Client>,
     /// Where client input goes: the container's stdin pipe or its pty master.
     input: Option<OwnedFd>,
     /// The pty master (for resizes), when the container has a terminal.
@@ -98,7 +111,14 @@ impl Attach {
             fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
         }
         for c in &self.clients {
-            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+            // A half-closed client is always readable (EOF): watch it for
+            // its hang-up only (POLLHUP is reported without being asked).
+            let events = if c.sending {
+                PollFlags::POLLIN
+            } else {
+                PollFlags::empty()
+            };
+            fds.push(PollFd::new(c.sock.as_fd(), events));
         }
         fds
     }
@@ -117,25 +137,44 @@ impl Attach {
                             continue;
                         }
                     }
-                    self.clients.push(c);
+                    self.clients.push(Client {
+                        sock: c,
+                        sending: true,
+                    });
                 }
             }
         }
         let mut buf = [0u8; 4096];
         let input = self.input.as_ref().map(|f| f.as_raw_fd());
-        self.clients.retain_mut(|c| loop {
-            match c.read(&mut buf) {
-                Ok(0) => return false,
-                Ok(n) => {
-                    if let Some(fd) = input {
-                        let _ = nix::unistd::write(unsafe_fd(fd), &buf[..n]);
+        let mut end_input = false;
+        self.clients.retain_mut(|c| {
+            if !c.sending {
+                return !hung_up(&c.sock);
+            }
+            loop {
+                match c.sock.read(&mut buf) {
+                    // EOF: a hang-up, or a half-close that ends the input.
+                    Ok(0) if hung_up(&c.sock) => return false,
+                    Ok(0) => {
+                        c.sending = false;
+                        end_input = true;
+                        return true;
                     }
+                    Ok(n) => {
+                        if let Some(fd) = input {
+                            let _ = nix::unistd::write(unsafe_fd(fd), &buf[..n]);
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                    Err(_) => return false,
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return false,
             }
         });
+        if end_input && self.pty.is_none() {
+            // Dropping our (only) write end: the container reads EOF.
+            self.input = None;
+        }
         self.read_ctl();
     }
 
@@ -176,8 +215,17 @@ impl Attach {
             let room = MAX_BACKLOG.saturating_sub(held.len());
             held.extend_from_slice(&data[..data.len().min(room)]);
         }
-        self.clients.retain_mut(|c| c.write_all(data).is_ok());
+        self.clients.retain_mut(|c| c.sock.write_all(data).is_ok());
     }
+}
+
+/// The peer closed its socket (both ways), as opposed to a half-close.
+fn hung_up(sock: &UnixStream) -> bool {
+    let mut fd = [PollFd::new(sock.as_fd(), PollFlags::empty())];
+    matches!(nix::poll::poll(&mut fd, nix::poll::PollTimeout::ZERO), Ok(n) if n > 0)
+        && fd[0]
+            .revents()
+            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
 }
 
 /// A borrowed fd for nix's write from a raw fd we own elsewhere.

@@ -500,6 +500,46 @@ fn attach_streams_output_and_feeds_stdin() {
 }
 
 #[test]
+fn a_half_close_ends_stdin_and_a_disconnect_does_not() {
+    use std::io::{Read, Write};
+    let Some(b) = berth_box::up_or_skip("a_half_close_ends_stdin") else {
+        return;
+    };
+    let bundle = busybox_bundle("halfclose", &["sh", "-c", "echo ready; cat; echo eof"]);
+    let s = start_shim(&b, "h1", &bundle, &["--stdin"]);
+    let path = format!("{}/h1/attach.sock", s.root);
+    let mut first = box_socket(&b, &path);
+    s.start();
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains("ready") {
+        let n = first.read(&mut buf).unwrap();
+        assert!(n > 0, "attach closed early: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    first.write_all(b"one\n").unwrap();
+    // A client that goes away (detach, ^C) leaves the stdin open.
+    drop(first);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(s.alive(s.init), "a disconnect closed the container's stdin");
+    let mut second = box_socket(&b, &path);
+    second
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    second.write_all(b"two\n").unwrap();
+    // End of input: the process reads EOF, and its output still comes here.
+    second.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = String::new();
+    second.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("two\neof"), "after the half-close: {rest:?}");
+    assert_eq!(s.exit_record()["exit_code"], 0);
+    s.cleanup();
+}
+
+#[test]
 fn a_terminal_is_resized_through_ctl() {
     let Some(b) = berth_box::up_or_skip("a_terminal_is_resized_through_ctl") else {
         return;
