@@ -30,6 +30,10 @@ fn run_exec_logs_and_the_everyday_verbs() {
     assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
     let (code, _, _) = ctl(&b, &format!("run --rm --bundle {bp} sh -c 'exit 3'"));
     assert_eq!(code, 3);
+    // A program the container lacks: podman's 127, and the message says why.
+    let (code, _, err) = ctl(&b, &format!("run --rm --bundle {bp} no-such-program"));
+    assert_eq!(code, 127, "{err}");
+    assert!(err.contains("executable file not found"), "{err}");
     let out = ctl_ok(
         &b,
         &format!("run --rm --bundle {bp} -e GREETING=hey sh -c 'echo $GREETING'"),
@@ -71,6 +75,8 @@ fn run_exec_logs_and_the_everyday_verbs() {
     // exec inherits the container's env; its exit code is ours.
     let (code, out, err) = ctl(&b, "exec web sh -c 'echo $FOO; exit 4'");
     assert_eq!((code, out.as_str()), (4, "bar\n"), "{err}");
+    let (code, _, err) = ctl(&b, "exec web /bin/nope");
+    assert_eq!(code, 127, "{err}");
     let out = ctl_ok(&b, "exec web sh -c 'echo out; echo err >&2'");
     assert!(out.contains("out") && out.contains("err"), "{out}");
     let out = b.sh_ok(&format!("echo typed | {} exec -i web head -n1", berthctl()));

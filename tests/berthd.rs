@@ -114,6 +114,26 @@ fn bad_input_gets_named_errors_and_changes_nothing() {
         "0"
     );
 
+    // A program the container does not have: named (runc's message), at
+    // create, and nothing left of the container.
+    let missing = busybox_bundle("d-missing", &["no-such-program"]);
+    let e = err(call(
+        &c,
+        "CreateContainer",
+        &("nx1", missing.path(), no_options()),
+    ));
+    assert!(
+        e.starts_with("io.berth.Berth1.Error.NotExecutable")
+            && e.contains("executable file not found"),
+        "{e}"
+    );
+    assert_eq!(
+        b.sh_ok("systemctl list-units --all --no-legend 'berth-*nx1*' | wc -l; ls /run/berth | grep -c nx1 || true")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "0"]
+    );
+
     let _: OwnedObjectPath =
         call(&c, "CreateContainer", &("ok1", bundle.path(), no_options())).unwrap();
     let e = err(call(
@@ -133,6 +153,19 @@ fn bad_input_gets_named_errors_and_changes_nothing() {
         e.starts_with("io.berth.Berth1.Error.FailedPrecondition"),
         "{e}"
     );
+    let e = error_name(
+        call::<String>(
+            &c,
+            "ExecContainer",
+            &(
+                "ok1",
+                r#"{"args": ["/bin/nope"], "cwd": "/"}"#,
+                no_options(),
+            ),
+        )
+        .unwrap_err(),
+    );
+    assert!(e.starts_with("io.berth.Berth1.Error.NotExecutable"), "{e}");
     let e = error_name(call::<()>(&c, "KillContainer", &("ok1", "everyone", 9)).unwrap_err());
     assert!(
         e.starts_with("io.berth.Berth1.Error.InvalidArgument"),

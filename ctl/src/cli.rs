@@ -286,7 +286,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
     if let Ok(n) = s.parse::<i32>() {
         return nix::sys::signal::Signal::try_from(n)
             .map(|s| s as i32)
-            .map_err(|_| Failed(format!("unknown signal {n}")));
+            .map_err(|_| Failed::new(format!("unknown signal {n}")));
     }
     let up = s.to_ascii_uppercase();
     let name = if up.starts_with("SIG") {
@@ -296,7 +296,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
     };
     name.parse::<nix::sys::signal::Signal>()
         .map(|s| s as i32)
-        .map_err(|_| Failed(format!("unknown signal {s:?}")))
+        .map_err(|_| Failed::new(format!("unknown signal {s:?}")))
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub fn run(cmd: ImageCmd) -> Result<u8> {
     match cmd {
         ImageCmd::Import { path, name } => {
             let abs = std::fs::canonicalize(&path)
-                .map_err(|e| Failed(format!("{}: {e}", path.display())))?;
+                .map_err(|e| Failed::new(format!("{}: {e}", path.display())))?;
             let mut o: HashMap<&str, Value> = HashMap::new();
             if let Some(n) = name {
                 o.insert("name", Value::from(n));
@@ -78,7 +78,7 @@ pub fn run(cmd: ImageCmd) -> Result<u8> {
             if let Some(c) = creds {
                 let (u, p) = c
                     .split_once(':')
-                    .ok_or_else(|| Failed("--creds must be USER:PASSWORD".into()))?;
+                    .ok_or_else(|| Failed::new("--creds must be USER:PASSWORD"))?;
                 o.insert("username", Value::from(u.to_string()));
                 o.insert("password", Value::from(p.to_string()));
             }
@@ -134,9 +134,9 @@ pub fn run(cmd: ImageCmd) -> Result<u8> {
         }
         ImageCmd::Save { output, names } => {
             std::fs::create_dir_all(&output)
-                .map_err(|e| Failed(format!("{}: {e}", output.display())))?;
+                .map_err(|e| Failed::new(format!("{}: {e}", output.display())))?;
             let abs = std::fs::canonicalize(&output)
-                .map_err(|e| Failed(format!("{}: {e}", output.display())))?;
+                .map_err(|e| Failed::new(format!("{}: {e}", output.display())))?;
             images.save_images(names, &abs.to_string_lossy())?;
         }
     }

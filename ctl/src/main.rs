@@ -20,13 +20,39 @@ use proxy::ManagerProxyBlocking;
 /// container's own exit codes stay distinguishable.
 pub const EXIT_FAILED: u8 = 125;
 
-/// A command's failure: one line for a person.
+/// podman's: the container's program is not there (or not executable).
+pub const EXIT_NOT_EXECUTABLE: u8 = 127;
+
+/// A command's failure: one line for a person, and berthctl's exit code.
 #[derive(Debug)]
-pub struct Failed(pub String);
+pub struct Failed {
+    pub msg: String,
+    pub code: u8,
+}
+
+impl Failed {
+    pub fn new(msg: impl Into<String>) -> Failed {
+        Failed {
+            msg: msg.into(),
+            code: EXIT_FAILED,
+        }
+    }
+}
 
 impl From<zbus::Error> for Failed {
     fn from(e: zbus::Error) -> Self {
-        Failed(proxy::describe(&e))
+        let code = match &e {
+            zbus::Error::MethodError(name, _, _)
+                if name.as_str() == "io.berth.Berth1.Error.NotExecutable" =>
+            {
+                EXIT_NOT_EXECUTABLE
+            }
+            _ => EXIT_FAILED,
+        };
+        Failed {
+            msg: proxy::describe(&e),
+            code,
+        }
     }
 }
 
@@ -51,9 +77,9 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(Failed(msg)) => {
+        Err(Failed { msg, code }) => {
             eprintln!("berthctl: {msg}");
-            ExitCode::from(EXIT_FAILED)
+            ExitCode::from(code)
         }
     }
 }
@@ -63,9 +89,9 @@ fn each(ids: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
     for id in ids {
         match f(id) {
             Ok(()) => println!("{id}"),
-            Err(Failed(m)) => {
-                eprintln!("berthctl: {id}: {m}");
-                failed = Some(EXIT_FAILED);
+            Err(Failed { msg, code }) => {
+                eprintln!("berthctl: {id}: {msg}");
+                failed = Some(code);
             }
         }
     }
@@ -84,7 +110,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Man { dir } => {
-            show::man_pages(&dir).map_err(|e| Failed(format!("{}: {e}", dir.display())))?;
+            show::man_pages(&dir).map_err(|e| Failed::new(format!("{}: {e}", dir.display())))?;
             Ok(0)
         }
         Cmd::Run(opts) => session::run(&opts),
@@ -98,7 +124,7 @@ fn run(cli: Cli) -> Result<u8> {
             let (_, m) = connect()?;
             if attach {
                 let [id] = ids.as_slice() else {
-                    return Err(Failed("--attach takes exactly one container".into()));
+                    return Err(Failed::new("--attach takes exactly one container"));
                 };
                 return session::start_attached(&m, id, false);
             }

@@ -28,7 +28,7 @@ fn key_values(list: &[String], what: &str) -> Result<HashMap<String, String>> {
     list.iter()
         .map(|kv| match kv.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(Failed(format!("{what} {kv:?} is not KEY=VALUE"))),
+            _ => Err(Failed::new(format!("{what} {kv:?} is not KEY=VALUE"))),
         })
         .collect()
 }
@@ -75,12 +75,12 @@ fn source(opts: &CreateOpts) -> Result<(String, Option<String>, Vec<String>)> {
     match (&opts.bundle, opts.rest.split_first()) {
         (Some(bundle), _) => {
             let abs = std::fs::canonicalize(bundle)
-                .map_err(|e| Failed(format!("bundle {}: {e}", bundle.display())))?;
+                .map_err(|e| Failed::new(format!("bundle {}: {e}", bundle.display())))?;
             Ok((abs.to_string_lossy().into_owned(), None, opts.rest.clone()))
         }
         (None, Some((image, cmd))) => Ok((String::new(), Some(image.clone()), cmd.to_vec())),
-        (None, None) => Err(Failed(
-            "give an IMAGE, or an OCI bundle with --bundle DIR".into(),
+        (None, None) => Err(Failed::new(
+            "give an IMAGE, or an OCI bundle with --bundle DIR",
         )),
     }
 }
@@ -179,7 +179,7 @@ pub fn stop(m: &ManagerProxyBlocking<'static>, id: &str, secs: u64) -> Result<()
         Err(e) => return Err(e.into()),
     }
     rx.recv_timeout(Duration::from_secs(30))
-        .map_err(|_| Failed(format!("{id} did not stop after SIGKILL")))?
+        .map_err(|_| Failed::new(format!("{id} did not stop after SIGKILL")))?
         .map(drop)
 }
 

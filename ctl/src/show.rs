@@ -138,7 +138,7 @@ pub fn inspect(ids: &[String]) -> Result<u8> {
             .and_then(|p| describe(&conn, &p))
         {
             Ok(d) => out.push(d),
-            Err(Failed(e)) => {
+            Err(Failed { msg: e, .. }) => {
                 eprintln!("berthctl: {id}: {e}");
                 code = crate::EXIT_FAILED;
             }
@@ -197,7 +197,7 @@ pub fn version() -> Result<u8> {
     let server = connect().and_then(|(_, m)| Ok(m.version()?));
     match server {
         Ok(v) => println!("berthd   {v}"),
-        Err(Failed(e)) => println!("berthd   unreachable: {e}"),
+        Err(Failed { msg: e, .. }) => println!("berthd   unreachable: {e}"),
     }
     Ok(0)
 }

@@ -47,9 +47,9 @@ pub struct UnitConfig {
 }
 
 pub fn load(path: &Path) -> Result<UnitConfig> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Failed(format!("{}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| Failed(format!("{}: {e}", path.display())))
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failed::new(format!("{}: {e}", path.display())))?;
+    toml::from_str(&text).map_err(|e| Failed::new(format!("{}: {e}", path.display())))
 }
 
 /// Our own unit, from /proc/self/cgroup (`…/berth@web.service`).
@@ -90,9 +90,10 @@ fn notify_relay(name: &str) -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let dir = PathBuf::from("/run/berth-notify").join(name);
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).map_err(|e| Failed(format!("{}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Failed::new(format!("{}: {e}", dir.display())))?;
     let path = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&path).map_err(|e| Failed(format!("{}: {e}", path.display())))?;
+    let sock =
+        UnixDatagram::bind(&path).map_err(|e| Failed::new(format!("{}: {e}", path.display())))?;
     // The container's user may not be root.
     let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
     std::thread::spawn(move || {
@@ -117,7 +118,7 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
         (Some(_), None) => config.command.clone(),
         (None, Some(image)) => [vec![image.clone()], config.command.clone()].concat(),
         _ => {
-            return Err(Failed(format!(
+            return Err(Failed::new(format!(
                 "{name}.toml: give bundle or image (one of them)"
             )))
         }
@@ -136,7 +137,7 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             .as_deref()
             .map(parse_size)
             .transpose()
-            .map_err(Failed)?,
+            .map_err(Failed::new)?,
         cpus: config.cpus,
         pids_limit: config.pids_limit,
         labels: config

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxSeccomp, Process};
 
+use crate::error::ChildFailure;
 use crate::hooks::{self, Phase};
 use crate::namespaces::Namespaces;
 use crate::spec::Bundle;
@@ -56,7 +57,7 @@ fn wait_proceed(ch: &Channel) -> Result<i32, String> {
     }
 }
 
-fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
+fn init(ctx: &InitContext) -> Result<std::convert::Infallible, ChildFailure> {
     let spec = &ctx.bundle.spec;
     let process = spec.process().as_ref().ok_or("process: missing")?;
     // Not dumpable until execve: nothing in the container may ptrace us or open
@@ -181,7 +182,7 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, String> {
         match started.write_all(b"0") {
             Ok(()) => break,
             Err(e) if e.raw_os_error() == Some(libc::EPIPE) => started = open_for_writing()?,
-            Err(e) => return Err(format!("writing exec fifo: {e}")),
+            Err(e) => return Err(format!("writing exec fifo: {e}").into()),
         }
     }
     drop(fifo);
@@ -206,7 +207,7 @@ pub struct Prepared {
 pub fn prepare_process(
     process: &Process,
     filter: Option<&LinuxSeccomp>,
-) -> Result<Prepared, String> {
+) -> Result<Prepared, ChildFailure> {
     process::set_rlimits(process).map_err(|e| e.to_string())?;
     process::set_oom_score(process).map_err(|e| e.to_string())?;
     let caps = process.capabilities().clone().unwrap_or_default();
@@ -227,7 +228,7 @@ pub fn prepare_process(
     let args = process.args().clone().unwrap_or_default();
     let env = process.env().clone().unwrap_or_default();
     let first = args.first().ok_or("process.args: empty")?;
-    let program = crate::paths::look_path(first, &env)?;
+    let program = crate::paths::look_path(first, &env).map_err(ChildFailure::NotExecutable)?;
     Ok(Prepared {
         path: CString::new(program.as_os_str().as_encoded_bytes())
             .map_err(|_| "process.args[0] contains NUL")?,
@@ -244,13 +245,18 @@ pub fn exec_prepared(
     p: &Prepared,
     filter: Option<&LinuxSeccomp>,
     keep_below: u32,
-) -> Result<std::convert::Infallible, String> {
+) -> Result<std::convert::Infallible, ChildFailure> {
     if let (Some(f), true) = (filter, p.seccomp_pending) {
         seccomp::load(f).map_err(|e| e.to_string())?;
     }
     close_range_cloexec(keep_below).map_err(|e| format!("close_range: {e}"))?;
     let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
-    Err(format!("exec {}: {err}", p.program.display()))
+    let msg = format!("exec {}: {err}", p.program.display());
+    // Gone or changed since look_path found it.
+    Err(match err {
+        nix::errno::Errno::ENOENT | nix::errno::Errno::EACCES => ChildFailure::NotExecutable(msg),
+        _ => ChildFailure::Setup(msg),
+    })
 }
 
 fn cstrings(list: &[String]) -> Result<Vec<CString>, String> {

@@ -269,7 +269,7 @@ fn create_in(
                 }
                 send(&ToInit::Proceed { pid })?;
             }
-            Ok(Some(ToCreator::Error(msg))) => return Err(Error::Init(msg)),
+            Ok(Some(ToCreator::Error(failure))) => return Err(failure.into_error("")),
             Ok(None) => return Err(Error::Init(describe_exit(pid))),
             Err(e) => return Err(Error::io("sync channel", e)),
         }

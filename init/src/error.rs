@@ -25,6 +25,9 @@ pub enum Error {
     Hook(#[from] crate::hooks::HookError),
     #[error("container init: {0}")]
     Init(String),
+    /// The process's program is missing or not executable in the container.
+    #[error("{0}")]
+    NotExecutable(String),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -57,6 +60,7 @@ impl Error {
             Error::AlreadyExists(_)
             | Error::Cgroup(crate::cgroups::CgroupError::UnitExists { .. }) => "AlreadyExists",
             Error::NotFound(_) => "NotFound",
+            Error::NotExecutable(_) => "NotExecutable",
             Error::WrongState { .. } => "FailedPrecondition",
             Error::Cgroup(crate::cgroups::CgroupError::ControllerUnavailable { .. }) => {
                 "ControllerUnavailable"
@@ -67,6 +71,40 @@ impl Error {
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// Why a container's init, or an exec's process, stopped before execve: sent
+/// to the creator (sync channel, exec error pipe), where it becomes an
+/// [`Error`]. A program that is not there is its own case, as podman makes it
+/// one (exit 127).
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum ChildFailure {
+    /// A setup step failed; the message says which and why.
+    Setup(String),
+    /// `process.args[0]` is missing or not executable in the container.
+    NotExecutable(String),
+}
+
+impl From<String> for ChildFailure {
+    fn from(msg: String) -> Self {
+        ChildFailure::Setup(msg)
+    }
+}
+
+impl From<&str> for ChildFailure {
+    fn from(msg: &str) -> Self {
+        ChildFailure::Setup(msg.into())
+    }
+}
+
+impl ChildFailure {
+    /// As the creator's error; `prefix` says whose ("exec in ID: ", or "").
+    pub fn into_error(self, prefix: &str) -> Error {
+        match self {
+            ChildFailure::Setup(m) => Error::Init(format!("{prefix}{m}")),
+            ChildFailure::NotExecutable(m) => Error::NotExecutable(format!("{prefix}{m}")),
+        }
+    }
+}
 
 /// Container ids: what runc accepts, minus the surprises. They name
 /// directories, units and D-Bus paths, so `/`, `..`, NUL and control

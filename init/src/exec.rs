@@ -19,6 +19,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use oci_spec::runtime::Process;
 
 use crate::container::{Record, Status};
+use crate::error::ChildFailure;
 use crate::error::{Error, Result};
 use crate::namespaces::clone_fork;
 
@@ -99,7 +100,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
                     let keep = [errors.as_raw_fd()];
                     let e =
                         run_process(opts, filter.as_ref(), console.as_ref(), &keep).unwrap_err();
-                    let _ = errors.write_all(e.as_bytes());
+                    let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
                     1
                 }
                 Ok(pid) => {
@@ -107,7 +108,8 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
                     0
                 }
                 Err(e) => {
-                    let _ = errors.write_all(e.as_bytes());
+                    let e = ChildFailure::Setup(e);
+                    let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
                     1
                 }
             };
@@ -127,7 +129,8 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
                 if let Some(p) = pid {
                     let _ = waitpid(Pid::from_raw(p), None);
                 }
-                return Err(Error::Init(format!("exec in {}: {err}", opts.id)));
+                let failure = serde_json::from_str(&err).unwrap_or(ChildFailure::Setup(err));
+                return Err(failure.into_error(&format!("exec in {}: ", opts.id)));
             }
             let pid = pid.ok_or_else(|| Error::Init("exec: the process was not started".into()))?;
             if let Some(pf) = &opts.pid_file {
@@ -237,7 +240,7 @@ fn run_process(
     filter: Option<&oci_spec::runtime::LinuxSeccomp>,
     console: Option<&OwnedFd>,
     keep: &[std::os::fd::RawFd],
-) -> std::result::Result<std::convert::Infallible, String> {
+) -> std::result::Result<std::convert::Infallible, ChildFailure> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
     if let Some(fds) = opts.stdio {
         crate::process::set_stdio(fds)?;

@@ -26,8 +26,8 @@ pub enum ToCreator {
     RunHooks,
     /// Set up, blocked before the exec FIFO.
     Ready,
-    /// Setup failed; the message says which step and why.
-    Error(String),
+    /// Setup failed: which step and why.
+    Error(crate::error::ChildFailure),
 }
 
 const MAX_MESSAGE: usize = 64 * 1024;

@@ -15,6 +15,8 @@ pub enum Error {
     FailedPrecondition(String),
     ControllerUnavailable(String),
     PermissionDenied(String),
+    /// The process's program is missing or not executable in the container.
+    NotExecutable(String),
     Internal(String),
 }
 
@@ -48,6 +50,7 @@ impl Error {
             "FailedPrecondition" => Error::FailedPrecondition(msg),
             "ControllerUnavailable" => Error::ControllerUnavailable(msg),
             "PermissionDenied" => Error::PermissionDenied(msg),
+            "NotExecutable" => Error::NotExecutable(msg),
             _ => Error::Internal(msg),
         }
     }
