@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/deps
-cargo build --release --quiet -p berthd -p berth-shim -p berth-box
+cargo build --release --quiet -p berthd -p berth-shim -p berth-monitor -p berth-box
 # Separately: building an example turns on dev-dependency features, which
 # must not change the berthd binary under test.
 cargo build --release --quiet -p berthd --example dbus_bench

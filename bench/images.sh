@@ -19,6 +19,6 @@ for p in podman umoci openssl; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null; }
-cargo build --release --quiet -p berthd -p berthctl -p berth-shim -p berth-box
+cargo build --release --quiet -p berthd -p berthctl -p berth-shim -p berth-monitor -p berth-box
 exec target/release/berth-box run --tmpfs /var/lib/containers --tmpfs /var/lib/berth-bench -- \
   /bin/bash "$PWD/bench/images-inner.sh" "$PWD" "$PWD/target/release" "${1:-10}"

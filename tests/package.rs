@@ -211,6 +211,14 @@ fn package_installs_a_running_bus_activated_berthd() {
         "{man}"
     );
 
+    // The monitor ships static-pie (scripts/static-monitor): no program
+    // interpreter. The container below runs under it: its output and exit
+    // code come through it.
+    let headers = b.sh_ok("readelf -lW /usr/libexec/berth/berth-monitor");
+    assert!(
+        headers.contains("DYN") && !headers.contains("INTERP"),
+        "berth-monitor is not static-pie:\n{headers}"
+    );
     // A container end to end: berthd finds the shim in /usr/libexec/berth,
     // the shim its monitor beside it.
     let bundle = busybox_bundle("pkg-run", &["sh", "-c", "echo from-the-package; exit 3"]);

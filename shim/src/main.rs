@@ -9,7 +9,7 @@
 //! exec FIFO), or `{"error":"…"}`. The starter's exit code from `berth-shim`
 //! itself is 0 as soon as the detach happened.
 
-use berth_shim::{monitor, record};
+use berth_monitor::{monitor, record};
 
 use std::fs::File;
 use std::io::{BufRead, Write};
@@ -263,12 +263,12 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
     let dir = berth_init::container::dir(&args.root, &args.id);
     // An exec's shim leaves attaching to the container's own shim.
     let (attach, ctl) = match &args.exec_id {
-        None => berth_shim::attach::Attach::bind(&dir, ""),
-        Some(e) if args.attach => berth_shim::attach::Attach::bind(&dir, &format!("exec-{e}.")),
+        None => berth_monitor::attach::Attach::bind(&dir, ""),
+        Some(e) if args.attach => berth_monitor::attach::Attach::bind(&dir, &format!("exec-{e}.")),
         Some(_) => (None, None),
     };
     let (shim_record, exit_record) = record::names(args.exec_id.as_deref());
-    record::write_shim_record(&dir, &shim_record, pid)?;
+    write_shim_record(&dir, &shim_record, pid)?;
 
     let line = format!(
         "{}\n",
@@ -356,4 +356,16 @@ fn place_self(id: &str, exec_id: Option<&str>) -> Result<(), Failure> {
             },
             msg: format!("placing the shim: {e}"),
         })
+}
+
+/// Who the shim is: its pid and start time (so a restarted berthd tells its
+/// shim from a reused pid) and the init it watches.
+fn write_shim_record(dir: &std::path::Path, name: &str, init_pid: i32) -> Result<(), String> {
+    let pid = std::process::id() as i32;
+    let start = berth_init::container::process_start_time(pid).unwrap_or(0);
+    berth_monitor::record::write_atomic(
+        dir,
+        name,
+        &serde_json::json!({"pid": pid, "start_time": start, "init_pid": init_pid}),
+    )
 }

@@ -1,7 +1,8 @@
 //! What the shim leaves in the container's state dir for berthd: who it is
-//! (pid + start time, so a restarted berthd tells its shim from a reused pid)
-//! and, at the end, how the container exited. Both written atomically:
-//! write a temporary file, fsync, rename, fsync the directory.
+//! (pid + start time, so a restarted berthd tells its shim from a reused pid;
+//! written by berth-shim) and, at the end, how the container exited (written
+//! here). Both written atomically: write a temporary file, fsync, rename,
+//! fsync the directory.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -19,7 +20,7 @@ pub fn names(exec_id: Option<&str>) -> (String, String) {
     }
 }
 
-fn write_atomic(dir: &Path, name: &str, value: &serde_json::Value) -> Result<(), String> {
+pub fn write_atomic(dir: &Path, name: &str, value: &serde_json::Value) -> Result<(), String> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let err = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.join(name).display());
     let mut f = File::create(&tmp).map_err(|e| err("creating", e))?;
@@ -37,16 +38,6 @@ fn now_us() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
-}
-
-pub fn write_shim_record(dir: &Path, name: &str, init_pid: i32) -> Result<(), String> {
-    let pid = std::process::id() as i32;
-    let start = berth_init::container::process_start_time(pid).unwrap_or(0);
-    write_atomic(
-        dir,
-        name,
-        &serde_json::json!({"pid": pid, "start_time": start, "init_pid": init_pid}),
-    )
 }
 
 pub fn write_exit_record(
