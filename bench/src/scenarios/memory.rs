@@ -219,8 +219,9 @@ pub fn goals(ctx: &Ctx, s: &mut Section) {
         .collect();
         let why = format!(
             "median of {small} berth-monitors, VmRSS / Pss {} / {}{}; VmRSS counts \
-             glibc's pages (~1.2 MiB) shared by every dynamically linked process in \
-             full — Pss is the per-container cost",
+             in full the code pages every monitor shares (a dynamic build: ~1.2 MiB \
+             of glibc's; bench/run measures the static-pie one berth ships) — Pss \
+             is the per-container cost",
             kib(rss),
             kib(pss),
             if peers.is_empty() {
