@@ -463,9 +463,24 @@ fn box_socket(b: &SystemdBox, path: &str) -> std::os::unix::net::UnixStream {
     std::os::unix::net::UnixStream::connect(&host).unwrap_or_else(|e| panic!("{host}: {e}"))
 }
 
+/// Reads the attach stream until `want` came (10 s at most); what came.
+fn read_until(sock: &mut std::os::unix::net::UnixStream, want: &str) -> String {
+    use std::io::Read;
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 256];
+    while !seen.contains(want) {
+        let n = sock.read(&mut buf).unwrap();
+        assert!(n > 0, "attach closed before {want:?}: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    seen
+}
+
 #[test]
 fn attach_streams_output_and_feeds_stdin() {
-    use std::io::{Read, Write};
+    use std::io::Write;
     let Some(b) = berth_box::up_or_skip("attach_streams_output_and_feeds_stdin") else {
         return;
     };
@@ -478,21 +493,9 @@ fn attach_streams_output_and_feeds_stdin() {
     // Attachable as soon as the shim reports; attach before start (as podman
     // does), so no output is missed.
     s.start();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 256];
-    while !seen.contains("ready") {
-        let n = sock.read(&mut buf).unwrap();
-        assert!(n > 0, "attach closed early: {seen:?}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    read_until(&mut sock, "ready");
     sock.write_all(b"ping\n").unwrap();
-    while !seen.contains("got:ping") {
-        let n = sock.read(&mut buf).unwrap();
-        assert!(n > 0, "no echo of stdin: {seen:?}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    read_until(&mut sock, "got:ping");
     assert_eq!(s.exit_record()["exit_code"], 0);
     // The same lines reached the journal too.
     assert!(journal(&b, "CONTAINER_NAME=att", "cat").contains("got:ping"));
@@ -510,16 +513,7 @@ fn a_half_close_ends_stdin_and_a_disconnect_does_not() {
     let path = format!("{}/h1/attach.sock", s.root);
     let mut first = box_socket(&b, &path);
     s.start();
-    first
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut seen = String::new();
-    let mut buf = [0u8; 256];
-    while !seen.contains("ready") {
-        let n = first.read(&mut buf).unwrap();
-        assert!(n > 0, "attach closed early: {seen:?}");
-        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
+    read_until(&mut first, "ready");
     first.write_all(b"one\n").unwrap();
     // A client that goes away (detach, ^C) leaves the stdin open.
     drop(first);
