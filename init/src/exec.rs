@@ -19,8 +19,7 @@ use nix::unistd::{fork, ForkResult, Pid};
 use oci_spec::runtime::Process;
 
 use crate::container::{Record, Status};
-use crate::error::ChildFailure;
-use crate::error::{Error, Result};
+use crate::error::{ChildFailure, Error, Result};
 use crate::namespaces::clone_fork;
 
 pub struct ExecOptions {
