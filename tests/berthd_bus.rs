@@ -35,12 +35,6 @@ fn berthd_back(b: &SystemdBox) -> (zbus::blocking::Connection, List, Duration) {
     );
 }
 
-fn main_pid(b: &SystemdBox) -> String {
-    b.sh_ok("systemctl show -P MainPID berthd")
-        .trim()
-        .to_string()
-}
-
 /// Container `id` survives `outage` (a shell command that takes the bus
 /// away) and berthd serves it again, and new containers work.
 fn survives(b: &SystemdBox, c: zbus::blocking::Connection, outage: &str, id: &str, other: &Bundle) {

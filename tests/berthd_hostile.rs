@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use berth_box::bundle::Bundle;
-use berth_box::SystemdBox;
 use serde_json::json;
 use zbus::zvariant::{OwnedObjectPath, Value};
 
@@ -28,15 +27,6 @@ fn error_of<T: std::fmt::Debug>(what: &str, r: zbus::Result<T>) -> (String, Stri
         }
         other => panic!("{what}: wanted a named error, got {other:?}"),
     }
-}
-
-/// (VmRSS in kB, open fds) of berthd's main process.
-fn berthd_usage(b: &SystemdBox) -> (u64, usize) {
-    let pid = b.sh_ok("systemctl show -P MainPID berthd");
-    let pid = pid.trim();
-    let rss = b.sh_ok(&format!("awk '/^VmRSS/ {{print $2}}' /proc/{pid}/status"));
-    let fds = b.sh_ok(&format!("ls /proc/{pid}/fd | wc -l"));
-    (rss.trim().parse().unwrap(), fds.trim().parse().unwrap())
 }
 
 /// Every huge call once; returns the errors that echoed the input back.
@@ -121,7 +111,7 @@ fn huge_input_gets_named_errors_and_changes_nothing() {
         return;
     };
     let c = berthd(&b);
-    let main_pid = b.sh_ok("systemctl show -P MainPID berthd");
+    let pid = main_pid(&b);
     let bundle = busybox_bundle("hostile", &["sleep", "300"]);
     // A running container, for the calls that need one (exec, kill).
     let victim = ("victim", bundle.path(), no_options());
@@ -154,7 +144,7 @@ fn huge_input_gets_named_errors_and_changes_nothing() {
     }
 
     // berthd is the same berthd, still answers, made nothing.
-    assert_eq!(b.sh_ok("systemctl show -P MainPID berthd"), main_pid);
+    assert_eq!(main_pid(&b), pid);
     let list: Vec<(String, String, OwnedObjectPath)> = call(&c, "ListContainers", &()).unwrap();
     assert_eq!(
         list.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),

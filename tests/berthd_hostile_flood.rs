@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_box::SystemdBox;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 type List = Vec<(String, String, OwnedObjectPath)>;
@@ -426,18 +425,6 @@ struct Tally {
 }
 
 /// (VmRSS kB, open fds) of berthd's main process.
-fn usage(b: &SystemdBox) -> (u64, usize) {
-    let pid = main_pid(b);
-    let out = b.sh_ok(&format!(
-        "awk '/^VmRSS/ {{print $2}}' /proc/{pid}/status; ls /proc/{pid}/fd | wc -l"
-    ));
-    let mut l = out.lines();
-    (
-        l.next().unwrap().trim().parse().unwrap(),
-        l.next().unwrap().trim().parse().unwrap(),
-    )
-}
-
 #[test]
 fn ten_thousand_hostile_calls_leave_berthd_whole() {
     let Some(b) = berth_box::up_or_skip("ten_thousand_hostile_calls") else {
@@ -463,7 +450,7 @@ fn ten_thousand_hostile_calls_leave_berthd_whole() {
         let _: List = call(&c, "ListContainers", &()).unwrap();
     }
     // Without containers: what berthd holds when the flood's are deleted.
-    let idle = usage(&b);
+    let idle = berthd_usage(&b);
     let _: OwnedObjectPath = call(
         &c,
         "CreateContainer",
@@ -476,7 +463,7 @@ fn ten_thousand_hostile_calls_leave_berthd_whole() {
         let _ = call::<()>(&c, "KillContainer", &(VICTIM, "nobody", 0));
     }
     let pid = main_pid(&b);
-    let before = usage(&b);
+    let before = berthd_usage(&b);
     eprintln!(
         "berthd before: VmRSS {} kB, {} fds ({} fds without containers)",
         before.0, before.1, idle.1
@@ -723,7 +710,7 @@ fn ten_thousand_hostile_calls_leave_berthd_whole() {
     // as their pipes close); memory printed, and not ballooned.
     let deadline = Instant::now() + Duration::from_secs(20);
     let after = loop {
-        let now = usage(&b);
+        let now = berthd_usage(&b);
         if now.1 <= idle.1 || Instant::now() > deadline {
             break now;
         }

@@ -98,6 +98,19 @@ pub fn main_pid(b: &SystemdBox) -> u32 {
         .unwrap_or(0)
 }
 
+/// (VmRSS in kB, open fds) of berthd's main process.
+pub fn berthd_usage(b: &SystemdBox) -> (u64, usize) {
+    let pid = main_pid(b);
+    let out = b.sh_ok(&format!(
+        "awk '/^VmRSS/ {{print $2}}' /proc/{pid}/status; ls /proc/{pid}/fd | wc -l"
+    ));
+    let mut l = out.lines();
+    (
+        l.next().unwrap().trim().parse().unwrap(),
+        l.next().unwrap().trim().parse().unwrap(),
+    )
+}
+
 pub fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
     let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
     config["process"]["terminal"] = json!(false);
