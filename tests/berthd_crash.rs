@@ -418,6 +418,18 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
             let ledger = Arc::new(Mutex::new(Ledger::default()));
             let counts = Arc::new(Counts::default());
             let stop = Arc::new(AtomicBool::new(false));
+            // Creates `id` (expected to exit 0), then starts it on a thread
+            // of its own: a StartContainer in flight at the kill.
+            let create_then_start_in_flight = |id: &String, bundle: &berth_box::bundle::Bundle| {
+                ledger.lock().unwrap().code.insert(id.clone(), 0);
+                let opts = HashMap::<String, Value>::new();
+                let _: OwnedObjectPath =
+                    call(&c, "CreateContainer", &(id, bundle.path(), opts)).unwrap();
+                let (b, id) = (b.clone(), id.clone());
+                std::thread::spawn(move || {
+                    call::<()>(&patient_bus(&b), "StartContainer", &(&id,)).is_ok()
+                })
+            };
             // A container that keeps running through the crash.
             let keeper = format!("keep-{seed}-{round}");
             let _: OwnedObjectPath = call(
@@ -465,43 +477,11 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
             // A start that is sure to be in flight at the kill: its process
             // runs, but the poststart hook (run by berthd's start) is slow.
             let starter = format!("start{seed}-{round}");
-            ledger.lock().unwrap().code.insert(starter.clone(), 0);
-            let _: OwnedObjectPath = call(
-                &c,
-                "CreateContainer",
-                &(
-                    &starter,
-                    starter_bundle.path(),
-                    HashMap::<String, Value>::new(),
-                ),
-            )
-            .unwrap();
-            let start_call = {
-                let (b, starter) = (b.clone(), starter.clone());
-                std::thread::spawn(move || {
-                    call::<()>(&patient_bus(&b), "StartContainer", &(&starter,)).is_ok()
-                })
-            };
+            let start_call = create_then_start_in_flight(&starter, &starter_bundle);
             // A start the kill cuts short before the process is let go: a
             // startContainer hook (run by the init, inside) holds it back.
             let hooker = format!("hook{seed}-{round}");
-            ledger.lock().unwrap().code.insert(hooker.clone(), 0);
-            let _: OwnedObjectPath = call(
-                &c,
-                "CreateContainer",
-                &(
-                    &hooker,
-                    hooker_bundle.path(),
-                    HashMap::<String, Value>::new(),
-                ),
-            )
-            .unwrap();
-            let hook_call = {
-                let (b, hooker) = (b.clone(), hooker.clone());
-                std::thread::spawn(move || {
-                    call::<()>(&patient_bus(&b), "StartContainer", &(&hooker,)).is_ok()
-                })
-            };
+            let hook_call = create_then_start_in_flight(&hooker, &hooker_bundle);
             // The start is past the exec (Start removes the FIFO then) and
             // in its poststart hook.
             let fifo_gone = Instant::now() + Duration::from_secs(10);
