@@ -37,14 +37,26 @@ pub struct InitContext {
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
 }
 
-/// Runs the init. On failure the error goes to the creator and the init exits.
+/// Runs the init. On failure the error goes to whoever waits on us and the
+/// init exits: the creator (sync channel) until `start` has opened the exec
+/// FIFO, `start` (through the FIFO) from then on — the creator is long gone
+/// by then, and a failure it cannot see would leave a start that "succeeded"
+/// and a container that silently stopped.
 pub fn run(ctx: InitContext) -> ! {
-    let result = init(&ctx);
+    let mut starter = None;
+    let result = init(&ctx, &mut starter);
     let msg = match result {
         Ok(never) => match never {},
         Err(e) => e,
     };
-    let _ = ctx.channel.send(&ToCreator::Error(msg));
+    match starter {
+        Some(mut fifo) => {
+            let _ = fifo.write_all(&serde_json::to_vec(&msg).unwrap_or_default());
+        }
+        None => {
+            let _ = ctx.channel.send(&ToCreator::Error(msg));
+        }
+    }
     // SAFETY: _exit skips atexit handlers and buffered I/O the creator owns.
     unsafe { libc::_exit(1) }
 }
@@ -57,9 +69,17 @@ fn wait_proceed(ch: &Channel) -> Result<i32, String> {
     }
 }
 
-fn init(ctx: &InitContext) -> Result<std::convert::Infallible, ChildFailure> {
+fn init(
+    ctx: &InitContext,
+    starter: &mut Option<std::fs::File>,
+) -> Result<std::convert::Infallible, ChildFailure> {
     let spec = &ctx.bundle.spec;
     let process = spec.process().as_ref().ok_or("process: missing")?;
+    // A session and process group of its own, as runc's nsexec gives every
+    // container process: sharing its creator's (the shim or monitor,
+    // conmon, containerd's shim) would let `kill 0` inside the container
+    // signal the process that keeps its exit status.
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     // Not dumpable until execve: nothing in the container may ptrace us or open
     // /proc/<pid>/exe (the runtime binary on the host, CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
@@ -142,6 +162,19 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, ChildFailure> {
         &state("created"),
     )
     .map_err(|e| e.to_string())?;
+    // Without a /proc in the container the FIFO cannot be reopened through
+    // /proc/self/fd there: keep the host's fd directory (O_PATH,
+    // close-on-exec) until it is, and no longer.
+    let proc_mounted = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .any(|m| m.destination() == std::path::Path::new("/proc"));
+    let host_fds = if mounts_ns && proc_mounted {
+        None
+    } else {
+        Some(open_fd_dir()?)
+    };
     if mounts_ns {
         rootfs::enter(&ctx.bundle.rootfs, ctx.no_pivot).map_err(|e| e.to_string())?;
         rootfs::finalize(spec).map_err(|e| e.to_string())?;
@@ -153,22 +186,18 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, ChildFailure> {
     }
 
     let filter = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let prepared = prepare_process(process, filter)?;
+    let prepared = prepare_process(process, filter, 3 + ctx.preserve_fds)?;
 
     ctx.channel
         .send(&ToCreator::Ready)
         .map_err(|e| format!("sync channel: {e}"))?;
 
-    // Blocks until `start` opens the FIFO for reading.
-    let reopen = format!("/proc/self/fd/{}", fifo.as_raw_fd());
-    let open_for_writing = || {
-        OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&reopen)
-            .map_err(|e| format!("opening exec fifo for writing: {e}"))
-    };
-    let mut started = open_for_writing()?;
+    // Blocks until `start` opens the FIFO for reading. Reopening the O_PATH
+    // fd through /proc needs a /proc in the container; without one (a spec
+    // with no mount namespace, or none mounted) the fd is reopened by its
+    // number through the /proc we had before entering the root.
+    let open_for_writing = || reopen_for_writing(&fifo, host_fds.as_ref());
+    *starter = Some(open_for_writing()?);
     hooks::run(
         &hooks::hooks_for(spec_hooks, Phase::StartContainer),
         Phase::StartContainer,
@@ -179,16 +208,53 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, ChildFailure> {
     // Start) leaves no reader: EPIPE. Wait for the next one rather than
     // fail, so the container stays created and can still be started.
     loop {
-        match started.write_all(b"0") {
+        let Some(started) = starter.as_mut() else {
+            break;
+        };
+        match started.write_all(START_BYTE) {
             Ok(()) => break,
-            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => started = open_for_writing()?,
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {
+                *starter = None;
+                *starter = Some(open_for_writing()?);
+            }
             Err(e) => return Err(format!("writing exec fifo: {e}").into()),
         }
     }
-    drop(fifo);
-    // `started` stays open: execve closes it (O_CLOEXEC), and that EOF tells
-    // `start` the process runs, so poststart hooks follow the exec.
-    exec_prepared(&prepared, filter, 3 + ctx.preserve_fds)
+    drop((fifo, host_fds));
+    // The FIFO stays open: execve closes it (O_CLOEXEC), and that EOF tells
+    // `start` the process runs, so poststart hooks follow the exec. A failure
+    // before then is written into it for `start` to report.
+    exec_prepared(&prepared, filter)
+}
+
+/// What the init writes into the exec FIFO once its startContainer hooks
+/// passed. Anything else `start` reads there is a [`ChildFailure`].
+pub const START_BYTE: &[u8] = b"0";
+
+/// The host's /proc/self/fd, as an O_PATH directory fd.
+fn open_fd_dir() -> Result<OwnedFd, String> {
+    let flags = nix::fcntl::OFlag::O_PATH
+        | nix::fcntl::OFlag::O_DIRECTORY
+        | nix::fcntl::OFlag::O_CLOEXEC;
+    let fd = nix::fcntl::open("/proc/self/fd", flags, nix::sys::stat::Mode::empty())
+        .map_err(|e| format!("opening /proc/self/fd: {e}"))?;
+    // SAFETY: a fresh fd that nothing else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// Opens the exec FIFO (held as an O_PATH fd) for writing, through the
+/// container's /proc or `fd_dir`; blocks until a `start` opens it for reading.
+fn reopen_for_writing(fifo: &OwnedFd, fd_dir: Option<&OwnedFd>) -> Result<std::fs::File, String> {
+    let flags = nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC;
+    let mode = nix::sys::stat::Mode::empty();
+    let n = fifo.as_raw_fd().to_string();
+    let fd = match fd_dir {
+        Some(dir) => nix::fcntl::openat(Some(dir.as_raw_fd()), n.as_str(), flags, mode),
+        None => nix::fcntl::open(format!("/proc/self/fd/{n}").as_str(), flags, mode),
+    }
+    .map_err(|e| format!("opening exec fifo for writing: {e}"))?;
+    // SAFETY: a fresh fd that nothing else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
 }
 
 /// A process ready to execve: credentials, capabilities and cwd applied.
@@ -203,11 +269,17 @@ pub struct Prepared {
 
 /// Applies `process` to the calling process — rlimits, oom score, bounding
 /// set, no_new_privs, user, capabilities, cwd — and resolves its program.
-/// Shared by the container init and `exec`.
+/// Shared by the container init and `exec`. Every fd from `keep_below` on is
+/// marked close-on-exec first (no host fd survives execve: CVE-2024-21626
+/// class): before any seccomp filter is loaded, as the container's profile
+/// may well not allow close_range(2) — an allow-list without it would
+/// otherwise stop every container before execve.
 pub fn prepare_process(
     process: &Process,
     filter: Option<&LinuxSeccomp>,
+    keep_below: u32,
 ) -> Result<Prepared, ChildFailure> {
+    close_range_cloexec(keep_below).map_err(|e| format!("close_range: {e}"))?;
     process::set_rlimits(process).map_err(|e| e.to_string())?;
     process::set_oom_score(process).map_err(|e| e.to_string())?;
     let caps = process.capabilities().clone().unwrap_or_default();
@@ -239,17 +311,15 @@ pub fn prepare_process(
     })
 }
 
-/// The last steps: seccomp (if still pending), every fd from `keep_below` on
-/// marked close-on-exec (no host fd survives: CVE-2024-21626 class), execve.
+/// The last steps: seccomp (if still pending), execve. Nothing but execve
+/// runs under a filter loaded here.
 pub fn exec_prepared(
     p: &Prepared,
     filter: Option<&LinuxSeccomp>,
-    keep_below: u32,
 ) -> Result<std::convert::Infallible, ChildFailure> {
     if let (Some(f), true) = (filter, p.seccomp_pending) {
         seccomp::load(f).map_err(|e| e.to_string())?;
     }
-    close_range_cloexec(keep_below).map_err(|e| format!("close_range: {e}"))?;
     let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
     let msg = format!("exec {}: {err}", p.program.display());
     // Gone or changed since look_path found it.

@@ -53,7 +53,9 @@ pub fn setup(socket: &OwnedFd, process: &Process, bind_console: bool) -> Result<
     .map_err(step("sending the pty master to the console socket"))?;
     drop(master);
 
-    nix::unistd::setsid().map_err(step("setsid"))?;
+    // The caller is a session leader already (every container process gets
+    // a session of its own, terminal or not): the slave becomes its
+    // controlling terminal.
     let slave = nix::fcntl::open(
         Path::new(&slave_name),
         OFlag::O_RDWR,

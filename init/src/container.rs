@@ -185,17 +185,17 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
         .open(&fifo_path)
         .map_err(|e| Error::io(format!("opening {}", fifo_path.display()), e))?;
     // One byte: the init passed its startContainer hooks. Then EOF: its
-    // write end closed on execve (or it died), so the process now runs.
-    let mut got_byte = false;
+    // write end closed on execve (or it died), so the process now runs —
+    // unless the init wrote why it failed instead (a hook, seccomp, execve).
+    let mut got = Vec::new();
     loop {
         let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, PollTimeout::from(100u16)) {
             Ok(n) if n > 0 => {
-                let mut byte = [0u8; 1];
-                match fifo.read(&mut byte) {
-                    Ok(1) => got_byte = true,
-                    Ok(_) if got_byte => break,
-                    Ok(_) => {}
+                let mut buf = [0u8; 4096];
+                match fifo.read(&mut buf) {
+                    Ok(0) if !got.is_empty() => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(Error::io("reading the exec fifo", e)),
                 }
@@ -203,11 +203,19 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
             Ok(_) | Err(nix::Error::EINTR) => {}
             Err(e) => return Err(Error::io("polling the exec fifo", e)),
         }
-        if !got_byte && !rec.alive() {
+        if got.is_empty() && !rec.alive() {
             return Err(Error::Init(
                 "the container init exited before it could be started".into(),
             ));
         }
+    }
+    if got != crate::child::START_BYTE {
+        let text = got.strip_prefix(crate::child::START_BYTE).unwrap_or(&got);
+        let failure = serde_json::from_slice(text).unwrap_or_else(|_| {
+            crate::error::ChildFailure::Setup(String::from_utf8_lossy(text).into_owned())
+        });
+        let _ = fs::remove_file(&fifo_path);
+        return Err(failure.into_error(""));
     }
     fs::remove_file(&fifo_path)
         .map_err(|e| Error::io(format!("removing {}", fifo_path.display()), e))?;

@@ -241,6 +241,9 @@ fn run_process(
     keep: &[std::os::fd::RawFd],
 ) -> std::result::Result<std::convert::Infallible, ChildFailure> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    // Its own session, as the init's: `kill 0` in an exec'd shell must not
+    // reach the process that waits for it (the shim, runc's caller).
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     if let Some(fds) = opts.stdio {
         crate::process::set_stdio(fds)?;
     }
@@ -254,8 +257,8 @@ fn run_process(
     if let Some(sock) = console {
         crate::console::setup(sock, &opts.process, false).map_err(|e| e.to_string())?;
     }
-    let prepared = crate::child::prepare_process(&opts.process, filter)?;
-    crate::child::exec_prepared(&prepared, filter, 3 + opts.preserve_fds)
+    let prepared = crate::child::prepare_process(&opts.process, filter, 3 + opts.preserve_fds)?;
+    crate::child::exec_prepared(&prepared, filter)
 }
 
 /// The container's namespaces that differ from ours, opened now (while the

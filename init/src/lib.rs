@@ -9,10 +9,12 @@
 //! [`console`].
 
 pub mod capabilities;
+pub mod cgroup_mount;
 pub mod cgroups;
 pub mod child;
 pub mod console;
 pub mod container;
+pub mod copyup;
 pub mod create;
 pub mod error;
 pub mod exec;

@@ -13,6 +13,59 @@ pub struct MountOptions {
     pub data: String,
     /// `bind` or `rbind` given (rbind adds MS_REC).
     pub bind: bool,
+    /// Recursive attributes (`rro`, `rnosuid`, …) for mount_setattr(2).
+    pub recursive: RecursiveAttrs,
+    /// `tmpcopyup`: a tmpfs starts with what the image had at its target.
+    pub tmpcopyup: bool,
+}
+
+/// The `attr_set`/`attr_clr` of a mount_setattr(2) call with AT_RECURSIVE.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecursiveAttrs {
+    pub set: u64,
+    pub clear: u64,
+}
+
+impl RecursiveAttrs {
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clear == 0
+    }
+}
+
+// linux/mount.h: MOUNT_ATTR_*.
+pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
+pub const MOUNT_ATTR_NODEV: u64 = 0x4;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+pub const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x200000;
+
+/// A recursive option as (attr_set, attr_clr), runc's table. The kernel
+/// takes an atime mode only with the whole atime mask cleared.
+fn recursive(opt: &str) -> Option<(u64, u64)> {
+    let atime = |mode| (mode, MOUNT_ATTR_ATIME_MASK);
+    Some(match opt {
+        "rro" => (MOUNT_ATTR_RDONLY, 0),
+        "rrw" => (0, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (MOUNT_ATTR_NOSUID, 0),
+        "rsuid" => (0, MOUNT_ATTR_NOSUID),
+        "rnodev" => (MOUNT_ATTR_NODEV, 0),
+        "rdev" => (0, MOUNT_ATTR_NODEV),
+        "rnoexec" => (MOUNT_ATTR_NOEXEC, 0),
+        "rexec" => (0, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (MOUNT_ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, MOUNT_ATTR_NODIRATIME),
+        "rrelatime" | "ratime" | "rnostrictatime" | "rnorelatime" => atime(MOUNT_ATTR_RELATIME),
+        "rnoatime" => atime(MOUNT_ATTR_NOATIME),
+        "rstrictatime" => atime(MOUNT_ATTR_STRICTATIME),
+        "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
 }
 
 impl Default for MountOptions {
@@ -22,6 +75,8 @@ impl Default for MountOptions {
             propagation: Vec::new(),
             data: String::new(),
             bind: false,
+            recursive: RecursiveAttrs::default(),
+            tmpcopyup: false,
         }
     }
 }
@@ -95,16 +150,85 @@ pub fn parse_options(options: &[String]) -> Result<MountOptions, String> {
             }
         } else if let Some(p) = propagation_flag(opt) {
             out.propagation.push(p);
-        } else if matches!(
-            opt.as_str(),
-            "rro" | "rrw" | "idmap" | "ridmap" | "tmpcopyup"
-        ) {
+        } else if let Some((set, clear)) = recursive(opt) {
+            // Later options win: an attribute set by one is cleared by the
+            // other, and the other way round.
+            out.recursive.set = (out.recursive.set & !clear) | set;
+            out.recursive.clear = (out.recursive.clear & !set) | clear;
+            if clear == MOUNT_ATTR_ATIME_MASK {
+                out.recursive.set &= !MOUNT_ATTR_ATIME_MASK;
+                out.recursive.set |= set;
+            }
+        } else if opt == "tmpcopyup" {
+            out.tmpcopyup = true;
+        } else if matches!(opt.as_str(), "idmap" | "ridmap") {
             return Err(format!("option {opt:?} is not supported"));
         } else {
             data.push(opt.as_str());
         }
     }
     out.data = data.join(",");
+    Ok(out)
+}
+
+/// mount_setattr(2)'s argument (linux/mount.h, MOUNT_ATTR_SIZE_VER0).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Applies recursive attributes to `target` and every mount below it.
+/// ENOSYS: the kernel (< 5.12) has no mount_setattr, and the options would
+/// otherwise be silently not applied.
+pub fn apply_recursive(target: &std::path::Path, attrs: RecursiveAttrs) -> nix::Result<()> {
+    if attrs.is_empty() {
+        return Ok(());
+    }
+    let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| nix::Error::EINVAL)?;
+    let attr = MountAttr {
+        attr_set: attrs.set,
+        attr_clr: attrs.clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a NUL-terminated path and a live mount_attr of the size given.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            (libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    nix::Error::result(rc).map(|_| ())
+}
+
+/// The flags of the mount at `path` that a remount in a user namespace must
+/// keep: the kernel locks nosuid, nodev, noexec and the atime mode of a mount
+/// that came from a more privileged namespace, and refuses a remount that
+/// would drop them (EPERM).
+pub fn locked_flags(path: &std::path::Path) -> nix::Result<MsFlags> {
+    use nix::sys::statvfs::FsFlags;
+    let have = nix::sys::statvfs::statvfs(path)?.flags();
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if have.contains(fs) {
+            out |= ms;
+        }
+    }
     Ok(out)
 }
 
@@ -133,8 +257,24 @@ mod tests {
     }
 
     #[test]
+    fn recursive_options_become_mount_setattr_attributes() {
+        let o = opts(&["rbind", "rro", "rnosuid", "rnoatime"]);
+        assert_eq!(
+            o.recursive.set,
+            MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOATIME
+        );
+        assert_eq!(o.recursive.clear, MOUNT_ATTR_ATIME_MASK);
+        assert!(o.data.is_empty(), "not passed on as fs data: {:?}", o.data);
+        let o = opts(&["rro", "rrw"]);
+        assert_eq!((o.recursive.set, o.recursive.clear), (0, MOUNT_ATTR_RDONLY));
+        let o = opts(&["tmpcopyup", "mode=755"]);
+        assert!(o.tmpcopyup);
+        assert_eq!(o.data, "mode=755");
+    }
+
+    #[test]
     fn bad_options() {
-        for bad in ["", "a,b", "rro"] {
+        for bad in ["", "a,b", "idmap"] {
             assert!(parse_options(&[bad.to_string()]).is_err(), "{bad:?}");
         }
     }

@@ -42,9 +42,9 @@ pub enum RootfsError {
     Sysctl { key: String, source: io::Error },
 }
 
-type Result<T> = std::result::Result<T, RootfsError>;
+pub(crate) type Result<T> = std::result::Result<T, RootfsError>;
 
-fn do_mount(
+pub(crate) fn do_mount(
     src: Option<&Path>,
     target: &Path,
     fstype: Option<&str>,
@@ -61,12 +61,12 @@ fn do_mount(
     })
 }
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RootfsError {
+pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RootfsError {
     let path = path.to_path_buf();
     move |source| RootfsError::Io { what, path, source }
 }
 
-fn mkdir_all(path: &Path) -> Result<()> {
+pub(crate) fn mkdir_all(path: &Path) -> Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
@@ -104,6 +104,10 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool) -> 
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     // Nothing we mount may propagate back to the host.
     do_mount(None, Path::new("/"), None, propagation, None)?;
+    // A shared propagation asked for "/" must not reach the host either, and
+    // pivot_root refuses a new root whose parent mount is shared (EINVAL):
+    // runc makes that parent private, so do we.
+    make_parent_mount_private(rootfs)?;
     // pivot_root needs the new root to be a mount point.
     do_mount(
         Some(rootfs),
@@ -113,12 +117,23 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool) -> 
         None,
     )?;
 
+    let cgroupns = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Cgroup)
+        });
+    let ctx = MountContext {
+        rootfs,
+        bundle,
+        cgroupns,
+    };
     let mut dev_is_bind = false;
     for (index, m) in spec.mounts().iter().flatten().enumerate() {
         if m.destination() == Path::new("/dev") && is_bind(m) {
             dev_is_bind = true;
         }
-        mount_entry(index, m, rootfs, bundle)?;
+        mount_entry(index, m, &ctx)?;
     }
     if !dev_is_bind {
         create_devices(
@@ -152,12 +167,75 @@ fn is_bind(m: &Mount) -> bool {
             .any(|o| o == "bind" || o == "rbind")
 }
 
-fn mount_entry(index: usize, m: &Mount, rootfs: &Path, bundle: &Path) -> Result<()> {
+/// What every mounts[] entry is mounted against.
+struct MountContext<'a> {
+    rootfs: &'a Path,
+    bundle: &'a Path,
+    /// The container has a cgroup namespace of its own.
+    cgroupns: bool,
+}
+
+/// Makes the mount holding `rootfs` private if it is shared (runc's
+/// rootfsParentMountPrivate): a rootfs bind and everything mounted in the
+/// rootfs would otherwise propagate to the mount's peers in the host.
+fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
+    let mut best: Option<(&str, bool)> = None;
+    for line in info.lines() {
+        let Some((left, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split_whitespace().collect();
+        let Some(point) = fields.get(4) else {
+            continue;
+        };
+        if !rootfs.starts_with(point) {
+            continue;
+        }
+        // Later lines are later mounts: on the same point, the top one wins.
+        if best.is_none_or(|(b, _)| point.len() >= b.len()) {
+            let shared = fields[6..].iter().any(|f| f.starts_with("shared:"));
+            best = Some((point, shared));
+        }
+    }
+    match best {
+        Some((point, true)) => do_mount(None, Path::new(point), None, MsFlags::MS_PRIVATE, None),
+        _ => Ok(()),
+    }
+}
+
+/// `proc` and `sysfs` go on ordinary directories only, as runc requires: a
+/// symlink in the image at /proc or /sys would redirect them elsewhere in
+/// the rootfs (where the container's own files could shadow them).
+fn check_ordinary_dir(rootfs: &Path, dest: &Path, resolved: &Path) -> std::result::Result<(), String> {
+    let literal = rootfs.join(dest.strip_prefix("/").unwrap_or(dest));
+    if literal != resolved {
+        return Err(format!(
+            "{} must be mounted on an ordinary directory (it resolves to {} through a symlink)",
+            dest.display(),
+            resolved.display()
+        ));
+    }
+    match fs::symlink_metadata(resolved) {
+        Ok(md) if !md.is_dir() => Err(format!(
+            "{} must be mounted on an ordinary directory",
+            dest.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn mount_entry(index: usize, m: &Mount, ctx: &MountContext) -> Result<()> {
+    let (rootfs, bundle) = (ctx.rootfs, ctx.bundle);
     let bad = |message: String| RootfsError::BadMount { index, message };
     let opts = parse_options(m.options().as_deref().unwrap_or_default()).map_err(&bad)?;
     let target =
         secure_join(rootfs, m.destination()).map_err(io_err("resolve", m.destination()))?;
     let fstype = m.typ().as_deref().unwrap_or("none");
+    if matches!(fstype, "proc" | "sysfs") {
+        check_ordinary_dir(rootfs, m.destination(), &target).map_err(&bad)?;
+    }
     let bind = opts.bind || fstype == "bind";
 
     if bind {
@@ -192,7 +270,10 @@ fn mount_entry(index: usize, m: &Mount, rootfs: &Path, bundle: &Path) -> Result<
         create_mount_point(&target, true)?;
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
         match fstype {
-            "cgroup" | "cgroup2" => mount_cgroup(&target, opts.flags)?,
+            "cgroup" | "cgroup2" => {
+                crate::cgroup_mount::mount_cgroup(&target, opts.flags, ctx.cgroupns)?
+            }
+            "tmpfs" if opts.tmpcopyup => crate::copyup::mount_tmpfs_copyup(&target, opts.flags, data)?,
             "sysfs" => {
                 // Without a new net namespace the kernel refuses a fresh sysfs;
                 // runc falls back to binding the host's, read-only — so do we.
@@ -221,6 +302,13 @@ fn mount_entry(index: usize, m: &Mount, rootfs: &Path, bundle: &Path) -> Result<
             }
         }
     }
+    crate::mounts::apply_recursive(&target, opts.recursive).map_err(|source| {
+        RootfsError::Mount {
+            what: "recursive options (mount_setattr)".into(),
+            target: target.clone(),
+            source,
+        }
+    })?;
     for p in &opts.propagation {
         do_mount(None, &target, None, *p, None)?;
     }
@@ -242,89 +330,6 @@ fn create_mount_point(target: &Path, dir: bool) -> Result<()> {
             .mode(0o644)
             .open(target)
             .map_err(io_err("create", target))?;
-    }
-    Ok(())
-}
-
-/// `type: cgroup` in a spec means "the cgroup filesystem as the host has it",
-/// seen through the container's cgroup namespace. On a unified host that is a
-/// cgroup2 mount; on a v1 or hybrid host, a tmpfs holding each hierarchy.
-fn mount_cgroup(target: &Path, flags: MsFlags) -> Result<()> {
-    let flags = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let host = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(io_err("read", Path::new("/proc/self/mountinfo")))?;
-    let mut v1 = Vec::new();
-    let mut unified_at = None;
-    for line in host.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mut r = right.split_whitespace();
-        let (fstype, super_opts) = (r.next().unwrap_or(""), r.nth(1).unwrap_or(""));
-        let Some(point) = left.split_whitespace().nth(4) else {
-            continue;
-        };
-        let Some(rel) = point.strip_prefix("/sys/fs/cgroup") else {
-            continue;
-        };
-        match fstype {
-            "cgroup2" => unified_at = Some(rel.trim_start_matches('/').to_string()),
-            "cgroup" => {
-                let opts: Vec<&str> = super_opts
-                    .split(',')
-                    .filter(|o| !matches!(*o, "rw" | "ro"))
-                    .collect();
-                v1.push((rel.trim_start_matches('/').to_string(), opts.join(",")));
-            }
-            _ => {}
-        }
-    }
-    if v1.is_empty() {
-        return do_mount(
-            Some(Path::new("cgroup2")),
-            target,
-            Some("cgroup2"),
-            flags,
-            None,
-        );
-    }
-    do_mount(
-        Some(Path::new("tmpfs")),
-        target,
-        Some("tmpfs"),
-        flags & !MsFlags::MS_RDONLY,
-        Some("mode=755"),
-    )?;
-    for (rel, opts) in v1 {
-        let dir = target.join(&rel);
-        mkdir_all(&dir)?;
-        do_mount(
-            Some(Path::new("cgroup")),
-            &dir,
-            Some("cgroup"),
-            flags,
-            Some(&opts),
-        )?;
-    }
-    if let Some(rel) = unified_at {
-        let dir = target.join(rel);
-        mkdir_all(&dir)?;
-        do_mount(
-            Some(Path::new("cgroup2")),
-            &dir,
-            Some("cgroup2"),
-            flags,
-            None,
-        )?;
-    }
-    if flags.contains(MsFlags::MS_RDONLY) {
-        do_mount(
-            None,
-            target,
-            None,
-            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
-            None,
-        )?;
     }
     Ok(())
 }
@@ -438,8 +443,10 @@ pub fn finalize(spec: &Spec) -> Result<()> {
             source,
         })?;
     }
+    // Relative entries are relative to the container's root, as runc takes them.
+    let in_root = |p: &String| Path::new("/").join(p);
     for p in linux.readonly_paths().iter().flatten() {
-        let path = Path::new(p);
+        let path = &in_root(p);
         let flags = MsFlags::MS_BIND | MsFlags::MS_REC;
         match mount(Some(path), path, None::<&str>, flags, None::<&str>) {
             Err(nix::Error::ENOENT) => continue,
@@ -454,11 +461,12 @@ pub fn finalize(spec: &Spec) -> Result<()> {
             | MsFlags::MS_RDONLY
             | MsFlags::MS_NOSUID
             | MsFlags::MS_NODEV
-            | MsFlags::MS_NOEXEC;
+            | MsFlags::MS_NOEXEC
+            | locked(path)?;
         do_mount(None, path, None, ro, None)?;
     }
     for p in linux.masked_paths().iter().flatten() {
-        mask(Path::new(p))?;
+        mask(&in_root(p))?;
     }
     if let Some(prop) = linux
         .rootfs_propagation()
@@ -505,8 +513,14 @@ fn readonly_root(spec: &Spec) -> Result<()> {
         .and_then(|r| r.readonly())
         .unwrap_or(false)
     {
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-        do_mount(None, Path::new("/"), None, flags, None)?;
+        let root = Path::new("/");
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked(root)?;
+        do_mount(None, root, None, flags, None)?;
     }
     Ok(())
+}
+
+/// The flags a remount of `path` must keep (see [`crate::mounts::locked_flags`]).
+fn locked(path: &Path) -> Result<MsFlags> {
+    crate::mounts::locked_flags(path).map_err(|e| io_err("statvfs", path)(e.into()))
 }

@@ -290,10 +290,12 @@ fn validate_linux(linux: &oci_spec::runtime::Linux) -> Result<(), SpecError> {
         .flatten()
         .chain(linux.readonly_paths().iter().flatten())
     {
-        if !p.starts_with('/') {
+        // Relative entries are taken relative to the container's root, as
+        // runc does; they are applied after pivot_root, so none leads out.
+        if p.is_empty() || p.contains('\0') {
             return Err(invalid(
                 "linux.maskedPaths/readonlyPaths",
-                format!("{p} must be absolute"),
+                format!("{p:?} is not a path"),
             ));
         }
     }
