@@ -9,6 +9,9 @@
 //! - without one, a bind mount of the container's cgroup directory in that
 //!   hierarchy. A fresh mount would show the whole host tree (and the root's
 //!   limits instead of the container's), and is refused in a user namespace.
+//!
+//! (A unified host without a cgroup namespace gets a fresh cgroup2 mount,
+//! the whole tree, as runc gives it.)
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -17,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
 
-use crate::rootfs::{do_mount, io_err, mkdir_all, Result};
+use crate::rootfs::{do_mount, io_err, mkdir_all, Result, RootfsError};
 
 /// One cgroup hierarchy as the host mounts it under /sys/fs/cgroup.
 #[derive(Debug, PartialEq, Eq)]
@@ -106,11 +109,16 @@ pub fn mount_cgroup(target: &Path, flags: MsFlags, cgroupns: bool) -> Result<()>
     let found = hierarchies(&read("/proc/self/mountinfo")?);
     let own = own_paths(&read("/proc/self/cgroup")?);
     if found.iter().all(|h| h.v2) {
-        if cgroupns {
-            return fresh(target, "cgroup2", flags, None);
-        }
-        let path = own.get("").map(String::as_str).unwrap_or("/");
-        return bind(Path::new("/sys/fs/cgroup"), path, target, flags);
+        // Without a cgroup namespace this shows the whole tree, as with runc
+        // (`--cgroupns=host` users want that); a user namespace may not
+        // mount it at all, and gets the host's mount bound, as runc does.
+        return match mount_fresh(target, "cgroup2", flags, None) {
+            Err(RootfsError::Mount {
+                source: nix::Error::EPERM,
+                ..
+            }) if !cgroupns => bind(Path::new("/sys/fs/cgroup"), "/", target, flags),
+            other => other,
+        };
     }
     do_mount(
         Some(Path::new("tmpfs")),
@@ -128,7 +136,7 @@ pub fn mount_cgroup(target: &Path, flags: MsFlags, cgroupns: bool) -> Result<()>
             ("cgroup", Some(h.opts.as_str()))
         };
         if cgroupns {
-            fresh(&dir, fstype, flags, data)?;
+            mount_fresh(&dir, fstype, flags, data)?;
         } else {
             let host = Path::new("/sys/fs/cgroup").join(&h.rel);
             bind(&host, path_in(h, &own).unwrap_or("/"), &dir, flags)?;
@@ -152,7 +160,7 @@ pub fn mount_cgroup(target: &Path, flags: MsFlags, cgroupns: bool) -> Result<()>
     Ok(())
 }
 
-fn fresh(dir: &Path, fstype: &str, flags: MsFlags, data: Option<&str>) -> Result<()> {
+fn mount_fresh(dir: &Path, fstype: &str, flags: MsFlags, data: Option<&str>) -> Result<()> {
     do_mount(Some(Path::new(fstype)), dir, Some(fstype), flags, data)
 }
 

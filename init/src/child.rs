@@ -292,6 +292,8 @@ pub fn prepare_process(
     if let (Some(f), false) = (filter, nnp) {
         seccomp::load(f).map_err(|e| e.to_string())?;
     }
+    // While still root: the labels take effect at execve.
+    crate::lsm::set_exec_labels(process)?;
     capabilities::prepare_for_setuid().map_err(|e| e.to_string())?;
     process::switch_user(process).map_err(|e| e.to_string())?;
     capabilities::apply_sets(&caps).map_err(|e| e.to_string())?;
@@ -321,7 +323,8 @@ pub fn exec_prepared(
         seccomp::load(f).map_err(|e| e.to_string())?;
     }
     let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
-    let msg = format!("exec {}: {err}", p.program.display());
+    let why = crate::paths::errno_text(&std::io::Error::from_raw_os_error(err as i32));
+    let msg = format!("exec {}: {why}", p.program.display());
     // Gone or changed since look_path found it.
     Err(match err {
         nix::errno::Errno::ENOENT | nix::errno::Errno::EACCES => ChildFailure::NotExecutable(msg),

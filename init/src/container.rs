@@ -318,7 +318,17 @@ pub fn delete_with_scopes(
     force: bool,
     also: &[String],
 ) -> Result<Vec<String>> {
-    let rec = Record::load(root, id)?;
+    let rec = match Record::load(root, id) {
+        // A creator killed before its first record leaves only the state
+        // directory (nothing else is made before the record): --force
+        // removes it, so the id can be used again.
+        Err(Error::NotFound(_)) if force && dir(root, id).is_dir() => {
+            return fs::remove_dir_all(dir(root, id))
+                .map(|()| vec![])
+                .map_err(|e| Error::io(format!("removing {}", dir(root, id).display()), e));
+        }
+        other => other?,
+    };
     let status = rec.status(root);
     match status {
         Status::Stopped | Status::Created => {}

@@ -219,7 +219,7 @@ fn create_in(
     // Only now, after the fork: the systemd driver's bus connection starts
     // threads, and forking a multi-threaded process can leave the child
     // blocked forever on a lock another thread held.
-    let mut cgroup = if opts.no_cgroup {
+    let cgroup = if opts.no_cgroup {
         None
     } else {
         let path = linux.as_ref().and_then(|l| l.cgroups_path().clone());
@@ -229,12 +229,30 @@ fn create_in(
             path.as_deref(),
         )?)
     };
+    let cgroup_path = cgroup.as_ref().map(|c| c.path());
+    let pid_start = process_start_time(pid)
+        .ok_or_else(|| Error::Init(describe_exit(pid)))?;
+    let mut rec = Record {
+        id: opts.id.clone(),
+        oci_version: bundle.spec.version().clone(),
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        pid,
+        pid_start,
+        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
+        systemd_cgroup: opts.systemd_cgroup,
+        cgroup: cgroup_path,
+        annotations: Default::default(),
+    };
+    // Recorded before the cgroup is set up and the hooks run: a creator
+    // killed from here on leaves a record that `delete` finds, so the
+    // cgroup (and scope) it made are removed with the container.
+    rec.save(&opts.root)?;
     let resources = linux.as_ref().and_then(|l| l.resources().as_ref());
-    if let Some(cg) = cgroup.as_mut() {
+    undo.cgroup = cgroup;
+    if let Some(cg) = undo.cgroup.as_mut() {
         cg.apply(pid, resources)?;
     }
-    let cgroup_path = cgroup.as_ref().map(|c| c.path());
-    undo.cgroup = cgroup;
 
     let state = OciState {
         oci_version: bundle.spec.version().clone(),
@@ -275,20 +293,10 @@ fn create_in(
         }
     }
 
-    let pid_start = process_start_time(pid)
-        .ok_or_else(|| Error::Init("the container init exited right after setup".into()))?;
-    let rec = Record {
-        id: opts.id.clone(),
-        oci_version: state.oci_version.clone(),
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        pid,
-        pid_start,
-        created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
-        systemd_cgroup: opts.systemd_cgroup,
-        cgroup: cgroup_path,
-        annotations: state.annotations.clone(),
-    };
+    if process_start_time(pid) != Some(pid_start) {
+        return Err(Error::Init("the container init exited right after setup".into()));
+    }
+    rec.annotations = state.annotations.clone();
     rec.save(&opts.root)?;
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;

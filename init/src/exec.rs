@@ -31,6 +31,9 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// stdin, stdout, stderr for the process (a shim's pipes); None: ours.
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
+    /// runc's --ignore-paused: exec into a paused container (the process
+    /// starts frozen, and runs once the container is resumed).
+    pub ignore_paused: bool,
 }
 
 /// The namespaces an exec joins, user first (it grants the right to join
@@ -65,7 +68,8 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     // instead of asking the cgroup driver: for the systemd driver that is a
     // bus connection and two calls to systemd on every exec, and systemd's
     // FreezerState is itself what the kernel says.
-    if cgroups.frozen() {
+    let paused = cgroups.frozen();
+    if paused && !opts.ignore_paused {
         return Err(wrong(Status::Paused));
     }
     if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
@@ -89,12 +93,16 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
 
     // SAFETY: exec() is documented to run in a single-threaded process.
-    let (child, in_v2) = unsafe { fork_into(cgroups.v2_dir.as_ref()) }?;
+    // Into a paused container (--ignore-paused), the process joins the
+    // frozen cgroup only once it exists: a first child cloned into it would
+    // freeze before it could clone the process, and we would wait for it.
+    let v2_target = cgroups.v2_dir.as_ref().filter(|_| !paused);
+    let (child, in_v2) = unsafe { fork_into(v2_target) }?;
     match child {
         0 => {
             drop((err_r, pid_r));
             let mut errors = File::from(err_w);
-            let code = match join_and_clone(&namespaces, &cgroups.procs_files(in_v2)) {
+            let code = match join_and_clone(&namespaces, &cgroups.procs_files(in_v2), paused) {
                 Ok(0) => {
                     let keep = [errors.as_raw_fd()];
                     let e =
@@ -122,6 +130,14 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             let mut pid_text = String::new();
             let _ = File::from(pid_r).read_to_string(&mut pid_text);
             let mut err = String::new();
+            if paused {
+                // A frozen process reports its setup only once resumed: take
+                // what the first child wrote, and do not wait for the rest.
+                let _ = nix::fcntl::fcntl(
+                    err_r.as_raw_fd(),
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                );
+            }
             let _ = File::from(err_r).read_to_string(&mut err);
             let pid: Option<i32> = pid_text.trim().parse().ok();
             if !err.is_empty() {
@@ -214,9 +230,13 @@ unsafe fn fork_into(v2: Option<&File>) -> Result<(i32, bool)> {
 /// In the first child: join cgroups (those it did not start in) and
 /// namespaces, then clone the process as a sibling (CLONE_PARENT). Returns
 /// 0 in the process, its pid in the child.
+/// With `late`, the cgroups are joined by the process, not the first child:
+/// their files are opened now (the host's, before setns) and the process's
+/// pid written into them after the clone.
 fn join_and_clone(
     namespaces: &[(CloneFlags, File)],
     cgroups: &[&Path],
+    late: bool,
 ) -> std::result::Result<i32, String> {
     // Non-dumpable before anything joins the container, so the process
     // cloned below is never, even for an instant, a runtime binary in the
@@ -224,14 +244,30 @@ fn join_and_clone(
     // /proc/<pid>/exe (CVE-2019-5736, CVE-2016-9962); the flag is inherited.
     // (fork_into made it so already; this keeps it so whatever the caller.)
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    let join_err = |p: &Path, e| format!("joining cgroup {}: {e}", p.display());
+    let mut later = Vec::new();
     for procs in cgroups {
-        fs::write(procs, "0").map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+        if late {
+            let f = fs::OpenOptions::new().write(true).open(procs);
+            later.push((*procs, f.map_err(|e| join_err(procs, e))?));
+        } else {
+            fs::write(procs, "0").map_err(|e| join_err(procs, e))?;
+        }
     }
     for (flag, file) in namespaces {
         setns(file, *flag).map_err(|e| format!("setns({flag:?}): {e}"))?;
     }
     // SAFETY: the first child is single-threaded.
-    unsafe { clone_fork(CloneFlags::CLONE_PARENT) }.map_err(|e| format!("clone: {e}"))
+    let pid = unsafe { clone_fork(CloneFlags::CLONE_PARENT) }.map_err(|e| format!("clone: {e}"))?;
+    if pid > 0 {
+        // Our pid namespace is still the caller's: the pid means the same
+        // to the cgroup files.
+        for (procs, mut f) in later {
+            f.write_all(pid.to_string().as_bytes())
+                .map_err(|e| join_err(procs, e))?;
+        }
+    }
+    Ok(pid)
 }
 
 fn run_process(

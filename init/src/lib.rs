@@ -19,6 +19,7 @@ pub mod create;
 pub mod error;
 pub mod exec;
 pub mod hooks;
+pub mod lsm;
 pub mod mounts;
 pub mod namespaces;
 pub mod paths;

@@ -59,18 +59,13 @@ fn push_components(stack: &mut Vec<OsString>, path: &Path) {
 /// root (called after pivot_root, so `/` is the container's root). A bad
 /// command fails `create`, not `start`.
 pub fn look_path(program: &str, env: &[String]) -> Result<PathBuf, String> {
-    let executable = |p: &Path| {
-        std::fs::metadata(p)
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    };
     if program.contains('/') {
         let p = PathBuf::from(program);
-        return if executable(&p) {
-            Ok(p)
-        } else {
-            Err(format!("exec: {program:?}: no such executable file"))
-        };
+        // runc's texts (Go's exec.LookPath), word for word: podman and
+        // containerd map them to exit codes 127 and 126.
+        return check_executable(&p)
+            .map(|()| p)
+            .map_err(|why| format!("exec: {program:?}: {why}"));
     }
     let path = env
         .iter()
@@ -78,8 +73,32 @@ pub fn look_path(program: &str, env: &[String]) -> Result<PathBuf, String> {
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     path.split(':')
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(program))
-        .find(|p| executable(p))
+        .find(|p| check_executable(p).is_ok())
         .ok_or_else(|| format!("exec: {program:?}: executable file not found in $PATH"))
+}
+
+/// Why `p` cannot be executed, as Go's findExecutable says it.
+fn check_executable(p: &Path) -> Result<(), String> {
+    let md = std::fs::metadata(p).map_err(|e| {
+        let e = std::io::Error::from_raw_os_error(e.raw_os_error().unwrap_or(libc::ENOENT));
+        format!("stat {}: {}", p.display(), errno_text(&e))
+    })?;
+    if md.is_dir() {
+        return Err("is a directory".into());
+    }
+    if md.permissions().mode() & 0o111 == 0 {
+        return Err("permission denied".into());
+    }
+    Ok(())
+}
+
+/// An errno's text as Go prints it ("no such file or directory"), without
+/// Rust's " (os error N)".
+pub fn errno_text(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_lowercase(),
+        None => e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +146,17 @@ mod tests {
         let sh = look_path("sh", &["PATH=/nonexistent:/bin".into()]).unwrap();
         assert_eq!(sh, PathBuf::from("/bin/sh"));
         assert!(look_path("no-such-program-berth", &[]).is_err());
-        assert!(look_path("/etc/passwd", &[]).is_err(), "not executable");
+        assert_eq!(
+            look_path("/etc/passwd", &[]).unwrap_err(),
+            r#"exec: "/etc/passwd": permission denied"#
+        );
+        assert_eq!(
+            look_path("/no/such", &[]).unwrap_err(),
+            r#"exec: "/no/such": stat /no/such: no such file or directory"#
+        );
+        assert_eq!(
+            look_path("/etc", &[]).unwrap_err(),
+            r#"exec: "/etc": is a directory"#
+        );
     }
 }

@@ -227,6 +227,9 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
     if let Some(linux) = spec.linux() {
         validate_linux(linux)?;
     }
+    if let Some((field, why)) = crate::lsm::unsupported(spec) {
+        return Err(invalid(field, why));
+    }
     if let Some(hooks) = spec.hooks() {
         crate::hooks::validate(Some(hooks)).map_err(|e| invalid("hooks", e.to_string()))?;
     }

@@ -106,7 +106,19 @@ fn do_create(root: &Path, args: &CreateArgs, systemd: bool) -> Result<Record> {
         stdio: None,
         loaded: None,
     };
-    Ok(create(&opts)?)
+    let rec = create(&opts)?;
+    // Settings runc ignores (with a warning) are ignored here too.
+    let dir = if args.bundle.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        args.bundle.as_path()
+    };
+    if let Ok(spec) = oci_spec::runtime::Spec::load(dir.join("config.json")) {
+        let res = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
+        let v2 = berth_init::cgroups::tree::unified_host();
+        warn_all(berth_init::cgroups::resources::ignored(res, v2));
+    }
+    Ok(rec)
 }
 
 fn do_run(
@@ -204,6 +216,7 @@ fn do_exec(root: &Path, a: &ExecArgs) -> Result<ExitCode> {
         pid_file: a.pid_file.clone(),
         preserve_fds: a.preserve_fds,
         stdio: None,
+        ignore_paused: a.ignore_paused,
     };
     let pid = berth_init::exec::exec(&opts)?;
     if a.detach {
@@ -326,7 +339,9 @@ fn features() -> serde_json::Value {
             "noatime", "nodev", "nodiratime", "noexec", "nomand", "norelatime", "nostrictatime",
             "nosuid", "private", "rbind", "relatime", "remount", "ro", "rprivate", "rshared",
             "rslave", "runbindable", "rw", "shared", "slave", "strictatime", "suid", "sync",
-            "unbindable"
+            "unbindable", "tmpcopyup", "rro", "rrw", "rnosuid", "rsuid", "rnodev", "rdev",
+            "rnoexec", "rexec", "rnodiratime", "rdiratime", "rrelatime", "rnorelatime",
+            "ratime", "rnoatime", "rstrictatime", "rnostrictatime", "rnosymfollow", "rsymfollow"
         ],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
@@ -339,8 +354,8 @@ fn features() -> serde_json::Value {
                 "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
                               "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
             },
-            "apparmor": {"enabled": false},
-            "selinux": {"enabled": false},
+            "apparmor": {"enabled": berth_init::lsm::apparmor_enabled()},
+            "selinux": {"enabled": berth_init::lsm::selinux_enabled()},
         },
         "annotations": {"io.berth.runtime.version": env!("CARGO_PKG_VERSION")},
     })

@@ -179,6 +179,9 @@ pub struct ExecArgs {
     pub no_new_privs: bool,
     #[arg(long = "preserve-fds", default_value_t = 0)]
     pub preserve_fds: u32,
+    /// Exec even if the container is paused (the process starts frozen).
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
 }
 
 fn main() -> ExitCode {

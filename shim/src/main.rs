@@ -218,6 +218,7 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
             pid_file: None,
             preserve_fds: 0,
             stdio,
+            ignore_paused: false,
         }),
         None => create(&CreateOptions {
             id: args.id.clone(),

@@ -240,6 +240,7 @@ impl FsManager {
                     .map_err(cgfs(at("blockIO.weight")))?;
             }
         }
+        self.set_throttle(req)?;
         if let (false, Some(list)) = (self.v2, &req.devices) {
             if let Some(dev) = self.cg.controller_of::<DevicesController>() {
                 // v1 takes the rules as given, in order.
@@ -252,6 +253,36 @@ impl FsManager {
                     tree::write(&dev.path().join(file), &r.v1_line())?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// blockIO.throttle*: v1's blkio.throttle.* files take one rule per
+    /// write; v2's io.max one line per device.
+    fn set_throttle(&self, req: &Requested) -> Result<()> {
+        if req.throttle.is_empty() {
+            return Ok(());
+        }
+        if self.v2 {
+            for line in super::resources::io_max_lines(&req.throttle) {
+                tree::write(&self.v2_dir().join("io.max"), &line)?;
+            }
+        } else if let Some(blkio) = self.cg.controller_of::<BlkIoController>() {
+            for t in &req.throttle {
+                let line = format!("{}:{} {}", t.major, t.minor, t.rate);
+                tree::write(&blkio.path().join(t.kind.v1_file()), &line)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The v1-only memory files (v2 has neither: ignored there, as runc does).
+    fn set_memory_v1_extras(&self, mem: &MemController, req: &Requested) -> Result<()> {
+        if let Some(sw) = req.swappiness {
+            tree::write(&mem.path().join("memory.swappiness"), &sw.to_string())?;
+        }
+        if req.oom_kill_disable {
+            tree::write(&mem.path().join("memory.oom_control"), "1")?;
         }
         Ok(())
     }
@@ -304,7 +335,7 @@ impl FsManager {
             mem.set_soft_limit(as_i64(l))
                 .map_err(cgfs(at("memory.reservation")))?;
         }
-        Ok(())
+        self.set_memory_v1_extras(mem, req)
     }
 
     fn freezer(&self) -> Result<&FreezerController> {

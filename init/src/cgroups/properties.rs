@@ -48,6 +48,11 @@ pub fn resource_properties(req: &Requested, proc_devices: &str) -> Result<Vec<Pr
     if let Some(w) = req.blkio_weight {
         p.push(("IOWeight", Value::from(convert::blkio_to_io_weight(w))));
     }
+    for t in &req.throttle {
+        // systemd names block devices by node; /dev/block/MAJ:MIN is one.
+        let node = format!("/dev/block/{}:{}", t.major, t.minor);
+        p.push((t.kind.property(), Value::from(vec![(node, t.rate)])));
+    }
     if let Some(list) = &req.devices {
         let rules = devices::rules(list)?;
         if let Allowlist::Only(allowed) = devices::allowlist(&rules)? {
@@ -111,6 +116,10 @@ mod tests {
         assert_eq!(get(&p, "TasksMax"), Some(&Value::from(u64::MAX)));
         assert_eq!(get(&p, "IOWeight"), Some(&Value::from(4950u64)));
         assert_eq!(get(&p, "DevicePolicy"), None);
+        let io = props(r#"{"blockIO":{"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1024}]}}"#);
+        let v = get(&io, "IOReadBandwidthMax").unwrap();
+        assert_eq!(v.value_signature().to_string(), "a(st)");
+        assert!(v.to_string().contains("/dev/block/8:0"), "{v}");
         assert_eq!(
             get(&p, "AllowedCPUs").map(|v| v.value_signature().to_string()),
             Some("ay".into())

@@ -61,7 +61,107 @@ pub struct Requested {
     pub mems: Option<String>,
     pub pids_max: Option<Limit>,
     pub blkio_weight: Option<u16>,
+    /// blockIO.throttle*Device, in the spec's order.
+    pub throttle: Vec<Throttle>,
+    /// memory.swappiness (0–100): a cgroup v1 file only.
+    pub swappiness: Option<u64>,
+    /// memory.disableOOMKiller: a cgroup v1 file only (memory.oom_control).
+    pub oom_kill_disable: bool,
     pub devices: Option<Vec<LinuxDeviceCgroup>>,
+}
+
+/// What a blockIO.throttle* entry limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleKind {
+    ReadBps,
+    WriteBps,
+    ReadIops,
+    WriteIops,
+}
+
+impl ThrottleKind {
+    /// The cgroup v1 file.
+    pub fn v1_file(self) -> &'static str {
+        match self {
+            ThrottleKind::ReadBps => "blkio.throttle.read_bps_device",
+            ThrottleKind::WriteBps => "blkio.throttle.write_bps_device",
+            ThrottleKind::ReadIops => "blkio.throttle.read_iops_device",
+            ThrottleKind::WriteIops => "blkio.throttle.write_iops_device",
+        }
+    }
+
+    /// The key in a cgroup v2 io.max line.
+    pub fn v2_key(self) -> &'static str {
+        match self {
+            ThrottleKind::ReadBps => "rbps",
+            ThrottleKind::WriteBps => "wbps",
+            ThrottleKind::ReadIops => "riops",
+            ThrottleKind::WriteIops => "wiops",
+        }
+    }
+
+    /// The systemd property (a(st): device node, value).
+    pub fn property(self) -> &'static str {
+        match self {
+            ThrottleKind::ReadBps => "IOReadBandwidthMax",
+            ThrottleKind::WriteBps => "IOWriteBandwidthMax",
+            ThrottleKind::ReadIops => "IOReadIOPSMax",
+            ThrottleKind::WriteIops => "IOWriteIOPSMax",
+        }
+    }
+}
+
+/// One throttle rule: at most `rate` bytes or operations per second on the
+/// block device `major:minor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    pub kind: ThrottleKind,
+    pub major: i64,
+    pub minor: i64,
+    pub rate: u64,
+}
+
+/// The io.max lines of `throttle`: one per device, every key it limits.
+pub fn io_max_lines(throttle: &[Throttle]) -> Vec<String> {
+    let mut devices: Vec<(i64, i64)> = Vec::new();
+    for t in throttle {
+        if !devices.contains(&(t.major, t.minor)) {
+            devices.push((t.major, t.minor));
+        }
+    }
+    devices
+        .into_iter()
+        .map(|(major, minor)| {
+            let keys: Vec<String> = throttle
+                .iter()
+                .filter(|t| (t.major, t.minor) == (major, minor))
+                .map(|t| format!("{}={}", t.kind.v2_key(), t.rate))
+                .collect();
+            format!("{major}:{minor} {}", keys.join(" "))
+        })
+        .collect()
+}
+
+/// Settings the container asked for that are ignored, as runc ignores them,
+/// each with why: worth a warning, not a refusal.
+pub fn ignored(res: Option<&LinuxResources>, v2: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(m) = res.and_then(|r| r.memory().as_ref()) else {
+        return out;
+    };
+    if m.kernel().is_some_and(|k| k != 0) {
+        out.push("linux.resources.memory.kernel is ignored (kernel memory limits are deprecated; kernels since 5.16 ignore them)".into());
+    }
+    if m.kernel_tcp().is_some_and(|k| k != 0) {
+        out.push("linux.resources.memory.kernelTCP is ignored (deprecated, as in runc)".into());
+    }
+    if v2 && m.swappiness().is_some() {
+        out.push("linux.resources.memory.swappiness is ignored on cgroup v2 (it has no such file)".into());
+    }
+    if v2 && m.disable_oom_killer() == Some(true) {
+        out.push("linux.resources.memory.disableOOMKiller is ignored on cgroup v2 (it has no such file)".into());
+    }
+    out
 }
 
 /// One requested setting and the controller that enforces it.
@@ -102,22 +202,19 @@ impl Requested {
                 r.memsw = Some(Limit::Max);
             }
             r.swap_max = swap_only(m.swap(), m.limit())?;
-            if m.kernel().is_some() {
-                return Err(CgroupError::Unsupported {
-                    setting: "memory.kernel".into(),
-                    reason: "(kernel memory limits are deprecated: kernels since 5.16 ignore them)"
-                        .into(),
-                });
+            // memory.kernel and kernelTCP are ignored with a warning, as runc
+            // does (see [`ignored`]).
+            if let Some(sw) = m.swappiness() {
+                // runc: an out-of-range value (Docker's -1 arrives as
+                // u64::MAX) means "not set" only for -1.
+                if sw != u64::MAX {
+                    if sw > 100 {
+                        return Err(invalid("memory.swappiness", sw, "must be between 0 and 100"));
+                    }
+                    r.swappiness = Some(sw);
+                }
             }
-            if m.kernel_tcp().is_some() {
-                return Err(unsupported("memory.kernelTCP"));
-            }
-            if m.swappiness().is_some() {
-                return Err(unsupported("memory.swappiness"));
-            }
-            if m.disable_oom_killer() == Some(true) {
-                return Err(unsupported("memory.disableOOMKiller"));
-            }
+            r.oom_kill_disable = m.disable_oom_killer() == Some(true);
             if m.check_before_update() == Some(true) {
                 return Err(unsupported("memory.checkBeforeUpdate"));
             }
@@ -160,30 +257,24 @@ impl Requested {
                 }
                 r.blkio_weight = Some(w);
             }
+            if b.weight_device().as_ref().is_some_and(|v| !v.is_empty()) {
+                return Err(unsupported("blockIO.weightDevice"));
+            }
             let lists = [
-                (
-                    "blockIO.weightDevice",
-                    b.weight_device().as_ref().map(Vec::len),
-                ),
-                (
-                    "blockIO.throttleReadBpsDevice",
-                    b.throttle_read_bps_device().as_ref().map(Vec::len),
-                ),
-                (
-                    "blockIO.throttleWriteBpsDevice",
-                    b.throttle_write_bps_device().as_ref().map(Vec::len),
-                ),
-                (
-                    "blockIO.throttleReadIOPSDevice",
-                    b.throttle_read_iops_device().as_ref().map(Vec::len),
-                ),
-                (
-                    "blockIO.throttleWriteIOPSDevice",
-                    b.throttle_write_iops_device().as_ref().map(Vec::len),
-                ),
+                (ThrottleKind::ReadBps, b.throttle_read_bps_device()),
+                (ThrottleKind::WriteBps, b.throttle_write_bps_device()),
+                (ThrottleKind::ReadIops, b.throttle_read_iops_device()),
+                (ThrottleKind::WriteIops, b.throttle_write_iops_device()),
             ];
-            if let Some((name, _)) = lists.iter().find(|(_, n)| n.unwrap_or(0) > 0) {
-                return Err(unsupported(name));
+            for (kind, list) in lists {
+                for d in list.iter().flatten() {
+                    r.throttle.push(Throttle {
+                        kind,
+                        major: d.major(),
+                        minor: d.minor(),
+                        rate: d.rate(),
+                    });
+                }
             }
             if b.leaf_weight().is_some() {
                 return Err(unsupported("blockIO.leafWeight"));
@@ -237,6 +328,9 @@ impl Requested {
         need(limited(self.pids_max), "pids.limit", "pids");
         let io = if v2 { "io" } else { "blkio" };
         need(self.blkio_weight.is_some(), "blockIO.weight", io);
+        need(!self.throttle.is_empty(), "blockIO.throttle*Device", io);
+        need(!v2 && self.swappiness.is_some(), "memory.swappiness", "memory");
+        need(!v2 && self.oom_kill_disable, "memory.disableOOMKiller", "memory");
         need(!v2 && self.devices.is_some(), "devices", "devices");
         out
     }
@@ -295,14 +389,13 @@ mod tests {
     #[test]
     fn unsupported_settings_are_named() {
         for (json, name) in [
-            (r#"{"memory":{"swappiness":10}}"#, "memory.swappiness"),
             (
                 r#"{"hugepageLimits":[{"pageSize":"2MB","limit":1}]}"#,
                 "hugepageLimits",
             ),
             (
-                r#"{"blockIO":{"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1}]}}"#,
-                "blockIO.throttleReadBpsDevice",
+                r#"{"blockIO":{"weightDevice":[{"major":8,"minor":0,"weight":10}]}}"#,
+                "blockIO.weightDevice",
             ),
             (r#"{"unified":{"memory.high":"1"}}"#, "unified"),
         ] {
@@ -310,6 +403,30 @@ mod tests {
             assert!(e.contains(name), "{json}: {e}");
         }
         assert!(parse(r#"{"blockIO":{"weight":5}}"#).is_err());
+    }
+
+    #[test]
+    fn settings_runc_applies_or_ignores_are_taken() {
+        let r = parse(
+            r#"{"memory":{"swappiness":10,"disableOOMKiller":true,"kernel":1,"kernelTCP":1},
+                "blockIO":{"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1048576}],
+                           "throttleWriteIOPSDevice":[{"major":8,"minor":0,"rate":100}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(r.swappiness, Some(10));
+        assert!(r.oom_kill_disable);
+        assert_eq!(io_max_lines(&r.throttle), ["8:0 rbps=1048576 wiops=100"]);
+        let v1: Vec<_> = r.needs(false).iter().map(|n| n.controller).collect();
+        assert_eq!(v1, ["blkio", "memory", "memory"]);
+        let v2: Vec<_> = r.needs(true).iter().map(|n| n.controller).collect();
+        assert_eq!(v2, ["io"]);
+        let res: LinuxResources = serde_json::from_str(
+            r#"{"memory":{"swappiness":10,"disableOOMKiller":true,"kernel":1,"kernelTCP":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(ignored(Some(&res), false).len(), 2);
+        assert_eq!(ignored(Some(&res), true).len(), 4);
+        assert!(parse(r#"{"memory":{"swappiness":101}}"#).is_err());
     }
 
     #[test]
