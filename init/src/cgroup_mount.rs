@@ -97,9 +97,7 @@ fn path_in<'a>(h: &Hierarchy, own: &'a BTreeMap<String, String>) -> Option<&'a s
         .filter(|o| o.starts_with("name=") || !o.contains('='))
         .collect();
     own.iter()
-        .find(|(ctrls, _)| {
-            !ctrls.is_empty() && ctrls.split(',').all(|c| mounted.contains(&c))
-        })
+        .find(|(ctrls, _)| !ctrls.is_empty() && ctrls.split(',').all(|c| mounted.contains(&c)))
         .map(|(_, p)| p.as_str())
 }
 
@@ -169,7 +167,8 @@ fn mount_fresh(dir: &Path, fstype: &str, flags: MsFlags, data: Option<&str>) -> 
 fn bind(host: &Path, path: &str, dir: &Path, flags: MsFlags) -> Result<()> {
     let src: PathBuf = host.join(path.trim_start_matches('/'));
     do_mount(Some(&src), dir, None, MsFlags::MS_BIND, None)?;
-    let keep = flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    let keep =
+        flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     do_mount(
         None,
         dir,

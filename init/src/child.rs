@@ -233,9 +233,8 @@ pub const START_BYTE: &[u8] = b"0";
 
 /// The host's /proc/self/fd, as an O_PATH directory fd.
 fn open_fd_dir() -> Result<OwnedFd, String> {
-    let flags = nix::fcntl::OFlag::O_PATH
-        | nix::fcntl::OFlag::O_DIRECTORY
-        | nix::fcntl::OFlag::O_CLOEXEC;
+    let flags =
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC;
     let fd = nix::fcntl::open("/proc/self/fd", flags, nix::sys::stat::Mode::empty())
         .map_err(|e| format!("opening /proc/self/fd: {e}"))?;
     // SAFETY: a fresh fd that nothing else owns.

@@ -33,13 +33,7 @@ pub fn mount_tmpfs_copyup(target: &Path, flags: MsFlags, data: Option<&str>) -> 
     fs::set_permissions(target, fs::Permissions::from_mode(md.mode() & 0o7777))
         .map_err(io_err("chmod", target))?;
     if flags.contains(MsFlags::MS_RDONLY) {
-        do_mount(
-            None,
-            target,
-            None,
-            flags | MsFlags::MS_REMOUNT,
-            data,
-        )?;
+        do_mount(None, target, None, flags | MsFlags::MS_REMOUNT, data)?;
     }
     Ok(())
 }
@@ -74,4 +68,3 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
-

@@ -230,8 +230,7 @@ fn create_in(
         )?)
     };
     let cgroup_path = cgroup.as_ref().map(|c| c.path());
-    let pid_start = process_start_time(pid)
-        .ok_or_else(|| Error::Init(describe_exit(pid)))?;
+    let pid_start = process_start_time(pid).ok_or_else(|| Error::Init(describe_exit(pid)))?;
     let mut rec = Record {
         id: opts.id.clone(),
         oci_version: bundle.spec.version().clone(),
@@ -294,7 +293,9 @@ fn create_in(
     }
 
     if process_start_time(pid) != Some(pid_start) {
-        return Err(Error::Init("the container init exited right after setup".into()));
+        return Err(Error::Init(
+            "the container init exited right after setup".into(),
+        ));
     }
     rec.annotations = state.annotations.clone();
     rec.save(&opts.root)?;

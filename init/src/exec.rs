@@ -127,17 +127,20 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             let child = Pid::from_raw(child);
             drop((err_w, pid_w, console));
             let _ = waitpid(child, None);
+            if paused {
+                // A frozen process holds both pipes open until it is resumed
+                // and execs: take what the first child wrote (it has exited),
+                // and do not wait for the rest.
+                for fd in [&pid_r, &err_r] {
+                    let _ = nix::fcntl::fcntl(
+                        fd.as_raw_fd(),
+                        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                    );
+                }
+            }
             let mut pid_text = String::new();
             let _ = File::from(pid_r).read_to_string(&mut pid_text);
             let mut err = String::new();
-            if paused {
-                // A frozen process reports its setup only once resumed: take
-                // what the first child wrote, and do not wait for the rest.
-                let _ = nix::fcntl::fcntl(
-                    err_r.as_raw_fd(),
-                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-                );
-            }
             let _ = File::from(err_r).read_to_string(&mut err);
             let pid: Option<i32> = pid_text.trim().parse().ok();
             if !err.is_empty() {

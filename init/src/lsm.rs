@@ -53,7 +53,11 @@ pub fn unsupported(spec: &Spec) -> Option<(&'static str, String)> {
 /// Asks the kernel to confine the next execve: AppArmor's exec profile,
 /// SELinux's exec context (both through /proc/self/attr, as runc does).
 pub fn set_exec_labels(process: &oci_spec::runtime::Process) -> Result<(), String> {
-    if let Some(profile) = process.apparmor_profile().as_ref().filter(|p| !p.is_empty()) {
+    if let Some(profile) = process
+        .apparmor_profile()
+        .as_ref()
+        .filter(|p| !p.is_empty())
+    {
         let at = if Path::new("/proc/self/attr/apparmor/exec").exists() {
             "/proc/self/attr/apparmor/exec"
         } else {

@@ -208,7 +208,11 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
 /// `proc` and `sysfs` go on ordinary directories only, as runc requires: a
 /// symlink in the image at /proc or /sys would redirect them elsewhere in
 /// the rootfs (where the container's own files could shadow them).
-fn check_ordinary_dir(rootfs: &Path, dest: &Path, resolved: &Path) -> std::result::Result<(), String> {
+fn check_ordinary_dir(
+    rootfs: &Path,
+    dest: &Path,
+    resolved: &Path,
+) -> std::result::Result<(), String> {
     let literal = rootfs.join(dest.strip_prefix("/").unwrap_or(dest));
     if literal != resolved {
         return Err(format!(
@@ -273,7 +277,9 @@ fn mount_entry(index: usize, m: &Mount, ctx: &MountContext) -> Result<()> {
             "cgroup" | "cgroup2" => {
                 crate::cgroup_mount::mount_cgroup(&target, opts.flags, ctx.cgroupns)?
             }
-            "tmpfs" if opts.tmpcopyup => crate::copyup::mount_tmpfs_copyup(&target, opts.flags, data)?,
+            "tmpfs" if opts.tmpcopyup => {
+                crate::copyup::mount_tmpfs_copyup(&target, opts.flags, data)?
+            }
             "sysfs" => {
                 // Without a new net namespace the kernel refuses a fresh sysfs;
                 // runc falls back to binding the host's, read-only — so do we.

@@ -116,7 +116,8 @@ mod tests {
         assert_eq!(get(&p, "TasksMax"), Some(&Value::from(u64::MAX)));
         assert_eq!(get(&p, "IOWeight"), Some(&Value::from(4950u64)));
         assert_eq!(get(&p, "DevicePolicy"), None);
-        let io = props(r#"{"blockIO":{"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1024}]}}"#);
+        let io =
+            props(r#"{"blockIO":{"throttleReadBpsDevice":[{"major":8,"minor":0,"rate":1024}]}}"#);
         let v = get(&io, "IOReadBandwidthMax").unwrap();
         assert_eq!(v.value_signature().to_string(), "a(st)");
         assert!(v.to_string().contains("/dev/block/8:0"), "{v}");

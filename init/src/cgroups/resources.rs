@@ -156,10 +156,16 @@ pub fn ignored(res: Option<&LinuxResources>, v2: bool) -> Vec<String> {
         out.push("linux.resources.memory.kernelTCP is ignored (deprecated, as in runc)".into());
     }
     if v2 && m.swappiness().is_some() {
-        out.push("linux.resources.memory.swappiness is ignored on cgroup v2 (it has no such file)".into());
+        out.push(
+            "linux.resources.memory.swappiness is ignored on cgroup v2 (it has no such file)"
+                .into(),
+        );
     }
     if v2 && m.disable_oom_killer() == Some(true) {
-        out.push("linux.resources.memory.disableOOMKiller is ignored on cgroup v2 (it has no such file)".into());
+        out.push(
+            "linux.resources.memory.disableOOMKiller is ignored on cgroup v2 (it has no such file)"
+                .into(),
+        );
     }
     out
 }
@@ -209,7 +215,11 @@ impl Requested {
                 // u64::MAX) means "not set" only for -1.
                 if sw != u64::MAX {
                     if sw > 100 {
-                        return Err(invalid("memory.swappiness", sw, "must be between 0 and 100"));
+                        return Err(invalid(
+                            "memory.swappiness",
+                            sw,
+                            "must be between 0 and 100",
+                        ));
                     }
                     r.swappiness = Some(sw);
                 }
@@ -329,8 +339,16 @@ impl Requested {
         let io = if v2 { "io" } else { "blkio" };
         need(self.blkio_weight.is_some(), "blockIO.weight", io);
         need(!self.throttle.is_empty(), "blockIO.throttle*Device", io);
-        need(!v2 && self.swappiness.is_some(), "memory.swappiness", "memory");
-        need(!v2 && self.oom_kill_disable, "memory.disableOOMKiller", "memory");
+        need(
+            !v2 && self.swappiness.is_some(),
+            "memory.swappiness",
+            "memory",
+        );
+        need(
+            !v2 && self.oom_kill_disable,
+            "memory.disableOOMKiller",
+            "memory",
+        );
         need(!v2 && self.devices.is_some(), "devices", "devices");
         out
     }
