@@ -6,14 +6,13 @@
 //! the shim runs, then completed — so a crash in between is found at the next
 //! start and repaired (recovery.rs).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::api::error::{Error, Result};
+use crate::exits::{Exit, Exits};
+use crate::gates::{GateGuard, Gates};
 use crate::overrides::CreateRequest;
 use crate::store::{ContainerRecord, ExecRecord, Store};
 
@@ -27,11 +26,11 @@ pub struct Daemon {
     /// Images and the rootfs of containers made from them (None: the store
     /// could not be opened; containers from bundles still work).
     pub images: Option<Arc<berth_image::ImageStore>>,
-    /// Exit notifications per container.
-    exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
+    /// Exit notifications, per container someone waits on.
+    exits: Exits,
     /// Per container, held while a change of state is made and announced on
     /// the bus, so the signals go out in the order the changes happened.
-    gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    gates: Gates,
 }
 
 /// Shims creating (a container or an exec) at once; see run_shim. 2 cores
@@ -56,9 +55,6 @@ impl ExecRequest {
         rec.execs.values().filter(|e| e.exited_at == 0).count() >= crate::store::MAX_EXEC_RECORDS
     }
 }
-
-/// (exit code, signal) of a stopped container.
-pub type Exit = (i32, i32);
 
 /// The longest container id (berth_init::error::validate_id).
 pub const MAX_ID: usize = 128;
@@ -103,8 +99,8 @@ impl Daemon {
             shim,
             bundles_dir,
             images,
-            exits: Mutex::new(HashMap::new()),
-            gates: Mutex::new(HashMap::new()),
+            exits: Exits::default(),
+            gates: Gates::default(),
         })
     }
 
@@ -124,16 +120,8 @@ impl Daemon {
     /// is out, an exit while it records and announces the exit, Delete
     /// before it removes the record — so a subscriber sees running, then
     /// ContainerExited, then ContainerRemoved, however fast the process exits.
-    pub fn gate(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id.to_string()).or_default().clone()
-    }
-
-    fn exit_channel(&self, id: &str) -> watch::Receiver<Option<Exit>> {
-        let mut map = self.exits.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id.to_string())
-            .or_insert_with(|| watch::channel(None).0)
-            .subscribe()
+    pub async fn gate(&self, id: &str) -> GateGuard<'_> {
+        self.gates.lock(id).await
     }
 
     /// Records an exit and wakes the waiters.
@@ -151,10 +139,7 @@ impl Daemon {
             r.exited_at = now_us();
             r.exit_reason = reason.into();
         })?;
-        let map = self.exits.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = map.get(id) {
-            let _ = tx.send(Some((code, signal)));
-        }
+        self.exits.announce(id, (code, signal));
         Ok(rec)
     }
 
@@ -536,18 +521,21 @@ impl Daemon {
 
     /// Waits for the container to stop; at once if it has.
     pub async fn wait(&self, id: &str) -> Result<Exit> {
-        let mut rx = self.exit_channel(id);
+        // Unknown ids get no channel at all (anyone may call this).
+        self.get(id)?;
+        let mut waiter = self.exits.subscribe(id);
+        // Read after subscribing: an exit recorded in between is in the
+        // record, one recorded later reaches the waiter.
         let rec = self.get(id)?;
         if rec.status == "stopped" {
             return Ok((rec.exit_code, rec.exit_signal));
         }
-        loop {
-            if let Some(v) = *rx.borrow_and_update() {
-                return Ok(v);
-            }
-            if rx.changed().await.is_err() {
+        match waiter.exit().await {
+            Some(exit) => Ok(exit),
+            // Deleted meanwhile: NotFound, or its last record.
+            None => {
                 let rec = self.get(id)?;
-                return Ok((rec.exit_code, rec.exit_signal));
+                Ok((rec.exit_code, rec.exit_signal))
             }
         }
     }
@@ -569,8 +557,7 @@ impl Daemon {
         }
         // An exit being announced goes out first (ContainerExited before
         // ContainerRemoved, with the record still there to read).
-        let gate = self.gate(id);
-        let _announced = gate.lock().await;
+        let _announced = self.gate(id).await;
         // The shims' scopes go with the container's: empty once the shims
         // exited, systemd would collect them only a little later, and the
         // names must be free for a new container of this id at once.
@@ -593,14 +580,12 @@ impl Daemon {
         }
         let _ = std::fs::remove_dir_all(self.bundles_dir.join(id));
         self.store.remove(id)?;
-        self.exits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        self.gates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        // The gate stays while anyone holds or awaits it (gates.rs).
+        self.exits.forget(id);
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "daemon_tests.rs"]
+mod tests;

@@ -3,6 +3,8 @@
 
 mod api;
 mod daemon;
+mod exits;
+mod gates;
 mod images;
 mod overrides;
 mod recovery;
