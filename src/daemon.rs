@@ -56,9 +56,6 @@ impl ExecRequest {
     }
 }
 
-/// The longest container id (berth_init::error::validate_id).
-pub const MAX_ID: usize = 128;
-
 /// `s` for an error message: itself, or its start and its length when long
 /// (a caller may send megabytes; the reply need not carry them back).
 pub fn brief(s: &str) -> std::borrow::Cow<'_, str> {
@@ -105,12 +102,7 @@ impl Daemon {
     }
 
     pub fn get(&self, id: &str) -> Result<ContainerRecord> {
-        // Empty or longer than any valid id: names nothing (and LMDB
-        // refuses empty keys and keys over 511 bytes, which would be an
-        // Internal error).
-        if id.is_empty() || id.len() > MAX_ID {
-            return Err(Error::NotFound(format!("no container {}", brief(id))));
-        }
+        crate::ids::check_lookup(id)?;
         self.store
             .get(id)?
             .ok_or_else(|| Error::NotFound(format!("no container {id}")))
@@ -151,13 +143,7 @@ impl Daemon {
         bundle: &str,
         req: CreateRequest,
     ) -> Result<ContainerRecord> {
-        // Sizes first: the messages below quote what they refuse.
-        if id.len() > MAX_ID {
-            return Err(Error::InvalidArgument(format!(
-                "invalid container id {:?}: longer than {MAX_ID} bytes",
-                brief(id)
-            )));
-        }
+        crate::ids::check_new(id)?;
         if bundle.len() > libc::PATH_MAX as usize {
             return Err(Error::InvalidArgument(format!(
                 "bundle {:?}: longer than PATH_MAX ({} bytes)",
@@ -165,7 +151,6 @@ impl Daemon {
                 libc::PATH_MAX
             )));
         }
-        berth_init::error::validate_id(id).map_err(Error::from)?;
         let bundle_path = PathBuf::from(bundle);
         match &req.image {
             Some(_) if !bundle.is_empty() => {
@@ -429,22 +414,8 @@ impl Daemon {
             false => PathBuf::from(&rec.bundle),
         };
         let process = crate::overrides::exec_process(process_json, &config_dir)?;
-        let exec_id = match &req.id {
-            Some(e) => e.to_string(),
-            None => format!("exec{}", now_us()),
-        };
-        berth_init::error::validate_id(&exec_id)
-            .map_err(|e| Error::InvalidArgument(format!("exec id: {e}")))?;
-        let dir = self.run_dir.join(id);
-        let path = dir.join(format!("exec-{exec_id}.process.json"));
-        if path.exists() {
-            return Err(Error::AlreadyExists(format!(
-                "exec {exec_id} exists in {id}"
-            )));
-        }
         let json = serde_json::to_vec(&process).map_err(|e| Error::Internal(e.to_string()))?;
-        std::fs::write(&path, json)
-            .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+        let (exec_id, path) = self.claim_exec_id(id, req.id.as_deref(), &json)?;
         let path_str = path.to_string_lossy().into_owned();
         let args = [
             "--exec-id",
@@ -478,8 +449,56 @@ impl Daemon {
         Ok((exec_id, shim, start))
     }
 
+    /// Takes exec id `wanted` (or a fresh one) in container `id` by creating
+    /// its process file: exclusively, so of two execs asking for one id at
+    /// once exactly one gets it. Returns the id and the file.
+    fn claim_exec_id(
+        &self,
+        id: &str,
+        wanted: Option<&str>,
+        process_json: &[u8],
+    ) -> Result<(String, PathBuf)> {
+        use std::io::Write;
+        // A generated id taken already (a caller chose one like it) is
+        // passed over, a few times at most.
+        for _ in 0..8 {
+            let exec_id = match wanted {
+                Some(e) => e.to_string(),
+                None => crate::ids::new_exec_id(),
+            };
+            crate::ids::check_exec(&exec_id)?;
+            let path = self
+                .run_dir
+                .join(id)
+                .join(format!("exec-{exec_id}.process.json"));
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path);
+            match file {
+                Ok(mut f) => {
+                    f.write_all(process_json)
+                        .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+                    return Ok((exec_id, path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && wanted.is_none() => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::AlreadyExists(format!(
+                        "exec {exec_id} exists in {id}"
+                    )))
+                }
+                Err(e) => return Err(Error::Internal(format!("{}: {e}", path.display()))),
+            }
+        }
+        Err(Error::Internal(format!(
+            "no free exec id in {id} after 8 tries"
+        )))
+    }
+
     /// Waits for an exec'd process: (exit code, signal), from its exit record.
     pub async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<Exit> {
+        // Before the id becomes part of a path (AttachExec's check).
+        crate::ids::check_exec(exec_id)?;
         self.get(id)?;
         let exit = self
             .run_dir

@@ -1,4 +1,5 @@
-//! Daemon verbs that need no systemd. A store in a temporary directory, no shim.
+//! Daemon verbs that need no systemd: waiting, and the checks made before a
+//! caller's ids reach a path. A store in a temporary directory, no shim.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -84,4 +85,73 @@ async fn waiters_get_the_exit_and_leave_no_channel() {
     // Stopped: answered from the record, without a channel.
     assert_eq!(f.daemon.wait("c1").await.unwrap(), (3, 0));
     assert_eq!(f.daemon.exits.len(), 0);
+}
+
+#[tokio::test]
+async fn wait_exec_refuses_exec_ids_that_are_no_ids() {
+    let f = Fixture::new("wait-exec");
+    f.container("p1", "running");
+    for bad in ["../x", "../../p1/exec-e1", "a/b", ".."] {
+        let r = f.daemon.wait_exec("p1", bad).await;
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{bad}: {r:?}");
+    }
+    let r = f.daemon.wait_exec("p1", "e1").await;
+    assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
+}
+
+#[test]
+fn one_exec_id_is_claimed_once_even_by_concurrent_execs() {
+    let f = Fixture::new("exec-claim");
+    f.container("p1", "running");
+    // A race is lost only now and then: run it many times.
+    for round in 0..50 {
+        let exec_id = format!("e{round}");
+        let barrier = std::sync::Barrier::new(8);
+        let wins = std::thread::scope(|s| {
+            let tries: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        f.daemon.claim_exec_id("p1", Some(&exec_id), b"{}")
+                    })
+                })
+                .collect();
+            tries
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|r| match r {
+                    Ok(_) => true,
+                    Err(Error::AlreadyExists(_)) => false,
+                    Err(e) => panic!("{e:?}"),
+                })
+                .count()
+        });
+        assert_eq!(wins, 1, "exec {exec_id} was claimed {wins} times");
+    }
+    let again = f.daemon.claim_exec_id("p1", Some("e1"), b"{}");
+    assert!(matches!(again, Err(Error::AlreadyExists(_))), "{again:?}");
+    let bad = f.daemon.claim_exec_id("p1", Some("../e2"), b"{}");
+    assert!(matches!(bad, Err(Error::InvalidArgument(_))), "{bad:?}");
+}
+
+#[test]
+fn generated_exec_ids_do_not_collide() {
+    let f = Fixture::new("exec-ids");
+    f.container("p1", "running");
+    let ids = std::thread::scope(|s| {
+        let makers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..250)
+                        .map(|_| f.daemon.claim_exec_id("p1", None, b"{}").unwrap().0)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        makers
+            .into_iter()
+            .flat_map(|m| m.join().unwrap())
+            .collect::<std::collections::HashSet<_>>()
+    });
+    assert_eq!(ids.len(), 1000);
 }

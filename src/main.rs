@@ -5,6 +5,7 @@ mod api;
 mod daemon;
 mod exits;
 mod gates;
+mod ids;
 mod images;
 mod overrides;
 mod recovery;
