@@ -6,7 +6,7 @@ mod common;
 use common::*;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_box::SystemdBox;
 use serde_json::json;
@@ -190,14 +190,6 @@ fn bad_input_gets_named_errors_and_changes_nothing() {
     let () = call(&c, "DeleteContainer", &("ok1", true)).unwrap();
 }
 
-fn wait_active(b: &SystemdBox) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while b.sh_ok("systemctl is-active berthd || true").trim() != "active" {
-        assert!(Instant::now() < deadline, "berthd did not come back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn containers_survive_berthd_restarts_and_crashes() {
     let Some(b) = berth_box::up_or_skip("containers_survive_berthd_restarts") else {
@@ -210,7 +202,7 @@ fn containers_survive_berthd_restarts_and_crashes() {
     let () = call(&c, "StartContainer", &("r1",)).unwrap();
     let pid: u32 = prop(&c, &path, "Pid");
     b.sh_ok("systemctl restart berthd");
-    wait_active(&b);
+    wait_active(&b, "berthd");
     assert!(
         b.sh(&format!("kill -0 {pid}")).unwrap().status.success(),
         "container died with berthd"
@@ -227,7 +219,7 @@ fn containers_survive_berthd_restarts_and_crashes() {
     b.sh_ok(&format!("kill -9 {pid}"));
     std::thread::sleep(Duration::from_millis(300));
     b.sh_ok("systemctl reset-failed berthd; systemctl start berthd");
-    wait_active(&b);
+    wait_active(&b, "berthd");
     let (code, signal): (i32, i32) = call(&c, "WaitContainer", &("r1",)).unwrap();
     assert_eq!((code, signal), (137, 9));
     let () = call(&c, "DeleteContainer", &("r1", false)).unwrap();
