@@ -6,14 +6,13 @@
 //! the shim runs, then completed — so a crash in between is found at the next
 //! start and repaired (recovery.rs).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::api::error::{Error, Result};
+use crate::exits::{Exit, Exits};
+use crate::gates::{GateGuard, Gates};
 use crate::overrides::CreateRequest;
 use crate::store::{ContainerRecord, ExecRecord, Store};
 
@@ -27,11 +26,11 @@ pub struct Daemon {
     /// Images and the rootfs of containers made from them (None: the store
     /// could not be opened; containers from bundles still work).
     pub images: Option<Arc<berth_image::ImageStore>>,
-    /// Exit notifications per container.
-    exits: Mutex<HashMap<String, watch::Sender<Option<Exit>>>>,
+    /// Exit notifications, per container someone waits on.
+    exits: Exits,
     /// Per container, held while a change of state is made and announced on
     /// the bus, so the signals go out in the order the changes happened.
-    gates: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    gates: Gates,
 }
 
 /// Shims creating (a container or an exec) at once; see run_shim. 2 cores
@@ -56,12 +55,6 @@ impl ExecRequest {
         rec.execs.values().filter(|e| e.exited_at == 0).count() >= crate::store::MAX_EXEC_RECORDS
     }
 }
-
-/// (exit code, signal) of a stopped container.
-pub type Exit = (i32, i32);
-
-/// The longest container id (berth_init::error::validate_id).
-pub const MAX_ID: usize = 128;
 
 /// `s` for an error message: itself, or its start and its length when long
 /// (a caller may send megabytes; the reply need not carry them back).
@@ -103,18 +96,13 @@ impl Daemon {
             shim,
             bundles_dir,
             images,
-            exits: Mutex::new(HashMap::new()),
-            gates: Mutex::new(HashMap::new()),
+            exits: Exits::default(),
+            gates: Gates::default(),
         })
     }
 
     pub fn get(&self, id: &str) -> Result<ContainerRecord> {
-        // Empty or longer than any valid id: names nothing (and LMDB
-        // refuses empty keys and keys over 511 bytes, which would be an
-        // Internal error).
-        if id.is_empty() || id.len() > MAX_ID {
-            return Err(Error::NotFound(format!("no container {}", brief(id))));
-        }
+        crate::ids::check_lookup(id)?;
         self.store
             .get(id)?
             .ok_or_else(|| Error::NotFound(format!("no container {id}")))
@@ -124,16 +112,8 @@ impl Daemon {
     /// is out, an exit while it records and announces the exit, Delete
     /// before it removes the record — so a subscriber sees running, then
     /// ContainerExited, then ContainerRemoved, however fast the process exits.
-    pub fn gate(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.gates.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id.to_string()).or_default().clone()
-    }
-
-    fn exit_channel(&self, id: &str) -> watch::Receiver<Option<Exit>> {
-        let mut map = self.exits.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id.to_string())
-            .or_insert_with(|| watch::channel(None).0)
-            .subscribe()
+    pub async fn gate(&self, id: &str) -> GateGuard<'_> {
+        self.gates.lock(id).await
     }
 
     /// Records an exit and wakes the waiters.
@@ -151,10 +131,7 @@ impl Daemon {
             r.exited_at = now_us();
             r.exit_reason = reason.into();
         })?;
-        let map = self.exits.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tx) = map.get(id) {
-            let _ = tx.send(Some((code, signal)));
-        }
+        self.exits.announce(id, (code, signal));
         Ok(rec)
     }
 
@@ -166,13 +143,7 @@ impl Daemon {
         bundle: &str,
         req: CreateRequest,
     ) -> Result<ContainerRecord> {
-        // Sizes first: the messages below quote what they refuse.
-        if id.len() > MAX_ID {
-            return Err(Error::InvalidArgument(format!(
-                "invalid container id {:?}: longer than {MAX_ID} bytes",
-                brief(id)
-            )));
-        }
+        crate::ids::check_new(id)?;
         if bundle.len() > libc::PATH_MAX as usize {
             return Err(Error::InvalidArgument(format!(
                 "bundle {:?}: longer than PATH_MAX ({} bytes)",
@@ -180,7 +151,6 @@ impl Daemon {
                 libc::PATH_MAX
             )));
         }
-        berth_init::error::validate_id(id).map_err(Error::from)?;
         let bundle_path = PathBuf::from(bundle);
         match &req.image {
             Some(_) if !bundle.is_empty() => {
@@ -444,22 +414,8 @@ impl Daemon {
             false => PathBuf::from(&rec.bundle),
         };
         let process = crate::overrides::exec_process(process_json, &config_dir)?;
-        let exec_id = match &req.id {
-            Some(e) => e.to_string(),
-            None => format!("exec{}", now_us()),
-        };
-        berth_init::error::validate_id(&exec_id)
-            .map_err(|e| Error::InvalidArgument(format!("exec id: {e}")))?;
-        let dir = self.run_dir.join(id);
-        let path = dir.join(format!("exec-{exec_id}.process.json"));
-        if path.exists() {
-            return Err(Error::AlreadyExists(format!(
-                "exec {exec_id} exists in {id}"
-            )));
-        }
         let json = serde_json::to_vec(&process).map_err(|e| Error::Internal(e.to_string()))?;
-        std::fs::write(&path, json)
-            .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+        let (exec_id, path) = self.claim_exec_id(id, req.id.as_deref(), &json)?;
         let path_str = path.to_string_lossy().into_owned();
         let args = [
             "--exec-id",
@@ -493,8 +449,56 @@ impl Daemon {
         Ok((exec_id, shim, start))
     }
 
+    /// Takes exec id `wanted` (or a fresh one) in container `id` by creating
+    /// its process file: exclusively, so of two execs asking for one id at
+    /// once exactly one gets it. Returns the id and the file.
+    fn claim_exec_id(
+        &self,
+        id: &str,
+        wanted: Option<&str>,
+        process_json: &[u8],
+    ) -> Result<(String, PathBuf)> {
+        use std::io::Write;
+        // A generated id taken already (a caller chose one like it) is
+        // passed over, a few times at most.
+        for _ in 0..8 {
+            let exec_id = match wanted {
+                Some(e) => e.to_string(),
+                None => crate::ids::new_exec_id(),
+            };
+            crate::ids::check_exec(&exec_id)?;
+            let path = self
+                .run_dir
+                .join(id)
+                .join(format!("exec-{exec_id}.process.json"));
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path);
+            match file {
+                Ok(mut f) => {
+                    f.write_all(process_json)
+                        .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+                    return Ok((exec_id, path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && wanted.is_none() => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::AlreadyExists(format!(
+                        "exec {exec_id} exists in {id}"
+                    )))
+                }
+                Err(e) => return Err(Error::Internal(format!("{}: {e}", path.display()))),
+            }
+        }
+        Err(Error::Internal(format!(
+            "no free exec id in {id} after 8 tries"
+        )))
+    }
+
     /// Waits for an exec'd process: (exit code, signal), from its exit record.
     pub async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<Exit> {
+        // Before the id becomes part of a path (AttachExec's check).
+        crate::ids::check_exec(exec_id)?;
         self.get(id)?;
         let exit = self
             .run_dir
@@ -536,18 +540,21 @@ impl Daemon {
 
     /// Waits for the container to stop; at once if it has.
     pub async fn wait(&self, id: &str) -> Result<Exit> {
-        let mut rx = self.exit_channel(id);
+        // Unknown ids get no channel at all (anyone may call this).
+        self.get(id)?;
+        let mut waiter = self.exits.subscribe(id);
+        // Read after subscribing: an exit recorded in between is in the
+        // record, one recorded later reaches the waiter.
         let rec = self.get(id)?;
         if rec.status == "stopped" {
             return Ok((rec.exit_code, rec.exit_signal));
         }
-        loop {
-            if let Some(v) = *rx.borrow_and_update() {
-                return Ok(v);
-            }
-            if rx.changed().await.is_err() {
+        match waiter.exit().await {
+            Some(exit) => Ok(exit),
+            // Deleted meanwhile: NotFound, or its last record.
+            None => {
                 let rec = self.get(id)?;
-                return Ok((rec.exit_code, rec.exit_signal));
+                Ok((rec.exit_code, rec.exit_signal))
             }
         }
     }
@@ -569,8 +576,7 @@ impl Daemon {
         }
         // An exit being announced goes out first (ContainerExited before
         // ContainerRemoved, with the record still there to read).
-        let gate = self.gate(id);
-        let _announced = gate.lock().await;
+        let _announced = self.gate(id).await;
         // The shims' scopes go with the container's: empty once the shims
         // exited, systemd would collect them only a little later, and the
         // names must be free for a new container of this id at once.
@@ -593,14 +599,12 @@ impl Daemon {
         }
         let _ = std::fs::remove_dir_all(self.bundles_dir.join(id));
         self.store.remove(id)?;
-        self.exits
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        self.gates
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+        // The gate stays while anyone holds or awaits it (gates.rs).
+        self.exits.forget(id);
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "daemon_tests.rs"]
+mod tests;

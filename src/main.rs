@@ -3,6 +3,9 @@
 
 mod api;
 mod daemon;
+mod exits;
+mod gates;
+mod ids;
 mod images;
 mod overrides;
 mod recovery;

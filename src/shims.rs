@@ -59,8 +59,7 @@ where
 {
     tokio::spawn(async move {
         gone(shim_pid, shim_start).await;
-        let gate = daemon.gate(&id);
-        let _announcing = gate.lock().await;
+        let _announcing = daemon.gate(&id).await;
         let outcome = read_exit(&daemon.run_dir, &id);
         let (code, signal, reason) = match outcome {
             Some((c, s)) => (c, s, "exited"),
@@ -73,7 +72,7 @@ where
                     return;
                 }
                 tracing::info!(container = %id, code, signal, reason, "container exited");
-                on_exit(daemon, id).await;
+                on_exit(daemon.clone(), id).await;
             }
             _ => {}
         }

@@ -29,8 +29,7 @@ fn socket_name(exec_id: &str, what: &str) -> String {
 /// started with the `attach` option.
 pub fn attach(run_dir: &Path, id: &str, exec_id: &str) -> Result<OwnedFd> {
     if !exec_id.is_empty() {
-        berth_init::error::validate_id(exec_id)
-            .map_err(|e| Error::InvalidArgument(format!("exec id: {e}")))?;
+        crate::ids::check_exec(exec_id)?;
     }
     let path = run_dir.join(id).join(socket_name(exec_id, "attach.sock"));
     match UnixStream::connect(&path) {
@@ -54,8 +53,7 @@ pub fn resize(run_dir: &Path, id: &str, exec_id: &str, rows: u16, cols: u16) -> 
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if !exec_id.is_empty() {
-        berth_init::error::validate_id(exec_id)
-            .map_err(|e| Error::InvalidArgument(format!("exec id: {e}")))?;
+        crate::ids::check_exec(exec_id)?;
     }
     let path = run_dir.join(id).join(socket_name(exec_id, "ctl"));
     let mut ctl = std::fs::OpenOptions::new()

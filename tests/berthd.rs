@@ -6,7 +6,7 @@ mod common;
 use common::*;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_box::SystemdBox;
 use serde_json::json;
@@ -190,14 +190,6 @@ fn bad_input_gets_named_errors_and_changes_nothing() {
     let () = call(&c, "DeleteContainer", &("ok1", true)).unwrap();
 }
 
-fn wait_active(b: &SystemdBox) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while b.sh_ok("systemctl is-active berthd || true").trim() != "active" {
-        assert!(Instant::now() < deadline, "berthd did not come back");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn containers_survive_berthd_restarts_and_crashes() {
     let Some(b) = berth_box::up_or_skip("containers_survive_berthd_restarts") else {
@@ -210,7 +202,7 @@ fn containers_survive_berthd_restarts_and_crashes() {
     let () = call(&c, "StartContainer", &("r1",)).unwrap();
     let pid: u32 = prop(&c, &path, "Pid");
     b.sh_ok("systemctl restart berthd");
-    wait_active(&b);
+    wait_active(&b, "berthd");
     assert!(
         b.sh(&format!("kill -0 {pid}")).unwrap().status.success(),
         "container died with berthd"
@@ -227,7 +219,7 @@ fn containers_survive_berthd_restarts_and_crashes() {
     b.sh_ok(&format!("kill -9 {pid}"));
     std::thread::sleep(Duration::from_millis(300));
     b.sh_ok("systemctl reset-failed berthd; systemctl start berthd");
-    wait_active(&b);
+    wait_active(&b, "berthd");
     let (code, signal): (i32, i32) = call(&c, "WaitContainer", &("r1",)).unwrap();
     assert_eq!((code, signal), (137, 9));
     let () = call(&c, "DeleteContainer", &("r1", false)).unwrap();
@@ -318,44 +310,104 @@ fn pause_resume_and_exec_over_dbus() {
     let () = call(&c, "DeleteContainer", &("p1", true)).unwrap();
 }
 
+/// Runs `busctl call … <method> <args>` on the Manager as `nobody`; its
+/// error message when refused.
+fn as_nobody(b: &SystemdBox, method_and_args: &str) -> Result<String, String> {
+    let out = b
+        .sh(&format!(
+            "setpriv --reuid=nobody --regid=nogroup --clear-groups \
+             busctl call {DEST} {PATH} {MANAGER} {method_and_args}"
+        ))
+        .unwrap();
+    match out.status.success() {
+        true => Ok(String::from_utf8_lossy(&out.stdout).into_owned()),
+        false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+    }
+}
+
+/// `nobody` is refused by `action`, by name.
+fn refused_by(b: &SystemdBox, method_and_args: &str, action: &str) {
+    let err = as_nobody(b, method_and_args).expect_err(method_and_args);
+    assert!(
+        err.contains(action) && err.contains("not authorized"),
+        "{method_and_args}: {err}"
+    );
+}
+
+/// Replaces the test's polkit rule: `nobody` is granted `actions`.
+fn grant_nobody(b: &SystemdBox, actions: &[&str]) {
+    let list = actions
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    b.sh_ok(&format!(
+        "mkdir -p /etc/polkit-1/rules.d && cat > /etc/polkit-1/rules.d/50-berth-test.rules <<'RULES'
+polkit.addRule(function(action, subject) {{
+    if ([{list}].indexOf(action.id) >= 0 && subject.user == \"nobody\") {{
+        return polkit.Result.YES;
+    }}
+}});
+RULES
+systemctl restart polkit"
+    ));
+}
+
 #[test]
 fn polkit_decides_for_non_root_callers() {
     let Some(b) = berth_box::up_or_skip("polkit_decides_for_non_root_callers") else {
         return;
     };
     let c = berthd(&b);
-    let root = env!("CARGO_MANIFEST_DIR");
-    b.sh_ok(&format!(
-        "cp {root}/dbus/polkit/io.berth.berth1.policy /usr/share/polkit-1/actions/"
-    ));
+    // The policy as installed: attaching is manage's (it writes to the
+    // container's stdin), read is logs only; no default can be met by a
+    // check without interaction, so none promises a kept authentication.
+    for (action, what) in [
+        ("io.berth.berth1.manage", "attach"),
+        ("io.berth.berth1.read", "logs"),
+    ] {
+        let info = b.sh_ok(&format!("pkaction --verbose --action-id {action}"));
+        assert!(info.contains(what), "{info}");
+        assert!(!info.contains("auth_admin_keep"), "{info}");
+        assert!(info.contains("implicit active:   auth_admin\n"), "{info}");
+        assert!(info.contains("implicit inactive: no"), "{info}");
+        assert!(info.contains("implicit any:      no"), "{info}");
+    }
+    let read = b.sh_ok("pkaction --verbose --action-id io.berth.berth1.read");
+    assert!(
+        !read.contains("attach"),
+        "read must not claim attaching: {read}"
+    );
+
     let bundle = busybox_bundle("d-polkit", &["sleep", "300"]);
     let _: OwnedObjectPath =
         call(&c, "CreateContainer", &("k1", bundle.path(), no_options())).unwrap();
-    let as_nobody = format!(
-        "setpriv --reuid=nobody --regid=nogroup --clear-groups busctl call {DEST} {PATH} {MANAGER} StartContainer s k1"
-    );
-    // The action's default (auth_admin) cannot be satisfied without an agent.
-    let denied = b.sh(&as_nobody).unwrap();
-    assert!(!denied.status.success());
-    let err = String::from_utf8_lossy(&denied.stderr);
-    assert!(
-        err.contains("io.berth.berth1.manage") && err.contains("not authorized"),
-        "{err}"
-    );
-    // A rule granting the action to nobody: the same call now succeeds.
-    b.sh_ok(
-        "mkdir -p /etc/polkit-1/rules.d && cat > /etc/polkit-1/rules.d/50-berth-test.rules <<'RULES'
-polkit.addRule(function(action, subject) {
-    if (action.id == \"io.berth.berth1.manage\" && subject.user == \"nobody\") {
-        return polkit.Result.YES;
-    }
-});
-RULES
-systemctl restart polkit",
-    );
-    b.sh_ok(&as_nobody);
+    const MANAGE: &str = "io.berth.berth1.manage";
+    const READ: &str = "io.berth.berth1.read";
+    let start = "StartContainer s k1";
+    let attach = "AttachContainer s k1";
+    let logs = "GetLogs sa{sv} k1 0";
+
+    // No rule: the defaults (auth_admin, no) cannot be met without an agent.
+    refused_by(&b, start, MANAGE);
+    refused_by(&b, attach, MANAGE);
+    refused_by(&b, logs, READ);
+
+    // manage granted: changing and attaching, not reading logs.
+    grant_nobody(&b, &[MANAGE]);
+    as_nobody(&b, start).unwrap();
     let path: OwnedObjectPath = call(&c, "GetContainer", &("k1",)).unwrap();
     assert_eq!(prop::<String>(&c, &path, "Status"), "running");
+    let fd = as_nobody(&b, attach).unwrap();
+    assert!(fd.starts_with("h "), "{fd}");
+    refused_by(&b, logs, READ);
+
+    // read granted alone: logs, and nothing else.
+    grant_nobody(&b, &[READ]);
+    let fd = as_nobody(&b, logs).unwrap();
+    assert!(fd.starts_with("h "), "{fd}");
+    refused_by(&b, attach, MANAGE);
+    refused_by(&b, "KillContainer ssi k1 all 9", MANAGE);
     let () = call(&c, "DeleteContainer", &("k1", true)).unwrap();
 }
 

@@ -15,8 +15,6 @@ use berth_box::bundle::Bundle;
 use berth_box::SystemdBox;
 use zbus::zvariant::OwnedObjectPath;
 
-type List = Vec<(String, String, OwnedObjectPath)>;
-
 /// A new connection to the (new) bus on which berthd answers ListContainers,
 /// within 30 s.
 fn berthd_back(b: &SystemdBox) -> (zbus::blocking::Connection, List, Duration) {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use berth_box::SystemdBox;
 use serde_json::json;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+use zbus::zvariant::{OwnedObjectPath, Value};
 
 fn berthd(b: &SystemdBox) {
     // systemd's start limit must not stop the frequent restarts.
@@ -37,16 +37,6 @@ fn berthd(b: &SystemdBox) {
          printf '[Unit]\\nStartLimitIntervalSec=0\\n' > /run/systemd/system/berthd.service.d/crash-test.conf &&",
     );
 }
-
-fn prop(c: &zbus::blocking::Connection, path: &str, name: &str) -> zbus::Result<OwnedValue> {
-    let p = zbus::blocking::fdo::PropertiesProxy::builder(c)
-        .destination(DEST)?
-        .path(path)?
-        .build()?;
-    Ok(p.get("io.berth.Berth1.Container".try_into().unwrap(), name)?)
-}
-
-type List = Vec<(String, String, OwnedObjectPath)>;
 
 /// What the test expects of each container it asked for.
 #[derive(Default)]
@@ -115,23 +105,6 @@ fn client(
             ledger.lock().unwrap().deleted.insert(id.clone());
             count(call::<()>(&c, "DeleteContainer", &(&id, true)).is_ok());
         }
-    }
-}
-
-/// Waits for a berthd that is not `old` and answers.
-fn wait_back(b: &SystemdBox, c: &zbus::blocking::Connection, old: u32) -> Duration {
-    let t0 = Instant::now();
-    loop {
-        let pid = main_pid(b);
-        if pid != 0 && pid != old && call::<List>(c, "ListContainers", &()).is_ok() {
-            return t0.elapsed();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "berthd did not come back: {}",
-            b.sh_ok("systemctl status berthd --no-pager -n 20 || true; ps -eo pid,ppid,stat,wchan:20,args | grep -v kworker")
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -229,7 +202,7 @@ fn violations(
     for (id, (status, path)) in &listed {
         let alive = matches!(status.as_str(), "created" | "running" | "paused");
         // Its object is on the bus and says the same (or has since stopped).
-        match prop(c, path, "Status").map(|v| String::try_from(v).unwrap_or_default()) {
+        match try_prop(c, path, "Status").map(|v| String::try_from(v).unwrap_or_default()) {
             Ok(s) if s == *status || s == "stopped" => {}
             Ok(s) => bad.push(format!("{id}: listed {status}, object says {s}")),
             Err(e) => bad.push(format!("{id}: listed {status}, no object: {e}")),
@@ -254,14 +227,14 @@ fn violations(
             if let Some(pids) = shim {
                 bad.push(format!("{id}: stopped but shim {pids:?} alive"));
             }
-            let exited = prop(c, path, "ExitedAt")
+            let exited = try_prop(c, path, "ExitedAt")
                 .ok()
                 .and_then(|v| u64::try_from(v).ok())
                 .unwrap_or(0);
             if exited == 0 {
                 bad.push(format!("{id}: stopped without an exit time"));
             }
-            let code = prop(c, path, "ExitCode")
+            let code = try_prop(c, path, "ExitCode")
                 .ok()
                 .and_then(|v| i32::try_from(v).ok());
             let want = ledger.code.get(id).copied();
@@ -281,7 +254,7 @@ fn violations(
     let mut pids = Vec::new();
     for (id, (status, path)) in &listed {
         if matches!(status.as_str(), "created" | "running") {
-            if let Ok(pid) = prop(c, path, "Pid").and_then(|v| Ok(u32::try_from(v)?)) {
+            if let Ok(pid) = try_prop(c, path, "Pid").and_then(|v| Ok(u32::try_from(v)?)) {
                 pids.push((id, status, pid));
             }
         }
@@ -440,7 +413,7 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
             .unwrap();
             let () = call(&c, "StartContainer", &(&keeper,)).unwrap();
             let keeper_path = format!("/io/berth/Berth1/container/{}", keeper.replace('-', "_2d"));
-            let keeper_pid = u32::try_from(prop(&c, &keeper_path, "Pid").unwrap()).unwrap();
+            let keeper_pid = u32::try_from(try_prop(&c, &keeper_path, "Pid").unwrap()).unwrap();
             let threads: Vec<_> = (0..plan.clients)
                 .map(|t| {
                     let (b, stop, ledger, counts) =
@@ -538,12 +511,12 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
             assert_consistent(&c, &b, &ledger, &keep, &what);
             // The keeper still runs, the same process.
             assert_eq!(
-                String::try_from(prop(&c, &keeper_path, "Status").unwrap()).unwrap(),
+                String::try_from(try_prop(&c, &keeper_path, "Status").unwrap()).unwrap(),
                 "running",
                 "{what}: keeper"
             );
             assert_eq!(
-                u32::try_from(prop(&c, &keeper_path, "Pid").unwrap()).unwrap(),
+                u32::try_from(try_prop(&c, &keeper_path, "Pid").unwrap()).unwrap(),
                 keeper_pid,
                 "{what}: keeper pid"
             );
@@ -551,7 +524,7 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
             let starter_path =
                 format!("/io/berth/Berth1/container/{}", starter.replace('-', "_2d"));
             assert_eq!(
-                String::try_from(prop(&c, &starter_path, "Status").unwrap()).unwrap(),
+                String::try_from(try_prop(&c, &starter_path, "Status").unwrap()).unwrap(),
                 "running",
                 "{what}: a start cut short by the kill"
             );
@@ -559,7 +532,7 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
             // waits for the next Start), and that Start works.
             let hooker_path = format!("/io/berth/Berth1/container/{}", hooker.replace('-', "_2d"));
             let hooker_status =
-                String::try_from(prop(&c, &hooker_path, "Status").unwrap()).unwrap();
+                String::try_from(try_prop(&c, &hooker_path, "Status").unwrap()).unwrap();
             match (hook_answered, hooker_status.as_str()) {
                 (false, "created") => {
                     let () = call(&c, "StartContainer", &(&hooker,))
@@ -570,7 +543,7 @@ fn kill_9_during_concurrent_lifecycles_loses_nothing() {
                 (answered, s) => panic!("{what}: {hooker} is {s} (start answered: {answered})"),
             }
             assert_eq!(
-                String::try_from(prop(&c, &hooker_path, "Status").unwrap()).unwrap(),
+                String::try_from(try_prop(&c, &hooker_path, "Status").unwrap()).unwrap(),
                 "running",
                 "{what}: {hooker}"
             );

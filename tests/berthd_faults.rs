@@ -13,22 +13,11 @@ use std::time::{Duration, Instant};
 
 use berth_box::SystemdBox;
 use serde_json::json;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
-
-type List = Vec<(String, String, OwnedObjectPath)>;
+use zbus::zvariant::{OwnedObjectPath, Value};
 
 fn berthd(b: &SystemdBox) -> zbus::blocking::Connection {
     install_berthd(b, "");
     patient_bus(b)
-}
-
-/// Property `name` of container `id`.
-fn prop_of<T: TryFrom<OwnedValue>>(c: &zbus::blocking::Connection, id: &str, name: &str) -> T
-where
-    T::Error: std::fmt::Debug,
-{
-    let path: OwnedObjectPath = call(c, "GetContainer", &(id,)).unwrap();
-    prop(c, &path, name)
 }
 
 /// Open fds of berthd's main process.
@@ -38,23 +27,6 @@ fn fd_count(b: &SystemdBox) -> usize {
         .trim()
         .parse()
         .unwrap()
-}
-
-/// Waits until berthd is a process other than `old` and answers.
-fn wait_back(b: &SystemdBox, c: &zbus::blocking::Connection, old: u32) {
-    let t0 = Instant::now();
-    loop {
-        let pid = main_pid(b);
-        if pid != 0 && pid != old && call::<List>(c, "ListContainers", &()).is_ok() {
-            return;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "berthd did not come back: {}",
-            b.sh_ok("systemctl status berthd --no-pager -n 20 || true")
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// WaitContainer from its own thread, so a wrong answer cannot hang the test.

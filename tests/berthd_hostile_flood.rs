@@ -24,8 +24,6 @@ use std::time::{Duration, Instant};
 
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
-type List = Vec<(String, String, OwnedObjectPath)>;
-
 const MANAGER_METHODS: &[&str] = &[
     "CreateContainer",
     "StartContainer",

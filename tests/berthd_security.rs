@@ -11,22 +11,12 @@ use common::*;
 
 use std::time::{Duration, Instant};
 
-use berth_box::bundle::Bundle;
 use berth_box::SystemdBox;
 use serde_json::json;
 use zbus::zvariant::{OwnedObjectPath, Value};
 
 const CONTAINER: &str = "io.berth.Berth1.Container";
 const NOBODY: &str = "setpriv --reuid=nobody --regid=nogroup --clear-groups";
-
-/// A busybox bundle with a writable root, its process `args`.
-fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
-    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
-    config["process"]["terminal"] = json!(false);
-    config["process"]["args"] = json!(args);
-    config["root"]["readonly"] = json!(false);
-    Bundle::create(name, config)
-}
 
 fn status(c: &zbus::blocking::Connection, id: &str) -> String {
     let list: Vec<(String, String, OwnedObjectPath)> = call(c, "ListContainers", &()).unwrap();
@@ -63,7 +53,7 @@ fn unprivileged_callers_change_nothing() {
         return;
     };
     let c = berthd(&b);
-    let bundle = busybox_bundle("sec-d-authz", &["sleep", "300"]);
+    let bundle = busybox_bundle_writable("sec-d-authz", &["sleep", "300"]);
     let _: OwnedObjectPath = call(
         &c,
         "CreateContainer",
@@ -215,7 +205,7 @@ fn containers_and_execs_see_no_berthd_fds() {
     let c = berthd(&b);
     let script = "cd /proc/self/fd && echo fds: *; readlink /proc/self/exe | sed 's/^/exe: /'; \
                   for f in 0 1 2; do echo link: $(readlink /proc/self/fd/$f); done; sleep 300";
-    let bundle = busybox_bundle("sec-d-fds", &["sh", "-c", script]);
+    let bundle = busybox_bundle_writable("sec-d-fds", &["sh", "-c", script]);
     let _ = std::os::unix::fs::symlink("busybox", bundle.dir.join("rootfs/bin/sed"));
     let _: OwnedObjectPath = call(
         &c,
@@ -254,7 +244,7 @@ fn state_and_metadata_are_root_only() {
         return;
     };
     let c = berthd(&b);
-    let bundle = busybox_bundle("sec-d-modes", &["sleep", "300"]);
+    let bundle = busybox_bundle_writable("sec-d-modes", &["sleep", "300"]);
     // A rewritten bundle (an option that changes the spec) and an exec whose
     // process object carries a secret in its environment.
     let mut opts = no_options();

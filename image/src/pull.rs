@@ -14,6 +14,10 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
 use crate::content::ContentError;
 use crate::digest::Digest;
 use crate::import::{
@@ -116,34 +120,21 @@ fn is_loopback(host: &str) -> bool {
     h == "localhost" || h.starts_with("127.") || h == "[::1]"
 }
 
+/// What a query value keeps as is: RFC 3986's unreserved characters.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encodes a query value.
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// `Basic` credentials (RFC 7617): base64 of `user:password`.
+fn basic_auth(user: &str, password: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
 }
 
 /// `Bearer realm="https://auth",service="registry",scope="repository:x:pull"`
@@ -272,10 +263,7 @@ impl Client {
     fn authenticate(&mut self, challenge: &str) -> Result<(), PullError> {
         let (scheme, params) = parse_challenge(challenge);
         let param = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-        let basic = self
-            .creds
-            .as_ref()
-            .map(|(u, p)| format!("Basic {}", base64(format!("{u}:{p}").as_bytes())));
+        let basic = self.creds.as_ref().map(|(u, p)| basic_auth(u, p));
         match scheme.as_str() {
             "basic" => {
                 self.auth = Some(
@@ -597,9 +585,11 @@ mod tests {
         assert_eq!(p[2], ("scope".into(), "repository:a/b:pull,push".into()));
         let (s, p) = parse_challenge(r#"Basic realm="x""#);
         assert_eq!((s.as_str(), p.len()), ("basic", 1));
-        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
-        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(basic_auth("user", "pass"), "Basic dXNlcjpwYXNz");
+        assert_eq!(basic_auth("a", ""), "Basic YTo=");
+        assert_eq!(basic_auth("ü", "p:w"), "Basic w7w6cDp3");
         assert_eq!(encode("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+        assert_eq!(encode("a-b_c.d~é "), "a-b_c.d~%C3%A9%20");
         assert!(
             is_loopback("127.0.0.1:5000") && is_loopback("localhost") && is_loopback("[::1]:5000")
         );

@@ -45,8 +45,7 @@ pub async fn set_paused(
 ) -> Result<()> {
     // An exit meanwhile is recorded after (not overwritten by) `paused`.
     daemon.get(id)?; // no gate for ids that name nothing
-    let gate = daemon.gate(id);
-    let _announcing = gate.lock().await;
+    let _announcing = daemon.gate(id).await;
     daemon.set_paused(id, pause).await?;
     properties_changed(conn, id).await;
     Ok(())
@@ -153,8 +152,7 @@ pub async fn start(conn: &Connection, daemon: &Arc<Daemon>, id: &str) -> Result<
     // Status=running goes out before the exit of a process that exits at
     // once is recorded and announced (shims::watch waits for the gate).
     daemon.get(id)?; // no gate for ids that name nothing
-    let gate = daemon.gate(id);
-    let _announcing = gate.lock().await;
+    let _announcing = daemon.gate(id).await;
     daemon.start(id).await?;
     properties_changed(conn, id).await;
     Ok(())
@@ -190,8 +188,7 @@ impl Manager {
         let request = crate::overrides::CreateRequest::parse(&options)?;
         self.daemon.create(id, bundle, request).await?;
         // ContainerNew before anything the shim's watch announces.
-        let gate = self.daemon.gate(id);
-        let _announcing = gate.lock().await;
+        let _announcing = self.daemon.gate(id).await;
         let path = register(conn, &self.daemon, id).await?;
         let _ = Self::container_new(&em, id, path.as_ref()).await;
         Ok(path)

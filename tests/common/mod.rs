@@ -16,6 +16,9 @@ pub const DEST: &str = "io.berth.Berth1";
 pub const PATH: &str = "/io/berth/Berth1";
 pub const MANAGER: &str = "io.berth.Berth1.Manager";
 
+/// What ListContainers returns: (id, status, object path).
+pub type List = Vec<(String, String, OwnedObjectPath)>;
+
 /// Installs the bus policy, the polkit actions and the units (berthd's
 /// ExecStart = the berthd just built, the shim and monitor beside it;
 /// berth@'s = the berthctl beside it), runs `extra` (shell, e.g. a drop-in),
@@ -118,6 +121,46 @@ pub fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
     Bundle::create(name, config)
 }
 
+/// The same with a writable root.
+pub fn busybox_bundle_writable(name: &str, args: &[&str]) -> Bundle {
+    let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
+    config["process"]["terminal"] = json!(false);
+    config["process"]["args"] = json!(args);
+    config["root"]["readonly"] = json!(false);
+    Bundle::create(name, config)
+}
+
+/// Waits (20 s at most) until `unit` is active in the box.
+pub fn wait_active(b: &SystemdBox, unit: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let state = b.sh_ok(&format!("systemctl is-active {unit} || true"));
+        if state.trim() == "active" {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{unit} is {state}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits (30 s at most) for a berthd that is not `old` and answers; how long
+/// it took.
+pub fn wait_back(b: &SystemdBox, c: &zbus::blocking::Connection, old: u32) -> std::time::Duration {
+    let t0 = std::time::Instant::now();
+    loop {
+        let pid = main_pid(b);
+        if pid != 0 && pid != old && call::<List>(c, "ListContainers", &()).is_ok() {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "berthd did not come back: {}",
+            b.sh_ok("systemctl status berthd --no-pager -n 20 || true; ps -eo pid,ppid,stat,wchan:20,args | grep -v kworker")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn call<R>(
     c: &zbus::blocking::Connection,
     method: &str,
@@ -138,6 +181,20 @@ pub fn error_name(e: zbus::Error) -> String {
     }
 }
 
+/// Container property `name` of the object at `path`, or the bus's error
+/// (a berthd being restarted, an object just removed).
+pub fn try_prop(
+    c: &zbus::blocking::Connection,
+    path: &str,
+    name: &str,
+) -> zbus::Result<zbus::zvariant::OwnedValue> {
+    let p = zbus::blocking::fdo::PropertiesProxy::builder(c)
+        .destination(DEST)?
+        .path(path)?
+        .build()?;
+    Ok(p.get("io.berth.Berth1.Container".try_into().unwrap(), name)?)
+}
+
 pub fn prop<T: TryFrom<zbus::zvariant::OwnedValue>>(
     c: &zbus::blocking::Connection,
     path: &OwnedObjectPath,
@@ -146,17 +203,20 @@ pub fn prop<T: TryFrom<zbus::zvariant::OwnedValue>>(
 where
     T::Error: std::fmt::Debug,
 {
-    let p = zbus::blocking::fdo::PropertiesProxy::builder(c)
-        .destination(DEST)
-        .unwrap()
-        .path(path.as_ref())
-        .unwrap()
-        .build()
-        .unwrap();
-    let v = p
-        .get("io.berth.Berth1.Container".try_into().unwrap(), name)
-        .unwrap();
-    T::try_from(v).unwrap()
+    T::try_from(try_prop(c, path.as_str(), name).unwrap()).unwrap()
+}
+
+/// Property `name` of container `id`.
+pub fn prop_of<T: TryFrom<zbus::zvariant::OwnedValue>>(
+    c: &zbus::blocking::Connection,
+    id: &str,
+    name: &str,
+) -> T
+where
+    T::Error: std::fmt::Debug,
+{
+    let path: OwnedObjectPath = call(c, "GetContainer", &(id,)).unwrap();
+    prop(c, &path, name)
 }
 
 pub fn no_options() -> HashMap<String, Value<'static>> {

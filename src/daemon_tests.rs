@@ -1,0 +1,157 @@
+//! Daemon verbs that need no systemd: waiting, and the checks made before a
+//! caller's ids reach a path. A store in a temporary directory, no shim.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::*;
+
+/// A Daemon over a fresh store under the temp dir, removed on drop.
+struct Fixture {
+    root: PathBuf,
+    daemon: Arc<Daemon>,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let root = std::env::temp_dir().join(format!("berthd-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store::open(&root.join("db"), 1 << 20).unwrap();
+        let daemon = Daemon::new(
+            store,
+            root.join("run"),
+            PathBuf::from("/nonexistent/berth-shim"),
+            root.join("bundles"),
+            None,
+        );
+        Fixture { root, daemon }
+    }
+
+    /// A container record in state `status`, with its state directory.
+    fn container(&self, id: &str, status: &str) {
+        let rec = ContainerRecord {
+            id: id.into(),
+            status: status.into(),
+            ..Default::default()
+        };
+        self.daemon.store.insert_new(&rec).unwrap();
+        std::fs::create_dir_all(self.daemon.run_dir.join(id)).unwrap();
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+#[tokio::test]
+async fn waiting_on_unknown_ids_is_not_found_and_keeps_nothing() {
+    let f = Fixture::new("wait-unknown");
+    let long = "x".repeat(40_000);
+    let hostile = ["", "..", "../x", long.as_str()];
+    for i in 0..2000 {
+        let id = format!("nope{i}");
+        let id = hostile.get(i % 100).copied().unwrap_or(id.as_str());
+        let r = f.daemon.wait(id).await;
+        assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
+    }
+    assert_eq!(f.daemon.exits.len(), 0, "a channel per unknown id was kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_get_the_exit_and_leave_no_channel() {
+    let f = Fixture::new("wait-exit");
+    f.container("c1", "running");
+    let waiters: Vec<_> = (0..10)
+        .map(|_| {
+            let d = f.daemon.clone();
+            tokio::spawn(async move { d.wait("c1").await })
+        })
+        .collect();
+    // All subscribed (or the exit would be read from the record instead,
+    // which is fine too, but not what this test is about).
+    for _ in 0..1000 {
+        if f.daemon.exits.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    f.daemon.record_exit("c1", 3, 0, "exited").unwrap();
+    for w in waiters {
+        assert_eq!(w.await.unwrap().unwrap(), (3, 0));
+    }
+    assert_eq!(f.daemon.exits.len(), 0);
+    // Stopped: answered from the record, without a channel.
+    assert_eq!(f.daemon.wait("c1").await.unwrap(), (3, 0));
+    assert_eq!(f.daemon.exits.len(), 0);
+}
+
+#[tokio::test]
+async fn wait_exec_refuses_exec_ids_that_are_no_ids() {
+    let f = Fixture::new("wait-exec");
+    f.container("p1", "running");
+    for bad in ["../x", "../../p1/exec-e1", "a/b", ".."] {
+        let r = f.daemon.wait_exec("p1", bad).await;
+        assert!(matches!(r, Err(Error::InvalidArgument(_))), "{bad}: {r:?}");
+    }
+    let r = f.daemon.wait_exec("p1", "e1").await;
+    assert!(matches!(r, Err(Error::NotFound(_))), "{r:?}");
+}
+
+#[test]
+fn one_exec_id_is_claimed_once_even_by_concurrent_execs() {
+    let f = Fixture::new("exec-claim");
+    f.container("p1", "running");
+    // A race is lost only now and then: run it many times.
+    for round in 0..50 {
+        let exec_id = format!("e{round}");
+        let barrier = std::sync::Barrier::new(8);
+        let wins = std::thread::scope(|s| {
+            let tries: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        f.daemon.claim_exec_id("p1", Some(&exec_id), b"{}")
+                    })
+                })
+                .collect();
+            tries
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|r| match r {
+                    Ok(_) => true,
+                    Err(Error::AlreadyExists(_)) => false,
+                    Err(e) => panic!("{e:?}"),
+                })
+                .count()
+        });
+        assert_eq!(wins, 1, "exec {exec_id} was claimed {wins} times");
+    }
+    let again = f.daemon.claim_exec_id("p1", Some("e1"), b"{}");
+    assert!(matches!(again, Err(Error::AlreadyExists(_))), "{again:?}");
+    let bad = f.daemon.claim_exec_id("p1", Some("../e2"), b"{}");
+    assert!(matches!(bad, Err(Error::InvalidArgument(_))), "{bad:?}");
+}
+
+#[test]
+fn generated_exec_ids_do_not_collide() {
+    let f = Fixture::new("exec-ids");
+    f.container("p1", "running");
+    let ids = std::thread::scope(|s| {
+        let makers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    (0..250)
+                        .map(|_| f.daemon.claim_exec_id("p1", None, b"{}").unwrap().0)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        makers
+            .into_iter()
+            .flat_map(|m| m.join().unwrap())
+            .collect::<std::collections::HashSet<_>>()
+    });
+    assert_eq!(ids.len(), 1000);
+}
