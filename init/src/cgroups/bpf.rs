@@ -221,7 +221,14 @@ fn attach_replacing(dir: &Path, prog: Option<BorrowedFd>) -> Result<()> {
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
         .open(dir)
         .map_err(err("opening"))?;
-    let old = attached(&cgroup).map_err(err("BPF_PROG_QUERY"))?;
+    let old = match attached(&cgroup) {
+        Ok(ids) => ids,
+        // Nothing to attach, and bpf(2) refused (in a user namespace, or no
+        // CONFIG_CGROUP_BPF): then nothing of ours can be there to detach,
+        // and rules that deny nothing must not fail a create.
+        Err(_) if prog.is_none() => return Ok(()),
+        Err(e) => return Err(err("BPF_PROG_QUERY")(e)),
+    };
     if let Some(prog) = prog {
         let mut attr = AttachAttr {
             target_fd: cgroup.as_raw_fd() as u32,
