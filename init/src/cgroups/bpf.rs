@@ -113,10 +113,14 @@ struct GetFdAttr {
 }
 
 /// bpf(2) with one of the attr structs above.
-fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
-    // SAFETY: `attr` is a live, initialised #[repr(C)] prefix of union
-    // bpf_attr and the size passed is its own; the addresses inside it point
-    // to buffers the caller keeps alive across this call.
+///
+/// # Safety
+/// `attr` must be the `union bpf_attr` prefix for `cmd`, and every address
+/// in it must point to a buffer of the size it claims that stays alive (and,
+/// for output buffers, writable) until this returns.
+unsafe fn bpf<T>(cmd: libc::c_int, attr: &mut T) -> io::Result<libc::c_long> {
+    // SAFETY: the size passed is that of `attr`, a live #[repr(C)] struct;
+    // the caller vouches for the addresses inside it.
     let r = unsafe {
         libc::syscall(
             libc::SYS_bpf,
@@ -157,7 +161,9 @@ fn prog_load(code: &[u64], log: Option<&mut Vec<u8>>) -> io::Result<OwnedFd> {
         attr.log_size = buf.len() as u32;
         attr.log_buf = buf.as_mut_ptr() as u64;
     }
-    bpf(BPF_PROG_LOAD, &mut attr).map(owned)
+    // SAFETY: insns, license and log_buf point to `code`, `license` and the
+    // caller's `buf`, all borrowed for this call, with the lengths given.
+    unsafe { bpf(BPF_PROG_LOAD, &mut attr) }.map(owned)
 }
 
 /// Loads `prog`; a rejected program is loaded again with the verifier log on,
@@ -236,14 +242,17 @@ fn attach_replacing(dir: &Path, prog: Option<BorrowedFd>) -> Result<()> {
             attach_type: BPF_CGROUP_DEVICE,
             attach_flags: BPF_F_ALLOW_MULTI,
         };
-        bpf(BPF_PROG_ATTACH, &mut attr).map_err(err("BPF_PROG_ATTACH (device program)"))?;
+        // SAFETY: an attach attr holds descriptors only, no addresses.
+        unsafe { bpf(BPF_PROG_ATTACH, &mut attr) }
+            .map_err(err("BPF_PROG_ATTACH (device program)"))?;
     }
     for id in old {
         let mut get = GetFdAttr {
             prog_id: id,
             ..Default::default()
         };
-        let old_fd = match bpf(BPF_PROG_GET_FD_BY_ID, &mut get).map(owned) {
+        // SAFETY: this attr holds an id only, no addresses.
+        let old_fd = match unsafe { bpf(BPF_PROG_GET_FD_BY_ID, &mut get) }.map(owned) {
             Ok(fd) => fd,
             // Detached and freed meanwhile: nothing left to do.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => continue,
@@ -255,7 +264,8 @@ fn attach_replacing(dir: &Path, prog: Option<BorrowedFd>) -> Result<()> {
             attach_type: BPF_CGROUP_DEVICE,
             attach_flags: 0,
         };
-        match bpf(BPF_PROG_DETACH, &mut attr) {
+        // SAFETY: a detach attr holds descriptors only, no addresses.
+        match unsafe { bpf(BPF_PROG_DETACH, &mut attr) } {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
             Err(e) => return Err(err("BPF_PROG_DETACH (old device program)")(e)),
@@ -274,7 +284,69 @@ fn attached(cgroup: &File) -> io::Result<Vec<u32>> {
         prog_cnt: MAX_ATTACHED as u32,
         ..Default::default()
     };
-    bpf(BPF_PROG_QUERY, &mut attr)?;
+    // SAFETY: prog_ids points to `ids`, with room for the prog_cnt it claims.
+    unsafe { bpf(BPF_PROG_QUERY, &mut attr) }?;
     let n = (attr.prog_cnt as usize).min(MAX_ATTACHED);
     Ok(ids[..n].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::device_filter::{compile, EXIT};
+    use crate::cgroups::devices;
+    use oci_spec::runtime::LinuxDeviceCgroup;
+
+    /// bpf(2) where the test runs, or why not (not root, no CAP_BPF).
+    fn kernel_loads() -> bool {
+        match load(&compile(&[])) {
+            Ok(_) => true,
+            Err(e) => {
+                eprintln!("SKIP loading device programs into this kernel: {e}");
+                false
+            }
+        }
+    }
+
+    #[test]
+    fn the_verifier_accepts_every_rule_shape() {
+        if !kernel_loads() {
+            return;
+        }
+        let configs = [
+            "[]",
+            r#"[{"allow":false,"access":"rwm"}]"#,
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"b","major":8,"access":"r"},
+                {"allow":false,"type":"c","minor":3,"access":"w"},
+                {"allow":true,"type":"a","major":10,"minor":200,"access":"m"},
+                {"allow":false,"type":"a","access":"rw"},
+                {"allow":true,"type":"c","major":4294967295,"access":"rwm"}]"#,
+            r#"[{"allow":false,"type":"c","major":1,"access":"rwm"},{"allow":true,"access":"rwm"}]"#,
+        ];
+        for json in configs {
+            let d: Vec<LinuxDeviceCgroup> = serde_json::from_str(json).unwrap();
+            let rules = devices::rules(&d).unwrap();
+            if let Err(e) = load(&compile(&rules)) {
+                panic!("{json}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_rejected_program_says_why() {
+        if !kernel_loads() {
+            return;
+        }
+        // EXIT without setting R0.
+        let bad = Insn {
+            code: EXIT,
+            dst: 0,
+            src: 0,
+            off: 0,
+            imm: 0,
+        };
+        let e = load(&[bad]).unwrap_err().to_string();
+        println!("a rejection reads: {e}");
+        assert!(e.contains("verifier log") && e.contains("R0"), "{e}");
+    }
 }
