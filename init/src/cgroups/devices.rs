@@ -1,6 +1,7 @@
 //! `linux.resources.devices`: the device allow/deny rules.
 //!
-//! cgroup v1 takes the rules as they are (devices.allow / devices.deny). systemd
+//! cgroup v1 takes the rules as they are (devices.allow / devices.deny); v2
+//! without systemd runs them as a BPF program ([`super::device_filter`]). systemd
 //! only takes an allowlist (DevicePolicy=strict + DeviceAllow=), so the rules
 //! are replayed here into the set they finally allow. Like runc, the devices a
 //! container's /dev always holds (null, zero, tty, pts, ...) are appended, or a

@@ -27,8 +27,9 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
+use super::bpf;
 use super::convert;
-use super::devices::{self, Allowlist};
+use super::devices;
 use super::naming::cgroup_path;
 use super::resources::{self, Limit, Requested};
 use super::{tree, CgroupError, CgroupManager, Result};
@@ -140,14 +141,7 @@ impl FsManager {
     fn check(&self, req: &Requested) -> Result<()> {
         if self.v2 {
             if let Some(list) = &req.devices {
-                if devices::allowlist(&devices::rules(list)?)? != Allowlist::All {
-                    return Err(CgroupError::Unsupported {
-                        setting: "devices".into(),
-                        reason: "on cgroup v2 by the cgroupfs driver (device rules need a BPF \
-                                 program there; the systemd driver has one)"
-                            .into(),
-                    });
-                }
+                devices::rules(list)?;
             }
             let available = tree::read_controllers(Path::new(V2_ROOT))?;
             resources::check_controllers(&req.needs(true), &available, V2_ROOT)
@@ -241,6 +235,10 @@ impl FsManager {
             }
         }
         self.set_throttle(req)?;
+        if let (true, Some(list)) = (self.v2, &req.devices) {
+            // v2 has no devices files: a BPF program attached to the cgroup.
+            bpf::set_device_rules(&self.v2_dir(), &devices::rules(list)?)?;
+        }
         if let (false, Some(list)) = (self.v2, &req.devices) {
             if let Some(dev) = self.cg.controller_of::<DevicesController>() {
                 // v1 takes the rules as given, in order.

@@ -19,9 +19,12 @@
 //! worse than an error. "Unlimited" values need no controller.
 //!
 //! Layout: [`naming`] (unit and path names), [`properties`] (systemd unit
-//! properties), [`tree`] (cgroupfs helpers both drivers share).
+//! properties), [`tree`] (cgroupfs helpers both drivers share),
+//! [`device_filter`] and [`bpf`] (device rules on v2 without systemd).
 
+pub mod bpf;
 pub mod convert;
+pub mod device_filter;
 pub mod devices;
 pub mod fs;
 pub mod naming;
@@ -94,6 +97,8 @@ pub enum CgroupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("linux.resources.devices on cgroup v2: {0}")]
+    Bpf(#[from] bpf::BpfError),
     #[error("cgroupfs: {what}: {source}")]
     Cgroupfs {
         what: String,
