@@ -153,7 +153,7 @@ fn init(ctx: &InitContext) -> Result<std::convert::Infallible, ChildFailure> {
     }
 
     let filter = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let prepared = prepare_process(process, filter)?;
+    let prepared = prepare_process(process, filter, Some(&ctx.channel))?;
 
     ctx.channel
         .send(&ToCreator::Ready)
@@ -207,6 +207,7 @@ pub struct Prepared {
 pub fn prepare_process(
     process: &Process,
     filter: Option<&LinuxSeccomp>,
+    hand_over: Option<&Channel>,
 ) -> Result<Prepared, ChildFailure> {
     process::set_rlimits(process).map_err(|e| e.to_string())?;
     process::set_oom_score(process).map_err(|e| e.to_string())?;
@@ -218,7 +219,7 @@ pub fn prepare_process(
     // of ours run under the container's filter).
     let nnp = process.no_new_privileges().unwrap_or(false);
     if let (Some(f), false) = (filter, nnp) {
-        seccomp::load(f).map_err(|e| e.to_string())?;
+        seccomp::load_handing_over(f, hand_over).map_err(|e| e.to_string())?;
     }
     capabilities::prepare_for_setuid().map_err(|e| e.to_string())?;
     process::switch_user(process).map_err(|e| e.to_string())?;
@@ -229,14 +230,21 @@ pub fn prepare_process(
     let env = process.env().clone().unwrap_or_default();
     let first = args.first().ok_or("process.args: empty")?;
     let program = crate::paths::look_path(first, &env).map_err(ChildFailure::NotExecutable)?;
-    Ok(Prepared {
+    // A listener fd must reach the creator while it still listens (before
+    // Ready): a notifying filter is loaded here, as runc loads every filter.
+    let notifies = filter.is_some_and(seccomp::notifies);
+    let prepared = Prepared {
         path: CString::new(program.as_os_str().as_encoded_bytes())
             .map_err(|_| "process.args[0] contains NUL")?,
         argv: cstrings(&args)?,
         envp: cstrings(&env)?,
         program,
-        seccomp_pending: filter.is_some() && nnp,
-    })
+        seccomp_pending: filter.is_some() && nnp && !notifies,
+    };
+    if let (Some(f), true) = (filter, nnp && notifies) {
+        seccomp::load_handing_over(f, hand_over).map_err(|e| e.to_string())?;
+    }
+    Ok(prepared)
 }
 
 /// The last steps: seccomp (if still pending), every fd from `keep_below` on
@@ -247,7 +255,7 @@ pub fn exec_prepared(
     keep_below: u32,
 ) -> Result<std::convert::Infallible, ChildFailure> {
     if let (Some(f), true) = (filter, p.seccomp_pending) {
-        seccomp::load(f).map_err(|e| e.to_string())?;
+        seccomp::load_handing_over(f, None).map_err(|e| e.to_string())?;
     }
     close_range_cloexec(keep_below).map_err(|e| format!("close_range: {e}"))?;
     let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();

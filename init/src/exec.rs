@@ -16,11 +16,14 @@ use std::path::{Path, PathBuf};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use crate::container::{Record, Status};
 use crate::error::{ChildFailure, Error, Result};
+use crate::hooks::OciState;
 use crate::namespaces::clone_fork;
+use crate::seccomp::{self, agent::AgentError};
+use crate::sync::{self, Channel, ToCreator};
 
 pub struct ExecOptions {
     pub root: PathBuf,
@@ -87,6 +90,14 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
     let (pid_r, pid_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
+    // (ours, the process's): where a notifying filter's listener fd comes back.
+    let (agent, agent_w) = match filter.as_ref().filter(|f| seccomp::notifies(f)) {
+        Some(_) => {
+            let (a, b) = sync::pair().map_err(|e| Error::io("socketpair", e))?;
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
 
     // SAFETY: exec() is documented to run in a single-threaded process.
     let (child, in_v2) = unsafe { fork_into(cgroups.v2_dir.as_ref()) }?;
@@ -96,9 +107,16 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             let mut errors = File::from(err_w);
             let code = match join_and_clone(&namespaces, &cgroups.procs_files(in_v2)) {
                 Ok(0) => {
-                    let keep = [errors.as_raw_fd()];
-                    let e =
-                        run_process(opts, filter.as_ref(), console.as_ref(), &keep).unwrap_err();
+                    let mut keep = vec![errors.as_raw_fd()];
+                    keep.extend(agent_w.as_ref().map(Channel::raw));
+                    let e = run_process(
+                        opts,
+                        filter.as_ref(),
+                        console.as_ref(),
+                        agent_w.as_ref(),
+                        &keep,
+                    )
+                    .unwrap_err();
                     let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
                     1
                 }
@@ -117,13 +135,22 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         }
         child => {
             let child = Pid::from_raw(child);
-            drop((err_w, pid_w, console));
+            drop((err_w, pid_w, console, agent_w));
             let _ = waitpid(child, None);
             let mut pid_text = String::new();
             let _ = File::from(pid_r).read_to_string(&mut pid_text);
+            let pid: Option<i32> = pid_text.trim().parse().ok();
+            // Before the error pipe: that reaches EOF only at execve, and a
+            // notified syscall before it waits for the agent to have the fd.
+            if let (Some(ch), Some(p), Some(f)) = (&agent, pid, &filter) {
+                if let Err(e) = forward_listener(ch, f, p, &rec) {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::SIGKILL);
+                    let _ = waitpid(Pid::from_raw(p), None);
+                    return Err(e);
+                }
+            }
             let mut err = String::new();
             let _ = File::from(err_r).read_to_string(&mut err);
-            let pid: Option<i32> = pid_text.trim().parse().ok();
             if !err.is_empty() {
                 if let Some(p) = pid {
                     let _ = waitpid(Pid::from_raw(p), None);
@@ -138,6 +165,28 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             Ok(pid)
         }
     }
+}
+
+/// Passes the listener fd the process sends (once its filter is loaded) on
+/// to the agent, with the state runc gives an exec: running, the init's pid.
+/// Nothing comes when the process failed before loading: its error follows.
+fn forward_listener(ch: &Channel, filter: &LinuxSeccomp, pid: i32, rec: &Record) -> Result<()> {
+    let fd = match ch.recv_with_fd::<ToCreator>() {
+        Ok(Some((ToCreator::SeccompListener, Some(fd)))) => fd,
+        Ok(None) => return Ok(()),
+        Ok(Some(_)) => return Err(AgentError::NoFd.into()),
+        Err(e) => return Err(Error::io("exec: seccomp listener channel", e)),
+    };
+    let state = OciState {
+        oci_version: rec.oci_version.clone(),
+        id: rec.id.clone(),
+        status: Status::Running.to_string(),
+        pid: Some(rec.pid),
+        bundle: rec.bundle.display().to_string(),
+        annotations: rec.annotations.clone(),
+    };
+    seccomp::agent::send(filter, pid, state, fd)?;
+    Ok(())
 }
 
 /// clone3's argument (linux/sched.h, CLONE_ARGS_SIZE_VER2: up to `cgroup`).
@@ -236,8 +285,9 @@ fn join_and_clone(
 
 fn run_process(
     opts: &ExecOptions,
-    filter: Option<&oci_spec::runtime::LinuxSeccomp>,
+    filter: Option<&LinuxSeccomp>,
     console: Option<&OwnedFd>,
+    agent: Option<&Channel>,
     keep: &[std::os::fd::RawFd],
 ) -> std::result::Result<std::convert::Infallible, ChildFailure> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
@@ -254,7 +304,7 @@ fn run_process(
     if let Some(sock) = console {
         crate::console::setup(sock, &opts.process, false).map_err(|e| e.to_string())?;
     }
-    let prepared = crate::child::prepare_process(&opts.process, filter)?;
+    let prepared = crate::child::prepare_process(&opts.process, filter, agent)?;
     crate::child::exec_prepared(&prepared, filter, 3 + opts.preserve_fds)
 }
 

@@ -47,18 +47,51 @@ fn bad_architectures_are_rejected() {
     }
 }
 
+const NOTIFY_MKDIR: &str =
+    r#""syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]"#;
+
+fn with_listener(rest: &str) -> LinuxSeccomp {
+    profile(&format!(
+        r#"{{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock", {rest}}}"#
+    ))
+}
+
 #[test]
-fn notify_is_refused_with_a_reason() {
-    let rule = r#""syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]"#;
-    let s = profile(&format!(r#"{{"defaultAction": "SCMP_ACT_ALLOW", {rule}}}"#));
+fn notify_with_a_listener_builds() {
+    let s = with_listener(NOTIFY_MKDIR);
+    assert!(notifies(&s));
+    build(&s).expect("build");
+    // listenerPath alone is ignored (runtime-spec), and nothing notifies.
+    let s = with_listener(r#""listenerMetadata": "m""#);
+    assert!(!notifies(&s));
+    build(&s).expect("build");
+}
+
+#[test]
+fn notify_misuse_is_refused_with_a_reason() {
+    let s = profile(&format!(
+        r#"{{"defaultAction": "SCMP_ACT_ALLOW", {NOTIFY_MKDIR}}}"#
+    ));
     let err = validate(&s).expect_err("notify without listener");
     assert!(matches!(err, SeccompError::NotifyWithoutListener { .. }));
-    assert!(err.to_string().contains("syscalls[0] (mkdir)"), "{err}");
-    let s = profile(&format!(
-        r#"{{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock", {rule}}}"#
-    ));
-    let err = validate(&s).expect_err("notify unsupported");
-    assert!(err.to_string().contains("not supported"), "{err}");
+    assert!(
+        err.to_string().contains("syscalls[0] (mkdir, mkdirat)"),
+        "{err}"
+    );
+    let s = profile(r#"{"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/run/a.sock"}"#);
+    let err = validate(&s).expect_err("notify as default");
+    assert!(matches!(err, SeccompError::NotifyDefault), "{err}");
+    let s = with_listener(
+        r#""syscalls": [{"names": ["close", "sendmsg"], "action": "SCMP_ACT_NOTIFY"}]"#,
+    );
+    let err = validate(&s).expect_err("notify on the hand-over syscall");
+    assert!(err.to_string().contains("for sendmsg"), "{err}");
+    let s = profile(r#"{"defaultAction": "SCMP_ACT_ALLOW", "listenerMetadata": "m"}"#);
+    let err = validate(&s).expect_err("metadata without listener");
+    assert!(
+        matches!(err, SeccompError::MetadataWithoutListener),
+        "{err}"
+    );
 }
 
 #[test]
@@ -152,4 +185,62 @@ fn errno_ret_is_what_the_syscall_returns() {
         }
     });
     assert_eq!(code, 0, "1 allowed, 2 other errno, 101 no load");
+}
+
+#[test]
+fn the_listener_fd_is_handed_over_and_answers_for_the_process() {
+    use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
+    use std::os::fd::AsRawFd;
+    let s = with_listener(NOTIFY_MKDIR);
+    let (ours, theirs) = crate::sync::pair().expect("socketpair");
+    let dir = std::env::temp_dir().join(format!("berth-notify-{}", std::process::id()));
+    // SAFETY: the child only runs this code and then _exit()s.
+    let child = match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if nix::sys::prctl::set_no_new_privs().is_err()
+                    || load_handing_over(&s, Some(&theirs)).is_err()
+                {
+                    return 101;
+                }
+                match std::fs::create_dir(&dir) {
+                    Err(e) if e.raw_os_error() == Some(libc::EXDEV) => 0,
+                    Ok(()) => 1,
+                    Err(_) => 2,
+                }
+            }));
+            // SAFETY: leave without running the test harness's code.
+            unsafe { libc::_exit(code.unwrap_or(100)) }
+        }
+        ForkResult::Parent { child } => child,
+    };
+    drop(theirs);
+    let (msg, fd) = ours
+        .recv_with_fd::<crate::sync::ToCreator>()
+        .expect("recv")
+        .expect("a message before the child ended");
+    assert_eq!(msg, crate::sync::ToCreator::SeccompListener);
+    let fd = fd.expect("the listener fd");
+    // Bounded: a child that never notifies must not hang the test.
+    let mut pfd = [nix::poll::PollFd::new(
+        fd.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    let ready = nix::poll::poll(&mut pfd, 10_000u16).expect("poll");
+    if ready == 0 {
+        let _ = nix::sys::signal::kill(child, nix::sys::signal::SIGKILL);
+    }
+    assert_eq!(ready, 1, "no notification within 10 s");
+    let req = ScmpNotifReq::receive(fd.as_raw_fd()).expect("receive");
+    let name = req.data.syscall.get_name().expect("syscall name");
+    assert!(name.starts_with("mkdir"), "{name}");
+    ScmpNotifResp::new_error(req.id, -libc::EXDEV, ScmpNotifRespFlags::empty())
+        .respond(fd.as_raw_fd())
+        .expect("respond");
+    let code = match waitpid(child, None).expect("waitpid") {
+        WaitStatus::Exited(_, code) => code,
+        other => panic!("child did not exit: {other:?}"),
+    };
+    let _ = std::fs::remove_dir(&dir);
+    assert_eq!(code, 0, "1 mkdir ran, 2 other error, 101 no load");
 }
