@@ -22,8 +22,8 @@ use crate::container::{Record, Status};
 use crate::error::{ChildFailure, Error, Result};
 use crate::hooks::OciState;
 use crate::namespaces::clone_fork;
-use crate::seccomp::{self, agent::AgentError};
-use crate::sync::{self, Channel, ToCreator};
+use crate::seccomp;
+use crate::sync::{self, Channel};
 
 pub struct ExecOptions {
     pub root: PathBuf,
@@ -143,10 +143,10 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             // Before the error pipe: that reaches EOF only at execve, and a
             // notified syscall before it waits for the agent to have the fd.
             if let (Some(ch), Some(p), Some(f)) = (&agent, pid, &filter) {
-                if let Err(e) = forward_listener(ch, f, p, &rec) {
+                if let Err(e) = seccomp::agent::forward(ch, f, p, exec_state(&rec)) {
                     let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::SIGKILL);
                     let _ = waitpid(Pid::from_raw(p), None);
-                    return Err(e);
+                    return Err(e.into());
                 }
             }
             let mut err = String::new();
@@ -167,26 +167,16 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     }
 }
 
-/// Passes the listener fd the process sends (once its filter is loaded) on
-/// to the agent, with the state runc gives an exec: running, the init's pid.
-/// Nothing comes when the process failed before loading: its error follows.
-fn forward_listener(ch: &Channel, filter: &LinuxSeccomp, pid: i32, rec: &Record) -> Result<()> {
-    let fd = match ch.recv_with_fd::<ToCreator>() {
-        Ok(Some((ToCreator::SeccompListener, Some(fd)))) => fd,
-        Ok(None) => return Ok(()),
-        Ok(Some(_)) => return Err(AgentError::NoFd.into()),
-        Err(e) => return Err(Error::io("exec: seccomp listener channel", e)),
-    };
-    let state = OciState {
+/// The agent's state for an exec, as runc's: running, the init's pid.
+fn exec_state(rec: &Record) -> OciState {
+    OciState {
         oci_version: rec.oci_version.clone(),
         id: rec.id.clone(),
         status: Status::Running.to_string(),
         pid: Some(rec.pid),
         bundle: rec.bundle.display().to_string(),
         annotations: rec.annotations.clone(),
-    };
-    seccomp::agent::send(filter, pid, state, fd)?;
-    Ok(())
+    }
 }
 
 /// clone3's argument (linux/sched.h, CLONE_ARGS_SIZE_VER2: up to `cgroup`).

@@ -60,8 +60,17 @@ impl Agent {
         }
     }
 
-    fn states(&self) -> Vec<ContainerProcessState> {
-        self.states.lock().unwrap().clone()
+    /// The states received, once there are `n` (or after a while): the
+    /// runtime has sent before it returns, but our accept thread polls.
+    fn states(&self, n: usize) -> Vec<ContainerProcessState> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let got = self.states.lock().unwrap().clone();
+            if got.len() >= n || Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -172,7 +181,7 @@ fn notified_syscalls_are_answered_by_the_agent_at_listener_path() {
         let out = b.exec_timeout(&["sh", "-c", &script], LIMIT).unwrap();
         assert!(out.status.success(), "create (nnp {nnp}): {}", text(&out));
         let init_pid = rt.state(&id)["pid"].as_i64().unwrap() as i32;
-        let states = agent.states();
+        let states = agent.states(1);
         assert_eq!(states.len(), 1, "one state at create: {states:?}");
         let s = &states[0];
         assert_eq!((s.pid, s.state.pid), (init_pid, Some(init_pid)));
@@ -201,7 +210,7 @@ fn notified_syscalls_are_answered_by_the_agent_at_listener_path() {
             said.contains("ross-device link") && said.contains("c=1"),
             "{said}"
         );
-        let states = agent.states();
+        let states = agent.states(2);
         assert_eq!(states.len(), 2, "a state per exec: {states:?}");
         let s = &states[1];
         assert_eq!(s.state.status, "running");

@@ -18,6 +18,7 @@ use oci_spec::runtime::LinuxSeccomp;
 use serde::{Deserialize, Serialize};
 
 use crate::hooks::OciState;
+use crate::sync::{Channel, ToCreator};
 
 /// The name of the listener fd in [`ContainerProcessState::fds`].
 pub const SECCOMP_FD_NAME: &str = "seccompFd";
@@ -28,6 +29,8 @@ pub enum AgentError {
     NoListenerPath,
     #[error("the seccomp filter was loaded but its listener fd did not arrive")]
     NoFd,
+    #[error("receiving the seccomp listener fd: {source}")]
+    Channel { source: std::io::Error },
     #[error("connecting to the seccomp agent at {path}: {source}")]
     Connect {
         path: PathBuf,
@@ -98,6 +101,24 @@ pub fn send(s: &LinuxSeccomp, pid: i32, state: OciState, fd: OwnedFd) -> Result<
     // long as the fds went with the first.
     conn.write_all(&bytes[sent..]).map_err(send_err)?;
     Ok(())
+}
+
+/// Waits on `ch` for the listener fd of the filter `s` that process `pid`
+/// loads, and sends it on. Nothing to send when the channel closes first:
+/// the process failed before loading (its error comes another way) or
+/// exec'd without a listener.
+pub fn forward(
+    ch: &Channel,
+    s: &LinuxSeccomp,
+    pid: i32,
+    state: OciState,
+) -> Result<(), AgentError> {
+    match ch.recv_with_fd::<ToCreator>() {
+        Ok(Some((ToCreator::SeccompListener, Some(fd)))) => send(s, pid, state, fd),
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => Err(AgentError::NoFd),
+        Err(source) => Err(AgentError::Channel { source }),
+    }
 }
 
 #[cfg(test)]
