@@ -219,3 +219,21 @@ fn notified_syscalls_are_answered_by_the_agent_at_listener_path() {
         rt.ok(&["delete", "-f", &id]);
     }
 }
+
+#[test]
+fn features_lists_notify() {
+    let out = std::process::Command::new(common::RUNTIME)
+        .arg("features")
+        .output()
+        .unwrap();
+    let features: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let actions = &features["linux"]["seccomp"]["actions"];
+    assert!(
+        actions
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "SCMP_ACT_NOTIFY"),
+        "{actions}"
+    );
+}
