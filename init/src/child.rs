@@ -186,7 +186,7 @@ fn init(
     }
 
     let filter = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let prepared = prepare_process(process, filter, 3 + ctx.preserve_fds)?;
+    let prepared = prepare_process(process, filter, 3 + ctx.preserve_fds, Some(&ctx.channel))?;
 
     ctx.channel
         .send(&ToCreator::Ready)
@@ -277,6 +277,7 @@ pub fn prepare_process(
     process: &Process,
     filter: Option<&LinuxSeccomp>,
     keep_below: u32,
+    hand_over: Option<&Channel>,
 ) -> Result<Prepared, ChildFailure> {
     close_range_cloexec(keep_below).map_err(|e| format!("close_range: {e}"))?;
     process::set_rlimits(process).map_err(|e| e.to_string())?;
@@ -289,7 +290,7 @@ pub fn prepare_process(
     // of ours run under the container's filter).
     let nnp = process.no_new_privileges().unwrap_or(false);
     if let (Some(f), false) = (filter, nnp) {
-        seccomp::load(f).map_err(|e| e.to_string())?;
+        seccomp::load_handing_over(f, hand_over).map_err(|e| e.to_string())?;
     }
     // While still root: the labels take effect at execve.
     crate::lsm::set_exec_labels(process)?;
@@ -302,14 +303,21 @@ pub fn prepare_process(
     let env = process.env().clone().unwrap_or_default();
     let first = args.first().ok_or("process.args: empty")?;
     let program = crate::paths::look_path(first, &env).map_err(ChildFailure::NotExecutable)?;
-    Ok(Prepared {
+    // A listener fd must reach the creator while it still listens (before
+    // Ready): a notifying filter is loaded here, as runc loads every filter.
+    let notifies = filter.is_some_and(seccomp::notifies);
+    let prepared = Prepared {
         path: CString::new(program.as_os_str().as_encoded_bytes())
             .map_err(|_| "process.args[0] contains NUL")?,
         argv: cstrings(&args)?,
         envp: cstrings(&env)?,
         program,
-        seccomp_pending: filter.is_some() && nnp,
-    })
+        seccomp_pending: filter.is_some() && nnp && !notifies,
+    };
+    if let (Some(f), true) = (filter, nnp && notifies) {
+        seccomp::load_handing_over(f, hand_over).map_err(|e| e.to_string())?;
+    }
+    Ok(prepared)
 }
 
 /// The last steps: seccomp (if still pending), execve. Nothing but execve
@@ -319,7 +327,7 @@ pub fn exec_prepared(
     filter: Option<&LinuxSeccomp>,
 ) -> Result<std::convert::Infallible, ChildFailure> {
     if let (Some(f), true) = (filter, p.seccomp_pending) {
-        seccomp::load(f).map_err(|e| e.to_string())?;
+        seccomp::load_handing_over(f, None).map_err(|e| e.to_string())?;
     }
     let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
     let why = crate::paths::errno_text(&std::io::Error::from_raw_os_error(err as i32));

@@ -23,8 +23,8 @@ use crate::container::{self, process_start_time, Record, FIFO};
 use crate::error::{validate_id, Error, Result};
 use crate::hooks::{self, OciState, Phase};
 use crate::namespaces::{clone_fork, Namespaces};
-use crate::spec;
 use crate::sync::{self, ToCreator, ToInit};
+use crate::{seccomp, spec};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -274,9 +274,18 @@ fn create_in(
     };
     send(&ToInit::Proceed { pid })?;
     loop {
-        match creator_end.recv::<ToCreator>() {
-            Ok(Some(ToCreator::Ready)) => break,
-            Ok(Some(ToCreator::RunHooks)) => {
+        match creator_end.recv_with_fd::<ToCreator>() {
+            Ok(Some((ToCreator::SeccompListener, fd))) => {
+                // The init goes on meanwhile: a notified syscall just waits
+                // until the agent has the fd.
+                let filter = linux.as_ref().and_then(|l| l.seccomp().as_ref());
+                let (Some(filter), Some(fd)) = (filter, fd) else {
+                    return Err(seccomp::agent::AgentError::NoFd.into());
+                };
+                seccomp::agent::send(filter, pid, state.clone(), fd)?;
+            }
+            Ok(Some((ToCreator::Ready, _))) => break,
+            Ok(Some((ToCreator::RunHooks, _))) => {
                 let hs = bundle.spec.hooks().as_ref();
                 for phase in [Phase::Prestart, Phase::CreateRuntime] {
                     if let Err(e) = hooks::run(&hooks::hooks_for(hs, phase), phase, &state) {
@@ -286,7 +295,7 @@ fn create_in(
                 }
                 send(&ToInit::Proceed { pid })?;
             }
-            Ok(Some(ToCreator::Error(failure))) => return Err(failure.into_error("")),
+            Ok(Some((ToCreator::Error(failure), _))) => return Err(failure.into_error("")),
             Ok(None) => return Err(Error::Init(describe_exit(pid))),
             Err(e) => return Err(Error::io("sync channel", e)),
         }

@@ -23,6 +23,8 @@ pub enum Error {
     Cgroup(#[from] crate::cgroups::CgroupError),
     #[error(transparent)]
     Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    SeccompAgent(#[from] crate::seccomp::agent::AgentError),
     #[error("container init: {0}")]
     Init(String),
     /// The process's program is missing or not executable in the container.

@@ -16,11 +16,14 @@ use std::path::{Path, PathBuf};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult, Pid};
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use crate::container::{Record, Status};
 use crate::error::{ChildFailure, Error, Result};
+use crate::hooks::OciState;
 use crate::namespaces::clone_fork;
+use crate::seccomp;
+use crate::sync::{self, Channel};
 
 pub struct ExecOptions {
     pub root: PathBuf,
@@ -91,6 +94,14 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
     let (pid_r, pid_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
+    // (ours, the process's): where a notifying filter's listener fd comes back.
+    let (agent, agent_w) = match filter.as_ref().filter(|f| seccomp::notifies(f)) {
+        Some(_) => {
+            let (a, b) = sync::pair().map_err(|e| Error::io("socketpair", e))?;
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
 
     // SAFETY: exec() is documented to run in a single-threaded process.
     // Into a paused container (--ignore-paused), the process joins the
@@ -104,9 +115,16 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             let mut errors = File::from(err_w);
             let code = match join_and_clone(&namespaces, &cgroups.procs_files(in_v2), paused) {
                 Ok(0) => {
-                    let keep = [errors.as_raw_fd()];
-                    let e =
-                        run_process(opts, filter.as_ref(), console.as_ref(), &keep).unwrap_err();
+                    let mut keep = vec![errors.as_raw_fd()];
+                    keep.extend(agent_w.as_ref().map(Channel::raw));
+                    let e = run_process(
+                        opts,
+                        filter.as_ref(),
+                        console.as_ref(),
+                        agent_w.as_ref(),
+                        &keep,
+                    )
+                    .unwrap_err();
                     let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
                     1
                 }
@@ -125,7 +143,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         }
         child => {
             let child = Pid::from_raw(child);
-            drop((err_w, pid_w, console));
+            drop((err_w, pid_w, console, agent_w));
             let _ = waitpid(child, None);
             if paused {
                 // A frozen process holds both pipes open until it is resumed
@@ -140,9 +158,18 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             }
             let mut pid_text = String::new();
             let _ = File::from(pid_r).read_to_string(&mut pid_text);
+            let pid: Option<i32> = pid_text.trim().parse().ok();
+            // Before the error pipe: that reaches EOF only at execve, and a
+            // notified syscall before it waits for the agent to have the fd.
+            if let (Some(ch), Some(p), Some(f)) = (&agent, pid, &filter) {
+                if let Err(e) = seccomp::agent::forward(ch, f, p, exec_state(&rec)) {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::SIGKILL);
+                    let _ = waitpid(Pid::from_raw(p), None);
+                    return Err(e.into());
+                }
+            }
             let mut err = String::new();
             let _ = File::from(err_r).read_to_string(&mut err);
-            let pid: Option<i32> = pid_text.trim().parse().ok();
             if !err.is_empty() {
                 if let Some(p) = pid {
                     let _ = waitpid(Pid::from_raw(p), None);
@@ -156,6 +183,18 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             }
             Ok(pid)
         }
+    }
+}
+
+/// The agent's state for an exec, as runc's: running, the init's pid.
+fn exec_state(rec: &Record) -> OciState {
+    OciState {
+        oci_version: rec.oci_version.clone(),
+        id: rec.id.clone(),
+        status: Status::Running.to_string(),
+        pid: Some(rec.pid),
+        bundle: rec.bundle.display().to_string(),
+        annotations: rec.annotations.clone(),
     }
 }
 
@@ -275,8 +314,9 @@ fn join_and_clone(
 
 fn run_process(
     opts: &ExecOptions,
-    filter: Option<&oci_spec::runtime::LinuxSeccomp>,
+    filter: Option<&LinuxSeccomp>,
     console: Option<&OwnedFd>,
+    agent: Option<&Channel>,
     keep: &[std::os::fd::RawFd],
 ) -> std::result::Result<std::convert::Infallible, ChildFailure> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
@@ -296,7 +336,8 @@ fn run_process(
     if let Some(sock) = console {
         crate::console::setup(sock, &opts.process, false).map_err(|e| e.to_string())?;
     }
-    let prepared = crate::child::prepare_process(&opts.process, filter, 3 + opts.preserve_fds)?;
+    let prepared =
+        crate::child::prepare_process(&opts.process, filter, 3 + opts.preserve_fds, agent)?;
     crate::child::exec_prepared(&prepared, filter)
 }
 

@@ -4,10 +4,17 @@
 //! boundaries survive and a dead peer shows up as EOF rather than a hang. The
 //! creator speaks first (ids mapped, cgroup joined: `Proceed`), the init answers
 //! with `RunHooks` at the createRuntime point and finally `Ready` or `Error`.
+//! A seccomp filter with SCMP_ACT_NOTIFY adds `SeccompListener`, whose packet
+//! carries the listener fd (SCM_RIGHTS). An exec's process uses the same
+//! channel type for that one message.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use nix::sys::socket::{
+    recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
+};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 /// Creator → init.
@@ -24,6 +31,8 @@ pub enum ToInit {
 pub enum ToCreator {
     /// Namespaces exist, mounts not yet pivoted: run prestart/createRuntime hooks.
     RunHooks,
+    /// The seccomp filter is loaded; its listener fd rides with this packet.
+    SeccompListener,
     /// Set up, blocked before the exec FIFO.
     Ready,
     /// Setup failed: which step and why.
@@ -52,25 +61,66 @@ impl Channel {
         Ok(())
     }
 
-    /// Receives one message; `Ok(None)` when the peer is gone.
+    /// Sends `msg` with `fd` attached, in one sendmsg: after a seccomp
+    /// filter is loaded, every syscall before the hand-over is one a
+    /// notifying rule could block (see seccomp::HAND_OVER_SYSCALLS).
+    pub fn send_with_fd<T: Serialize>(&self, msg: &T, fd: BorrowedFd) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(msg).map_err(std::io::Error::other)?;
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        sendmsg::<()>(
+            self.raw(),
+            &[IoSlice::new(&bytes)],
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Receives one message; `Ok(None)` when the peer is gone. An fd that
+    /// came with it is closed.
     pub fn recv<T: DeserializeOwned>(&self) -> std::io::Result<Option<T>> {
+        Ok(self.recv_with_fd()?.map(|(msg, _)| msg))
+    }
+
+    /// Receives one message and the fd that came with it, if any.
+    pub fn recv_with_fd<T: DeserializeOwned>(
+        &self,
+    ) -> std::io::Result<Option<(T, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; MAX_MESSAGE];
-        let n = loop {
-            match recv(self.raw(), &mut buf, MsgFlags::empty()) {
+        let mut space = nix::cmsg_space!([RawFd; 1]);
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            // CLOEXEC: a received fd must never reach what the creator runs.
+            let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+            match recvmsg::<()>(self.raw(), &mut iov, Some(&mut space), flags) {
                 Err(nix::Error::EINTR) => continue,
-                other => break other?,
+                Err(e) => return Err(e.into()),
+                Ok(m) => {
+                    let mut fd = None;
+                    for c in m.cmsgs()? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            for raw in fds {
+                                // SAFETY: SCM_RIGHTS just installed this fd
+                                // in our table; nothing else refers to it.
+                                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                                fd.get_or_insert(owned);
+                            }
+                        }
+                    }
+                    break (m.bytes, fd);
+                }
             }
         };
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_slice(&buf[..n])
-            .map(Some)
-            .map_err(std::io::Error::other)
+        let msg = serde_json::from_slice(&buf[..n]).map_err(std::io::Error::other)?;
+        Ok(Some((msg, fd)))
     }
 
-    pub fn raw(&self) -> std::os::fd::RawFd {
-        use std::os::fd::AsRawFd;
+    pub fn raw(&self) -> RawFd {
         self.0.as_fd().as_raw_fd()
     }
 }
@@ -95,5 +145,24 @@ mod tests {
         );
         drop(b);
         assert_eq!(a.recv::<ToCreator>().unwrap(), None);
+    }
+
+    #[test]
+    fn an_fd_rides_with_its_message() {
+        let (a, b) = pair().unwrap();
+        let (r, w) = nix::unistd::pipe().unwrap();
+        b.send_with_fd(&ToCreator::SeccompListener, w.as_fd())
+            .unwrap();
+        drop(w);
+        let (msg, fd) = a.recv_with_fd::<ToCreator>().unwrap().unwrap();
+        assert_eq!(msg, ToCreator::SeccompListener);
+        let fd = fd.expect("the fd arrived");
+        nix::unistd::write(&fd, b"x").unwrap();
+        let mut got = [0u8; 1];
+        nix::unistd::read(r.as_raw_fd(), &mut got).unwrap();
+        assert_eq!(&got, b"x");
+        // A plain message carries none.
+        b.send(&ToCreator::Ready).unwrap();
+        assert!(a.recv_with_fd::<ToCreator>().unwrap().unwrap().1.is_none());
     }
 }

@@ -5,8 +5,17 @@
 //! Follows runc where the spec leaves room: syscall names unknown to the
 //! installed libseccomp are skipped, rules whose action equals the default are
 //! dropped, several conditions on one argument become one rule each (OR), and
-//! errnoRet doubles as the SCMP_ACT_TRACE message. SCMP_ACT_NOTIFY is refused:
-//! berth has no seccomp agent to hand the listener fd to.
+//! errnoRet doubles as the SCMP_ACT_TRACE message.
+//!
+//! SCMP_ACT_NOTIFY: loading the filter yields a listener fd (libseccomp asks
+//! for SECCOMP_FILTER_FLAG_NEW_LISTENER when a rule notifies). The process
+//! that loaded it hands the fd at once to the runtime side over its sync
+//! channel, and [`agent`] passes it on to `listenerPath` with the container
+//! process state, as runc does.
+
+pub mod agent;
+
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use libseccomp::error::SeccompError as LibError;
 use libseccomp::{
@@ -16,6 +25,8 @@ use oci_spec::runtime::{
     Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
     LinuxSeccompOperator, LinuxSyscall,
 };
+
+use crate::sync::{Channel, ToCreator};
 
 /// Syscalls take at most six arguments (seccomp_data.args[6]).
 const MAX_ARGS: usize = 6;
@@ -28,8 +39,14 @@ pub enum SeccompError {
     UnsupportedFlag { flag: String, source: LibError },
     #[error("{at}: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")]
     NotifyWithoutListener { at: String },
-    #[error("{at}: SCMP_ACT_NOTIFY is not supported (berth has no seccomp agent for listenerPath {listener})")]
-    NotifyUnsupported { at: String, listener: String },
+    #[error("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default (the fd could never be handed over)")]
+    NotifyDefault,
+    #[error("{at}: SCMP_ACT_NOTIFY cannot be used for {syscall} (the runtime needs it to hand the listener fd over)")]
+    NotifyHandOver { at: String, syscall: String },
+    #[error("{at}: SCMP_ACT_NOTIFY needs libseccomp >= 2.5 and Linux >= 5.7 (libseccomp API level {api}, want 6)")]
+    NotifyUnsupported { at: String, api: u32 },
+    #[error("linux.seccomp.listenerMetadata is set without listenerPath")]
+    MetadataWithoutListener,
     #[error("{at}: errnoRet {value} does not fit the 16 bits seccomp returns")]
     ReturnOutOfRange { at: String, value: u32 },
     #[error("{at}: names is empty")]
@@ -49,7 +66,22 @@ pub enum SeccompError {
     Rule { syscall: String, source: LibError },
     #[error("loading the seccomp filter (needs no_new_privs or CAP_SYS_ADMIN): {source}")]
     Load { source: LibError },
+    #[error("getting the seccomp listener fd: {source}")]
+    ListenerFd { source: LibError },
+    #[error("SCMP_ACT_NOTIFY: nothing to hand the seccomp listener fd to")]
+    NoHandOver,
+    #[error("handing the seccomp listener fd over: {source}")]
+    HandOver { source: std::io::Error },
 }
+
+/// The syscalls between loading a filter and handing its listener fd over
+/// (one sendmsg on the sync channel). A notification on one of them would
+/// wait for an agent that never gets the fd. runc refuses `write` for the
+/// same reason (its hand-over writes).
+const HAND_OVER_SYSCALLS: &[&str] = &["sendmsg"];
+
+/// libseccomp's API level with SECCOMP_USER_NOTIF (libseccomp 2.5, Linux 5.7).
+const NOTIFY_API: u32 = 6;
 
 /// Where in the spec a rule sits, for error messages: index plus the first
 /// few names (Docker's profile has a rule with hundreds).
@@ -87,13 +119,10 @@ fn action(
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
         LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
         LinuxSeccompAction::ScmpActNotify => {
-            return Err(match s.listener_path() {
-                None => SeccompError::NotifyWithoutListener { at: at() },
-                Some(p) => SeccompError::NotifyUnsupported {
-                    at: at(),
-                    listener: p.display().to_string(),
-                },
-            })
+            if s.listener_path().is_none() {
+                return Err(SeccompError::NotifyWithoutListener { at: at() });
+            }
+            ScmpAction::Notify
         }
     })
 }
@@ -197,6 +226,13 @@ fn conditions(
 /// installed libseccomp knows every architecture and flag.
 pub fn validate(s: &LinuxSeccomp) -> Result<(), SeccompError> {
     let default_at = || "linux.seccomp.defaultAction".to_string();
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(SeccompError::NotifyDefault);
+    }
+    // The spec: listenerPath alone is ignored, metadata alone is an error.
+    if s.listener_metadata().is_some() && s.listener_path().is_none() {
+        return Err(SeccompError::MetadataWithoutListener);
+    }
     action(s, s.default_action(), s.default_errno_ret(), &default_at)?;
     for (i, rule) in s.syscalls().iter().flatten().enumerate() {
         let at = || rule_at(i, rule);
@@ -205,10 +241,39 @@ pub fn validate(s: &LinuxSeccomp) -> Result<(), SeccompError> {
         }
         action(s, rule.action(), rule.errno_ret(), &at)?;
         conditions(&at, rule.args().as_deref().unwrap_or_default())?;
+        if rule.action() == LinuxSeccompAction::ScmpActNotify {
+            check_notify(&at, rule)?;
+        }
     }
     let mut scratch = ScmpFilterContext::new(ScmpAction::Allow)
         .map_err(|source| SeccompError::Init { source })?;
     add_arches_and_flags(&mut scratch, s)
+}
+
+fn check_notify(at: &dyn Fn() -> String, rule: &LinuxSyscall) -> Result<(), SeccompError> {
+    if let Some(name) = rule
+        .names()
+        .iter()
+        .find(|n| HAND_OVER_SYSCALLS.contains(&n.as_str()))
+    {
+        return Err(SeccompError::NotifyHandOver {
+            at: at(),
+            syscall: name.clone(),
+        });
+    }
+    let api = libseccomp::get_api();
+    if api < NOTIFY_API {
+        return Err(SeccompError::NotifyUnsupported { at: at(), api });
+    }
+    Ok(())
+}
+
+/// Whether loading `s` yields a listener fd (a rule has SCMP_ACT_NOTIFY).
+pub fn notifies(s: &LinuxSeccomp) -> bool {
+    s.syscalls()
+        .iter()
+        .flatten()
+        .any(|r| r.action() == LinuxSeccompAction::ScmpActNotify)
 }
 
 /// Builds the filter without loading it.
@@ -263,166 +328,51 @@ pub fn build(s: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> {
     Ok(ctx)
 }
 
+/// A loaded filter: its listener fd when a rule notifies.
+pub struct Loaded {
+    /// Kept until the caller has handed the listener over: freeing it may
+    /// munmap, one more syscall under the filter before the agent has the fd.
+    _ctx: ScmpFilterContext,
+    pub listener: Option<OwnedFd>,
+}
+
 /// Builds and loads the filter into the calling thread. The caller has set
 /// no_new_privs (or holds CAP_SYS_ADMIN), or the kernel refuses.
-pub fn load(s: &LinuxSeccomp) -> Result<(), SeccompError> {
-    build(s)?
-        .load()
-        .map_err(|source| SeccompError::Load { source })
+pub fn load(s: &LinuxSeccomp) -> Result<Loaded, SeccompError> {
+    let ctx = build(s)?;
+    ctx.load().map_err(|source| SeccompError::Load { source })?;
+    let listener = if notifies(s) {
+        let fd = ctx
+            .get_notify_fd()
+            .map_err(|source| SeccompError::ListenerFd { source })?;
+        // SAFETY: the fd is the kernel's fresh listener, which libseccomp
+        // only remembers (it closes it on seccomp_reset(NULL), which nothing
+        // here calls); we own it from now on and close it once handed over.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    } else {
+        None
+    };
+    Ok(Loaded {
+        _ctx: ctx,
+        listener,
+    })
+}
+
+/// Loads the filter; its listener fd, if it has one, goes at once over `to`
+/// (the sync channel to the creator, or an exec's to its caller), the only
+/// syscall between the two being one sendmsg.
+pub fn load_handing_over(s: &LinuxSeccomp, to: Option<&Channel>) -> Result<(), SeccompError> {
+    let loaded = load(s)?;
+    if let Some(fd) = &loaded.listener {
+        let to = to.ok_or(SeccompError::NoHandOver)?;
+        to.send_with_fd(&ToCreator::SeccompListener, fd.as_fd())
+            .map_err(|source| SeccompError::HandOver { source })?;
+    }
+    // Dropped now: our copy of the listener closes, so no process of the
+    // container can ever answer its own notifications.
+    drop(loaded);
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use nix::sys::wait::{waitpid, WaitStatus};
-    use nix::unistd::{fork, ForkResult};
-
-    fn profile(json: &str) -> LinuxSeccomp {
-        serde_json::from_str(json).expect("seccomp JSON")
-    }
-
-    const MKDIR_EPERM: &str = r#"{"defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_AARCH64"],
-        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#;
-
-    #[test]
-    fn allow_default_with_mkdir_errno_builds() {
-        let ctx = build(&profile(MKDIR_EPERM)).expect("build");
-        assert_eq!(ctx.get_act_default().expect("default"), ScmpAction::Allow);
-        assert!(!ctx.get_ctl_nnp().expect("nnp"), "nnp is the caller's job");
-    }
-
-    #[test]
-    fn unknown_syscall_names_are_skipped() {
-        let s = profile(
-            r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38,
-                "syscalls": [{"names": ["read", "berth_no_such_syscall"], "action": "SCMP_ACT_ALLOW"}]}"#,
-        );
-        validate(&s).expect("validate");
-        build(&s).expect("build");
-    }
-
-    #[test]
-    fn bad_architectures_are_rejected() {
-        // An unknown name never gets past oci-spec's Arch enum...
-        let bad = r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]}"#;
-        let err = serde_json::from_str::<LinuxSeccomp>(bad).expect_err("VAX");
-        assert!(err.to_string().contains("SCMP_ARCH_VAX"), "{err}");
-        // ...and one the installed libseccomp predates is named by add_arch
-        // (LoongArch arrived in libseccomp 2.6).
-        let v = libseccomp::ScmpVersion::current().expect("version");
-        if (v.major, v.minor) < (2, 6) {
-            let mut ctx = ScmpFilterContext::new(ScmpAction::Allow).expect("ctx");
-            let err = add_arch(&mut ctx, ScmpArch::Loongarch64, "SCMP_ARCH_LOONGARCH64")
-                .expect_err("loongarch64 on libseccomp < 2.6");
-            assert!(err.to_string().contains("SCMP_ARCH_LOONGARCH64"), "{err}");
-        }
-    }
-
-    #[test]
-    fn notify_is_refused_with_a_reason() {
-        let rule = r#""syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]"#;
-        let s = profile(&format!(r#"{{"defaultAction": "SCMP_ACT_ALLOW", {rule}}}"#));
-        let err = validate(&s).expect_err("notify without listener");
-        assert!(matches!(err, SeccompError::NotifyWithoutListener { .. }));
-        assert!(err.to_string().contains("syscalls[0] (mkdir)"), "{err}");
-        let s = profile(&format!(
-            r#"{{"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock", {rule}}}"#
-        ));
-        let err = validate(&s).expect_err("notify unsupported");
-        assert!(err.to_string().contains("not supported"), "{err}");
-    }
-
-    #[test]
-    fn bad_args_and_returns_are_named() {
-        let rule = |extra: &str| {
-            profile(&format!(
-                r#"{{"defaultAction": "SCMP_ACT_ALLOW",
-                    "syscalls": [{{"names": ["personality"], "action": "SCMP_ACT_ERRNO", {extra}}}]}}"#
-            ))
-        };
-        let arg = r#""args": [{"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]"#;
-        let err = validate(&rule(arg)).expect_err("index 6");
-        assert!(matches!(err, SeccompError::ArgIndex { index: 6, .. }));
-        let arg = r#""args": [{"index": 0, "value": 8, "valueTwo": 1, "op": "SCMP_CMP_EQ"}]"#;
-        let err = validate(&rule(arg)).expect_err("valueTwo with EQ");
-        assert!(err.to_string().contains("SCMP_CMP_EQ"), "{err}");
-        let err = validate(&rule(r#""errnoRet": 70000"#)).expect_err("70000");
-        assert!(matches!(err, SeccompError::ReturnOutOfRange { .. }));
-        let s = profile(
-            r#"{"defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]}"#,
-        );
-        let err = validate(&s).expect_err("empty names");
-        assert!(err.to_string().contains("syscalls[0] ()"), "{err}");
-    }
-
-    #[test]
-    fn repeated_argument_conditions_build_as_separate_rules() {
-        // Docker's default profile: personality allowed for any of these values.
-        let s = profile(
-            r#"{"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["personality"],
-                "action": "SCMP_ACT_ALLOW", "args": [
-                  {"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
-                  {"index": 0, "value": 8, "op": "SCMP_CMP_EQ"},
-                  {"index": 0, "value": 4294967295, "op": "SCMP_CMP_EQ"}]},
-               {"names": ["clone"], "action": "SCMP_ACT_ALLOW", "args": [
-                  {"index": 0, "value": 2114060288, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}]}"#,
-        );
-        build(&s).expect("build");
-    }
-
-    /// Runs `child` in a forked child with no_new_privs set and `s` loaded,
-    /// and returns its exit code (101 when loading failed).
-    fn exit_code_under(s: &LinuxSeccomp, child: impl FnOnce() -> i32) -> i32 {
-        // SAFETY: the child only runs this code and then _exit()s, never
-        // returning into the test harness.
-        match unsafe { fork() }.expect("fork") {
-            ForkResult::Child => {
-                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    if nix::sys::prctl::set_no_new_privs().is_err() || load(s).is_err() {
-                        return 101;
-                    }
-                    child()
-                }));
-                unsafe { libc::_exit(code.unwrap_or(100)) }
-            }
-            ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
-                WaitStatus::Exited(_, code) => code,
-                other => panic!("child did not exit: {other:?}"),
-            },
-        }
-    }
-
-    #[test]
-    fn loaded_filter_makes_mkdir_fail_with_eperm() {
-        let dir = std::env::temp_dir().join(format!("berth-seccomp-{}", std::process::id()));
-        let code = exit_code_under(&profile(MKDIR_EPERM), || match std::fs::create_dir(&dir) {
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => 0,
-            Ok(()) => 1,
-            Err(_) => 2,
-        });
-        let _ = std::fs::remove_dir(&dir);
-        assert_eq!(code, 0, "1 allowed, 2 other error, 101 no load");
-    }
-
-    #[test]
-    fn errno_ret_is_what_the_syscall_returns() {
-        let s = profile(
-            r#"{"defaultAction": "SCMP_ACT_ALLOW",
-                "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}"#,
-        );
-        let code = exit_code_under(&s, || {
-            // SAFETY: uname only writes into the struct it is given.
-            let mut buf: libc::utsname = unsafe { std::mem::zeroed() };
-            let rc = unsafe { libc::uname(&mut buf) };
-            let errno = std::io::Error::last_os_error().raw_os_error();
-            match (rc, errno) {
-                (-1, Some(libc::ENOSYS)) => 0,
-                (0, _) => 1,
-                _ => 2,
-            }
-        });
-        assert_eq!(code, 0, "1 allowed, 2 other errno, 101 no load");
-    }
-}
+mod tests;
