@@ -207,10 +207,7 @@ fn init(
     // A starter that went away before reading (berthd killed inside a
     // Start) leaves no reader: EPIPE. Wait for the next one rather than
     // fail, so the container stays created and can still be started.
-    loop {
-        let Some(started) = starter.as_mut() else {
-            break;
-        };
+    while let Some(started) = starter.as_mut() {
         match started.write_all(START_BYTE) {
             Ok(()) => break,
             Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {
