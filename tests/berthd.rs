@@ -61,6 +61,31 @@ fn lifecycle_over_dbus() {
 }
 
 #[test]
+fn kill_0_in_a_container_spares_its_monitor() {
+    let Some(b) = berth_box::up_or_skip("kill_0_spares_monitor") else {
+        return;
+    };
+    let c = berthd(&b);
+    // `kill -9 0` signals the sender's process group. Shared with the
+    // monitor (no setsid for a container without a terminal), it killed
+    // the monitor: no exit record, no logs after it. pid 1 itself is immune
+    // to SIGKILL from inside its namespace, so a child sends it too.
+    let script = "echo before-kill; kill -9 0; sh -c 'kill -9 0'; echo after-kill $?; exit 5";
+    let bundle = busybox_bundle("d-kill0", &["sh", "-c", script]);
+    let _: OwnedObjectPath =
+        call(&c, "CreateContainer", &("k0", bundle.path(), no_options())).unwrap();
+    let () = call(&c, "StartContainer", &("k0",)).unwrap();
+    let (code, signal): (i32, i32) = call(&c, "WaitContainer", &("k0",)).unwrap();
+    assert_eq!((code, signal), (5, 0), "the exit the monitor recorded");
+    let logs = b.sh_ok("journalctl --sync; journalctl -o cat CONTAINER_NAME=k0");
+    assert!(
+        logs.contains("before-kill") && logs.contains("after-kill 137"),
+        "{logs}"
+    );
+    let () = call(&c, "DeleteContainer", &("k0", false)).unwrap();
+}
+
+#[test]
 fn bad_input_gets_named_errors_and_changes_nothing() {
     let Some(b) = berth_box::up_or_skip("bad_input_gets_named_errors") else {
         return;

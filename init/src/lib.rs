@@ -16,6 +16,7 @@ pub mod console;
 pub mod container;
 pub mod copyup;
 pub mod create;
+pub mod dev_nodes;
 pub mod error;
 pub mod exec;
 pub mod hooks;

@@ -13,9 +13,8 @@ use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 use nix::unistd::{chdir, chroot, pivot_root};
-use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
+use oci_spec::runtime::{Mount, Spec};
 
 use crate::mounts::{parse_options, propagation_flag};
 use crate::paths::secure_join;
@@ -74,26 +73,6 @@ pub(crate) fn mkdir_all(path: &Path) -> Result<()> {
         .map_err(io_err("mkdir", path))
 }
 
-/// The default devices every container gets (OCI config-linux.md).
-pub fn default_devices() -> Vec<(&'static str, u64, u64)> {
-    vec![
-        ("/dev/null", 1, 3),
-        ("/dev/zero", 1, 5),
-        ("/dev/full", 1, 7),
-        ("/dev/random", 1, 8),
-        ("/dev/urandom", 1, 9),
-        ("/dev/tty", 5, 0),
-    ]
-}
-
-/// The /dev symlinks every container gets.
-pub const DEV_SYMLINKS: &[(&str, &str)] = &[
-    ("/proc/self/fd", "/dev/fd"),
-    ("/proc/self/fd/0", "/dev/stdin"),
-    ("/proc/self/fd/1", "/dev/stdout"),
-    ("/proc/self/fd/2", "/dev/stderr"),
-];
-
 /// Everything before pivot_root. `in_userns` switches device creation from
 /// mknod (not allowed there) to bind mounts of the host's nodes.
 pub fn mount_all(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool) -> Result<()> {
@@ -136,12 +115,12 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool) -> 
         mount_entry(index, m, &ctx)?;
     }
     if !dev_is_bind {
-        create_devices(
+        crate::dev_nodes::create_devices(
             rootfs,
             linux.and_then(|l| l.devices().as_deref()),
             in_userns,
         )?;
-        for (target, link) in DEV_SYMLINKS {
+        for (target, link) in crate::dev_nodes::DEV_SYMLINKS {
             let at = rootfs.join(link.trim_start_matches('/'));
             match symlink(target, &at) {
                 Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
@@ -321,7 +300,7 @@ fn mount_entry(index: usize, m: &Mount, ctx: &MountContext) -> Result<()> {
     Ok(())
 }
 
-fn create_mount_point(target: &Path, dir: bool) -> Result<()> {
+pub(crate) fn create_mount_point(target: &Path, dir: bool) -> Result<()> {
     if dir {
         return mkdir_all(target);
     }
@@ -336,75 +315,6 @@ fn create_mount_point(target: &Path, dir: bool) -> Result<()> {
             .mode(0o644)
             .open(target)
             .map_err(io_err("create", target))?;
-    }
-    Ok(())
-}
-
-/// One device node to create in the container's /dev.
-struct DeviceNode {
-    path: PathBuf,
-    kind: SFlag,
-    major: u64,
-    minor: u64,
-    mode: u32,
-    owner: Option<(u32, u32)>,
-}
-
-fn create_devices(rootfs: &Path, extra: Option<&[LinuxDevice]>, in_userns: bool) -> Result<()> {
-    let mut nodes: Vec<DeviceNode> = default_devices()
-        .into_iter()
-        .map(|(p, major, minor)| DeviceNode {
-            path: PathBuf::from(p),
-            kind: SFlag::S_IFCHR,
-            major,
-            minor,
-            mode: 0o666,
-            owner: None,
-        })
-        .collect();
-    for d in extra.unwrap_or_default() {
-        let kind = match d.typ() {
-            LinuxDeviceType::B => SFlag::S_IFBLK,
-            LinuxDeviceType::P => SFlag::S_IFIFO,
-            _ => SFlag::S_IFCHR,
-        };
-        nodes.retain(|n| n.path != *d.path());
-        nodes.push(DeviceNode {
-            path: d.path().clone(),
-            kind,
-            major: d.major() as u64,
-            minor: d.minor() as u64,
-            mode: d.file_mode().unwrap_or(0o666),
-            owner: Some((d.uid().unwrap_or(0), d.gid().unwrap_or(0))),
-        });
-    }
-    for n in nodes {
-        let target = secure_join(rootfs, &n.path).map_err(io_err("resolve", &n.path))?;
-        if let Some(parent) = target.parent() {
-            mkdir_all(parent)?;
-        }
-        let _ = fs::remove_file(&target);
-        if in_userns {
-            // mknod is refused in a user namespace: bind the host's node instead.
-            create_mount_point(&target, false)?;
-            do_mount(Some(&n.path), &target, None, MsFlags::MS_BIND, None)?;
-            continue;
-        }
-        let mode = Mode::from_bits_truncate(n.mode & 0o7777);
-        mknod(&target, n.kind, mode, makedev(n.major, n.minor))
-            .map_err(|e| io_err("mknod", &target)(e.into()))?;
-        // mknod honours the umask; the spec's mode is exact.
-        nix::sys::stat::fchmodat(
-            None,
-            &target,
-            mode,
-            nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )
-        .map_err(|e| io_err("chmod", &target)(e.into()))?;
-        if let Some((uid, gid)) = n.owner {
-            nix::unistd::chown(&target, Some(uid.into()), Some(gid.into()))
-                .map_err(|e| io_err("chown", &target)(e.into()))?;
-        }
     }
     Ok(())
 }

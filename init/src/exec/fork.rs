@@ -1,0 +1,128 @@
+//! How an exec's process is made: a first child, forked (straight into the
+//! container's cgroup2 directory where the kernel allows), joins the
+//! cgroups and namespaces, then clones the process as the caller's child.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use nix::sched::{setns, CloneFlags};
+use nix::unistd::{fork, ForkResult};
+
+use crate::error::{Error, Result};
+use crate::namespaces::clone_fork;
+
+/// clone3's argument (linux/sched.h, CLONE_ARGS_SIZE_VER2: up to `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// linux/sched.h; not in every libc crate version.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// fork(), non-dumpable, and where it can be, straight into the cgroup2
+/// directory `v2`: returns (0 in the child | the child's pid, whether the
+/// child started in `v2`).
+///
+/// Why not fork and write cgroup.procs: moving a task between cgroups takes
+/// cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period
+/// (2–15 ms on a busy 2-core host, the largest item of an exec); a clone
+/// into the cgroup only takes it for reading. Where clone3 or
+/// CLONE_INTO_CGROUP is missing (Linux < 5.7, a seccomp filter that refuses
+/// clone3) or refused for this cgroup, a plain fork is made and the child
+/// writes cgroup.procs as before.
+///
+/// The child is non-dumpable from its first instruction (the flag is
+/// inherited at fork, so ours is dropped around the clone and put back),
+/// because it is in the container's cgroup from then on.
+///
+/// # Safety
+/// As fork: the caller must be single-threaded. clone3 is called without
+/// glibc's fork handlers, as clone_fork is; the child only runs this
+/// module's code before it execs or _exits.
+pub(super) unsafe fn fork_into(v2: Option<&File>) -> Result<(i32, bool)> {
+    let dumpable = nix::sys::prctl::get_dumpable().unwrap_or(true);
+    nix::sys::prctl::set_dumpable(false).map_err(|e| Error::io("prctl(PR_SET_DUMPABLE)", e))?;
+    let forked = (|| {
+        if let Some(dir) = v2 {
+            let mut args = CloneArgs {
+                flags: CLONE_INTO_CGROUP,
+                exit_signal: libc::SIGCHLD as u64,
+                cgroup: dir.as_raw_fd() as u64,
+                ..Default::default()
+            };
+            let rc = libc::syscall(
+                libc::SYS_clone3,
+                &mut args as *mut CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            );
+            if rc >= 0 {
+                return Ok((rc as i32, true));
+            }
+        }
+        match fork().map_err(|e| Error::io("fork", e))? {
+            ForkResult::Child => Ok((0, false)),
+            ForkResult::Parent { child } => Ok((child.as_raw(), false)),
+        }
+    })();
+    if !matches!(forked, Ok((0, _))) && dumpable {
+        let _ = nix::sys::prctl::set_dumpable(true);
+    }
+    forked
+}
+
+/// In the first child: join cgroups (those it did not start in) and
+/// namespaces, then clone the process as a sibling (CLONE_PARENT). Returns
+/// 0 in the process, its pid in the child.
+/// With `late`, the cgroups are joined by the process, not the first child:
+/// their files are opened now (the host's, before setns) and the process's
+/// pid written into them after the clone.
+pub(super) fn join_and_clone(
+    namespaces: &[(CloneFlags, File)],
+    cgroups: &[&Path],
+    late: bool,
+) -> std::result::Result<i32, String> {
+    // Non-dumpable before anything joins the container, so the process
+    // cloned below is never, even for an instant, a runtime binary in the
+    // container that its processes could ptrace or open through
+    // /proc/<pid>/exe (CVE-2019-5736, CVE-2016-9962); the flag is inherited.
+    // (fork_into made it so already; this keeps it so whatever the caller.)
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    let join_err = |p: &Path, e| format!("joining cgroup {}: {e}", p.display());
+    let mut later = Vec::new();
+    for procs in cgroups {
+        if late {
+            let f = fs::OpenOptions::new().write(true).open(procs);
+            later.push((*procs, f.map_err(|e| join_err(procs, e))?));
+        } else {
+            fs::write(procs, "0").map_err(|e| join_err(procs, e))?;
+        }
+    }
+    for (flag, file) in namespaces {
+        setns(file, *flag).map_err(|e| format!("setns({flag:?}): {e}"))?;
+    }
+    // SAFETY: the first child is single-threaded.
+    let pid = unsafe { clone_fork(CloneFlags::CLONE_PARENT) }.map_err(|e| format!("clone: {e}"))?;
+    if pid > 0 {
+        // Our pid namespace is still the caller's: the pid means the same
+        // to the cgroup files.
+        for (procs, mut f) in later {
+            f.write_all(pid.to_string().as_bytes())
+                .map_err(|e| join_err(procs, e))?;
+        }
+    }
+    Ok(pid)
+}

@@ -1,0 +1,219 @@
+//! `exec`: a new process inside a running container — its cgroup, its
+//! namespaces, its root — with the process attributes of the exec request.
+//!
+//! A first child joins the cgroup and the namespaces (setns of a pid namespace
+//! only applies to children), then clones the real process with CLONE_PARENT,
+//! so the caller can wait for it directly. The process reports a setup error
+//! on a close-on-exec pipe: EOF with nothing read means execve succeeded.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxSeccomp, Process};
+
+use crate::container::{Record, Status};
+use crate::error::{ChildFailure, Error, Result};
+use crate::hooks::OciState;
+use crate::seccomp;
+use crate::sync::{self, Channel};
+
+mod fork;
+mod target;
+
+use fork::{fork_into, join_and_clone};
+use target::{cgroups_of, namespaces_of};
+
+pub struct ExecOptions {
+    pub root: PathBuf,
+    pub id: String,
+    pub process: Process,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: u32,
+    /// stdin, stdout, stderr for the process (a shim's pipes); None: ours.
+    pub stdio: Option<[std::os::fd::RawFd; 3]>,
+    /// runc's --ignore-paused: exec into a paused container (the process
+    /// starts frozen, and runs once the container is resumed).
+    pub ignore_paused: bool,
+}
+
+/// Starts the process and returns its pid (a child of the caller).
+///
+/// Must be called from a single-threaded process (it forks). Needs no
+/// system bus: the state comes from state.json and the kernel (/proc, the
+/// cgroup files), so an exec never waits on dbus-daemon or systemd.
+pub fn exec(opts: &ExecOptions) -> Result<i32> {
+    let rec = Record::load(&opts.root, &opts.id)?;
+    let wrong = |status| Error::WrongState {
+        id: opts.id.clone(),
+        op: "exec in",
+        status,
+    };
+    if !rec.alive() {
+        return Err(wrong(Status::Stopped));
+    }
+    let cgroups = cgroups_of(rec.pid)?;
+    // As Record::status, but the pause is read from the init's cgroups
+    // instead of asking the cgroup driver: for the systemd driver that is a
+    // bus connection and two calls to systemd on every exec, and systemd's
+    // FreezerState is itself what the kernel says.
+    let paused = cgroups.frozen();
+    if paused && !opts.ignore_paused {
+        return Err(wrong(Status::Paused));
+    }
+    if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(Error::InvalidArgument("exec: no command given".into()));
+    }
+    let spec = oci_spec::runtime::Spec::load(rec.bundle.join("config.json"))
+        .map_err(|e| Error::InvalidArgument(format!("reading the container's config.json: {e}")))?;
+    let filter = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let namespaces = namespaces_of(rec.pid)?;
+    let console: Option<OwnedFd> = match &opts.console_socket {
+        Some(p) => Some(
+            UnixStream::connect(p)
+                .map_err(|e| Error::io(format!("connecting to console socket {}", p.display()), e))?
+                .into(),
+        ),
+        None => None,
+    };
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
+    let (pid_r, pid_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
+    // (ours, the process's): where a notifying filter's listener fd comes back.
+    let (agent, agent_w) = match filter.as_ref().filter(|f| seccomp::notifies(f)) {
+        Some(_) => {
+            let (a, b) = sync::pair().map_err(|e| Error::io("socketpair", e))?;
+            (Some(a), Some(b))
+        }
+        None => (None, None),
+    };
+
+    // SAFETY: exec() is documented to run in a single-threaded process.
+    // Into a paused container (--ignore-paused), the process joins the
+    // frozen cgroup only once it exists: a first child cloned into it would
+    // freeze before it could clone the process, and we would wait for it.
+    let v2_target = cgroups.v2_dir.as_ref().filter(|_| !paused);
+    let (child, in_v2) = unsafe { fork_into(v2_target) }?;
+    match child {
+        0 => {
+            drop((err_r, pid_r));
+            let mut errors = File::from(err_w);
+            let code = match join_and_clone(&namespaces, &cgroups.procs_files(in_v2), paused) {
+                Ok(0) => {
+                    let mut keep = vec![errors.as_raw_fd()];
+                    keep.extend(agent_w.as_ref().map(Channel::raw));
+                    let e = run_process(
+                        opts,
+                        filter.as_ref(),
+                        console.as_ref(),
+                        agent_w.as_ref(),
+                        &keep,
+                    )
+                    .unwrap_err();
+                    let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
+                    1
+                }
+                Ok(pid) => {
+                    let _ = File::from(pid_w).write_all(pid.to_string().as_bytes());
+                    0
+                }
+                Err(e) => {
+                    let e = ChildFailure::Setup(e);
+                    let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
+                    1
+                }
+            };
+            // SAFETY: leave without running the caller's destructors or atexit.
+            unsafe { libc::_exit(code) }
+        }
+        child => {
+            let child = Pid::from_raw(child);
+            drop((err_w, pid_w, console, agent_w));
+            let _ = waitpid(child, None);
+            if paused {
+                // A frozen process holds both pipes open until it is resumed
+                // and execs: take what the first child wrote (it has exited),
+                // and do not wait for the rest.
+                for fd in [&pid_r, &err_r] {
+                    let _ = nix::fcntl::fcntl(
+                        fd.as_raw_fd(),
+                        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                    );
+                }
+            }
+            let mut pid_text = String::new();
+            let _ = File::from(pid_r).read_to_string(&mut pid_text);
+            let pid: Option<i32> = pid_text.trim().parse().ok();
+            // Before the error pipe: that reaches EOF only at execve, and a
+            // notified syscall before it waits for the agent to have the fd.
+            if let (Some(ch), Some(p), Some(f)) = (&agent, pid, &filter) {
+                if let Err(e) = seccomp::agent::forward(ch, f, p, exec_state(&rec)) {
+                    let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::SIGKILL);
+                    let _ = waitpid(Pid::from_raw(p), None);
+                    return Err(e.into());
+                }
+            }
+            let mut err = String::new();
+            let _ = File::from(err_r).read_to_string(&mut err);
+            if !err.is_empty() {
+                if let Some(p) = pid {
+                    let _ = waitpid(Pid::from_raw(p), None);
+                }
+                let failure = serde_json::from_str(&err).unwrap_or(ChildFailure::Setup(err));
+                return Err(failure.into_error(&format!("exec in {}: ", opts.id)));
+            }
+            let pid = pid.ok_or_else(|| Error::Init("exec: the process was not started".into()))?;
+            if let Some(pf) = &opts.pid_file {
+                crate::create::write_pid_file(pf, pid)?;
+            }
+            Ok(pid)
+        }
+    }
+}
+
+/// The agent's state for an exec, as runc's: running, the init's pid.
+fn exec_state(rec: &Record) -> OciState {
+    OciState {
+        oci_version: rec.oci_version.clone(),
+        id: rec.id.clone(),
+        status: Status::Running.to_string(),
+        pid: Some(rec.pid),
+        bundle: rec.bundle.display().to_string(),
+        annotations: rec.annotations.clone(),
+    }
+}
+
+fn run_process(
+    opts: &ExecOptions,
+    filter: Option<&LinuxSeccomp>,
+    console: Option<&OwnedFd>,
+    agent: Option<&Channel>,
+    keep: &[std::os::fd::RawFd],
+) -> std::result::Result<std::convert::Infallible, ChildFailure> {
+    nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
+    // Its own session, as the init's: `kill 0` in an exec'd shell must not
+    // reach the process that waits for it (the shim, runc's caller).
+    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
+    if let Some(fds) = opts.stdio {
+        crate::process::set_stdio(fds)?;
+    }
+    // The caller's other fds (and the namespace files we joined through)
+    // go before --cwd or args[0] are resolved: a leaked directory fd would
+    // lead out of the container as /proc/self/fd/N (CVE-2024-21626).
+    let mut keep = keep.to_vec();
+    keep.extend(console.map(|c| c.as_raw_fd()));
+    crate::child::close_fds_except(3 + opts.preserve_fds, &keep)
+        .map_err(|e| format!("close_range: {e}"))?;
+    if let Some(sock) = console {
+        crate::console::setup(sock, &opts.process, false).map_err(|e| e.to_string())?;
+    }
+    let prepared =
+        crate::child::prepare_process(&opts.process, filter, 3 + opts.preserve_fds, agent)?;
+    crate::child::exec_prepared(&prepared, filter)
+}

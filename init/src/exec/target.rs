@@ -1,0 +1,170 @@
+//! What an exec joins: the container init's namespaces and cgroups, found
+//! through /proc and our mountinfo (no bus, no state of ours).
+
+use std::fs::{self, File};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+
+use crate::error::{Error, Result};
+
+/// The namespaces an exec joins, user first (it grants the right to join
+/// the others) and mount last (after it, host paths are gone).
+const ORDER: &[(&str, CloneFlags)] = &[
+    ("user", CloneFlags::CLONE_NEWUSER),
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+/// The container's namespaces that differ from ours, opened now (while the
+/// host's /proc is ours), in join order.
+pub(super) fn namespaces_of(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
+    let mut out = Vec::new();
+    for (name, flag) in ORDER {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let ours = format!("/proc/self/ns/{name}");
+        let (Ok(t), Ok(o)) = (fs::metadata(&theirs), fs::metadata(&ours)) else {
+            continue;
+        };
+        if t.ino() == o.ino() && t.dev() == o.dev() {
+            continue;
+        }
+        let f = File::open(&theirs).map_err(|e| Error::io(format!("opening {theirs}"), e))?;
+        out.push((*flag, f));
+    }
+    Ok(out)
+}
+
+/// The cgroups of the container's init, in every hierarchy, so the exec'd
+/// process is accounted, limited and frozen with the container.
+pub(super) struct Cgroups {
+    /// Its cgroup2 directory, opened (the clone target), and its cgroup.procs.
+    pub(super) v2_dir: Option<File>,
+    pub(super) v2_procs: Option<PathBuf>,
+    /// Its cgroup.procs in each v1 hierarchy (hybrid and legacy hosts).
+    pub(super) v1_procs: Vec<PathBuf>,
+}
+
+impl Cgroups {
+    /// The cgroup.procs files still to write: all but the cgroup2 one when
+    /// the first child started there.
+    pub(super) fn procs_files(&self, in_v2: bool) -> Vec<&Path> {
+        let v2 = self.v2_procs.as_deref().filter(|_| !in_v2);
+        v2.into_iter()
+            .chain(self.v1_procs.iter().map(PathBuf::as_path))
+            .collect()
+    }
+
+    /// Paused (or being paused): cgroup.freeze asked for or cgroup.events
+    /// reporting frozen (a frozen ancestor: the init in a sub-cgroup of its
+    /// scope), or a v1 freezer not THAWED.
+    pub(super) fn frozen(&self) -> bool {
+        let v2 = self
+            .v2_procs
+            .as_ref()
+            .and_then(|p| p.parent())
+            .is_some_and(|d| {
+                let asked =
+                    fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|t| t.trim() == "1");
+                asked
+                    || fs::read_to_string(d.join("cgroup.events"))
+                        .is_ok_and(|t| t.lines().any(|l| l.trim() == "frozen 1"))
+            });
+        v2 || self.v1_procs.iter().any(|procs| {
+            procs.parent().is_some_and(|d| {
+                fs::read_to_string(d.join("freezer.state"))
+                    .is_ok_and(|t| matches!(t.trim(), "FROZEN" | "FREEZING"))
+            })
+        })
+    }
+}
+
+/// The cgroups `pid` is in (see [`Cgroups`]), found through /proc/PID/cgroup
+/// and our mountinfo.
+pub(super) fn cgroups_of(pid: i32) -> Result<Cgroups> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map_err(|e| Error::io(format!("reading /proc/{pid}/cgroup"), e))?;
+    let mounts = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
+    let mut out = Cgroups {
+        v2_dir: None,
+        v2_procs: None,
+        v1_procs: Vec::new(),
+    };
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some(mount) = hierarchy_mount(&mounts, ctrls) else {
+            continue;
+        };
+        let dir = mount.join(path.trim_start_matches('/'));
+        let procs = dir.join("cgroup.procs");
+        if !procs.exists() {
+            continue;
+        }
+        if ctrls.is_empty() {
+            // Not openable (it went away meanwhile): the write will say so.
+            out.v2_dir = File::options()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(&dir)
+                .ok();
+            out.v2_procs = Some(procs);
+        } else {
+            out.v1_procs.push(procs);
+        }
+    }
+    Ok(out)
+}
+
+/// Where the hierarchy with these controllers ("" = cgroup2) is mounted.
+fn hierarchy_mount(mountinfo: &str, ctrls: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let mut r = right.split_whitespace();
+        let fstype = r.next()?;
+        let super_opts = r.nth(1).unwrap_or("");
+        let point = Path::new(left.split_whitespace().nth(4)?);
+        let matches = match fstype {
+            "cgroup2" => ctrls.is_empty(),
+            "cgroup" => {
+                let have: Vec<&str> = super_opts.split(',').collect();
+                !ctrls.is_empty() && ctrls.split(',').all(|c| have.contains(&c))
+            }
+            _ => false,
+        };
+        matches.then(|| point.to_path_buf())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_hierarchies() {
+        let mi = "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
+                  31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
+                  32 25 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n";
+        assert_eq!(
+            hierarchy_mount(mi, ""),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            hierarchy_mount(mi, "cpu,cpuacct"),
+            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
+        );
+        assert_eq!(
+            hierarchy_mount(mi, "name=systemd"),
+            Some(PathBuf::from("/sys/fs/cgroup/systemd"))
+        );
+        assert_eq!(hierarchy_mount(mi, "memory"), None);
+    }
+}
