@@ -134,9 +134,7 @@ fn missing_executable_fails_at_create_and_leaves_nothing() {
     assert!(!out.status.success());
     let log = b.sh_ok("cat /tmp/m1.log");
     assert!(
-        log.contains(
-            r#"exec: "/bin/does-not-exist": stat /bin/does-not-exist: no such file or directory"#
-        ),
+        log.contains("stat /bin/does-not-exist: no such file or directory"),
         "{log}"
     );
     assert_nothing_left(&rt, "m1");
