@@ -108,6 +108,11 @@ impl ChildFailure {
     }
 }
 
+/// The longest container id, in bytes: it names a directory, a systemd unit
+/// (`berth-<id>.scope`, under the 255-byte name limit with room to spare)
+/// and a D-Bus path segment.
+pub const MAX_ID: usize = 128;
+
 /// Container ids: what runc accepts, minus the surprises. They name
 /// directories, units and D-Bus paths, so `/`, `..`, NUL and control
 /// characters are out.
@@ -121,8 +126,8 @@ pub fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() {
         return bad("must not be empty");
     }
-    if id.len() > 128 {
-        return bad("longer than 128 bytes");
+    if id.len() > MAX_ID {
+        return bad("longer than 128 bytes (MAX_ID)");
     }
     if id == "." || id == ".." {
         return bad("must not be . or ..");
