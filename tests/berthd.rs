@@ -325,6 +325,42 @@ fn pause_resume_and_exec_over_dbus() {
     assert!(logs.contains("exec-says-hi"), "{logs}");
     let e = error_name(call::<(i32, i32)>(&c, "WaitExec", &("p1", "nope")).unwrap_err());
     assert!(e.starts_with("io.berth.Berth1.Error.NotFound"), "{e}");
+    // The container's object offers the same verbs, without the id.
+    let on = |method: &str| -> String { format!("{method} on {}", path.as_str()) };
+    let reply = c
+        .call_method(
+            Some(DEST),
+            path.as_str(),
+            Some(CONTAINER),
+            "WaitExec",
+            &("e1",),
+        )
+        .unwrap();
+    let (code, signal): (i32, i32) = reply.body().deserialize().unwrap();
+    assert_eq!((code, signal), (5, 0), "{}", on("WaitExec"));
+    let reply = c
+        .call_method(Some(DEST), path.as_str(), Some(CONTAINER), "GetStats", &())
+        .unwrap();
+    let stats: HashMap<String, zbus::zvariant::OwnedValue> = reply.body().deserialize().unwrap();
+    assert!(
+        stats.contains_key("cpu_usage_usec"),
+        "{}: {stats:?}",
+        on("GetStats")
+    );
+    let e = c
+        .call_method(
+            Some(DEST),
+            path.as_str(),
+            Some(CONTAINER),
+            "AttachExec",
+            &("../x",),
+        )
+        .unwrap_err();
+    assert!(
+        error_name(e).starts_with("io.berth.Berth1.Error.InvalidArgument"),
+        "{}",
+        on("AttachExec")
+    );
     let e = error_name(
         call::<String>(&c, "ExecContainer", &("p1", "{not json", no_options())).unwrap_err(),
     );

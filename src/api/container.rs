@@ -96,6 +96,40 @@ impl ContainerObject {
         Ok(crate::streams::attach(&self.daemon.run_dir, &self.id, "")?.into())
     }
 
+    /// See Manager.WaitExec.
+    async fn wait_exec(&self, exec_id: &str) -> Result<(i32, i32)> {
+        self.daemon.wait_exec(&self.id, exec_id).await
+    }
+
+    /// See Manager.GetContainerStats.
+    async fn get_stats(&self) -> Result<HashMap<String, zbus::zvariant::OwnedValue>> {
+        crate::api::manager::stats(&self.daemon, &self.id)
+    }
+
+    /// See Manager.AttachExec.
+    async fn attach_exec(
+        &self,
+        exec_id: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        crate::api::require_root(conn, &hdr).await?;
+        Ok(crate::streams::attach(&self.daemon.run_dir, &self.id, exec_id)?.into())
+    }
+
+    /// See Manager.ResizeTerminal.
+    async fn resize_terminal(
+        &self,
+        exec_id: &str,
+        rows: u16,
+        cols: u16,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::streams::resize(&self.daemon.run_dir, &self.id, exec_id, rows, cols)
+    }
+
     /// See Manager.GetLogs.
     async fn logs(
         &self,

@@ -148,6 +148,26 @@ async fn on_exit(conn: &Connection, daemon: &Daemon, id: &str) {
     }
 }
 
+/// GetContainerStats / Container.GetStats.
+pub fn stats(daemon: &Daemon, id: &str) -> Result<HashMap<String, OwnedValue>> {
+    let rec = daemon.get(id)?;
+    if rec.status == "stopped" || rec.pid == 0 {
+        return Err(Error::FailedPrecondition(format!(
+            "container {id} is {}: no cgroup to read",
+            rec.status
+        )));
+    }
+    crate::stats::collect(rec.pid).ok_or_else(|| {
+        // Its process just ended (the exit not recorded yet): no cgroup
+        // left to read, as for a stopped container.
+        if berth_init::container::process_start_time(rec.pid as i32) != Some(rec.pid_start) {
+            Error::FailedPrecondition(format!("container {id} exited: no cgroup to read"))
+        } else {
+            Error::Internal(format!("reading the cgroup of container {id}"))
+        }
+    })
+}
+
 pub async fn start(conn: &Connection, daemon: &Arc<Daemon>, id: &str) -> Result<()> {
     // Status=running goes out before the exit of a process that exits at
     // once is recorded and announced (shims::watch waits for the gate).
@@ -275,22 +295,7 @@ impl Manager {
     /// Figures from the container's cgroup; those the tree cannot give are
     /// "unavailable" with a `<key>_reason`, never 0.
     async fn get_container_stats(&self, id: &str) -> Result<HashMap<String, OwnedValue>> {
-        let rec = self.daemon.get(id)?;
-        if rec.status == "stopped" || rec.pid == 0 {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} is {}: no cgroup to read",
-                rec.status
-            )));
-        }
-        crate::stats::collect(rec.pid).ok_or_else(|| {
-            // Its process just ended (the exit not recorded yet): no cgroup
-            // left to read, as for a stopped container.
-            if berth_init::container::process_start_time(rec.pid as i32) != Some(rec.pid_start) {
-                Error::FailedPrecondition(format!("container {id} exited: no cgroup to read"))
-            } else {
-                Error::Internal(format!("reading the cgroup of container {id}"))
-            }
-        })
+        stats(&self.daemon, id)
     }
 
     /// (id, status, object path) of every container.

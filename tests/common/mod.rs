@@ -15,6 +15,7 @@ pub const BERTHD: &str = env!("CARGO_BIN_EXE_berthd");
 pub const DEST: &str = "io.berth.Berth1";
 pub const PATH: &str = "/io/berth/Berth1";
 pub const MANAGER: &str = "io.berth.Berth1.Manager";
+pub const CONTAINER: &str = "io.berth.Berth1.Container";
 
 /// What ListContainers returns: (id, status, object path).
 pub type List = Vec<(String, String, OwnedObjectPath)>;
