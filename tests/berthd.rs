@@ -72,17 +72,18 @@ fn kill_0_in_a_container_spares_its_monitor() {
     // to SIGKILL from inside its namespace, so a child sends it too.
     let script = "echo before-kill; kill -9 0; sh -c 'kill -9 0'; echo after-kill $?; exit 5";
     let bundle = busybox_bundle("d-kill0", &["sh", "-c", script]);
-    let _: OwnedObjectPath =
-        call(&c, "CreateContainer", &("k0", bundle.path(), no_options())).unwrap();
-    let () = call(&c, "StartContainer", &("k0",)).unwrap();
-    let (code, signal): (i32, i32) = call(&c, "WaitContainer", &("k0",)).unwrap();
+    let m = manager(&c);
+    m.create_container("k0", bundle.path(), HashMap::new())
+        .unwrap();
+    m.start_container("k0").unwrap();
+    let (code, signal) = m.wait_container("k0").unwrap();
     assert_eq!((code, signal), (5, 0), "the exit the monitor recorded");
     let logs = b.sh_ok("journalctl --sync; journalctl -o cat CONTAINER_NAME=k0");
     assert!(
         logs.contains("before-kill") && logs.contains("after-kill 137"),
         "{logs}"
     );
-    let () = call(&c, "DeleteContainer", &("k0", false)).unwrap();
+    m.delete_container("k0", false).unwrap();
 }
 
 #[test]
@@ -326,41 +327,17 @@ fn pause_resume_and_exec_over_dbus() {
     let e = error_name(call::<(i32, i32)>(&c, "WaitExec", &("p1", "nope")).unwrap_err());
     assert!(e.starts_with("io.berth.Berth1.Error.NotFound"), "{e}");
     // The container's object offers the same verbs, without the id.
-    let on = |method: &str| -> String { format!("{method} on {}", path.as_str()) };
-    let reply = c
-        .call_method(
-            Some(DEST),
-            path.as_str(),
-            Some(CONTAINER),
-            "WaitExec",
-            &("e1",),
-        )
-        .unwrap();
-    let (code, signal): (i32, i32) = reply.body().deserialize().unwrap();
-    assert_eq!((code, signal), (5, 0), "{}", on("WaitExec"));
-    let reply = c
-        .call_method(Some(DEST), path.as_str(), Some(CONTAINER), "GetStats", &())
-        .unwrap();
-    let stats: HashMap<String, zbus::zvariant::OwnedValue> = reply.body().deserialize().unwrap();
+    let obj = container_object(&c, &path);
+    assert_eq!(obj.wait_exec("e1").unwrap(), (5, 0));
+    let stats = obj.get_stats().unwrap();
+    assert!(stats.contains_key("cpu_usage_usec"), "{stats:?}");
+    let e = error_name(obj.attach_exec("../x").unwrap_err());
     assert!(
-        stats.contains_key("cpu_usage_usec"),
-        "{}: {stats:?}",
-        on("GetStats")
+        e.starts_with("io.berth.Berth1.Error.InvalidArgument"),
+        "{e}"
     );
-    let e = c
-        .call_method(
-            Some(DEST),
-            path.as_str(),
-            Some(CONTAINER),
-            "AttachExec",
-            &("../x",),
-        )
-        .unwrap_err();
-    assert!(
-        error_name(e).starts_with("io.berth.Berth1.Error.InvalidArgument"),
-        "{}",
-        on("AttachExec")
-    );
+    let e = error_name(obj.resize_terminal("nope", 24, 80).unwrap_err());
+    assert!(e.starts_with("io.berth.Berth1.Error."), "{e}");
     let e = error_name(
         call::<String>(&c, "ExecContainer", &("p1", "{not json", no_options())).unwrap_err(),
     );

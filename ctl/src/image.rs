@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use zbus::zvariant::Value;
 
 use crate::cli::ImageCmd;
-use crate::proxy::ImagesProxyBlocking;
 use crate::{Failed, Result};
+use berth_client::ImagesProxyBlocking;
 
 fn short(digest: &str) -> &str {
     let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
@@ -25,7 +25,7 @@ fn human(bytes: u64) -> String {
 }
 
 /// One line per blob on a terminal (redrawn), or a line per finished blob.
-fn show_progress(signals: crate::proxy::PullProgressIterator, reference: &str) {
+fn show_progress(signals: berth_client::PullProgressIterator, reference: &str) {
     use std::io::{IsTerminal, Write};
     let tty = std::io::stderr().is_terminal();
     let mut blobs: Vec<(String, u64, u64)> = Vec::new();

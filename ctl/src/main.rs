@@ -4,7 +4,7 @@
 
 mod cli;
 mod image;
-mod proxy;
+use berth_client as proxy;
 mod session;
 mod show;
 mod unit;

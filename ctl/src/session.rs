@@ -15,8 +15,8 @@ use nix::sys::termios;
 use zbus::zvariant::Value;
 
 use crate::cli::{CreateOpts, ExecOpts, RunOpts};
-use crate::proxy::{is_no_reply, ManagerProxyBlocking};
 use crate::{connect, Failed, Result};
+use berth_client::{is_no_reply, ManagerProxyBlocking};
 
 fn random_id() -> String {
     let mut b = [0u8; 8];
@@ -159,7 +159,7 @@ pub fn wait(m: &ManagerProxyBlocking, id: &str) -> Result<(i32, i32)> {
 pub fn stop(m: &ManagerProxyBlocking<'static>, id: &str, secs: u64) -> Result<()> {
     if let Err(e) = m.kill_container(id, "init", libc::SIGTERM) {
         // Already stopped (or never started) is fine for stop.
-        let msg = crate::proxy::describe(&e);
+        let msg = berth_client::describe(&e);
         if msg.contains("FailedPrecondition") {
             return Ok(());
         }
@@ -175,7 +175,7 @@ pub fn stop(m: &ManagerProxyBlocking<'static>, id: &str, secs: u64) -> Result<()
     }
     match m.kill_container(id, "all", libc::SIGKILL) {
         Ok(()) => {}
-        Err(e) if crate::proxy::describe(&e).contains("FailedPrecondition") => return Ok(()),
+        Err(e) if berth_client::describe(&e).contains("FailedPrecondition") => return Ok(()),
         Err(e) => return Err(e.into()),
     }
     rx.recv_timeout(Duration::from_secs(30))

@@ -9,8 +9,8 @@ use std::path::Path;
 use serde_json::{json, Value as Json};
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
-use crate::proxy::ContainerProxyBlocking;
 use crate::{connect, Failed, Result};
+use berth_client::ContainerProxyBlocking;
 
 fn now_us() -> u64 {
     std::time::SystemTime::now()

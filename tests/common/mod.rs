@@ -251,3 +251,23 @@ pub fn ctl_ok(b: &SystemdBox, args: &str) -> String {
     assert_eq!(code, 0, "berthctl {args}: {out}{err}");
     out
 }
+
+/// berthd's Manager through the typed client (berth-client), as berthctl
+/// and the benchmarks call it.
+pub fn manager(c: &zbus::blocking::Connection) -> berth_client::ManagerProxyBlocking<'static> {
+    berth_client::ManagerProxyBlocking::new(c).expect("Manager proxy")
+}
+
+/// A container's own object, through the typed client; properties are read
+/// fresh on every call.
+pub fn container_object(
+    c: &zbus::blocking::Connection,
+    path: &zbus::zvariant::OwnedObjectPath,
+) -> berth_client::ContainerProxyBlocking<'static> {
+    berth_client::ContainerProxyBlocking::builder(c)
+        .path(path.clone())
+        .expect("object path")
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .expect("Container proxy")
+}

@@ -1,5 +1,7 @@
 //! Typed proxies of io.berth.Berth1, the same interfaces berthd serves
-//! (dbus/io.berth.Berth1.*.xml). berthctl talks to berthd through nothing else.
+//! (dbus/io.berth.Berth1.*.xml): one copy of every method's signature, used
+//! by berthctl (which talks to berthd through nothing else), the
+//! integration tests and the benchmarks.
 
 use std::collections::HashMap;
 
@@ -82,6 +84,19 @@ pub trait Images {
     default_service = "io.berth.Berth1"
 )]
 pub trait Container {
+    fn start(&self) -> zbus::Result<()>;
+    fn kill(&self, who: &str, signal: i32) -> zbus::Result<()>;
+    fn pause(&self) -> zbus::Result<()>;
+    fn resume(&self) -> zbus::Result<()>;
+    fn exec(&self, process_json: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<String>;
+    fn wait_exec(&self, exec_id: &str) -> zbus::Result<(i32, i32)>;
+    fn wait(&self) -> zbus::Result<(i32, i32)>;
+    fn delete(&self, force: bool) -> zbus::Result<()>;
+    fn get_stats(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    fn attach(&self) -> zbus::Result<OwnedFd>;
+    fn attach_exec(&self, exec_id: &str) -> zbus::Result<OwnedFd>;
+    fn resize_terminal(&self, exec_id: &str, rows: u16, cols: u16) -> zbus::Result<()>;
+    fn logs(&self, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;
     #[zbus(property)]
     fn id(&self) -> zbus::Result<String>;
     #[zbus(property)]
@@ -102,6 +117,8 @@ pub trait Container {
     fn exit_code(&self) -> zbus::Result<i32>;
     #[zbus(property)]
     fn exit_signal(&self) -> zbus::Result<i32>;
+    #[zbus(property)]
+    fn exit_reason(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn labels(&self) -> zbus::Result<HashMap<String, String>>;
 }
