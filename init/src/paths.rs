@@ -67,11 +67,15 @@ pub fn look_path(program: &str, env: &[String]) -> Result<PathBuf, String> {
             .map(|()| p)
             .map_err(|why| format!("exec: {program:?}: {why}"));
     }
+    // No PATH in process.env searches nowhere, as runc (Go's LookPath with
+    // an empty $PATH): a spec relying on a default would run elsewhere what
+    // runc refuses.
     let path = env
         .iter()
         .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        .unwrap_or("");
     path.split(':')
+        .filter(|_| !path.is_empty())
         .map(|dir| Path::new(if dir.is_empty() { "." } else { dir }).join(program))
         .find(|p| check_executable(p).is_ok())
         .ok_or_else(|| format!("exec: {program:?}: executable file not found in $PATH"))
@@ -146,6 +150,11 @@ mod tests {
         let sh = look_path("sh", &["PATH=/nonexistent:/bin".into()]).unwrap();
         assert_eq!(sh, PathBuf::from("/bin/sh"));
         assert!(look_path("no-such-program-berth", &[]).is_err());
+        assert_eq!(
+            look_path("sh", &[]).unwrap_err(),
+            r#"exec: "sh": executable file not found in $PATH"#,
+            "no PATH: searched nowhere, as runc"
+        );
         assert_eq!(
             look_path("/etc/passwd", &[]).unwrap_err(),
             r#"exec: "/etc/passwd": permission denied"#
