@@ -323,9 +323,13 @@ pub fn delete_with_scopes(
         // directory (nothing else is made before the record): --force
         // removes it, so the id can be used again.
         Err(Error::NotFound(_)) if force && dir(root, id).is_dir() => {
-            return fs::remove_dir_all(dir(root, id))
-                .map(|()| vec![])
-                .map_err(|e| Error::io(format!("removing {}", dir(root, id).display()), e));
+            return match fs::remove_dir_all(dir(root, id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
+                    format!("removing {}", dir(root, id).display()),
+                    e,
+                )),
+                _ => Ok(vec![]),
+            };
         }
         other => other?,
     };
@@ -377,6 +381,9 @@ pub fn delete_with_scopes(
                 passes += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }
+            // Gone already (a concurrent delete or a failed create's own
+            // clean-up): what this delete wanted.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
             Err(e) => return Err(Error::io(format!("removing {}", d.display()), e)),
         }
     }

@@ -243,15 +243,18 @@ fn create_in(
         cgroup: cgroup_path,
         annotations: Default::default(),
     };
-    // Recorded before the cgroup is set up and the hooks run: a creator
+    let resources = linux.as_ref().and_then(|l| l.resources().as_ref());
+    let mut cgroup = cgroup;
+    if let Some(cg) = cgroup.as_mut() {
+        cg.apply(pid, resources)?;
+    }
+    // Only a cgroup that apply made is ours to remove: a scope name taken by
+    // someone else's unit (UnitExists) must survive our failure.
+    undo.cgroup = cgroup;
+    // Recorded as soon as the cgroup exists, before the hooks run: a creator
     // killed from here on leaves a record that `delete` finds, so the
     // cgroup (and scope) it made are removed with the container.
     rec.save(&opts.root)?;
-    let resources = linux.as_ref().and_then(|l| l.resources().as_ref());
-    undo.cgroup = cgroup;
-    if let Some(cg) = undo.cgroup.as_mut() {
-        cg.apply(pid, resources)?;
-    }
 
     let state = OciState {
         oci_version: bundle.spec.version().clone(),
