@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 
 use crate::daemon::Daemon;
+use crate::lifecycle::Verb;
 
 /// Opens a pidfd for `pid` if it is still the process that started at `start`.
 fn pidfd_for(pid: u32, start: u64) -> Option<OwnedFd> {
@@ -66,7 +67,7 @@ where
             None => (-1, 0, "shim died"),
         };
         match daemon.get(&id) {
-            Ok(rec) if rec.status != "stopped" => {
+            Ok(rec) if crate::lifecycle::transition(rec.status, Verb::Exit).is_ok() => {
                 if let Err(e) = daemon.record_exit(&id, code, signal, reason) {
                     tracing::error!(container = %id, "recording the exit: {e:?}");
                     return;

@@ -118,19 +118,16 @@ impl ContainerObject {
         self.rec().bundle
     }
 
+    /// "" once the record is gone (the object goes with it).
     #[zbus(property)]
     fn status(&self) -> String {
-        self.rec().status
+        let rec = self.daemon.get(&self.id);
+        rec.map_or("", |r| r.status.as_str()).to_string()
     }
 
     #[zbus(property)]
     fn pid(&self) -> u32 {
-        let r = self.rec();
-        if r.status == "stopped" {
-            0
-        } else {
-            r.pid
-        }
+        crate::api::shown_pid(&self.rec())
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
