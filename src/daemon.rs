@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_proto::ShimReport;
+
 use crate::api::error::{Error, Result};
 use crate::exits::{Exit, Exits};
 use crate::gates::{GateGuard, Gates};
@@ -270,15 +272,11 @@ impl Daemon {
             .await
             .map_err(|e| Error::Internal(format!("running {}: {e}", self.shim.display())))?;
         let line = String::from_utf8_lossy(&out.stdout);
-        let v: serde_json::Value = serde_json::from_str(line.trim())
-            .map_err(|_| Error::Internal(format!("the shim said {line:?}")))?;
-        if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
-            let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("Internal");
-            return Err(Error::of_kind(kind, err.into()));
+        match ShimReport::parse(&line) {
+            Ok(ShimReport::Created { init_pid, shim_pid }) => Ok((init_pid, shim_pid)),
+            Ok(ShimReport::Failed { error, kind }) => Err(Error::of_kind(kind, error)),
+            Err(e) => Err(Error::Internal(e.to_string())),
         }
-        let pid = v["init_pid"].as_u64().unwrap_or(0) as u32;
-        let shim = v["shim_pid"].as_u64().unwrap_or(0) as u32;
-        Ok((pid, shim))
     }
 
     /// A call on container `id` that failed because its process ended in

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use berth_proto::{ExitRecord, RecordError, ShimRecord};
+
 use crate::api::error::{Error, Result};
 use crate::daemon::{now_us, Daemon};
 use crate::exits::Exit;
@@ -139,32 +141,28 @@ impl Daemon {
         // Before the id becomes part of a path (AttachExec's check).
         crate::ids::check_exec(exec_id)?;
         self.get(id)?;
-        let exit = self
-            .run_dir
-            .join(id)
-            .join(format!("exec-{exec_id}.exit.json"));
-        let started = self
-            .run_dir
-            .join(id)
-            .join(format!("exec-{exec_id}.shim.json"));
-        if !started.exists() {
-            return Err(Error::NotFound(format!(
-                "no exec {exec_id} in container {id}"
-            )));
-        }
-        let shim: serde_json::Value = std::fs::read_to_string(&started)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        let pid = shim["pid"].as_u64().unwrap_or(0) as u32;
-        let start = shim["start_time"].as_u64().unwrap_or(0);
+        let (shim_json, exit_json) = berth_proto::record_names(Some(exec_id));
+        let dir = self.run_dir.join(id);
+        let shim: ShimRecord = match berth_proto::read(&dir.join(shim_json)) {
+            Ok(s) => s,
+            Err(RecordError::Missing { .. }) => {
+                return Err(Error::NotFound(format!(
+                    "no exec {exec_id} in container {id}"
+                )))
+            }
+            Err(e) => return Err(Error::Internal(e.to_string())),
+        };
         // The exec's shim writes the record, then exits: wait for the exit.
-        crate::shims::gone(pid, start).await;
-        let (code, signal) = crate::shims::read_exit_file(&exit).ok_or_else(|| {
-            Error::Internal(format!(
-                "the shim of exec {exec_id} died without an exit record"
-            ))
-        })?;
+        crate::shims::gone(shim.pid, shim.start_time).await;
+        let (code, signal) = match berth_proto::read::<ExitRecord>(&dir.join(exit_json)) {
+            Ok(r) => (r.exit_code, r.exit_signal),
+            Err(RecordError::Missing { .. }) => {
+                return Err(Error::Internal(format!(
+                    "the shim of exec {exec_id} died without an exit record"
+                )))
+            }
+            Err(e) => return Err(Error::Internal(e.to_string())),
+        };
         let _ = self.store.update(id, |r| {
             if let Some(e) = r.execs.get_mut(exec_id) {
                 if e.exited_at == 0 {

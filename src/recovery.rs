@@ -45,11 +45,8 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             && berth_init::container::process_start_time(rec.shim_pid as i32)
                 == Some(rec.shim_start);
         if transition(rec.status, Verb::Exit).is_ok() && !shim_alive {
-            let (code, signal, reason) = match crate::shims::read_exit(&daemon.run_dir, &rec.id) {
-                Some((c, s)) => (c, s, "exited"),
-                None => (-1, 0, "shim died"),
-            };
-            let _ = daemon.record_exit(&rec.id, code, signal, reason);
+            let (code, signal, reason) = crate::shims::read_exit(&daemon.run_dir, &rec.id);
+            let _ = daemon.record_exit(&rec.id, code, signal, &reason);
             report.repaired += 1;
         }
         if rec.status == Status::Created && shim_alive && started_meanwhile(daemon, &rec) {

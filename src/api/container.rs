@@ -161,7 +161,8 @@ impl ContainerObject {
     }
 
     /// How it stopped: "" (not yet), "exited" (its shim saw the exit), or
-    /// "shim died" (the shim went without an exit record; ExitCode -1).
+    /// "shim died" (the shim went without an exit record; ExitCode -1), or
+    /// "shim died: <why>" (its exit record could not be read).
     #[zbus(property)]
     fn exit_reason(&self) -> String {
         self.rec().exit_reason
