@@ -155,3 +155,41 @@ fn generated_exec_ids_do_not_collide() {
     });
     assert_eq!(ids.len(), 1000);
 }
+
+/// A gone shim's exit.json that is not an exit record is recorded as such,
+/// with why: never as an exit of 0.
+#[test]
+fn a_malformed_exit_record_is_a_recorded_reason_not_0() {
+    let f = Fixture::new("bad-exit");
+    f.container("c1", Status::Running);
+    let dir = f.daemon.run_dir.join("c1");
+    let ending = || crate::shims::read_exit(&f.daemon.run_dir, "c1");
+    assert_eq!(ending(), (-1, 0, crate::shims::SHIM_DIED.to_string()));
+    for bad in [
+        "",
+        "{\"exit_code\":0",
+        r#"{"exit_code":"0","exit_signal":0}"#,
+    ] {
+        std::fs::write(dir.join("exit.json"), bad).unwrap();
+        let (code, signal, reason) = ending();
+        assert_eq!((code, signal), (-1, 0), "{bad:?}");
+        assert!(reason.starts_with("shim died: "), "{reason}");
+        assert!(reason.contains("exit.json is malformed"), "{reason}");
+    }
+    let good = r#"{"exit_code":137,"exit_signal":9,"exited_at_us":1,"pid":7}"#;
+    std::fs::write(dir.join("exit.json"), good).unwrap();
+    assert_eq!(ending(), (137, 9, crate::shims::EXITED.to_string()));
+}
+
+#[tokio::test]
+async fn wait_exec_names_a_malformed_shim_record() {
+    let f = Fixture::new("bad-exec-shim");
+    f.container("p1", Status::Running);
+    let shim = f.daemon.run_dir.join("p1").join("exec-e1.shim.json");
+    std::fs::write(&shim, r#"{"pid":12}"#).unwrap();
+    let r = f.daemon.wait_exec("p1", "e1").await;
+    let Err(Error::Internal(msg)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(msg.contains("exec-e1.shim.json is malformed"), "{msg}");
+}

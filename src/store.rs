@@ -42,7 +42,8 @@ pub struct ContainerRecord {
     pub exited_at: u64,
     pub exit_code: i32,
     pub exit_signal: i32,
-    /// "" | "exited" | "shim died" | ...
+    /// "" until stopped; then shims::EXITED, shims::SHIM_DIED, or "shim
+    /// died: <why>" when the exit record could not be read.
     pub exit_reason: String,
     /// The image the container was created from ("" for a bundle).
     #[serde(default)]
