@@ -2,7 +2,7 @@
 //! The interfaces in api/ call these; they keep LMDB (the source of truth),
 //! the shims and the bus objects in step.
 //!
-//! Every create is intent first: the record is written as "creating" before
+//! Every create is intent first: the record is written as `Creating` before
 //! the shim runs, then completed — so a crash in between is found at the next
 //! start and repaired (recovery.rs).
 
@@ -10,11 +10,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_proto::ShimReport;
+
 use crate::api::error::{Error, Result};
 use crate::exits::{Exit, Exits};
 use crate::gates::{GateGuard, Gates};
+use crate::lifecycle::{transition, Status, Step, Verb};
 use crate::overrides::CreateRequest;
-use crate::store::{ContainerRecord, ExecRecord, Store};
+use crate::store::{ContainerRecord, Store};
 
 pub struct Daemon {
     pub store: Store,
@@ -37,24 +40,6 @@ pub struct Daemon {
 /// are busy with far fewer: the rest only queue.
 const MAX_SHIMS_AT_WORK: usize = 32;
 static SHIMS_AT_WORK: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_SHIMS_AT_WORK);
-
-/// ExecContainer's options.
-#[derive(Debug, Default)]
-pub struct ExecRequest {
-    /// The exec id to use (default: generated).
-    pub id: Option<String>,
-    /// Hold the output for a client of exec-ID.attach.sock (AttachExec).
-    pub attach: bool,
-    /// Give the process a stdin fed by attach clients.
-    pub stdin: bool,
-}
-
-impl ExecRequest {
-    /// Running execs (no exit seen) are capped like the records.
-    fn max_execs_reached(&self, rec: &ContainerRecord) -> bool {
-        rec.execs.values().filter(|e| e.exited_at == 0).count() >= crate::store::MAX_EXEC_RECORDS
-    }
-}
 
 /// `s` for an error message: itself, or its start and its length when long
 /// (a caller may send megabytes; the reply need not carry them back).
@@ -116,6 +101,13 @@ impl Daemon {
         self.gates.lock(id).await
     }
 
+    /// The lifecycle's step for `verb` on `rec`; a refusal is the caller's
+    /// FailedPrecondition, naming the container.
+    pub fn step(rec: &ContainerRecord, verb: Verb) -> Result<Step> {
+        transition(rec.status, verb)
+            .map_err(|e| Error::FailedPrecondition(format!("container {}: {e}", rec.id)))
+    }
+
     /// Records an exit and wakes the waiters.
     pub fn record_exit(
         &self,
@@ -125,7 +117,7 @@ impl Daemon {
         reason: &str,
     ) -> Result<ContainerRecord> {
         let rec = self.store.update(id, |r| {
-            r.status = "stopped".into();
+            r.status = crate::lifecycle::after(r.status, Verb::Exit);
             r.exit_code = code;
             r.exit_signal = signal;
             r.exited_at = now_us();
@@ -180,7 +172,7 @@ impl Daemon {
                 None => bundle.into(),
             },
             image: req.image.clone().unwrap_or_default(),
-            status: "creating".into(),
+            status: Status::Creating,
             labels: req.labels.clone(),
             unit: format!("berth-{id}.scope"),
             created_at: now_us(),
@@ -215,7 +207,7 @@ impl Daemon {
         };
         match result {
             Ok((pid, shim_pid)) => {
-                rec.status = "created".into();
+                rec.status = crate::lifecycle::after(rec.status, Verb::Made);
                 rec.pid = pid;
                 rec.pid_start = berth_init::container::process_start_time(pid as i32).unwrap_or(0);
                 rec.shim_pid = shim_pid;
@@ -223,7 +215,7 @@ impl Daemon {
                     berth_init::container::process_start_time(shim_pid as i32).unwrap_or(0);
                 if let Err(e) = self.store.put(&rec) {
                     // Made but not recorded (the store full, say): undo it
-                    // all, as recovery would undo the "creating" record.
+                    // all, as recovery would undo a `Creating` record.
                     let (root, cid) = (self.run_dir.clone(), id.to_string());
                     let _ = tokio::task::spawn_blocking(move || {
                         berth_init::container::delete(&root, &cid, true)
@@ -258,7 +250,7 @@ impl Daemon {
 
     /// Runs `berth-shim` with `args` and returns (process pid, shim pid) from
     /// its report.
-    async fn run_shim(&self, id: &str, args: &[&str]) -> Result<(u32, u32)> {
+    pub(crate) async fn run_shim(&self, id: &str, args: &[&str]) -> Result<(u32, u32)> {
         // A shim at work holds a system-bus connection, and dbus-daemon
         // allows 256 per uid (max_connections_per_user), shared with every
         // root client: 200 creates at once failed with LimitsExceeded. Past
@@ -280,26 +272,22 @@ impl Daemon {
             .await
             .map_err(|e| Error::Internal(format!("running {}: {e}", self.shim.display())))?;
         let line = String::from_utf8_lossy(&out.stdout);
-        let v: serde_json::Value = serde_json::from_str(line.trim())
-            .map_err(|_| Error::Internal(format!("the shim said {line:?}")))?;
-        if let Some(err) = v.get("error").and_then(|e| e.as_str()) {
-            let kind = v.get("kind").and_then(|k| k.as_str()).unwrap_or("Internal");
-            return Err(Error::of_kind(kind, err.into()));
+        match ShimReport::parse(&line) {
+            Ok(ShimReport::Created { init_pid, shim_pid }) => Ok((init_pid, shim_pid)),
+            Ok(ShimReport::Failed { error, kind }) => Err(Error::of_kind(kind, error)),
+            Err(e) => Err(Error::Internal(e.to_string())),
         }
-        let pid = v["init_pid"].as_u64().unwrap_or(0) as u32;
-        let shim = v["shim_pid"].as_u64().unwrap_or(0) as u32;
-        Ok((pid, shim))
     }
 
     /// A call on container `id` that failed because its process ended in
     /// the meantime (killed, say, its exit not recorded yet) met a container
     /// in the wrong state: FailedPrecondition, not an internal error.
-    fn exited_meanwhile(&self, id: &str, e: Error) -> Error {
+    pub(crate) fn exited_meanwhile(&self, id: &str, e: Error) -> Error {
         let Error::Internal(msg) = e else {
             return e;
         };
         let gone = self.get(id).map_or(true, |r| {
-            r.status == "stopped"
+            r.status == Status::Stopped
                 || berth_init::container::process_start_time(r.pid as i32) != Some(r.pid_start)
         });
         match gone {
@@ -309,13 +297,7 @@ impl Daemon {
     }
 
     pub async fn start(&self, id: &str) -> Result<ContainerRecord> {
-        let rec = self.get(id)?;
-        if rec.status != "created" {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot start container {id}: it is {}",
-                rec.status
-            )));
-        }
+        Self::step(&self.get(id)?, Verb::Start)?;
         // Taken before the exec FIFO opens: an instant exit may be recorded
         // before this call gets back, and must not predate the start.
         let started_at = now_us();
@@ -327,9 +309,7 @@ impl Daemon {
         // The exit may already have been recorded (a container that exits at once).
         Ok(self.store.update(id, |r| {
             r.started_at = started_at;
-            if r.status == "created" {
-                r.status = "running".into();
-            }
+            r.status = crate::lifecycle::after(r.status, Verb::Start);
         })?)
     }
 
@@ -346,32 +326,15 @@ impl Daemon {
         };
         let sig = nix::sys::signal::Signal::try_from(signal)
             .map_err(|_| Error::InvalidArgument(format!("unknown signal {signal}")))?;
-        let rec = self.get(id)?;
-        if rec.status == "stopped" || rec.status == "creating" {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot kill container {id}: it is {}",
-                rec.status
-            )));
-        }
+        Self::step(&self.get(id)?, Verb::Kill)?;
         berth_init::container::kill(&self.run_dir, id, sig, all)
             .map_err(|e| self.exited_meanwhile(id, e.into()))
     }
 
     /// Freezes (`pause`) or thaws the container's scope.
     pub async fn set_paused(&self, id: &str, pause: bool) -> Result<ContainerRecord> {
-        let rec = self.get(id)?;
-        let (want, now) = if pause {
-            ("running", "paused")
-        } else {
-            ("paused", "running")
-        };
-        if rec.status != want {
-            let op = if pause { "pause" } else { "resume" };
-            return Err(Error::FailedPrecondition(format!(
-                "cannot {op} container {id}: it is {}",
-                rec.status
-            )));
-        }
+        let verb = if pause { Verb::Pause } else { Verb::Resume };
+        Self::step(&self.get(id)?, verb)?;
         let (root, cid) = (self.run_dir.clone(), id.to_string());
         tokio::task::spawn_blocking(move || {
             if pause {
@@ -383,159 +346,10 @@ impl Daemon {
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
         .map_err(|e| self.exited_meanwhile(id, e.into()))?;
-        Ok(self.store.update(id, |r| r.status = now.into())?)
-    }
-
-    /// Starts `process_json` (an OCI process object) in the running container
-    /// under its own shim; returns the exec id and the shim's (pid, start).
-    pub async fn exec(
-        &self,
-        id: &str,
-        process_json: &str,
-        req: &ExecRequest,
-    ) -> Result<(String, u32, u64)> {
-        let rec = self.get(id)?;
-        if rec.status != "running" {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot exec in container {id}: it is {}",
-                rec.status
-            )));
-        }
-        if req.max_execs_reached(&rec) {
-            return Err(Error::FailedPrecondition(format!(
-                "container {id} has {} execs running: wait for some first",
-                rec.execs.len()
-            )));
-        }
-        // The spec the container was made from: the rewritten copy if any.
-        let derived = self.bundles_dir.join(id);
-        let config_dir = match derived.join("config.json").exists() {
-            true => derived,
-            false => PathBuf::from(&rec.bundle),
-        };
-        let process = crate::overrides::exec_process(process_json, &config_dir)?;
-        let json = serde_json::to_vec(&process).map_err(|e| Error::Internal(e.to_string()))?;
-        let (exec_id, path) = self.claim_exec_id(id, req.id.as_deref(), &json)?;
-        let path_str = path.to_string_lossy().into_owned();
-        let args = [
-            "--exec-id",
-            exec_id.as_str(),
-            "--process",
-            path_str.as_str(),
-        ];
-        let mut args = args.to_vec();
-        if req.attach {
-            args.push("--attach");
-        }
-        if req.stdin {
-            args.push("--stdin");
-        }
-        let (_, shim) = self
-            .run_shim(id, &args)
-            .await
-            .map_err(|e| self.exited_meanwhile(id, e))?;
-        let start = berth_init::container::process_start_time(shim as i32).unwrap_or(0);
-        self.store.update(id, |r| {
-            r.add_exec(
-                &exec_id,
-                ExecRecord {
-                    shim_pid: shim,
-                    shim_start: start,
-                    started_at: now_us(),
-                    ..Default::default()
-                },
-            )
-        })?;
-        Ok((exec_id, shim, start))
-    }
-
-    /// Takes exec id `wanted` (or a fresh one) in container `id` by creating
-    /// its process file: exclusively, so of two execs asking for one id at
-    /// once exactly one gets it. Returns the id and the file.
-    fn claim_exec_id(
-        &self,
-        id: &str,
-        wanted: Option<&str>,
-        process_json: &[u8],
-    ) -> Result<(String, PathBuf)> {
-        use std::io::Write;
-        // A generated id taken already (a caller chose one like it) is
-        // passed over, a few times at most.
-        for _ in 0..8 {
-            let exec_id = match wanted {
-                Some(e) => e.to_string(),
-                None => crate::ids::new_exec_id(),
-            };
-            crate::ids::check_exec(&exec_id)?;
-            let path = self
-                .run_dir
-                .join(id)
-                .join(format!("exec-{exec_id}.process.json"));
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path);
-            match file {
-                Ok(mut f) => {
-                    f.write_all(process_json)
-                        .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
-                    return Ok((exec_id, path));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && wanted.is_none() => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    return Err(Error::AlreadyExists(format!(
-                        "exec {exec_id} exists in {id}"
-                    )))
-                }
-                Err(e) => return Err(Error::Internal(format!("{}: {e}", path.display()))),
-            }
-        }
-        Err(Error::Internal(format!(
-            "no free exec id in {id} after 8 tries"
-        )))
-    }
-
-    /// Waits for an exec'd process: (exit code, signal), from its exit record.
-    pub async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<Exit> {
-        // Before the id becomes part of a path (AttachExec's check).
-        crate::ids::check_exec(exec_id)?;
-        self.get(id)?;
-        let exit = self
-            .run_dir
-            .join(id)
-            .join(format!("exec-{exec_id}.exit.json"));
-        let started = self
-            .run_dir
-            .join(id)
-            .join(format!("exec-{exec_id}.shim.json"));
-        if !started.exists() {
-            return Err(Error::NotFound(format!(
-                "no exec {exec_id} in container {id}"
-            )));
-        }
-        let shim: serde_json::Value = std::fs::read_to_string(&started)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        let pid = shim["pid"].as_u64().unwrap_or(0) as u32;
-        let start = shim["start_time"].as_u64().unwrap_or(0);
-        // The exec's shim writes the record, then exits: wait for the exit.
-        crate::shims::gone(pid, start).await;
-        let (code, signal) = crate::shims::read_exit_file(&exit).ok_or_else(|| {
-            Error::Internal(format!(
-                "the shim of exec {exec_id} died without an exit record"
-            ))
-        })?;
-        let _ = self.store.update(id, |r| {
-            if let Some(e) = r.execs.get_mut(exec_id) {
-                if e.exited_at == 0 {
-                    e.exited_at = now_us();
-                    e.exit_code = code;
-                    e.exit_signal = signal;
-                }
-            }
-        });
-        Ok((code, signal))
+        // An exit recorded meanwhile stays: the table refuses to leave Stopped.
+        Ok(self
+            .store
+            .update(id, |r| r.status = crate::lifecycle::after(r.status, verb))?)
     }
 
     /// Waits for the container to stop; at once if it has.
@@ -546,7 +360,7 @@ impl Daemon {
         // Read after subscribing: an exit recorded in between is in the
         // record, one recorded later reaches the waiter.
         let rec = self.get(id)?;
-        if rec.status == "stopped" {
+        if rec.status == Status::Stopped {
             return Ok((rec.exit_code, rec.exit_signal));
         }
         match waiter.exit().await {
@@ -561,14 +375,7 @@ impl Daemon {
 
     pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
         let rec = self.get(id)?;
-        // A created container never ran: deleting it is always fine.
-        if !force && !matches!(rec.status.as_str(), "stopped" | "created") {
-            return Err(Error::FailedPrecondition(format!(
-                "cannot delete container {id}: it is {} (use force)",
-                rec.status
-            )));
-        }
-        if rec.status != "stopped" {
+        if let Step::Remove { kill_first: true } = Self::step(&rec, Verb::Delete { force })? {
             let _ = self.kill(id, "all", libc::SIGKILL);
             // The shim records the exit; give it a moment so Wait callers and
             // ContainerExited see the real status before the object goes.

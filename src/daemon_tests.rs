@@ -28,10 +28,10 @@ impl Fixture {
     }
 
     /// A container record in state `status`, with its state directory.
-    fn container(&self, id: &str, status: &str) {
+    fn container(&self, id: &str, status: Status) {
         let rec = ContainerRecord {
             id: id.into(),
-            status: status.into(),
+            status,
             ..Default::default()
         };
         self.daemon.store.insert_new(&rec).unwrap();
@@ -62,7 +62,7 @@ async fn waiting_on_unknown_ids_is_not_found_and_keeps_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_get_the_exit_and_leave_no_channel() {
     let f = Fixture::new("wait-exit");
-    f.container("c1", "running");
+    f.container("c1", Status::Running);
     let waiters: Vec<_> = (0..10)
         .map(|_| {
             let d = f.daemon.clone();
@@ -90,7 +90,7 @@ async fn waiters_get_the_exit_and_leave_no_channel() {
 #[tokio::test]
 async fn wait_exec_refuses_exec_ids_that_are_no_ids() {
     let f = Fixture::new("wait-exec");
-    f.container("p1", "running");
+    f.container("p1", Status::Running);
     for bad in ["../x", "../../p1/exec-e1", "a/b", ".."] {
         let r = f.daemon.wait_exec("p1", bad).await;
         assert!(matches!(r, Err(Error::InvalidArgument(_))), "{bad}: {r:?}");
@@ -102,7 +102,7 @@ async fn wait_exec_refuses_exec_ids_that_are_no_ids() {
 #[test]
 fn one_exec_id_is_claimed_once_even_by_concurrent_execs() {
     let f = Fixture::new("exec-claim");
-    f.container("p1", "running");
+    f.container("p1", Status::Running);
     // A race is lost only now and then: run it many times.
     for round in 0..50 {
         let exec_id = format!("e{round}");
@@ -137,7 +137,7 @@ fn one_exec_id_is_claimed_once_even_by_concurrent_execs() {
 #[test]
 fn generated_exec_ids_do_not_collide() {
     let f = Fixture::new("exec-ids");
-    f.container("p1", "running");
+    f.container("p1", Status::Running);
     let ids = std::thread::scope(|s| {
         let makers: Vec<_> = (0..4)
             .map(|_| {
@@ -154,4 +154,42 @@ fn generated_exec_ids_do_not_collide() {
             .collect::<std::collections::HashSet<_>>()
     });
     assert_eq!(ids.len(), 1000);
+}
+
+/// A gone shim's exit.json that is not an exit record is recorded as such,
+/// with why: never as an exit of 0.
+#[test]
+fn a_malformed_exit_record_is_a_recorded_reason_not_0() {
+    let f = Fixture::new("bad-exit");
+    f.container("c1", Status::Running);
+    let dir = f.daemon.run_dir.join("c1");
+    let ending = || crate::shims::read_exit(&f.daemon.run_dir, "c1");
+    assert_eq!(ending(), (-1, 0, crate::shims::SHIM_DIED.to_string()));
+    for bad in [
+        "",
+        "{\"exit_code\":0",
+        r#"{"exit_code":"0","exit_signal":0}"#,
+    ] {
+        std::fs::write(dir.join("exit.json"), bad).unwrap();
+        let (code, signal, reason) = ending();
+        assert_eq!((code, signal), (-1, 0), "{bad:?}");
+        assert!(reason.starts_with("shim died: "), "{reason}");
+        assert!(reason.contains("exit.json is malformed"), "{reason}");
+    }
+    let good = r#"{"exit_code":137,"exit_signal":9,"exited_at_us":1,"pid":7}"#;
+    std::fs::write(dir.join("exit.json"), good).unwrap();
+    assert_eq!(ending(), (137, 9, crate::shims::EXITED.to_string()));
+}
+
+#[tokio::test]
+async fn wait_exec_names_a_malformed_shim_record() {
+    let f = Fixture::new("bad-exec-shim");
+    f.container("p1", Status::Running);
+    let shim = f.daemon.run_dir.join("p1").join("exec-e1.shim.json");
+    std::fs::write(&shim, r#"{"pid":12}"#).unwrap();
+    let r = f.daemon.wait_exec("p1", "e1").await;
+    let Err(Error::Internal(msg)) = r else {
+        panic!("{r:?}")
+    };
+    assert!(msg.contains("exec-e1.shim.json is malformed"), "{msg}");
 }

@@ -3,10 +3,12 @@
 
 mod api;
 mod daemon;
+mod execs;
 mod exits;
 mod gates;
 mod ids;
 mod images;
+mod lifecycle;
 mod overrides;
 mod recovery;
 mod shims;
@@ -260,6 +262,9 @@ fn raise_fd_limit() {
 /// "3 containers, 2 running" for `systemctl status`.
 fn status_line(daemon: &daemon::Daemon) -> String {
     let all = daemon.store.list().unwrap_or_default();
-    let running = all.iter().filter(|r| r.status == "running").count();
+    let running = all
+        .iter()
+        .filter(|r| r.status == lifecycle::Status::Running)
+        .count();
     format!("{} containers, {running} running", all.len())
 }

@@ -1,6 +1,6 @@
 //! What berthd does at start: the store says which containers exist; the
 //! shims and /run say how they are. A container whose create was interrupted
-//! ("creating") is undone; a live shim is watched again; a gone shim's exit
+//! (`Creating`) is undone; a live shim is watched again; a gone shim's exit
 //! record is recorded; a gone shim without one is "shim died".
 
 use std::os::unix::ffi::OsStrExt;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::daemon::Daemon;
+use crate::lifecycle::{after, transition, Status, Verb};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -19,7 +20,7 @@ pub struct Report {
 pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
     let mut report = Report::default();
     for rec in daemon.store.list().unwrap_or_default() {
-        if rec.status == "creating" {
+        if rec.status == Status::Creating {
             // Killed between the intent and the result: take it all back
             // (init, scope, state dir), as a failed create would have. The
             // shim berthd started goes on without it: undoing before it is
@@ -43,15 +44,12 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
         let shim_alive = rec.shim_pid != 0
             && berth_init::container::process_start_time(rec.shim_pid as i32)
                 == Some(rec.shim_start);
-        if rec.status != "stopped" && !shim_alive {
-            let (code, signal, reason) = match crate::shims::read_exit(&daemon.run_dir, &rec.id) {
-                Some((c, s)) => (c, s, "exited"),
-                None => (-1, 0, "shim died"),
-            };
-            let _ = daemon.record_exit(&rec.id, code, signal, reason);
+        if transition(rec.status, Verb::Exit).is_ok() && !shim_alive {
+            let (code, signal, reason) = crate::shims::read_exit(&daemon.run_dir, &rec.id);
+            let _ = daemon.record_exit(&rec.id, code, signal, &reason);
             report.repaired += 1;
         }
-        if rec.status == "created" && shim_alive && started_meanwhile(daemon, &rec) {
+        if rec.status == Status::Created && shim_alive && started_meanwhile(daemon, &rec) {
             // Killed inside a Start, after the process was let go: it runs,
             // the record still says created (and a second Start would
             // fail). Record what is; the FIFO goes as Start removes it.
@@ -61,8 +59,8 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
                 .join(berth_init::container::FIFO);
             let _ = std::fs::remove_file(&fifo);
             let _ = daemon.store.update(&rec.id, |r| {
-                if r.status == "created" {
-                    r.status = "running".into();
+                if r.status == Status::Created {
+                    r.status = after(r.status, Verb::Start);
                     if r.started_at == 0 {
                         r.started_at = crate::daemon::now_us();
                     }

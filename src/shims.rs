@@ -8,7 +8,10 @@ use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
 
+use berth_proto::{ExitRecord, RecordError};
+
 use crate::daemon::Daemon;
+use crate::lifecycle::Verb;
 
 /// Opens a pidfd for `pid` if it is still the process that started at `start`.
 fn pidfd_for(pid: u32, start: u64) -> Option<OwnedFd> {
@@ -35,19 +38,22 @@ pub async fn gone(pid: u32, start: u64) {
     }
 }
 
-/// The exit record the shim wrote: (code, signal).
-pub fn read_exit(run_dir: &Path, id: &str) -> Option<(i32, i32)> {
-    read_exit_file(&run_dir.join(id).join("exit.json"))
+/// The container's end as its gone shim left it: (code, signal, reason).
+/// With no exit record the shim itself died; a record that cannot be read is
+/// recorded as such, with why, rather than read as an exit of 0.
+pub fn read_exit(run_dir: &Path, id: &str) -> (i32, i32, String) {
+    let (_, exit) = berth_proto::record_names(None);
+    match berth_proto::read::<ExitRecord>(&run_dir.join(id).join(exit)) {
+        Ok(r) => (r.exit_code, r.exit_signal, EXITED.into()),
+        Err(RecordError::Missing { .. }) => (-1, 0, SHIM_DIED.into()),
+        Err(e) => (-1, 0, format!("{SHIM_DIED}: {e}")),
+    }
 }
 
-pub fn read_exit_file(path: &Path) -> Option<(i32, i32)> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    Some((
-        v["exit_code"].as_i64()? as i32,
-        v["exit_signal"].as_i64()? as i32,
-    ))
-}
+/// ExitReason: the shim saw the exit and recorded it.
+pub const EXITED: &str = "exited";
+/// ExitReason: the shim went without an exit record (ExitCode -1).
+pub const SHIM_DIED: &str = "shim died";
 
 /// Watches the shim of `id` until it exits, then records the container's exit
 /// and lets the bus know through `on_exit` — both under the container's gate,
@@ -60,14 +66,10 @@ where
     tokio::spawn(async move {
         gone(shim_pid, shim_start).await;
         let _announcing = daemon.gate(&id).await;
-        let outcome = read_exit(&daemon.run_dir, &id);
-        let (code, signal, reason) = match outcome {
-            Some((c, s)) => (c, s, "exited"),
-            None => (-1, 0, "shim died"),
-        };
+        let (code, signal, reason) = read_exit(&daemon.run_dir, &id);
         match daemon.get(&id) {
-            Ok(rec) if rec.status != "stopped" => {
-                if let Err(e) = daemon.record_exit(&id, code, signal, reason) {
+            Ok(rec) if crate::lifecycle::transition(rec.status, Verb::Exit).is_ok() => {
+                if let Err(e) = daemon.record_exit(&id, code, signal, &reason) {
                     tracing::error!(container = %id, "recording the exit: {e:?}");
                     return;
                 }

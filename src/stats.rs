@@ -80,15 +80,16 @@ pub fn collect(pid: u32) -> Option<HashMap<String, OwnedValue>> {
 /// Manager.Info: what berthd runs on and how many containers it holds.
 pub fn info(daemon: &crate::daemon::Daemon) -> HashMap<String, OwnedValue> {
     let records = daemon.store.list().unwrap_or_default();
-    let count = |s: &str| records.iter().filter(|r| r.status == s).count() as u32;
+    let count = |s| records.iter().filter(|r| r.status == s).count() as u32;
     let mut out = HashMap::new();
     let mut put = |k: &str, v: Value<'_>| {
         out.insert(k.to_string(), owned(v));
     };
     put("version", Value::from(env!("CARGO_PKG_VERSION")));
     put("containers", Value::from(records.len() as u32));
-    for status in ["created", "running", "paused", "stopped"] {
-        put(&format!("containers_{status}"), Value::from(count(status)));
+    // Creating is a passing state, not counted (as before it had a name).
+    for status in &crate::lifecycle::Status::ALL[1..] {
+        put(&format!("containers_{status}"), Value::from(count(*status)));
     }
     let dir = |p: &Path| p.to_string_lossy().into_owned();
     let state = daemon.bundles_dir.parent().unwrap_or(Path::new("/"));

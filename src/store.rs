@@ -3,7 +3,7 @@
 //!
 //! Every public write is one write transaction, committed (and so fsynced: we never
 //! set NO_SYNC/NO_META_SYNC) before the call returns. Create is written intent-first
-//! (status "creating" → side effects → result), so a crash between two steps leaves
+//! (status `Creating` → side effects → result), so a crash between two steps leaves
 //! a record that the next start can find and repair.
 
 use std::collections::BTreeMap;
@@ -15,6 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use heed::types::{SerdeJson, Str};
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
 
+use crate::lifecycle::Status;
+
 /// Named databases this env may hold: "containers" now, room for exits and images.
 const MAX_DBS: u32 = 4;
 const CONTAINERS: &str = "containers";
@@ -23,9 +25,8 @@ const CONTAINERS: &str = "containers";
 pub struct ContainerRecord {
     pub id: String,
     pub bundle: String,
-    /// "creating" (intent recorded, not yet created), "created", "running",
-    /// "paused", "stopped".
-    pub status: String,
+    /// Stored by its lowercase name, as records have always held it.
+    pub status: Status,
     pub labels: BTreeMap<String, String>,
     /// The systemd scope unit, e.g. `berth-<id>.scope`.
     pub unit: String,
@@ -41,7 +42,8 @@ pub struct ContainerRecord {
     pub exited_at: u64,
     pub exit_code: i32,
     pub exit_signal: i32,
-    /// "" | "exited" | "shim died" | ...
+    /// "" until stopped; then shims::EXITED, shims::SHIM_DIED, or "shim
+    /// died: <why>" when the exit record could not be read.
     pub exit_reason: String,
     /// The image the container was created from ("" for a bundle).
     #[serde(default)]
@@ -285,159 +287,5 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::MetadataExt;
-
-    /// A unique directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            // pid + test name is unique among concurrent runs; a stale leftover
-            // from a killed run with a recycled pid is cleared first.
-            let dir =
-                std::env::temp_dir().join(format!("berth-store-{}-{name}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            TempDir(dir)
-        }
-        fn db(&self) -> PathBuf {
-            self.0.join("db")
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    const MAP: usize = 1 << 20;
-
-    fn rec(id: &str) -> ContainerRecord {
-        ContainerRecord {
-            id: id.to_owned(),
-            bundle: format!("/srv/bundles/{id}"),
-            status: "creating".to_owned(),
-            labels: BTreeMap::from([("app".to_owned(), "web".to_owned())]),
-            unit: format!("berth-{id}.scope"),
-            shim_pid: 4242,
-            created_at: 1_700_000_000_000_000,
-            ..ContainerRecord::default()
-        }
-    }
-
-    #[test]
-    fn store_round_trip() {
-        let tmp = TempDir::new("round-trip");
-        let store = Store::open(&tmp.db(), MAP).unwrap();
-        assert_eq!(store.get("a").unwrap(), None);
-        for id in ["b", "a", "c"] {
-            store.insert_new(&rec(id)).unwrap();
-        }
-        assert_eq!(store.get("a").unwrap(), Some(rec("a")));
-        let ids: Vec<String> = store.list().unwrap().into_iter().map(|r| r.id).collect();
-        assert_eq!(ids, ["a", "b", "c"]);
-
-        let updated = store
-            .update("b", |r| {
-                r.status = "running".to_owned();
-                r.pid = 77;
-                r.id = "changed".to_owned();
-            })
-            .unwrap();
-        assert_eq!((updated.id.as_str(), updated.pid), ("b", 77));
-        assert_eq!(store.get("b").unwrap(), Some(updated));
-        assert_eq!(store.get("changed").unwrap(), None);
-
-        let mut replaced = rec("c");
-        replaced.exit_reason = "exited".to_owned();
-        store.put(&replaced).unwrap(); // replaces
-        store.put(&rec("d")).unwrap(); // inserts
-        assert!(store.remove("a").unwrap());
-        assert!(!store.remove("a").unwrap());
-        let ids: Vec<String> = store.list().unwrap().into_iter().map(|r| r.id).collect();
-        assert_eq!(ids, ["b", "c", "d"]);
-        assert_eq!(store.get("c").unwrap(), Some(replaced));
-    }
-
-    #[test]
-    fn store_duplicate_insert_and_missing_update() {
-        let tmp = TempDir::new("dup");
-        let store = Store::open(&tmp.db(), MAP).unwrap();
-        store.insert_new(&rec("x")).unwrap();
-        let mut other = rec("x");
-        other.bundle = "/elsewhere".to_owned();
-        assert!(matches!(store.insert_new(&other), Err(StoreError::Exists(id)) if id == "x"));
-        assert_eq!(store.get("x").unwrap(), Some(rec("x")));
-
-        let missing = store.update("nope", |r| r.pid = 1);
-        assert!(matches!(missing, Err(StoreError::NotFound(id)) if id == "nope"));
-        assert_eq!(store.list().unwrap(), [rec("x")]);
-    }
-
-    #[test]
-    fn store_survives_reopen_in_private_files() {
-        let tmp = TempDir::new("reopen");
-        let dir = tmp.db();
-        let store = Store::open(&dir, MAP).unwrap();
-        store.insert_new(&rec("kept")).unwrap();
-        let kept = store.update("kept", |r| r.pid = 9).unwrap();
-        drop(store);
-
-        let store = Store::open(&dir, MAP).unwrap();
-        assert_eq!(store.list().unwrap(), [kept]);
-        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o7777, 0o700);
-        for name in ["data.mdb", "lock.mdb"] {
-            let mode = fs::metadata(dir.join(name)).unwrap().mode() & 0o7777;
-            assert_eq!(mode, 0o600, "{name}");
-        }
-    }
-
-    #[test]
-    fn store_map_full_is_clean() {
-        let tmp = TempDir::new("full");
-        let map = 1 << 20;
-        let mut inserted = Vec::new();
-        {
-            let store = Store::open(&tmp.db(), map).unwrap();
-            let err = loop {
-                let mut r = rec(&format!("c{:05}", inserted.len()));
-                // Records of a few pages and of part of one, in turn.
-                for i in 0..(inserted.len() % 2) * 8 {
-                    r.labels.insert(format!("padding{i}"), "p".repeat(3000));
-                }
-                r.labels.insert("padding".to_owned(), "p".repeat(300));
-                match store.insert_new(&r) {
-                    Ok(()) => inserted.push(r),
-                    Err(e) => break e,
-                }
-                assert!(inserted.len() < 10_000, "a 1 MiB map never filled");
-            };
-            assert!(
-                matches!(err, StoreError::MapFull { map_size } if map_size == map),
-                "{err}"
-            );
-            assert!(err.to_string().contains("the metadata store is full"));
-            assert_eq!(store.list().unwrap(), inserted);
-            // The room kept: every record can still change (start, exit, an
-            // exec), one after the other.
-            for r in &inserted {
-                let id = r.id.clone();
-                store
-                    .update(&id, |r| {
-                        r.status = "stopped".into();
-                        r.exit_reason = "exited".into();
-                        r.add_exec("e1", ExecRecord::default());
-                    })
-                    .unwrap_or_else(|e| panic!("updating {id} in a full store: {e}"));
-            }
-            inserted = store.list().unwrap();
-            // Removing frees pages, so the store is usable again.
-            assert!(store.remove(&inserted[0].id).unwrap());
-            inserted.remove(0);
-        }
-        let store = Store::open(&tmp.db(), map).unwrap();
-        assert_eq!(store.list().unwrap(), inserted);
-    }
-}
+#[path = "store_tests.rs"]
+mod tests;

@@ -215,7 +215,7 @@ pub fn start(root: &Path, id: &str) -> Result<Vec<String>> {
             crate::error::ChildFailure::Setup(String::from_utf8_lossy(text).into_owned())
         });
         let _ = fs::remove_file(&fifo_path);
-        return Err(failure.into_error(""));
+        return Err(Error::of_child(failure, ""));
     }
     fs::remove_file(&fifo_path)
         .map_err(|e| Error::io(format!("removing {}", fifo_path.display()), e))?;

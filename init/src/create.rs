@@ -298,7 +298,7 @@ fn create_in(
                 }
                 send(&ToInit::Proceed { pid })?;
             }
-            Ok(Some((ToCreator::Error(failure), _))) => return Err(failure.into_error("")),
+            Ok(Some((ToCreator::Error(failure), _))) => return Err(Error::of_child(failure, "")),
             Ok(None) => return Err(Error::Init(describe_exit(pid))),
             Err(e) => return Err(Error::io("sync channel", e)),
         }

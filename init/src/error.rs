@@ -1,6 +1,8 @@
 //! The crate-level error of the creator-side operations (create, start, kill,
 //! delete, …): each module's error, plus the container-level ones.
 
+use berth_proto::FailureKind;
+
 use crate::container::Status;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,59 +51,42 @@ impl Error {
         }
     }
 
-    /// A stable name for the kind of failure, carried across processes (the
-    /// shim's report to berthd) where the enum itself cannot go. The names are
+    /// The kind of failure, carried across processes (the shim's report to
+    /// berthd) where the enum itself cannot go; its names are
     /// io.berth.Berth1's error names.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> FailureKind {
         match self {
             Error::InvalidId { .. } | Error::Spec(_) | Error::InvalidArgument(_) => {
-                "InvalidArgument"
+                FailureKind::InvalidArgument
             }
             // The scope's name is taken (another container's, or a unit
             // someone else started under it): the name already exists.
             Error::AlreadyExists(_)
-            | Error::Cgroup(crate::cgroups::CgroupError::UnitExists { .. }) => "AlreadyExists",
-            Error::NotFound(_) => "NotFound",
-            Error::NotExecutable(_) => "NotExecutable",
-            Error::WrongState { .. } => "FailedPrecondition",
-            Error::Cgroup(crate::cgroups::CgroupError::ControllerUnavailable { .. }) => {
-                "ControllerUnavailable"
+            | Error::Cgroup(crate::cgroups::CgroupError::UnitExists { .. }) => {
+                FailureKind::AlreadyExists
             }
-            _ => "Internal",
+            Error::NotFound(_) => FailureKind::NotFound,
+            Error::NotExecutable(_) => FailureKind::NotExecutable,
+            Error::WrongState { .. } => FailureKind::FailedPrecondition,
+            Error::Cgroup(crate::cgroups::CgroupError::ControllerUnavailable { .. }) => {
+                FailureKind::ControllerUnavailable
+            }
+            _ => FailureKind::Internal,
         }
     }
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Why a container's init, or an exec's process, stopped before execve: sent
-/// to the creator (sync channel, exec error pipe), where it becomes an
-/// [`Error`]. A program that is not there is its own case, as podman makes it
-/// one (exit 127).
-#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum ChildFailure {
-    /// A setup step failed; the message says which and why.
-    Setup(String),
-    /// `process.args[0]` is missing or not executable in the container.
-    NotExecutable(String),
-}
+/// Why a container's init, or an exec's process, stopped before execve
+/// (berth-proto: it crosses from the child to its creator).
+pub use berth_proto::ChildFailure;
 
-impl From<String> for ChildFailure {
-    fn from(msg: String) -> Self {
-        ChildFailure::Setup(msg)
-    }
-}
-
-impl From<&str> for ChildFailure {
-    fn from(msg: &str) -> Self {
-        ChildFailure::Setup(msg.into())
-    }
-}
-
-impl ChildFailure {
-    /// As the creator's error; `prefix` says whose ("exec in ID: ", or "").
-    pub fn into_error(self, prefix: &str) -> Error {
-        match self {
+impl Error {
+    /// A child's failure as its creator's error; `prefix` says whose ("exec
+    /// in ID: ", or "").
+    pub fn of_child(failure: ChildFailure, prefix: &str) -> Error {
+        match failure {
             ChildFailure::Setup(m) => Error::Init(format!("{prefix}{m}")),
             ChildFailure::NotExecutable(m) => Error::NotExecutable(format!("{prefix}{m}")),
         }

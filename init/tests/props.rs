@@ -43,7 +43,7 @@ proptest! {
         let got = berth_init::error::validate_id(&id);
         prop_assert_eq!(got.is_ok(), id_ok(&id), "{:?}: {:?}", id, got);
         if let Err(e) = got {
-            prop_assert_eq!(e.kind(), "InvalidArgument");
+            prop_assert_eq!(e.kind(), berth_proto::FailureKind::InvalidArgument);
         }
     }
 }

@@ -1,8 +1,7 @@
-//! What the shim leaves in the container's state dir for berthd: who it is
-//! (pid + start time, so a restarted berthd tells its shim from a reused pid;
-//! written by berth-shim) and, at the end, how the container exited (written
-//! here). Both written atomically: write a temporary file, fsync, rename,
-//! fsync the directory.
+//! Writing what the shim leaves in the container's state dir for berthd: who
+//! it is (berth_proto::ShimRecord, written by berth-shim) and, at the end,
+//! how the container exited (berth_proto::ExitRecord, written here). Both
+//! atomically: write a temporary file, fsync, rename, fsync the directory.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -11,20 +10,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::monitor::ExitStatus;
 
-/// The records of the container's init; an exec'd process's carry its exec id:
-/// `exec-<exec id>.shim.json`, `exec-<exec id>.exit.json`.
-pub fn names(exec_id: Option<&str>) -> (String, String) {
-    match exec_id {
-        None => ("shim.json".into(), "exit.json".into()),
-        Some(e) => (format!("exec-{e}.shim.json"), format!("exec-{e}.exit.json")),
-    }
-}
+pub use berth_proto::record_names as names;
+use berth_proto::ExitRecord;
 
-pub fn write_atomic(dir: &Path, name: &str, value: &serde_json::Value) -> Result<(), String> {
+pub fn write_atomic<T: serde::Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), String> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let err = |what: &str, e: std::io::Error| format!("{what} {}: {e}", dir.join(name).display());
+    let json = serde_json::to_string(value).map_err(|e| err("encoding", e.into()))?;
     let mut f = File::create(&tmp).map_err(|e| err("creating", e))?;
-    f.write_all(format!("{value}\n").as_bytes())
+    f.write_all(format!("{json}\n").as_bytes())
         .and_then(|_| f.sync_all())
         .map_err(|e| err("writing", e))?;
     fs::rename(&tmp, dir.join(name)).map_err(|e| err("renaming", e))?;
@@ -50,14 +44,12 @@ pub fn write_exit_record(
         ExitStatus::Code(c) => (*c, 0),
         ExitStatus::Signal(s) => (128 + *s, *s),
     };
-    write_atomic(
-        dir,
-        name,
-        &serde_json::json!({
-            "pid": init_pid,
-            "exit_code": code,
-            "exit_signal": signal,
-            "exited_at_us": now_us(),
-        }),
-    )
+    let record = ExitRecord {
+        // A pid is positive: unsigned_abs only changes the type.
+        pid: init_pid.unsigned_abs(),
+        exit_code: code,
+        exit_signal: signal,
+        exited_at_us: now_us(),
+    };
+    write_atomic(dir, name, &record)
 }

@@ -4,12 +4,12 @@
 //! container's stdio (→ journald), and when the init exits writes the exit
 //! record atomically and exits.
 //!
-//! Protocol with the starter: one JSON line on stdout, then stdout is closed:
-//! `{"init_pid":N,"shim_pid":M}` once the container is created (blocked on its
-//! exec FIFO), or `{"error":"…"}`. The starter's exit code from `berth-shim`
-//! itself is 0 as soon as the detach happened.
+//! Protocol with the starter: one line on stdout, then stdout is closed: a
+//! `berth_proto::ShimReport` — `{"init_pid":N,"shim_pid":M}` once the
+//! container is created (blocked on its exec FIFO), or
+//! `{"error":"…","kind":"…"}`. `berth-shim` itself exits 0 (created) or 1.
 
-use berth_monitor::{monitor, record};
+use berth_monitor::monitor;
 
 use std::fs::File;
 use std::io::{BufRead, Write};
@@ -18,6 +18,7 @@ use std::os::unix::net::UnixListener;
 use std::path::PathBuf;
 
 use berth_init::create::{create, CreateOptions};
+use berth_proto::{FailureKind, ShimRecord, ShimReport};
 use clap::Parser;
 use nix::unistd::{fork, ForkResult};
 
@@ -85,14 +86,23 @@ fn main() {
             // holds a copy of the pipe until it execs.
             let mut line = String::new();
             let _ = std::io::BufReader::new(File::from(report_r)).read_line(&mut line);
-            if line.is_empty() {
-                line = format!(
-                    "{}\n",
-                    serde_json::json!({"error": "the shim died during setup"})
-                );
-            }
+            let created = match ShimReport::parse(&line) {
+                Ok(ShimReport::Created { .. }) => true,
+                Ok(ShimReport::Failed { .. }) => false,
+                Err(e) => {
+                    // Died before reporting (nothing to parse), or said what
+                    // no report is: the starter hears why, as a failure.
+                    let error = match line.is_empty() {
+                        true => "the shim died during setup".to_string(),
+                        false => e.to_string(),
+                    };
+                    let kind = FailureKind::Internal;
+                    line = ShimReport::Failed { error, kind }.to_line();
+                    false
+                }
+            };
             let _ = std::io::stdout().write_all(line.as_bytes());
-            std::process::exit(if line.contains("\"init_pid\"") { 0 } else { 1 });
+            std::process::exit(if created { 0 } else { 1 });
         }
         Ok(ForkResult::Child) => {}
         Err(e) => fail(&mut std::io::stdout(), &format!("fork: {e}")),
@@ -115,14 +125,14 @@ fn main() {
 /// `Error::kind`: InvalidArgument, ControllerUnavailable, …), so the starter
 /// can sort it without reading the text.
 struct Failure {
-    kind: &'static str,
+    kind: FailureKind,
     msg: String,
 }
 
 impl From<String> for Failure {
     fn from(msg: String) -> Self {
         Failure {
-            kind: "Internal",
+            kind: FailureKind::Internal,
             msg,
         }
     }
@@ -130,12 +140,12 @@ impl From<String> for Failure {
 
 /// The one line for the starter, when setup failed.
 fn fail(to: &mut impl Write, error: &str) -> ! {
-    fail_kind(to, "Internal", error)
+    fail_kind(to, FailureKind::Internal, error)
 }
 
-fn fail_kind(to: &mut impl Write, kind: &str, error: &str) -> ! {
-    let line = format!("{}\n", serde_json::json!({ "error": error, "kind": kind }));
-    let _ = to.write_all(line.as_bytes());
+fn fail_kind(to: &mut impl Write, kind: FailureKind, error: &str) -> ! {
+    let error = error.to_string();
+    let _ = to.write_all(ShimReport::Failed { error, kind }.to_line().as_bytes());
     std::process::exit(1);
 }
 
@@ -169,7 +179,7 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
         (Some(p), _) => p.terminal().unwrap_or(false),
         (None, Some(bundle)) => {
             let b = berth_init::spec::load(bundle).map_err(|e| Failure {
-                kind: "InvalidArgument",
+                kind: FailureKind::InvalidArgument,
                 msg: e.to_string(),
             })?;
             let terminal = b
@@ -268,13 +278,15 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
         Some(e) if args.attach => berth_monitor::attach::Attach::bind(&dir, &format!("exec-{e}.")),
         Some(_) => (None, None),
     };
-    let (shim_record, exit_record) = record::names(args.exec_id.as_deref());
+    let (shim_record, exit_record) = berth_proto::record_names(args.exec_id.as_deref());
     write_shim_record(&dir, &shim_record, pid)?;
 
-    let line = format!(
-        "{}\n",
-        serde_json::json!({"init_pid": pid, "shim_pid": std::process::id()})
-    );
+    let line = ShimReport::Created {
+        // A pid is positive: unsigned_abs only changes the type.
+        init_pid: pid.unsigned_abs(),
+        shim_pid: std::process::id(),
+    }
+    .to_line();
     report
         .write_all(line.as_bytes())
         .map_err(|e| format!("reporting: {e}"))?;
@@ -352,8 +364,8 @@ fn place_self(id: &str, exec_id: Option<&str>) -> Result<(), Failure> {
         .map_err(|e| Failure {
             // Its scope's name is taken: as for the container's own scope.
             kind: match e {
-                berth_init::cgroups::CgroupError::UnitExists { .. } => "AlreadyExists",
-                _ => "Internal",
+                berth_init::cgroups::CgroupError::UnitExists { .. } => FailureKind::AlreadyExists,
+                _ => FailureKind::Internal,
             },
             msg: format!("placing the shim: {e}"),
         })
@@ -362,11 +374,15 @@ fn place_self(id: &str, exec_id: Option<&str>) -> Result<(), Failure> {
 /// Who the shim is: its pid and start time (so a restarted berthd tells its
 /// shim from a reused pid) and the init it watches.
 fn write_shim_record(dir: &std::path::Path, name: &str, init_pid: i32) -> Result<(), String> {
-    let pid = std::process::id() as i32;
-    let start = berth_init::container::process_start_time(pid).unwrap_or(0);
-    berth_monitor::record::write_atomic(
-        dir,
-        name,
-        &serde_json::json!({"pid": pid, "start_time": start, "init_pid": init_pid}),
-    )
+    let pid = std::process::id();
+    // Our own start time: /proc/self is there, so None is a broken /proc,
+    // and a record berthd would misread is worse than none.
+    let start_time = berth_init::container::process_start_time(pid as i32)
+        .ok_or_else(|| format!("no start time for the shim (pid {pid}) in /proc"))?;
+    let record = ShimRecord {
+        pid,
+        start_time,
+        init_pid: init_pid.unsigned_abs(),
+    };
+    berth_monitor::record::write_atomic(dir, name, &record)
 }

@@ -152,19 +152,16 @@ impl ContainerObject {
         self.rec().bundle
     }
 
+    /// "" once the record is gone (the object goes with it).
     #[zbus(property)]
     fn status(&self) -> String {
-        self.rec().status
+        let rec = self.daemon.get(&self.id);
+        rec.map_or("", |r| r.status.as_str()).to_string()
     }
 
     #[zbus(property)]
     fn pid(&self) -> u32 {
-        let r = self.rec();
-        if r.status == "stopped" {
-            0
-        } else {
-            r.pid
-        }
+        crate::api::shown_pid(&self.rec())
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
@@ -198,7 +195,8 @@ impl ContainerObject {
     }
 
     /// How it stopped: "" (not yet), "exited" (its shim saw the exit), or
-    /// "shim died" (the shim went without an exit record; ExitCode -1).
+    /// "shim died" (the shim went without an exit record; ExitCode -1), or
+    /// "shim died: <why>" (its exit record could not be read).
     #[zbus(property)]
     fn exit_reason(&self) -> String {
         self.rec().exit_reason

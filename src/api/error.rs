@@ -2,6 +2,7 @@
 //! NoSuchMachine, MachineExists…). Each carries a message a person can act on.
 
 use berth_init::error::Error as InitError;
+use berth_proto::FailureKind;
 
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "io.berth.Berth1.Error")]
@@ -40,18 +41,18 @@ impl From<InitError> for Error {
 }
 
 impl Error {
-    /// The error named `kind` (as berth-init's `Error::kind` and the shim's
-    /// report name it); unknown kinds are Internal.
-    pub fn of_kind(kind: &str, msg: String) -> Error {
+    /// The error of `kind` (as berth-init's `Error::kind` and the shim's
+    /// report name it).
+    pub fn of_kind(kind: FailureKind, msg: String) -> Error {
         match kind {
-            "InvalidArgument" => Error::InvalidArgument(msg),
-            "AlreadyExists" => Error::AlreadyExists(msg),
-            "NotFound" => Error::NotFound(msg),
-            "FailedPrecondition" => Error::FailedPrecondition(msg),
-            "ControllerUnavailable" => Error::ControllerUnavailable(msg),
-            "PermissionDenied" => Error::PermissionDenied(msg),
-            "NotExecutable" => Error::NotExecutable(msg),
-            _ => Error::Internal(msg),
+            FailureKind::InvalidArgument => Error::InvalidArgument(msg),
+            FailureKind::AlreadyExists => Error::AlreadyExists(msg),
+            FailureKind::NotFound => Error::NotFound(msg),
+            FailureKind::FailedPrecondition => Error::FailedPrecondition(msg),
+            FailureKind::ControllerUnavailable => Error::ControllerUnavailable(msg),
+            FailureKind::PermissionDenied => Error::PermissionDenied(msg),
+            FailureKind::NotExecutable => Error::NotExecutable(msg),
+            FailureKind::Internal => Error::Internal(msg),
         }
     }
 }

@@ -11,7 +11,9 @@ use zbus::{interface, Connection};
 use crate::api::container::ContainerObject;
 use crate::api::error::{Error, Result};
 use crate::api::{container_path, require_root, MANAGER_PATH};
-use crate::daemon::{Daemon, ExecRequest};
+use crate::daemon::Daemon;
+use crate::execs::ExecRequest;
+use crate::lifecycle::{Status, Verb};
 use crate::overrides::get;
 
 pub struct Manager {
@@ -91,7 +93,7 @@ pub async fn register(
         )
         .await
         .map_err(Error::ZBus)?;
-    if rec.status != "stopped" && rec.shim_pid != 0 {
+    if rec.status != Status::Stopped && rec.shim_pid != 0 {
         let conn = conn.clone();
         crate::shims::watch(
             daemon.clone(),
@@ -118,7 +120,7 @@ async fn properties_changed(conn: &Connection, id: &str) {
     };
     // One PropertiesChanged with every state property (not one signal per
     // property): subscribers see a consistent state, the bus carries 1/7.
-    let pid = if r.status == "stopped" { 0 } else { r.pid };
+    let pid = crate::api::shown_pid(&r);
     let changed = HashMap::from([
         ("Status", Value::from(r.status.as_str())),
         ("Pid", Value::from(pid)),
@@ -151,10 +153,10 @@ async fn on_exit(conn: &Connection, daemon: &Daemon, id: &str) {
 /// GetContainerStats / Container.GetStats.
 pub fn stats(daemon: &Daemon, id: &str) -> Result<HashMap<String, OwnedValue>> {
     let rec = daemon.get(id)?;
-    if rec.status == "stopped" || rec.pid == 0 {
+    Daemon::step(&rec, Verb::Stats)?;
+    if rec.pid == 0 {
         return Err(Error::FailedPrecondition(format!(
-            "container {id} is {}: no cgroup to read",
-            rec.status
+            "container {id} has no process: no cgroup to read"
         )));
     }
     crate::stats::collect(rec.pid).ok_or_else(|| {
@@ -307,7 +309,7 @@ impl Manager {
             .into_iter()
             .map(|r| {
                 let path = container_path(&r.id);
-                (r.id, r.status, path)
+                (r.id, r.status.as_str().to_string(), path)
             })
             .collect())
     }

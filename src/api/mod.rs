@@ -106,6 +106,15 @@ pub async fn authorize(
     }
 }
 
+/// The Pid property: the init's pid while it may run, 0 once it stopped (the
+/// pid may be another process's by then).
+pub fn shown_pid(rec: &crate::store::ContainerRecord) -> u32 {
+    match rec.status {
+        crate::lifecycle::Status::Stopped => 0,
+        _ => rec.pid,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

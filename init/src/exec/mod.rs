@@ -166,7 +166,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
                     let _ = waitpid(Pid::from_raw(p), None);
                 }
                 let failure = serde_json::from_str(&err).unwrap_or(ChildFailure::Setup(err));
-                return Err(failure.into_error(&format!("exec in {}: ", opts.id)));
+                return Err(Error::of_child(failure, &format!("exec in {}: ", opts.id)));
             }
             let pid = pid.ok_or_else(|| Error::Init("exec: the process was not started".into()))?;
             if let Some(pf) = &opts.pid_file {

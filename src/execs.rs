@@ -1,0 +1,177 @@
+//! Processes exec'd into a running container: each under a shim of its own
+//! (berth-shim --exec-id), its records `exec-ID.shim.json` and
+//! `exec-ID.exit.json` in the container's state dir, and an ExecRecord in the
+//! container's store record.
+
+use std::path::PathBuf;
+
+use berth_proto::{ExitRecord, RecordError, ShimRecord};
+
+use crate::api::error::{Error, Result};
+use crate::daemon::{now_us, Daemon};
+use crate::exits::Exit;
+use crate::lifecycle::Verb;
+use crate::store::{ContainerRecord, ExecRecord};
+
+/// ExecContainer's options.
+#[derive(Debug, Default)]
+pub struct ExecRequest {
+    /// The exec id to use (default: generated).
+    pub id: Option<String>,
+    /// Hold the output for a client of exec-ID.attach.sock (AttachExec).
+    pub attach: bool,
+    /// Give the process a stdin fed by attach clients.
+    pub stdin: bool,
+}
+
+impl ExecRequest {
+    /// Running execs (no exit seen) are capped like the records.
+    fn max_execs_reached(&self, rec: &ContainerRecord) -> bool {
+        rec.execs.values().filter(|e| e.exited_at == 0).count() >= crate::store::MAX_EXEC_RECORDS
+    }
+}
+
+impl Daemon {
+    /// Starts `process_json` (an OCI process object) in the running container
+    /// under its own shim; returns the exec id and the shim's (pid, start).
+    pub async fn exec(
+        &self,
+        id: &str,
+        process_json: &str,
+        req: &ExecRequest,
+    ) -> Result<(String, u32, u64)> {
+        let rec = self.get(id)?;
+        Self::step(&rec, Verb::Exec)?;
+        if req.max_execs_reached(&rec) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} has {} execs running: wait for some first",
+                rec.execs.len()
+            )));
+        }
+        // The spec the container was made from: the rewritten copy if any.
+        let derived = self.bundles_dir.join(id);
+        let config_dir = match derived.join("config.json").exists() {
+            true => derived,
+            false => PathBuf::from(&rec.bundle),
+        };
+        let process = crate::overrides::exec_process(process_json, &config_dir)?;
+        let json = serde_json::to_vec(&process).map_err(|e| Error::Internal(e.to_string()))?;
+        let (exec_id, path) = self.claim_exec_id(id, req.id.as_deref(), &json)?;
+        let path_str = path.to_string_lossy().into_owned();
+        let args = [
+            "--exec-id",
+            exec_id.as_str(),
+            "--process",
+            path_str.as_str(),
+        ];
+        let mut args = args.to_vec();
+        if req.attach {
+            args.push("--attach");
+        }
+        if req.stdin {
+            args.push("--stdin");
+        }
+        let (_, shim) = self
+            .run_shim(id, &args)
+            .await
+            .map_err(|e| self.exited_meanwhile(id, e))?;
+        let start = berth_init::container::process_start_time(shim as i32).unwrap_or(0);
+        self.store.update(id, |r| {
+            r.add_exec(
+                &exec_id,
+                ExecRecord {
+                    shim_pid: shim,
+                    shim_start: start,
+                    started_at: now_us(),
+                    ..Default::default()
+                },
+            )
+        })?;
+        Ok((exec_id, shim, start))
+    }
+
+    /// Takes exec id `wanted` (or a fresh one) in container `id` by creating
+    /// its process file: exclusively, so of two execs asking for one id at
+    /// once exactly one gets it. Returns the id and the file.
+    pub(crate) fn claim_exec_id(
+        &self,
+        id: &str,
+        wanted: Option<&str>,
+        process_json: &[u8],
+    ) -> Result<(String, PathBuf)> {
+        use std::io::Write;
+        // A generated id taken already (a caller chose one like it) is
+        // passed over, a few times at most.
+        for _ in 0..8 {
+            let exec_id = match wanted {
+                Some(e) => e.to_string(),
+                None => crate::ids::new_exec_id(),
+            };
+            crate::ids::check_exec(&exec_id)?;
+            let path = self
+                .run_dir
+                .join(id)
+                .join(format!("exec-{exec_id}.process.json"));
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path);
+            match file {
+                Ok(mut f) => {
+                    f.write_all(process_json)
+                        .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+                    return Ok((exec_id, path));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && wanted.is_none() => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    return Err(Error::AlreadyExists(format!(
+                        "exec {exec_id} exists in {id}"
+                    )))
+                }
+                Err(e) => return Err(Error::Internal(format!("{}: {e}", path.display()))),
+            }
+        }
+        Err(Error::Internal(format!(
+            "no free exec id in {id} after 8 tries"
+        )))
+    }
+
+    /// Waits for an exec'd process: (exit code, signal), from its exit record.
+    pub async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<Exit> {
+        // Before the id becomes part of a path (AttachExec's check).
+        crate::ids::check_exec(exec_id)?;
+        self.get(id)?;
+        let (shim_json, exit_json) = berth_proto::record_names(Some(exec_id));
+        let dir = self.run_dir.join(id);
+        let shim: ShimRecord = match berth_proto::read(&dir.join(shim_json)) {
+            Ok(s) => s,
+            Err(RecordError::Missing { .. }) => {
+                return Err(Error::NotFound(format!(
+                    "no exec {exec_id} in container {id}"
+                )))
+            }
+            Err(e) => return Err(Error::Internal(e.to_string())),
+        };
+        // The exec's shim writes the record, then exits: wait for the exit.
+        crate::shims::gone(shim.pid, shim.start_time).await;
+        let (code, signal) = match berth_proto::read::<ExitRecord>(&dir.join(exit_json)) {
+            Ok(r) => (r.exit_code, r.exit_signal),
+            Err(RecordError::Missing { .. }) => {
+                return Err(Error::Internal(format!(
+                    "the shim of exec {exec_id} died without an exit record"
+                )))
+            }
+            Err(e) => return Err(Error::Internal(e.to_string())),
+        };
+        let _ = self.store.update(id, |r| {
+            if let Some(e) = r.execs.get_mut(exec_id) {
+                if e.exited_at == 0 {
+                    e.exited_at = now_us();
+                    e.exit_code = code;
+                    e.exit_signal = signal;
+                }
+            }
+        });
+        Ok((code, signal))
+    }
+}
