@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use berth_proto::ShimReport;
 
-use crate::api::error::{Error, Result};
+use crate::error::{Error, Result};
 use crate::exits::{Exit, Exits};
 use crate::gates::{GateGuard, Gates};
 use crate::lifecycle::{transition, Status, Step, Verb};

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use berth_proto::{ExitRecord, RecordError, ShimRecord};
 
-use crate::api::error::{Error, Result};
 use crate::daemon::{now_us, Daemon};
+use crate::error::{Error, Result};
 use crate::exits::Exit;
 use crate::lifecycle::Verb;
 use crate::store::{ContainerRecord, ExecRecord};

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use berth_init::error::{validate_id, Error as InitError};
 
-use crate::api::error::{Error, Result};
 use crate::daemon::{brief, now_us};
+use crate::error::{Error, Result};
 
 /// The message for an id `validate_id` refused: quoted briefly (a caller may
 /// send megabytes), with the rule it broke.

@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use berth_image::{ErrorKind, ImageStore, SpecOptions};
 
-use crate::api::error::Error;
+use crate::error::Error;
 use crate::overrides::CreateRequest;
 
-/// berth-image's error, as io.berth.Berth1's.
-pub fn dbus_error(e: berth_image::Error) -> Error {
+/// berth-image's error, as the core's (its kind kept).
+pub fn image_error(e: berth_image::Error) -> Error {
     let msg = e.to_string();
     match e.kind() {
         ErrorKind::NotFound => Error::NotFound(msg),
@@ -43,18 +43,21 @@ pub fn check_name(name: &str) -> Result<(), Error> {
 }
 
 /// Runs `f` on the blocking pool with the store, or says there is none.
-pub async fn with_store<T: Send + 'static>(
+/// (The result's error is any the core's converts into: the D-Bus edge
+/// gets its own without a conversion at every call.)
+pub async fn with_store<T: Send + 'static, E: From<Error>>(
     store: &Option<Arc<ImageStore>>,
     f: impl FnOnce(&ImageStore) -> Result<T, Error> + Send + 'static,
-) -> Result<T, Error> {
+) -> Result<T, E> {
     let store = store.clone().ok_or_else(|| {
         Error::FailedPrecondition(
             "the image store could not be opened (see journalctl -u berthd)".into(),
         )
     })?;
-    tokio::task::spawn_blocking(move || f(&store))
+    let done = tokio::task::spawn_blocking(move || f(&store))
         .await
-        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(done?)
 }
 
 /// Makes the container's rootfs from `image` (unpacked layers + a writable
@@ -67,9 +70,9 @@ pub fn prepare(
     req: &CreateRequest,
     bundle_dir: &Path,
 ) -> Result<PathBuf, Error> {
-    store.create_rootfs(id, image).map_err(dbus_error)?;
+    store.create_rootfs(id, image).map_err(image_error)?;
     let made = (|| {
-        let mount = store.mount_rootfs(id).map_err(dbus_error)?;
+        let mount = store.mount_rootfs(id).map_err(image_error)?;
         let opts = SpecOptions {
             args: req.args.clone(),
             env: req.env.clone(),
@@ -80,7 +83,7 @@ pub fn prepare(
         };
         let spec = store
             .generate_spec(image, &mount, &opts)
-            .map_err(dbus_error)?;
+            .map_err(image_error)?;
         let config =
             serde_json::to_value(&spec).map_err(|e| Error::Internal(format!("spec: {e}")))?;
         req.write_config(config, &mount, bundle_dir)

@@ -3,6 +3,7 @@
 
 mod api;
 mod daemon;
+mod error;
 mod execs;
 mod exits;
 mod gates;

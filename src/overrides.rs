@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use zbus::zvariant::OwnedValue;
 
-use crate::api::error::{Error, Result};
 use crate::daemon::brief;
+use crate::error::{Error, Result};
 
 /// Limits on what a caller may send (D-Bus allows messages of many MiB).
 const MAX_LABELS: usize = 256;

@@ -12,8 +12,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::api::error::{Error, Result};
 use crate::daemon::Daemon;
+use crate::error::{Error, Result};
 use crate::overrides::get;
 
 /// `<run>/<id>/attach.sock`, or `exec-<exec id>.attach.sock` for an exec.

@@ -40,7 +40,7 @@ impl ContainerObject {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         crate::api::require_root(conn, &hdr).await?;
-        self.daemon.kill(&self.id, who, signal)
+        Ok(self.daemon.kill(&self.id, who, signal)?)
     }
 
     async fn pause(
@@ -73,7 +73,7 @@ impl ContainerObject {
     }
 
     async fn wait(&self) -> Result<(i32, i32)> {
-        self.daemon.wait(&self.id).await
+        Ok(self.daemon.wait(&self.id).await?)
     }
 
     async fn delete(
@@ -98,7 +98,7 @@ impl ContainerObject {
 
     /// See Manager.WaitExec.
     async fn wait_exec(&self, exec_id: &str) -> Result<(i32, i32)> {
-        self.daemon.wait_exec(&self.id, exec_id).await
+        Ok(self.daemon.wait_exec(&self.id, exec_id).await?)
     }
 
     /// See Manager.GetContainerStats.
@@ -127,7 +127,13 @@ impl ContainerObject {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         crate::api::require_root(conn, &hdr).await?;
-        crate::streams::resize(&self.daemon.run_dir, &self.id, exec_id, rows, cols)
+        Ok(crate::streams::resize(
+            &self.daemon.run_dir,
+            &self.id,
+            exec_id,
+            rows,
+            cols,
+        )?)
     }
 
     /// See Manager.GetLogs.

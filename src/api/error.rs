@@ -1,7 +1,7 @@
 //! The named errors of io.berth.Berth1, one Rust enum (machined's model:
 //! NoSuchMachine, MachineExists…). Each carries a message a person can act on.
+//! The core's errors (crate::error) become these here and nowhere else.
 
-use berth_init::error::Error as InitError;
 use berth_proto::FailureKind;
 
 #[derive(Debug, zbus::DBusError)]
@@ -23,27 +23,28 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-impl From<crate::store::StoreError> for Error {
-    fn from(e: crate::store::StoreError) -> Self {
-        use crate::store::StoreError as S;
-        match e {
-            S::Exists(id) => Error::AlreadyExists(format!("container {id} already exists")),
-            S::NotFound(id) => Error::NotFound(format!("no container {id}")),
-            other => Error::Internal(other.to_string()),
-        }
+/// The one mapping of the core's errors onto the wire.
+impl From<crate::error::Error> for Error {
+    fn from(e: crate::error::Error) -> Self {
+        let (kind, msg) = e.into_parts();
+        Error::of_kind(kind, msg)
     }
 }
 
-impl From<InitError> for Error {
-    fn from(e: InitError) -> Self {
-        Error::of_kind(e.kind(), e.to_string())
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        crate::error::Error::from(e).into()
+    }
+}
+
+impl From<berth_init::error::Error> for Error {
+    fn from(e: berth_init::error::Error) -> Self {
+        crate::error::Error::from(e).into()
     }
 }
 
 impl Error {
-    /// The error of `kind` (as berth-init's `Error::kind` and the shim's
-    /// report name it).
-    pub fn of_kind(kind: FailureKind, msg: String) -> Error {
+    fn of_kind(kind: FailureKind, msg: String) -> Error {
         match kind {
             FailureKind::InvalidArgument => Error::InvalidArgument(msg),
             FailureKind::AlreadyExists => Error::AlreadyExists(msg),

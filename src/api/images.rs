@@ -13,7 +13,7 @@ use zbus::{interface, Connection};
 use crate::api::error::{Error, Result};
 use crate::api::require_root;
 use crate::daemon::Daemon;
-use crate::images::{check_name, dbus_error, with_store};
+use crate::images::{check_name, image_error, with_store};
 use crate::overrides::get;
 
 pub struct Images {
@@ -21,7 +21,7 @@ pub struct Images {
 }
 
 fn string_option(options: &HashMap<String, OwnedValue>, key: &str) -> Result<Option<String>> {
-    options.get(key).map(|v| get(key, v, "s")).transpose()
+    Ok(options.get(key).map(|v| get(key, v, "s")).transpose()?)
 }
 
 fn check_keys(options: &HashMap<String, OwnedValue>, known: &[&str]) -> Result<()> {
@@ -71,7 +71,7 @@ impl Images {
             )));
         }
         with_store(&self.daemon.images, move |s| {
-            let recs = s.import(&path, &opts).map_err(dbus_error)?;
+            let recs = s.import(&path, &opts).map_err(image_error)?;
             Ok(recs.into_iter().map(|r| r.name).collect())
         })
         .await
@@ -120,12 +120,12 @@ impl Images {
             }
         });
         let reference = reference.to_string();
-        let pulled = with_store(&self.daemon.images, move |s| {
+        let pulled: Result<String> = with_store(&self.daemon.images, move |s| {
             let rec = s
                 .pull(&reference, &opts, &mut |p| {
                     let _ = tx.send(p.clone());
                 })
-                .map_err(dbus_error)?;
+                .map_err(image_error)?;
             Ok(rec.name)
         })
         .await;
@@ -147,7 +147,7 @@ impl Images {
     /// at µs) of every image.
     async fn list_images(&self) -> Result<Vec<(String, String, String, u64, u64)>> {
         with_store(&self.daemon.images, |s| {
-            let recs = s.list().map_err(dbus_error)?;
+            let recs = s.list().map_err(image_error)?;
             Ok(recs
                 .into_iter()
                 .map(|r| {
@@ -170,7 +170,7 @@ impl Images {
         check_name(name)?;
         let name = name.to_string();
         with_store(&self.daemon.images, move |s| {
-            let i = s.inspect(&name).map_err(dbus_error)?;
+            let i = s.inspect(&name).map_err(image_error)?;
             let layers: Vec<String> = i
                 .record
                 .layers
@@ -210,7 +210,7 @@ impl Images {
         }
         let (name, new_name) = (name.to_string(), new_name.to_string());
         with_store(&self.daemon.images, move |s| {
-            Ok(s.tag(&name, &new_name).map_err(dbus_error)?.name)
+            Ok(s.tag(&name, &new_name).map_err(image_error)?.name)
         })
         .await
     }
@@ -227,7 +227,7 @@ impl Images {
         check_name(name)?;
         let name = name.to_string();
         with_store(&self.daemon.images, move |s| {
-            s.remove(&name).map_err(dbus_error).map(drop)
+            s.remove(&name).map_err(image_error).map(drop)
         })
         .await
     }
@@ -240,7 +240,7 @@ impl Images {
     ) -> Result<(u32, u64, u32)> {
         require_root(conn, &hdr).await?;
         with_store(&self.daemon.images, |s| {
-            let r = s.gc().map_err(dbus_error)?;
+            let r = s.gc().map_err(image_error)?;
             Ok((r.blobs.len() as u32, r.bytes, r.snapshots.len() as u32))
         })
         .await
@@ -265,7 +265,7 @@ impl Images {
         let path = absolute(path)?;
         with_store(&self.daemon.images, move |s| {
             let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-            s.save(&refs, &path).map_err(dbus_error)
+            s.save(&refs, &path).map_err(image_error)
         })
         .await
     }

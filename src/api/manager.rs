@@ -236,7 +236,7 @@ impl Manager {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         require_root(conn, &hdr).await?;
-        self.daemon.kill(id, who, signal)
+        Ok(self.daemon.kill(id, who, signal)?)
     }
 
     async fn pause_container(
@@ -275,12 +275,12 @@ impl Manager {
 
     /// (exit code, signal) of an exec'd process, once it has exited.
     async fn wait_exec(&self, id: &str, exec_id: &str) -> Result<(i32, i32)> {
-        self.daemon.wait_exec(id, exec_id).await
+        Ok(self.daemon.wait_exec(id, exec_id).await?)
     }
 
     /// (exit code, signal) once stopped; at once if it already is.
     async fn wait_container(&self, id: &str) -> Result<(i32, i32)> {
-        self.daemon.wait(id).await
+        Ok(self.daemon.wait(id).await?)
     }
 
     async fn delete_container(
@@ -359,7 +359,13 @@ impl Manager {
     ) -> Result<()> {
         require_root(conn, &hdr).await?;
         self.daemon.get(id)?;
-        crate::streams::resize(&self.daemon.run_dir, id, exec_id, rows, cols)
+        Ok(crate::streams::resize(
+            &self.daemon.run_dir,
+            id,
+            exec_id,
+            rows,
+            cols,
+        )?)
     }
 
     /// The container's output from the journal, as a pipe to read: options
