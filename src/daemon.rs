@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::api::error::{Error, Result};
 use crate::exits::{Exit, Exits};
 use crate::gates::{GateGuard, Gates};
-use crate::overrides::CreateRequest;
+use crate::options::CreateOptions;
 use crate::store::{ContainerRecord, ExecRecord, Store};
 
 pub struct Daemon {
@@ -141,7 +141,7 @@ impl Daemon {
         &self,
         id: &str,
         bundle: &str,
-        req: CreateRequest,
+        req: CreateOptions,
     ) -> Result<ContainerRecord> {
         crate::ids::check_new(id)?;
         if bundle.len() > libc::PATH_MAX as usize {
@@ -196,7 +196,14 @@ impl Daemon {
                 })
                 .await
             }
-            (None, true) => req.write_bundle(&bundle_path, &derived),
+            (None, true) => {
+                // It fsyncs: off the executor threads.
+                let (req, from, to) = (req.clone(), bundle_path.clone(), derived.clone());
+                tokio::task::spawn_blocking(move || crate::bundle::write_from(&req, &from, &to))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))
+                    .and_then(|written| written.map_err(Error::from))
+            }
             (None, false) => Ok(bundle_path.clone()),
         };
         let result = match result {
@@ -413,7 +420,7 @@ impl Daemon {
             true => derived,
             false => PathBuf::from(&rec.bundle),
         };
-        let process = crate::overrides::exec_process(process_json, &config_dir)?;
+        let process = crate::exec_defaults::exec_process(process_json, &config_dir)?;
         let json = serde_json::to_vec(&process).map_err(|e| Error::Internal(e.to_string()))?;
         let (exec_id, path) = self.claim_exec_id(id, req.id.as_deref(), &json)?;
         let path_str = path.to_string_lossy().into_owned();

@@ -2,12 +2,14 @@
 //! transient systemd scopes, each watched by its own berth-shim.
 
 mod api;
+mod bundle;
 mod daemon;
+mod exec_defaults;
 mod exits;
 mod gates;
 mod ids;
 mod images;
-mod overrides;
+mod options;
 mod recovery;
 mod shims;
 mod stats;

@@ -12,7 +12,7 @@ use crate::api::container::ContainerObject;
 use crate::api::error::{Error, Result};
 use crate::api::{container_path, require_root, MANAGER_PATH};
 use crate::daemon::{Daemon, ExecRequest};
-use crate::overrides::get;
+use crate::options::get;
 
 pub struct Manager {
     pub daemon: Arc<Daemon>,
@@ -185,7 +185,7 @@ impl Manager {
         #[zbus(signal_emitter)] em: SignalEmitter<'_>,
     ) -> Result<OwnedObjectPath> {
         require_root(conn, &hdr).await?;
-        let request = crate::overrides::CreateRequest::parse(&options)?;
+        let request = crate::options::CreateOptions::parse(&options)?;
         self.daemon.create(id, bundle, request).await?;
         // ContainerNew before anything the shim's watch announces.
         let _announcing = self.daemon.gate(id).await;
