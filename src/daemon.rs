@@ -14,6 +14,7 @@ use crate::api::error::{Error, Result};
 use crate::exits::{Exit, Exits};
 use crate::gates::{GateGuard, Gates};
 use crate::options::CreateOptions;
+use crate::rollback::{undo_create, Made};
 use crate::store::{ContainerRecord, ExecRecord, Store};
 
 pub struct Daemon {
@@ -231,27 +232,14 @@ impl Daemon {
                 if let Err(e) = self.store.put(&rec) {
                     // Made but not recorded (the store full, say): undo it
                     // all, as recovery would undo the "creating" record.
-                    let (root, cid) = (self.run_dir.clone(), id.to_string());
-                    let _ = tokio::task::spawn_blocking(move || {
-                        berth_init::container::delete(&root, &cid, true)
-                    })
-                    .await;
-                    if req.image.is_some() {
-                        self.release_rootfs(id).await;
-                    }
-                    let _ = std::fs::remove_dir_all(&derived);
-                    let _ = self.store.remove(id);
+                    undo_create(self, id, req.image.is_some(), Made::MaybeContainer).await;
                     return Err(e.into());
                 }
                 Ok(rec)
             }
             Err(e) => {
                 // Nothing half-made stays: the shim undid its own work.
-                if req.image.is_some() {
-                    self.release_rootfs(id).await;
-                }
-                let _ = std::fs::remove_dir_all(&derived);
-                let _ = self.store.remove(id);
+                undo_create(self, id, req.image.is_some(), Made::NoContainer).await;
                 Err(e)
             }
         }

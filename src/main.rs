@@ -11,6 +11,7 @@ mod ids;
 mod images;
 mod options;
 mod recovery;
+mod rollback;
 mod shims;
 mod stats;
 mod store;
