@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 use crate::exits::{Exit, Exits};
 use crate::gates::{GateGuard, Gates};
 use crate::lifecycle::{transition, Status, Step, Verb};
-use crate::overrides::CreateRequest;
+use crate::options::CreateOptions;
+use crate::rollback::{undo_create, Made};
 use crate::store::{ContainerRecord, Store};
 
 pub struct Daemon {
@@ -133,7 +134,7 @@ impl Daemon {
         &self,
         id: &str,
         bundle: &str,
-        req: CreateRequest,
+        req: CreateOptions,
     ) -> Result<ContainerRecord> {
         crate::ids::check_new(id)?;
         if bundle.len() > libc::PATH_MAX as usize {
@@ -188,7 +189,14 @@ impl Daemon {
                 })
                 .await
             }
-            (None, true) => req.write_bundle(&bundle_path, &derived),
+            (None, true) => {
+                // It fsyncs: off the executor threads.
+                let (req, from, to) = (req.clone(), bundle_path.clone(), derived.clone());
+                tokio::task::spawn_blocking(move || crate::bundle::write_from(&req, &from, &to))
+                    .await
+                    .map_err(|e| Error::Internal(e.to_string()))
+                    .and_then(|written| written.map_err(Error::from))
+            }
             (None, false) => Ok(bundle_path.clone()),
         };
         let result = match result {
@@ -215,28 +223,15 @@ impl Daemon {
                     berth_init::container::process_start_time(shim_pid as i32).unwrap_or(0);
                 if let Err(e) = self.store.put(&rec) {
                     // Made but not recorded (the store full, say): undo it
-                    // all, as recovery would undo a `Creating` record.
-                    let (root, cid) = (self.run_dir.clone(), id.to_string());
-                    let _ = tokio::task::spawn_blocking(move || {
-                        berth_init::container::delete(&root, &cid, true)
-                    })
-                    .await;
-                    if req.image.is_some() {
-                        self.release_rootfs(id).await;
-                    }
-                    let _ = std::fs::remove_dir_all(&derived);
-                    let _ = self.store.remove(id);
+                    // all, as recovery would undo the "creating" record.
+                    undo_create(self, id, req.image.is_some(), Made::MaybeContainer).await;
                     return Err(e.into());
                 }
                 Ok(rec)
             }
             Err(e) => {
                 // Nothing half-made stays: the shim undid its own work.
-                if req.image.is_some() {
-                    self.release_rootfs(id).await;
-                }
-                let _ = std::fs::remove_dir_all(&derived);
-                let _ = self.store.remove(id);
+                undo_create(self, id, req.image.is_some(), Made::NoContainer).await;
                 Err(e)
             }
         }

@@ -54,7 +54,7 @@ impl Daemon {
             true => derived,
             false => PathBuf::from(&rec.bundle),
         };
-        let process = crate::overrides::exec_process(process_json, &config_dir)?;
+        let process = crate::exec_defaults::exec_process(process_json, &config_dir)?;
         let json = serde_json::to_vec(&process).map_err(|e| Error::Internal(e.to_string()))?;
         let (exec_id, path) = self.claim_exec_id(id, req.id.as_deref(), &json)?;
         let path_str = path.to_string_lossy().into_owned();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use berth_image::{ErrorKind, ImageStore, SpecOptions};
 
 use crate::error::Error;
-use crate::overrides::CreateRequest;
+use crate::options::CreateOptions;
 
 /// berth-image's error, as the core's (its kind kept).
 pub fn image_error(e: berth_image::Error) -> Error {
@@ -67,7 +67,7 @@ pub fn prepare(
     store: &ImageStore,
     id: &str,
     image: &str,
-    req: &CreateRequest,
+    req: &CreateOptions,
     bundle_dir: &Path,
 ) -> Result<PathBuf, Error> {
     store.create_rootfs(id, image).map_err(image_error)?;
@@ -84,9 +84,7 @@ pub fn prepare(
         let spec = store
             .generate_spec(image, &mount, &opts)
             .map_err(image_error)?;
-        let config =
-            serde_json::to_value(&spec).map_err(|e| Error::Internal(format!("spec: {e}")))?;
-        req.write_config(config, &mount, bundle_dir)
+        Ok(crate::bundle::write_spec(req, spec, &mount, bundle_dir)?)
     })();
     if made.is_err() {
         let _ = store.remove_rootfs(id);

@@ -2,16 +2,19 @@
 //! transient systemd scopes, each watched by its own berth-shim.
 
 mod api;
+mod bundle;
 mod daemon;
 mod error;
+mod exec_defaults;
 mod execs;
 mod exits;
 mod gates;
 mod ids;
 mod images;
 mod lifecycle;
-mod overrides;
+mod options;
 mod recovery;
+mod rollback;
 mod shims;
 mod stats;
 mod store;

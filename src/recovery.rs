@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::Daemon;
 use crate::lifecycle::{after, transition, Status, Verb};
+use crate::rollback::{undo_create, Made};
 
 #[derive(Debug, Default)]
 pub struct Report {
@@ -27,16 +28,8 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             // done would miss what it makes afterwards (an orphan scope,
             // shim and state dir), so wait for it to finish first.
             wait_for_creating_shim(&daemon.run_dir, &rec.id).await;
-            let (root, id) = (daemon.run_dir.clone(), rec.id.clone());
-            let _ = tokio::task::spawn_blocking(move || {
-                berth_init::container::delete(&root, &id, true)
-            })
-            .await;
-            if !rec.image.is_empty() {
-                daemon.release_rootfs(&rec.id).await;
-            }
-            let _ = std::fs::remove_dir_all(daemon.bundles_dir.join(&rec.id));
-            let _ = daemon.store.remove(&rec.id);
+            let from_image = !rec.image.is_empty();
+            undo_create(daemon, &rec.id, from_image, Made::MaybeContainer).await;
             tracing::warn!(container = %rec.id, "removed a half-created container");
             report.repaired += 1;
             continue;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::daemon::Daemon;
 use crate::error::{Error, Result};
-use crate::overrides::get;
+use crate::options::get;
 
 /// `<run>/<id>/attach.sock`, or `exec-<exec id>.attach.sock` for an exec.
 fn socket_name(exec_id: &str, what: &str) -> String {

@@ -14,7 +14,7 @@ use crate::api::error::{Error, Result};
 use crate::api::require_root;
 use crate::daemon::Daemon;
 use crate::images::{check_name, image_error, with_store};
-use crate::overrides::get;
+use crate::options::get;
 
 pub struct Images {
     pub daemon: Arc<Daemon>,

@@ -14,7 +14,7 @@ use crate::api::{container_path, require_root, MANAGER_PATH};
 use crate::daemon::Daemon;
 use crate::execs::ExecRequest;
 use crate::lifecycle::{Status, Verb};
-use crate::overrides::get;
+use crate::options::get;
 
 pub struct Manager {
     pub daemon: Arc<Daemon>,
@@ -207,7 +207,8 @@ impl Manager {
         #[zbus(signal_emitter)] em: SignalEmitter<'_>,
     ) -> Result<OwnedObjectPath> {
         require_root(conn, &hdr).await?;
-        let request = crate::overrides::CreateRequest::parse(&options)?;
+        let request =
+            crate::options::CreateOptions::parse(&options).map_err(crate::error::Error::from)?;
         self.daemon.create(id, bundle, request).await?;
         // ContainerNew before anything the shim's watch announces.
         let _announcing = self.daemon.gate(id).await;

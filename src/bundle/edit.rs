@@ -1,0 +1,113 @@
+//! CreateContainer's options applied to an OCI spec, through oci-spec's
+//! types: what the runtime will read is what is edited.
+
+use std::path::Path;
+
+use oci_spec::runtime::{Linux, Mount, Process, Spec};
+
+use crate::options::CreateOptions;
+
+/// Where a notify_socket's directory appears in the container.
+const NOTIFY_DIR: &str = "/run/berth-notify";
+/// The CFS period `cpus` is a quota over (100 ms, as docker and podman).
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Applies `opts` to `spec`, whose relative paths mean `bundle`'s.
+pub fn apply(opts: &CreateOptions, spec: &mut Spec, bundle: &Path) {
+    // A spec without a process is refused when the copy is checked
+    // (berth_init::spec::load: "process: missing"): nothing to edit.
+    if let Some(process) = spec.process_mut() {
+        edit_process(opts, process);
+    }
+    if let Some(sock) = &opts.notify_socket {
+        let dir = Path::new(sock).parent().unwrap_or(Path::new("/"));
+        let mut mount = Mount::default();
+        mount
+            .set_destination(NOTIFY_DIR.into())
+            .set_typ(Some("bind".into()))
+            .set_source(Some(dir.into()))
+            .set_options(Some(
+                ["bind", "nosuid", "nodev", "noexec"]
+                    .map(String::from)
+                    .to_vec(),
+            ));
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.push(mount);
+        spec.set_mounts(Some(mounts));
+    }
+    edit_resources(opts, spec);
+    // The copy sits elsewhere: a relative rootfs must still mean the
+    // bundle's.
+    if let Some(root) = spec.root_mut() {
+        if root.path().is_relative() {
+            let path = bundle.join(root.path());
+            root.set_path(path);
+        }
+    }
+}
+
+fn edit_process(opts: &CreateOptions, process: &mut Process) {
+    if let Some(args) = &opts.args {
+        process.set_args(Some(args.clone()));
+    }
+    if let Some(t) = opts.terminal {
+        process.set_terminal(Some(t));
+    }
+    if let Some(w) = &opts.workdir {
+        process.set_cwd(w.into());
+    }
+    let mut env = process.env().clone().unwrap_or_default();
+    opts.env.iter().for_each(|e| set_env(&mut env, e));
+    if let Some(sock) = &opts.notify_socket {
+        let name = Path::new(sock).file_name().unwrap_or_default();
+        let entry = format!("NOTIFY_SOCKET={NOTIFY_DIR}/{}", name.to_string_lossy());
+        set_env(&mut env, &entry);
+    }
+    process.set_env(Some(env));
+}
+
+fn edit_resources(opts: &CreateOptions, spec: &mut Spec) {
+    if opts.memory.is_none() && opts.cpus.is_none() && opts.pids_limit.is_none() {
+        return;
+    }
+    let linux = spec.linux_mut().get_or_insert_with(bare_linux);
+    let mut res = linux.resources().clone().unwrap_or_default();
+    if let Some(m) = opts.memory {
+        let mut memory = res.memory().unwrap_or_default();
+        memory.set_limit(Some(m));
+        res.set_memory(Some(memory));
+    }
+    if let Some(c) = opts.cpus {
+        let mut cpu = res.cpu().clone().unwrap_or_default();
+        cpu.set_period(Some(CPU_PERIOD_US));
+        cpu.set_quota(Some((c * CPU_PERIOD_US as f64).round() as i64));
+        res.set_cpu(Some(cpu));
+    }
+    if let Some(p) = opts.pids_limit {
+        let mut pids = res.pids().unwrap_or_default();
+        pids.set_limit(p);
+        res.set_pids(Some(pids));
+    }
+    linux.set_resources(Some(res));
+}
+
+/// A linux section with nothing in it, as `"linux": {}` reads. oci-spec's
+/// `Linux::default()` is runc's default config (namespaces, masked and
+/// read-only paths): adding resources to a spec without a linux section
+/// must not add those too.
+pub(super) fn bare_linux() -> Linux {
+    let mut linux = Linux::default();
+    linux
+        .set_resources(None)
+        .set_namespaces(None)
+        .set_masked_paths(None)
+        .set_readonly_paths(None);
+    linux
+}
+
+/// Sets `NAME=VALUE` in an env list: any earlier NAME goes, the entry is last.
+pub fn set_env(env: &mut Vec<String>, entry: &str) {
+    let name = entry.split('=').next().unwrap_or_default();
+    env.retain(|e| e.split('=').next() != Some(name));
+    env.push(entry.to_string());
+}

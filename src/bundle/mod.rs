@@ -1,0 +1,16 @@
+//! The rewritten bundle a container is created from when its options change
+//! the spec: the user's config.json (or an image's generated spec), with the
+//! options applied (edit.rs), written to `<state dir>/bundles/<id>/` (write.rs).
+//! The user's bundle is never written; the copy's root.path is made absolute
+//! so it still names the original rootfs.
+
+mod edit;
+mod write;
+
+#[cfg(test)]
+mod props;
+#[cfg(test)]
+mod tests;
+
+pub use edit::{apply, set_env};
+pub use write::{write_from, write_spec};

@@ -1,0 +1,249 @@
+//! CreateContainer's `a{sv}` options, parsed into a typed [`CreateOptions`]:
+//! labels, and what podman users pass on the command line — args, env,
+//! terminal, workdir, resources. Nothing here touches a file; the bundle
+//! module applies the result to a spec.
+//!
+//! Every refusal is an [`OptionError`] naming the option and the rule it
+//! broke; the D-Bus edge maps them all to InvalidArgument with the same text.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use zbus::zvariant::OwnedValue;
+
+use crate::daemon::brief;
+
+#[cfg(test)]
+pub mod props;
+#[cfg(test)]
+mod tests;
+
+/// Limits on what a caller may send (D-Bus allows messages of many MiB).
+pub const MAX_LABELS: usize = 256;
+pub const MAX_LIST: usize = 4096;
+pub const MAX_STRING: usize = 64 * 1024;
+
+pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
+                         notify_socket, stdin, log_unit, image, user";
+
+/// What CreateContainer's `a{sv}` options asked for.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct CreateOptions {
+    pub labels: BTreeMap<String, String>,
+    pub args: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub terminal: Option<bool>,
+    pub workdir: Option<String>,
+    /// Bytes.
+    pub memory: Option<i64>,
+    /// CPUs (1.5 = 150 % of one CPU), as a CFS quota over a 100 ms period.
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    /// A host socket the container's sd_notify messages go to: its directory
+    /// is bound at /run/berth-notify and NOTIFY_SOCKET set.
+    pub notify_socket: Option<String>,
+    /// Give the container a stdin fed by attach clients.
+    pub stdin: bool,
+    /// File the container's logs under this unit too (`journalctl -u`).
+    pub log_unit: Option<String>,
+    /// Create from this image (the bundle argument is then empty).
+    pub image: Option<String>,
+    /// `uid[:gid]` or `name[:group]` (images only: names resolve in the image).
+    pub user: Option<String>,
+}
+
+/// Why an option was refused. Values a caller sent are kept `brief` (a
+/// caller may send megabytes; the reply need not carry them back).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum OptionError {
+    #[error("option {key} must be {want}")]
+    WrongType { key: String, want: &'static str },
+    #[error("option {key}: strings are limited to {MAX_STRING} bytes")]
+    StringTooLong { key: String },
+    #[error("option {key}: at most {MAX_LIST} entries")]
+    ListTooLong { key: String },
+    #[error("labels: at most {MAX_LABELS}, keys 1-256 bytes, values up to 4096 bytes")]
+    Labels,
+    #[error("option args must not be empty")]
+    EmptyArgs,
+    #[error("option env: {0:?} is not NAME=VALUE")]
+    EnvEntry(String),
+    #[error("option workdir {0:?} must be an absolute path")]
+    RelativeWorkdir(String),
+    #[error("option memory {0} is too large")]
+    MemoryTooLarge(u64),
+    #[error("option cpus {0} must be > 0 and ≤ 4096")]
+    CpusOutOfRange(f64),
+    #[error("option notify_socket {0:?} must be an absolute socket path")]
+    NotifySocket(String),
+    #[error("option {key} must be 1-1024 bytes")]
+    NameLength { key: String },
+    #[error("option log_unit {0:?} is not a unit name")]
+    LogUnit(String),
+    #[error("unknown option {0:?} (known: {KNOWN})")]
+    Unknown(String),
+    #[error("option user goes with image (a bundle's config.json says its user)")]
+    UserWithoutImage,
+}
+
+impl From<OptionError> for crate::error::Error {
+    fn from(e: OptionError) -> Self {
+        crate::error::Error::InvalidArgument(e.to_string())
+    }
+}
+
+/// An `a{sv}` option's value as `T`, or InvalidArgument naming the key and
+/// the D-Bus type it must have (`want`). Every method's options use it.
+pub fn get<T>(key: &str, value: &OwnedValue, want: &'static str) -> crate::error::Result<T>
+where
+    T: TryFrom<OwnedValue>,
+{
+    Ok(typed(key, value, want)?)
+}
+
+fn typed<T>(key: &str, value: &OwnedValue, want: &'static str) -> Result<T, OptionError>
+where
+    T: TryFrom<OwnedValue>,
+{
+    value
+        .try_clone()
+        .ok()
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or_else(|| OptionError::WrongType {
+            key: key.into(),
+            want,
+        })
+}
+
+fn check_string(key: &str, s: &str) -> Result<(), OptionError> {
+    match s.len() > MAX_STRING {
+        true => Err(OptionError::StringTooLong { key: key.into() }),
+        false => Ok(()),
+    }
+}
+
+fn check_list(key: &str, list: &[String]) -> Result<(), OptionError> {
+    if list.len() > MAX_LIST {
+        return Err(OptionError::ListTooLong { key: key.into() });
+    }
+    list.iter().try_for_each(|s| check_string(key, s))
+}
+
+/// Whether `u` may name a systemd unit (unit_name_is_valid's alphabet).
+fn is_unit_name(u: &str) -> bool {
+    !u.is_empty()
+        && u.len() <= 256
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@.-_:\\".contains(&b))
+}
+
+impl CreateOptions {
+    pub fn parse(options: &HashMap<String, OwnedValue>) -> Result<CreateOptions, OptionError> {
+        let mut r = CreateOptions::default();
+        for (key, value) in options {
+            r.set(key, value)?;
+        }
+        if r.user.is_some() && r.image.is_none() {
+            return Err(OptionError::UserWithoutImage);
+        }
+        Ok(r)
+    }
+
+    /// Takes one option, checked.
+    fn set(&mut self, key: &str, value: &OwnedValue) -> Result<(), OptionError> {
+        match key {
+            "labels" => {
+                let map: HashMap<String, String> = typed(key, value, "a{ss}")?;
+                if map.len() > MAX_LABELS
+                    || map
+                        .iter()
+                        .any(|(k, v)| k.is_empty() || k.len() > 256 || v.len() > 4096)
+                {
+                    return Err(OptionError::Labels);
+                }
+                self.labels = map.into_iter().collect();
+            }
+            "args" => {
+                let args: Vec<String> = typed(key, value, "as")?;
+                check_list(key, &args)?;
+                if args.is_empty() {
+                    return Err(OptionError::EmptyArgs);
+                }
+                self.args = Some(args);
+            }
+            "env" => {
+                let env: Vec<String> = typed(key, value, "as")?;
+                check_list(key, &env)?;
+                if let Some(bad) = env.iter().find(|e| !e.contains('=') || e.starts_with('=')) {
+                    return Err(OptionError::EnvEntry(brief(bad).into()));
+                }
+                self.env = env;
+            }
+            "terminal" => self.terminal = Some(typed(key, value, "b")?),
+            "stdin" => self.stdin = typed(key, value, "b")?,
+            "workdir" => {
+                let w: String = typed(key, value, "s")?;
+                check_string(key, &w)?;
+                if !w.starts_with('/') {
+                    return Err(OptionError::RelativeWorkdir(brief(&w).into()));
+                }
+                self.workdir = Some(w);
+            }
+            "memory" => {
+                let m: u64 = typed(key, value, "t (bytes)")?;
+                // The spec's memory.limit is an int64.
+                let m = i64::try_from(m).map_err(|_| OptionError::MemoryTooLarge(m))?;
+                self.memory = Some(m);
+            }
+            "cpus" => {
+                let c: f64 = typed(key, value, "d")?;
+                if !(c.is_finite() && c > 0.0 && c <= 4096.0) {
+                    return Err(OptionError::CpusOutOfRange(c));
+                }
+                self.cpus = Some(c);
+            }
+            "pids_limit" => self.pids_limit = Some(typed(key, value, "x")?),
+            "notify_socket" => {
+                let s: String = typed(key, value, "s")?;
+                check_string(key, &s)?;
+                // Its directory is what gets bound: a bare "/" has none.
+                let p = Path::new(&s);
+                if !p.is_absolute() || p.file_name().is_none() {
+                    return Err(OptionError::NotifySocket(brief(&s).into()));
+                }
+                self.notify_socket = Some(s);
+            }
+            "image" | "user" => {
+                let v: String = typed(key, value, "s")?;
+                if v.is_empty() || v.len() > 1024 {
+                    return Err(OptionError::NameLength { key: key.into() });
+                }
+                match key {
+                    "image" => self.image = Some(v),
+                    _ => self.user = Some(v),
+                }
+            }
+            "log_unit" => {
+                let u: String = typed(key, value, "s")?;
+                if !is_unit_name(&u) {
+                    return Err(OptionError::LogUnit(brief(&u).into()));
+                }
+                self.log_unit = Some(u);
+            }
+            other => return Err(OptionError::Unknown(brief(other).into())),
+        }
+        Ok(())
+    }
+
+    /// Whether the spec needs a rewritten copy.
+    pub fn changes_spec(&self) -> bool {
+        self.args.is_some()
+            || !self.env.is_empty()
+            || self.terminal.is_some()
+            || self.workdir.is_some()
+            || self.memory.is_some()
+            || self.cpus.is_some()
+            || self.pids_limit.is_some()
+            || self.notify_socket.is_some()
+    }
+}

@@ -1,0 +1,76 @@
+//! Taking back a create that did not complete, the one way it is done:
+//! after the shim failed, after the result could not be recorded, and at
+//! start for a record left "creating" by a crash (recovery.rs).
+
+use crate::daemon::Daemon;
+
+/// What a create may have left behind.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Made {
+    /// The shim failed: it undid its own work (init, scope, state dir).
+    NoContainer,
+    /// A container may exist (made but not recorded, or a crash mid-create).
+    MaybeContainer,
+}
+
+/// Removes container `id`'s container (if `made` says there may be one),
+/// image rootfs (if `from_image`), rewritten bundle and record. Best effort
+/// throughout: each step undoes what exists and skips what does not, so
+/// undoing twice or undoing half a create is harmless.
+pub async fn undo_create(daemon: &Daemon, id: &str, from_image: bool, made: Made) {
+    if made == Made::MaybeContainer {
+        // berth-init's delete talks to systemd and waits: off the executor.
+        let (root, cid) = (daemon.run_dir.clone(), id.to_string());
+        let _ =
+            tokio::task::spawn_blocking(move || berth_init::container::delete(&root, &cid, true))
+                .await;
+    }
+    if from_image {
+        daemon.release_rootfs(id).await;
+    }
+    let _ = std::fs::remove_dir_all(daemon.bundles_dir.join(id));
+    let _ = daemon.store.remove(id);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::store::{ContainerRecord, Store};
+
+    /// After the shim failed: the record and the rewritten bundle go, and
+    /// undoing again finds nothing to do.
+    #[tokio::test]
+    async fn a_failed_create_leaves_no_record_and_no_bundle() {
+        let root = std::env::temp_dir().join(format!("berthd-{}-undo", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let store = Store::open(&root.join("db"), 1 << 20).unwrap();
+        let daemon = Daemon::new(
+            store,
+            root.join("run"),
+            PathBuf::from("/nonexistent/berth-shim"),
+            root.join("bundles"),
+            None,
+        );
+        let rec = ContainerRecord {
+            id: "c1".into(),
+            status: crate::lifecycle::Status::Creating,
+            ..Default::default()
+        };
+        daemon.store.insert_new(&rec).unwrap();
+        std::fs::create_dir_all(root.join("bundles/c1")).unwrap();
+        std::fs::write(root.join("bundles/c1/config.json"), b"{}").unwrap();
+        std::fs::create_dir_all(root.join("bundles/c2")).unwrap();
+        for _ in 0..2 {
+            undo_create(&daemon, "c1", false, Made::NoContainer).await;
+            assert_eq!(daemon.store.get("c1").unwrap(), None);
+            assert!(!root.join("bundles/c1").exists());
+        }
+        assert!(
+            root.join("bundles/c2").exists(),
+            "another container's bundle"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
