@@ -62,6 +62,11 @@ pub struct Record {
     pub cgroup: Option<String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Written while `create` still runs (its first record, so a creator
+    /// killed mid-way leaves something `delete --force` finds): the
+    /// container is `creating` until the final record clears it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub creating: bool,
 }
 
 /// The start time of a live, non-zombie process, or None.
@@ -126,6 +131,9 @@ impl Record {
     pub fn status(&self, root: &Path) -> Status {
         if !self.alive() {
             return Status::Stopped;
+        }
+        if self.creating {
+            return Status::Creating;
         }
         if dir(root, &self.id).join(FIFO).exists() {
             return Status::Created;
@@ -261,7 +269,9 @@ pub fn signal_init(rec: &Record, sig: Signal) -> Result<()> {
 pub fn kill(root: &Path, id: &str, sig: Signal, all: bool) -> Result<()> {
     let rec = Record::load(root, id)?;
     let status = rec.status(root);
-    if status == Status::Stopped {
+    // A creating container is not there yet for kill (runc: it does not
+    // exist until create returns); delete --force takes it back.
+    if matches!(status, Status::Stopped | Status::Creating) {
         return Err(wrong(id, "kill", status));
     }
     if all {
@@ -336,7 +346,7 @@ pub fn delete_with_scopes(
     let status = rec.status(root);
     match status {
         Status::Stopped | Status::Created => {}
-        Status::Running | Status::Paused if force => {}
+        Status::Running | Status::Paused | Status::Creating if force => {}
         s => return Err(wrong(id, "delete", s)),
     }
     let mut mgr = rec.cgroup_manager()?;

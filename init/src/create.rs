@@ -242,6 +242,7 @@ fn create_in(
         systemd_cgroup: opts.systemd_cgroup,
         cgroup: cgroup_path,
         annotations: Default::default(),
+        creating: true,
     };
     let resources = linux.as_ref().and_then(|l| l.resources().as_ref());
     let mut cgroup = cgroup;
@@ -310,6 +311,7 @@ fn create_in(
         ));
     }
     rec.annotations = state.annotations.clone();
+    rec.creating = false;
     rec.save(&opts.root)?;
     if let Some(pf) = &opts.pid_file {
         write_pid_file(pf, pid)?;

@@ -348,6 +348,10 @@ fn a_creator_killed_mid_create_leaves_what_delete_removes() {
         common::shell_join(&argv)
     ));
     b.sh_ok(&format!("while ! test -s {marker}; do sleep 0.02; done"));
+    // Until create returns, the container is `creating`: not there for kill.
+    assert_eq!(rt.status("kc1"), "creating");
+    let refused = rt.run(&["kill", "kc1", "KILL"]);
+    assert!(!refused.status.success(), "{}", text(&refused));
     // The creator dies inside its hook: cgroup made, record written.
     b.sh_ok(&format!("kill -9 {} $(cat {marker})", pid.trim()));
     let dir = format!("/sys/fs/cgroup{cgroup}");

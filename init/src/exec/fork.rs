@@ -3,7 +3,7 @@
 //! cgroups and namespaces, then clones the process as the caller's child.
 
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
@@ -114,15 +114,32 @@ pub(super) fn join_and_clone(
     for (flag, file) in namespaces {
         setns(file, *flag).map_err(|e| format!("setns({flag:?}): {e}"))?;
     }
+    // A late joiner waits until it is in the (frozen) cgroups: without this
+    // it could run, even exec, before we write its pid.
+    let go = if late {
+        Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe2: {e}"))?)
+    } else {
+        None
+    };
     // SAFETY: the first child is single-threaded.
     let pid = unsafe { clone_fork(CloneFlags::CLONE_PARENT) }.map_err(|e| format!("clone: {e}"))?;
-    if pid > 0 {
-        // Our pid namespace is still the caller's: the pid means the same
-        // to the cgroup files.
-        for (procs, mut f) in later {
-            f.write_all(pid.to_string().as_bytes())
-                .map_err(|e| join_err(procs, e))?;
+    match (pid, go) {
+        (0, Some((r, w))) => {
+            drop(w);
+            // EOF (the first child wrote the pid and exited, or died) is the
+            // signal either way.
+            let _ = File::from(r).read(&mut [0u8; 1]);
         }
+        (_, go) if pid > 0 => {
+            // Our pid namespace is still the caller's: the pid means the
+            // same to the cgroup files.
+            for (procs, mut f) in later {
+                f.write_all(pid.to_string().as_bytes())
+                    .map_err(|e| join_err(procs, e))?;
+            }
+            drop(go);
+        }
+        _ => {}
     }
     Ok(pid)
 }

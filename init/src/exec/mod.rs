@@ -57,6 +57,9 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     if !rec.alive() {
         return Err(wrong(Status::Stopped));
     }
+    if rec.creating {
+        return Err(wrong(Status::Creating));
+    }
     let cgroups = cgroups_of(rec.pid)?;
     // As Record::status, but the pause is read from the init's cgroups
     // instead of asking the cgroup driver: for the systemd driver that is a
