@@ -46,20 +46,6 @@ impl Error {
             FailureKind::Internal => Error::Internal(msg),
         }
     }
-
-    /// Its kind, and its message.
-    pub fn into_parts(self) -> (FailureKind, String) {
-        match self {
-            Error::NotFound(m) => (FailureKind::NotFound, m),
-            Error::AlreadyExists(m) => (FailureKind::AlreadyExists, m),
-            Error::InvalidArgument(m) => (FailureKind::InvalidArgument, m),
-            Error::FailedPrecondition(m) => (FailureKind::FailedPrecondition, m),
-            Error::ControllerUnavailable(m) => (FailureKind::ControllerUnavailable, m),
-            Error::PermissionDenied(m) => (FailureKind::PermissionDenied, m),
-            Error::NotExecutable(m) => (FailureKind::NotExecutable, m),
-            Error::Internal(m) => (FailureKind::Internal, m),
-        }
-    }
 }
 
 impl From<crate::store::StoreError> for Error {

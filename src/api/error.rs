@@ -2,8 +2,6 @@
 //! NoSuchMachine, MachineExists…). Each carries a message a person can act on.
 //! The core's errors (crate::error) become these here and nowhere else.
 
-use berth_proto::FailureKind;
-
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "io.berth.Berth1.Error")]
 pub enum Error {
@@ -26,8 +24,17 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// The one mapping of the core's errors onto the wire.
 impl From<crate::error::Error> for Error {
     fn from(e: crate::error::Error) -> Self {
-        let (kind, msg) = e.into_parts();
-        Error::of_kind(kind, msg)
+        use crate::error::Error as Core;
+        match e {
+            Core::NotFound(m) => Error::NotFound(m),
+            Core::AlreadyExists(m) => Error::AlreadyExists(m),
+            Core::InvalidArgument(m) => Error::InvalidArgument(m),
+            Core::FailedPrecondition(m) => Error::FailedPrecondition(m),
+            Core::ControllerUnavailable(m) => Error::ControllerUnavailable(m),
+            Core::PermissionDenied(m) => Error::PermissionDenied(m),
+            Core::NotExecutable(m) => Error::NotExecutable(m),
+            Core::Internal(m) => Error::Internal(m),
+        }
     }
 }
 
@@ -40,20 +47,5 @@ impl From<crate::store::StoreError> for Error {
 impl From<berth_init::error::Error> for Error {
     fn from(e: berth_init::error::Error) -> Self {
         crate::error::Error::from(e).into()
-    }
-}
-
-impl Error {
-    fn of_kind(kind: FailureKind, msg: String) -> Error {
-        match kind {
-            FailureKind::InvalidArgument => Error::InvalidArgument(msg),
-            FailureKind::AlreadyExists => Error::AlreadyExists(msg),
-            FailureKind::NotFound => Error::NotFound(msg),
-            FailureKind::FailedPrecondition => Error::FailedPrecondition(msg),
-            FailureKind::ControllerUnavailable => Error::ControllerUnavailable(msg),
-            FailureKind::PermissionDenied => Error::PermissionDenied(msg),
-            FailureKind::NotExecutable => Error::NotExecutable(msg),
-            FailureKind::Internal => Error::Internal(msg),
-        }
     }
 }
