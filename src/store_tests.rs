@@ -204,3 +204,36 @@ fn store_opens_records_of_the_old_format() {
     let v = serde_json::to_value(&a).unwrap();
     assert_eq!(v["status"], "stopped");
 }
+
+/// A write waiting for LMDB's one writer lock (held here by another thread,
+/// as a slow commit would) waits on the blocking pool: the executor's only
+/// thread goes on with other tasks meanwhile. Run inline, the write held
+/// that thread (and every D-Bus call behind it) for the whole wait.
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_waiting_for_the_writer_lock_leaves_the_executor_free() {
+    use std::time::{Duration, Instant};
+    const HELD: Duration = Duration::from_millis(300);
+    let tmp = TempDir::new("writer-lock");
+    let store = Store::open(&tmp.db(), MAP).unwrap();
+    store.insert_new_blocking(&rec("a")).unwrap();
+    let (held, is_held) = std::sync::mpsc::channel();
+    let env = store.env.clone();
+    // LMDB ties a write transaction to its thread: it begins and ends there.
+    let holder = std::thread::spawn(move || {
+        let wtxn = env.write_txn().unwrap();
+        held.send(()).unwrap();
+        std::thread::sleep(HELD);
+        drop(wtxn);
+    });
+    is_held.recv().unwrap();
+    let write = tokio::spawn({
+        let store = store.clone();
+        async move { store.update("a", |r| r.pid = 7).await }
+    });
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let ticked = t.elapsed();
+    assert!(ticked < HELD / 2, "the executor was held {ticked:?}");
+    assert_eq!(write.await.unwrap().unwrap().pid, 7);
+    holder.join().unwrap();
+}
