@@ -15,6 +15,7 @@ use berth_proto::ShimReport;
 use crate::error::{Error, Result};
 use crate::exits::{Exit, Exits};
 use crate::gates::{GateGuard, Gates};
+use crate::init_calls;
 use crate::lifecycle::{transition, Status, Step, Verb};
 use crate::options::CreateOptions;
 use crate::rollback::{undo_create, Made};
@@ -74,8 +75,7 @@ impl Daemon {
         // The system bus connection berth-init's systemd driver shares
         // (deletes, kills, pauses), made now rather than at the first
         // delete: one connection for berthd's life, there from the start.
-        // A failure here is retried at the first use.
-        let _ = berth_init::cgroups::systemd::system_bus();
+        init_calls::connect_system_bus();
         Arc::new(Daemon {
             store,
             run_dir,
@@ -110,20 +110,24 @@ impl Daemon {
     }
 
     /// Records an exit and wakes the waiters.
-    pub fn record_exit(
+    pub async fn record_exit(
         &self,
         id: &str,
         code: i32,
         signal: i32,
         reason: &str,
     ) -> Result<ContainerRecord> {
-        let rec = self.store.update(id, |r| {
-            r.status = crate::lifecycle::after(r.status, Verb::Exit);
-            r.exit_code = code;
-            r.exit_signal = signal;
-            r.exited_at = now_us();
-            r.exit_reason = reason.into();
-        })?;
+        let reason = reason.to_string();
+        let rec = self
+            .store
+            .update(id, move |r| {
+                r.status = crate::lifecycle::after(r.status, Verb::Exit);
+                r.exit_code = code;
+                r.exit_signal = signal;
+                r.exited_at = now_us();
+                r.exit_reason = reason;
+            })
+            .await?;
         self.exits.announce(id, (code, signal));
         Ok(rec)
     }
@@ -159,10 +163,7 @@ impl Daemon {
                 )))
             }
             // Validate the bundle here so a bad one changes nothing at all.
-            None => {
-                berth_init::spec::load(&bundle_path)
-                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            }
+            None => init_calls::check_bundle(&bundle_path).await?,
         }
         let derived = self.bundles_dir.join(id);
         let mut rec = ContainerRecord {
@@ -179,7 +180,7 @@ impl Daemon {
             created_at: now_us(),
             ..Default::default()
         };
-        self.store.insert_new(&rec)?;
+        self.store.insert_new(&rec).await?;
         let result = match (&req.image, req.changes_spec()) {
             (Some(image), _) => {
                 let (image, id, derived) = (image.clone(), id.to_string(), derived.clone());
@@ -217,11 +218,10 @@ impl Daemon {
             Ok((pid, shim_pid)) => {
                 rec.status = crate::lifecycle::after(rec.status, Verb::Made);
                 rec.pid = pid;
-                rec.pid_start = berth_init::container::process_start_time(pid as i32).unwrap_or(0);
+                rec.pid_start = init_calls::process_start_time(pid).unwrap_or(0);
                 rec.shim_pid = shim_pid;
-                rec.shim_start =
-                    berth_init::container::process_start_time(shim_pid as i32).unwrap_or(0);
-                if let Err(e) = self.store.put(&rec) {
+                rec.shim_start = init_calls::process_start_time(shim_pid).unwrap_or(0);
+                if let Err(e) = self.store.put(&rec).await {
                     // Made but not recorded (the store full, say): undo it
                     // all, as recovery would undo the "creating" record.
                     undo_create(self, id, req.image.is_some(), Made::MaybeContainer).await;
@@ -283,7 +283,7 @@ impl Daemon {
         };
         let gone = self.get(id).map_or(true, |r| {
             r.status == Status::Stopped
-                || berth_init::container::process_start_time(r.pid as i32) != Some(r.pid_start)
+                || init_calls::process_start_time(r.pid) != Some(r.pid_start)
         });
         match gone {
             true => Error::FailedPrecondition(format!("container {id} has exited ({msg})")),
@@ -296,19 +296,20 @@ impl Daemon {
         // Taken before the exec FIFO opens: an instant exit may be recorded
         // before this call gets back, and must not predate the start.
         let started_at = now_us();
-        let (root, cid) = (self.run_dir.clone(), id.to_string());
-        tokio::task::spawn_blocking(move || berth_init::container::start(&root, &cid))
+        init_calls::start(&self.run_dir, id)
             .await
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .map_err(|e| self.exited_meanwhile(id, e.into()))?;
+            .map_err(|e| self.exited_meanwhile(id, e))?;
         // The exit may already have been recorded (a container that exits at once).
-        Ok(self.store.update(id, |r| {
-            r.started_at = started_at;
-            r.status = crate::lifecycle::after(r.status, Verb::Start);
-        })?)
+        Ok(self
+            .store
+            .update(id, move |r| {
+                r.started_at = started_at;
+                r.status = crate::lifecycle::after(r.status, Verb::Start);
+            })
+            .await?)
     }
 
-    pub fn kill(&self, id: &str, who: &str, signal: i32) -> Result<()> {
+    pub async fn kill(&self, id: &str, who: &str, signal: i32) -> Result<()> {
         let all = match who {
             "init" | "" => false,
             "all" => true,
@@ -322,29 +323,25 @@ impl Daemon {
         let sig = nix::sys::signal::Signal::try_from(signal)
             .map_err(|_| Error::InvalidArgument(format!("unknown signal {signal}")))?;
         Self::step(&self.get(id)?, Verb::Kill)?;
-        berth_init::container::kill(&self.run_dir, id, sig, all)
-            .map_err(|e| self.exited_meanwhile(id, e.into()))
+        init_calls::kill(&self.run_dir, id, sig, all)
+            .await
+            .map_err(|e| self.exited_meanwhile(id, e))
     }
 
     /// Freezes (`pause`) or thaws the container's scope.
     pub async fn set_paused(&self, id: &str, pause: bool) -> Result<ContainerRecord> {
         let verb = if pause { Verb::Pause } else { Verb::Resume };
         Self::step(&self.get(id)?, verb)?;
-        let (root, cid) = (self.run_dir.clone(), id.to_string());
-        tokio::task::spawn_blocking(move || {
-            if pause {
-                berth_init::container::pause(&root, &cid)
-            } else {
-                berth_init::container::resume(&root, &cid)
-            }
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
-        .map_err(|e| self.exited_meanwhile(id, e.into()))?;
+        init_calls::set_paused(&self.run_dir, id, pause)
+            .await
+            .map_err(|e| self.exited_meanwhile(id, e))?;
         // An exit recorded meanwhile stays: the table refuses to leave Stopped.
         Ok(self
             .store
-            .update(id, |r| r.status = crate::lifecycle::after(r.status, verb))?)
+            .update(id, move |r| {
+                r.status = crate::lifecycle::after(r.status, verb)
+            })
+            .await?)
     }
 
     /// Waits for the container to stop; at once if it has.
@@ -371,7 +368,7 @@ impl Daemon {
     pub async fn delete(&self, id: &str, force: bool) -> Result<()> {
         let rec = self.get(id)?;
         if let Step::Remove { kill_first: true } = Self::step(&rec, Verb::Delete { force })? {
-            let _ = self.kill(id, "all", libc::SIGKILL);
+            let _ = self.kill(id, "all", libc::SIGKILL).await;
             // The shim records the exit; give it a moment so Wait callers and
             // ContainerExited see the real status before the object goes.
             let _ = tokio::time::timeout(Duration::from_secs(10), self.wait(id)).await;
@@ -384,23 +381,14 @@ impl Daemon {
         // names must be free for a new container of this id at once.
         let shim_scopes: Vec<String> = std::iter::once(None)
             .chain(rec.execs.keys().map(|e| Some(e.as_str())))
-            .filter_map(|e| berth_init::cgroups::naming::shim_scope_unit(id, e).ok())
+            .filter_map(|e| init_calls::shim_scope_unit(id, e))
             .collect();
-        let (root, cid) = (self.run_dir.clone(), id.to_string());
-        let removed = tokio::task::spawn_blocking(move || {
-            berth_init::container::delete_with_scopes(&root, &cid, true, &shim_scopes)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?;
-        match removed {
-            Ok(_) | Err(berth_init::Error::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
+        init_calls::delete(&self.run_dir, id, shim_scopes).await?;
         if !rec.image.is_empty() {
             self.release_rootfs(id).await;
         }
-        let _ = std::fs::remove_dir_all(self.bundles_dir.join(id));
-        self.store.remove(id)?;
+        crate::rollback::remove_bundle(&self.bundles_dir, id).await;
+        self.store.remove(id).await?;
         // The gate stays while anyone holds or awaits it (gates.rs).
         self.exits.forget(id);
         Ok(())

@@ -34,7 +34,7 @@ impl Fixture {
             status,
             ..Default::default()
         };
-        self.daemon.store.insert_new(&rec).unwrap();
+        self.daemon.store.insert_new_blocking(&rec).unwrap();
         std::fs::create_dir_all(self.daemon.run_dir.join(id)).unwrap();
     }
 }
@@ -77,7 +77,7 @@ async fn waiters_get_the_exit_and_leave_no_channel() {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    f.daemon.record_exit("c1", 3, 0, "exited").unwrap();
+    f.daemon.record_exit("c1", 3, 0, "exited").await.unwrap();
     for w in waiters {
         assert_eq!(w.await.unwrap().unwrap(), (3, 0));
     }

@@ -4,7 +4,7 @@
 //! `io.berth.Berth1.Error.*`, once, at the edge (machined keeps machine.c
 //! apart from machine-dbus.c the same way).
 
-use berth_init::error::Error as InitError;
+use crate::init_calls::InitError;
 use berth_proto::FailureKind;
 
 #[derive(Debug, thiserror::Error)]

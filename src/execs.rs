@@ -75,18 +75,21 @@ impl Daemon {
             .run_shim(id, &args)
             .await
             .map_err(|e| self.exited_meanwhile(id, e))?;
-        let start = berth_init::container::process_start_time(shim as i32).unwrap_or(0);
-        self.store.update(id, |r| {
-            r.add_exec(
-                &exec_id,
-                ExecRecord {
-                    shim_pid: shim,
-                    shim_start: start,
-                    started_at: now_us(),
-                    ..Default::default()
-                },
-            )
-        })?;
+        let start = crate::init_calls::process_start_time(shim).unwrap_or(0);
+        let recorded = exec_id.clone();
+        self.store
+            .update(id, move |r| {
+                r.add_exec(
+                    &recorded,
+                    ExecRecord {
+                        shim_pid: shim,
+                        shim_start: start,
+                        started_at: now_us(),
+                        ..Default::default()
+                    },
+                )
+            })
+            .await?;
         Ok((exec_id, shim, start))
     }
 
@@ -163,15 +166,19 @@ impl Daemon {
             }
             Err(e) => return Err(Error::Internal(e.to_string())),
         };
-        let _ = self.store.update(id, |r| {
-            if let Some(e) = r.execs.get_mut(exec_id) {
-                if e.exited_at == 0 {
-                    e.exited_at = now_us();
-                    e.exit_code = code;
-                    e.exit_signal = signal;
+        let exec_id = exec_id.to_string();
+        let _ = self
+            .store
+            .update(id, move |r| {
+                if let Some(e) = r.execs.get_mut(&exec_id) {
+                    if e.exited_at == 0 {
+                        e.exited_at = now_us();
+                        e.exit_code = code;
+                        e.exit_signal = signal;
+                    }
                 }
-            }
-        });
+            })
+            .await;
         Ok((code, signal))
     }
 }

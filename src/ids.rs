@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use berth_init::error::{validate_id, Error as InitError};
+use crate::init_calls::{validate_id, InitError};
 
 use crate::daemon::{brief, now_us};
 use crate::error::{Error, Result};

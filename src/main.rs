@@ -11,6 +11,7 @@ mod exits;
 mod gates;
 mod ids;
 mod images;
+mod init_calls;
 mod lifecycle;
 mod options;
 mod recovery;
@@ -139,7 +140,7 @@ async fn serve(args: Args) -> Result<(), String> {
     // and none may reach a shim (let alone a container): marking them all
     // close-on-exec once lets shims be spawned without a pre_exec hook, i.e.
     // with posix_spawn instead of a fork of berthd.
-    berth_init::child::close_range_cloexec(3).map_err(|e| format!("close_range: {e}"))?;
+    init_calls::close_range_cloexec(3).map_err(|e| format!("close_range: {e}"))?;
     let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles, images);
 
     // Objects are served before the name is owned, so the first calls (bus

@@ -35,30 +35,29 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             continue;
         }
         let shim_alive = rec.shim_pid != 0
-            && berth_init::container::process_start_time(rec.shim_pid as i32)
-                == Some(rec.shim_start);
+            && crate::init_calls::process_start_time(rec.shim_pid) == Some(rec.shim_start);
         if transition(rec.status, Verb::Exit).is_ok() && !shim_alive {
             let (code, signal, reason) = crate::shims::read_exit(&daemon.run_dir, &rec.id);
-            let _ = daemon.record_exit(&rec.id, code, signal, &reason);
+            let _ = daemon.record_exit(&rec.id, code, signal, &reason).await;
             report.repaired += 1;
         }
         if rec.status == Status::Created && shim_alive && started_meanwhile(daemon, &rec) {
             // Killed inside a Start, after the process was let go: it runs,
             // the record still says created (and a second Start would
             // fail). Record what is; the FIFO goes as Start removes it.
-            let fifo = daemon
-                .run_dir
-                .join(&rec.id)
-                .join(berth_init::container::FIFO);
+            let fifo = daemon.run_dir.join(&rec.id).join(crate::init_calls::FIFO);
             let _ = std::fs::remove_file(&fifo);
-            let _ = daemon.store.update(&rec.id, |r| {
-                if r.status == Status::Created {
-                    r.status = after(r.status, Verb::Start);
-                    if r.started_at == 0 {
-                        r.started_at = crate::daemon::now_us();
+            let _ = daemon
+                .store
+                .update(&rec.id, |r| {
+                    if r.status == Status::Created {
+                        r.status = after(r.status, Verb::Start);
+                        if r.started_at == 0 {
+                            r.started_at = crate::daemon::now_us();
+                        }
                     }
-                }
-            });
+                })
+                .await;
             tracing::warn!(container = %rec.id, "recorded a start cut short as running");
             report.repaired += 1;
         }
@@ -158,11 +157,8 @@ fn creating_shim(run_dir: &Path, id: &str) -> bool {
 /// FIFO is gone (Start removes it once the process exec'd), or its init — the
 /// shim's fork, blocked on the FIFO until then — runs another program.
 fn started_meanwhile(daemon: &Daemon, rec: &crate::store::ContainerRecord) -> bool {
-    let fifo = daemon
-        .run_dir
-        .join(&rec.id)
-        .join(berth_init::container::FIFO);
-    if berth_init::container::process_start_time(rec.pid as i32) != Some(rec.pid_start) {
+    let fifo = daemon.run_dir.join(&rec.id).join(crate::init_calls::FIFO);
+    if crate::init_calls::process_start_time(rec.pid) != Some(rec.pid_start) {
         return false; // gone: its shim records the exit
     }
     if !fifo.exists() {

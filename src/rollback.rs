@@ -2,7 +2,10 @@
 //! after the shim failed, after the result could not be recorded, and at
 //! start for a record left "creating" by a crash (recovery.rs).
 
+use std::path::Path;
+
 use crate::daemon::Daemon;
+use crate::init_calls;
 
 /// What a create may have left behind.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,17 +22,20 @@ pub enum Made {
 /// undoing twice or undoing half a create is harmless.
 pub async fn undo_create(daemon: &Daemon, id: &str, from_image: bool, made: Made) {
     if made == Made::MaybeContainer {
-        // berth-init's delete talks to systemd and waits: off the executor.
-        let (root, cid) = (daemon.run_dir.clone(), id.to_string());
-        let _ =
-            tokio::task::spawn_blocking(move || berth_init::container::delete(&root, &cid, true))
-                .await;
+        let _ = init_calls::delete(&daemon.run_dir, id, Vec::new()).await;
     }
     if from_image {
         daemon.release_rootfs(id).await;
     }
-    let _ = std::fs::remove_dir_all(daemon.bundles_dir.join(id));
-    let _ = daemon.store.remove(id);
+    remove_bundle(&daemon.bundles_dir, id).await;
+    let _ = daemon.store.remove(id).await;
+}
+
+/// Removes container `id`'s rewritten bundle, if any: on the blocking pool,
+/// as unlinking may wait on the disk.
+pub async fn remove_bundle(bundles_dir: &Path, id: &str) {
+    let dir = bundles_dir.join(id);
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
 }
 
 #[cfg(test)]
@@ -58,7 +64,7 @@ mod tests {
             status: crate::lifecycle::Status::Creating,
             ..Default::default()
         };
-        daemon.store.insert_new(&rec).unwrap();
+        daemon.store.insert_new(&rec).await.unwrap();
         std::fs::create_dir_all(root.join("bundles/c1")).unwrap();
         std::fs::write(root.join("bundles/c1/config.json"), b"{}").unwrap();
         std::fs::create_dir_all(root.join("bundles/c2")).unwrap();

@@ -24,7 +24,7 @@ fn pidfd_for(pid: u32, start: u64) -> Option<OwnedFd> {
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
     // Checked after opening: if the start time still matches, the pidfd
     // refers to our shim, whatever happens to the pid later.
-    (berth_init::container::process_start_time(pid as i32) == Some(start)).then_some(fd)
+    (crate::init_calls::process_start_time(pid) == Some(start)).then_some(fd)
 }
 
 /// Resolves when the process (`pid` started at `start`) has exited — at once
@@ -69,7 +69,7 @@ where
         let (code, signal, reason) = read_exit(&daemon.run_dir, &id);
         match daemon.get(&id) {
             Ok(rec) if crate::lifecycle::transition(rec.status, Verb::Exit).is_ok() => {
-                if let Err(e) = daemon.record_exit(&id, code, signal, &reason) {
+                if let Err(e) = daemon.record_exit(&id, code, signal, &reason).await {
                     tracing::error!(container = %id, "recording the exit: {e:?}");
                     return;
                 }

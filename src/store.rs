@@ -11,6 +11,7 @@ use std::fs::{self, DirBuilder, Permissions};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use heed::types::{SerdeJson, Str};
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
@@ -105,8 +106,13 @@ pub enum StoreError {
     NotFound(String),
     #[error("the metadata store is full (LMDB map size {map_size} bytes)")]
     MapFull { map_size: usize },
+    #[error("metadata store: the write did not finish: {0}")]
+    Unfinished(String),
 }
 
+/// Cheap to clone (the env and the size are shared), so a write can take
+/// the store to the blocking pool.
+#[derive(Clone)]
 pub struct Store {
     // WithoutTls (MDB_NOTLS): a read transaction holds a reader slot only while it
     // lives. With TLS, LMDB ties a slot to each thread until the thread exits, and
@@ -115,7 +121,7 @@ pub struct Store {
     containers: Database<'static, Str, SerdeJson<ContainerRecord>>,
     /// The largest record written or found since open (serialized bytes):
     /// what an update may need to copy (`keep_room`).
-    largest: AtomicUsize,
+    largest: Arc<AtomicUsize>,
 }
 
 fn size_of(rec: &ContainerRecord) -> usize {
@@ -164,7 +170,7 @@ impl Store {
         let store = Store {
             env,
             containers,
-            largest: AtomicUsize::new(0),
+            largest: Arc::new(AtomicUsize::new(0)),
         };
         for rec in store.list().map_err(|e| match e {
             StoreError::Db(source) => open_err(source),
@@ -178,7 +184,7 @@ impl Store {
     /// Records a new container; `Exists` (and nothing written) if the id is taken,
     /// `MapFull` (nothing written) if it would eat into the room kept for the
     /// records already there (`keep_room`).
-    pub fn insert_new(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+    pub fn insert_new_blocking(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
         self.write(|wtxn| {
             // The check and the put share the write transaction, which LMDB runs
             // alone, so two creates of one id cannot both succeed.
@@ -216,7 +222,7 @@ impl Store {
     }
 
     /// Inserts or replaces the record under `rec.id`.
-    pub fn put(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+    pub fn put_blocking(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
         self.largest.fetch_max(size_of(rec), Ordering::Relaxed);
         self.write(|wtxn| Ok(self.containers.put(wtxn, &rec.id, rec)?))
     }
@@ -224,7 +230,7 @@ impl Store {
     /// Read-modify-write of one record in one write transaction, so concurrent
     /// updates of different fields cannot lose each other. Returns the new record.
     /// The id is the key: a change of `id` by `f` is undone.
-    pub fn update<F: FnOnce(&mut ContainerRecord)>(
+    pub fn update_blocking<F: FnOnce(&mut ContainerRecord)>(
         &self,
         id: &str,
         f: F,
@@ -242,13 +248,43 @@ impl Store {
         })
     }
 
+    /// [`Self::insert_new_blocking`], from async code.
+    pub async fn insert_new(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        let rec = rec.clone();
+        self.off_executor(move |s| s.insert_new_blocking(&rec))
+            .await
+    }
+
+    /// [`Self::put_blocking`], from async code.
+    pub async fn put(&self, rec: &ContainerRecord) -> Result<(), StoreError> {
+        let rec = rec.clone();
+        self.off_executor(move |s| s.put_blocking(&rec)).await
+    }
+
+    /// [`Self::update_blocking`], from async code.
+    pub async fn update<F: FnOnce(&mut ContainerRecord) + Send + 'static>(
+        &self,
+        id: &str,
+        f: F,
+    ) -> Result<ContainerRecord, StoreError> {
+        let id = id.to_string();
+        self.off_executor(move |s| s.update_blocking(&id, f)).await
+    }
+
+    /// [`Self::remove_blocking`], from async code.
+    pub async fn remove(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.off_executor(move |s| s.remove_blocking(&id)).await
+    }
+
+    /// Reads stay inline: a read transaction takes no lock and writes nothing.
     pub fn get(&self, id: &str) -> Result<Option<ContainerRecord>, StoreError> {
         let rtxn = self.env.read_txn()?;
         Ok(self.containers.get(&rtxn, id)?)
     }
 
     /// Deletes the record; false if there was none.
-    pub fn remove(&self, id: &str) -> Result<bool, StoreError> {
+    pub fn remove_blocking(&self, id: &str) -> Result<bool, StoreError> {
         self.write(|wtxn| Ok(self.containers.delete(wtxn, id)?))
     }
 
@@ -257,6 +293,19 @@ impl Store {
         let rtxn = self.env.read_txn()?;
         let records = self.containers.iter(&rtxn)?.map(|r| r.map(|(_, rec)| rec));
         Ok(records.collect::<heed::Result<_>>()?)
+    }
+
+    /// Runs the write `f` on tokio's blocking pool: its commit fsyncs, and
+    /// waits for LMDB's one writer lock while another write holds it; on an
+    /// executor thread either would stall every D-Bus call behind it.
+    async fn off_executor<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Unfinished(e.to_string()))?
     }
 
     /// Runs `f` in a write transaction and commits it; on any error the transaction

@@ -47,14 +47,14 @@ fn store_round_trip() {
     let store = Store::open(&tmp.db(), MAP).unwrap();
     assert_eq!(store.get("a").unwrap(), None);
     for id in ["b", "a", "c"] {
-        store.insert_new(&rec(id)).unwrap();
+        store.insert_new_blocking(&rec(id)).unwrap();
     }
     assert_eq!(store.get("a").unwrap(), Some(rec("a")));
     let ids: Vec<String> = store.list().unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(ids, ["a", "b", "c"]);
 
     let updated = store
-        .update("b", |r| {
+        .update_blocking("b", |r| {
             r.status = Status::Running;
             r.pid = 77;
             r.id = "changed".to_owned();
@@ -66,10 +66,10 @@ fn store_round_trip() {
 
     let mut replaced = rec("c");
     replaced.exit_reason = "exited".to_owned();
-    store.put(&replaced).unwrap(); // replaces
-    store.put(&rec("d")).unwrap(); // inserts
-    assert!(store.remove("a").unwrap());
-    assert!(!store.remove("a").unwrap());
+    store.put_blocking(&replaced).unwrap(); // replaces
+    store.put_blocking(&rec("d")).unwrap(); // inserts
+    assert!(store.remove_blocking("a").unwrap());
+    assert!(!store.remove_blocking("a").unwrap());
     let ids: Vec<String> = store.list().unwrap().into_iter().map(|r| r.id).collect();
     assert_eq!(ids, ["b", "c", "d"]);
     assert_eq!(store.get("c").unwrap(), Some(replaced));
@@ -79,13 +79,13 @@ fn store_round_trip() {
 fn store_duplicate_insert_and_missing_update() {
     let tmp = TempDir::new("dup");
     let store = Store::open(&tmp.db(), MAP).unwrap();
-    store.insert_new(&rec("x")).unwrap();
+    store.insert_new_blocking(&rec("x")).unwrap();
     let mut other = rec("x");
     other.bundle = "/elsewhere".to_owned();
-    assert!(matches!(store.insert_new(&other), Err(StoreError::Exists(id)) if id == "x"));
+    assert!(matches!(store.insert_new_blocking(&other), Err(StoreError::Exists(id)) if id == "x"));
     assert_eq!(store.get("x").unwrap(), Some(rec("x")));
 
-    let missing = store.update("nope", |r| r.pid = 1);
+    let missing = store.update_blocking("nope", |r| r.pid = 1);
     assert!(matches!(missing, Err(StoreError::NotFound(id)) if id == "nope"));
     assert_eq!(store.list().unwrap(), [rec("x")]);
 }
@@ -95,8 +95,8 @@ fn store_survives_reopen_in_private_files() {
     let tmp = TempDir::new("reopen");
     let dir = tmp.db();
     let store = Store::open(&dir, MAP).unwrap();
-    store.insert_new(&rec("kept")).unwrap();
-    let kept = store.update("kept", |r| r.pid = 9).unwrap();
+    store.insert_new_blocking(&rec("kept")).unwrap();
+    let kept = store.update_blocking("kept", |r| r.pid = 9).unwrap();
     drop(store);
 
     let store = Store::open(&dir, MAP).unwrap();
@@ -122,7 +122,7 @@ fn store_map_full_is_clean() {
                 r.labels.insert(format!("padding{i}"), "p".repeat(3000));
             }
             r.labels.insert("padding".to_owned(), "p".repeat(300));
-            match store.insert_new(&r) {
+            match store.insert_new_blocking(&r) {
                 Ok(()) => inserted.push(r),
                 Err(e) => break e,
             }
@@ -139,7 +139,7 @@ fn store_map_full_is_clean() {
         for r in &inserted {
             let id = r.id.clone();
             store
-                .update(&id, |r| {
+                .update_blocking(&id, |r| {
                     r.status = Status::Stopped;
                     r.exit_reason = "exited".into();
                     r.add_exec("e1", ExecRecord::default());
@@ -148,7 +148,7 @@ fn store_map_full_is_clean() {
         }
         inserted = store.list().unwrap();
         // Removing frees pages, so the store is usable again.
-        assert!(store.remove(&inserted[0].id).unwrap());
+        assert!(store.remove_blocking(&inserted[0].id).unwrap());
         inserted.remove(0);
     }
     let store = Store::open(&tmp.db(), map).unwrap();
@@ -199,8 +199,41 @@ fn store_opens_records_of_the_old_format() {
     assert_eq!(b.execs["e1"].exit_code, 4);
     assert_eq!(b.image, "docker.io/library/alpine:latest");
     // Written back, a record keeps the format it was read in.
-    store.update("a", |r| r.pid = 99).unwrap();
+    store.update_blocking("a", |r| r.pid = 99).unwrap();
     let a = store.get("a").unwrap().unwrap();
     let v = serde_json::to_value(&a).unwrap();
     assert_eq!(v["status"], "stopped");
+}
+
+/// A write waiting for LMDB's one writer lock (held here by another thread,
+/// as a slow commit would) waits on the blocking pool: the executor's only
+/// thread goes on with other tasks meanwhile. Run inline, the write held
+/// that thread (and every D-Bus call behind it) for the whole wait.
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_waiting_for_the_writer_lock_leaves_the_executor_free() {
+    use std::time::{Duration, Instant};
+    const HELD: Duration = Duration::from_millis(300);
+    let tmp = TempDir::new("writer-lock");
+    let store = Store::open(&tmp.db(), MAP).unwrap();
+    store.insert_new_blocking(&rec("a")).unwrap();
+    let (held, is_held) = std::sync::mpsc::channel();
+    let env = store.env.clone();
+    // LMDB ties a write transaction to its thread: it begins and ends there.
+    let holder = std::thread::spawn(move || {
+        let wtxn = env.write_txn().unwrap();
+        held.send(()).unwrap();
+        std::thread::sleep(HELD);
+        drop(wtxn);
+    });
+    is_held.recv().unwrap();
+    let write = tokio::spawn({
+        let store = store.clone();
+        async move { store.update("a", |r| r.pid = 7).await }
+    });
+    let t = Instant::now();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let ticked = t.elapsed();
+    assert!(ticked < HELD / 2, "the executor was held {ticked:?}");
+    assert_eq!(write.await.unwrap().unwrap().pid, 7);
+    holder.join().unwrap();
 }

@@ -40,7 +40,7 @@ impl ContainerObject {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         crate::api::require_root(conn, &hdr).await?;
-        Ok(self.daemon.kill(&self.id, who, signal)?)
+        Ok(self.daemon.kill(&self.id, who, signal).await?)
     }
 
     async fn pause(

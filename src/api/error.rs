@@ -44,8 +44,8 @@ impl From<crate::store::StoreError> for Error {
     }
 }
 
-impl From<berth_init::error::Error> for Error {
-    fn from(e: berth_init::error::Error) -> Self {
+impl From<crate::init_calls::InitError> for Error {
+    fn from(e: crate::init_calls::InitError) -> Self {
         crate::error::Error::from(e).into()
     }
 }

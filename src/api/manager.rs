@@ -162,7 +162,7 @@ pub fn stats(daemon: &Daemon, id: &str) -> Result<HashMap<String, OwnedValue>> {
     crate::stats::collect(rec.pid).ok_or_else(|| {
         // Its process just ended (the exit not recorded yet): no cgroup
         // left to read, as for a stopped container.
-        if berth_init::container::process_start_time(rec.pid as i32) != Some(rec.pid_start) {
+        if crate::init_calls::process_start_time(rec.pid) != Some(rec.pid_start) {
             Error::FailedPrecondition(format!("container {id} exited: no cgroup to read"))
         } else {
             Error::Internal(format!("reading the cgroup of container {id}"))
@@ -237,7 +237,7 @@ impl Manager {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         require_root(conn, &hdr).await?;
-        Ok(self.daemon.kill(id, who, signal)?)
+        Ok(self.daemon.kill(id, who, signal).await?)
     }
 
     async fn pause_container(

@@ -15,7 +15,7 @@ const CPU_PERIOD_US: u64 = 100_000;
 /// Applies `opts` to `spec`, whose relative paths mean `bundle`'s.
 pub fn apply(opts: &CreateOptions, spec: &mut Spec, bundle: &Path) {
     // A spec without a process is refused when the copy is checked
-    // (berth_init::spec::load: "process: missing"): nothing to edit.
+    // (crate::init_calls::spec::load: "process: missing"): nothing to edit.
     if let Some(process) = spec.process_mut() {
         edit_process(opts, process);
     }

@@ -140,7 +140,7 @@ fn spec() -> impl Strategy<Value = Spec> {
         .prop_map(|(rootless, process, linux, mounts, root, env)| {
             let mut s = match rootless {
                 true => Spec::rootless(1000, 1000),
-                false => berth_init::spec::default_spec(false),
+                false => crate::init_calls::spec::default_spec(false),
             };
             let env = (process == 2).then_some(env);
             match (process, s.process_mut()) {

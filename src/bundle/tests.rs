@@ -109,7 +109,7 @@ fn resources_keep_what_the_spec_had() {
         cpus: Some(0.25),
         ..Default::default()
     };
-    let mut s = berth_init::spec::default_spec(false);
+    let mut s = crate::init_calls::spec::default_spec(false);
     let mut res = LinuxResources::default();
     let mut mem = LinuxMemory::default();
     mem.set_limit(Some(5)).set_reservation(Some(4));
@@ -175,7 +175,7 @@ fn options_that_leave_the_spec_leave_it_but_for_an_explicit_env() {
         log_unit: Some("x.service".into()),
         ..Default::default()
     };
-    let s = berth_init::spec::default_spec(false);
+    let s = crate::init_calls::spec::default_spec(false);
     let mut want = s.clone();
     want.root_mut()
         .as_mut()
@@ -224,7 +224,10 @@ impl Drop for Fixture {
 #[test]
 fn write_from_leaves_the_users_bundle_and_writes_a_private_copy() {
     use std::os::unix::fs::PermissionsExt;
-    let f = Fixture::new("bundle-write", &berth_init::spec::default_spec(false));
+    let f = Fixture::new(
+        "bundle-write",
+        &crate::init_calls::spec::default_spec(false),
+    );
     let original = std::fs::read(f.bundle.join("config.json")).unwrap();
     let opts = CreateOptions {
         args: Some(vec!["true".into()]),
@@ -245,7 +248,7 @@ fn write_from_leaves_the_users_bundle_and_writes_a_private_copy() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["config.json"], "no temporary file left");
-    let loaded = berth_init::spec::load(&f.copy).unwrap();
+    let loaded = crate::init_calls::spec::load(&f.copy).unwrap();
     assert_eq!(loaded.rootfs, f.bundle.join("rootfs"));
     let args = loaded.spec.process().as_ref().unwrap().args().clone();
     assert_eq!(args, Some(vec!["true".to_string()]));
@@ -255,7 +258,7 @@ fn write_from_leaves_the_users_bundle_and_writes_a_private_copy() {
         ..Default::default()
     };
     write_from(&opts, &f.bundle, &f.copy).unwrap();
-    let loaded = berth_init::spec::load(&f.copy).unwrap();
+    let loaded = crate::init_calls::spec::load(&f.copy).unwrap();
     assert_eq!(
         loaded.spec.process().as_ref().unwrap().args().clone(),
         Some(vec!["false".into()])
@@ -264,7 +267,10 @@ fn write_from_leaves_the_users_bundle_and_writes_a_private_copy() {
 
 #[test]
 fn a_missing_config_is_an_invalid_argument_naming_it() {
-    let f = Fixture::new("bundle-missing", &berth_init::spec::default_spec(false));
+    let f = Fixture::new(
+        "bundle-missing",
+        &crate::init_calls::spec::default_spec(false),
+    );
     let gone = f.root.join("nowhere");
     match Error::from(write_from(&CreateOptions::default(), &gone, &f.copy).unwrap_err()) {
         Error::InvalidArgument(m) => {
@@ -279,7 +285,7 @@ fn a_missing_config_is_an_invalid_argument_naming_it() {
 
 #[test]
 fn a_result_the_runtime_would_refuse_is_an_invalid_argument() {
-    let mut s = berth_init::spec::default_spec(false);
+    let mut s = crate::init_calls::spec::default_spec(false);
     s.set_process(None);
     let f = Fixture::new("bundle-invalid", &s);
     match Error::from(write_from(&CreateOptions::default(), &f.bundle, &f.copy).unwrap_err()) {
@@ -290,11 +296,14 @@ fn a_result_the_runtime_would_refuse_is_an_invalid_argument() {
 
 #[test]
 fn an_unwritable_copy_is_internal() {
-    let f = Fixture::new("bundle-unwritable", &berth_init::spec::default_spec(false));
+    let f = Fixture::new(
+        "bundle-unwritable",
+        &crate::init_calls::spec::default_spec(false),
+    );
     // A file where the copy's directory should be.
     std::fs::create_dir_all(f.copy.parent().unwrap()).unwrap();
     std::fs::write(&f.copy, b"").unwrap();
-    let spec = berth_init::spec::default_spec(false);
+    let spec = crate::init_calls::spec::default_spec(false);
     match Error::from(write_spec(&CreateOptions::default(), spec, &f.bundle, &f.copy).unwrap_err())
     {
         Error::Internal(m) => assert!(m.starts_with(&f.copy.display().to_string()), "{m}"),

@@ -34,7 +34,7 @@ pub enum BundleError {
     },
     /// The result, read as the runtime will, is not a valid spec.
     #[error(transparent)]
-    Invalid(#[from] berth_init::spec::SpecError),
+    Invalid(#[from] crate::init_calls::spec::SpecError),
 }
 
 impl From<BundleError> for Error {
@@ -79,7 +79,7 @@ pub fn write_spec(
         source,
     })?;
     // Check the result as the runtime will read it.
-    berth_init::spec::load(dir)?;
+    crate::init_calls::spec::load(dir)?;
     Ok(dir.to_owned())
 }
 

@@ -1,0 +1,101 @@
+//! berthd's one door to berth-init: no other module calls it.
+//!
+//! berth-init is a blocking library. Its container verbs make system-bus
+//! round trips to systemd (GetUnit, FreezerState, KillUnit, StopUnit and the
+//! job waits) and file I/O on the state dirs; on an executor thread each one
+//! stalls every D-Bus call queued behind it (2 cores: 2 executor threads).
+//! So each verb here runs on tokio's blocking pool
+//! (tests/berthd_responsive.rs measures the difference). The few calls left
+//! inline are marked, with the reason they cannot block.
+
+use std::path::Path;
+
+use nix::sys::signal::Signal;
+
+pub use berth_init::container::FIFO;
+pub use berth_init::error::{validate_id, Error as InitError};
+/// The OCI spec's defaults and loader, for bundle/: plain file work, which
+/// its callers already run on the blocking pool (bundle/write.rs).
+pub use berth_init::spec;
+
+use crate::error::{Error, Result};
+
+/// Runs the berth-init call `f` on the blocking pool; its error becomes the
+/// core's (by kind), a panic in it an internal error.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, InitError> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("berth-init call: {e}")))?
+        .map_err(Error::from)
+}
+
+/// Connects the system bus berth-init's systemd driver shares. Inline: it
+/// runs once at start, before berthd serves anything.
+pub fn connect_system_bus() {
+    // A failure is retried at the first use, so it is no failure here.
+    let _ = berth_init::cgroups::systemd::system_bus();
+}
+
+/// Marks every fd from `first` on close-on-exec. Inline: one syscall.
+pub fn close_range_cloexec(first: u32) -> nix::Result<()> {
+    berth_init::child::close_range_cloexec(first)
+}
+
+/// The start time of process `pid` (None: no such process). Inline: a read
+/// of /proc/<pid>/stat, which the kernel answers from memory.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    berth_init::container::process_start_time(pid as i32)
+}
+
+/// The scope unit of the shim of container `id` (`exec` None: its init's
+/// shim). Inline: it only builds a name.
+pub fn shim_scope_unit(id: &str, exec: Option<&str>) -> Option<String> {
+    berth_init::cgroups::naming::shim_scope_unit(id, exec).ok()
+}
+
+/// Checks that `bundle` holds a loadable config.json (it reads the file).
+pub async fn check_bundle(bundle: &Path) -> Result<()> {
+    let bundle = bundle.to_path_buf();
+    tokio::task::spawn_blocking(move || berth_init::spec::load(&bundle).map(drop))
+        .await
+        .map_err(|e| Error::Internal(format!("loading the bundle: {e}")))?
+        .map_err(|e| Error::InvalidArgument(e.to_string()))
+}
+
+/// Lets the container's process run (opens its exec FIFO).
+pub async fn start(root: &Path, id: &str) -> Result<()> {
+    let (root, id) = (root.to_path_buf(), id.to_string());
+    blocking(move || berth_init::container::start(&root, &id).map(drop)).await
+}
+
+/// Signals the container's init, or (`all`) every process of its scope.
+pub async fn kill(root: &Path, id: &str, sig: Signal, all: bool) -> Result<()> {
+    let (root, id) = (root.to_path_buf(), id.to_string());
+    blocking(move || berth_init::container::kill(&root, &id, sig, all)).await
+}
+
+/// Freezes (`pause`) or thaws the container's scope.
+pub async fn set_paused(root: &Path, id: &str, pause: bool) -> Result<()> {
+    let (root, id) = (root.to_path_buf(), id.to_string());
+    blocking(move || match pause {
+        true => berth_init::container::pause(&root, &id),
+        false => berth_init::container::resume(&root, &id),
+    })
+    .await
+}
+
+/// Removes the container (forced: killed first if it runs), its scope and
+/// the scopes `also`. A container berth-init does not know is no error: it
+/// is as gone as a delete would leave it.
+pub async fn delete(root: &Path, id: &str, also: Vec<String>) -> Result<()> {
+    let (root, id) = (root.to_path_buf(), id.to_string());
+    blocking(
+        move || match berth_init::container::delete_with_scopes(&root, &id, true, &also) {
+            Ok(_) | Err(InitError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
+        },
+    )
+    .await
+}
