@@ -193,3 +193,22 @@ async fn wait_exec_names_a_malformed_shim_record() {
     };
     assert!(msg.contains("exec-e1.shim.json is malformed"), "{msg}");
 }
+
+/// After the shim failed: the record and the rewritten bundle go, and
+/// undoing again finds nothing to do (crate::rollback).
+#[tokio::test]
+async fn a_failed_create_leaves_no_record_and_no_bundle() {
+    use crate::rollback::{undo_create, Made};
+    let f = Fixture::new("undo");
+    f.container("c1", Status::Creating);
+    let bundles = f.root.join("bundles");
+    std::fs::create_dir_all(bundles.join("c1")).unwrap();
+    std::fs::write(bundles.join("c1/config.json"), b"{}").unwrap();
+    std::fs::create_dir_all(bundles.join("c2")).unwrap();
+    for _ in 0..2 {
+        undo_create(&f.daemon, "c1", false, Made::NoContainer).await;
+        assert_eq!(f.daemon.store.get("c1").unwrap(), None);
+        assert!(!bundles.join("c1").exists());
+    }
+    assert!(bundles.join("c2").exists(), "another container's bundle");
+}

@@ -333,13 +333,7 @@ pub fn delete_with_scopes(
         // directory (nothing else is made before the record): --force
         // removes it, so the id can be used again.
         Err(Error::NotFound(_)) if force && dir(root, id).is_dir() => {
-            return match fs::remove_dir_all(dir(root, id)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(
-                    format!("removing {}", dir(root, id).display()),
-                    e,
-                )),
-                _ => Ok(vec![]),
-            };
+            return remove_state_dir(&dir(root, id)).map(|()| vec![]);
         }
         other => other?,
     };
@@ -379,25 +373,27 @@ pub fn delete_with_scopes(
     scopes.extend(also.iter().cloned());
     crate::cgroups::systemd::destroy_scopes(&scopes)?;
     let warnings = run_hooks_warn(&rec, Phase::Poststop, Status::Stopped);
-    let d = dir(root, id);
-    // An exec's shim may still write its exit record as the container's
-    // processes die: a file made during the removal (ENOTEMPTY) goes on
-    // the next pass.
+    remove_state_dir(&dir(root, id))?;
+    Ok(warnings)
+}
+
+/// Removes a container's state directory. An exec's shim may still write
+/// its exit record as the container's processes die: a file made during the
+/// removal (ENOTEMPTY) goes on the next pass. Gone already (a concurrent
+/// delete or a failed create's own clean-up) is what we wanted.
+fn remove_state_dir(d: &Path) -> Result<()> {
     let mut passes = 0;
     loop {
-        match fs::remove_dir_all(&d) {
-            Ok(()) => break,
+        match fs::remove_dir_all(d) {
+            Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && passes < 50 => {
                 passes += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }
-            // Gone already (a concurrent delete or a failed create's own
-            // clean-up): what this delete wanted.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(Error::io(format!("removing {}", d.display()), e)),
         }
     }
-    Ok(warnings)
 }
 
 /// Ids of the containers under `root`, sorted.

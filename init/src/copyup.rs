@@ -15,10 +15,9 @@ use crate::rootfs::{do_mount, io_err, Result};
 /// directory underneath is read through an fd opened before the mount, so
 /// it stays reachable once covered.
 pub fn mount_tmpfs_copyup(target: &Path, flags: MsFlags, data: Option<&str>) -> Result<()> {
-    let below: OwnedFd = fs::File::open(target)
-        .map_err(io_err("open", target))?
-        .into();
-    let md = fs::metadata(target).map_err(io_err("stat", target))?;
+    let below = fs::File::open(target).map_err(io_err("open", target))?;
+    let md = below.metadata().map_err(io_err("stat", target))?;
+    let below = OwnedFd::from(below);
     // Written read-write, then remounted with the entry's own flags.
     do_mount(
         Some(Path::new("tmpfs")),

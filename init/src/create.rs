@@ -219,7 +219,7 @@ fn create_in(
     // Only now, after the fork: the systemd driver's bus connection starts
     // threads, and forking a multi-threaded process can leave the child
     // blocked forever on a lock another thread held.
-    let cgroup = if opts.no_cgroup {
+    let mut cgroup = if opts.no_cgroup {
         None
     } else {
         let path = linux.as_ref().and_then(|l| l.cgroups_path().clone());
@@ -241,11 +241,16 @@ fn create_in(
         created: humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string(),
         systemd_cgroup: opts.systemd_cgroup,
         cgroup: cgroup_path,
-        annotations: Default::default(),
+        annotations: bundle
+            .spec
+            .annotations()
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         creating: true,
     };
     let resources = linux.as_ref().and_then(|l| l.resources().as_ref());
-    let mut cgroup = cgroup;
     if let Some(cg) = cgroup.as_mut() {
         cg.apply(pid, resources)?;
     }
@@ -263,13 +268,7 @@ fn create_in(
         status: "creating".into(),
         pid: Some(pid),
         bundle: bundle.dir.display().to_string(),
-        annotations: bundle
-            .spec
-            .annotations()
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        annotations: rec.annotations.clone(),
     };
     let send = |m: &ToInit| {
         creator_end
@@ -310,7 +309,6 @@ fn create_in(
             "the container init exited right after setup".into(),
         ));
     }
-    rec.annotations = state.annotations.clone();
     rec.creating = false;
     rec.save(&opts.root)?;
     if let Some(pf) = &opts.pid_file {

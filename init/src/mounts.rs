@@ -152,13 +152,10 @@ pub fn parse_options(options: &[String]) -> Result<MountOptions, String> {
             out.propagation.push(p);
         } else if let Some((set, clear)) = recursive(opt) {
             // Later options win: an attribute set by one is cleared by the
-            // other, and the other way round.
+            // other, and the other way round (an atime mode clears the
+            // whole atime mask, so an earlier mode goes with it).
             out.recursive.set = (out.recursive.set & !clear) | set;
             out.recursive.clear = (out.recursive.clear & !set) | clear;
-            if clear == MOUNT_ATTR_ATIME_MASK {
-                out.recursive.set &= !MOUNT_ATTR_ATIME_MASK;
-                out.recursive.set |= set;
-            }
         } else if opt == "tmpcopyup" {
             out.tmpcopyup = true;
         } else if matches!(opt.as_str(), "idmap" | "ridmap") {

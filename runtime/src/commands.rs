@@ -93,9 +93,26 @@ fn warn_all(warnings: Vec<String>) {
 }
 
 fn do_create(root: &Path, args: &CreateArgs, systemd: bool) -> Result<Record> {
+    // The id first, as create checks it (a bad id is named before the bundle).
+    berth_init::error::validate_id(&args.id)?;
+    // Loaded (and validated) once, here: create takes it as it is.
+    let dir = if args.bundle.is_absolute() {
+        args.bundle.clone()
+    } else {
+        std::env::current_dir()?.join(&args.bundle)
+    };
+    let bundle = berth_init::spec::load(&dir).map_err(berth_init::Error::from)?;
+    // Settings runc ignores (with a warning) are ignored here too.
+    let res = bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref());
+    let ignored =
+        berth_init::cgroups::resources::ignored(res, berth_init::cgroups::tree::unified_host());
     let opts = CreateOptions {
         id: args.id.clone(),
-        bundle: args.bundle.clone(),
+        bundle: dir,
         root: root.to_path_buf(),
         console_socket: args.console_socket.clone(),
         pid_file: args.pid_file.clone(),
@@ -104,20 +121,10 @@ fn do_create(root: &Path, args: &CreateArgs, systemd: bool) -> Result<Record> {
         no_pivot: args.no_pivot,
         preserve_fds: args.preserve_fds,
         stdio: None,
-        loaded: None,
+        loaded: Some(bundle),
     };
     let rec = create(&opts)?;
-    // Settings runc ignores (with a warning) are ignored here too.
-    let dir = if args.bundle.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        args.bundle.as_path()
-    };
-    if let Ok(spec) = oci_spec::runtime::Spec::load(dir.join("config.json")) {
-        let res = spec.linux().as_ref().and_then(|l| l.resources().as_ref());
-        let v2 = berth_init::cgroups::tree::unified_host();
-        warn_all(berth_init::cgroups::resources::ignored(res, v2));
-    }
+    warn_all(ignored);
     Ok(rec)
 }
 

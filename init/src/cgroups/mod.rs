@@ -27,6 +27,7 @@ pub mod convert;
 pub mod device_filter;
 pub mod devices;
 pub mod fs;
+pub mod hierarchy;
 pub mod naming;
 pub mod properties;
 pub mod resources;

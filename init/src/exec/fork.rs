@@ -123,23 +123,21 @@ pub(super) fn join_and_clone(
     };
     // SAFETY: the first child is single-threaded.
     let pid = unsafe { clone_fork(CloneFlags::CLONE_PARENT) }.map_err(|e| format!("clone: {e}"))?;
-    match (pid, go) {
-        (0, Some((r, w))) => {
+    if pid == 0 {
+        if let Some((r, w)) = go {
             drop(w);
             // EOF (the first child wrote the pid and exited, or died) is the
             // signal either way.
             let _ = File::from(r).read(&mut [0u8; 1]);
         }
-        (_, go) if pid > 0 => {
-            // Our pid namespace is still the caller's: the pid means the
-            // same to the cgroup files.
-            for (procs, mut f) in later {
-                f.write_all(pid.to_string().as_bytes())
-                    .map_err(|e| join_err(procs, e))?;
-            }
-            drop(go);
+    } else {
+        // Our pid namespace is still the caller's: the pid means the same
+        // to the cgroup files.
+        for (procs, mut f) in later {
+            f.write_all(pid.to_string().as_bytes())
+                .map_err(|e| join_err(procs, e))?;
         }
-        _ => {}
+        drop(go);
     }
     Ok(pid)
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 
+use crate::cgroups::hierarchy;
 use crate::error::{Error, Result};
 
 /// The namespaces an exec joins, user first (it grants the right to join
@@ -96,12 +97,13 @@ pub(super) fn cgroups_of(pid: i32) -> Result<Cgroups> {
         v2_procs: None,
         v1_procs: Vec::new(),
     };
-    for line in text.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
-            continue;
-        };
-        let Some(mount) = hierarchy_mount(&mounts, ctrls) else {
+    let hierarchies = hierarchy::hierarchies(&mounts);
+    for (ctrls, path) in hierarchy::membership(&text) {
+        let Some(mount) = hierarchies
+            .iter()
+            .find(|h| h.holds(ctrls))
+            .map(|h| &h.point)
+        else {
             continue;
         };
         let dir = mount.join(path.trim_start_matches('/'));
@@ -122,49 +124,4 @@ pub(super) fn cgroups_of(pid: i32) -> Result<Cgroups> {
         }
     }
     Ok(out)
-}
-
-/// Where the hierarchy with these controllers ("" = cgroup2) is mounted.
-fn hierarchy_mount(mountinfo: &str, ctrls: &str) -> Option<PathBuf> {
-    mountinfo.lines().find_map(|l| {
-        let (left, right) = l.split_once(" - ")?;
-        let mut r = right.split_whitespace();
-        let fstype = r.next()?;
-        let super_opts = r.nth(1).unwrap_or("");
-        let point = Path::new(left.split_whitespace().nth(4)?);
-        let matches = match fstype {
-            "cgroup2" => ctrls.is_empty(),
-            "cgroup" => {
-                let have: Vec<&str> = super_opts.split(',').collect();
-                !ctrls.is_empty() && ctrls.split(',').all(|c| have.contains(&c))
-            }
-            _ => false,
-        };
-        matches.then(|| point.to_path_buf())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_hierarchies() {
-        let mi = "30 25 0:26 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n\
-                  31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n\
-                  32 25 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n";
-        assert_eq!(
-            hierarchy_mount(mi, ""),
-            Some(PathBuf::from("/sys/fs/cgroup/unified"))
-        );
-        assert_eq!(
-            hierarchy_mount(mi, "cpu,cpuacct"),
-            Some(PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"))
-        );
-        assert_eq!(
-            hierarchy_mount(mi, "name=systemd"),
-            Some(PathBuf::from("/sys/fs/cgroup/systemd"))
-        );
-        assert_eq!(hierarchy_mount(mi, "memory"), None);
-    }
 }
