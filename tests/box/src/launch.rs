@@ -39,6 +39,8 @@ pub struct LaunchSpec {
     pub tmpfs: Vec<PathBuf>,
     /// Kill the box when the launcher's parent dies (tests), or not (`berth-box up`).
     pub die_with_parent: bool,
+    /// A network namespace of the box's own (its /proc/sys/net writable).
+    pub own_netns: bool,
     pub systemd: PathBuf,
 }
 
@@ -81,14 +83,15 @@ fn launch(spec: &LaunchSpec) -> Result<nix::unistd::Pid, String> {
     }
     fs::write(spec.cgroup.join("cgroup.procs"), "0")
         .map_err(|e| format!("joining cgroup {}: {e}", spec.cgroup.display()))?;
-    unshare(
-        CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWCGROUP,
-    )
-    .map_err(|e| format!("unshare(pid, mount, uts, ipc, cgroup): {e}"))?;
+    let mut flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWCGROUP;
+    if spec.own_netns {
+        flags |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(flags).map_err(|e| format!("unshare({flags:?}): {e}"))?;
 
     // The child reports a setup failure on this pipe; a successful execve closes
     // it (O_CLOEXEC), so EOF with nothing read means systemd is running.
@@ -170,6 +173,16 @@ fn boot_pid1(spec: &LaunchSpec) -> Result<std::convert::Infallible, String> {
     // and binfmt from changing the host's settings.
     bind(&root.join("proc/sys"), &root.join("proc/sys"), false)?;
     remount_ro(&root.join("proc/sys"))?;
+    if spec.own_netns {
+        // Its own network namespace's settings are the box's alone: writable,
+        // as CNI's bridge and portmap plugins need (ip_forward, route_localnet).
+        // (A bind copies its source's flags: read-only here, until remounted.)
+        let net = root.join("proc/sys/net");
+        bind(&net, &net, false)?;
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+        mount(None::<&str>, &net, None::<&str>, flags, None::<&str>)
+            .map_err(|e| format!("remounting {} read-write: {e}", net.display()))?;
+    }
     mount_fs(
         "sysfs",
         &root.join("sys"),

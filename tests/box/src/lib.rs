@@ -83,6 +83,10 @@ pub struct BoxOptions {
     pub die_with_parent: bool,
     /// How long to wait for `systemctl is-system-running --wait`.
     pub boot_timeout: Duration,
+    /// Share the host's network namespace. Off by default: a box has its own
+    /// (lo only), so bridges, veths and iptables rules made by what runs
+    /// inside never reach the host's.
+    pub host_network: bool,
 }
 
 impl Default for BoxOptions {
@@ -102,6 +106,7 @@ impl Default for BoxOptions {
             tmpfs: vec![PathBuf::from("/var/lib/berth")],
             die_with_parent: true,
             boot_timeout: Duration::from_secs(60),
+            host_network: false,
         }
     }
 }
@@ -250,6 +255,9 @@ impl SystemdBox {
         }
         if !opts.die_with_parent {
             cmd.arg("--detach");
+        }
+        if opts.host_network {
+            cmd.arg("--host-network");
         }
         // A detached launcher outlives us: it must not hold our caller's stderr
         // open (a caller reading to EOF would hang). Its errors come on stdout.

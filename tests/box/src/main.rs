@@ -34,6 +34,10 @@ struct BootArgs {
     /// Seconds to wait for the box's systemd to be running.
     #[arg(long, default_value_t = 60)]
     timeout: u64,
+    /// Share the host's network namespace (default: the box gets its own,
+    /// with only lo, so nothing inside can touch the host's network).
+    #[arg(long)]
+    host_network: bool,
 }
 
 #[derive(Subcommand)]
@@ -74,6 +78,8 @@ enum Cmd {
         tmpfs: Vec<PathBuf>,
         #[arg(long)]
         detach: bool,
+        #[arg(long)]
+        host_network: bool,
     },
 }
 
@@ -82,6 +88,7 @@ fn options(args: &BootArgs, die_with_parent: bool) -> BoxOptions {
         name: args.name.clone(),
         die_with_parent,
         boot_timeout: Duration::from_secs(args.timeout),
+        host_network: args.host_network,
         ..BoxOptions::default()
     };
     opts.binds.extend(args.binds.iter().cloned());
@@ -124,6 +131,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             binds,
             tmpfs,
             detach,
+            host_network,
         } => launch::run(&LaunchSpec {
             name,
             state_dir,
@@ -131,6 +139,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             binds,
             tmpfs,
             die_with_parent: !detach,
+            own_netns: !host_network,
             systemd: PathBuf::from(berth_box::SYSTEMD),
         }),
         Cmd::Up(args) => {
