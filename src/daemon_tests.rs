@@ -23,6 +23,11 @@ impl Fixture {
             PathBuf::from("/nonexistent/berth-shim"),
             root.join("bundles"),
             None,
+            crate::network::Networks::new(crate::network::NetPaths::new(
+                &root.join("networks"),
+                &root,
+                &root.join("run"),
+            )),
         );
         Fixture { root, daemon }
     }

@@ -25,6 +25,12 @@ pub enum Error {
     /// The process's program is missing or not executable in the container.
     #[error("{0}")]
     NotExecutable(String),
+    /// A network or volume still used by containers.
+    #[error("{0}")]
+    InUse(String),
+    /// A CNI plugin failed (its own message kept) or is missing.
+    #[error("{0}")]
+    Network(String),
     #[error("{0}")]
     Internal(String),
 }

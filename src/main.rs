@@ -13,12 +13,14 @@ mod ids;
 mod images;
 mod init_calls;
 mod lifecycle;
+mod network;
 mod options;
 mod recovery;
 mod rollback;
 mod shims;
 mod stats;
 mod store;
+mod store_networks;
 mod streams;
 
 use std::path::PathBuf;
@@ -43,6 +45,10 @@ struct Args {
     /// packaged /usr/libexec/berth/berth-shim).
     #[arg(long)]
     shim: Option<PathBuf>,
+    /// Where the networks' CNI conflists are written (generated from
+    /// berthd's store, for inspection and CNI tools).
+    #[arg(long, default_value = "/etc/berth/networks")]
+    network_config_dir: PathBuf,
     /// LMDB map size in MiB.
     #[arg(long, default_value_t = 256)]
     map_size_mib: usize,
@@ -141,7 +147,12 @@ async fn serve(args: Args) -> Result<(), String> {
     // close-on-exec once lets shims be spawned without a pre_exec hook, i.e.
     // with posix_spawn instead of a fork of berthd.
     init_calls::close_range_cloexec(3).map_err(|e| format!("close_range: {e}"))?;
-    let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles, images);
+    let nets = network::Networks::new(network::NetPaths::new(
+        &args.network_config_dir,
+        &args.state_dir,
+        &args.run_dir,
+    ));
+    let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles, images, nets);
 
     // Objects are served before the name is owned, so the first calls (bus
     // activation) find them.
@@ -156,6 +167,12 @@ async fn serve(args: Args) -> Result<(), String> {
             .serve_at(
                 api::MANAGER_PATH,
                 api::images::Images {
+                    daemon: daemon.clone(),
+                },
+            )?
+            .serve_at(
+                api::MANAGER_PATH,
+                api::networks::Networks {
                     daemon: daemon.clone(),
                 },
             )

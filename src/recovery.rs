@@ -66,6 +66,25 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             Err(e) => tracing::error!(container = %rec.id, "re-attaching: {e:?}"),
         }
     }
+    // The default network exists from the start (`network ls` shows it);
+    // a subnet taken on this host is said here, and again at first use.
+    {
+        let store = daemon.store.clone();
+        let made = daemon
+            .nets
+            .blocking(move |paths| {
+                crate::network::find_or_default(&store, paths, berth_net::network::DEFAULT_NETWORK)
+            })
+            .await;
+        if let Err(e) = made {
+            tracing::warn!("the default network {}: {e}", berth_net::network::DEFAULT_NETWORK);
+        }
+    }
+    for net in daemon.store.networks().unwrap_or_default() {
+        if let Err(e) = crate::api::networks::register(conn, daemon, &net.name).await {
+            tracing::error!(network = %net.name, "putting on the bus: {e:?}");
+        }
+    }
     // Image rootfs whose container is gone (a crash inside create or delete).
     if let Some(images) = &daemon.images {
         let dir = images.root().join("containers");
@@ -77,6 +96,21 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             }
         }
     }
+    // Networking of containers with no record (a crash inside create,
+    // delete or the undo of a create): CNI DEL, namespace, files.
+    let known: std::collections::HashSet<String> = daemon
+        .store
+        .list()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let swept = daemon
+        .nets
+        .blocking(move |paths| Ok(crate::network::sweep(paths, &known)))
+        .await
+        .unwrap_or_default();
+    report.repaired += swept.len();
     // Rewritten bundles whose container is gone (a crash between the
     // record's removal and the directory's).
     for entry in std::fs::read_dir(&daemon.bundles_dir)

@@ -17,7 +17,7 @@ pub enum Made {
 }
 
 /// Removes container `id`'s container (if `made` says there may be one),
-/// image rootfs (if `from_image`), rewritten bundle and record. Best effort
+/// image rootfs (if `from_image`), network, rewritten bundle and record. Best effort
 /// throughout: each step undoes what exists and skips what does not, so
 /// undoing twice or undoing half a create is harmless.
 pub async fn undo_create(daemon: &Daemon, id: &str, from_image: bool, made: Made) {
@@ -27,6 +27,7 @@ pub async fn undo_create(daemon: &Daemon, id: &str, from_image: bool, made: Made
     if from_image {
         daemon.release_rootfs(id).await;
     }
+    daemon.release_network(id).await;
     remove_bundle(&daemon.bundles_dir, id).await;
     let _ = daemon.store.remove(id).await;
 }

@@ -21,6 +21,7 @@ use crate::lifecycle::Status;
 /// Named databases this env may hold: "containers" now, room for exits and images.
 const MAX_DBS: u32 = 4;
 const CONTAINERS: &str = "containers";
+const NETWORKS: &str = "networks";
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerRecord {
@@ -52,6 +53,10 @@ pub struct ContainerRecord {
     /// Processes exec'd into the container, by exec id (older records lack it).
     #[serde(default)]
     pub execs: BTreeMap<String, ExecRecord>,
+    /// Its network: none recorded = the spec's own namespaces (bundles,
+    /// records older than networking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<crate::network::NetRecord>,
 }
 
 /// One exec'd process: its shim, and how it ended once WaitExec (or the
@@ -117,8 +122,10 @@ pub struct Store {
     // WithoutTls (MDB_NOTLS): a read transaction holds a reader slot only while it
     // lives. With TLS, LMDB ties a slot to each thread until the thread exits, and
     // tokio's blocking pool can run more threads than the 126 default slots.
-    env: Env<WithoutTls>,
+    pub(crate) env: Env<WithoutTls>,
     containers: Database<'static, Str, SerdeJson<ContainerRecord>>,
+    /// User networks and the default one, by name (store_networks.rs).
+    pub(crate) networks: Database<'static, Str, SerdeJson<berth_net::NetworkSpec>>,
     /// The largest record written or found since open (serialized bytes):
     /// what an update may need to copy (`keep_room`).
     largest: Arc<AtomicUsize>,
@@ -160,16 +167,20 @@ impl Store {
         let created = env
             .create_databases_and_commit(wtxn, |opener, wtxn| {
                 let db = opener.create_database(wtxn, Some(CONTAINERS))?;
-                Ok::<_, heed::Error>(CommitOrAbort::<_, std::convert::Infallible>::Commit(db))
+                let nets = opener.create_database(wtxn, Some(NETWORKS))?;
+                Ok::<_, heed::Error>(CommitOrAbort::<_, std::convert::Infallible>::Commit((
+                    db, nets,
+                )))
             })
             .map_err(open_err)?;
-        let containers = match created {
+        let (containers, networks) = match created {
             CommitOrAbort::Commit(db) => db,
             CommitOrAbort::Abort(never) => match never {},
         };
         let store = Store {
             env,
             containers,
+            networks,
             largest: Arc::new(AtomicUsize::new(0)),
         };
         for rec in store.list().map_err(|e| match e {
@@ -298,7 +309,7 @@ impl Store {
     /// Runs the write `f` on tokio's blocking pool: its commit fsyncs, and
     /// waits for LMDB's one writer lock while another write holds it; on an
     /// executor thread either would stall every D-Bus call behind it.
-    async fn off_executor<T: Send + 'static>(
+    pub(crate) async fn off_executor<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -310,7 +321,7 @@ impl Store {
 
     /// Runs `f` in a write transaction and commits it; on any error the transaction
     /// is dropped, which aborts it, so a failed call writes nothing.
-    fn write<T>(
+    pub(crate) fn write<T>(
         &self,
         f: impl FnOnce(&mut RwTxn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {

@@ -212,4 +212,46 @@ impl ContainerObject {
     fn labels(&self) -> HashMap<String, String> {
         self.rec().labels.into_iter().collect()
     }
+
+    /// The network as asked: a network's name, "none", "host",
+    /// "container:<id>"; "" = the bundle's own namespaces.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn network(&self) -> String {
+        self.rec().net.map(|n| n.mode).unwrap_or_default()
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn ip_address(&self) -> String {
+        self.rec().net.map(|n| n.addresses.ipv4).unwrap_or_default()
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn ipv6_address(&self) -> String {
+        self.rec().net.map(|n| n.addresses.ipv6).unwrap_or_default()
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn gateway(&self) -> String {
+        self.rec().net.map(|n| n.addresses.gateway).unwrap_or_default()
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn mac_address(&self) -> String {
+        self.rec().net.map(|n| n.addresses.mac).unwrap_or_default()
+    }
+
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn hostname(&self) -> String {
+        self.rec().net.map(|n| n.hostname).unwrap_or_default()
+    }
+
+    /// Published ports: (host IP, host port, container port, protocol).
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn ports(&self) -> Vec<(String, u16, u16, String)> {
+        let ports = self.rec().net.map(|n| n.ports).unwrap_or_default();
+        ports
+            .into_iter()
+            .map(|p| (p.host_ip, p.host_port, p.container_port, p.protocol))
+            .collect()
+    }
 }

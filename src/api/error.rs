@@ -16,6 +16,10 @@ pub enum Error {
     PermissionDenied(String),
     /// The process's program is missing or not executable in the container.
     NotExecutable(String),
+    /// A network (or volume) is still used by containers.
+    InUse(String),
+    /// A CNI plugin failed or is missing: the plugin's own message.
+    NetworkError(String),
     Internal(String),
 }
 
@@ -33,6 +37,8 @@ impl From<crate::error::Error> for Error {
             Core::ControllerUnavailable(m) => Error::ControllerUnavailable(m),
             Core::PermissionDenied(m) => Error::PermissionDenied(m),
             Core::NotExecutable(m) => Error::NotExecutable(m),
+            Core::InUse(m) => Error::InUse(m),
+            Core::Network(m) => Error::NetworkError(m),
             Core::Internal(m) => Error::Internal(m),
         }
     }

@@ -5,6 +5,7 @@ pub mod container;
 pub mod error;
 pub mod images;
 pub mod manager;
+pub mod networks;
 
 use std::collections::HashMap;
 
@@ -17,6 +18,11 @@ pub const MANAGER_PATH: &str = "/io/berth/Berth1";
 /// may not: every byte outside [A-Za-z0-9] becomes `_xx` (hex), as systemd
 /// escapes unit names in its paths.
 pub fn container_path(id: &str) -> OwnedObjectPath {
+    escaped_path("container", id)
+}
+
+/// `/io/berth/Berth1/<kind>/<escaped name>` (see container_path).
+pub fn escaped_path(kind: &str, id: &str) -> OwnedObjectPath {
     let mut label = String::with_capacity(id.len() * 3);
     for b in id.bytes() {
         if b.is_ascii_alphanumeric() {
@@ -28,7 +34,7 @@ pub fn container_path(id: &str) -> OwnedObjectPath {
     if label.is_empty() {
         label.push('_');
     }
-    OwnedObjectPath::try_from(format!("{MANAGER_PATH}/container/{label}"))
+    OwnedObjectPath::try_from(format!("{MANAGER_PATH}/{kind}/{label}"))
         .unwrap_or_else(|_| OwnedObjectPath::try_from(MANAGER_PATH).expect("static path is valid"))
 }
 

@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{Linux, Mount, Process, Spec};
+use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType, Mount, Process, Spec};
 
+use crate::network::{NsChoice, SpecNet};
 use crate::options::CreateOptions;
 
 /// Where a notify_socket's directory appears in the container.
@@ -36,6 +37,9 @@ pub fn apply(opts: &CreateOptions, spec: &mut Spec, bundle: &Path) {
         spec.set_mounts(Some(mounts));
     }
     edit_resources(opts, spec);
+    if let Some(net) = &opts.net_spec {
+        edit_network(net, spec);
+    }
     // The copy sits elsewhere: a relative rootfs must still mean the
     // bundle's.
     if let Some(root) = spec.root_mut() {
@@ -89,6 +93,41 @@ fn edit_resources(opts: &CreateOptions, spec: &mut Spec) {
         res.set_pids(Some(pids));
     }
     linux.set_resources(Some(res));
+}
+
+/// The network berthd attached: the namespace (a path to join, a new one,
+/// or the host's), the hostname (in a UTS namespace of its own), and the
+/// generated hosts/hostname/resolv.conf bound over the image's.
+fn edit_network(net: &SpecNet, spec: &mut Spec) {
+    let linux = spec.linux_mut().get_or_insert_with(bare_linux);
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    let own = |typ, path: Option<&Path>| {
+        let mut ns = LinuxNamespace::default();
+        ns.set_typ(typ).set_path(path.map(Path::to_path_buf));
+        ns
+    };
+    match &net.ns {
+        NsChoice::Host => {}
+        NsChoice::New => namespaces.push(own(LinuxNamespaceType::Network, None)),
+        NsChoice::Path(p) => namespaces.push(own(LinuxNamespaceType::Network, Some(p))),
+    }
+    if !namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Uts) {
+        namespaces.push(own(LinuxNamespaceType::Uts, None));
+    }
+    linux.set_namespaces(Some(namespaces));
+    spec.set_hostname(Some(net.hostname.clone()));
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for (source, dest) in &net.files {
+        mounts.retain(|m| m.destination() != Path::new(dest));
+        let mut m = Mount::default();
+        m.set_destination(dest.into())
+            .set_typ(Some("bind".into()))
+            .set_source(Some(source.clone()))
+            .set_options(Some(["bind", "nosuid", "nodev", "noexec"].map(String::from).to_vec()));
+        mounts.push(m);
+    }
+    spec.set_mounts(Some(mounts));
 }
 
 /// A linux section with nothing in it, as `"linux": {}` reads. oci-spec's

@@ -13,6 +13,7 @@ use zbus::zvariant::OwnedValue;
 
 use crate::daemon::brief;
 
+pub mod net;
 #[cfg(test)]
 pub mod props;
 #[cfg(test)]
@@ -24,7 +25,8 @@ pub const MAX_LIST: usize = 4096;
 pub const MAX_STRING: usize = 64 * 1024;
 
 pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
-                         notify_socket, stdin, log_unit, image, user";
+                         notify_socket, stdin, log_unit, image, user, network, ports, \
+                         hostname, dns, dns_search, add_hosts";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -50,6 +52,11 @@ pub struct CreateOptions {
     pub image: Option<String>,
     /// `uid[:gid]` or `name[:group]` (images only: names resolve in the image).
     pub user: Option<String>,
+    /// network, ports, hostname, dns, dns_search, add_hosts.
+    pub net: net::NetOptions,
+    /// Filled by berthd once the network is attached, never by a caller:
+    /// the namespace, hostname and files the spec gets.
+    pub net_spec: Option<crate::network::SpecNet>,
 }
 
 /// Why an option was refused. Values a caller sent are kept `brief` (a
@@ -84,6 +91,14 @@ pub enum OptionError {
     Unknown(String),
     #[error("option user goes with image (a bundle's config.json says its user)")]
     UserWithoutImage,
+    #[error("option network {0:?}: want none, host, container:<id> or a network name")]
+    Network(String),
+    #[error("option ports: {0}")]
+    Port(berth_net::PortError),
+    #[error("{0}")]
+    NetFile(berth_net::files::FileError),
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<OptionError> for crate::error::Error {
@@ -101,7 +116,7 @@ where
     Ok(typed(key, value, want)?)
 }
 
-fn typed<T>(key: &str, value: &OwnedValue, want: &'static str) -> Result<T, OptionError>
+pub(crate) fn typed<T>(key: &str, value: &OwnedValue, want: &'static str) -> Result<T, OptionError>
 where
     T: TryFrom<OwnedValue>,
 {
@@ -122,7 +137,7 @@ fn check_string(key: &str, s: &str) -> Result<(), OptionError> {
     }
 }
 
-fn check_list(key: &str, list: &[String]) -> Result<(), OptionError> {
+pub(crate) fn check_list(key: &str, list: &[String]) -> Result<(), OptionError> {
     if list.len() > MAX_LIST {
         return Err(OptionError::ListTooLong { key: key.into() });
     }
@@ -146,6 +161,7 @@ impl CreateOptions {
         if r.user.is_some() && r.image.is_none() {
             return Err(OptionError::UserWithoutImage);
         }
+        r.net.check()?;
         Ok(r)
     }
 
@@ -230,6 +246,7 @@ impl CreateOptions {
                 }
                 self.log_unit = Some(u);
             }
+            k if net::KEYS.contains(&k) => self.net.set(k, value)?,
             other => return Err(OptionError::Unknown(brief(other).into())),
         }
         Ok(())
@@ -245,5 +262,6 @@ impl CreateOptions {
             || self.cpus.is_some()
             || self.pids_limit.is_some()
             || self.notify_socket.is_some()
+            || self.net_spec.is_some()
     }
 }
