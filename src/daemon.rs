@@ -288,7 +288,9 @@ impl Daemon {
             .blocking(move |paths| crate::network::attach(paths, &idc, &plan))
             .await?;
         let recorded = net.clone();
-        self.store.update(id, move |r| r.net = Some(recorded)).await?;
+        self.store
+            .update(id, move |r| r.net = Some(recorded))
+            .await?;
         self.refresh_hosts(&net.network).await;
         Ok((net, spec))
     }

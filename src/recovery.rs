@@ -77,7 +77,10 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             })
             .await;
         if let Err(e) = made {
-            tracing::warn!("the default network {}: {e}", berth_net::network::DEFAULT_NETWORK);
+            tracing::warn!(
+                "the default network {}: {e}",
+                berth_net::network::DEFAULT_NETWORK
+            );
         }
     }
     for net in daemon.store.networks().unwrap_or_default() {

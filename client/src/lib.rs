@@ -121,6 +121,69 @@ pub trait Container {
     fn exit_reason(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn labels(&self) -> zbus::Result<HashMap<String, String>>;
+    #[zbus(property)]
+    fn network(&self) -> zbus::Result<String>;
+    #[zbus(property, name = "IPAddress")]
+    fn ip_address(&self) -> zbus::Result<String>;
+    #[zbus(property, name = "IPv6Address")]
+    fn ipv6_address(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn gateway(&self) -> zbus::Result<String>;
+    #[zbus(property, name = "MACAddress")]
+    fn mac_address(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn hostname(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn ports(&self) -> zbus::Result<Vec<PortRow>>;
+}
+
+/// A published port: (host IP, host port, container port, protocol).
+pub type PortRow = (String, u16, u16, String);
+/// ListNetworks' rows: (name, bridge, IPv4 subnet, gateway, object).
+pub type NetworkRow = (String, String, String, String, OwnedObjectPath);
+
+#[zbus::proxy(
+    interface = "io.berth.Berth1.Networks",
+    default_service = "io.berth.Berth1",
+    default_path = "/io/berth/Berth1"
+)]
+pub trait Networks {
+    fn create_network(
+        &self,
+        name: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<OwnedObjectPath>;
+    fn list_networks(&self) -> zbus::Result<Vec<NetworkRow>>;
+    fn get_network(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn remove_network(&self, name: &str, force: bool) -> zbus::Result<()>;
+    fn prune_networks(&self) -> zbus::Result<Vec<String>>;
+}
+
+#[zbus::proxy(
+    interface = "io.berth.Berth1.Network",
+    default_service = "io.berth.Berth1"
+)]
+pub trait Network {
+    fn remove(&self, force: bool) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn name(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn bridge(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn subnet(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn gateway(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn subnet6(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn internal(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn labels(&self) -> zbus::Result<HashMap<String, String>>;
+    #[zbus(property)]
+    fn created_at(&self) -> zbus::Result<u64>;
+    /// (id, IPv4, MAC, IPv6) of each container on it.
+    #[zbus(property)]
+    fn containers(&self) -> zbus::Result<Vec<(String, String, String, String)>>;
 }
 
 /// One line a person can act on, from a D-Bus error.

@@ -220,22 +220,25 @@ impl ContainerObject {
         self.rec().net.map(|n| n.mode).unwrap_or_default()
     }
 
-    #[zbus(property(emits_changed_signal = "const"))]
+    #[zbus(property(emits_changed_signal = "const"), name = "IPAddress")]
     fn ip_address(&self) -> String {
         self.rec().net.map(|n| n.addresses.ipv4).unwrap_or_default()
     }
 
-    #[zbus(property(emits_changed_signal = "const"))]
+    #[zbus(property(emits_changed_signal = "const"), name = "IPv6Address")]
     fn ipv6_address(&self) -> String {
         self.rec().net.map(|n| n.addresses.ipv6).unwrap_or_default()
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn gateway(&self) -> String {
-        self.rec().net.map(|n| n.addresses.gateway).unwrap_or_default()
+        self.rec()
+            .net
+            .map(|n| n.addresses.gateway)
+            .unwrap_or_default()
     }
 
-    #[zbus(property(emits_changed_signal = "const"))]
+    #[zbus(property(emits_changed_signal = "const"), name = "MACAddress")]
     fn mac_address(&self) -> String {
         self.rec().net.map(|n| n.addresses.mac).unwrap_or_default()
     }

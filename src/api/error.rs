@@ -4,6 +4,8 @@
 
 #[derive(Debug, zbus::DBusError)]
 #[zbus(prefix = "io.berth.Berth1.Error")]
+// NetworkError is the wire name the API documents (io.berth.Berth1.Error.NetworkError).
+#[allow(clippy::enum_variant_names)]
 pub enum Error {
     #[zbus(error)]
     ZBus(zbus::Error),

@@ -58,13 +58,20 @@ fn request(name: &str, options: &HashMap<String, OwnedValue>) -> Result<NetworkR
 }
 
 /// Puts network `name`'s object on the bus (again: harmless).
-pub async fn register(conn: &Connection, daemon: &Arc<Daemon>, name: &str) -> Result<OwnedObjectPath> {
+pub async fn register(
+    conn: &Connection,
+    daemon: &Arc<Daemon>,
+    name: &str,
+) -> Result<OwnedObjectPath> {
     let path = network_path(name);
     let obj = NetworkObject {
         daemon: daemon.clone(),
         name: name.into(),
     };
-    conn.object_server().at(&path, obj).await.map_err(Error::ZBus)?;
+    conn.object_server()
+        .at(&path, obj)
+        .await
+        .map_err(Error::ZBus)?;
     Ok(path)
 }
 
@@ -73,7 +80,10 @@ async fn remove(conn: &Connection, daemon: &Arc<Daemon>, name: &str, force: bool
     if force {
         let users = {
             let (store, n) = (daemon.store.clone(), name.to_string());
-            daemon.nets.blocking(move |_| crate::network::network_users(&store, &n)).await?
+            daemon
+                .nets
+                .blocking(move |_| crate::network::network_users(&store, &n))
+                .await?
         };
         for id in users {
             crate::api::manager::delete(conn, daemon, &id, true).await?;
@@ -123,13 +133,21 @@ impl Networks {
     }
 
     /// Every network: (name, bridge, IPv4 subnet, gateway, object).
-    async fn list_networks(&self) -> Result<Vec<(String, String, String, String, OwnedObjectPath)>> {
+    async fn list_networks(
+        &self,
+    ) -> Result<Vec<(String, String, String, String, OwnedObjectPath)>> {
         let nets = self.daemon.store.networks()?;
         Ok(nets
             .into_iter()
             .map(|n| {
                 let path = network_path(&n.name);
-                (n.name, n.bridge, n.subnet.to_string(), n.gateway.to_string(), path)
+                (
+                    n.name,
+                    n.bridge,
+                    n.subnet.to_string(),
+                    n.gateway.to_string(),
+                    path,
+                )
             })
             .collect())
     }
@@ -137,7 +155,10 @@ impl Networks {
     async fn get_network(&self, name: &str) -> Result<OwnedObjectPath> {
         match self.daemon.store.network(name)? {
             Some(_) => Ok(network_path(name)),
-            None => Err(Error::NotFound(format!("no network {:?}", crate::daemon::brief(name)))),
+            None => Err(Error::NotFound(format!(
+                "no network {:?}",
+                crate::daemon::brief(name)
+            ))),
         }
     }
 
@@ -190,10 +211,18 @@ impl Networks {
     }
 
     #[zbus(signal)]
-    async fn network_new(em: &SignalEmitter<'_>, name: &str, path: ObjectPath<'_>) -> zbus::Result<()>;
+    async fn network_new(
+        em: &SignalEmitter<'_>,
+        name: &str,
+        path: ObjectPath<'_>,
+    ) -> zbus::Result<()>;
 
     #[zbus(signal)]
-    async fn network_removed(em: &SignalEmitter<'_>, name: &str, path: ObjectPath<'_>) -> zbus::Result<()>;
+    async fn network_removed(
+        em: &SignalEmitter<'_>,
+        name: &str,
+        path: ObjectPath<'_>,
+    ) -> zbus::Result<()>;
 }
 
 impl NetworkObject {
@@ -226,17 +255,24 @@ impl NetworkObject {
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn subnet(&self) -> String {
-        self.spec().map(|s| s.subnet.to_string()).unwrap_or_default()
+        self.spec()
+            .map(|s| s.subnet.to_string())
+            .unwrap_or_default()
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn gateway(&self) -> String {
-        self.spec().map(|s| s.gateway.to_string()).unwrap_or_default()
+        self.spec()
+            .map(|s| s.gateway.to_string())
+            .unwrap_or_default()
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn subnet6(&self) -> String {
-        self.spec().and_then(|s| s.subnet6).map(|s| s.to_string()).unwrap_or_default()
+        self.spec()
+            .and_then(|s| s.subnet6)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
@@ -246,7 +282,9 @@ impl NetworkObject {
 
     #[zbus(property(emits_changed_signal = "const"))]
     fn labels(&self) -> HashMap<String, String> {
-        self.spec().map(|s| s.labels.into_iter().collect()).unwrap_or_default()
+        self.spec()
+            .map(|s| s.labels.into_iter().collect())
+            .unwrap_or_default()
     }
 
     #[zbus(property(emits_changed_signal = "const"))]

@@ -112,7 +112,10 @@ fn edit_network(net: &SpecNet, spec: &mut Spec) {
         NsChoice::New => namespaces.push(own(LinuxNamespaceType::Network, None)),
         NsChoice::Path(p) => namespaces.push(own(LinuxNamespaceType::Network, Some(p))),
     }
-    if !namespaces.iter().any(|n| n.typ() == LinuxNamespaceType::Uts) {
+    if !namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Uts)
+    {
         namespaces.push(own(LinuxNamespaceType::Uts, None));
     }
     linux.set_namespaces(Some(namespaces));
@@ -124,7 +127,11 @@ fn edit_network(net: &SpecNet, spec: &mut Spec) {
         m.set_destination(dest.into())
             .set_typ(Some("bind".into()))
             .set_source(Some(source.clone()))
-            .set_options(Some(["bind", "nosuid", "nodev", "noexec"].map(String::from).to_vec()));
+            .set_options(Some(
+                ["bind", "nosuid", "nodev", "noexec"]
+                    .map(String::from)
+                    .to_vec(),
+            ));
         mounts.push(m);
     }
     spec.set_mounts(Some(mounts));

@@ -56,11 +56,15 @@ fn attach_inner(paths: &NetPaths, id: &str, plan: &NetPlan) -> Result<(NetRecord
                 result: None,
             };
             // Intent first: a crash inside ADD leaves what DEL needs.
-            cache.put(&entry).map_err(|e| Error::Internal(format!("CNI cache: {e}")))?;
+            cache
+                .put(&entry)
+                .map_err(|e| Error::Internal(format!("CNI cache: {e}")))?;
             let result = cni::add(&conflist, &inv)?;
             rec.addresses = cni::addresses(&result);
             entry.result = Some(result);
-            cache.put(&entry).map_err(|e| Error::Internal(format!("CNI cache: {e}")))?;
+            cache
+                .put(&entry)
+                .map_err(|e| Error::Internal(format!("CNI cache: {e}")))?;
             NsChoice::Path(netns)
         }
         (NetworkMode::Container(_), _, Some(other)) => joined_ns(other),
@@ -69,7 +73,11 @@ fn attach_inner(paths: &NetPaths, id: &str, plan: &NetPlan) -> Result<(NetRecord
     };
     // A joined container's files are shared (it owns the namespace and
     // its names); everyone else gets their own.
-    let shared = plan.joined.as_ref().and_then(|o| o.net.as_ref()).map(|n| n.files.clone());
+    let shared = plan
+        .joined
+        .as_ref()
+        .and_then(|o| o.net.as_ref())
+        .map(|n| n.files.clone());
     let dir = match shared.filter(|f| !f.is_empty()) {
         Some(f) => PathBuf::from(f),
         None => {
@@ -100,7 +108,12 @@ fn joined_ns(other: &ContainerRecord) -> NsChoice {
     }
 }
 
-fn invocation(paths: &NetPaths, id: &str, netns: &Path, ports: &[berth_net::PortMapping]) -> Invocation {
+fn invocation(
+    paths: &NetPaths,
+    id: &str,
+    netns: &Path,
+    ports: &[berth_net::PortMapping],
+) -> Invocation {
     let mut rc = Map::new();
     if !ports.is_empty() {
         rc.insert("portMappings".into(), json!(ports));
@@ -114,7 +127,13 @@ fn invocation(paths: &NetPaths, id: &str, netns: &Path, ports: &[berth_net::Port
     }
 }
 
-fn write_files(paths: &NetPaths, dir: &Path, id: &str, rec: &NetRecord, plan: &NetPlan) -> Result<()> {
+fn write_files(
+    paths: &NetPaths,
+    dir: &Path,
+    id: &str,
+    rec: &NetRecord,
+    plan: &NetPlan,
+) -> Result<()> {
     let io = |e: std::io::Error| Error::Internal(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(io)?;
     let host_resolv = std::fs::read_to_string(&paths.host_resolv).unwrap_or_default();
@@ -131,7 +150,11 @@ pub fn hosts_of(id: &str, rec: &NetRecord, peers: &[(String, String)]) -> Hosts 
     Hosts {
         hostname: rec.hostname.clone(),
         name: id.into(),
-        own_ips: [&a.ipv4, &a.ipv6].into_iter().filter(|s| !s.is_empty()).cloned().collect(),
+        own_ips: [&a.ipv4, &a.ipv6]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect(),
         extra: rec
             .add_hosts
             .iter()
@@ -181,7 +204,9 @@ pub fn detach(paths: &NetPaths, id: &str) {
                 Ok(()) => {
                     let _ = cache.remove(id);
                 }
-                Err(err) => tracing::warn!(container = %id, "CNI DEL (kept for a retry at the next start): {err}"),
+                Err(err) => {
+                    tracing::warn!(container = %id, "CNI DEL (kept for a retry at the next start): {err}")
+                }
             }
         }
         Ok(None) => {}

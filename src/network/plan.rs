@@ -89,10 +89,13 @@ pub fn plan(
         }
         NetworkMode::Container(other) => {
             crate::ids::check_lookup(other)?;
-            let rec = store
-                .get(other)?
-                .ok_or_else(|| Error::NotFound(format!("network container:{other}: no container {other}")))?;
-            if !matches!(rec.status, Status::Created | Status::Running | Status::Paused) {
+            let rec = store.get(other)?.ok_or_else(|| {
+                Error::NotFound(format!("network container:{other}: no container {other}"))
+            })?;
+            if !matches!(
+                rec.status,
+                Status::Created | Status::Running | Status::Paused
+            ) {
                 return Err(Error::FailedPrecondition(format!(
                     "network container:{other}: container {other} is {}, its network namespace may be gone",
                     rec.status
@@ -156,7 +159,11 @@ fn free_ports(asked: &[PortMapping], store: &Store) -> Result<Vec<PortMapping>> 
 
 /// A port the kernel says is free (bound and released at once), and no
 /// container holds.
-fn pick_port(p: &PortMapping, taken: &[(String, PortMapping)], chosen: &[PortMapping]) -> Result<u16> {
+fn pick_port(
+    p: &PortMapping,
+    taken: &[(String, PortMapping)],
+    chosen: &[PortMapping],
+) -> Result<u16> {
     let ip = match p.host_ip.as_str() {
         "" => "0.0.0.0",
         ip => ip,
@@ -172,7 +179,8 @@ fn pick_port(p: &PortMapping, taken: &[(String, PortMapping)], chosen: &[PortMap
             host_port: port,
             ..p.clone()
         };
-        if !taken.iter().any(|(_, t)| t.clashes(&cand)) && !chosen.iter().any(|c| c.clashes(&cand)) {
+        if !taken.iter().any(|(_, t)| t.clashes(&cand)) && !chosen.iter().any(|c| c.clashes(&cand))
+        {
             return Ok(port);
         }
     }

@@ -31,7 +31,9 @@ pub fn find_or_default(store: &Store, paths: &NetPaths, name: &str) -> Result<Ne
         return Ok(n);
     }
     if name != DEFAULT_NETWORK {
-        return Err(Error::NotFound(format!("no network {name:?} (berthctl network ls)")));
+        return Err(Error::NotFound(format!(
+            "no network {name:?} (berthctl network ls)"
+        )));
     }
     let subnet = network::parse_subnet(DEFAULT_SUBNET)?;
     let spec = NetworkSpec {
@@ -57,7 +59,10 @@ pub fn create(store: &Store, paths: &NetPaths, req: &NetworkRequest) -> Result<N
     network::check_name(&req.name)?;
     let others = store.networks()?;
     if others.iter().any(|o| o.name == req.name) {
-        return Err(Error::AlreadyExists(format!("network {:?} already exists", req.name)));
+        return Err(Error::AlreadyExists(format!(
+            "network {:?} already exists",
+            req.name
+        )));
     }
     let routes = network::host_routes(&paths.host_routes);
     let subnet = match &req.subnet {
@@ -73,7 +78,11 @@ pub fn create(store: &Store, paths: &NetPaths, req: &NetworkRequest) -> Result<N
         bridge: network::pick_bridge(&others),
         gateway: network::gateway(&subnet, req.gateway.as_deref())?,
         subnet,
-        subnet6: req.subnet6.as_deref().map(network::parse_subnet6).transpose()?,
+        subnet6: req
+            .subnet6
+            .as_deref()
+            .map(network::parse_subnet6)
+            .transpose()?,
         internal: req.internal,
         labels: req.labels.clone(),
         created_at: now_us(),

@@ -12,7 +12,14 @@ use zbus::zvariant::OwnedValue;
 use super::{check_list, typed, OptionError};
 use crate::daemon::brief;
 
-pub const KEYS: &[&str] = &["network", "ports", "hostname", "dns", "dns_search", "add_hosts"];
+pub const KEYS: &[&str] = &[
+    "network",
+    "ports",
+    "hostname",
+    "dns",
+    "dns_search",
+    "add_hosts",
+];
 
 /// The `network` option.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,12 +111,16 @@ impl NetOptions {
             }
             "dns" => {
                 let l = list(value)?;
-                l.iter().try_for_each(|d| check_dns(d)).map_err(OptionError::NetFile)?;
+                l.iter()
+                    .try_for_each(|d| check_dns(d))
+                    .map_err(OptionError::NetFile)?;
                 self.dns = l;
             }
             "dns_search" => {
                 let l = list(value)?;
-                l.iter().try_for_each(|d| check_search(d)).map_err(OptionError::NetFile)?;
+                l.iter()
+                    .try_for_each(|d| check_search(d))
+                    .map_err(OptionError::NetFile)?;
                 self.dns_search = l;
             }
             "add_hosts" => {
@@ -137,7 +148,9 @@ impl NetOptions {
                 )))
             }
             Some(NetworkMode::Container(_))
-                if !self.dns.is_empty() || !self.dns_search.is_empty() || !self.add_hosts.is_empty() =>
+                if !self.dns.is_empty()
+                    || !self.dns_search.is_empty()
+                    || !self.add_hosts.is_empty() =>
             {
                 Err(OptionError::Conflict(
                     "dns, dns_search and add_hosts come from the container whose network is joined"
