@@ -485,6 +485,8 @@ fn introspection_matches_the_xml_in_dbus() {
     for (obj, iface) in [
         (PATH.to_string(), "io.berth.Berth1.Manager"),
         (PATH.to_string(), "io.berth.Berth1.Images"),
+        (PATH.to_string(), "io.berth.Berth1.Networks"),
+        (format!("{PATH}/network/berth"), "io.berth.Berth1.Network"),
         (path.to_string(), "io.berth.Berth1.Container"),
     ] {
         let xml: String = c
