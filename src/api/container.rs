@@ -208,8 +208,44 @@ impl ContainerObject {
         self.rec().exit_reason
     }
 
+    /// The image reference it was created from ("" for a bundle).
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn image(&self) -> String {
+        self.rec().image
+    }
+
+    /// The bundle's process.args (with a create's override applied): what
+    /// `berthctl ps` shows as COMMAND. Empty if config.json cannot be read.
+    #[zbus(property(emits_changed_signal = "const"))]
+    async fn command(&self) -> Vec<String> {
+        let config = std::path::Path::new(&self.rec().bundle).join("config.json");
+        // A file read: on the blocking pool, not an executor thread.
+        tokio::task::spawn_blocking(move || process_args(&config))
+            .await
+            .unwrap_or_default()
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn labels(&self) -> HashMap<String, String> {
         self.rec().labels.into_iter().collect()
     }
+}
+
+/// process.args of the config.json at `path`; empty when unreadable.
+fn process_args(path: &std::path::Path) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Process {
+        #[serde(default)]
+        args: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        process: Option<Process>,
+    }
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Config>(&b).ok())
+        .and_then(|c| c.process)
+        .map(|p| p.args)
+        .unwrap_or_default()
 }

@@ -370,8 +370,11 @@ impl Manager {
     }
 
     /// The container's output from the journal, as a pipe to read: options
-    /// `tail` (u, last N lines) and `follow` (b, until the container stops or
-    /// the reader closes). Polkit action io.berth.berth1.read for non-root.
+    /// `tail` (u, last N lines), `follow` (b, until the container stops or
+    /// the reader closes), `since` / `until` (t, µs since the epoch) and
+    /// `timestamps` (b, each line begins with its ISO 8601 journal time and
+    /// journalctl's short-iso-precise prefix). Polkit action
+    /// io.berth.berth1.read for non-root.
     async fn get_logs(
         &self,
         id: &str,
