@@ -295,7 +295,9 @@ impl Manager {
         delete(conn, &self.daemon, id, force).await
     }
 
-    /// Figures from the container's cgroup; those the tree cannot give are
+    /// Figures from the container's cgroup: cpu_usage_usec, memory_current,
+    /// memory_max (only with a limit), pids_current, io_read_bytes,
+    /// io_write_bytes, processes. Those the tree cannot give are
     /// "unavailable" with a `<key>_reason`, never 0.
     async fn get_container_stats(&self, id: &str) -> Result<HashMap<String, OwnedValue>> {
         stats(&self.daemon, id)
