@@ -218,11 +218,20 @@ impl ContainerObject {
     /// `berthctl ps` shows as COMMAND. Empty if config.json cannot be read.
     #[zbus(property(emits_changed_signal = "const"))]
     async fn command(&self) -> Vec<String> {
-        let config = std::path::Path::new(&self.rec().bundle).join("config.json");
-        // A file read: on the blocking pool, not an executor thread.
-        tokio::task::spawn_blocking(move || process_args(&config))
-            .await
-            .unwrap_or_default()
+        // A bundle container whose create changed its spec (args, env…)
+        // runs from the copy berthd wrote under bundles_dir, not its bundle.
+        let derived = self.daemon.bundles_dir.join(&self.id).join("config.json");
+        let given = std::path::Path::new(&self.rec().bundle).join("config.json");
+        // File reads: on the blocking pool, not an executor thread.
+        tokio::task::spawn_blocking(move || {
+            if derived.exists() {
+                process_args(&derived)
+            } else {
+                process_args(&given)
+            }
+        })
+        .await
+        .unwrap_or_default()
     }
 
     #[zbus(property(emits_changed_signal = "const"))]
