@@ -25,6 +25,17 @@ fn keyed(path: &Path, key: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// io.stat's `key=` figures summed over every device ("8:0 rbytes=… wbytes=…").
+fn io_total(path: &Path, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let prefix = format!("{key}=");
+    Some(
+        text.split_whitespace()
+            .filter_map(|f| f.strip_prefix(&prefix)?.parse::<u64>().ok())
+            .sum(),
+    )
+}
+
 fn owned(v: Value<'_>) -> OwnedValue {
     v.try_to_owned().unwrap_or_else(|_| OwnedValue::from(0u32))
 }
@@ -70,10 +81,27 @@ pub fn collect(pid: u32) -> Option<HashMap<String, OwnedValue>> {
             .flatten(),
         Some("pids"),
     );
+    for (key, field) in [("io_read_bytes", "rbytes"), ("io_write_bytes", "wbytes")] {
+        put(
+            key,
+            has("io")
+                .then(|| io_total(&dir.join("io.stat"), field))
+                .flatten(),
+            Some("io"),
+        );
+    }
     let procs = std::fs::read_to_string(dir.join("cgroup.procs"))
         .map(|t| t.lines().count() as u64)
         .ok();
     put("processes", procs, None);
+    // memory.max reads "max" without a limit: no key then (the reader
+    // compares with the host's memory, as podman shows it).
+    if let Some(max) = has("memory")
+        .then(|| read_u64(&dir.join("memory.max")))
+        .flatten()
+    {
+        out.insert("memory_max".into(), owned(Value::from(max)));
+    }
     Some(out)
 }
 

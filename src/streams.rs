@@ -65,11 +65,16 @@ pub fn resize(run_dir: &Path, id: &str, exec_id: &str, rows: u16, cols: u16) -> 
         .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))
 }
 
-/// Options of GetLogs: `follow` (b), `tail` (u: last N lines; default all).
+/// Options of GetLogs: `follow` (b), `tail` (u: last N lines; default all),
+/// `since` / `until` (t: µs since the epoch), `timestamps` (b: each line
+/// begins with its journal time, ISO 8601 with µs).
 #[derive(Debug, Default)]
 pub struct LogsRequest {
     pub follow: bool,
     pub tail: Option<u32>,
+    pub since: Option<u64>,
+    pub until: Option<u64>,
+    pub timestamps: bool,
 }
 
 impl LogsRequest {
@@ -81,9 +86,12 @@ impl LogsRequest {
             match key.as_str() {
                 "follow" => r.follow = get(key, value, "b")?,
                 "tail" => r.tail = Some(get(key, value, "u")?),
+                "since" => r.since = Some(get(key, value, "t")?),
+                "until" => r.until = Some(get(key, value, "t")?),
+                "timestamps" => r.timestamps = get(key, value, "b")?,
                 other => {
                     return Err(Error::InvalidArgument(format!(
-                        "unknown option {other:?} (known: follow, tail)"
+                        "unknown option {other:?} (known: follow, tail, since, until, timestamps)"
                     )))
                 }
             }
@@ -103,7 +111,14 @@ pub fn logs(daemon: &Arc<Daemon>, id: &str, req: &LogsRequest) -> Result<OwnedFd
         .try_clone()
         .map_err(|e| Error::Internal(format!("dup: {e}")))?;
     let mut cmd = tokio::process::Command::new("journalctl");
-    cmd.args(["--no-pager", "--quiet", "--output=cat"])
+    // short-iso-precise adds "host ident[pid]: " after the time; berthctl
+    // keeps the time and the message (journalctl has no time-only format).
+    let output = if req.timestamps {
+        "--output=short-iso-precise"
+    } else {
+        "--output=cat"
+    };
+    cmd.args(["--no-pager", "--quiet", output])
         .arg(format!("CONTAINER_ID_FULL={id}"))
         // The container's own output: its execs log as `<id>.exec`.
         .arg(format!("SYSLOG_IDENTIFIER={id}"));
@@ -113,6 +128,14 @@ pub fn logs(daemon: &Arc<Daemon>, id: &str, req: &LogsRequest) -> Result<OwnedFd
     };
     if req.follow {
         cmd.arg("--follow");
+    }
+    // systemd.time(7): "@" then seconds since the epoch, fractions allowed.
+    let at = |us: u64| format!("@{}.{:06}", us / 1_000_000, us % 1_000_000);
+    if let Some(us) = req.since {
+        cmd.arg(format!("--since={}", at(us)));
+    }
+    if let Some(us) = req.until {
+        cmd.arg(format!("--until={}", at(us)));
     }
     let mut child = cmd
         .stdin(Stdio::null())

@@ -120,6 +120,10 @@ pub trait Container {
     #[zbus(property)]
     fn exit_reason(&self) -> zbus::Result<String>;
     #[zbus(property)]
+    fn image(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn command(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
     fn labels(&self) -> zbus::Result<HashMap<String, String>>;
     #[zbus(property)]
     fn network(&self) -> zbus::Result<String>;

@@ -1,10 +1,12 @@
-//! berthctl's command line (clap), with podman's names and habits.
+//! berthctl's command line (clap), with podman's names and habits. Every
+//! verb rejects options it does not know (clap's error, exit 125 in main):
+//! only what follows the image (or `--`) belongs to the container's command.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::{Failed, Result};
+pub use crate::opts::{CreateOpts, ExecOpts, RunOpts};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -18,81 +20,70 @@ pub struct Cli {
     pub cmd: Cmd,
 }
 
-/// How the process runs: shared by run, create and exec.
+/// Which containers `ps` lists and how.
 #[derive(Args, Debug, Clone, Default)]
-pub struct ProcessOpts {
-    /// Allocate a terminal.
+pub struct PsOpts {
+    /// Show all containers, not only created, running and paused ones.
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Print the ids only.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// status=, name=, label=KEY[=VALUE], ancestor=IMAGE, id= (repeatable:
+    /// the same key ORs, different keys AND).
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// json, table, or a Go-style template ('{{.Names}} {{.Status}}').
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Same as --format json (berthctl's older spelling).
+    #[arg(long, hide = true)]
+    pub json: bool,
+    /// Do not truncate ids and commands.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// podman stats' options.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StatsOpts {
+    /// All containers (default: the running ones).
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// One table, then exit.
+    #[arg(long)]
+    pub no_stream: bool,
+    /// json, table, or a template ('{{.Name}} {{.MemUsage}}').
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Same as --no-stream --format json (berthctl's older spelling).
+    #[arg(long, hide = true)]
+    pub json: bool,
+    /// Seconds between refreshes.
+    #[arg(short = 'i', long, default_value_t = 5)]
+    pub interval: u64,
+    pub ids: Vec<String>,
+}
+
+/// podman logs' options.
+#[derive(Args, Debug, Clone)]
+pub struct LogsOpts {
+    /// Keep printing new output until the container stops.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Only the last N lines.
+    #[arg(short = 'n', long, value_name = "N")]
+    pub tail: Option<u32>,
+    /// Output since a time: RFC 3339, Unix seconds, or a duration (10m, 1h30m).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Output before a time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Begin each line with its time (from the journal).
     #[arg(short = 't', long)]
-    pub tty: bool,
-    /// Keep stdin open and feed it to the process.
-    #[arg(short = 'i', long)]
-    pub interactive: bool,
-    /// Set an environment variable (NAME=VALUE), repeatable.
-    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
-    pub env: Vec<String>,
-    /// Working directory inside the container.
-    #[arg(short = 'w', long)]
-    pub workdir: Option<String>,
-}
-
-/// What a container is made from and how it runs: shared by run and create.
-#[derive(Args, Debug, Clone, Default)]
-pub struct CreateOpts {
-    /// OCI bundle directory (config.json + rootfs).
-    #[arg(long, value_name = "DIR")]
-    pub bundle: Option<PathBuf>,
-    /// Container id (default: a random one).
-    #[arg(long)]
-    pub name: Option<String>,
-    #[command(flatten)]
-    pub process: ProcessOpts,
-    /// Memory limit (bytes, or with k, m, g suffix).
-    #[arg(short = 'm', long, value_parser = parse_size)]
-    pub memory: Option<u64>,
-    /// CPU limit in CPUs (1.5 = one and a half).
-    #[arg(long)]
-    pub cpus: Option<f64>,
-    /// Most tasks (processes + threads) the container may have.
-    #[arg(long)]
-    pub pids_limit: Option<i64>,
-    /// Label KEY=VALUE, repeatable.
-    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
-    pub labels: Vec<String>,
-    /// User (uid[:gid] or name[:group]) for a container from an image.
-    #[arg(short = 'u', long)]
-    pub user: Option<String>,
-    /// Without --bundle: the IMAGE, then the command (replaces its Cmd);
-    /// with --bundle: the command (replaces process.args).
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "IMAGE|CMD"
-    )]
-    pub rest: Vec<String>,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct RunOpts {
-    #[command(flatten)]
-    pub create: CreateOpts,
-    /// Remove the container when it exits.
-    #[arg(long)]
-    pub rm: bool,
-    /// Detach: start and print the id.
-    #[arg(short = 'd', long)]
-    pub detach: bool,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct ExecOpts {
-    #[command(flatten)]
-    pub process: ProcessOpts,
-    /// Run detached: print the exec id and return.
-    #[arg(short = 'd', long)]
-    pub detach: bool,
+    pub timestamps: bool,
     pub id: String,
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-    pub cmd: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,15 +102,12 @@ pub enum Cmd {
     },
     /// List containers.
     #[command(alias = "list", alias = "ls")]
-    Ps {
-        /// Show all containers, not only created, running and paused ones.
-        #[arg(short = 'a', long)]
-        all: bool,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show containers as JSON.
+    Ps(PsOpts),
+    /// Show containers as JSON, or through a template (--format).
     Inspect {
+        /// A template ('{{.State.Pid}}'), or json.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
         #[arg(required = true)]
         ids: Vec<String>,
     },
@@ -127,10 +115,13 @@ pub enum Cmd {
     Kill {
         #[arg(short = 's', long, default_value = "KILL")]
         signal: String,
+        /// Every running container.
+        #[arg(short = 'a', long, conflicts_with = "ids")]
+        all: bool,
         /// Signal every process of the container, not only its init.
         #[arg(long)]
-        all: bool,
-        #[arg(required = true)]
+        all_processes: bool,
+        #[arg(required_unless_present = "all")]
         ids: Vec<String>,
     },
     /// Stop: SIGTERM, then SIGKILL after the timeout.
@@ -138,7 +129,10 @@ pub enum Cmd {
         /// Seconds to wait before SIGKILL.
         #[arg(short = 't', long, default_value_t = 10)]
         time: u64,
-        #[arg(required = true)]
+        /// Every running or paused container.
+        #[arg(short = 'a', long, conflicts_with = "ids")]
+        all: bool,
+        #[arg(required_unless_present = "all")]
         ids: Vec<String>,
     },
     /// Freeze every process of containers.
@@ -154,28 +148,18 @@ pub enum Cmd {
     /// Run a command in a running container.
     Exec(ExecOpts),
     /// Print a container's output (from the journal).
-    Logs {
-        /// Keep printing new output until the container stops.
-        #[arg(short = 'f', long)]
-        follow: bool,
-        /// Only the last N lines.
-        #[arg(long, value_name = "N")]
-        tail: Option<u32>,
-        id: String,
-    },
-    /// Resource usage from the containers' cgroups.
-    Stats {
-        #[arg(long)]
-        json: bool,
-        #[arg(required = true)]
-        ids: Vec<String>,
-    },
+    Logs(LogsOpts),
+    /// Resource usage, as one table refreshed until ^C.
+    Stats(StatsOpts),
     /// Remove containers.
     Rm {
         /// Kill running containers first.
         #[arg(short = 'f', long)]
         force: bool,
-        #[arg(required = true)]
+        /// Every container (running ones only with --force).
+        #[arg(short = 'a', long, conflicts_with = "ids")]
+        all: bool,
+        #[arg(required_unless_present = "all")]
         ids: Vec<String>,
     },
     /// Wait for containers to stop; print their exit codes.
@@ -183,6 +167,8 @@ pub enum Cmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Rename a container: refused, berth's id is its unit and object path.
+    Rename { id: String, new_name: String },
     /// Follow berthd's events (created, started, exited, removed…).
     Events {
         #[arg(long)]
@@ -195,9 +181,15 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Manage containers (prune).
+    #[command(subcommand)]
+    Container(ContainerCmd),
     /// Manage images (import, pull, ls, inspect, tag, rm, prune, save).
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Disk use and clean-up (df, prune).
+    #[command(subcommand)]
+    System(SystemCmd),
     /// Print a shell completion script.
     Completion { shell: clap_complete::Shell },
     /// Write man pages into DIR.
@@ -210,6 +202,32 @@ pub enum Cmd {
         name: String,
         #[arg(long, default_value = "/etc/berth/containers")]
         config_dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCmd {
+    /// Remove every stopped container.
+    Prune {
+        /// Do not ask.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCmd {
+    /// Disk used by images and containers.
+    Df {
+        /// json, or the table (default).
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Remove stopped containers, then unused image data.
+    Prune {
+        /// Do not ask.
+        #[arg(short = 'f', long)]
+        force: bool,
     },
 }
 
@@ -261,70 +279,44 @@ pub enum ImageCmd {
     },
 }
 
-/// "64m" → 67108864. Suffixes k, m, g, t (powers of 1024), optional "b".
-pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, shift) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 10),
-        Some('m') => (&t[..t.len() - 1], 20),
-        Some('g') => (&t[..t.len() - 1], 30),
-        Some('t') => (&t[..t.len() - 1], 40),
-        _ => (t, 0),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (like 512k, 64m, 1g)"))?;
-    if !(n.is_finite() && n > 0.0) {
-        return Err(format!("{s:?} must be positive"));
-    }
-    Ok((n * (1u64 << shift) as f64) as u64)
-}
-
-/// "TERM", "SIGTERM", "term" or "15" → 15.
-pub fn parse_signal(s: &str) -> Result<i32> {
-    if let Ok(n) = s.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n)
-            .map(|s| s as i32)
-            .map_err(|_| Failed::new(format!("unknown signal {n}")));
-    }
-    let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") {
-        up
-    } else {
-        format!("SIG{up}")
-    };
-    name.parse::<nix::sys::signal::Signal>()
-        .map(|s| s as i32)
-        .map_err(|_| Failed::new(format!("unknown signal {s:?}")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("64m"), Ok(64 << 20));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("512kb"), Ok(512 << 10));
-        assert_eq!(parse_size("1000"), Ok(1000));
-        assert!(parse_size("lots").is_err());
-        assert!(parse_size("-1m").is_err());
-    }
-
-    #[test]
-    fn signals() {
-        assert_eq!(parse_signal("TERM").unwrap(), 15);
-        assert_eq!(parse_signal("sigkill").unwrap(), 9);
-        assert_eq!(parse_signal("2").unwrap(), 2);
-        assert!(parse_signal("NOPE").is_err());
-        assert!(parse_signal("99").is_err());
-    }
+    use clap::CommandFactory;
 
     #[test]
     fn cli_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    fn run_opts(args: &[&str]) -> RunOpts {
+        let all = [&["berthctl", "run"], args].concat();
+        match Cli::try_parse_from(all).unwrap().cmd {
+            Cmd::Run(o) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_what_follows_the_image_is_the_command() {
+        let o = run_opts(&["--rm", "busybox", "ls", "-l", "--rm"]);
+        assert!(o.rm);
+        assert_eq!(o.create.image.as_deref(), Some("busybox"));
+        assert_eq!(o.create.command, ["ls", "-l", "--rm"]);
+        let o = run_opts(&["--bundle", "/b", "sh", "-c", "exit 3"]);
+        assert_eq!(o.create.image.as_deref(), Some("sh"));
+        assert_eq!(o.create.command, ["-c", "exit 3"]);
+        let o = run_opts(&["--bundle", "/b", "--", "-weird"]);
+        assert_eq!(o.create.image.as_deref(), Some("-weird"));
+    }
+
+    #[test]
+    fn an_unknown_option_before_the_image_is_an_error_naming_it() {
+        let e = Cli::try_parse_from(["berthctl", "run", "--rm", "-v", "/tmp:/x", "img", "true"])
+            .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(e.to_string().contains("'-v'"), "{e}");
+        let e = Cli::try_parse_from(["berthctl", "run", "--detahc", "img"]).unwrap_err();
+        assert!(e.to_string().contains("--detach"), "no did-you-mean: {e}");
     }
 }

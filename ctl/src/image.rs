@@ -13,7 +13,7 @@ fn short(digest: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-fn human(bytes: u64) -> String {
+pub fn human(bytes: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"];
     let mut v = bytes as f64;
     let mut i = 0;

@@ -3,60 +3,27 @@
 //! touches /run/berth or /var/lib/berth itself.
 
 mod cli;
+mod error;
+mod format;
 mod image;
-use berth_client as proxy;
+mod logs;
+mod opts;
+mod prune;
+mod ps;
+mod record;
 mod session;
 mod show;
+mod stats;
 mod unit;
+mod when;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use cli::{Cli, Cmd};
-use proxy::ManagerProxyBlocking;
-
-/// podman's convention: 125 when berthctl (or berthd) itself failed, so a
-/// container's own exit codes stay distinguishable.
-pub const EXIT_FAILED: u8 = 125;
-
-/// podman's: the container's program is not there (or not executable).
-pub const EXIT_NOT_EXECUTABLE: u8 = 127;
-
-/// A command's failure: one line for a person, and berthctl's exit code.
-#[derive(Debug)]
-pub struct Failed {
-    pub msg: String,
-    pub code: u8,
-}
-
-impl Failed {
-    pub fn new(msg: impl Into<String>) -> Failed {
-        Failed {
-            msg: msg.into(),
-            code: EXIT_FAILED,
-        }
-    }
-}
-
-impl From<zbus::Error> for Failed {
-    fn from(e: zbus::Error) -> Self {
-        let code = match &e {
-            zbus::Error::MethodError(name, _, _)
-                if name.as_str() == "io.berth.Berth1.Error.NotExecutable" =>
-            {
-                EXIT_NOT_EXECUTABLE
-            }
-            _ => EXIT_FAILED,
-        };
-        Failed {
-            msg: proxy::describe(&e),
-            code,
-        }
-    }
-}
-
-pub type Result<T> = std::result::Result<T, Failed>;
+use berth_client::ManagerProxyBlocking;
+use cli::{Cli, Cmd, ContainerCmd, SystemCmd};
+pub use error::{Failed, Result, EXIT_FAILED};
 
 pub fn connect() -> Result<(zbus::blocking::Connection, ManagerProxyBlocking<'static>)> {
     let conn = zbus::blocking::Connection::system()?;
@@ -65,7 +32,15 @@ pub fn connect() -> Result<(zbus::blocking::Connection, ManagerProxyBlocking<'st
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // podman's 125 for a command line it cannot take (clap's own is 2,
+        // which a container could return too); --help and --version are 0.
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_FAILED } else { 0 });
+        }
+    };
     // Verbs that relay signals must block them before the first thread
     // exists (zbus starts some): a thread that has them unblocked would take
     // the default action and end berthctl with the container left running.
@@ -84,6 +59,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// `f` on each id, printing the ids it did; the last failure's code.
 fn each(ids: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
     let mut failed = None;
     for id in ids {
@@ -98,15 +74,32 @@ fn each(ids: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
     Ok(failed.unwrap_or(0))
 }
 
+/// The ids given, or with -a those whose status `pick` accepts.
+fn ids_or_all(
+    m: &ManagerProxyBlocking,
+    all: bool,
+    ids: Vec<String>,
+    pick: impl Fn(&str) -> bool,
+) -> Result<Vec<String>> {
+    if !all {
+        return Ok(ids);
+    }
+    Ok(m.list_containers()?
+        .into_iter()
+        .filter(|(_, status, _)| pick(status))
+        .map(|(id, _, _)| id)
+        .collect())
+}
+
+fn live(status: &str) -> bool {
+    matches!(status, "running" | "paused")
+}
+
 fn run(cli: Cli) -> Result<u8> {
     match cli.cmd {
         Cmd::Completion { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "berthctl",
-                &mut std::io::stdout(),
-            );
+            let mut out = std::io::stdout();
+            clap_complete::generate(shell, &mut Cli::command(), "berthctl", &mut out);
             Ok(0)
         }
         Cmd::Man { dir } => {
@@ -130,16 +123,23 @@ fn run(cli: Cli) -> Result<u8> {
             }
             each(&ids, |id| Ok(m.start_container(id)?))
         }
-        Cmd::Ps { all, json } => show::ps(all, json),
-        Cmd::Inspect { ids } => show::inspect(&ids),
-        Cmd::Kill { signal, all, ids } => {
-            let sig = cli::parse_signal(&signal)?;
+        Cmd::Ps(opts) => ps::ps(&opts),
+        Cmd::Inspect { format, ids } => show::inspect(&ids, format.as_deref()),
+        Cmd::Kill {
+            signal,
+            all,
+            all_processes,
+            ids,
+        } => {
+            let sig = opts::parse_signal(&signal)?;
             let (_, m) = connect()?;
-            let who = if all { "all" } else { "init" };
+            let who = if all_processes { "all" } else { "init" };
+            let ids = ids_or_all(&m, all, ids, |s| s == "running")?;
             each(&ids, |id| Ok(m.kill_container(id, who, sig)?))
         }
-        Cmd::Stop { time, ids } => {
+        Cmd::Stop { time, all, ids } => {
             let (_, m) = connect()?;
+            let ids = ids_or_all(&m, all, ids, live)?;
             each(&ids, |id| session::stop(&m, id, time))
         }
         Cmd::Pause { ids } => {
@@ -151,23 +151,36 @@ fn run(cli: Cli) -> Result<u8> {
             each(&ids, |id| Ok(m.resume_container(id)?))
         }
         Cmd::Exec(opts) => session::exec(&opts),
-        Cmd::Logs { follow, tail, id } => show::logs(&id, follow, tail),
-        Cmd::Stats { json, ids } => show::stats(&ids, json),
-        Cmd::Rm { force, ids } => {
+        Cmd::Logs(opts) => logs::logs(&opts),
+        Cmd::Stats(opts) => stats::stats(&opts),
+        Cmd::Rm { force, all, ids } => {
             let (_, m) = connect()?;
+            // -a without -f leaves running containers alone (as podman),
+            // rather than failing on each of them.
+            let ids = ids_or_all(&m, all, ids, |s| force || !live(s))?;
             each(&ids, |id| Ok(m.delete_container(id, force)?))
         }
         Cmd::Wait { ids } => {
             let (_, m) = connect()?;
+            let mut failed = 0;
             for id in &ids {
-                let (code, _) = session::wait(&m, id)?;
-                println!("{code}");
+                match session::wait(&m, id) {
+                    Ok((code, _)) => println!("{code}"),
+                    Err(Failed { msg, code }) => {
+                        eprintln!("berthctl: {id}: {msg}");
+                        failed = code;
+                    }
+                }
             }
-            Ok(0)
+            Ok(failed)
         }
+        Cmd::Rename { id, new_name } => prune::rename(&id, &new_name),
         Cmd::Events { json } => show::events(json),
         Cmd::Version => show::version(),
         Cmd::Info { json } => show::info(json),
+        Cmd::Container(ContainerCmd::Prune { force }) => prune::container_prune(force),
+        Cmd::System(SystemCmd::Df { format }) => prune::system_df(format.as_deref()),
+        Cmd::System(SystemCmd::Prune { force }) => prune::system_prune(force),
         Cmd::Image(cmd) => image::run(cmd),
         Cmd::RunUnit { name, config_dir } => unit::run_unit(&name, &config_dir),
     }

@@ -71,14 +71,17 @@ pub fn create_options(
 }
 
 /// Where the container comes from: (bundle or "", image, command override).
+/// With --bundle there is no image: the first positional word is the
+/// command's (`run --bundle DIR sh -c …`).
 fn source(opts: &CreateOpts) -> Result<(String, Option<String>, Vec<String>)> {
-    match (&opts.bundle, opts.rest.split_first()) {
-        (Some(bundle), _) => {
+    match (&opts.bundle, &opts.image) {
+        (Some(bundle), first) => {
             let abs = std::fs::canonicalize(bundle)
                 .map_err(|e| Failed::new(format!("bundle {}: {e}", bundle.display())))?;
-            Ok((abs.to_string_lossy().into_owned(), None, opts.rest.clone()))
+            let cmd = first.iter().chain(&opts.command).cloned().collect();
+            Ok((abs.to_string_lossy().into_owned(), None, cmd))
         }
-        (None, Some((image, cmd))) => Ok((String::new(), Some(image.clone()), cmd.to_vec())),
+        (None, Some(image)) => Ok((String::new(), Some(image.clone()), opts.command.clone())),
         (None, None) => Err(Failed::new(
             "give an IMAGE, or an OCI bundle with --bundle DIR",
         )),

@@ -1,133 +1,22 @@
-//! Read-only verbs: ps, inspect, logs, stats, events, version, info, and the
-//! man pages.
+//! Read-only verbs: inspect, events, version, info, and the man pages.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::collections::HashMap;
+use std::io::Write;
 use std::path::Path;
 
-use serde_json::{json, Value as Json};
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+use serde_json::json;
+use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
-use crate::{connect, Failed, Result};
-use berth_client::ContainerProxyBlocking;
+use crate::record::{dict_json, Record};
+use crate::when::now_us;
+use crate::{connect, format, Failed, Result};
 
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
-}
-
-/// "3 seconds ago", "2 hours ago".
-fn ago(us: u64) -> String {
-    if us == 0 {
-        return "-".into();
-    }
-    let s = now_us().saturating_sub(us) / 1_000_000;
-    let (n, unit) = match s {
-        0..=59 => (s, "second"),
-        60..=3599 => (s / 60, "minute"),
-        3600..=86399 => (s / 3600, "hour"),
-        _ => (s / 86400, "day"),
+/// JSON as before (an array), or --format's template once per container.
+pub fn inspect(ids: &[String], fmt: Option<&str>) -> Result<u8> {
+    let template = match fmt {
+        None | Some("json") => None,
+        Some(t) => Some(format::Template::parse(t)?),
     };
-    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
-}
-
-/// A D-Bus value as JSON (numbers, strings, booleans; others as text).
-fn to_json(v: &Value<'_>) -> Json {
-    match v {
-        Value::U8(x) => json!(x),
-        Value::Bool(x) => json!(x),
-        Value::I16(x) => json!(x),
-        Value::U16(x) => json!(x),
-        Value::I32(x) => json!(x),
-        Value::U32(x) => json!(x),
-        Value::I64(x) => json!(x),
-        Value::U64(x) => json!(x),
-        Value::F64(x) => json!(x),
-        Value::Str(s) => json!(s.as_str()),
-        Value::ObjectPath(p) => json!(p.as_str()),
-        Value::Value(inner) => to_json(inner),
-        other => json!(other.to_string()),
-    }
-}
-
-fn dict_json(d: &HashMap<String, OwnedValue>) -> Json {
-    let sorted: BTreeMap<&String, Json> = d.iter().map(|(k, v)| (k, to_json(v))).collect();
-    json!(sorted)
-}
-
-fn container<'a>(
-    conn: &zbus::blocking::Connection,
-    path: &'a OwnedObjectPath,
-) -> Result<ContainerProxyBlocking<'a>> {
-    Ok(ContainerProxyBlocking::builder(conn)
-        .path(path.as_ref())?
-        .build()?)
-}
-
-/// Everything a container object says, as JSON (inspect, ps --json).
-fn describe(conn: &zbus::blocking::Connection, path: &OwnedObjectPath) -> Result<Json> {
-    let c = container(conn, path)?;
-    Ok(json!({
-        "Id": c.id()?,
-        "Status": c.status()?,
-        "Pid": c.pid()?,
-        "Bundle": c.bundle()?,
-        "Unit": c.unit()?,
-        "CreatedAt": c.created_at()?,
-        "StartedAt": c.started_at()?,
-        "ExitedAt": c.exited_at()?,
-        "ExitCode": c.exit_code()?,
-        "ExitSignal": c.exit_signal()?,
-        "Labels": c.labels()?.into_iter().collect::<BTreeMap<_, _>>(),
-        "Path": path.as_str(),
-    }))
-}
-
-pub fn ps(all: bool, as_json: bool) -> Result<u8> {
-    let (conn, m) = connect()?;
-    let mut rows = Vec::new();
-    for (_, status, path) in m.list_containers()? {
-        if !all && status == "stopped" {
-            continue;
-        }
-        // A container removed between the list and the read is skipped.
-        if let Ok(d) = describe(&conn, &path) {
-            rows.push(d);
-        }
-    }
-    if as_json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&rows).unwrap_or_default()
-        );
-        return Ok(0);
-    }
-    println!(
-        "{:<20} {:<10} {:>8} {:<16} {:<10} BUNDLE",
-        "CONTAINER ID", "STATUS", "PID", "CREATED", "EXIT"
-    );
-    for r in rows {
-        let exit = match r["Status"].as_str() {
-            Some("stopped") => r["ExitCode"].to_string(),
-            _ => "-".into(),
-        };
-        println!(
-            "{:<20} {:<10} {:>8} {:<16} {:<10} {}",
-            r["Id"].as_str().unwrap_or_default(),
-            r["Status"].as_str().unwrap_or_default(),
-            r["Pid"],
-            ago(r["CreatedAt"].as_u64().unwrap_or(0)),
-            exit,
-            r["Bundle"].as_str().unwrap_or_default()
-        );
-    }
-    Ok(0)
-}
-
-pub fn inspect(ids: &[String]) -> Result<u8> {
     let (conn, m) = connect()?;
     let mut out = Vec::new();
     let mut code = 0;
@@ -135,61 +24,24 @@ pub fn inspect(ids: &[String]) -> Result<u8> {
         match m
             .get_container(id)
             .map_err(Failed::from)
-            .and_then(|p| describe(&conn, &p))
+            .and_then(|p| Record::read(&conn, &p))
         {
-            Ok(d) => out.push(d),
+            Ok(r) => out.push(r.inspect()),
             Err(Failed { msg: e, .. }) => {
                 eprintln!("berthctl: {id}: {e}");
                 code = crate::EXIT_FAILED;
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    Ok(code)
-}
-
-pub fn logs(id: &str, follow: bool, tail: Option<u32>) -> Result<u8> {
-    let (_, m) = connect()?;
-    let mut o: HashMap<&str, Value> = HashMap::new();
-    o.insert("follow", Value::from(follow));
-    if let Some(n) = tail {
-        o.insert("tail", Value::from(n));
-    }
-    let fd: OwnedFd = m.get_logs(id, o)?.into();
-    let mut pipe = std::fs::File::from(fd);
-    let mut out = std::io::stdout().lock();
-    let mut buf = [0u8; 16384];
-    while let Ok(n) = pipe.read(&mut buf) {
-        if n == 0 || out.write_all(&buf[..n]).and_then(|_| out.flush()).is_err() {
-            break;
-        }
-    }
-    Ok(0)
-}
-
-pub fn stats(ids: &[String], as_json: bool) -> Result<u8> {
-    let (_, m) = connect()?;
-    let mut all = BTreeMap::new();
-    for id in ids {
-        all.insert(id.clone(), dict_json(&m.get_container_stats(id)?));
-    }
-    if as_json {
-        println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
-        return Ok(0);
-    }
-    for (id, s) in all {
-        println!("{id}");
-        if let Some(map) = s.as_object() {
-            for (k, v) in map.iter().filter(|(k, _)| !k.ends_with("_reason")) {
-                let why = map.get(&format!("{k}_reason")).and_then(|r| r.as_str());
-                match why {
-                    Some(r) => println!("  {k:<24} {} ({r})", v.as_str().unwrap_or("unavailable")),
-                    None => println!("  {k:<24} {v}"),
-                }
+    match template {
+        Some(t) => {
+            for v in &out {
+                println!("{}", t.render(v)?);
             }
         }
+        None => println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default()),
     }
-    Ok(0)
+    Ok(code)
 }
 
 pub fn version() -> Result<u8> {

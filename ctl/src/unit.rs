@@ -13,7 +13,7 @@ use std::sync::Arc;
 use nix::sys::signal::{SigSet, Signal};
 use zbus::zvariant::Value;
 
-use crate::cli::{parse_size, CreateOpts};
+use crate::opts::{parse_size, CreateOpts};
 use crate::{connect, session, Failed, Result};
 
 /// NAME.toml: `bundle` or `image`, the rest optional. Unknown keys are
@@ -114,9 +114,9 @@ fn notify_relay(name: &str) -> Result<PathBuf> {
 
 pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
     let config = load(&config_dir.join(format!("{name}.toml")))?;
-    let rest = match (&config.bundle, &config.image) {
-        (Some(_), None) => config.command.clone(),
-        (None, Some(image)) => [vec![image.clone()], config.command.clone()].concat(),
+    let image = match (&config.bundle, &config.image) {
+        (Some(_), None) => None,
+        (None, Some(image)) => Some(image.clone()),
         _ => {
             return Err(Failed::new(format!(
                 "{name}.toml: give bundle or image (one of them)"
@@ -127,7 +127,7 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
         bundle: config.bundle.clone(),
         user: config.user.clone(),
         name: Some(name.to_string()),
-        process: crate::cli::ProcessOpts {
+        process: crate::opts::ProcessOpts {
             env: config.env.clone(),
             workdir: config.workdir.clone(),
             ..Default::default()
@@ -145,7 +145,8 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect(),
-        rest,
+        image,
+        command: config.command.clone(),
     };
     let (_, m) = connect()?;
     // A leftover of an earlier run of this unit (crash, kill -9): replace it.

@@ -208,6 +208,32 @@ impl ContainerObject {
         self.rec().exit_reason
     }
 
+    /// The image reference it was created from ("" for a bundle).
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn image(&self) -> String {
+        self.rec().image
+    }
+
+    /// The bundle's process.args (with a create's override applied): what
+    /// `berthctl ps` shows as COMMAND. Empty if config.json cannot be read.
+    #[zbus(property(emits_changed_signal = "const"))]
+    async fn command(&self) -> Vec<String> {
+        // A bundle container whose create changed its spec (args, env…)
+        // runs from the copy berthd wrote under bundles_dir, not its bundle.
+        let derived = self.daemon.bundles_dir.join(&self.id).join("config.json");
+        let given = std::path::Path::new(&self.rec().bundle).join("config.json");
+        // File reads: on the blocking pool, not an executor thread.
+        tokio::task::spawn_blocking(move || {
+            if derived.exists() {
+                process_args(&derived)
+            } else {
+                process_args(&given)
+            }
+        })
+        .await
+        .unwrap_or_default()
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn labels(&self) -> HashMap<String, String> {
         self.rec().labels.into_iter().collect()
@@ -257,4 +283,23 @@ impl ContainerObject {
             .map(|p| (p.host_ip, p.host_port, p.container_port, p.protocol))
             .collect()
     }
+}
+
+/// process.args of the config.json at `path`; empty when unreadable.
+fn process_args(path: &std::path::Path) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct Process {
+        #[serde(default)]
+        args: Vec<String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        process: Option<Process>,
+    }
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Config>(&b).ok())
+        .and_then(|c| c.process)
+        .map(|p| p.args)
+        .unwrap_or_default()
 }

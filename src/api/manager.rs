@@ -295,7 +295,9 @@ impl Manager {
         delete(conn, &self.daemon, id, force).await
     }
 
-    /// Figures from the container's cgroup; those the tree cannot give are
+    /// Figures from the container's cgroup: cpu_usage_usec, memory_current,
+    /// memory_max (only with a limit), pids_current, io_read_bytes,
+    /// io_write_bytes, processes. Those the tree cannot give are
     /// "unavailable" with a `<key>_reason`, never 0.
     async fn get_container_stats(&self, id: &str) -> Result<HashMap<String, OwnedValue>> {
         stats(&self.daemon, id)
@@ -370,8 +372,11 @@ impl Manager {
     }
 
     /// The container's output from the journal, as a pipe to read: options
-    /// `tail` (u, last N lines) and `follow` (b, until the container stops or
-    /// the reader closes). Polkit action io.berth.berth1.read for non-root.
+    /// `tail` (u, last N lines), `follow` (b, until the container stops or
+    /// the reader closes), `since` / `until` (t, µs since the epoch) and
+    /// `timestamps` (b, each line begins with its ISO 8601 journal time and
+    /// journalctl's short-iso-precise prefix). Polkit action
+    /// io.berth.berth1.read for non-root.
     async fn get_logs(
         &self,
         id: &str,

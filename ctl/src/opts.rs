@@ -1,0 +1,152 @@
+//! The options run, create and exec share, and their value parsers. The
+//! berth@ TOML (unit.rs) builds the same CreateOpts.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::{Failed, Result};
+
+/// How the process runs: shared by run, create and exec.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProcessOpts {
+    /// Allocate a terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep stdin open and feed it to the process.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Set an environment variable (NAME=VALUE), repeatable.
+    #[arg(short = 'e', long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+}
+
+/// What a container is made from and how it runs: shared by run and create.
+/// One field per option: a new one (--publish, --network…) is a field here
+/// and one line in session::create_options.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CreateOpts {
+    /// OCI bundle directory (config.json + rootfs).
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// Container id (default: a random one).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub process: ProcessOpts,
+    /// Memory limit (bytes, or with k, m, g suffix).
+    #[arg(short = 'm', long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// CPU limit in CPUs (1.5 = one and a half).
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Most tasks (processes + threads) the container may have.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// Label KEY=VALUE, repeatable.
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// User (uid[:gid] or name[:group]) for a container from an image.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// The image (without --bundle); with --bundle, the command's first word.
+    /// Options go before it: what follows is the command's.
+    #[arg(value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// The command: replaces the image's Cmd (or the bundle's process.args).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunOpts {
+    #[command(flatten)]
+    pub create: CreateOpts,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Detach: start and print the id.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ExecOpts {
+    #[command(flatten)]
+    pub process: ProcessOpts,
+    /// Run detached: print the exec id and return.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    pub id: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+/// "64m" → 67108864. Suffixes k, m, g, t (powers of 1024), optional "b".
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, shift) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 10),
+        Some('m') => (&t[..t.len() - 1], 20),
+        Some('g') => (&t[..t.len() - 1], 30),
+        Some('t') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (like 512k, 64m, 1g)"))?;
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("{s:?} must be positive"));
+    }
+    Ok((n * (1u64 << shift) as f64) as u64)
+}
+
+/// "TERM", "SIGTERM", "term" or "15" → 15.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n)
+            .map(|s| s as i32)
+            .map_err(|_| Failed::new(format!("unknown signal {n}")));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| Failed::new(format!("unknown signal {s:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("64m"), Ok(64 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("512kb"), Ok(512 << 10));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("-1m").is_err());
+    }
+
+    #[test]
+    fn signals() {
+        assert_eq!(parse_signal("TERM").unwrap(), 15);
+        assert_eq!(parse_signal("sigkill").unwrap(), 9);
+        assert_eq!(parse_signal("2").unwrap(), 2);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+}
