@@ -115,26 +115,6 @@ pub fn berthd_usage(b: &SystemdBox) -> (u64, usize) {
     )
 }
 
-/// A one-layer busybox image as `docker save` writes it, built in /tmp/img.
-pub const MAKE_ARCHIVE: &str = r#"set -e
-rm -rf /tmp/img && mkdir -p /tmp/img/layer/bin /tmp/img/layer/etc /tmp/img/layer/tmp && cd /tmp/img
-cp /bin/busybox layer/bin/busybox
-for t in sh echo cat id env ls mount grep sleep; do ln -s busybox layer/bin/$t; done
-printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' > layer/etc/passwd
-printf 'root:x:0:\napp:x:1000:\n' > layer/etc/group
-tar -C layer --owner=0 --group=0 -cf layer.tar .
-diff=$(sha256sum layer.tar | cut -d' ' -f1)
-cat > config.json <<EOF
-{"architecture":"amd64","os":"linux",
- "config":{"Env":["PATH=/bin","FOO=from-image"],"Cmd":["sh","-c","echo default-cmd \$FOO"],"WorkingDir":"/tmp"},
- "rootfs":{"type":"layers","diff_ids":["sha256:$diff"]}}
-EOF
-cfg=$(sha256sum config.json | cut -d' ' -f1)
-mv config.json $cfg.json
-echo "[{\"Config\":\"$cfg.json\",\"RepoTags\":[\"local/bb:1\"],\"Layers\":[\"layer.tar\"]}]" > manifest.json
-tar -cf image.tar manifest.json $cfg.json layer.tar
-"#;
-
 pub fn busybox_bundle(name: &str, args: &[&str]) -> Bundle {
     let mut config = serde_json::to_value(berth_init::spec::default_spec(false)).unwrap();
     config["process"]["terminal"] = json!(false);
