@@ -279,6 +279,7 @@ fn networks_end_to_end() {
     }
 
     bad_input(&b, &c);
+    berthctl_and_units(&b);
 
     // berthd restarts: running containers keep their network.
     let before = main_pid(&b);
@@ -299,6 +300,41 @@ fn networks_end_to_end() {
         vec!["six".to_string()]
     );
     assert!(!b.sh_ok("ls /etc/berth/networks").contains("app.conflist"));
+    // Removed networks take their bridges (the plugin leaves them).
+    let bridges = b.sh_ok("ip -o link show type bridge | cut -d: -f2");
+    assert_eq!(bridges.trim(), "berth0", "bridges left: {bridges}");
+}
+
+/// The same through berthctl (podman's flags and verbs) and a berth@ unit's
+/// TOML.
+fn berthctl_and_units(b: &berth_box::SystemdBox) {
+    ctl_ok(b, "network create --subnet 10.95.0.0/24 front");
+    let ls = ctl_ok(b, "network ls");
+    assert!(
+        ls.contains("front") && ls.contains("10.95.0.0/24") && ls.contains("berth0"),
+        "{ls}"
+    );
+    ctl_ok(b, "run -d --name w2 --network front -p 8082:80 --hostname www --add-host db:192.0.2.8 local/bb:1 httpd -f -p 80 -h /etc");
+    assert_eq!(ctl_ok(b, "port w2"), "80/tcp -> 0.0.0.0:8082\n");
+    assert_eq!(b.sh_ok("for i in $(seq 50); do wget -qO- http://127.0.0.1:8082/hostname && break; sleep 0.1; done"), "www\n");
+    let inspect = ctl_ok(b, "network inspect front");
+    assert!(
+        inspect.contains("\"Id\": \"w2\"") && inspect.contains("10.95.0."),
+        "{inspect}"
+    );
+    let (code, _, err) = ctl(b, "network rm front");
+    assert!(code == 125 && err.contains("InUse"), "{code} {err}");
+    b.sh_ok(&format!(
+        "mkdir -p /etc/berth/containers && printf 'image = \"local/bb:1\"\\ncommand = [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/etc\"]\\nnetwork = \"front\"\\nports = [\"8083:80\"]\\nhostname = \"unit\"\\n' > /etc/berth/containers/u1.toml && systemctl start berth@u1"
+    ));
+    assert_eq!(b.sh_ok("for i in $(seq 50); do wget -qO- http://127.0.0.1:8083/hostname && break; sleep 0.1; done"), "unit\n");
+    b.sh_ok("systemctl stop berth@u1");
+    ctl_ok(b, "network rm -f front");
+    let ps = ctl_ok(b, "ps -a --format '{{.Names}}'");
+    assert!(
+        !ps.contains("w2"),
+        "network rm -f removes its containers: {ps}"
+    );
 }
 
 /// Every bad input: a named error, and nothing made.

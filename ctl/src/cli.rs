@@ -187,6 +187,11 @@ pub enum Cmd {
     /// Manage images (import, pull, ls, inspect, tag, rm, prune, save).
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Manage networks (create, ls, inspect, rm, prune).
+    #[command(subcommand)]
+    Network(NetworkCmd),
+    /// A container's published ports (podman's `port`).
+    Port { id: String },
     /// Disk use and clean-up (df, prune).
     #[command(subcommand)]
     System(SystemCmd),
@@ -276,6 +281,54 @@ pub enum ImageCmd {
         output: PathBuf,
         #[arg(required = true)]
         names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCmd {
+    /// Create a bridge network (a free /24 of 10.91.0.0/16 unless --subnet).
+    Create {
+        #[arg(long)]
+        subnet: Option<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        /// An IPv6 subnet too (dual stack).
+        #[arg(long)]
+        ipv6_subnet: Option<String>,
+        /// No route out: containers reach only each other.
+        #[arg(long)]
+        internal: bool,
+        #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        name: String,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls {
+        /// Names only.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show networks as JSON, with their containers.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks (-f: their containers first).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every network no container uses.
+    Prune {
+        /// Do not ask.
+        #[arg(short = 'f', long)]
+        force: bool,
     },
 }
 

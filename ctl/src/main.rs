@@ -7,6 +7,7 @@ mod error;
 mod format;
 mod image;
 mod logs;
+mod network;
 mod opts;
 mod prune;
 mod ps;
@@ -182,6 +183,8 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::System(SystemCmd::Df { format }) => prune::system_df(format.as_deref()),
         Cmd::System(SystemCmd::Prune { force }) => prune::system_prune(force),
         Cmd::Image(cmd) => image::run(cmd),
+        Cmd::Network(cmd) => network::run(cmd),
+        Cmd::Port { id } => network::port(&id),
         Cmd::RunUnit { name, config_dir } => unit::run_unit(&name, &config_dir),
     }
 }

@@ -52,6 +52,8 @@ pub struct CreateOpts {
     /// User (uid[:gid] or name[:group]) for a container from an image.
     #[arg(short = 'u', long)]
     pub user: Option<String>,
+    #[command(flatten)]
+    pub net: NetOpts,
     /// The image (without --bundle); with --bundle, the command's first word.
     /// Options go before it: what follows is the command's.
     #[arg(value_name = "IMAGE")]
@@ -63,6 +65,57 @@ pub struct CreateOpts {
         value_name = "COMMAND"
     )]
     pub command: Vec<String>,
+}
+
+/// Networking (podman's names): shared by run, create and berth@ units.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NetOpts {
+    /// Publish a port: [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp], repeatable.
+    #[arg(short = 'p', long = "publish", value_name = "PORT")]
+    pub publish: Vec<String>,
+    /// berth (default for images), none, host, container:ID, or a network's name.
+    #[arg(long, alias = "net", value_name = "MODE")]
+    pub network: Option<String>,
+    /// The container's hostname (default: its id).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// A DNS server for /etc/resolv.conf, repeatable.
+    #[arg(long, value_name = "IP")]
+    pub dns: Vec<String>,
+    /// A DNS search domain, repeatable ("." for none).
+    #[arg(long, value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// A line in /etc/hosts: NAME:IP, repeatable.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
+}
+
+impl NetOpts {
+    /// Into CreateContainer's options (network, ports, hostname, dns,
+    /// dns_search, add_hosts): berthd checks them.
+    pub fn insert_into(
+        &self,
+        o: &mut std::collections::HashMap<&'static str, zbus::zvariant::Value<'static>>,
+    ) {
+        use zbus::zvariant::Value;
+        let lists = [
+            ("ports", &self.publish),
+            ("dns", &self.dns),
+            ("dns_search", &self.dns_search),
+            ("add_hosts", &self.add_hosts),
+        ];
+        for (key, list) in lists {
+            if !list.is_empty() {
+                o.insert(key, Value::from(list.clone()));
+            }
+        }
+        if let Some(n) = &self.network {
+            o.insert("network", Value::from(n.clone()));
+        }
+        if let Some(h) = &self.hostname {
+            o.insert("hostname", Value::from(h.clone()));
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -11,7 +11,7 @@ use crate::{connect, image, Failed, Result};
 use berth_client::ImagesProxyBlocking;
 
 /// podman's confirmation: y or yes goes on, anything else stops.
-fn confirm(what: &str) -> bool {
+pub fn confirm(what: &str) -> bool {
     eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();

@@ -24,7 +24,7 @@ fn random_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn key_values(list: &[String], what: &str) -> Result<HashMap<String, String>> {
+pub fn key_values(list: &[String], what: &str) -> Result<HashMap<String, String>> {
     list.iter()
         .map(|kv| match kv.split_once('=') {
             Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -67,6 +67,7 @@ pub fn create_options(
     if let Some(p) = opts.pids_limit {
         o.insert("pids_limit", Value::from(p));
     }
+    opts.net.insert_into(&mut o);
     Ok(o)
 }
 

@@ -44,6 +44,19 @@ pub struct UnitConfig {
     pub notify: bool,
     /// Seconds between SIGTERM and SIGKILL on stop (default 10).
     pub stop_timeout: Option<u64>,
+    /// berth (default for images), none, host, container:ID, a network.
+    pub network: Option<String>,
+    /// Published ports, as `-p` takes them.
+    #[serde(default)]
+    pub ports: Vec<String>,
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// NAME:IP lines for /etc/hosts.
+    #[serde(default)]
+    pub add_hosts: Vec<String>,
 }
 
 pub fn load(path: &Path) -> Result<UnitConfig> {
@@ -147,6 +160,14 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             .collect(),
         image,
         command: config.command.clone(),
+        net: crate::opts::NetOpts {
+            publish: config.ports.clone(),
+            network: config.network.clone(),
+            hostname: config.hostname.clone(),
+            dns: config.dns.clone(),
+            dns_search: config.dns_search.clone(),
+            add_hosts: config.add_hosts.clone(),
+        },
     };
     let (_, m) = connect()?;
     // A leftover of an earlier run of this unit (crash, kill -9): replace it.

@@ -11,6 +11,7 @@
 //! - [`ports`]: podman's `-p` syntax.
 //! - [`files`]: the container's /etc/hosts, /etc/hostname, /etc/resolv.conf.
 
+pub mod bridge;
 pub mod cache;
 pub mod cni;
 pub mod files;

@@ -140,7 +140,15 @@ pub fn remove(store: &Store, paths: &NetPaths, name: &str) -> Result<()> {
             users.join(", ")
         )));
     }
+    let spec = store.network(name)?;
     store.remove_network_blocking(name)?;
     let _ = std::fs::remove_file(conflist_path(paths, name));
+    // What the plugins leave per network: the bridge, host-local's dir.
+    let _ = std::fs::remove_dir_all(paths.ipam_dir.join(name));
+    if let Some(bridge) = spec.map(|s| s.bridge) {
+        if let Err(e) = berth_net::bridge::delete(&bridge) {
+            tracing::warn!(network = %name, "deleting bridge {bridge}: {e}");
+        }
+    }
     Ok(())
 }
