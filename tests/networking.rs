@@ -324,9 +324,9 @@ fn berthctl_and_units(b: &berth_box::SystemdBox) {
     );
     let (code, _, err) = ctl(b, "network rm front");
     assert!(code == 125 && err.contains("InUse"), "{code} {err}");
-    b.sh_ok(&format!(
+    b.sh_ok(
         "mkdir -p /etc/berth/containers && printf 'image = \"local/bb:1\"\\ncommand = [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/etc\"]\\nnetwork = \"front\"\\nports = [\"8083:80\"]\\nhostname = \"unit\"\\n' > /etc/berth/containers/u1.toml && systemctl start berth@u1"
-    ));
+    );
     assert_eq!(b.sh_ok("for i in $(seq 50); do wget -qO- http://127.0.0.1:8083/hostname && break; sleep 0.1; done"), "unit\n");
     b.sh_ok("systemctl stop berth@u1");
     ctl_ok(b, "network rm -f front");
