@@ -13,8 +13,10 @@ use std::collections::HashMap;
 
 use zbus::zvariant::Value;
 
-/// A veth whose peer goes nowhere: the box's "own IP", as a host's NIC.
+/// The box's "own IP", as a host's NIC: a veth to a namespace "ext" (in the
+/// box), which stands for the world outside.
 const BOX_IP: &str = "192.0.2.10";
+const EXT_IP: &str = "192.0.2.20";
 
 fn networks(c: &zbus::blocking::Connection) -> berth_client::NetworksProxyBlocking<'static> {
     berth_client::NetworksProxyBlocking::new(c).expect("Networks proxy")
@@ -67,14 +69,15 @@ fn strs(v: &[&str]) -> Value<'static> {
 }
 
 /// What networking has made in the box: veths (host side), CNI cache
-/// entries, host-local leases, pinned namespaces, per-container NAT chains.
+/// entries, host-local leases, pinned namespaces, portmap's per-container
+/// DNAT chains, and NAT rules (one per network, the default's included).
 fn made(b: &berth_box::SystemdBox) -> String {
     b.sh_ok(
         "echo veths $(ip -o link show type veth | grep -v boxeth | grep -vc boxpeer); \
          echo cache $(ls /var/lib/berth/cni/results | wc -l); \
          echo leases $(ls /var/lib/berth/cni/networks/*/ 2>/dev/null | grep -c '^[0-9a-f.:]*[0-9]$'); \
          echo netns $(ls /run/berth-net/netns | wc -l); \
-         echo chains $(iptables -t nat -S | grep -c '^-N CNI-[0-9a-f]' || true)",
+         echo dnat $(iptables -t nat -S | grep -c '^-N CNI-DN-' || true)",
     )
 }
 
@@ -92,8 +95,9 @@ fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
     })
 }
 
-fn counts(n: usize) -> String {
-    format!("veths {n}\ncache {n}\nleases {n}\nnetns {n}\nchains {n}\n")
+/// `made` with `n` containers attached, `dnat` of them publishing ports.
+fn counts(n: usize, dnat: usize) -> String {
+    format!("veths {n}\ncache {n}\nleases {n}\nnetns {n}\ndnat {dnat}\n")
 }
 
 #[test]
@@ -113,8 +117,10 @@ fn networks_end_to_end() {
     b.sh_ok(MAKE_ARCHIVE);
     ctl_ok(&b, "image import /tmp/img/image.tar");
     b.sh_ok(&format!(
-        "ip link add boxeth type veth peer name boxpeer && ip addr add {BOX_IP}/24 dev boxeth && \
-         ip link set boxeth up && ip link set boxpeer up"
+        "ip netns add ext && ip link add boxeth type veth peer name exteth netns ext && \
+         ip addr add {BOX_IP}/24 dev boxeth && ip link set boxeth up && \
+         ip -n ext addr add {EXT_IP}/24 dev exteth && ip -n ext link set exteth up && \
+         ip -n ext link set lo up"
     ));
     let c = bus(&b).unwrap();
 
@@ -178,6 +184,30 @@ fn networks_end_to_end() {
         received.map(|n| &got[..n]),
         Some(&b"datagram"[..]),
         "UDP {BOX_IP}:9091 -> udp:9090"
+    );
+
+    // Outbound: a container reaches "outside" (ext) masqueraded as the box.
+    let ext = format!("/proc/{}/root/run/netns/ext", b.init_pid());
+    let listener = in_netns(&ext, || {
+        std::net::TcpListener::bind((EXT_IP, 7000)).unwrap()
+    });
+    let url = format!("http://{EXT_IP}:7000/");
+    listener.set_nonblocking(true).unwrap();
+    // (busybox wget -T crashes: timeout(1) bounds it instead, under a sh as
+    // pid 1 — a pid 1 ignores the TERM it has no handler for.)
+    let cmd = format!("timeout 3 wget -qO- {url}; true");
+    let out = output(&b, &c, "out", &["sh", "-c", &cmd], &[]);
+    let peer = (0..100).find_map(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        listener
+            .accept()
+            .ok()
+            .map(|(_, peer)| peer.ip().to_string())
+    });
+    assert_eq!(
+        peer.as_deref(),
+        Some(BOX_IP),
+        "not masqueraded (wget said {out:?})"
     );
 
     // A user network: containers reach each other by name.
@@ -288,11 +318,11 @@ fn networks_end_to_end() {
     assert_eq!(wget("http://127.0.0.1:8080/hostname"), "web\n");
 
     // Teardown: removal leaves nothing (the three runners are still up).
-    assert_eq!(made(&b), counts(3));
+    assert_eq!(made(&b), counts(3, 2));
     for id in ["web", "udp", "api"] {
         manager(&c).delete_container(id, true).unwrap();
     }
-    assert_eq!(made(&b), counts(0));
+    assert_eq!(made(&b), counts(0, 0));
     let e = networks(&c).remove_network("app", false);
     assert!(e.is_ok(), "{e:?}");
     assert_eq!(
@@ -300,9 +330,12 @@ fn networks_end_to_end() {
         vec!["six".to_string()]
     );
     assert!(!b.sh_ok("ls /etc/berth/networks").contains("app.conflist"));
-    // Removed networks take their bridges (the plugin leaves them).
+    // Removed networks take their bridges (the plugin leaves them) and NAT
+    // rules; the default network's stay.
     let bridges = b.sh_ok("ip -o link show type bridge | cut -d: -f2");
     assert_eq!(bridges.trim(), "berth0", "bridges left: {bridges}");
+    let nat = b.sh_ok("iptables -t nat -S POSTROUTING | grep -o 'berth network [a-z0-9]*' || true");
+    assert_eq!(nat, "berth network berth\n");
 }
 
 /// The same through berthctl (podman's flags and verbs) and a berth@ unit's
@@ -316,6 +349,8 @@ fn berthctl_and_units(b: &berth_box::SystemdBox) {
     );
     ctl_ok(b, "run -d --name w2 --network front -p 8082:80 --hostname www --add-host db:192.0.2.8 local/bb:1 httpd -f -p 80 -h /etc");
     assert_eq!(ctl_ok(b, "port w2"), "80/tcp -> 0.0.0.0:8082\n");
+    let ps = ctl_ok(b, "ps --format '{{.Names}} {{.Ports}}'");
+    assert!(ps.contains("w2 0.0.0.0:8082->80/tcp\n"), "{ps}");
     assert_eq!(b.sh_ok("for i in $(seq 50); do wget -qO- http://127.0.0.1:8082/hostname && break; sleep 0.1; done"), "www\n");
     let inspect = ctl_ok(b, "network inspect front");
     assert!(
@@ -484,12 +519,12 @@ fn kill_storm_leaks_nothing() {
         let held = recs.len();
         assert_eq!(
             made(&b),
-            counts(held),
+            counts(held, 0),
             "round {round} (seed {seed}): {held} records: {recs:?}"
         );
     }
     for (id, _, _) in manager(&c).list_containers().unwrap() {
         manager(&c).delete_container(&id, true).unwrap();
     }
-    assert_eq!(made(&b), counts(0));
+    assert_eq!(made(&b), counts(0, 0));
 }

@@ -31,8 +31,18 @@ impl Berth {
     }
 
     pub fn create(&self, id: &str, bundle: &Path) -> Result<OwnedObjectPath> {
+        self.create_with(id, bundle, HashMap::new())
+    }
+
+    /// CreateContainer with options (the network scenario's network, ports).
+    pub fn create_with(
+        &self,
+        id: &str,
+        bundle: &Path,
+        options: HashMap<&str, zbus::zvariant::Value<'_>>,
+    ) -> Result<OwnedObjectPath> {
         let bundle = bundle.to_str().context("bundle path is not UTF-8")?;
-        (self.manager.create_container(id, bundle, HashMap::new())).context("CreateContainer")
+        (self.manager.create_container(id, bundle, options)).context("CreateContainer")
     }
 
     pub fn start(&self, id: &str) -> Result<()> {

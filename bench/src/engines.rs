@@ -41,7 +41,7 @@ pub trait Engine: Sync {
 /// Runs a command to its end; its stderr in the error when it fails. Not
 /// for commands whose stdio a detached container inherits (`runc run -d`):
 /// the pipe would stay open for the container's life.
-fn run(cmd: &mut Command) -> Result<()> {
+pub fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -64,8 +64,7 @@ pub struct Record {
     pub exit_code: i64,
     pub exit_signal: i64,
     pub labels: BTreeMap<String, String>,
-    /// Published ports as berthd words them, once it has any (networking is
-    /// not in berthd yet; a `Ports` property fills the column when it is).
+    /// Published ports, as podman words them (`0.0.0.0:8080->80/tcp`).
     pub ports: String,
     pub path: String,
 }
@@ -80,19 +79,28 @@ impl Record {
             .build()?;
         let iface =
             zbus::names::InterfaceName::from_static_str_unchecked("io.berth.Berth1.Container");
-        let all = dict_json(&props.get_all(iface).map_err(zbus::Error::from)?);
+        let raw = props.get_all(iface).map_err(zbus::Error::from)?;
+        let all = dict_json(&raw);
         let s = |k: &str| all[k].as_str().unwrap_or_default().to_string();
         let n = |k: &str| all[k].as_u64().unwrap_or(0);
         let i = |k: &str| all[k].as_i64().unwrap_or(0);
-        let ports = match &all["Ports"] {
-            Json::String(p) => p.clone(),
-            Json::Array(a) => a
-                .iter()
-                .map(|p| p.as_str().map_or_else(|| p.to_string(), String::from))
-                .collect::<Vec<_>>()
-                .join(", "),
-            _ => String::new(),
-        };
+        // podman's wording: 0.0.0.0:8080->80/tcp, 127.0.0.1:8081->80/tcp.
+        let ports = raw
+            .get("Ports")
+            .and_then(|v| v.try_clone().ok())
+            .and_then(|v| Vec::<(String, u16, u16, String)>::try_from(v).ok())
+            .unwrap_or_default()
+            .iter()
+            .map(|(ip, host, cport, proto)| {
+                let ip = match ip.as_str() {
+                    "" => "0.0.0.0".to_string(),
+                    v6 if v6.contains(':') => format!("[{v6}]"),
+                    v4 => v4.to_string(),
+                };
+                format!("{ip}:{host}->{cport}/{proto}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
         Ok(Record {
             id: s("Id"),
             status: s("Status"),

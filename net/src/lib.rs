@@ -15,6 +15,7 @@ pub mod bridge;
 pub mod cache;
 pub mod cni;
 pub mod files;
+pub mod masquerade;
 pub mod netns;
 pub mod network;
 pub mod ports;

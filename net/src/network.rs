@@ -176,8 +176,12 @@ pub fn pick_bridge(others: &[NetworkSpec]) -> String {
 }
 
 impl NetworkSpec {
-    /// The CNI conflist for this network. `data_dir` holds host-local's leases.
-    pub fn conflist(&self, data_dir: &Path) -> Value {
+    /// The CNI conflist for this network. `data_dir` holds host-local's
+    /// leases. portmap is chained only for a container with `ports`: its
+    /// ADD and DEL cost iptables runs even with nothing to publish. NAT out
+    /// is berth's, one rule per network (masquerade.rs), not the bridge
+    /// plugin's chain per container.
+    pub fn conflist(&self, data_dir: &Path, ports: bool) -> Value {
         let mut ranges =
             vec![json!([{"subnet": self.subnet.to_string(), "gateway": self.gateway.to_string()}])];
         let mut routes = vec![];
@@ -190,15 +194,12 @@ impl NetworkSpec {
                 routes.push(json!({"dst": "::/0"}));
             }
         }
-        json!({
-            "cniVersion": CNI_VERSION,
-            "name": self.name,
-            "plugins": [
+        let mut plugins = vec![json!(
                 {
                     "type": "bridge",
                     "bridge": self.bridge,
                     "isGateway": true,
-                    "ipMasq": !self.internal,
+                    "ipMasq": false,
                     "hairpinMode": true,
                     "ipam": {
                         "type": "host-local",
@@ -206,10 +207,22 @@ impl NetworkSpec {
                         "routes": routes,
                         "dataDir": data_dir,
                     }
-                },
-                {"type": "portmap", "capabilities": {"portMappings": true}}
-            ]
-        })
+                }
+        )];
+        if ports {
+            plugins.push(json!({"type": "portmap", "capabilities": {"portMappings": true}}));
+        }
+        json!({"cniVersion": CNI_VERSION, "name": self.name, "plugins": plugins})
+    }
+
+    /// The subnets whose traffic out is masqueraded (none if internal).
+    pub fn masqueraded(&self) -> Vec<IpNet> {
+        match self.internal {
+            true => Vec::new(),
+            false => std::iter::once(IpNet::from(self.subnet))
+                .chain(self.subnet6.map(IpNet::from))
+                .collect(),
+        }
     }
 
     /// Whether `ip` is one of this network's addresses.
@@ -311,8 +324,10 @@ eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n",
 
     #[test]
     fn conflist_chains_bridge_and_portmap() {
-        let c = net("a", "10.91.0.0/24").conflist(Path::new("/d"));
+        let c = net("a", "10.91.0.0/24").conflist(Path::new("/d"), true);
         assert_eq!(c["plugins"][0]["type"], "bridge");
+        let bare = net("a", "10.91.0.0/24").conflist(Path::new("/d"), false);
+        assert_eq!(bare["plugins"].as_array().unwrap().len(), 1);
         assert_eq!(
             c["plugins"][0]["ipam"]["ranges"][0][0]["gateway"],
             "10.91.0.1"

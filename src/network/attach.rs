@@ -43,7 +43,8 @@ fn attach_inner(paths: &NetPaths, id: &str, plan: &NetPlan) -> Result<(NetRecord
             rec.netns = netns.to_string_lossy().into_owned();
             rec.network = net.name.clone();
             rec.ifname = IFNAME.into();
-            let conflist = net.conflist(&paths.ipam_dir);
+            ensure_masquerade(net)?;
+            let conflist = net.conflist(&paths.ipam_dir, !plan.ports.is_empty());
             let inv = invocation(paths, id, &netns, &plan.ports);
             let cache = Cache::new(&paths.cache_dir);
             let mut entry = Entry {
@@ -96,6 +97,30 @@ fn attach_inner(paths: &NetPaths, id: &str, plan: &NetPlan) -> Result<(NetRecord
             .collect(),
     };
     Ok((rec, spec))
+}
+
+/// The networks whose NAT rule this berthd has checked: once per network per
+/// start (a reboot empties the kernel's rules and berthd's memory alike).
+static MASQUERADED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn ensure_masquerade(net: &berth_net::NetworkSpec) -> Result<()> {
+    let key = format!("{}/{}", net.name, net.subnet);
+    let mut done = MASQUERADED.lock().unwrap_or_else(|p| p.into_inner());
+    if !done.contains(&key) {
+        for subnet in net.masqueraded() {
+            berth_net::masquerade::ensure(&subnet, &net.name)
+                .map_err(|e| Error::Network(format!("network {}: outbound NAT: {e}", net.name)))?;
+        }
+        done.push(key);
+    }
+    Ok(())
+}
+
+/// Forgets network `name` (removed): a network made again under that name
+/// gets its rule checked again.
+pub fn forget_masquerade(name: &str) {
+    let mut done = MASQUERADED.lock().unwrap_or_else(|p| p.into_inner());
+    done.retain(|k| k.split('/').next() != Some(name));
 }
 
 /// The namespace of a container joined by `container:<id>`: its pinned file,

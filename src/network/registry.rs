@@ -110,7 +110,7 @@ fn conflist_path(paths: &NetPaths, name: &str) -> std::path::PathBuf {
 pub fn write_conflist(paths: &NetPaths, spec: &NetworkSpec) -> Result<()> {
     let io = |e: std::io::Error| Error::Internal(format!("{}: {e}", paths.conf_dir.display()));
     std::fs::create_dir_all(&paths.conf_dir).map_err(io)?;
-    let text = serde_json::to_string_pretty(&spec.conflist(&paths.ipam_dir))
+    let text = serde_json::to_string_pretty(&spec.conflist(&paths.ipam_dir, true))
         .map_err(|e| Error::Internal(e.to_string()))?;
     let path = conflist_path(paths, &spec.name);
     let tmp = paths.conf_dir.join(format!(".{}.tmp", spec.name));
@@ -145,10 +145,16 @@ pub fn remove(store: &Store, paths: &NetPaths, name: &str) -> Result<()> {
     let _ = std::fs::remove_file(conflist_path(paths, name));
     // What the plugins leave per network: the bridge, host-local's dir.
     let _ = std::fs::remove_dir_all(paths.ipam_dir.join(name));
-    if let Some(bridge) = spec.map(|s| s.bridge) {
-        if let Err(e) = berth_net::bridge::delete(&bridge) {
-            tracing::warn!(network = %name, "deleting bridge {bridge}: {e}");
+    if let Some(spec) = spec {
+        if let Err(e) = berth_net::bridge::delete(&spec.bridge) {
+            tracing::warn!(network = %name, "deleting bridge {}: {e}", spec.bridge);
         }
+        for subnet in spec.masqueraded() {
+            if let Err(e) = berth_net::masquerade::remove(&subnet, name) {
+                tracing::warn!(network = %name, "removing its NAT rule: {e}");
+            }
+        }
+        super::attach::forget_masquerade(name);
     }
     Ok(())
 }

@@ -276,7 +276,7 @@ pub fn container_object(
 pub const MAKE_ARCHIVE: &str = r#"set -e
 rm -rf /tmp/img && mkdir -p /tmp/img/layer/bin /tmp/img/layer/etc /tmp/img/layer/tmp && cd /tmp/img
 cp /bin/busybox layer/bin/busybox
-for t in sh echo cat id env ls mount grep sleep httpd wget ip hostname nc; do ln -s busybox layer/bin/$t; done
+for t in sh echo cat id env ls mount grep sleep httpd wget ip hostname nc timeout; do ln -s busybox layer/bin/$t; done
 printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' > layer/etc/passwd
 printf 'root:x:0:\napp:x:1000:\n' > layer/etc/group
 tar -C layer --owner=0 --group=0 -cf layer.tar .

@@ -13,6 +13,7 @@ pub mod exec;
 pub mod first_line;
 pub mod lifecycle;
 pub mod memory;
+pub mod network;
 pub mod restart;
 pub mod scale;
 pub mod stats;
@@ -55,6 +56,7 @@ pub const ALL: &[(&str, Scenario)] = &[
     ("lifecycle", lifecycle::run),
     ("exec", exec::run),
     ("first-line", first_line::run),
+    ("network", network::run),
     // Scenarios 5–7 and scale share one run of ctx.scale containers
     // (scale.rs): the first of them asked runs it all.
     ("memory", memory::run),
