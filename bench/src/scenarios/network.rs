@@ -1,8 +1,8 @@
 //! The network's own cost: create → start → exit → delete of /bin/true with
-//! berth's default network and a published port (CNI: bridge + host-local
-//! + portmap) against the same with network none, beside podman with its
-//! network stack (`-p`, Debian's podman: CNI) and podman --network none —
-//! interleaved in the box's own network namespace.
+//! berth's default network and a published port (CNI: bridge, host-local,
+//! portmap) against the same with network none, beside podman with its
+//! network stack (`-p`; Debian's podman uses CNI) and podman with network
+//! none, interleaved in the box's own network namespace.
 
 use std::collections::HashMap;
 
