@@ -36,6 +36,8 @@ pub struct Daemon {
     /// Per container, held while a change of state is made and announced on
     /// the bus, so the signals go out in the order the changes happened.
     gates: Gates,
+    /// systemd-machined registration of running containers.
+    pub machines: crate::machined::Machines,
 }
 
 /// Shims creating (a container or an exec) at once; see run_shim. 2 cores
@@ -84,6 +86,7 @@ impl Daemon {
             images,
             exits: Exits::default(),
             gates: Gates::default(),
+            machines: Default::default(),
         })
     }
 

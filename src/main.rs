@@ -3,6 +3,7 @@
 
 mod api;
 mod bundle;
+mod config;
 mod daemon;
 mod error;
 mod exec_defaults;
@@ -13,6 +14,7 @@ mod ids;
 mod images;
 mod init_calls;
 mod lifecycle;
+mod machined;
 mod options;
 mod recovery;
 mod rollback;
@@ -46,6 +48,9 @@ struct Args {
     /// LMDB map size in MiB.
     #[arg(long, default_value_t = 256)]
     map_size_mib: usize,
+    /// berthd's settings (a missing file: the defaults).
+    #[arg(long, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
 }
 
 fn init_logging() {
@@ -96,6 +101,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
+    let config = config::load(&args.config).map_err(|e| e.to_string())?;
     let shim = match args.shim {
         Some(p) => p,
         None => {
@@ -142,6 +148,7 @@ async fn serve(args: Args) -> Result<(), String> {
     // with posix_spawn instead of a fork of berthd.
     init_calls::close_range_cloexec(3).map_err(|e| format!("close_range: {e}"))?;
     let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles, images);
+    daemon.machines.set_enabled(config.register_machines);
 
     // Objects are served before the name is owned, so the first calls (bus
     // activation) find them.

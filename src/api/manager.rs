@@ -144,6 +144,7 @@ async fn properties_changed(conn: &Connection, id: &str) {
 
 /// The shim saw the container exit: properties, then ContainerExited.
 async fn on_exit(conn: &Connection, daemon: &Daemon, id: &str) {
+    daemon.machines.unregister(conn, id).await;
     properties_changed(conn, id).await;
     if let (Ok(em), Ok(rec)) = (SignalEmitter::new(conn, MANAGER_PATH), daemon.get(id)) {
         let _ = Manager::container_exited(&em, id, rec.exit_code, rec.exit_signal).await;
@@ -175,7 +176,12 @@ pub async fn start(conn: &Connection, daemon: &Arc<Daemon>, id: &str) -> Result<
     // once is recorded and announced (shims::watch waits for the gate).
     daemon.get(id)?; // no gate for ids that name nothing
     let _announcing = daemon.gate(id).await;
-    daemon.start(id).await?;
+    let rec = daemon.start(id).await?;
+    // Under the gate: an exit's unregistration cannot overtake it.
+    if rec.status == Status::Running {
+        let bundle = std::path::Path::new(&rec.bundle);
+        daemon.machines.register(conn, id, rec.pid, bundle).await;
+    }
     properties_changed(conn, id).await;
     Ok(())
 }

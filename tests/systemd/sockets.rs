@@ -1,0 +1,3 @@
+use berth_box::SystemdBox;
+
+pub fn socket_activation(_b: &SystemdBox) {}
