@@ -4,7 +4,7 @@
 //! container, `notify = true`), SIGTERM → stop (TERM, then KILL after
 //! `stop_timeout`), its exit code as ours — so systemd's Restart= works.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,43 +13,13 @@ use std::sync::Arc;
 use nix::sys::signal::{SigSet, Signal};
 use zbus::zvariant::Value;
 
+use berthctl::unit_config::UnitConfig;
+
 use crate::cli::{parse_size, CreateOpts};
 use crate::{connect, session, Failed, Result};
 
-/// NAME.toml: `bundle` or `image`, the rest optional. Unknown keys are
-/// errors, so a typo does not silently do nothing.
-#[derive(Debug, serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct UnitConfig {
-    /// OCI bundle directory.
-    pub bundle: Option<PathBuf>,
-    /// An image in berthd's store (berthctl image pull/import).
-    pub image: Option<String>,
-    /// For an image: uid[:gid] or name[:group].
-    pub user: Option<String>,
-    /// Replaces the bundle's process.args (the image's Cmd).
-    #[serde(default)]
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub env: Vec<String>,
-    pub workdir: Option<String>,
-    /// "64m", "1g", or bytes.
-    pub memory: Option<String>,
-    pub cpus: Option<f64>,
-    pub pids_limit: Option<i64>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// The container sends READY=1 itself (NOTIFY_SOCKET is set inside).
-    #[serde(default)]
-    pub notify: bool,
-    /// Seconds between SIGTERM and SIGKILL on stop (default 10).
-    pub stop_timeout: Option<u64>,
-}
-
 pub fn load(path: &Path) -> Result<UnitConfig> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failed::new(format!("{}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| Failed::new(format!("{}: {e}", path.display())))
+    berthctl::unit_config::load(path).map_err(|e| Failed::new(e.to_string()))
 }
 
 /// Our own unit, from /proc/self/cgroup (`…/berth@web.service`).
@@ -196,25 +166,4 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
         return Ok(0);
     }
     Ok(code.clamp(0, 255) as u8)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_parses_and_refuses_unknown_keys() {
-        let c: UnitConfig = toml::from_str(
-            "bundle = \"/srv/web\"\ncommand = [\"httpd\", \"-f\"]\nmemory = \"64m\"\nnotify = true\n[labels]\napp = \"web\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.bundle, Some(PathBuf::from("/srv/web")));
-        assert_eq!(c.command, ["httpd", "-f"]);
-        assert!(c.notify);
-        assert_eq!(c.labels["app"], "web");
-        let err = toml::from_str::<UnitConfig>("bundle = \"/b\"\nmemroy = \"1g\"\n").unwrap_err();
-        assert!(err.to_string().contains("memroy"));
-        let c: UnitConfig = toml::from_str("image = \"busybox\"\nuser = \"1000\"\n").unwrap();
-        assert_eq!(c.image.as_deref(), Some("busybox"));
-    }
 }
