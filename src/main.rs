@@ -19,6 +19,7 @@ mod options;
 mod recovery;
 mod rollback;
 mod shims;
+mod sockets;
 mod stats;
 mod store;
 mod streams;

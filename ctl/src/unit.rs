@@ -5,6 +5,7 @@
 //! `stop_timeout`), its exit code as ours — so systemd's Restart= works.
 
 use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -82,7 +83,44 @@ fn notify_relay(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Socket activation: the fds systemd passed this process (sd_listen_fds:
+/// LISTEN_PID is ours, LISTEN_FDS of them from fd 3, LISTEN_FDNAMES
+/// `:`-separated), now close-on-exec and owned; the variables are removed,
+/// as sd_listen_fds(unset_environment=1) does.
+fn listen_fds() -> (Vec<OwnedFd>, Vec<String>) {
+    let var = |k: &str| std::env::var(k).ok();
+    let ours = var("LISTEN_PID").and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let n = var("LISTEN_FDS")
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
+    let names: Vec<String> = var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(String::from).collect())
+        .unwrap_or_default();
+    for k in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(k);
+    }
+    if !ours || n <= 0 {
+        return (Vec::new(), Vec::new());
+    }
+    let fds = (3..3 + n)
+        .filter(|fd| {
+            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+            fcntl(*fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).is_ok()
+        })
+        // SAFETY: systemd passed these fds to this process for it to own
+        // (sd_listen_fds); nothing else in berthctl knows of them.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect::<Vec<_>>();
+    let names = match names.len() == fds.len() {
+        true => names,
+        false => Vec::new(),
+    };
+    (fds, names)
+}
+
 pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
+    // Taken first: before anything else could open an fd among them.
+    let (fds, fd_names) = listen_fds();
     let config = load(&config_dir.join(format!("{name}.toml")))?;
     let rest = match (&config.bundle, &config.image) {
         (Some(_), None) => config.command.clone(),
@@ -124,6 +162,15 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
     }
     let mut options: HashMap<&'static str, Value<'static>> = HashMap::new();
     options.insert("log_unit", Value::from(own_unit(name)));
+    if !fds.is_empty() {
+        // Sent as the message's fds (SCM_RIGHTS); berthd keeps copies.
+        let list: Vec<zbus::zvariant::Fd<'static>> =
+            fds.into_iter().map(zbus::zvariant::Fd::from).collect();
+        options.insert("listen_fds", Value::from(list));
+        if !fd_names.is_empty() {
+            options.insert("listen_fdnames", Value::from(fd_names));
+        }
+    }
     if config.notify {
         let sock = notify_relay(name)?;
         options.insert(

@@ -24,7 +24,7 @@ pub const MAX_LIST: usize = 4096;
 pub const MAX_STRING: usize = 64 * 1024;
 
 pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
-                         notify_socket, stdin, log_unit, image, user";
+                         notify_socket, stdin, log_unit, image, user, listen_fds, listen_fdnames";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -50,6 +50,8 @@ pub struct CreateOptions {
     pub image: Option<String>,
     /// `uid[:gid]` or `name[:group]` (images only: names resolve in the image).
     pub user: Option<String>,
+    /// Socket activation: fds for the container's process (sockets.rs).
+    pub listen: crate::sockets::ListenFds,
 }
 
 /// Why an option was refused. Values a caller sent are kept `brief` (a
@@ -84,6 +86,8 @@ pub enum OptionError {
     Unknown(String),
     #[error("option user goes with image (a bundle's config.json says its user)")]
     UserWithoutImage,
+    #[error(transparent)]
+    Listen(#[from] crate::sockets::ListenError),
 }
 
 impl From<OptionError> for crate::error::Error {
@@ -146,6 +150,8 @@ impl CreateOptions {
         if r.user.is_some() && r.image.is_none() {
             return Err(OptionError::UserWithoutImage);
         }
+        // After every option: `env` replaces the list when it comes.
+        r.env.extend(r.listen.env()?);
         Ok(r)
     }
 
@@ -230,6 +236,8 @@ impl CreateOptions {
                 }
                 self.log_unit = Some(u);
             }
+            "listen_fds" => self.listen.set_fds(value)?,
+            "listen_fdnames" => self.listen.set_names(value)?,
             other => return Err(OptionError::Unknown(brief(other).into())),
         }
         Ok(())
