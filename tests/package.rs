@@ -102,6 +102,7 @@ fn installed_box(test: &str) -> Option<SystemdBox> {
 const LAYOUT: &[&str] = &[
     "/usr/sbin/berthd",
     "/usr/bin/berthctl",
+    "/usr/lib/systemd/system-generators/berth-generator",
     "/usr/bin/berth-runtime",
     "/usr/libexec/berth/berth-shim",
     "/usr/libexec/berth/berth-monitor",
