@@ -109,6 +109,8 @@ const LAYOUT: &[&str] = &[
     "/usr/lib/systemd/system/berthd.service",
     "/usr/lib/systemd/system/berth.slice",
     "/usr/lib/systemd/system/berth@.service",
+    "/usr/lib/systemd/system/berth-auto-update.service",
+    "/usr/lib/systemd/system/berth-auto-update.timer",
     "/usr/share/dbus-1/system.d/io.berth.Berth1.conf",
     "/usr/share/dbus-1/system-services/io.berth.Berth1.service",
     "/usr/share/dbus-1/interfaces/io.berth.Berth1.Manager.xml",

@@ -111,6 +111,8 @@ pub trait Container {
     #[zbus(property)]
     fn pid(&self) -> zbus::Result<u32>;
     #[zbus(property)]
+    fn image(&self) -> zbus::Result<String>;
+    #[zbus(property)]
     fn unit(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn created_at(&self) -> zbus::Result<u64>;

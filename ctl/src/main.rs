@@ -2,6 +2,7 @@
 //! Every command is one or a few calls on the system bus; berthctl never
 //! touches /run/berth or /var/lib/berth itself.
 
+mod autoupdate;
 mod cli;
 mod image;
 use berth_client as proxy;
@@ -170,5 +171,6 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Info { json } => show::info(json),
         Cmd::Image(cmd) => image::run(cmd),
         Cmd::RunUnit { name, config_dir } => unit::run_unit(&name, &config_dir),
+        Cmd::AutoUpdate { dry_run } => autoupdate::run(dry_run),
     }
 }

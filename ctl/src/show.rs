@@ -74,6 +74,7 @@ fn describe(conn: &zbus::blocking::Connection, path: &OwnedObjectPath) -> Result
         "Id": c.id()?,
         "Status": c.status()?,
         "Pid": c.pid()?,
+        "Image": c.image()?,
         "Bundle": c.bundle()?,
         "Unit": c.unit()?,
         "CreatedAt": c.created_at()?,

@@ -148,10 +148,13 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             .map_err(Failed::new)?,
         cpus: config.cpus,
         pids_limit: config.pids_limit,
+        // The unit that runs it, for `berthctl auto-update` to restart.
         labels: config
             .labels
             .iter()
+            .filter(|(k, _)| k.as_str() != crate::autoupdate::UNIT_LABEL)
             .map(|(k, v)| format!("{k}={v}"))
+            .chain([format!("{}={}", crate::autoupdate::UNIT_LABEL, own_unit(name))])
             .collect(),
         rest,
     };

@@ -170,6 +170,13 @@ impl ContainerObject {
         crate::api::shown_pid(&self.rec())
     }
 
+    /// The image it was created from, as the caller named it ("" for a
+    /// bundle).
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn image(&self) -> String {
+        self.rec().image
+    }
+
     #[zbus(property(emits_changed_signal = "const"))]
     fn unit(&self) -> String {
         self.rec().unit
