@@ -1,7 +1,8 @@
 //! berth inside systemd's own tooling, in one box: containers as machined
 //! machines (machinectl list/status/terminate/kill), the generator that turns
-//! /etc/berth/containers/NAME.toml into berth-NAME.service, and socket
-//! activation (a .socket unit's listening fd served from inside a container).
+//! /etc/berth/containers/NAME.toml into berth-NAME.service, socket
+//! activation (a .socket unit's listening fd served from inside a container)
+//! and `berthctl auto-update` against a loopback registry.
 
 mod common;
 #[allow(unused_imports)]
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 
 use berth_box::SystemdBox;
 
+#[path = "systemd/autoupdate.rs"]
+mod autoupdate;
 #[path = "systemd/generator.rs"]
 mod generator;
 #[path = "systemd/sockets.rs"]
@@ -41,7 +44,7 @@ fn machines(b: &SystemdBox) -> Vec<String> {
 }
 
 #[test]
-fn machined_generator_and_socket_activation() {
+fn machinectl_generated_units_socket_activation_and_auto_update() {
     let Some(b) = berth_box::up_or_skip("systemd_depth") else {
         return;
     };
@@ -55,6 +58,9 @@ fn machined_generator_and_socket_activation() {
     let t0 = Instant::now();
     sockets::socket_activation(&b);
     eprintln!("socket activation: {:?}", t0.elapsed());
+    let t0 = Instant::now();
+    autoupdate::auto_update(&b);
+    eprintln!("auto-update: {:?}", t0.elapsed());
 }
 
 fn machined(b: &SystemdBox) {

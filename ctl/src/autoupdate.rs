@@ -105,11 +105,19 @@ fn manifest(images: &ImagesProxyBlocking, image: &str) -> zbus::Result<String> {
 
 /// Pulls and restarts; rolls back when the unit does not come back. The
 /// UPDATED column's text.
-fn update(conn: &zbus::blocking::Connection, images: &ImagesProxyBlocking, unit: &str, image: &str) -> String {
+fn update(
+    conn: &zbus::blocking::Connection,
+    images: &ImagesProxyBlocking,
+    unit: &str,
+    image: &str,
+) -> String {
     let no_options = || HashMap::<&str, Value>::new();
     let backup = rollback_name(image);
     if let Err(e) = images.tag_image(image, &backup) {
-        return format!("failed: keeping the current image: {}", berth_client::describe(&e));
+        return format!(
+            "failed: keeping the current image: {}",
+            berth_client::describe(&e)
+        );
     }
     if let Err(e) = images.pull_image(image, no_options()) {
         let _ = images.remove_image(&backup);
@@ -158,7 +166,13 @@ pub fn run(dry_run: bool) -> Result<u8> {
         match problem {
             Some(p) => rows.push([unit, id, image, policy.clone(), p.into()]),
             None => {
-                tasks.insert(unit, Task { container: id, image });
+                tasks.insert(
+                    unit,
+                    Task {
+                        container: id,
+                        image,
+                    },
+                );
             }
         }
     }

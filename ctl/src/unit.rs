@@ -154,7 +154,11 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             .iter()
             .filter(|(k, _)| k.as_str() != crate::autoupdate::UNIT_LABEL)
             .map(|(k, v)| format!("{k}={v}"))
-            .chain([format!("{}={}", crate::autoupdate::UNIT_LABEL, own_unit(name))])
+            .chain([format!(
+                "{}={}",
+                crate::autoupdate::UNIT_LABEL,
+                own_unit(name)
+            )])
             .collect(),
         rest,
     };
