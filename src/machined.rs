@@ -19,9 +19,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use zbus::zvariant::OwnedObjectPath;
 use zbus::Connection;
+
+use crate::daemon::Daemon;
+use crate::lifecycle::Status;
 
 /// Why a registration did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +66,24 @@ trait Machine1 {
     ) -> zbus::Result<OwnedObjectPath>;
 
     fn unregister_machine(&self, name: &str) -> zbus::Result<()>;
+}
+
+/// Registers container `id` once the caller's hold on its gate is released
+/// (Start's; so in the background, not in Start's reply time, and in order
+/// with the exit: a container that exited meanwhile is not registered). By
+/// recovery too, for every container with a live shim: a round trip each,
+/// not to hold up READY=1 with 1000 containers.
+pub fn register_in_background(conn: &Connection, daemon: &Arc<Daemon>, id: &str) {
+    let (conn, daemon, id) = (conn.clone(), daemon.clone(), id.to_string());
+    tokio::spawn(async move {
+        let _gate = daemon.gate(&id).await;
+        if let Ok(rec) = daemon.get(&id) {
+            if matches!(rec.status, Status::Running | Status::Paused) {
+                let bundle = Path::new(&rec.bundle);
+                daemon.machines.register(&conn, &id, rec.pid, bundle).await;
+            }
+        }
+    });
 }
 
 /// The bus errors that mean "no machined here", as opposed to machined

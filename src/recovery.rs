@@ -66,7 +66,10 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             Err(e) => tracing::error!(container = %rec.id, "re-attaching: {e:?}"),
         }
         if shim_alive {
-            remachine(conn, daemon, &rec.id);
+            // One registered before the restart is there still
+            // (MachineExists is fine); one machined lost meanwhile (a
+            // machined restart without its state in /run) comes back.
+            crate::machined::register_in_background(conn, daemon, &rec.id);
         }
     }
     // Image rootfs whose container is gone (a crash inside create or delete).
@@ -94,24 +97,6 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
         }
     }
     report
-}
-
-/// Registers a running container with machined again, in the background
-/// (a round trip each, not to hold up READY=1 with 1000 containers): one
-/// registered before the restart is there still (MachineExists is fine),
-/// one whose machine machined lost meanwhile (a machined restart without its
-/// state in /run) comes back.
-fn remachine(conn: &zbus::Connection, daemon: &Arc<Daemon>, id: &str) {
-    let (conn, daemon, id) = (conn.clone(), daemon.clone(), id.to_string());
-    tokio::spawn(async move {
-        let _gate = daemon.gate(&id).await;
-        if let Ok(rec) = daemon.get(&id) {
-            if matches!(rec.status, Status::Running | Status::Paused) {
-                let bundle = Path::new(&rec.bundle);
-                daemon.machines.register(&conn, &id, rec.pid, bundle).await;
-            }
-        }
-    });
 }
 
 /// How long recovery waits for a shim still creating a container (its

@@ -75,6 +75,8 @@ fn machined(b: &SystemdBox) {
     ctl_ok(b, &format!("run -d --name mach1 --bundle {bp}"));
     eprintln!("run -d with registration: {:?}", t0.elapsed());
     ctl_ok(b, &format!("run -d --name my_box --bundle {bp}"));
+    // Registered in the background, right after Start's reply.
+    eventually("two machines", || machines(b).len() == 2);
     let list = machines(b);
     assert!(list.contains(&"mach1".to_string()), "{list:?}");
     // machined refuses `_`: the name is mapped (machined.rs machine_name).
@@ -124,7 +126,7 @@ fn machined(b: &SystemdBox) {
 
     // A container that stops by itself leaves machined's list too.
     ctl_ok(b, &format!("run -d --name mach2 --bundle {bp}"));
-    assert!(machines(b).contains(&"mach2".to_string()));
+    eventually("mach2 registered", || machines(b).contains(&"mach2".into()));
     ctl_ok(b, "stop -t 5 mach2");
     eventually("mach2 unregistered", || machines(b).is_empty());
     ctl_ok(b, "rm mach2");
@@ -136,6 +138,8 @@ fn machined(b: &SystemdBox) {
     );
     ctl_ok(b, &format!("run -d --name mach3 --bundle {bp}"));
     assert_eq!(inspect(b, "mach3")["Status"], "running");
+    // Long enough for a registration to have happened (one takes ~3 ms).
+    std::thread::sleep(Duration::from_millis(500));
     assert!(machines(b).is_empty(), "{:?}", machines(b));
     ctl_ok(b, "rm -f mach3");
 
@@ -148,14 +152,15 @@ fn machined(b: &SystemdBox) {
         ctl_ok(b, &format!("run -d --name nomach{i} --bundle {bp}"));
         assert_eq!(inspect(b, &format!("nomach{i}"))["Status"], "running");
     }
+    let said = || {
+        b.sh_ok("journalctl -u berthd -o cat | grep -c 'systemd-machined is not available' || true")
+            .trim()
+            .to_string()
+    };
+    eventually("the absence logged", || said() != "0");
+    std::thread::sleep(Duration::from_millis(500));
+    let log = b.sh_ok("journalctl -u berthd -o cat | tail -20");
+    assert_eq!(said(), "1", "{log}");
     ctl_ok(b, "rm -f nomach0 nomach1");
-    let said = b
-        .sh_ok("journalctl -u berthd -o cat | grep -c 'systemd-machined is not available' || true");
-    assert_eq!(
-        said.trim(),
-        "1",
-        "{}",
-        b.sh_ok("journalctl -u berthd -o cat | tail -20")
-    );
     b.sh_ok("systemctl unmask systemd-machined");
 }
