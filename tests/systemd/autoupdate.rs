@@ -32,11 +32,13 @@ tar -cf ../{version}.tar manifest.json $cfg.json layer.tar
 }
 
 fn push(b: &SystemdBox, port: u16, version: &str, cmd: &str) {
+    let t0 = std::time::Instant::now();
     b.sh_ok(&archive(version, cmd));
     b.sh_ok(&format!(
         "skopeo --insecure-policy copy --quiet --dest-tls-verify=false \
          docker-archive:/tmp/au/{version}.tar docker://127.0.0.1:{port}/au:latest"
     ));
+    eprintln!("v{version} pushed in {:?}", t0.elapsed());
 }
 
 fn running_version(b: &SystemdBox) -> String {
@@ -63,7 +65,7 @@ pub fn auto_update(b: &SystemdBox) {
     b.sh_ok(&format!(
         "mkdir -p /tmp/reg && printf 'version: 0.1\\nlog:\\n  level: error\\nstorage:\\n  filesystem:\\n    rootdirectory: /tmp/reg/data\\nhttp:\\n  addr: 127.0.0.1:{port}\\n' > /tmp/reg/config.yml && \
          systemd-run --unit=test-registry docker-registry serve /tmp/reg/config.yml && \
-         for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done"
+         for i in $(seq 100); do bash -c 'echo > /dev/tcp/127.0.0.1/{port}' 2>/dev/null && break; sleep 0.1; done"
     ));
     let image = format!("127.0.0.1:{port}/au:latest");
     push(b, port, "1", SERVE);
@@ -103,8 +105,10 @@ pub fn auto_update(b: &SystemdBox) {
 
     // v3 cannot start: the unit fails, the name goes back to v2, which runs.
     push(b, port, "3", r#"["/no/such/program"]"#);
+    let t0 = std::time::Instant::now();
     let (code, out, err) = ctl(b, "auto-update");
     assert_eq!(code, 1, "{out}{err}");
+    eprintln!("auto-update rolled back in {:?}:\n{out}", t0.elapsed());
     assert!(row(&out).starts_with("rolled back"), "{out}");
     assert_eq!(
         b.sh_ok("systemctl is-active berth@au.service").trim(),
