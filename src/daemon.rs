@@ -217,7 +217,7 @@ impl Daemon {
                 if !req.listen.is_empty() {
                     shim_args.extend(["--preserve-fds", &preserve]);
                 }
-                self.run_shim_with(id, &shim_args, &req.listen).await
+                self.run_shim(id, &shim_args, &req.listen).await
             }
             Err(e) => Err(e),
         };
@@ -250,14 +250,10 @@ impl Daemon {
         let _ = tokio::task::spawn_blocking(move || crate::images::release(&images, &id)).await;
     }
 
-    /// Runs `berth-shim` with `args` and returns (process pid, shim pid) from
+    /// Runs `berth-shim` with `args`, its fds 3, 4, … being `fds` (socket
+    /// activation; none for most), and returns (process pid, shim pid) from
     /// its report.
-    pub(crate) async fn run_shim(&self, id: &str, args: &[&str]) -> Result<(u32, u32)> {
-        self.run_shim_with(id, args, &Default::default()).await
-    }
-
-    /// The same, the shim getting `fds` as its fds 3, 4, … (socket activation).
-    async fn run_shim_with(
+    pub(crate) async fn run_shim(
         &self,
         id: &str,
         args: &[&str],
