@@ -38,6 +38,8 @@ pub struct Daemon {
     /// Per container, held while a change of state is made and announced on
     /// the bus, so the signals go out in the order the changes happened.
     gates: Gates,
+    /// systemd-machined registration of running containers.
+    pub machines: crate::machined::Machines,
 }
 
 /// Shims creating (a container or an exec) at once; see run_shim. 2 cores
@@ -88,6 +90,7 @@ impl Daemon {
             nets,
             exits: Exits::default(),
             gates: Gates::default(),
+            machines: Default::default(),
         })
     }
 
@@ -247,7 +250,11 @@ impl Daemon {
                 if let Some(unit) = &req.log_unit {
                     shim_args.extend(["--log-unit", unit]);
                 }
-                self.run_shim(id, &shim_args).await
+                let preserve = req.listen.len().to_string();
+                if !req.listen.is_empty() {
+                    shim_args.extend(["--preserve-fds", &preserve]);
+                }
+                self.run_shim(id, &shim_args, &req.listen).await
             }
             Err(e) => Err(e),
         };
@@ -348,9 +355,15 @@ impl Daemon {
         let _ = tokio::task::spawn_blocking(move || crate::images::release(&images, &id)).await;
     }
 
-    /// Runs `berth-shim` with `args` and returns (process pid, shim pid) from
+    /// Runs `berth-shim` with `args`, its fds 3, 4, … being `fds` (socket
+    /// activation; none for most), and returns (process pid, shim pid) from
     /// its report.
-    pub(crate) async fn run_shim(&self, id: &str, args: &[&str]) -> Result<(u32, u32)> {
+    pub(crate) async fn run_shim(
+        &self,
+        id: &str,
+        args: &[&str],
+        fds: &crate::sockets::ListenFds,
+    ) -> Result<(u32, u32)> {
         // A shim at work holds a system-bus connection, and dbus-daemon
         // allows 256 per uid (max_connections_per_user), shared with every
         // root client: 200 creates at once failed with LimitsExceeded. Past
@@ -360,17 +373,18 @@ impl Daemon {
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
         // No pre_exec: every fd of berthd is close-on-exec (LMDB's are made so
-        // at start, main.rs), so std can posix_spawn the shim.
-        let out = tokio::process::Command::new(&self.shim)
-            .arg("--root")
+        // at start, main.rs), so std can posix_spawn the shim — unless fds
+        // are passed, which takes a dup2 in the child (sockets.rs).
+        let mut cmd = tokio::process::Command::new(&self.shim);
+        cmd.arg("--root")
             .arg(&self.run_dir)
             .args(["--id", id, "--name", id])
             .args(args)
             .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .await
-            .map_err(|e| Error::Internal(format!("running {}: {e}", self.shim.display())))?;
+            .stderr(std::process::Stdio::null());
+        let spawn_err = |e| Error::Internal(format!("running {}: {e}", self.shim.display()));
+        let _copies = fds.pass_to(&mut cmd).map_err(spawn_err)?;
+        let out = cmd.output().await.map_err(spawn_err)?;
         let line = String::from_utf8_lossy(&out.stdout);
         match ShimReport::parse(&line) {
             Ok(ShimReport::Created { init_pid, shim_pid }) => Ok((init_pid, shim_pid)),

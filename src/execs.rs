@@ -72,7 +72,7 @@ impl Daemon {
             args.push("--stdin");
         }
         let (_, shim) = self
-            .run_shim(id, &args)
+            .run_shim(id, &args, &Default::default())
             .await
             .map_err(|e| self.exited_meanwhile(id, e))?;
         let start = crate::init_calls::process_start_time(shim).unwrap_or(0);

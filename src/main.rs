@@ -3,6 +3,7 @@
 
 mod api;
 mod bundle;
+mod config;
 mod daemon;
 mod error;
 mod exec_defaults;
@@ -13,11 +14,13 @@ mod ids;
 mod images;
 mod init_calls;
 mod lifecycle;
+mod machined;
 mod network;
 mod options;
 mod recovery;
 mod rollback;
 mod shims;
+mod sockets;
 mod stats;
 mod store;
 mod store_networks;
@@ -52,6 +55,9 @@ struct Args {
     /// LMDB map size in MiB.
     #[arg(long, default_value_t = 256)]
     map_size_mib: usize,
+    /// berthd's settings (a missing file: the defaults).
+    #[arg(long, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
 }
 
 fn init_logging() {
@@ -102,6 +108,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn serve(args: Args) -> Result<(), String> {
+    let config = config::load(&args.config).map_err(|e| e.to_string())?;
     let shim = match args.shim {
         Some(p) => p,
         None => {
@@ -153,6 +160,7 @@ async fn serve(args: Args) -> Result<(), String> {
         &args.run_dir,
     ));
     let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles, images, nets);
+    daemon.machines.set_enabled(config.register_machines);
 
     // Objects are served before the name is owned, so the first calls (bus
     // activation) find them.

@@ -65,6 +65,12 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             Ok(_) => report.reattached += 1,
             Err(e) => tracing::error!(container = %rec.id, "re-attaching: {e:?}"),
         }
+        if shim_alive {
+            // One registered before the restart is there still
+            // (MachineExists is fine); one machined lost meanwhile (a
+            // machined restart without its state in /run) comes back.
+            crate::machined::register_in_background(conn, daemon, &rec.id);
+        }
     }
     // The default network exists from the start (`network ls` shows it);
     // a subnet taken on this host is said here, and again at first use.

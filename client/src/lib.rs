@@ -63,6 +63,11 @@ pub trait Images {
         reference: &str,
         options: HashMap<&str, Value<'_>>,
     ) -> zbus::Result<String>;
+    fn get_remote_digest(
+        &self,
+        reference: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<String>;
     fn list_images(&self) -> zbus::Result<Vec<ImageRow>>;
     fn inspect_image(&self, name: &str) -> zbus::Result<String>;
     fn tag_image(&self, name: &str, new_name: &str) -> zbus::Result<String>;

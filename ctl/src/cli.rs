@@ -200,6 +200,14 @@ pub enum Cmd {
     /// Write man pages into DIR.
     #[command(hide = true)]
     Man { dir: PathBuf },
+    /// Pull the images of running containers labelled
+    /// io.berth.autoupdate=registry and restart their units when the image
+    /// changed; roll back a unit that does not come back active.
+    AutoUpdate {
+        /// Only report which units have an update pending.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Run the container described in CONFIG_DIR/NAME.toml in the foreground,
     /// for berth@NAME.service (sd_notify passthrough, stop on SIGTERM).
     #[command(hide = true)]

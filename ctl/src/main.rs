@@ -2,6 +2,7 @@
 //! Every command is one or a few calls on the system bus; berthctl never
 //! touches /run/berth or /var/lib/berth itself.
 
+mod autoupdate;
 mod cli;
 mod error;
 mod format;
@@ -186,5 +187,6 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Network(cmd) => network::run(cmd),
         Cmd::Port { id } => network::port(&id),
         Cmd::RunUnit { name, config_dir } => unit::run_unit(&name, &config_dir),
+        Cmd::AutoUpdate { dry_run } => autoupdate::run(dry_run),
     }
 }

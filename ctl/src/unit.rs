@@ -4,7 +4,8 @@
 //! container, `notify = true`), SIGTERM → stop (TERM, then KILL after
 //! `stop_timeout`), its exit code as ours — so systemd's Restart= works.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,56 +14,13 @@ use std::sync::Arc;
 use nix::sys::signal::{SigSet, Signal};
 use zbus::zvariant::Value;
 
+use berthctl::unit_config::UnitConfig;
+
 use crate::opts::{parse_size, CreateOpts};
 use crate::{connect, session, Failed, Result};
 
-/// NAME.toml: `bundle` or `image`, the rest optional. Unknown keys are
-/// errors, so a typo does not silently do nothing.
-#[derive(Debug, serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct UnitConfig {
-    /// OCI bundle directory.
-    pub bundle: Option<PathBuf>,
-    /// An image in berthd's store (berthctl image pull/import).
-    pub image: Option<String>,
-    /// For an image: uid[:gid] or name[:group].
-    pub user: Option<String>,
-    /// Replaces the bundle's process.args (the image's Cmd).
-    #[serde(default)]
-    pub command: Vec<String>,
-    #[serde(default)]
-    pub env: Vec<String>,
-    pub workdir: Option<String>,
-    /// "64m", "1g", or bytes.
-    pub memory: Option<String>,
-    pub cpus: Option<f64>,
-    pub pids_limit: Option<i64>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// The container sends READY=1 itself (NOTIFY_SOCKET is set inside).
-    #[serde(default)]
-    pub notify: bool,
-    /// Seconds between SIGTERM and SIGKILL on stop (default 10).
-    pub stop_timeout: Option<u64>,
-    /// berth (default for images), none, host, container:ID, a network.
-    pub network: Option<String>,
-    /// Published ports, as `-p` takes them.
-    #[serde(default)]
-    pub ports: Vec<String>,
-    pub hostname: Option<String>,
-    #[serde(default)]
-    pub dns: Vec<String>,
-    #[serde(default)]
-    pub dns_search: Vec<String>,
-    /// NAME:IP lines for /etc/hosts.
-    #[serde(default)]
-    pub add_hosts: Vec<String>,
-}
-
 pub fn load(path: &Path) -> Result<UnitConfig> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failed::new(format!("{}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| Failed::new(format!("{}: {e}", path.display())))
+    berthctl::unit_config::load(path).map_err(|e| Failed::new(e.to_string()))
 }
 
 /// Our own unit, from /proc/self/cgroup (`…/berth@web.service`).
@@ -125,7 +83,44 @@ fn notify_relay(name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Socket activation: the fds systemd passed this process (sd_listen_fds:
+/// LISTEN_PID is ours, LISTEN_FDS of them from fd 3, LISTEN_FDNAMES
+/// `:`-separated), now close-on-exec and owned; the variables are removed,
+/// as sd_listen_fds(unset_environment=1) does.
+fn listen_fds() -> (Vec<OwnedFd>, Vec<String>) {
+    let var = |k: &str| std::env::var(k).ok();
+    let ours = var("LISTEN_PID").and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let n = var("LISTEN_FDS")
+        .and_then(|n| n.parse::<i32>().ok())
+        .unwrap_or(0);
+    let names: Vec<String> = var("LISTEN_FDNAMES")
+        .map(|n| n.split(':').map(String::from).collect())
+        .unwrap_or_default();
+    for k in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        std::env::remove_var(k);
+    }
+    if !ours || n <= 0 {
+        return (Vec::new(), Vec::new());
+    }
+    let fds = (3..3 + n)
+        .filter(|fd| {
+            use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+            fcntl(*fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).is_ok()
+        })
+        // SAFETY: systemd passed these fds to this process for it to own
+        // (sd_listen_fds); nothing else in berthctl knows of them.
+        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect::<Vec<_>>();
+    let names = match names.len() == fds.len() {
+        true => names,
+        false => Vec::new(),
+    };
+    (fds, names)
+}
+
 pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
+    // Taken first: before anything else could open an fd among them.
+    let (fds, fd_names) = listen_fds();
     let config = load(&config_dir.join(format!("{name}.toml")))?;
     let image = match (&config.bundle, &config.image) {
         (Some(_), None) => None,
@@ -153,10 +148,17 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             .map_err(Failed::new)?,
         cpus: config.cpus,
         pids_limit: config.pids_limit,
+        // The unit that runs it, for `berthctl auto-update` to restart.
         labels: config
             .labels
             .iter()
+            .filter(|(k, _)| k.as_str() != crate::autoupdate::UNIT_LABEL)
             .map(|(k, v)| format!("{k}={v}"))
+            .chain([format!(
+                "{}={}",
+                crate::autoupdate::UNIT_LABEL,
+                own_unit(name)
+            )])
             .collect(),
         image,
         command: config.command.clone(),
@@ -176,6 +178,15 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
     }
     let mut options: HashMap<&'static str, Value<'static>> = HashMap::new();
     options.insert("log_unit", Value::from(own_unit(name)));
+    if !fds.is_empty() {
+        // Sent as the message's fds (SCM_RIGHTS); berthd keeps copies.
+        let list: Vec<zbus::zvariant::Fd<'static>> =
+            fds.into_iter().map(zbus::zvariant::Fd::from).collect();
+        options.insert("listen_fds", Value::from(list));
+        if !fd_names.is_empty() {
+            options.insert("listen_fdnames", Value::from(fd_names));
+        }
+    }
     if config.notify {
         let sock = notify_relay(name)?;
         options.insert(
@@ -218,25 +229,4 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
         return Ok(0);
     }
     Ok(code.clamp(0, 255) as u8)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_parses_and_refuses_unknown_keys() {
-        let c: UnitConfig = toml::from_str(
-            "bundle = \"/srv/web\"\ncommand = [\"httpd\", \"-f\"]\nmemory = \"64m\"\nnotify = true\n[labels]\napp = \"web\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.bundle, Some(PathBuf::from("/srv/web")));
-        assert_eq!(c.command, ["httpd", "-f"]);
-        assert!(c.notify);
-        assert_eq!(c.labels["app"], "web");
-        let err = toml::from_str::<UnitConfig>("bundle = \"/b\"\nmemroy = \"1g\"\n").unwrap_err();
-        assert!(err.to_string().contains("memroy"));
-        let c: UnitConfig = toml::from_str("image = \"busybox\"\nuser = \"1000\"\n").unwrap();
-        assert_eq!(c.image.as_deref(), Some("busybox"));
-    }
 }

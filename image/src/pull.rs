@@ -454,6 +454,41 @@ impl Client {
     }
 }
 
+/// The manifest `r` names for `opts.platform` (through its index, if it has
+/// one): (body, media type, digest, the index's digest).
+fn platform_manifest(
+    c: &mut Client,
+    r: &Reference,
+    opts: &PullOptions,
+) -> Result<(Vec<u8>, String, Digest, Option<Digest>), Error> {
+    let tag_or_digest = match (&r.digest, &r.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => "latest".into(),
+    };
+    let (body, mt, digest) = c.manifest(&tag_or_digest, r.digest.as_ref())?;
+    if oci::kind_of(&mt) != Some(Kind::Index) {
+        return Ok((body, mt, digest, None));
+    }
+    let idx: Index = serde_json::from_slice(&body).map_err(|e| ImportError::BadJson {
+        what: "index".into(),
+        error: e.to_string(),
+    })?;
+    let chosen = choose_platform(&idx, &opts.platform)?;
+    let (body, mt, platform_digest) =
+        c.manifest(&chosen.digest.to_string(), Some(&chosen.digest))?;
+    Ok((body, mt, platform_digest, Some(digest)))
+}
+
+/// The digest of the manifest a pull of `reference` would record now (the
+/// image's `manifest`), asked of the registry without downloading any blob:
+/// what auto-update compares with the local image.
+pub fn remote_digest(reference: &str, opts: &PullOptions) -> Result<Digest, Error> {
+    let r = Reference::parse(reference).map_err(PullError::from)?;
+    let mut c = Client::new(&r, opts);
+    Ok(platform_manifest(&mut c, &r, opts)?.2)
+}
+
 impl ImageStore {
     /// Pulls `reference` (`busybox`, `localhost:5000/app:v1`, `…@sha256:…`)
     /// and records it under its normalized name. `progress` is called as
@@ -466,22 +501,7 @@ impl ImageStore {
     ) -> Result<ImageRecord, Error> {
         let r = Reference::parse(reference).map_err(PullError::from)?;
         let mut c = Client::new(&r, opts);
-        let tag_or_digest = match (&r.digest, &r.tag) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.clone(),
-            (None, None) => "latest".into(),
-        };
-        let (mut body, mut mt, mut digest) = c.manifest(&tag_or_digest, r.digest.as_ref())?;
-        let mut index = None;
-        if oci::kind_of(&mt) == Some(Kind::Index) {
-            let idx: Index = serde_json::from_slice(&body).map_err(|e| ImportError::BadJson {
-                what: "index".into(),
-                error: e.to_string(),
-            })?;
-            let chosen = choose_platform(&idx, &opts.platform)?;
-            index = Some(digest.clone());
-            (body, mt, digest) = c.manifest(&chosen.digest.to_string(), Some(&chosen.digest))?;
-        }
+        let (body, mt, digest, index) = platform_manifest(&mut c, &r, opts)?;
         if oci::kind_of(&mt) != Some(Kind::Manifest) {
             return Err(ImportError::UnknownMediaType {
                 what: format!("manifest {digest}"),

@@ -63,6 +63,11 @@ struct Args {
     /// Also file the logs under this systemd unit (`journalctl -u UNIT`).
     #[arg(long)]
     log_unit: Option<String>,
+    /// Fds 3..3+N (socket activation's listening sockets, from berthd) go
+    /// to the container's process, as runc's --preserve-fds; the shim itself
+    /// closes them once the container holds them.
+    #[arg(long, default_value_t = 0, conflicts_with = "exec_id")]
+    preserve_fds: u32,
     /// journald's native socket.
     #[arg(long, default_value = "/run/systemd/journal/socket")]
     journal_socket: PathBuf,
@@ -70,6 +75,20 @@ struct Args {
 
 fn main() {
     let args = Args::parse();
+    // Only 0-2 and the fds passed on purpose (3..3+N) are the shim's: an fd
+    // its starter let slip (zbus receives D-Bus fds without close-on-exec,
+    // so berthd holds a listening socket open-on-exec while it handles the
+    // CreateContainer that carried it) would otherwise stay open in the
+    // monitor for the container's whole life.
+    // SAFETY: close_range with integer arguments, before anything is open.
+    unsafe {
+        nix::libc::syscall(
+            nix::libc::SYS_close_range,
+            3 + args.preserve_fds,
+            u32::MAX,
+            0u32,
+        )
+    };
     // Detach: the real shim is a child that carries on as an orphan, adopted
     // by PID 1 or the nearest subreaper. This process waits for its report on
     // a pipe, prints it, and exits 0 (created) or 1 — so for the starter,
@@ -238,10 +257,26 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
             systemd_cgroup: args.systemd_cgroup,
             stdio,
             loaded,
+            preserve_fds: args.preserve_fds,
             ..Default::default()
         })
         .map(|rec| rec.pid),
     };
+    if args.preserve_fds > 0 {
+        // The container's init has its copies: a monitor holding the
+        // listening sockets for the container's whole life would keep them
+        // open past it (and show in its fd list).
+        // SAFETY: close_range with integer arguments; 3..3+N are the fds
+        // berthd passed, used by nothing in this process.
+        unsafe {
+            nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                3u32,
+                2 + args.preserve_fds,
+                0u32,
+            )
+        };
+    }
     let _ = std::fs::remove_file(&console_path);
     let pid = started.map_err(|e| Failure {
         kind: e.kind(),

@@ -34,6 +34,22 @@ fn check_keys(options: &HashMap<String, OwnedValue>, known: &[&str]) -> Result<(
     }
 }
 
+/// PullImage's (and GetRemoteDigest's) options.
+fn pull_options(options: &HashMap<String, OwnedValue>) -> Result<berth_image::PullOptions> {
+    check_keys(options, &["username", "password", "plain_http"])?;
+    let mut opts = berth_image::PullOptions::default();
+    if let (Some(u), Some(p)) = (
+        string_option(options, "username")?,
+        string_option(options, "password")?,
+    ) {
+        opts.credentials = Some((u, p));
+    }
+    if let Some(v) = options.get("plain_http") {
+        opts.plain_http = Some(get("plain_http", v, "b")?);
+    }
+    Ok(opts)
+}
+
 fn absolute(path: &str) -> Result<PathBuf> {
     let p = PathBuf::from(path);
     if !p.is_absolute() || path.len() > libc::PATH_MAX as usize {
@@ -88,17 +104,7 @@ impl Images {
         #[zbus(signal_emitter)] em: SignalEmitter<'_>,
     ) -> Result<String> {
         require_root(conn, &hdr).await?;
-        check_keys(&options, &["username", "password", "plain_http"])?;
-        let mut opts = berth_image::PullOptions::default();
-        if let (Some(u), Some(p)) = (
-            string_option(&options, "username")?,
-            string_option(&options, "password")?,
-        ) {
-            opts.credentials = Some((u, p));
-        }
-        if let Some(v) = options.get("plain_http") {
-            opts.plain_http = Some(get("plain_http", v, "b")?);
-        }
+        let opts = pull_options(&options)?;
         // Progress goes out as PullProgress signals from here: the pull runs
         // on the blocking pool, the signals need the async side. At most one
         // signal per blob per 100 ms, and the last one always.
@@ -131,6 +137,28 @@ impl Images {
         .await;
         let _ = relay.await;
         pulled
+    }
+
+    /// The manifest digest a PullImage of `reference` would get now (for
+    /// this host's platform), from the registry, downloading nothing;
+    /// PullImage's options. `berthctl auto-update --dry-run` compares it
+    /// with the local image's `Manifest`.
+    async fn get_remote_digest(
+        &self,
+        reference: &str,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<String> {
+        require_root(conn, &hdr).await?;
+        check_name(reference)?;
+        let opts = pull_options(&options)?;
+        let reference = reference.to_string();
+        tokio::task::spawn_blocking(move || berth_image::pull::remote_digest(&reference, &opts))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map(|d| d.to_string())
+            .map_err(|e| image_error(e).into())
     }
 
     /// Bytes of a blob of a pull in progress (`berthctl image pull` shows them).

@@ -26,7 +26,8 @@ pub const MAX_STRING: usize = 64 * 1024;
 
 pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
                          notify_socket, stdin, log_unit, image, user, network, ports, \
-                         hostname, dns, dns_search, add_hosts";
+                         hostname, dns, dns_search, add_hosts, listen_fds, \
+                         listen_fdnames";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -57,6 +58,8 @@ pub struct CreateOptions {
     /// Filled by berthd once the network is attached, never by a caller:
     /// the namespace, hostname and files the spec gets.
     pub net_spec: Option<crate::network::SpecNet>,
+    /// Socket activation: fds for the container's process (sockets.rs).
+    pub listen: crate::sockets::ListenFds,
 }
 
 /// Why an option was refused. Values a caller sent are kept `brief` (a
@@ -99,6 +102,8 @@ pub enum OptionError {
     NetFile(berth_net::files::FileError),
     #[error("{0}")]
     Conflict(String),
+    #[error(transparent)]
+    Listen(#[from] crate::sockets::ListenError),
 }
 
 impl From<OptionError> for crate::error::Error {
@@ -162,6 +167,8 @@ impl CreateOptions {
             return Err(OptionError::UserWithoutImage);
         }
         r.net.check()?;
+        // After every option: `env` replaces the list when it comes.
+        r.env.extend(r.listen.env()?);
         Ok(r)
     }
 
@@ -247,6 +254,8 @@ impl CreateOptions {
                 self.log_unit = Some(u);
             }
             k if net::KEYS.contains(&k) => self.net.set(k, value)?,
+            "listen_fds" => self.listen.set_fds(value)?,
+            "listen_fdnames" => self.listen.set_names(value)?,
             other => return Err(OptionError::Unknown(brief(other).into())),
         }
         Ok(())

@@ -1,0 +1,372 @@
+//! Registration with systemd-machined: every running container is a machine
+//! (class `container`, on its own `berth-<id>.scope`), so `machinectl list`,
+//! `status`, `terminate`, `kill`, `shell`-less inspection and the rest of
+//! systemd's tooling (`systemctl -M`, `journalctl -M` where a journal exists
+//! inside) see berth's containers the way they see nspawn's.
+//!
+//! machined is an addition, never a condition: a failed registration is
+//! logged, and the container runs regardless. Without machined (the package
+//! systemd-container not installed, or turned off with `register_machines =
+//! false` in /etc/berth/berthd.toml) berthd says so once and goes on.
+//!
+//! Why RegisterMachineWithNetwork and not CreateMachine: CreateMachine makes
+//! a new scope (`machine-NAME.scope`) and moves the leader into it; berth's
+//! scope already exists (made by the shim, with the container's resources
+//! and Delegate=yes). RegisterMachine* takes the leader's own unit instead
+//! (systemd 252 reads it from the leader's cgroup). machined then forgets the
+//! machine by itself when that scope stops; berth still unregisters on exit,
+//! so the name is free at once for a container of the same name.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use zbus::zvariant::OwnedObjectPath;
+use zbus::Connection;
+
+use crate::daemon::Daemon;
+use crate::lifecycle::Status;
+
+/// Why a registration did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum MachinedError {
+    /// No machined on this bus (not installed, or its unit failed).
+    #[error("systemd-machined is not available: {0}")]
+    Absent(String),
+    /// machined answered with an error (name taken, leader gone, …).
+    #[error("machined refused machine {name:?}: {source}")]
+    Refused { name: String, source: zbus::Error },
+    #[error("reading the root of container {id} from {path}: {why}")]
+    Root {
+        id: String,
+        path: PathBuf,
+        why: String,
+    },
+}
+
+pub type Result<T> = std::result::Result<T, MachinedError>;
+
+#[zbus::proxy(
+    interface = "org.freedesktop.machine1.Manager",
+    default_service = "org.freedesktop.machine1",
+    default_path = "/org/freedesktop/machine1"
+)]
+trait Machine1 {
+    /// systemd 252's newest call for a process that already has its unit.
+    #[allow(clippy::too_many_arguments)]
+    fn register_machine_with_network(
+        &self,
+        name: &str,
+        id: &[u8],
+        service: &str,
+        class: &str,
+        leader: u32,
+        root_directory: &str,
+        ifindices: &[i32],
+    ) -> zbus::Result<OwnedObjectPath>;
+
+    fn unregister_machine(&self, name: &str) -> zbus::Result<()>;
+}
+
+/// Registers container `id` once the caller's hold on its gate is released
+/// (Start's; so in the background, not in Start's reply time, and in order
+/// with the exit: a container that exited meanwhile is not registered). By
+/// recovery too, for every container with a live shim: a round trip each,
+/// not to hold up READY=1 with 1000 containers.
+pub fn register_in_background(conn: &Connection, daemon: &Arc<Daemon>, id: &str) {
+    let (conn, daemon, id) = (conn.clone(), daemon.clone(), id.to_string());
+    tokio::spawn(async move {
+        let _gate = daemon.gate(&id).await;
+        if let Ok(rec) = daemon.get(&id) {
+            if matches!(rec.status, Status::Running | Status::Paused) {
+                let bundle = Path::new(&rec.bundle);
+                daemon.machines.register(&conn, &id, rec.pid, bundle).await;
+            }
+        }
+    });
+}
+
+/// The bus errors that mean "no machined here", as opposed to machined
+/// refusing this one machine.
+const ABSENT: &[&str] = &[
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner",
+    "org.freedesktop.DBus.Error.Spawn.ServiceNotFound",
+    "org.freedesktop.DBus.Error.Spawn.ChildExited",
+    "org.freedesktop.DBus.Error.Spawn.Failed",
+    "org.freedesktop.systemd1.NoSuchUnit",
+    "org.freedesktop.systemd1.UnitMasked",
+];
+
+/// machined's "that name is registered already": after a berthd restart,
+/// the container registered by the berthd before is still there.
+const EXISTS: &str = "org.freedesktop.machine1.MachineExists";
+const NO_SUCH_MACHINE: &str = "org.freedesktop.machine1.NoSuchMachine";
+
+/// Whether containers are registered, and whether machined's absence was
+/// logged already (once per berthd: a host without it would log at every
+/// start otherwise).
+#[derive(Debug)]
+pub struct Machines {
+    enabled: AtomicBool,
+    absence_logged: AtomicBool,
+}
+
+impl Default for Machines {
+    fn default() -> Self {
+        Machines {
+            enabled: AtomicBool::new(true),
+            absence_logged: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Where container interfaces will come from once berth has networking: the
+/// host-side ifindices machined shows (`machinectl status` addresses). Empty
+/// until then; machined then reads addresses from the leader's netns itself.
+pub fn interfaces(_id: &str) -> Vec<i32> {
+    Vec::new()
+}
+
+impl Machines {
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.store(enabled, Ordering::Relaxed);
+    }
+
+    /// Registers container `id` (running, init `leader` in the host's pid
+    /// namespace, bundle `bundle`) and logs what happened. Never fails the
+    /// caller: a container without a machine is still a container.
+    pub async fn register(&self, conn: &Connection, id: &str, leader: u32, bundle: &Path) {
+        if !self.enabled.load(Ordering::Relaxed) || leader == 0 {
+            return;
+        }
+        match self.try_register(conn, id, leader, bundle).await {
+            Ok(name) => {
+                tracing::debug!(container = %id, machine = %name, "registered with machined")
+            }
+            Err(e) => self.log(id, e),
+        }
+    }
+
+    async fn try_register(
+        &self,
+        conn: &Connection,
+        id: &str,
+        leader: u32,
+        bundle: &Path,
+    ) -> Result<String> {
+        let root = root_directory(id, bundle).await?;
+        let name = machine_name(id);
+        let proxy = Machine1Proxy::new(conn)
+            .await
+            .map_err(|e| absent_or(&name, e))?;
+        let root = root.to_string_lossy();
+        let ifindices = interfaces(id);
+        match proxy
+            .register_machine_with_network(
+                &name,
+                &[],
+                "berth",
+                "container",
+                leader,
+                &root,
+                &ifindices,
+            )
+            .await
+        {
+            Ok(_) => Ok(name),
+            Err(e) if error_name(&e) == Some(EXISTS) => Ok(name),
+            Err(e) => Err(absent_or(&name, e)),
+        }
+    }
+
+    /// Forgets the machine of container `id` (gone already is fine: machined
+    /// drops a machine whose scope stopped by itself).
+    pub async fn unregister(&self, conn: &Connection, id: &str) {
+        if !self.enabled.load(Ordering::Relaxed) {
+            return;
+        }
+        let name = machine_name(id);
+        let result = match Machine1Proxy::new(conn).await {
+            Ok(p) => p.unregister_machine(&name).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if error_name(&e) == Some(NO_SUCH_MACHINE) => {}
+            Err(e) => self.log(id, absent_or(&name, e)),
+        }
+    }
+
+    fn log(&self, id: &str, e: MachinedError) {
+        match e {
+            MachinedError::Absent(_) => {
+                if !self.absence_logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "{e}; containers are not registered as machines \
+                         (install systemd-container, or set register_machines = false \
+                         in /etc/berth/berthd.toml)"
+                    );
+                }
+            }
+            e => tracing::warn!(container = %id, "{e}"),
+        }
+    }
+}
+
+fn error_name(e: &zbus::Error) -> Option<&str> {
+    match e {
+        zbus::Error::MethodError(name, _, _) => Some(name.as_str()),
+        _ => None,
+    }
+}
+
+fn absent_or(name: &str, e: zbus::Error) -> MachinedError {
+    match error_name(&e) {
+        Some(n) if ABSENT.contains(&n) => MachinedError::Absent(e.to_string()),
+        _ => MachinedError::Refused {
+            name: name.into(),
+            source: e,
+        },
+    }
+}
+
+/// The container's root directory, from its bundle's config.json (the
+/// rewritten bundle for image containers): absolute, as machined wants it.
+async fn root_directory(id: &str, bundle: &Path) -> Result<PathBuf> {
+    #[derive(serde::Deserialize)]
+    struct Root {
+        path: PathBuf,
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        root: Option<Root>,
+    }
+    let path = bundle.join("config.json");
+    let err = |why: String| MachinedError::Root {
+        id: id.into(),
+        path: path.clone(),
+        why,
+    };
+    let text = tokio::fs::read(&path)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let config: Config = serde_json::from_slice(&text).map_err(|e| err(e.to_string()))?;
+    let root = config.root.map(|r| r.path).unwrap_or_default();
+    Ok(match root.is_absolute() {
+        true => root,
+        false => bundle.join(root),
+    })
+}
+
+/// machined's names are host names (systemd's `hostname_is_valid`: letters,
+/// digits, `-` and `.`; no label starts or ends with `-`, no empty label; at
+/// most 64 bytes); berth's ids also allow `_` and `+` and 128 bytes. An id
+/// machined takes is its own name. Any other becomes: every byte outside
+/// [A-Za-z0-9.-] → `-`, labels trimmed of `-` (empty ones dropped), cut to
+/// 55 bytes, then `-` and 8 hex digits of a hash (FNV-1a) of the id — so two
+/// ids that map alike (`a_b`, `a+b`) still get different machines, and the
+/// same id always the same one.
+pub fn machine_name(id: &str) -> String {
+    if is_hostname(id) {
+        return id.to_string();
+    }
+    let mapped: String = id
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' => c,
+            _ => '-',
+        })
+        .collect();
+    let mut base: String = mapped
+        .split('.')
+        .map(|l| l.trim_matches('-'))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(".");
+    base.truncate(55);
+    let base = base.trim_end_matches(['-', '.']);
+    let hash = id.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    match base.is_empty() {
+        true => format!("berth-{hash:08x}"),
+        false => format!("{base}-{hash:08x}"),
+    }
+}
+
+/// systemd 252's hostname_is_valid(s, 0).
+fn is_hostname(s: &str) -> bool {
+    if s.is_empty() || s.len() > 64 {
+        return false;
+    }
+    let (mut dot, mut hyphen) = (true, true);
+    for c in s.chars() {
+        match c {
+            '.' if dot || hyphen => return false,
+            '.' => (dot, hyphen) = (true, false),
+            '-' if dot => return false,
+            '-' => (dot, hyphen) = (false, true),
+            c if c.is_ascii_alphanumeric() => (dot, hyphen) = (false, false),
+            _ => return false,
+        }
+    }
+    !dot && !hyphen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_machined_takes_stay_as_they_are() {
+        for id in ["web", "web-1", "a.b.c", "A9", &"x".repeat(64)] {
+            assert_eq!(machine_name(id), id);
+        }
+    }
+
+    #[test]
+    fn other_ids_are_mapped_to_distinct_valid_names() {
+        let ids = [
+            "a_b",
+            "a+b",
+            "web-",
+            "a..b",
+            "a-.b",
+            "x_",
+            &"y".repeat(128),
+            "0_",
+        ];
+        let names: Vec<String> = ids.iter().map(|i| machine_name(i)).collect();
+        for (id, name) in ids.iter().zip(&names) {
+            assert!(is_hostname(name), "{id} → {name}");
+            assert_eq!(machine_name(id), *name, "stable");
+        }
+        assert_eq!(machine_name("a_b").len(), "a-b-".len() + 8);
+        assert!(machine_name("a_b").starts_with("a-b-"));
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
+    }
+
+    #[test]
+    fn hostname_rules_are_systemds() {
+        for bad in [
+            "",
+            "-a",
+            "a-",
+            ".a",
+            "a.",
+            "a..b",
+            "a-.b",
+            "a_b",
+            &"z".repeat(65),
+        ] {
+            assert!(!is_hostname(bad), "{bad}");
+        }
+        for good in ["a", "a--b", "a.b-c", "1"] {
+            assert!(is_hostname(good), "{good}");
+        }
+    }
+}
