@@ -79,8 +79,7 @@ pub fn register_in_background(conn: &Connection, daemon: &Arc<Daemon>, id: &str)
         let _gate = daemon.gate(&id).await;
         if let Ok(rec) = daemon.get(&id) {
             if matches!(rec.status, Status::Running | Status::Paused) {
-                let bundle = Path::new(&rec.bundle);
-                daemon.machines.register(&conn, &id, rec.pid, bundle).await;
+                daemon.machines.register(&conn, &rec).await;
             }
         }
     });
@@ -121,11 +120,18 @@ impl Default for Machines {
     }
 }
 
-/// Where container interfaces will come from once berth has networking: the
-/// host-side ifindices machined shows (`machinectl status` addresses). Empty
-/// until then; machined then reads addresses from the leader's netns itself.
-pub fn interfaces(_id: &str) -> Vec<i32> {
-    Vec::new()
+/// The container's interfaces as machined wants them: the host-side
+/// ifindex of its veth (berth networks), none otherwise (machined reads the
+/// addresses from the leader's netns itself for `machinectl status`).
+pub fn interfaces(rec: &crate::store::ContainerRecord) -> Vec<i32> {
+    rec.net
+        .as_ref()
+        .map(|n| n.host_veth.as_str())
+        .filter(|v| !v.is_empty() && !v.contains('/'))
+        .and_then(|v| std::fs::read_to_string(format!("/sys/class/net/{v}/ifindex")).ok())
+        .and_then(|i| i.trim().parse().ok())
+        .into_iter()
+        .collect()
 }
 
 impl Machines {
@@ -136,11 +142,15 @@ impl Machines {
     /// Registers container `id` (running, init `leader` in the host's pid
     /// namespace, bundle `bundle`) and logs what happened. Never fails the
     /// caller: a container without a machine is still a container.
-    pub async fn register(&self, conn: &Connection, id: &str, leader: u32, bundle: &Path) {
+    pub async fn register(&self, conn: &Connection, rec: &crate::store::ContainerRecord) {
+        let (id, leader, bundle) = (rec.id.as_str(), rec.pid, Path::new(&rec.bundle));
         if !self.enabled.load(Ordering::Relaxed) || leader == 0 {
             return;
         }
-        match self.try_register(conn, id, leader, bundle).await {
+        match self
+            .try_register(conn, id, leader, bundle, interfaces(rec))
+            .await
+        {
             Ok(name) => {
                 tracing::debug!(container = %id, machine = %name, "registered with machined")
             }
@@ -154,6 +164,7 @@ impl Machines {
         id: &str,
         leader: u32,
         bundle: &Path,
+        ifindices: Vec<i32>,
     ) -> Result<String> {
         let root = root_directory(id, bundle).await?;
         let name = machine_name(id);
@@ -161,7 +172,6 @@ impl Machines {
             .await
             .map_err(|e| absent_or(&name, e))?;
         let root = root.to_string_lossy();
-        let ifindices = interfaces(id);
         match proxy
             .register_machine_with_network(
                 &name,

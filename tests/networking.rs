@@ -81,20 +81,6 @@ fn made(b: &berth_box::SystemdBox) -> String {
     )
 }
 
-/// Runs `f` on a thread of its own in the network namespace at `ns` (the
-/// thread ends with it: no other thread changes namespace).
-fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let fd = std::fs::File::open(ns).unwrap_or_else(|e| panic!("{ns}: {e}"));
-            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    })
-}
-
 /// `made` with `n` containers attached, `dnat` of them publishing ports.
 fn counts(n: usize, dnat: usize) -> String {
     format!("veths {n}\ncache {n}\nleases {n}\nnetns {n}\ndnat {dnat}\n")

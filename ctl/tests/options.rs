@@ -75,17 +75,17 @@ fn every_verb_refuses_a_made_up_option_with_125_naming_it() {
 
 #[test]
 fn an_option_before_the_image_is_never_the_image() {
-    // podman's -v and -p are not berthctl's (yet): refused, not an image.
+    // podman's -v and --mount are not berthctl's (yet): refused, not an image.
     for args in [
         &["run", "--rm", "-v", "/tmp:/x", "busybox", "true"][..],
-        &["run", "-p", "8080:80", "busybox"],
+        &["run", "--mount", "type=tmpfs,dst=/x", "busybox"],
         &["create", "--bogus", "busybox"],
     ] {
         let (code, _, err) = berthctl(args);
         assert_eq!(code, 125, "{args:?}: {err}");
         let option = args
             .iter()
-            .find(|a| ["-v", "-p", "--bogus"].contains(a))
+            .find(|a| ["-v", "--mount", "--bogus"].contains(a))
             .unwrap();
         assert!(err.contains(&format!("'{option}'")), "{args:?}: {err}");
     }

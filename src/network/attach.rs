@@ -62,6 +62,7 @@ fn attach_inner(paths: &NetPaths, id: &str, plan: &NetPlan) -> Result<(NetRecord
                 .map_err(|e| Error::Internal(format!("CNI cache: {e}")))?;
             let result = cni::add(&conflist, &inv)?;
             rec.addresses = cni::addresses(&result);
+            rec.host_veth = host_end(&result, &net.bridge);
             entry.result = Some(result);
             cache
                 .put(&entry)
@@ -121,6 +122,18 @@ fn ensure_masquerade(net: &berth_net::NetworkSpec) -> Result<()> {
 pub fn forget_masquerade(name: &str) {
     let mut done = MASQUERADED.lock().unwrap_or_else(|p| p.into_inner());
     done.retain(|k| k.split('/').next() != Some(name));
+}
+
+/// The name of the veth's host end in an ADD result: the interface with no
+/// sandbox that is not the bridge.
+fn host_end(result: &serde_json::Value, bridge: &str) -> String {
+    let ifs = result["interfaces"].as_array().cloned().unwrap_or_default();
+    ifs.iter()
+        .filter(|i| i["sandbox"].as_str().unwrap_or_default().is_empty())
+        .filter_map(|i| i["name"].as_str())
+        .find(|n| *n != bridge)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The namespace of a container joined by `container:<id>`: its pinned file,

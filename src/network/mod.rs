@@ -41,6 +41,9 @@ pub struct NetRecord {
     pub netns: String,
     #[serde(default)]
     pub ifname: String,
+    /// The veth's host end (machined lists it as the machine's interface).
+    #[serde(default)]
+    pub host_veth: String,
     #[serde(default)]
     pub addresses: Addresses,
     #[serde(default)]

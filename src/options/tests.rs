@@ -175,7 +175,7 @@ fn each_bad_value_is_named() {
          "option log_unit \"\" is not a unit name"),
         ("colour", V::from("red"), OptionError::Unknown("colour".into()),
          "unknown option \"colour\" (known: labels, args, env, terminal, workdir, memory, cpus, \
-          pids_limit, notify_socket, stdin, log_unit, image, user, listen_fds, listen_fdnames)"),
+          pids_limit, notify_socket, stdin, log_unit, image, user, network, ports, hostname, dns, dns_search, add_hosts, listen_fds, listen_fdnames)"),
     ];
     for (key, v, want, msg) in cases {
         let e = err(key, v);
@@ -247,4 +247,58 @@ fn only_options_that_edit_the_spec_ask_for_a_copy() {
     ] {
         assert!(!one(key, v).unwrap().changes_spec(), "{key}");
     }
+}
+
+#[test]
+fn network_options_are_checked_and_named() {
+    let e = err("network", V::from("a b"));
+    assert_eq!(e, OptionError::Network("a b".into()));
+    assert!(e.to_string().contains("want none, host, container:<id>"));
+    assert_eq!(
+        err("network", V::from("container:")),
+        OptionError::Network("container:".into())
+    );
+    let e = err("ports", V::from(vec!["70000:80"]));
+    assert!(
+        matches!(
+            e,
+            OptionError::Port(berth_net::PortError::OutOfRange { .. })
+        ),
+        "{e}"
+    );
+    assert!(e
+        .to_string()
+        .starts_with("option ports: port \"70000:80\": 70000 is out of range"));
+    assert!(matches!(
+        err("hostname", V::from("-x")),
+        OptionError::NetFile(_)
+    ));
+    assert!(matches!(
+        err("dns", V::from(vec!["nine"])),
+        OptionError::NetFile(_)
+    ));
+    assert!(matches!(
+        err("add_hosts", V::from(vec!["noip"])),
+        OptionError::NetFile(_)
+    ));
+    // Ports with a network that has none to publish from.
+    let opts = HashMap::from([
+        (
+            "network".to_string(),
+            OwnedValue::try_from(V::from("host")).unwrap(),
+        ),
+        (
+            "ports".to_string(),
+            OwnedValue::try_from(V::from(vec!["1:1"])).unwrap(),
+        ),
+    ]);
+    let e = CreateOptions::parse(&opts).unwrap_err();
+    assert!(matches!(e, OptionError::Conflict(_)), "{e}");
+    // podman's and docker's names for the default network.
+    let opts = HashMap::from([(
+        "network".to_string(),
+        OwnedValue::try_from(V::from("bridge")).unwrap(),
+    )]);
+    let r = CreateOptions::parse(&opts).unwrap();
+    assert_eq!(r.net.network, Some(net::NetworkMode::Named("berth".into())));
 }

@@ -291,3 +291,17 @@ mv config.json $cfg.json
 echo "[{\"Config\":\"$cfg.json\",\"RepoTags\":[\"local/bb:1\"],\"Layers\":[\"layer.tar\"]}]" > manifest.json
 tar -cf image.tar manifest.json $cfg.json layer.tar
 "#;
+
+/// Runs `f` on a thread of its own in the network namespace at `ns` (the
+/// thread ends with it: no other thread changes namespace).
+pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let fd = std::fs::File::open(ns).unwrap_or_else(|e| panic!("{ns}: {e}"));
+            nix::sched::setns(fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}

@@ -53,8 +53,11 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-fn ask(port: u16) -> String {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+/// Connects to the socket unit on the box's loopback (the box has a network
+/// namespace of its own) and reads to the end.
+fn ask(b: &SystemdBox, port: u16) -> String {
+    let ns = format!("/proc/{}/ns/net", b.init_pid());
+    let mut s = super::common::in_netns(&ns, || TcpStream::connect(("127.0.0.1", port))).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
@@ -97,7 +100,7 @@ pub fn socket_activation(b: &SystemdBox) {
 
     // The first connection starts the unit, the container, and is answered.
     let t0 = std::time::Instant::now();
-    let first = ask(port);
+    let first = ask(b, port);
     eprintln!("first connection answered after {:?}", t0.elapsed());
     assert_eq!(
         first.trim(),
@@ -126,7 +129,7 @@ pub fn socket_activation(b: &SystemdBox) {
     );
     // Later connections go to the same container.
     let t0 = std::time::Instant::now();
-    assert_eq!(ask(port), first);
+    assert_eq!(ask(b, port), first);
     eprintln!("a warm connection: {:?}", t0.elapsed());
     assert_eq!(inspect(b, "sock")["Pid"].as_u64(), Some(pid));
 
@@ -134,7 +137,7 @@ pub fn socket_activation(b: &SystemdBox) {
     // the container again.
     b.sh_ok("systemctl stop berth-sock.service");
     eventually("sock removed", || ctl(b, "inspect sock").0 != 0);
-    assert_eq!(ask(port), first);
+    assert_eq!(ask(b, port), first);
     assert_eq!(inspect(b, "sock")["Status"], "running");
     b.sh_ok("systemctl stop berth-sock.socket berth-sock.service");
 }
