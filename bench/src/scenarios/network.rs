@@ -16,11 +16,20 @@ use crate::measure::{interleave, median, timed, Section, Unit};
 const PORT_BERTH: &str = "18080:80";
 const PORT_PODMAN: &str = "18081:80";
 
-fn berth(ctx: &Ctx, id: &str, network: bool) -> Result<()> {
+/// How a berth container is networked in a sample.
+#[derive(Clone, Copy)]
+enum Net {
+    Port,
+    NoPort,
+    None,
+}
+
+fn berth(ctx: &Ctx, id: &str, net: Net) -> Result<()> {
     let b = &ctx.berth;
-    let opts: HashMap<&str, Value> = match network {
-        true => HashMap::from([("ports", Value::from(vec![PORT_BERTH.to_string()]))]),
-        false => HashMap::from([("network", Value::from("none"))]),
+    let opts: HashMap<&str, Value> = match net {
+        Net::Port => HashMap::from([("ports", Value::from(vec![PORT_BERTH.to_string()]))]),
+        Net::NoPort => HashMap::from([("network", Value::from("berth"))]),
+        Net::None => HashMap::from([("network", Value::from("none"))]),
     };
     b.create_with(id, &b.bundles.true_, opts)?;
     b.start(id)?;
@@ -49,19 +58,21 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         "Network: a lifecycle of /bin/true with a network and a published port vs none",
         Unit::Ms,
         "berth: CreateContainer with the default network (bridge berth0, host-local, \
-         portmap; option ports 18080:80) or network none, then Start, Wait, Delete (CNI \
-         DEL, the netns unpinned); podman: `podman run --rm -p 18081:80 --rootfs` (its \
+         portmap; option ports 18080:80), the default network without a port \
+         (berth-noport), or network none, then Start, Wait, Delete (CNI DEL, the netns \
+         unpinned); podman: `podman run --rm -p 18081:80 --rootfs` (its \
          default network, CNI on Debian 12) or `--network none`. Interleaved, in the \
          box's own network namespace.",
     );
-    let mut tools = vec!["berth", "berth-none"];
+    let mut tools = vec!["berth", "berth-noport", "berth-none"];
     let have_podman = ctx.engine("podman").is_some();
     if have_podman {
         tools.extend(["podman", "podman-none"]);
     }
     let one = |tool: &str, id: &str| match tool {
-        "berth" => berth(ctx, id, true),
-        "berth-none" => berth(ctx, id, false),
+        "berth" => berth(ctx, id, Net::Port),
+        "berth-noport" => berth(ctx, id, Net::NoPort),
+        "berth-none" => berth(ctx, id, Net::None),
         "podman" => podman_run(ctx, id, true),
         _ => podman_run(ctx, id, false),
     };
@@ -76,6 +87,13 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     }
     let med = |s: &Section, t: &str| s.find(t, "lifecycle").and_then(|x| median(&x.samples));
     let (berth, berth_none) = (med(&s, "berth"), med(&s, "berth-none"));
+    if let (Some(noport), Some(none), Some(with)) = (med(&s, "berth-noport"), berth_none, berth) {
+        s.note(format!(
+            "the network alone adds {:.1} ms, publishing a port {:.1} ms more (portmap)",
+            noport - none,
+            with - noport
+        ));
+    }
     let (pod, pod_none) = (med(&s, "podman"), med(&s, "podman-none"));
     if let (Some(with), Some(none)) = (berth, berth_none) {
         let added = with - none;
