@@ -338,6 +338,11 @@ fn berthctl_and_units(b: &berth_box::SystemdBox) {
     let ps = ctl_ok(b, "ps --format '{{.Names}} {{.Ports}}'");
     assert!(ps.contains("w2 0.0.0.0:8082->80/tcp\n"), "{ps}");
     assert_eq!(b.sh_ok("for i in $(seq 50); do wget -qO- http://127.0.0.1:8082/hostname && break; sleep 0.1; done"), "www\n");
+    let ip = ctl_ok(
+        b,
+        "inspect --format '{{.NetworkSettings.IPAddress}} {{.NetworkSettings.Hostname}}' w2",
+    );
+    assert!(ip.starts_with("10.95.0.") && ip.ends_with(" www\n"), "{ip}");
     let inspect = ctl_ok(b, "network inspect front");
     assert!(
         inspect.contains("\"Id\": \"w2\"") && inspect.contains("10.95.0."),

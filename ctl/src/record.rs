@@ -66,6 +66,8 @@ pub struct Record {
     pub labels: BTreeMap<String, String>,
     /// Published ports, as podman words them (`0.0.0.0:8080->80/tcp`).
     pub ports: String,
+    /// podman's NetworkSettings: the network and the addresses on it.
+    pub network: Json,
     pub path: String,
 }
 
@@ -116,6 +118,22 @@ impl Record {
             exit_signal: i("ExitSignal"),
             labels: serde_json::from_value(all["Labels"].clone()).unwrap_or_default(),
             ports,
+            network: json!({
+                "IPAddress": s("IPAddress"),
+                "Gateway": s("Gateway"),
+                "MacAddress": s("MACAddress"),
+                "GlobalIPv6Address": s("IPv6Address"),
+                "Hostname": s("Hostname"),
+                "Networks": match s("Network").as_str() {
+                    "" => json!({}),
+                    mode => json!({ mode: {
+                        "IPAddress": s("IPAddress"),
+                        "Gateway": s("Gateway"),
+                        "MacAddress": s("MACAddress"),
+                        "GlobalIPv6Address": s("IPv6Address"),
+                    }}),
+                },
+            }),
             path: path.to_string(),
         })
     }
@@ -218,6 +236,7 @@ impl Record {
             "ExitSignal": self.exit_signal,
             "Labels": self.labels,
             "Ports": self.ports,
+            "NetworkSettings": self.network,
             "Path": self.path,
         })
     }
