@@ -5,6 +5,7 @@ mod api;
 mod bundle;
 mod config;
 mod daemon;
+mod daemon_network;
 mod error;
 mod exec_defaults;
 mod execs;

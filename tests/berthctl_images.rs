@@ -105,7 +105,7 @@ fn pull_from_a_local_registry_with_progress() {
     b.sh_ok(&format!(
         "mkdir -p /tmp/reg && printf 'version: 0.1\\nlog:\\n  level: error\\nstorage:\\n  filesystem:\\n    rootdirectory: /tmp/reg/data\\nhttp:\\n  addr: 127.0.0.1:{port}\\n' > /tmp/reg/config.yml && \
          systemd-run --unit=test-registry docker-registry serve /tmp/reg/config.yml && \
-         for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done && \
+         bash -c 'for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done' && \
          skopeo --insecure-policy copy --quiet --dest-tls-verify=false docker-archive:/tmp/img/image.tar docker://127.0.0.1:{port}/bb:1"
     ));
     let (code, out, err) = ctl(&b, &format!("image pull 127.0.0.1:{port}/bb:1"));
