@@ -21,6 +21,10 @@ impl Daemon {
     ) -> Result<()> {
         let id = rec.id.clone();
         let from_image = req.image.is_some();
+        if !from_image && !req.net.any() {
+            // A bundle keeping its own namespaces: no network, no lock.
+            return Ok(self.store.insert_new(rec).await?);
+        }
         let membership = self.nets.lock().await;
         let plan = {
             let (store, paths) = (self.store.clone(), self.nets.paths.clone());
@@ -92,15 +96,13 @@ impl Daemon {
     /// Tears down container `id`'s network (if any), then tells its former
     /// peers. Best effort and idempotent (undo, delete and recovery).
     pub async fn release_network(&self, id: &str) {
+        // A record without a network never had one attached (a crash's
+        // leftovers without a record are recovery's sweep).
+        let Some(net) = self.store.get(id).ok().flatten().and_then(|r| r.net) else {
+            return;
+        };
+        let network = net.network;
         let _membership = self.nets.lock().await;
-        let network = self
-            .store
-            .get(id)
-            .ok()
-            .flatten()
-            .and_then(|r| r.net)
-            .map(|n| n.network)
-            .unwrap_or_default();
         let idc = id.to_string();
         let _ = self
             .nets
