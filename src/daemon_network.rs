@@ -27,10 +27,9 @@ impl Daemon {
         }
         let membership = self.nets.lock().await;
         let plan = {
-            let (store, paths) = (self.store.clone(), self.nets.paths.clone());
-            let (opts, id) = (req.clone(), id.clone());
+            let (store, opts, id) = (self.store.clone(), req.clone(), id.clone());
             self.nets
-                .blocking(move |_| crate::network::plan(&opts, &id, from_image, &store, &paths))
+                .blocking(move |paths| crate::network::plan(&opts, &id, from_image, &store, paths))
                 .await?
         };
         if let Some(p) = &plan {
@@ -74,16 +73,8 @@ impl Daemon {
         self.store
             .update(id, move |r| r.net = Some(recorded))
             .await?;
-        self.refresh_hosts(&net.network).await;
-        Ok((net, spec))
-    }
-
-    /// Rewrites the hosts files of network `network`'s members ("" = none).
-    async fn refresh_hosts(&self, network: &str) {
-        if network.is_empty() {
-            return;
-        }
-        let (store, network) = (self.store.clone(), network.to_string());
+        let store = self.store.clone();
+        let network = net.network.clone();
         let _ = self
             .nets
             .blocking(move |_| {
@@ -91,6 +82,7 @@ impl Daemon {
                 Ok(())
             })
             .await;
+        Ok((net, spec))
     }
 
     /// Tears down container `id`'s network (if any), then tells its former
@@ -101,23 +93,15 @@ impl Daemon {
         let Some(net) = self.store.get(id).ok().flatten().and_then(|r| r.net) else {
             return;
         };
-        let network = net.network;
         let _membership = self.nets.lock().await;
-        let idc = id.to_string();
+        let (store, id) = (self.store.clone(), id.to_string());
         let _ = self
             .nets
             .blocking(move |paths| {
-                crate::network::detach(paths, &idc);
-                Ok(())
-            })
-            .await;
-        // The record still lists it: peers are told once it is gone.
-        let (store, idc) = (self.store.clone(), id.to_string());
-        let _ = self
-            .nets
-            .blocking(move |_| {
-                let others: Vec<_> = store.list()?.into_iter().filter(|r| r.id != idc).collect();
-                crate::network::refresh_hosts(&network, &others);
+                crate::network::detach(paths, &id);
+                // The record still lists it: its former peers without it.
+                let others: Vec<_> = store.list()?.into_iter().filter(|r| r.id != id).collect();
+                crate::network::refresh_hosts(&net.network, &others);
                 Ok(())
             })
             .await;

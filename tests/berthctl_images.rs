@@ -96,17 +96,9 @@ fn pull_from_a_local_registry_with_progress() {
     };
     install_berthd(&b, "");
     b.sh_ok(MAKE_ARCHIVE);
-    // The box shares the host's network: a free port from here is free there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = start_registry(&b);
     b.sh_ok(&format!(
-        "mkdir -p /tmp/reg && printf 'version: 0.1\\nlog:\\n  level: error\\nstorage:\\n  filesystem:\\n    rootdirectory: /tmp/reg/data\\nhttp:\\n  addr: 127.0.0.1:{port}\\n' > /tmp/reg/config.yml && \
-         systemd-run --unit=test-registry docker-registry serve /tmp/reg/config.yml && \
-         bash -c 'for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done' && \
-         skopeo --insecure-policy copy --quiet --dest-tls-verify=false docker-archive:/tmp/img/image.tar docker://127.0.0.1:{port}/bb:1"
+        "skopeo --insecure-policy copy --quiet --dest-tls-verify=false docker-archive:/tmp/img/image.tar docker://127.0.0.1:{port}/bb:1"
     ));
     let (code, out, err) = ctl(&b, &format!("image pull 127.0.0.1:{port}/bb:1"));
     assert_eq!(code, 0, "{out}{err}");

@@ -139,18 +139,8 @@ pub fn port(id: &str) -> Result<u8> {
     let (conn, m) = connect()?;
     let path = m.get_container(id)?;
     let c = ContainerProxyBlocking::builder(&conn).path(path)?.build()?;
-    for (ip, host, container, proto) in c.ports()? {
-        let shown = port_line(&ip, host, container, &proto);
-        println!("{shown}");
+    for row in c.ports()? {
+        println!("{}", berth_net::PortMapping::from(row));
     }
     Ok(0)
-}
-
-fn port_line(ip: &str, host: u16, container: u16, proto: &str) -> String {
-    let ip = match ip {
-        "" => "0.0.0.0".to_string(),
-        v6 if v6.contains(':') => format!("[{v6}]"),
-        v4 => v4.to_string(),
-    };
-    format!("{container}/{proto} -> {ip}:{host}")
 }

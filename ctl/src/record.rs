@@ -92,15 +92,8 @@ impl Record {
             .and_then(|v| v.try_clone().ok())
             .and_then(|v| Vec::<(String, u16, u16, String)>::try_from(v).ok())
             .unwrap_or_default()
-            .iter()
-            .map(|(ip, host, cport, proto)| {
-                let ip = match ip.as_str() {
-                    "" => "0.0.0.0".to_string(),
-                    v6 if v6.contains(':') => format!("[{v6}]"),
-                    v4 => v4.to_string(),
-                };
-                format!("{ip}:{host}->{cport}/{proto}")
-            })
+            .into_iter()
+            .map(|row| berth_net::PortMapping::from(row).published())
             .collect::<Vec<_>>()
             .join(", ");
         Ok(Record {

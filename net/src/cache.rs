@@ -29,6 +29,19 @@ pub struct Entry {
     pub result: Option<Value>,
 }
 
+impl Entry {
+    /// The CNI arguments this attachment was (and is torn down) with.
+    pub fn invocation(&self, plugin_dirs: &[PathBuf]) -> crate::cni::Invocation {
+        crate::cni::Invocation {
+            container_id: self.container_id.clone(),
+            netns: self.netns.clone(),
+            ifname: self.ifname.clone(),
+            runtime_config: self.runtime_config.clone(),
+            plugin_dirs: plugin_dirs.to_vec(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: PathBuf,

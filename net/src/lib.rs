@@ -10,11 +10,13 @@
 //! - [`network`]: a berth network's definition and the conflist made from it.
 //! - [`ports`]: podman's `-p` syntax.
 //! - [`files`]: the container's /etc/hosts, /etc/hostname, /etc/resolv.conf.
+//! - [`link`]: lo up, a removed network's bridge deleted (ioctls).
+//! - [`masquerade`]: one outbound NAT rule per network.
 
-pub mod bridge;
 pub mod cache;
 pub mod cni;
 pub mod files;
+pub mod link;
 pub mod masquerade;
 pub mod netns;
 pub mod network;

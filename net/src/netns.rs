@@ -61,7 +61,7 @@ pub fn create(path: &Path) -> Result<(), NetnsError> {
 /// On a thread that ends after: unshare, bring lo up, bind our netns.
 fn pin_new(path: &Path) -> Result<(), NetnsError> {
     unshare(CloneFlags::CLONE_NEWNET).map_err(NetnsError::Unshare)?;
-    loopback_up().map_err(NetnsError::Loopback)?;
+    crate::link::set_up("lo", true).map_err(NetnsError::Loopback)?;
     // /proc/thread-self: this thread's namespace, not the process leader's.
     mount(
         Some("/proc/thread-self/ns/net"),
@@ -74,35 +74,6 @@ fn pin_new(path: &Path) -> Result<(), NetnsError> {
         path: path.to_owned(),
         source,
     })
-}
-
-/// `ip link set lo up` in the caller's netns, with the SIOCSIFFLAGS ioctl
-/// (no netlink needed for one flag).
-fn loopback_up() -> std::io::Result<()> {
-    // SAFETY: plain socket(2); the fd is owned below.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh socket we own.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&sock);
-    // SAFETY: ifreq is plain data; zeroed is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *d = *s as libc::c_char;
-    }
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write req, which lives here.
-    unsafe {
-        if libc::ioctl(raw, libc::SIOCGIFFLAGS, &mut req) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(raw, libc::SIOCSIFFLAGS, &req) < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// Unpins and removes the namespace file at `path` (gone already: fine).

@@ -38,18 +38,49 @@ impl PortMapping {
     }
 }
 
+impl PortMapping {
+    /// The host side as podman shows it: `0.0.0.0` for every address, an
+    /// IPv6 one in brackets, then the port.
+    pub fn host_side(&self) -> String {
+        match self.host_ip.as_str() {
+            "" => format!("0.0.0.0:{}", self.host_port),
+            v6 if v6.contains(':') => format!("[{v6}]:{}", self.host_port),
+            v4 => format!("{v4}:{}", self.host_port),
+        }
+    }
+
+    /// podman's `ps` PORTS form: `0.0.0.0:8080->80/tcp`.
+    pub fn published(&self) -> String {
+        format!(
+            "{}->{}/{}",
+            self.host_side(),
+            self.container_port,
+            self.protocol
+        )
+    }
+}
+
+/// From the Ports property's rows: (host IP, host port, container port, protocol).
+impl From<(String, u16, u16, String)> for PortMapping {
+    fn from((host_ip, host_port, container_port, protocol): (String, u16, u16, String)) -> Self {
+        PortMapping {
+            host_ip,
+            host_port,
+            container_port,
+            protocol,
+        }
+    }
+}
+
 impl std::fmt::Display for PortMapping {
     /// podman's `port` output: `80/tcp -> 0.0.0.0:8080`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let ip = match self.host_ip.as_str() {
-            "" => "0.0.0.0".to_string(),
-            v6 if v6.contains(':') => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        };
         write!(
             f,
-            "{}/{} -> {ip}:{}",
-            self.container_port, self.protocol, self.host_port
+            "{}/{} -> {}",
+            self.container_port,
+            self.protocol,
+            self.host_side()
         )
     }
 }
@@ -166,6 +197,8 @@ mod tests {
         assert_eq!(r.len(), 3);
         assert_eq!((r[2].host_port, r[2].container_port), (8082, 82));
         assert_eq!(m.to_string(), "80/tcp -> [::1]:8080");
+        assert_eq!(one("8080:80").published(), "0.0.0.0:8080->80/tcp");
+        assert_eq!(one("8080:80").published(), "0.0.0.0:8080->80/tcp");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_net::cache::{Cache, Entry};
-use berth_net::cni::{self, Invocation};
+use berth_net::cni;
 use berth_net::files::{self, Hosts};
 use serde_json::{json, Map};
 
@@ -44,23 +44,26 @@ fn attach_inner(paths: &NetPaths, id: &str, plan: &NetPlan) -> Result<(NetRecord
             rec.network = net.name.clone();
             rec.ifname = IFNAME.into();
             ensure_masquerade(net)?;
-            let conflist = net.conflist(&paths.ipam_dir, !plan.ports.is_empty());
-            let inv = invocation(paths, id, &netns, &plan.ports);
+            let mut runtime_config = Map::new();
+            if !plan.ports.is_empty() {
+                runtime_config.insert("portMappings".into(), json!(plan.ports));
+            }
             let cache = Cache::new(&paths.cache_dir);
             let mut entry = Entry {
                 container_id: id.into(),
                 network: net.name.clone(),
                 ifname: IFNAME.into(),
                 netns: netns.clone(),
-                conflist: conflist.clone(),
-                runtime_config: inv.runtime_config.clone(),
+                conflist: net.conflist(&paths.ipam_dir, !plan.ports.is_empty()),
+                runtime_config,
                 result: None,
             };
+            let inv = entry.invocation(&paths.plugin_dirs);
             // Intent first: a crash inside ADD leaves what DEL needs.
             cache
                 .put(&entry)
                 .map_err(|e| Error::Internal(format!("CNI cache: {e}")))?;
-            let result = cni::add(&conflist, &inv)?;
+            let result = cni::add(&entry.conflist, &inv)?;
             rec.addresses = cni::addresses(&result);
             rec.host_veth = host_end(&result, &net.bridge);
             entry.result = Some(result);
@@ -105,14 +108,13 @@ fn attach_inner(paths: &NetPaths, id: &str, plan: &NetPlan) -> Result<(NetRecord
 static MASQUERADED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 fn ensure_masquerade(net: &berth_net::NetworkSpec) -> Result<()> {
-    let key = format!("{}/{}", net.name, net.subnet);
     let mut done = MASQUERADED.lock().unwrap_or_else(|p| p.into_inner());
-    if !done.contains(&key) {
+    if !done.contains(&net.name) {
         for subnet in net.masqueraded() {
             berth_net::masquerade::ensure(&subnet, &net.name)
                 .map_err(|e| Error::Network(format!("network {}: outbound NAT: {e}", net.name)))?;
         }
-        done.push(key);
+        done.push(net.name.clone());
     }
     Ok(())
 }
@@ -121,7 +123,7 @@ fn ensure_masquerade(net: &berth_net::NetworkSpec) -> Result<()> {
 /// gets its rule checked again.
 pub fn forget_masquerade(name: &str) {
     let mut done = MASQUERADED.lock().unwrap_or_else(|p| p.into_inner());
-    done.retain(|k| k.split('/').next() != Some(name));
+    done.retain(|n| n != name);
 }
 
 /// The name of the veth's host end in an ADD result: the interface with no
@@ -143,25 +145,6 @@ fn joined_ns(other: &ContainerRecord) -> NsChoice {
         Some(n) if !n.netns.is_empty() => NsChoice::Path(n.netns.clone().into()),
         Some(n) if n.mode == "host" => NsChoice::Host,
         _ => NsChoice::Path(format!("/proc/{}/ns/net", other.pid).into()),
-    }
-}
-
-fn invocation(
-    paths: &NetPaths,
-    id: &str,
-    netns: &Path,
-    ports: &[berth_net::PortMapping],
-) -> Invocation {
-    let mut rc = Map::new();
-    if !ports.is_empty() {
-        rc.insert("portMappings".into(), json!(ports));
-    }
-    Invocation {
-        container_id: id.into(),
-        netns: netns.to_owned(),
-        ifname: IFNAME.into(),
-        runtime_config: rc,
-        plugin_dirs: paths.plugin_dirs.clone(),
     }
 }
 
@@ -204,8 +187,13 @@ pub fn hosts_of(id: &str, rec: &NetRecord, peers: &[(String, String)]) -> Hosts 
 
 /// Rewrites the hosts file of every member of `network` among `records`,
 /// each listing the others: how containers on a user network find each
-/// other by name.
+/// other by name. Not on the default network (nor none/host: ""), as
+/// podman's and docker's default networks resolve no names either: with a
+/// thousand containers there, each create would rewrite a thousand files.
 pub fn refresh_hosts(network: &str, records: &[ContainerRecord]) {
+    if network.is_empty() || network == berth_net::network::DEFAULT_NETWORK {
+        return;
+    }
     let members: Vec<(&str, &NetRecord)> = records
         .iter()
         .filter_map(|r| r.net.as_ref().map(|n| (r.id.as_str(), n)))
@@ -231,13 +219,7 @@ pub fn detach(paths: &NetPaths, id: &str) {
     let cache = Cache::new(&paths.cache_dir);
     match cache.get(id) {
         Ok(Some(e)) => {
-            let inv = Invocation {
-                container_id: id.into(),
-                netns: e.netns.clone(),
-                ifname: e.ifname.clone(),
-                runtime_config: e.runtime_config.clone(),
-                plugin_dirs: paths.plugin_dirs.clone(),
-            };
+            let inv = e.invocation(&paths.plugin_dirs);
             match cni::del(&e.conflist, &inv, e.result.as_ref()) {
                 Ok(()) => {
                     let _ = cache.remove(id);

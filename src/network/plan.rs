@@ -128,6 +128,10 @@ fn default_hostname(id: &str) -> String {
 /// The asked ports, each checked against every container's (a stopped one
 /// keeps its rules until deleted), host port 0 given a free one.
 fn free_ports(asked: &[PortMapping], store: &Store) -> Result<Vec<PortMapping>> {
+    if asked.is_empty() {
+        // Most creates: no walk over every record.
+        return Ok(Vec::new());
+    }
     let taken: Vec<(String, PortMapping)> = store
         .list()?
         .into_iter()

@@ -146,7 +146,7 @@ pub fn remove(store: &Store, paths: &NetPaths, name: &str) -> Result<()> {
     // What the plugins leave per network: the bridge, host-local's dir.
     let _ = std::fs::remove_dir_all(paths.ipam_dir.join(name));
     if let Some(spec) = spec {
-        if let Err(e) = berth_net::bridge::delete(&spec.bridge) {
+        if let Err(e) = berth_net::link::delete_bridge(&spec.bridge) {
             tracing::warn!(network = %name, "deleting bridge {}: {e}", spec.bridge);
         }
         for subnet in spec.masqueraded() {

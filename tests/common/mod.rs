@@ -305,3 +305,20 @@ pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
         .unwrap()
     })
 }
+
+/// Starts a docker-registry on the box's loopback (unit test-registry,
+/// storage in /tmp/reg) and waits until it answers; returns its port. The
+/// box has a network namespace of its own: a port free here is free there.
+pub fn start_registry(b: &SystemdBox) -> u16 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    b.sh_ok(&format!(
+        "mkdir -p /tmp/reg && printf 'version: 0.1\\nlog:\\n  level: error\\nstorage:\\n  filesystem:\\n    rootdirectory: /tmp/reg/data\\nhttp:\\n  addr: 127.0.0.1:{port}\\n' > /tmp/reg/config.yml && \
+         systemd-run --unit=test-registry docker-registry serve /tmp/reg/config.yml && \
+         bash -c 'for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done'"
+    ));
+    port
+}

@@ -56,17 +56,7 @@ pub fn auto_update(b: &SystemdBox) {
             return;
         }
     }
-    // The box shares the host's network: a free port from here is free there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    b.sh_ok(&format!(
-        "mkdir -p /tmp/reg && printf 'version: 0.1\\nlog:\\n  level: error\\nstorage:\\n  filesystem:\\n    rootdirectory: /tmp/reg/data\\nhttp:\\n  addr: 127.0.0.1:{port}\\n' > /tmp/reg/config.yml && \
-         systemd-run --unit=test-registry docker-registry serve /tmp/reg/config.yml && \
-         for i in $(seq 100); do bash -c 'echo > /dev/tcp/127.0.0.1/{port}' 2>/dev/null && break; sleep 0.1; done"
-    ));
+    let port = start_registry(b);
     let image = format!("127.0.0.1:{port}/au:latest");
     push(b, port, "1", SERVE);
     ctl_ok(b, &format!("image pull {image}"));
