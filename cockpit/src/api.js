@@ -12,7 +12,18 @@ export const MANAGER = "io.berth.Berth1.Manager";
 export const CONTAINER = "io.berth.Berth1.Container";
 export const IMAGES = "io.berth.Berth1.Images";
 
+// Signals and properties: open to everyone, one client for the page's life.
 export const client = cockpit.dbus(BUS_NAME, { bus: "system", superuser: "try" });
+
+// Method calls: a channel's superuser choice is made when it opens, so the
+// client for calls is opened again whenever the access level changes (as
+// cockpit-podman does) — else a session that turned administrative access on
+// would still call as the user.
+let caller = client;
+function reopenCaller() {
+    if (caller !== client) caller.close();
+    caller = cockpit.dbus(BUS_NAME, { bus: "system", superuser: "try" });
+}
 
 // The text berthd sent with its error (io.berth.Berth1.Error.*), prefixed by
 // the error's short name so "NotFound: container x" reads as berthd meant.
@@ -24,7 +35,7 @@ export function errorText(e) {
 }
 
 export function call(method, args, signature, iface = MANAGER, path = ROOT, options = {}) {
-    return client.call(path, iface, method, args, { type: signature, ...options });
+    return caller.call(path, iface, method, args, { type: signature, ...options });
 }
 
 // a{sv} for cockpit.dbus: every value wrapped as {t: type, v: value}.
@@ -34,13 +45,21 @@ export function variants(entries) {
     return out;
 }
 
-// Cockpit's superuser state: "root" when the session has administrative
-// access, "none" (limited access), "init" (not known yet). `onChange(admin)`
+// Cockpit's superuser state: Current is the superuser bridge in use
+// ("sudo", "pkexec", …) when the session has administrative access, "none"
+// for limited access, "init" while not known yet. `onChange(admin, state)`
 // runs at once and on every change.
 export function watchSuperuser(onChange) {
     const internal = cockpit.dbus(null, { bus: "internal" });
     const proxy = internal.proxy("cockpit.Superuser", "/superuser");
-    const update = () => onChange(proxy.valid && proxy.Current === "root", proxy.Current);
+    let last = null;
+    const update = () => {
+        const state = proxy.valid ? proxy.Current : "init";
+        if (state === last) return;
+        if (last !== null) reopenCaller();
+        last = state;
+        onChange(state !== "none" && state !== "init", state);
+    };
     proxy.addEventListener("changed", update);
     proxy.wait(update);
     update();

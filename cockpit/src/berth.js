@@ -16,6 +16,7 @@ const $ = sel => document.querySelector(sel);
 function showError(text) {
     $("#error-text").textContent = text;
     $("#error").hidden = false;
+    $("#error").scrollIntoView({ block: "nearest" });
 }
 
 function showPage(name) {
