@@ -1,13 +1,14 @@
-// Builds the Cockpit package into dist/: berth.js (the page, xterm.js
-// bundled) and berth.css by esbuild, manifest.json and index.html copied.
-// `node build.mjs` (npm run build); what packaging/build-deb and the test run.
+// Builds the Cockpit package into dist/ (or the directory given as the
+// first argument): berth.js (the page, xterm.js bundled) and berth.css by
+// esbuild, manifest.json and index.html copied. `node build.mjs [OUT]`
+// (npm run build); what packaging/build-deb and tests/cockpit.rs run.
 import { build } from "esbuild";
 import { copyFileSync, mkdirSync, rmSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = join(here, "dist");
+const out = process.argv[2] ? resolve(process.argv[2]) : join(here, "dist");
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
 

@@ -113,7 +113,8 @@ function actionButtons(id, p) {
         out.push(b("Pause", () => call("PauseContainer", [id], "s")));
     }
     if (s === "paused") out.push(b("Resume", () => call("ResumeContainer", [id], "s")));
-    if (s === "running" || s === "stopped") out.push(b("Restart", () => restart(id, p)));
+    // Restart is a unit's (see restart below): offered where there is one.
+    if ((s === "running" || s === "stopped") && p.Labels?.["io.berth.unit"]) out.push(b("Restart", () => restart(id, p)));
     out.push(b("Delete", () => confirmDelete(id, s), "danger"));
     return out;
 }

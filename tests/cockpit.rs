@@ -1,0 +1,144 @@
+//! berth's Cockpit page (cockpit/) in a real browser: cockpit-ws in a box
+//! (its own network namespace, loopback only, --no-tls), berthd installed
+//! as install_berthd does, and Debian's headless Chromium driven by
+//! Playwright from inside the box (cockpit/test/browser.mjs): an
+//! administrator logs in and turns on administrative access, sees a
+//! container created with busctl appear, reads its logs, runs `echo` in its
+//! console, reads its stats, stops it (berthd's state follows), sees
+//! berthd's own error message, creates one from the form, pulls an image
+//! from the loopback registry with the progress bar and deletes a
+//! container; a user without administrative rights gets no mutating control.
+//!
+//! With BERTH_COCKPIT_SCREENSHOTS=1 the script writes docs/cockpit/*.png
+//! (docs/cockpit.md shows them); CI leaves the tree alone.
+
+mod common;
+#[allow(unused_imports)]
+use common::*;
+
+use std::path::Path;
+
+/// What the test needs beyond berth's own dependencies (scripts/deps
+/// installs them): the path checked, and what provides it.
+const PEERS: [(&str, &str); 6] = [
+    ("/usr/lib/cockpit/cockpit-ws", "apt: cockpit-ws"),
+    ("/usr/lib/chromium/chromium", "apt: chromium"),
+    ("/usr/bin/sudo", "apt: sudo (Cockpit's superuser bridge)"),
+    ("/usr/bin/skopeo", "apt: skopeo"),
+    ("/usr/bin/docker-registry", "apt: docker-registry"),
+    (
+        "cockpit/node_modules/playwright-core",
+        "npm ci --prefix cockpit",
+    ),
+];
+
+fn missing_peer() -> Option<String> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    if std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        return Some("node is not installed (apt: nodejs)".into());
+    }
+    PEERS.iter().find_map(|(path, from)| {
+        let p = Path::new(root).join(path);
+        (!p.exists()).then(|| format!("{} is missing ({from})", p.display()))
+    })
+}
+
+#[test]
+fn cockpit_page_in_a_browser() {
+    if let Some(why) = missing_peer() {
+        if std::env::var_os("BERTH_REQUIRE_PEERS").is_some_and(|v| v == "1") {
+            panic!("cockpit_page_in_a_browser: BERTH_REQUIRE_PEERS=1 but {why}");
+        }
+        println!("SKIP cockpit_page_in_a_browser: {why}");
+        return;
+    }
+    let Some(b) = berth_box::up_or_skip("cockpit") else {
+        return;
+    };
+    let t0 = std::time::Instant::now();
+    let root = env!("CARGO_MANIFEST_DIR");
+    // The package as the .deb ships it: built by its own build step, into
+    // the target dir (bound in the box), linked where Cockpit looks.
+    let dist_dir =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cockpit-{}", std::process::id()));
+    let dist = dist_dir.display();
+    b.sh_ok(&format!("node {root}/cockpit/build.mjs {dist}"));
+    install_berthd(
+        &b,
+        &format!(
+            "ln -sf {ctl} /usr/local/bin/berthctl && \
+             mkdir -p /usr/local/share/cockpit && ln -sfn {dist} /usr/local/share/cockpit/berth &&",
+            ctl = berthctl()
+        ),
+    );
+    // A local administrator (group sudo: Cockpit's superuser bridge runs
+    // sudo with the login password) and a plain user. The box booted only
+    // berth-box.target: systemd-user-sessions never removed /run/nologin.
+    b.sh_ok(
+        "useradd -m -G sudo -s /bin/bash admin && useradd -m -s /bin/bash viewer && \
+         printf 'admin:admin-pw\\nviewer:viewer-pw\\n' | chpasswd && rm -f /run/nologin",
+    );
+    b.sh_ok(MAKE_ARCHIVE);
+    ctl_ok(&b, "image import /tmp/img/image.tar");
+    let registry = start_registry(&b);
+    b.sh_ok(&format!(
+        "skopeo --insecure-policy copy --quiet --dest-tls-verify=false docker-archive:/tmp/img/image.tar docker://127.0.0.1:{registry}/bb:1"
+    ));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    b.sh_ok(&format!(
+        "systemd-run --unit=test-cockpit /usr/lib/cockpit/cockpit-ws --no-tls --address 127.0.0.1 --port {port} && \
+         bash -c 'for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.05; done'"
+    ));
+    let setup = t0.elapsed();
+
+    let shots = if std::env::var_os("BERTH_COCKPIT_SCREENSHOTS").is_some_and(|v| v == "1") {
+        b.sh_ok(&format!("mkdir -p {root}/docs/cockpit"));
+        format!("{root}/docs/cockpit")
+    } else {
+        String::new()
+    };
+    let fail_shot = format!("{}/cockpit-failure.png", env!("CARGO_TARGET_TMPDIR"));
+    let out = b
+        .sh(&format!(
+            "cd {root}/cockpit && URL=http://127.0.0.1:{port} REGISTRY=127.0.0.1:{registry} \
+             SHOTS='{shots}' FAILSHOT={fail_shot} timeout 150 node test/browser.mjs"
+        ))
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the browser steps failed ({:?}): {stdout}{stderr}\ncockpit-ws: {}",
+        out.status,
+        b.sh_ok("journalctl -u test-cockpit --no-pager -n 30 || true")
+    );
+
+    // berthd's side of what the page did.
+    let c = bus(&b).unwrap();
+    assert_eq!(prop_of::<String>(&c, "web", "Status"), "stopped");
+    let list: List = call(&c, "ListContainers", &()).unwrap();
+    assert!(
+        !list.iter().any(|(id, _, _)| id == "made-here"),
+        "deleted from the page, still in berthd: {list:?}"
+    );
+    let images = ctl_ok(&b, "image ls");
+    assert!(
+        images.contains(&format!("127.0.0.1:{registry}/bb:1")),
+        "{images}"
+    );
+    let _ = std::fs::remove_dir_all(dist_dir);
+    println!(
+        "cockpit: setup {:.1} s, browser steps and checks {:.1} s",
+        setup.as_secs_f64(),
+        (t0.elapsed() - setup).as_secs_f64()
+    );
+}
