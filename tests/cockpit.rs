@@ -61,19 +61,35 @@ fn cockpit_page_in_a_browser() {
     };
     let t0 = std::time::Instant::now();
     let root = env!("CARGO_MANIFEST_DIR");
-    // The package as the .deb ships it: built by its own build step, into
-    // the target dir (bound in the box), linked where Cockpit looks.
-    let dist_dir =
+    // The page as users get it: cockpit-berth built by its package script
+    // (the page's own build step inside) and installed with dpkg.
+    // --force-depends: its `berth` dependency is berthd installed from this
+    // build below, not a berth package.
+    let build_dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cockpit-{}", std::process::id()));
-    let dist = dist_dir.display();
-    b.sh_ok(&format!("node {root}/cockpit/build.mjs {dist}"));
+    let out = std::process::Command::new(Path::new(root).join("packaging/build-cockpit-deb"))
+        .env("CARGO_TARGET_DIR", &build_dir)
+        .output()
+        .expect("running packaging/build-cockpit-deb");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "build-cockpit-deb: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = stdout.lines().last().unwrap_or_default().trim().to_string();
+    assert!(deb.ends_with("_all.deb"), "not a .deb: {stdout}");
     install_berthd(
         &b,
         &format!(
-            "ln -sf {ctl} /usr/local/bin/berthctl && \
-             mkdir -p /usr/local/share/cockpit && ln -sfn {dist} /usr/local/share/cockpit/berth &&",
+            "ln -sf {ctl} /usr/local/bin/berthctl && rm -f /usr/sbin/policy-rc.d && \
+             dpkg --force-depends -i {deb} >/dev/null &&",
             ctl = berthctl()
         ),
+    );
+    assert_eq!(
+        b.sh_ok("dpkg-query -W -f='${Status}' cockpit-berth"),
+        "install ok installed"
     );
     // A local administrator (group sudo: Cockpit's superuser bridge runs
     // sudo with the login password) and a plain user. The box booted only
@@ -135,7 +151,7 @@ fn cockpit_page_in_a_browser() {
         images.contains(&format!("127.0.0.1:{registry}/bb:1")),
         "{images}"
     );
-    let _ = std::fs::remove_dir_all(dist_dir);
+    let _ = std::fs::remove_dir_all(&build_dir);
     println!(
         "cockpit: setup {:.1} s, browser steps and checks {:.1} s",
         setup.as_secs_f64(),
