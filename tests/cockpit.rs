@@ -148,13 +148,40 @@ fn cockpit_page_in_a_browser() {
     );
     let images = ctl_ok(&b, "image ls");
     assert!(
-        images.contains(&format!("127.0.0.1:{registry}/bb:1")),
-        "{images}"
+        !images.contains(&format!("127.0.0.1:{registry}/bb:1")) && images.contains("local/bb:1"),
+        "pulled and removed from the page, the imported one kept: {images}"
     );
     let _ = std::fs::remove_dir_all(&build_dir);
     println!(
         "cockpit: setup {:.1} s, browser steps and checks {:.1} s",
         setup.as_secs_f64(),
         (t0.elapsed() - setup).as_secs_f64()
+    );
+}
+
+/// The create form's parsers (cockpit/test/create-options.test.mjs, node's
+/// own test runner): no browser, no box, well under a second.
+#[test]
+fn cockpit_create_form_parsers() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = match std::process::Command::new("node")
+        .args(["--test", "test/create-options.test.mjs"])
+        .current_dir(Path::new(root).join("cockpit"))
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            if std::env::var_os("BERTH_REQUIRE_PEERS").is_some_and(|v| v == "1") {
+                panic!("cockpit_create_form_parsers: BERTH_REQUIRE_PEERS=1 but node: {e}");
+            }
+            println!("SKIP cockpit_create_form_parsers: node: {e} (apt: nodejs)");
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

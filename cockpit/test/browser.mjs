@@ -140,6 +140,13 @@ async function main() {
     await frame.locator("#details [data-tab=logs]").click();
     await frame.locator("#logs-output", { hasText: "made bar" }).waitFor();
     log("created and started from the form");
+    // Pause and resume (FreezeUnit/ThawUnit of its scope).
+    await made.locator("[data-action=pause]").click();
+    await made.locator(".status-paused").waitFor();
+    check(berthStatus("made-here") === "paused", "made-here is paused in berthd");
+    await made.locator("[data-action=resume]").click();
+    await made.locator(".status-running").waitFor();
+    log("paused and resumed from the page");
 
     // Images: pull from the loopback registry with the progress bar.
     await frame.locator("#pages [data-page=images]").click();
@@ -151,6 +158,14 @@ async function main() {
     await frame.locator(`tr[data-image="${REGISTRY}/bb:1"]`).waitFor();
     log(`pulled, progress ${bar[1]}/${bar[2]} bytes`);
     await shot(page, "images");
+    // Remove it, then prune what nothing references any more.
+    await frame.locator(`tr[data-image="${REGISTRY}/bb:1"] [data-action=remove]`).click();
+    await frame.locator(`tr[data-image="${REGISTRY}/bb:1"]`).waitFor({ state: "detached" });
+    check(!busctl("call", "io.berth.Berth1", "/io/berth/Berth1", "io.berth.Berth1.Images", "ListImages").includes(`${REGISTRY}/bb:1`),
+        "the removed image is gone from berthd's store");
+    await frame.locator("#prune").click();
+    await frame.locator("#images-status", { hasText: "Pruned" }).waitFor();
+    log(`removed the image; ${await frame.locator("#images-status").innerText()}`);
 
     // Delete from the page.
     await frame.locator("#pages [data-page=containers]").click();
