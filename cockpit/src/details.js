@@ -33,6 +33,8 @@ export function select(id, removed) {
         return;
     }
     cleanup();
+    // A container not in the list (yet): nothing to show.
+    if (id && !containerProxy(id)) id = null;
     current = id ? { id, cleanup: [] } : null;
     panel.hidden = !id;
     if (!id) return;

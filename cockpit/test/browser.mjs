@@ -110,6 +110,13 @@ async function main() {
     log("stats shown");
     await shot(page, "stats");
 
+    // The unit's link opens it in Cockpit's Services page.
+    await web.getByRole("link", { name: "berth-web.scope" }).click();
+    await page.waitForURL(/\/system\/services#\/berth-web\.scope$/);
+    log(`unit link: ${page.url()}`);
+    await page.goBack();
+    await web.waitFor();
+
     // Stop from the page: berthd's state changes, and the row follows.
     await web.locator("[data-action=stop]").click();
     await web.locator(".status-stopped").waitFor();
