@@ -137,6 +137,7 @@ async function main() {
     await frame.locator("#create-args").fill("sh -c 'echo made $FOO; sleep 600'");
     await frame.locator("#create-env").fill("FOO=bar");
     await frame.locator("#create-labels").fill("made.by=cockpit");
+    await frame.locator("#create-image").scrollIntoViewIfNeeded();
     await shot(page, "create");
     await frame.locator("#create-form button[type=submit]").click();
     const made = frame.locator("tr[data-id=made-here]");
