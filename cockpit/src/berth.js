@@ -37,8 +37,25 @@ function setAccess(admin, state) {
     $("#access-admin").hidden = !admin;
 }
 
+// WAI-ARIA tabs: Left/Right (and Home/End) move between the visible tabs
+// of a tablist and select the one reached; Tab leaves the list.
+function arrowKeys(tablist) {
+    tablist.addEventListener("keydown", ev => {
+        const tabs = [...tablist.querySelectorAll("[role=tab]")].filter(t => t.offsetParent !== null);
+        const i = tabs.indexOf(document.activeElement);
+        if (i < 0) return;
+        const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[ev.key];
+        if (next === undefined) return;
+        ev.preventDefault();
+        const tab = tabs[(next + tabs.length) % tabs.length];
+        tab.focus();
+        tab.click();
+    });
+}
+
 function init() {
     followTheme();
+    for (const list of document.querySelectorAll("[role=tablist]")) arrowKeys(list);
     $("#error-close").addEventListener("click", () => { $("#error").hidden = true });
     for (const tab of document.querySelectorAll("#pages [role=tab]")) {
         tab.addEventListener("click", () => showPage(tab.dataset.page));

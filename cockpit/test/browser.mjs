@@ -104,8 +104,10 @@ async function main() {
     log("console: echo ran in the container");
     await shot(page, "console");
 
-    // Stats from GetContainerStats.
-    await frame.locator("#details [data-tab=stats]").click();
+    // Stats from GetContainerStats; reached from the keyboard (arrow keys
+    // move along the tabs).
+    await frame.locator("#details [data-tab=console]").focus();
+    await page.keyboard.press("ArrowRight");
     await frame.locator("#tab-stats dd[data-stat=pids_current]").waitFor();
     log("stats shown");
     await shot(page, "stats");
