@@ -100,7 +100,9 @@ function startLogs(cur) {
     const argv = ["journalctl", "--no-pager", "-o", "cat", "-n", "1000",
         `CONTAINER_ID_FULL=${cur.id}`, `SYSLOG_IDENTIFIER=${cur.id}`];
     if (follow) argv.push("-f");
-    const proc = cockpit.spawn(argv, { superuser: "try", err: "message" });
+    // err "out": journalctl's own notes (a user outside adm/systemd-journal
+    // is told why the log is empty) show in the pane.
+    const proc = cockpit.spawn(argv, { superuser: "try", err: "out" });
     proc.stream(data => {
         pre.append(data);
         pre.scrollTop = pre.scrollHeight;
