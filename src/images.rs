@@ -79,6 +79,7 @@ pub fn prepare(
             workdir: req.workdir.clone(),
             user: req.user.clone(),
             terminal: req.terminal.unwrap_or(false),
+            entrypoint: req.security.entrypoint.clone(),
             ..Default::default()
         };
         let spec = store

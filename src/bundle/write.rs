@@ -33,6 +33,10 @@ pub enum BundleError {
         source: serde_json::Error,
     },
     /// The result, read as the runtime will, is not a valid spec.
+    /// Security options that cannot apply to this spec (a sysctl of a
+    /// namespace shared with the host, no default seccomp profile).
+    #[error(transparent)]
+    Security(#[from] super::SecurityApplyError),
     #[error(transparent)]
     Invalid(#[from] crate::init_calls::spec::SpecError),
 }
@@ -70,6 +74,9 @@ pub fn write_spec(
     dir: &Path,
 ) -> Result<PathBuf, BundleError> {
     super::apply(opts, &mut spec, bundle);
+    // After the other edits: the network may add the namespace a sysctl
+    // needs, and seccomp's rules depend on the capabilities kept.
+    super::security::apply(&opts.security, opts.image.is_some(), &mut spec)?;
     let text = serde_json::to_vec(&spec).map_err(|source| BundleError::Serialize {
         dir: dir.to_owned(),
         source,
