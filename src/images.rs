@@ -85,7 +85,14 @@ pub fn prepare(
         let spec = store
             .generate_spec(image, &mount, &opts)
             .map_err(image_error)?;
-        Ok(crate::bundle::write_spec(req, spec, &mount, bundle_dir)?)
+        // The command is in the spec already, after the entrypoint: the
+        // edit must not set process.args over it (an image's Entrypoint
+        // would be lost with `run IMAGE ARGS`).
+        let rest = CreateOptions {
+            args: None,
+            ..req.clone()
+        };
+        Ok(crate::bundle::write_spec(&rest, spec, &mount, bundle_dir)?)
     })();
     if made.is_err() {
         let _ = store.remove_rootfs(id);

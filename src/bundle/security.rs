@@ -25,10 +25,12 @@ pub enum SecurityApplyError {
     Rlimit(String),
 }
 
-/// Every capability the running kernel has (privileged, `ALL`). oci-spec
-/// names one more than an old kernel may know; init refuses those.
+/// Every capability berthd itself may hold (privileged, `ALL`): its own
+/// bounding set — the kernel's all in a plain host, fewer where berthd
+/// runs confined (a container can never get more than its runtime has).
 pub fn all_caps() -> Capabilities {
-    caps::runtime::thread_all_supported()
+    caps::read(None, caps::CapSet::Bounding)
+        .unwrap_or_default()
         .into_iter()
         .filter_map(|c| {
             let name = c.to_string();
