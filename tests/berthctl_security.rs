@@ -258,6 +258,18 @@ fn security_and_process_options() {
     assert!(took < Duration::from_secs(5), "stop took {took:?}");
     ctl_ok(&b, "rm -f stubborn");
 
+    // --init: catatonit (a copy, read-only) is pid 1, the command its child;
+    // the exit code passes through.
+    let (code, out, err) = ctl(
+        &b,
+        "run --rm --init local/bb:1 sh -c 'readlink /proc/1/exe; echo $$; (echo x > /run/berth-init) 2>/dev/null || echo read-only; exit 3'",
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(code, 3, "exit code through catatonit: {out}{err}");
+    assert_eq!(lines.first(), Some(&"/run/berth-init"), "{out}{err}");
+    assert_ne!(lines.get(1), Some(&"1"), "the command is pid 1: {out}");
+    assert_eq!(lines.last(), Some(&"read-only"), "{out}{err}");
+
     // Bad input: a named error each, nothing made.
     let bad: &[(&str, &str)] = &[
         ("--cap-add SYS_NOPE", "unknown capability \"SYS_NOPE\""),

@@ -53,6 +53,9 @@ pub struct SecurityOpts {
     /// (-e wins over them).
     #[arg(long = "env-file", value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
+    /// Run a reaper (catatonit, copied in) as pid 1, the command its child.
+    #[arg(long)]
+    pub init: bool,
 }
 
 /// `--entrypoint` as podman reads it: a JSON array, or one word.
@@ -153,6 +156,9 @@ impl SecurityOpts {
         }
         if self.privileged {
             o.insert("privileged", Value::from(true));
+        }
+        if self.init {
+            o.insert("init", Value::from(true));
         }
         let mut opts = Vec::new();
         for opt in &self.security_opt {

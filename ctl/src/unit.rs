@@ -189,6 +189,7 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             stop_signal: config.stop_signal.clone(),
             stop_timeout: config.stop_timeout.map(|t| t.min(u32::MAX as u64) as u32),
             env_files: config.env_file.clone(),
+            init: config.init,
         },
     };
     let (_, m) = connect()?;

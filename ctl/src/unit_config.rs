@@ -74,6 +74,9 @@ pub struct UnitConfig {
     /// NAME=VALUE files read into env (env wins over them).
     #[serde(default)]
     pub env_file: Vec<PathBuf>,
+    /// catatonit as pid 1 (reaps, forwards signals).
+    #[serde(default)]
+    pub init: bool,
     /// The generated unit's [Unit] section (berth-generator only).
     #[serde(default)]
     pub unit: UnitSection,

@@ -5,6 +5,7 @@
 //! so it still names the original rootfs.
 
 mod edit;
+pub mod init;
 mod security;
 mod write;
 

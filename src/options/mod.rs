@@ -30,7 +30,7 @@ pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pid
                          hostname, dns, dns_search, add_hosts, listen_fds, \
                          listen_fdnames, cap_add, cap_drop, privileged, \
                          security_opt, seccomp_profile, group_add, ulimits, sysctls, \
-                         annotations, entrypoint, stop_signal, stop_timeout";
+                         annotations, entrypoint, stop_signal, stop_timeout, init";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -5,7 +5,8 @@
 //! (s: a profile's JSON, which berthctl reads from the file a user names),
 //! `group_add` (as: gids), `ulimits` (as: NAME=SOFT[:HARD]), `sysctls`
 //! (a{ss}: namespaced keys only), `annotations` (a{ss}), `entrypoint` (as),
-//! `stop_signal` (s), `stop_timeout` (u). Checked here, before anything is
+//! `stop_signal` (s), `stop_timeout` (u), `init` (b: catatonit as pid 1,
+//! see bundle::init). Checked here, before anything is
 //! made; bundle::security applies them to the spec.
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +31,7 @@ pub const KEYS: &[&str] = &[
     "entrypoint",
     "stop_signal",
     "stop_timeout",
+    "init",
 ];
 
 /// Labels the stop options are recorded as, read back by `berthctl stop`
@@ -100,6 +102,8 @@ pub struct SecurityOptions {
     /// Signal number.
     pub stop_signal: Option<i32>,
     pub stop_timeout: Option<u32>,
+    /// A reaper as the container's pid 1 (a copy of catatonit).
+    pub init: bool,
 }
 
 /// ulimit names as podman and docker spell them.
@@ -310,6 +314,7 @@ impl SecurityOptions {
                 self.stop_signal = Some(parse_signal(&s)?);
             }
             "stop_timeout" => self.stop_timeout = Some(typed(key, value, "u")?),
+            "init" => self.init = typed(key, value, "b")?,
             _ => return Err(OptionError::Unknown(brief(key).into())),
         }
         Ok(())
@@ -328,6 +333,7 @@ impl SecurityOptions {
             || !self.ulimits.is_empty()
             || !self.sysctls.is_empty()
             || !self.annotations.is_empty()
+            || self.init
     }
 
     /// The labels the stop options are kept as.
