@@ -314,3 +314,83 @@ fn security_and_process_options() {
     }
     eprintln!("security options checked in {:?}", t0.elapsed());
 }
+
+/// A caller's own bundle keeps its own seccomp unless its annotation
+/// io.berth.seccomp asks for runtime/default (the CRI's name); its options
+/// apply as to an image's; options that need an image are refused.
+#[test]
+fn bundles_and_the_runtime_default_annotation() {
+    let Some(b) = berth_box::up_or_skip("berthctl_security_bundle") else {
+        return;
+    };
+    if !std::path::Path::new("/usr/share/containers/seccomp.json").exists() {
+        eprintln!(
+            "skipped: no /usr/share/containers/seccomp.json (golang-github-containers-common)"
+        );
+        return;
+    }
+    install_berthd(&b, "");
+    let grep = ["grep", "^Seccomp:", "/proc/self/status"];
+    let plain = busybox_bundle("sec-plain", &grep);
+    let mut annotated = busybox_bundle("sec-annotated", &grep);
+    annotated.config["annotations"] = serde_json::json!({"io.berth.seccomp": "runtime/default"});
+    std::fs::write(
+        annotated.dir.join("config.json"),
+        serde_json::to_vec(&annotated.config).unwrap(),
+    )
+    .unwrap();
+    let seccomp = |bundle: &str, flags: &str| {
+        let out = ctl_ok(&b, &format!("run --rm {flags} --bundle {bundle}"));
+        out.split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        seccomp(plain.path(), ""),
+        "0",
+        "a bundle's own (none) is kept"
+    );
+    assert_eq!(
+        seccomp(annotated.path(), ""),
+        "2",
+        "runtime/default by annotation"
+    );
+    assert_eq!(
+        seccomp(annotated.path(), "--security-opt seccomp=unconfined"),
+        "0"
+    );
+    assert_eq!(
+        seccomp(plain.path(), "--cap-add SYS_ADMIN"),
+        "0",
+        "options alone do not add a profile to a bundle"
+    );
+    // A bundle sharing the host's IPC namespace: kernel.shm* is refused.
+    let mut host_ipc = busybox_bundle("sec-hostipc", &grep);
+    host_ipc.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "ipc");
+    std::fs::write(
+        host_ipc.dir.join("config.json"),
+        serde_json::to_vec(&host_ipc.config).unwrap(),
+    )
+    .unwrap();
+    let (code, _, err) = ctl(
+        &b,
+        &format!(
+            "run --rm --sysctl kernel.shmmax=1 --bundle {}",
+            host_ipc.path()
+        ),
+    );
+    assert!(code != 0 && err.contains("shares with the host"), "{err}");
+    let (code, _, err) = ctl(
+        &b,
+        &format!("run --rm --entrypoint sh --bundle {}", plain.path()),
+    );
+    assert!(
+        code != 0 && err.contains("entrypoint goes with image"),
+        "{err}"
+    );
+    assert_eq!(ctl_ok(&b, "ps -a -q").trim(), "");
+}
