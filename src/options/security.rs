@@ -43,7 +43,7 @@ pub const STOP_TIMEOUT_LABEL: &str = "io.berth.stop-timeout";
 pub enum SecurityError {
     #[error("option {key}: unknown capability {name:?}")]
     UnknownCap { key: &'static str, name: String },
-    #[error("option security_opt: {0:?} is not one of no-new-privileges[=true|false], seccomp=unconfined, mask=PATH[:PATH…], unmask=PATH[:PATH…]|ALL (a seccomp=PROFILE file is read by the client and sent as seccomp_profile)")]
+    #[error("option security_opt: {0:?} is not one of no-new-privileges[=true|false], seccomp=unconfined, mask=PATH[:PATH…], unmask=PATH[:PATH…]|ALL, apparmor=unconfined, label=disable (a seccomp=PROFILE file is read by the client and sent as seccomp_profile)")]
     SecurityOpt(String),
     #[error("option security_opt: {0:?}: paths must be absolute")]
     MaskPath(String),
@@ -251,6 +251,9 @@ impl SecurityOptions {
                 self.no_new_privileges = Some(v.parse().map_err(|_| bad())?)
             }
             Some(("seccomp", "unconfined")) => self.seccomp = Some(Seccomp::Unconfined),
+            // berth applies no AppArmor profile or SELinux label of its own:
+            // what podman scripts pass to turn them off is already so.
+            Some(("apparmor", "unconfined")) | Some(("label", "disable")) => {}
             Some(("mask", list)) => self.mask.extend(paths(list)?),
             Some(("unmask", "ALL")) => self.unmask.push("ALL".into()),
             Some(("unmask", list)) => self.unmask.extend(paths(list)?),
@@ -406,6 +409,8 @@ mod tests {
         assert_eq!(s.seccomp, Some(Seccomp::Unconfined));
         s.security_opt("mask=/a:/b").unwrap();
         s.security_opt("unmask=ALL").unwrap();
+        s.security_opt("label=disable").unwrap();
+        s.security_opt("apparmor=unconfined").unwrap();
         assert_eq!(s.mask, ["/a", "/b"]);
         for bad in [
             "seccomp=/x.json",
