@@ -226,7 +226,7 @@ mod tests {
             ["A=1", "B=two words", "BERTH_ENVFILE_TEST=from-caller"]
         );
         std::fs::write(&f, "=x\n").unwrap();
-        assert!(read_env_file(&f).unwrap_err().to_string().contains(":1:"));
+        assert!(read_env_file(&f).unwrap_err().msg.contains(":1:"));
         assert!(read_env_file(&dir.join("none")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -166,7 +166,7 @@ fn edit_sysctls(sec: &SecurityOptions, spec: &mut Spec) -> Result<(), SecurityAp
         }
     }
     let mut sysctl = linux.sysctl().clone().unwrap_or_default();
-    sysctl.extend(sec.sysctls.clone().into_iter());
+    sysctl.extend(sec.sysctls.clone());
     linux.set_sysctl(Some(sysctl));
     Ok(())
 }
