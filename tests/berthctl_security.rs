@@ -270,6 +270,29 @@ fn security_and_process_options() {
     assert_ne!(lines.get(1), Some(&"1"), "the command is pid 1: {out}");
     assert_eq!(lines.last(), Some(&"read-only"), "{out}{err}");
 
+    // The berth@ TOML keys are the same options (berthctl run-unit, the
+    // unit's main process, run here by hand: its exit code is the check).
+    b.sh_ok(
+        r#"mkdir -p /tmp/units && cat > /tmp/units/sec.toml <<'EOF'
+image = "local/bb:1"
+entrypoint = ["sh", "-c"]
+command = ["grep -q 'CapEff:.0000000000000000' /proc/self/status && [ $(ulimit -n) = 77 ] && [ $(cat /proc/sys/kernel/shmmax) = 4242 ] && id -G | grep -qw 777 && [ $E = 1 ]"]
+cap_drop = ["ALL"]
+security_opt = ["no-new-privileges"]
+ulimits = ["nofile=77"]
+group_add = ["777"]
+env_file = ["/tmp/envf"]
+env = ["E=1"]
+init = true
+[sysctls]
+"kernel.shmmax" = "4242"
+EOF"#,
+    );
+    let (code, out, err) = ctl(&b, "run-unit sec --config-dir /tmp/units");
+    assert_eq!(code, 0, "the unit's options: {out}{err}");
+    b.sh_ok("sed -i 's/nofile=77/nofile=78/' /tmp/units/sec.toml");
+    assert_eq!(ctl(&b, "run-unit sec --config-dir /tmp/units").0, 1, "a check that cannot fail");
+
     // Bad input: a named error each, nothing made.
     let bad: &[(&str, &str)] = &[
         ("--cap-add SYS_NOPE", "unknown capability \"SYS_NOPE\""),
