@@ -242,6 +242,9 @@ fn security_and_process_options() {
          sh -c \"trap 'echo got-usr1; exit 0' USR1; while true; do sleep 0.1; done\"",
     );
     std::thread::sleep(Duration::from_millis(300));
+    // An exec runs under the container's filter too.
+    let exec = ctl_ok(&b, "exec stopper grep ^Seccomp: /proc/self/status");
+    assert_eq!(exec.split_whitespace().nth(1), Some("2"), "{exec}");
     ctl_ok(&b, "stop stopper");
     let logs = ctl_ok(&b, "logs stopper");
     assert!(logs.contains("got-usr1"), "{logs}");
@@ -291,7 +294,11 @@ EOF"#,
     let (code, out, err) = ctl(&b, "run-unit sec --config-dir /tmp/units");
     assert_eq!(code, 0, "the unit's options: {out}{err}");
     b.sh_ok("sed -i 's/nofile=77/nofile=78/' /tmp/units/sec.toml");
-    assert_eq!(ctl(&b, "run-unit sec --config-dir /tmp/units").0, 1, "a check that cannot fail");
+    assert_eq!(
+        ctl(&b, "run-unit sec --config-dir /tmp/units").0,
+        1,
+        "a check that cannot fail"
+    );
 
     // Bad input: a named error each, nothing made.
     let bad: &[(&str, &str)] = &[

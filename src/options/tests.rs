@@ -146,94 +146,37 @@ fn lists_and_strings_are_bounded() {
 
 #[test]
 fn each_bad_value_is_named() {
+    #[rustfmt::skip]
     let cases: Vec<(&str, V<'static>, OptionError, &str)> = vec![
-        (
-            "args",
-            V::from(Vec::<String>::new()),
-            OptionError::EmptyArgs,
-            "option args must not be empty",
-        ),
-        (
-            "env",
-            V::from(vec!["A=1", "NOEQUALS"]),
-            OptionError::EnvEntry("NOEQUALS".into()),
-            "option env: \"NOEQUALS\" is not NAME=VALUE",
-        ),
-        (
-            "env",
-            V::from(vec!["=1"]),
-            OptionError::EnvEntry("=1".into()),
-            "option env: \"=1\" is not NAME=VALUE",
-        ),
-        (
-            "workdir",
-            V::from("rel"),
-            OptionError::RelativeWorkdir("rel".into()),
-            "option workdir \"rel\" must be an absolute path",
-        ),
-        (
-            "memory",
-            V::from(u64::MAX),
-            OptionError::MemoryTooLarge(u64::MAX),
-            "option memory 18446744073709551615 is too large",
-        ),
-        (
-            "cpus",
-            V::from(-1.0),
-            OptionError::CpusOutOfRange(-1.0),
-            "option cpus -1 must be > 0 and ≤ 4096",
-        ),
-        (
-            "cpus",
-            V::from(0.0),
-            OptionError::CpusOutOfRange(0.0),
-            "option cpus 0 must be > 0 and ≤ 4096",
-        ),
-        (
-            "cpus",
-            V::from(4096.5),
-            OptionError::CpusOutOfRange(4096.5),
-            "option cpus 4096.5 must be > 0 and ≤ 4096",
-        ),
-        (
-            "notify_socket",
-            V::from("rel.sock"),
-            OptionError::NotifySocket("rel.sock".into()),
-            "option notify_socket \"rel.sock\" must be an absolute socket path",
-        ),
-        (
-            "notify_socket",
-            V::from("/"),
-            OptionError::NotifySocket("/".into()),
-            "option notify_socket \"/\" must be an absolute socket path",
-        ),
-        (
-            "image",
-            V::from(""),
-            OptionError::NameLength {
-                key: "image".into(),
-            },
-            "option image must be 1-1024 bytes",
-        ),
-        (
-            "log_unit",
-            V::from("a b"),
-            OptionError::LogUnit("a b".into()),
-            "option log_unit \"a b\" is not a unit name",
-        ),
-        (
-            "log_unit",
-            V::from(""),
-            OptionError::LogUnit("".into()),
-            "option log_unit \"\" is not a unit name",
-        ),
-        (
-            "colour",
-            V::from("red"),
-            OptionError::Unknown("colour".into()),
-            // KNOWN grows with every option: the list is checked by its start.
-            Box::leak(format!("unknown option \"colour\" (known: {KNOWN})").into_boxed_str()),
-        ),
+        ("args", V::from(Vec::<String>::new()), OptionError::EmptyArgs,
+         "option args must not be empty"),
+        ("env", V::from(vec!["A=1", "NOEQUALS"]), OptionError::EnvEntry("NOEQUALS".into()),
+         "option env: \"NOEQUALS\" is not NAME=VALUE"),
+        ("env", V::from(vec!["=1"]), OptionError::EnvEntry("=1".into()),
+         "option env: \"=1\" is not NAME=VALUE"),
+        ("workdir", V::from("rel"), OptionError::RelativeWorkdir("rel".into()),
+         "option workdir \"rel\" must be an absolute path"),
+        ("memory", V::from(u64::MAX), OptionError::MemoryTooLarge(u64::MAX),
+         "option memory 18446744073709551615 is too large"),
+        ("cpus", V::from(-1.0), OptionError::CpusOutOfRange(-1.0),
+         "option cpus -1 must be > 0 and ≤ 4096"),
+        ("cpus", V::from(0.0), OptionError::CpusOutOfRange(0.0),
+         "option cpus 0 must be > 0 and ≤ 4096"),
+        ("cpus", V::from(4096.5), OptionError::CpusOutOfRange(4096.5),
+         "option cpus 4096.5 must be > 0 and ≤ 4096"),
+        ("notify_socket", V::from("rel.sock"), OptionError::NotifySocket("rel.sock".into()),
+         "option notify_socket \"rel.sock\" must be an absolute socket path"),
+        ("notify_socket", V::from("/"), OptionError::NotifySocket("/".into()),
+         "option notify_socket \"/\" must be an absolute socket path"),
+        ("image", V::from(""), OptionError::NameLength { key: "image".into() },
+         "option image must be 1-1024 bytes"),
+        ("log_unit", V::from("a b"), OptionError::LogUnit("a b".into()),
+         "option log_unit \"a b\" is not a unit name"),
+        ("log_unit", V::from(""), OptionError::LogUnit("".into()),
+         "option log_unit \"\" is not a unit name"),
+        ("colour", V::from("red"), OptionError::Unknown("colour".into()),
+         // KNOWN grows with each option; its start is checked below.
+         Box::leak(format!("unknown option \"colour\" (known: {KNOWN})").into_boxed_str())),
     ];
     for (key, v, want, msg) in cases {
         let e = err(key, v);
