@@ -88,10 +88,18 @@ pub fn prepare(
         // The command is in the spec already, after the entrypoint: the
         // edit must not set process.args over it (an image's Entrypoint
         // would be lost with `run IMAGE ARGS`).
-        let rest = CreateOptions {
+        let mut rest = CreateOptions {
             args: None,
             ..req.clone()
         };
+        // group_add's names, in the image's /etc/group (read within the
+        // rootfs: its symlinks never reach the host's).
+        for name in &req.security.group_names {
+            let gid = berth_image::spec::resolve_user(&mount, &format!("0:{name}"))
+                .map_err(|e| Error::InvalidArgument(format!("option group_add: {e}")))?
+                .gid;
+            rest.security.group_add.push(gid);
+        }
         Ok(crate::bundle::write_spec(&rest, spec, &mount, bundle_dir)?)
     })();
     if made.is_err() {

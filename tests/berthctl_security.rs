@@ -180,13 +180,14 @@ fn security_and_process_options() {
     // Groups, ulimits, sysctls.
     let groups = ctl_ok(
         &b,
-        "run --rm --group-add 4321 --group-add 55 local/bb:1 id -G",
+        "run --rm --group-add 4321 --group-add 55 --group-add app local/bb:1 id -G",
     );
-    assert!(
-        groups.split_whitespace().any(|g| g == "4321")
-            && groups.split_whitespace().any(|g| g == "55"),
-        "{groups}"
-    );
+    for want in ["4321", "55", "1000"] {
+        assert!(
+            groups.split_whitespace().any(|g| g == want),
+            "{want}: {groups}"
+        );
+    }
     assert_eq!(
         ctl_ok(
             &b,
@@ -325,7 +326,11 @@ EOF"#,
             "--security-opt apparmor=x",
             "option security_opt: \"apparmor=x\"",
         ),
-        ("--group-add wheel", "option group_add: \"wheel\""),
+        (
+            "--group-add nosuchgroup",
+            "option group_add: group \"nosuchgroup\" is not in the image's /etc/group",
+        ),
+        ("--group-add a:b", "option group_add: \"a:b\""),
         ("--stop-signal SIGNOPE", "option stop_signal: \"SIGNOPE\""),
         ("--env-file /nonexistent", "--env-file /nonexistent"),
     ];
@@ -420,6 +425,14 @@ fn bundles_and_the_runtime_default_annotation() {
     );
     assert!(
         code != 0 && err.contains("entrypoint goes with image"),
+        "{err}"
+    );
+    let (code, _, err) = ctl(
+        &b,
+        &format!("run --rm --group-add wheel --bundle {}", plain.path()),
+    );
+    assert!(
+        code != 0 && err.contains("group names go with image"),
         "{err}"
     );
     assert_eq!(ctl_ok(&b, "ps -a -q").trim(), "");

@@ -27,7 +27,7 @@ pub struct SecurityOpts {
     /// mask=PATH[:PATH…], unmask=PATH[:PATH…]|ALL; repeatable.
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
-    /// A supplementary group id for the process, repeatable.
+    /// A supplementary group (a gid, or a name in the image's /etc/group), repeatable.
     #[arg(long = "group-add", value_name = "GID")]
     pub group_add: Vec<String>,
     /// NAME=SOFT[:HARD] (nofile=1024:2048; -1 for unlimited), repeatable.

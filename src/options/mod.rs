@@ -175,6 +175,11 @@ impl CreateOptions {
             return Err(OptionError::UserWithoutImage);
         }
         r.net.check()?;
+        if !r.security.group_names.is_empty() && r.image.is_none() {
+            return Err(OptionError::Conflict(
+                "option group_add: group names go with image (a bundle takes gids)".into(),
+            ));
+        }
         if r.security.entrypoint.is_some() && r.image.is_none() {
             return Err(OptionError::Conflict(
                 "option entrypoint goes with image (a bundle's config.json says its args)".into(),

@@ -49,7 +49,7 @@ pub enum SecurityError {
     MaskPath(String),
     #[error("option seccomp_profile: {0}")]
     Profile(String),
-    #[error("option group_add: {0:?} is not a numeric group id")]
+    #[error("option group_add: {0:?} is not a group id or a group name")]
     Group(String),
     #[error("option ulimits: {0:?} is not NAME=SOFT[:HARD] (NAME one of {names}; -1 for unlimited; soft ≤ hard)", names = RLIMITS.join(", "))]
     Ulimit(String),
@@ -93,6 +93,8 @@ pub struct SecurityOptions {
     /// Paths taken out of the masked (and read-only) paths; "ALL" for all.
     pub unmask: Vec<String>,
     pub group_add: Vec<u32>,
+    /// Group names, resolved in an image's /etc/group (images only).
+    pub group_names: Vec<String>,
     /// (RLIMIT_NAME, soft, hard).
     pub ulimits: Vec<(String, u64, u64)>,
     pub sysctls: BTreeMap<String, String>,
@@ -217,6 +219,16 @@ fn check_sysctl(key: &str, value: &str) -> Result<(), SecurityError> {
     }
 }
 
+/// A name /etc/group may hold (shadow-utils' rule, loosely: no `:`,
+/// no whitespace, not starting with `-`).
+fn is_group_name(g: &str) -> bool {
+    !g.is_empty()
+        && g.len() <= 256
+        && !g.starts_with('-')
+        && g.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-$".contains(&b))
+}
+
 /// "SIGINT", "int", "2" → 2.
 pub fn parse_signal(s: &str) -> Result<i32, SecurityError> {
     let bad = || SecurityError::Signal(brief(s).into());
@@ -294,10 +306,15 @@ impl SecurityOptions {
                 self.seccomp = Some(Seccomp::Profile(profile));
             }
             "group_add" => {
-                self.group_add = list(value)?
-                    .iter()
-                    .map(|g| g.parse().map_err(|_| SecurityError::Group(brief(g).into())))
-                    .collect::<Result<_, _>>()?
+                let (mut ids, mut names) = (Vec::new(), Vec::new());
+                for g in list(value)? {
+                    match g.parse::<u32>() {
+                        Ok(id) => ids.push(id),
+                        Err(_) if is_group_name(&g) => names.push(g),
+                        Err(_) => return Err(SecurityError::Group(brief(&g).into()).into()),
+                    }
+                }
+                (self.group_add, self.group_names) = (ids, names);
             }
             "ulimits" => {
                 self.ulimits = list(value)?

@@ -66,6 +66,8 @@ fn security_opts() {
     ] {
         assert!(s.security_opt(bad).is_err(), "{bad}");
     }
+    assert!(is_group_name("wheel") && is_group_name("app_1"));
+    assert!(!is_group_name("a:b") && !is_group_name("-x") && !is_group_name("a b"));
     assert_eq!(parse_signal("int"), Ok(2));
     assert_eq!(parse_signal("SIGUSR1"), Ok(10));
     assert!(parse_signal("SIGNOPE").is_err());
