@@ -72,3 +72,21 @@ fn security_opts() {
     assert_eq!(parse_signal("SIGUSR1"), Ok(10));
     assert!(parse_signal("SIGNOPE").is_err());
 }
+
+/// Every key, sent with a type it does not take: a short named refusal.
+#[test]
+fn wrong_types_are_refused_by_name() {
+    use std::collections::HashMap;
+    use zbus::zvariant::{OwnedValue, Value};
+    for key in KEYS {
+        let wrong = match *key {
+            "sysctls" | "annotations" => Value::from(7u8),
+            _ => Value::from(HashMap::from([("a".to_string(), "b".to_string())])),
+        };
+        let opts = HashMap::from([(key.to_string(), OwnedValue::try_from(wrong).unwrap())]);
+        let e = super::super::CreateOptions::parse(&opts).unwrap_err();
+        let m = e.to_string();
+        assert!(m.starts_with(&format!("option {key}")), "{key}: {m}");
+        assert!(m.len() < 512, "{key}: {m}");
+    }
+}
