@@ -199,15 +199,18 @@ impl Daemon {
                 })
                 .await
             }
-            (None, true) => {
-                // It fsyncs: off the executor threads.
+            (None, false) if !crate::bundle::bundle_wants_runtime_default(&bundle_path) => {
+                Ok(bundle_path.clone())
+            }
+            // Options, or an annotation asking for the default seccomp
+            // profile: a rewritten copy. It fsyncs: off the executor threads.
+            (None, _) => {
                 let (req, from, to) = (req.clone(), bundle_path.clone(), derived.clone());
                 tokio::task::spawn_blocking(move || crate::bundle::write_from(&req, &from, &to))
                     .await
                     .map_err(|e| Error::Internal(e.to_string()))
                     .and_then(|written| written.map_err(Error::from))
             }
-            (None, false) => Ok(bundle_path.clone()),
         };
         let result = match result {
             Ok(b) => {

@@ -79,12 +79,28 @@ pub fn prepare(
             workdir: req.workdir.clone(),
             user: req.user.clone(),
             terminal: req.terminal.unwrap_or(false),
+            entrypoint: req.security.entrypoint.clone(),
             ..Default::default()
         };
         let spec = store
             .generate_spec(image, &mount, &opts)
             .map_err(image_error)?;
-        Ok(crate::bundle::write_spec(req, spec, &mount, bundle_dir)?)
+        // The command is in the spec already, after the entrypoint: the
+        // edit must not set process.args over it (an image's Entrypoint
+        // would be lost with `run IMAGE ARGS`).
+        let mut rest = CreateOptions {
+            args: None,
+            ..req.clone()
+        };
+        // group_add's names, in the image's /etc/group (read within the
+        // rootfs: its symlinks never reach the host's).
+        for name in &req.security.group_names {
+            let gid = berth_image::spec::resolve_user(&mount, &format!("0:{name}"))
+                .map_err(|e| Error::InvalidArgument(format!("option group_add: {e}")))?
+                .gid;
+            rest.security.group_add.push(gid);
+        }
+        Ok(crate::bundle::write_spec(&rest, spec, &mount, bundle_dir)?)
     })();
     if made.is_err() {
         let _ = store.remove_rootfs(id);

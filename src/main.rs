@@ -20,6 +20,7 @@ mod network;
 mod options;
 mod recovery;
 mod rollback;
+mod seccomp_profile;
 mod shims;
 mod sockets;
 mod stats;

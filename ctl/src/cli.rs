@@ -124,11 +124,12 @@ pub enum Cmd {
         #[arg(required_unless_present = "all")]
         ids: Vec<String>,
     },
-    /// Stop: SIGTERM, then SIGKILL after the timeout.
+    /// Stop: SIGTERM (or the container's --stop-signal), then SIGKILL after the timeout.
     Stop {
-        /// Seconds to wait before SIGKILL.
-        #[arg(short = 't', long, default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before SIGKILL (default: the container's
+        /// --stop-timeout, else 10).
+        #[arg(short = 't', long)]
+        time: Option<u64>,
         /// Every running or paused container.
         #[arg(short = 'a', long, conflicts_with = "ids")]
         all: bool,

@@ -13,6 +13,7 @@ mod opts;
 mod prune;
 mod ps;
 mod record;
+mod security_opts;
 mod session;
 mod show;
 mod stats;
@@ -142,7 +143,10 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Stop { time, all, ids } => {
             let (_, m) = connect()?;
             let ids = ids_or_all(&m, all, ids, live)?;
-            each(&ids, |id| session::stop(&m, id, time))
+            each(&ids, |id| {
+                let secs = time.or(security_opts::stop_defaults(&m, id).1);
+                session::stop(&m, id, secs.unwrap_or(10))
+            })
         }
         Cmd::Pause { ids } => {
             let (_, m) = connect()?;

@@ -54,6 +54,9 @@ pub struct CreateOpts {
     pub user: Option<String>,
     #[command(flatten)]
     pub net: NetOpts,
+    /// Capabilities, seccomp, groups, ulimits, sysctls, entrypoint, stop…
+    #[command(flatten)]
+    pub security: crate::security_opts::SecurityOpts,
     /// The image (without --bundle); with --bundle, the command's first word.
     /// Options go before it: what follows is the command's.
     #[arg(value_name = "IMAGE")]

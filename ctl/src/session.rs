@@ -45,9 +45,12 @@ pub fn create_options(
     if !cmd.is_empty() {
         o.insert("args", Value::from(cmd.to_vec()));
     }
-    if !opts.process.env.is_empty() {
-        key_values(&opts.process.env, "env")?;
-        o.insert("env", Value::from(opts.process.env.clone()));
+    // --env-file first: -e wins (berthd keeps the last of a name).
+    let mut env = opts.security.file_env()?;
+    env.extend(opts.process.env.iter().cloned());
+    if !env.is_empty() {
+        key_values(&env, "env")?;
+        o.insert("env", Value::from(env));
     }
     if opts.process.tty {
         o.insert("terminal", Value::from(true));
@@ -68,6 +71,7 @@ pub fn create_options(
         o.insert("pids_limit", Value::from(p));
     }
     opts.net.insert_into(&mut o);
+    opts.security.insert_into(&mut o)?;
     Ok(o)
 }
 
@@ -159,9 +163,11 @@ pub fn wait(m: &ManagerProxyBlocking, id: &str) -> Result<(i32, i32)> {
     }
 }
 
-/// SIGTERM, then SIGKILL to every process after `secs`.
+/// The container's stop signal (SIGTERM unless created with --stop-signal),
+/// then SIGKILL to every process after `secs`.
 pub fn stop(m: &ManagerProxyBlocking<'static>, id: &str, secs: u64) -> Result<()> {
-    if let Err(e) = m.kill_container(id, "init", libc::SIGTERM) {
+    let (signal, _) = crate::security_opts::stop_defaults(m, id);
+    if let Err(e) = m.kill_container(id, "init", signal) {
         // Already stopped (or never started) is fine for stop.
         let msg = berth_client::describe(&e);
         if msg.contains("FailedPrecondition") {

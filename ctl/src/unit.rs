@@ -118,6 +118,11 @@ fn listen_fds() -> (Vec<OwnedFd>, Vec<String>) {
     (fds, names)
 }
 
+/// A TOML table as the KEY=VALUE words the flags take.
+fn key_value_lines(map: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    map.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
 pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
     // Taken first: before anything else could open an fd among them.
     let (fds, fd_names) = listen_fds();
@@ -170,6 +175,22 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             dns_search: config.dns_search.clone(),
             add_hosts: config.add_hosts.clone(),
         },
+        security: crate::security_opts::SecurityOpts {
+            cap_add: config.cap_add.clone(),
+            cap_drop: config.cap_drop.clone(),
+            privileged: config.privileged,
+            security_opt: config.security_opt.clone(),
+            group_add: config.group_add.clone(),
+            ulimits: config.ulimits.clone(),
+            sysctls: key_value_lines(&config.sysctls),
+            annotations: key_value_lines(&config.annotations),
+            // The list as written: no JSON reading for a TOML array.
+            entrypoint: None,
+            stop_signal: config.stop_signal.clone(),
+            stop_timeout: config.stop_timeout.map(|t| t.min(u32::MAX as u64) as u32),
+            env_files: config.env_file.clone(),
+            init: config.init,
+        },
     };
     let (_, m) = connect()?;
     // A leftover of an earlier run of this unit (crash, kill -9): replace it.
@@ -178,6 +199,9 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
     }
     let mut options: HashMap<&'static str, Value<'static>> = HashMap::new();
     options.insert("log_unit", Value::from(own_unit(name)));
+    if let Some(e) = &config.entrypoint {
+        options.insert("entrypoint", Value::from(e.clone()));
+    }
     if !fds.is_empty() {
         // Sent as the message's fds (SCM_RIGHTS); berthd keeps copies.
         let list: Vec<zbus::zvariant::Fd<'static>> =

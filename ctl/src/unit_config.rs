@@ -47,6 +47,36 @@ pub struct UnitConfig {
     /// NAME:IP lines for /etc/hosts.
     #[serde(default)]
     pub add_hosts: Vec<String>,
+    /// Security and process options, as berthctl run's flags (podman's).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    #[serde(default)]
+    pub privileged: bool,
+    /// no-new-privileges, seccomp=unconfined|PROFILE.json, mask=, unmask=.
+    #[serde(default)]
+    pub security_opt: Vec<String>,
+    #[serde(default)]
+    pub group_add: Vec<String>,
+    /// NAME=SOFT[:HARD], as --ulimit.
+    #[serde(default)]
+    pub ulimits: Vec<String>,
+    /// Namespaced sysctls only.
+    #[serde(default)]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Replaces the image's Entrypoint (and drops its Cmd).
+    pub entrypoint: Option<Vec<String>>,
+    /// The signal the unit's stop sends first (default SIGTERM).
+    pub stop_signal: Option<String>,
+    /// NAME=VALUE files read into env (env wins over them).
+    #[serde(default)]
+    pub env_file: Vec<PathBuf>,
+    /// catatonit as pid 1 (reaps, forwards signals).
+    #[serde(default)]
+    pub init: bool,
     /// The generated unit's [Unit] section (berth-generator only).
     #[serde(default)]
     pub unit: UnitSection,
@@ -144,6 +174,12 @@ mod tests {
         assert!(err.to_string().contains("memroy"));
         let c: UnitConfig = toml::from_str("image = \"busybox\"\nuser = \"1000\"\n").unwrap();
         assert_eq!(c.image.as_deref(), Some("busybox"));
+        let c: UnitConfig = toml::from_str(
+            "image = \"x\"\ncap_add = [\"NET_ADMIN\"]\nsecurity_opt = [\"no-new-privileges\"]\n[sysctls]\n\"net.ipv4.ip_forward\" = \"1\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.cap_add, ["NET_ADMIN"]);
+        assert_eq!(c.sysctls["net.ipv4.ip_forward"], "1");
     }
 
     #[test]

@@ -141,7 +141,7 @@ fn edit_network(net: &SpecNet, spec: &mut Spec) {
 /// `Linux::default()` is runc's default config (namespaces, masked and
 /// read-only paths): adding resources to a spec without a linux section
 /// must not add those too.
-pub(super) fn bare_linux() -> Linux {
+pub(crate) fn bare_linux() -> Linux {
     let mut linux = Linux::default();
     linux
         .set_resources(None)

@@ -5,6 +5,8 @@
 //! so it still names the original rootfs.
 
 mod edit;
+pub mod init;
+mod security;
 mod write;
 
 #[cfg(test)]
@@ -12,5 +14,7 @@ mod props;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use edit::bare_linux;
 pub use edit::{apply, set_env};
+pub use security::{bundle_wants_runtime_default, SecurityApplyError};
 pub use write::{write_from, write_spec};

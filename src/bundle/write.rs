@@ -33,6 +33,12 @@ pub enum BundleError {
         source: serde_json::Error,
     },
     /// The result, read as the runtime will, is not a valid spec.
+    /// Security options that cannot apply to this spec (a sysctl of a
+    /// namespace shared with the host, no default seccomp profile).
+    #[error(transparent)]
+    Security(#[from] super::SecurityApplyError),
+    #[error(transparent)]
+    Init(#[from] super::init::InitError),
     #[error(transparent)]
     Invalid(#[from] crate::init_calls::spec::SpecError),
 }
@@ -40,7 +46,9 @@ pub enum BundleError {
 impl From<BundleError> for Error {
     fn from(e: BundleError) -> Self {
         match e {
-            BundleError::Write { .. } | BundleError::Serialize { .. } => {
+            BundleError::Write { .. }
+            | BundleError::Serialize { .. }
+            | BundleError::Init(super::init::InitError::Copy { .. }) => {
                 Error::Internal(e.to_string())
             }
             _ => Error::InvalidArgument(e.to_string()),
@@ -70,6 +78,12 @@ pub fn write_spec(
     dir: &Path,
 ) -> Result<PathBuf, BundleError> {
     super::apply(opts, &mut spec, bundle);
+    // After the other edits: the network may add the namespace a sysctl
+    // needs, and seccomp's rules depend on the capabilities kept.
+    super::security::apply(&opts.security, opts.image.is_some(), &mut spec)?;
+    if opts.security.init {
+        super::init::edit(&mut spec, dir)?;
+    }
     let text = serde_json::to_vec(&spec).map_err(|source| BundleError::Serialize {
         dir: dir.to_owned(),
         source,
@@ -78,6 +92,9 @@ pub fn write_spec(
         dir: dir.to_owned(),
         source,
     })?;
+    if opts.security.init {
+        super::init::copy_into(dir)?;
+    }
     // Check the result as the runtime will read it.
     crate::init_calls::spec::load(dir)?;
     Ok(dir.to_owned())

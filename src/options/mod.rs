@@ -16,6 +16,7 @@ use crate::daemon::brief;
 pub mod net;
 #[cfg(test)]
 pub mod props;
+pub mod security;
 #[cfg(test)]
 mod tests;
 
@@ -27,7 +28,9 @@ pub const MAX_STRING: usize = 64 * 1024;
 pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
                          notify_socket, stdin, log_unit, image, user, network, ports, \
                          hostname, dns, dns_search, add_hosts, listen_fds, \
-                         listen_fdnames";
+                         listen_fdnames, cap_add, cap_drop, privileged, \
+                         security_opt, seccomp_profile, group_add, ulimits, sysctls, \
+                         annotations, entrypoint, stop_signal, stop_timeout, init";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -60,6 +63,9 @@ pub struct CreateOptions {
     pub net_spec: Option<crate::network::SpecNet>,
     /// Socket activation: fds for the container's process (sockets.rs).
     pub listen: crate::sockets::ListenFds,
+    /// Capabilities, seccomp, masks, groups, ulimits, sysctls, annotations,
+    /// entrypoint, stop signal and timeout.
+    pub security: security::SecurityOptions,
 }
 
 /// Why an option was refused. Values a caller sent are kept `brief` (a
@@ -104,6 +110,8 @@ pub enum OptionError {
     Conflict(String),
     #[error(transparent)]
     Listen(#[from] crate::sockets::ListenError),
+    #[error(transparent)]
+    Security(#[from] security::SecurityError),
 }
 
 impl From<OptionError> for crate::error::Error {
@@ -135,7 +143,7 @@ where
         })
 }
 
-fn check_string(key: &str, s: &str) -> Result<(), OptionError> {
+pub(crate) fn check_string(key: &str, s: &str) -> Result<(), OptionError> {
     match s.len() > MAX_STRING {
         true => Err(OptionError::StringTooLong { key: key.into() }),
         false => Ok(()),
@@ -167,6 +175,19 @@ impl CreateOptions {
             return Err(OptionError::UserWithoutImage);
         }
         r.net.check()?;
+        if !r.security.group_names.is_empty() && r.image.is_none() {
+            return Err(OptionError::Conflict(
+                "option group_add: group names go with image (a bundle takes gids)".into(),
+            ));
+        }
+        if r.security.entrypoint.is_some() && r.image.is_none() {
+            return Err(OptionError::Conflict(
+                "option entrypoint goes with image (a bundle's config.json says its args)".into(),
+            ));
+        }
+        for (k, v) in r.security.stop_labels() {
+            r.labels.insert(k.into(), v);
+        }
         // After every option: `env` replaces the list when it comes.
         r.env.extend(r.listen.env()?);
         Ok(r)
@@ -254,6 +275,7 @@ impl CreateOptions {
                 self.log_unit = Some(u);
             }
             k if net::KEYS.contains(&k) => self.net.set(k, value)?,
+            k if security::KEYS.contains(&k) => self.security.set(k, value)?,
             "listen_fds" => self.listen.set_fds(value)?,
             "listen_fdnames" => self.listen.set_names(value)?,
             other => return Err(OptionError::Unknown(brief(other).into())),
@@ -272,5 +294,6 @@ impl CreateOptions {
             || self.pids_limit.is_some()
             || self.notify_socket.is_some()
             || self.net_spec.is_some()
+            || self.security.changes_spec()
     }
 }
