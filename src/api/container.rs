@@ -40,7 +40,7 @@ impl ContainerObject {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         crate::api::require_root(conn, &hdr).await?;
-        Ok(self.daemon.kill(&self.id, who, signal).await?)
+        crate::api::lifecycle::kill(&self.daemon, &self.id, who, signal).await
     }
 
     async fn pause(
@@ -104,6 +104,16 @@ impl ContainerObject {
     /// See Manager.GetContainerStats.
     async fn get_stats(&self) -> Result<HashMap<String, zbus::zvariant::OwnedValue>> {
         crate::api::manager::stats(&self.daemon, &self.id)
+    }
+
+    /// See Manager.RunHealthcheck.
+    async fn run_healthcheck(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<(String, i32)> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::lifecycle::run_healthcheck(conn, &self.daemon, &self.id).await
     }
 
     /// See Manager.AttachExec.
@@ -206,6 +216,25 @@ impl ContainerObject {
     #[zbus(property)]
     fn exit_reason(&self) -> String {
         self.rec().exit_reason
+    }
+
+    /// starting, healthy or unhealthy; "" without a health check.
+    #[zbus(property)]
+    fn health(&self) -> String {
+        crate::health::status(&self.rec())
+    }
+
+    /// Times its restart policy (or health check) ran it again.
+    #[zbus(property)]
+    fn restart_count(&self) -> u32 {
+        crate::restart::count(&self.rec())
+    }
+
+    /// no, on-failure[:N], always or unless-stopped.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn restart_policy(&self) -> String {
+        let rec = self.rec();
+        rec.restart.map(|r| r.policy).unwrap_or_default().name()
     }
 
     /// The image reference it was created from ("" for a bundle).

@@ -4,6 +4,7 @@
 pub mod container;
 pub mod error;
 pub mod images;
+pub mod lifecycle;
 pub mod manager;
 pub mod networks;
 

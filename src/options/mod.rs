@@ -13,6 +13,7 @@ use zbus::zvariant::OwnedValue;
 
 use crate::daemon::brief;
 
+pub mod lifecycle;
 pub mod net;
 #[cfg(test)]
 pub mod props;
@@ -27,7 +28,9 @@ pub const MAX_STRING: usize = 64 * 1024;
 pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
                          notify_socket, stdin, log_unit, image, user, network, ports, \
                          hostname, dns, dns_search, add_hosts, listen_fds, \
-                         listen_fdnames";
+                         listen_fdnames, restart, health_cmd, health_interval, \
+                         health_retries, health_start_period, health_timeout, \
+                         health_on_failure";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -60,6 +63,8 @@ pub struct CreateOptions {
     pub net_spec: Option<crate::network::SpecNet>,
     /// Socket activation: fds for the container's process (sockets.rs).
     pub listen: crate::sockets::ListenFds,
+    /// restart and health_*: what berthd does over the container's life.
+    pub lifecycle: lifecycle::LifecycleOptions,
 }
 
 /// Why an option was refused. Values a caller sent are kept `brief` (a
@@ -104,6 +109,10 @@ pub enum OptionError {
     Conflict(String),
     #[error(transparent)]
     Listen(#[from] crate::sockets::ListenError),
+    #[error("option restart {0:?}: want no, on-failure[:N], always or unless-stopped")]
+    Restart(String),
+    #[error("option {0}")]
+    Health(String),
 }
 
 impl From<OptionError> for crate::error::Error {
@@ -167,6 +176,13 @@ impl CreateOptions {
             return Err(OptionError::UserWithoutImage);
         }
         r.net.check()?;
+        r.lifecycle.health()?;
+        if r.lifecycle.restart != crate::restart::RestartPolicy::No && !r.listen.is_empty() {
+            // A restart cannot hand the sockets over again: berthd has them no more.
+            return Err(OptionError::Conflict(
+                "option restart goes not with listen_fds (the sockets are passed once)".into(),
+            ));
+        }
         // After every option: `env` replaces the list when it comes.
         r.env.extend(r.listen.env()?);
         Ok(r)
@@ -254,6 +270,7 @@ impl CreateOptions {
                 self.log_unit = Some(u);
             }
             k if net::KEYS.contains(&k) => self.net.set(k, value)?,
+            k if lifecycle::KEYS.contains(&k) => self.lifecycle.set(k, value)?,
             "listen_fds" => self.listen.set_fds(value)?,
             "listen_fdnames" => self.listen.set_names(value)?,
             other => return Err(OptionError::Unknown(brief(other).into())),
