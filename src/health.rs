@@ -182,7 +182,11 @@ pub fn act(conn: &zbus::Connection, daemon: &Arc<Daemon>, id: &str) {
             OnFailure::Restart => {
                 let _ = daemon.kill(&id, "all", libc::SIGKILL).await;
                 let _ = tokio::time::timeout(Duration::from_secs(10), daemon.wait(&id)).await;
-                let stopped = |r: &crate::store::ContainerRecord| r.status == Status::Stopped;
+                // Not if a Delete or a Stop came meanwhile.
+                let stopped = |r: &crate::store::ContainerRecord| {
+                    r.status == Status::Stopped
+                        && !r.restart.as_ref().is_some_and(|x| x.stopped_by_user)
+                };
                 if let Err(e) = crate::restart::relaunch(&conn, &daemon, &id, stopped).await {
                     tracing::error!(container = %id, "restart of an unhealthy container: {e}");
                 }

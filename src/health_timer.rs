@@ -63,8 +63,8 @@ pub async fn start(conn: &zbus::Connection, id: &str, cfg: &HealthConfig) -> zbu
         ("CollectMode", Value::from("inactive-or-failed")),
     ];
     let timers = vec![
-        ("OnActiveUSec".to_string(), interval),
-        ("OnUnitInactiveUSec".to_string(), interval),
+        ("OnActiveSec".to_string(), interval),
+        ("OnUnitInactiveSec".to_string(), interval),
     ];
     let timer: Vec<(&str, Value<'_>)> = vec![
         (
@@ -73,7 +73,6 @@ pub async fn start(conn: &zbus::Connection, id: &str, cfg: &HealthConfig) -> zbu
         ),
         ("TimersMonotonic", Value::from(timers)),
         ("AccuracyUSec", Value::from(accuracy)),
-        ("RemainAfterElapsed", Value::from(false)),
     ];
     let service_name = service_unit(id);
     let aux = vec![(service_name.as_str(), service)];

@@ -40,6 +40,7 @@ pub trait Manager {
     fn resize_terminal(&self, id: &str, exec_id: &str, rows: u16, cols: u16) -> zbus::Result<()>;
     fn get_logs(&self, id: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;
     fn info(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    fn run_healthcheck(&self, id: &str) -> zbus::Result<(String, i32)>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
 }
@@ -101,6 +102,7 @@ pub trait Container {
     fn attach(&self) -> zbus::Result<OwnedFd>;
     fn attach_exec(&self, exec_id: &str) -> zbus::Result<OwnedFd>;
     fn resize_terminal(&self, exec_id: &str, rows: u16, cols: u16) -> zbus::Result<()>;
+    fn run_healthcheck(&self) -> zbus::Result<(String, i32)>;
     fn logs(&self, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;
     #[zbus(property)]
     fn id(&self) -> zbus::Result<String>;
@@ -128,6 +130,12 @@ pub trait Container {
     fn image(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn command(&self) -> zbus::Result<Vec<String>>;
+    #[zbus(property)]
+    fn health(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn restart_count(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn restart_policy(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn labels(&self) -> zbus::Result<HashMap<String, String>>;
     #[zbus(property)]

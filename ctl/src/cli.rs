@@ -184,6 +184,9 @@ pub enum Cmd {
     /// Manage containers (prune).
     #[command(subcommand)]
     Container(ContainerCmd),
+    /// Run a container's health check (as its timer does).
+    #[command(subcommand)]
+    Healthcheck(HealthcheckCmd),
     /// Manage images (import, pull, ls, inspect, tag, rm, prune, save).
     #[command(subcommand)]
     Image(ImageCmd),
@@ -226,6 +229,12 @@ pub enum ContainerCmd {
         #[arg(short = 'f', long)]
         force: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HealthcheckCmd {
+    /// Run the check once: prints healthy/unhealthy/starting; exit 1 if it failed.
+    Run { id: String },
 }
 
 #[derive(Subcommand, Debug)]

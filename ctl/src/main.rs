@@ -7,6 +7,7 @@ mod cli;
 mod error;
 mod format;
 mod image;
+mod lifecycle;
 mod logs;
 mod network;
 mod opts;
@@ -24,7 +25,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use berth_client::ManagerProxyBlocking;
-use cli::{Cli, Cmd, ContainerCmd, SystemCmd};
+use cli::{Cli, Cmd, ContainerCmd, HealthcheckCmd, SystemCmd};
 pub use error::{Failed, Result, EXIT_FAILED};
 
 pub fn connect() -> Result<(zbus::blocking::Connection, ManagerProxyBlocking<'static>)> {
@@ -177,6 +178,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(failed)
         }
         Cmd::Rename { id, new_name } => prune::rename(&id, &new_name),
+        Cmd::Healthcheck(HealthcheckCmd::Run { id }) => lifecycle::run(&id),
         Cmd::Events { json } => show::events(json),
         Cmd::Version => show::version(),
         Cmd::Info { json } => show::info(json),

@@ -54,6 +54,8 @@ pub struct CreateOpts {
     pub user: Option<String>,
     #[command(flatten)]
     pub net: NetOpts,
+    #[command(flatten)]
+    pub lifecycle: crate::lifecycle::LifecycleOpts,
     /// The image (without --bundle); with --bundle, the command's first word.
     /// Options go before it: what follows is the command's.
     #[arg(value_name = "IMAGE")]

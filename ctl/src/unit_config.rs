@@ -47,6 +47,15 @@ pub struct UnitConfig {
     /// NAME:IP lines for /etc/hosts.
     #[serde(default)]
     pub add_hosts: Vec<String>,
+    /// The health check (berthctl run's --health-*; durations as "30s").
+    /// A unit's restarts are systemd's Restart=, not a restart policy.
+    pub health_cmd: Option<String>,
+    pub health_interval: Option<String>,
+    pub health_retries: Option<u32>,
+    pub health_start_period: Option<String>,
+    pub health_timeout: Option<String>,
+    /// none, kill, restart, stop.
+    pub health_on_failure: Option<String>,
     /// The generated unit's [Unit] section (berth-generator only).
     #[serde(default)]
     pub unit: UnitSection,
@@ -144,6 +153,13 @@ mod tests {
         assert!(err.to_string().contains("memroy"));
         let c: UnitConfig = toml::from_str("image = \"busybox\"\nuser = \"1000\"\n").unwrap();
         assert_eq!(c.image.as_deref(), Some("busybox"));
+        let c: UnitConfig = toml::from_str(
+            "image = \"x\"\nhealth_cmd = \"true\"\nhealth_interval = \"5s\"\nhealth_retries = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.health_cmd.as_deref(), Some("true"));
+        assert_eq!(c.health_retries, Some(2));
+        assert!(toml::from_str::<UnitConfig>("image = \"x\"\nhealth_command = \"y\"\n").is_err());
     }
 
     #[test]

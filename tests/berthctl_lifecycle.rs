@@ -1,0 +1,245 @@
+//! Restart policies and health checks against a real berthd and systemd:
+//! bad options refused with nothing left; `--restart always` brings back a
+//! container killed behind berthd's back (RestartCount 1), also when berthd
+//! was down at the exit, and leaves one stopped on purpose; `on-failure:1`
+//! stops after one retry; a health check's transient timer makes the
+//! container healthy, then unhealthy and killed (on_failure=kill), or
+//! restarted (on_failure=restart), and goes with the container.
+
+mod common;
+#[allow(unused_imports)]
+use common::*;
+
+use std::time::{Duration, Instant};
+
+use berth_box::SystemdBox;
+use serde_json::Value as Json;
+
+const IMAGE: &str = "docker.io/local/bb:1";
+
+#[test]
+fn restart_policies_and_health_checks() {
+    let Some(b) = berth_box::up_or_skip("berthctl_lifecycle") else {
+        return;
+    };
+    install_berthd(&b, "");
+    b.sh_ok(MAKE_ARCHIVE);
+    ctl_ok(&b, "image import /tmp/img/image.tar");
+    let t0 = Instant::now();
+    bad_options_change_nothing(&b);
+    restart_always(&b);
+    restart_on_failure(&b);
+    restart_across_a_berthd_restart(&b);
+    health_kill(&b);
+    health_restart(&b);
+    eprintln!("lifecycle checks took {:?}", t0.elapsed());
+}
+
+fn inspect(b: &SystemdBox, id: &str) -> Json {
+    let out = ctl_ok(b, &format!("inspect {id}"));
+    let v: Json = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    match v {
+        Json::Array(mut a) => a.remove(0),
+        v => v,
+    }
+}
+
+/// Polls `id`'s inspect until `ok` holds (15 s at most).
+fn until(b: &SystemdBox, id: &str, what: &str, ok: impl Fn(&Json) -> bool) -> Json {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = inspect(b, id);
+        if ok(&v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{id}: not {what}: {v:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn status(v: &Json) -> &str {
+    v["Status"].as_str().unwrap_or_default()
+}
+
+fn units(b: &SystemdBox, pattern: &str) -> String {
+    b.sh_ok(&format!(
+        "systemctl list-units --all --plain --no-legend '{pattern}' || true"
+    ))
+}
+
+fn bad_options_change_nothing(b: &SystemdBox) {
+    let cases = [
+        ("--restart sometimes", "option restart \"sometimes\""),
+        ("--restart on-failure:x", "option restart"),
+        ("--health-retries 2", "health_* options need health_cmd"),
+        (
+            "--health-cmd true --health-interval 10ms",
+            "health_interval 10000 µs",
+        ),
+        (
+            "--health-cmd true --health-on-failure explode",
+            "health_on_failure \"explode\"",
+        ),
+        (
+            "--health-cmd true --health-interval soon",
+            "--health-interval \"soon\"",
+        ),
+        ("--health-cmd '[oops'", "not a JSON array"),
+    ];
+    for (opts, want) in cases {
+        let (code, out, err) = ctl(b, &format!("run -d --name bad {opts} {IMAGE} sleep 1"));
+        assert_ne!(code, 0, "{opts}: {out}");
+        assert!(err.contains(want), "{opts}: {err}");
+    }
+    assert_eq!(ctl_ok(b, "ps -a -q"), "");
+    assert_eq!(units(b, "berth-health-*"), "");
+    let (code, _, err) = ctl(b, "healthcheck run nosuch");
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("NotFound") || err.contains("no container"),
+        "{err}"
+    );
+}
+
+fn restart_always(b: &SystemdBox) {
+    ctl_ok(
+        b,
+        &format!("run -d --name ra --restart always {IMAGE} sleep 300"),
+    );
+    let v = inspect(b, "ra");
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "always");
+    let pid = v["Pid"].as_u64().unwrap();
+    // Killed behind berthd's back: a crash, which the policy restarts.
+    b.sh_ok(&format!("kill -9 {pid}"));
+    let v = until(b, "ra", "restarted", |v| {
+        v["RestartCount"] == 1 && status(v) == "running"
+    });
+    assert_ne!(v["Pid"].as_u64().unwrap(), pid);
+    // A stop asked for stays a stop.
+    ctl_ok(b, "stop -t 1 ra");
+    std::thread::sleep(Duration::from_millis(700));
+    let v = inspect(b, "ra");
+    assert_eq!(
+        (status(&v), v["RestartCount"].as_u64()),
+        ("stopped", Some(1))
+    );
+    ctl_ok(b, "rm ra");
+}
+
+fn restart_on_failure(b: &SystemdBox) {
+    ctl_ok(
+        b,
+        &format!("run -d --name rf --restart on-failure:1 {IMAGE} sh -c 'sleep 0.2; exit 3'"),
+    );
+    until(b, "rf", "retried once", |v| {
+        v["RestartCount"] == 1 && status(v) == "stopped"
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    let v = inspect(b, "rf");
+    assert_eq!(
+        (status(&v), v["RestartCount"].as_u64()),
+        ("stopped", Some(1))
+    );
+    assert_eq!(v["ExitCode"], 3);
+    // A clean exit is no failure.
+    ctl_ok(
+        b,
+        &format!("run -d --name rok --restart on-failure {IMAGE} sh -c 'exit 0'"),
+    );
+    until(b, "rok", "stopped", |v| status(v) == "stopped");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(inspect(b, "rok")["RestartCount"], 0);
+    ctl_ok(b, "rm rf rok");
+}
+
+fn restart_across_a_berthd_restart(b: &SystemdBox) {
+    ctl_ok(
+        b,
+        &format!("run -d --name rb --restart unless-stopped {IMAGE} sleep 300"),
+    );
+    let pid = inspect(b, "rb")["Pid"].as_u64().unwrap();
+    // berthd is down when the container dies: its next start decides.
+    b.sh_ok(&format!(
+        "systemctl kill -s KILL berthd; while systemctl is-active -q berthd; do sleep 0.05; done; kill -9 {pid}"
+    ));
+    b.sh_ok("systemctl start berthd");
+    let v = until(b, "rb", "restarted by the next berthd", |v| {
+        v["RestartCount"] == 1 && status(v) == "running"
+    });
+    assert_ne!(v["Pid"].as_u64().unwrap(), pid);
+    ctl_ok(b, "rm -f rb");
+}
+
+fn health_kill(b: &SystemdBox) {
+    // ContainerHealth, as `berthctl events` words it.
+    b.sh_ok(&format!(
+        "(timeout 30 {} events --json > /tmp/events.json 2>&1 &) ; sleep 0.3",
+        berthctl()
+    ));
+    ctl_ok(
+        b,
+        &format!(
+            "run -d --name hk --health-cmd 'test -e /tmp/ok' --health-interval 1s \
+             --health-retries 2 --health-on-failure kill {IMAGE} sleep 300"
+        ),
+    );
+    assert_eq!(inspect(b, "hk")["State"]["Health"]["Status"], "starting");
+    let timer = units(b, "berth-health-hk.timer");
+    assert!(
+        timer.contains("active"),
+        "{timer}: {}",
+        b.sh_ok("journalctl -u berthd --no-pager | tail -20")
+    );
+    ctl_ok(b, "exec hk busybox touch /tmp/ok");
+    // By hand, as podman's `healthcheck run`.
+    assert_eq!(ctl_ok(b, "healthcheck run hk").trim(), "healthy");
+    let ps = ctl_ok(b, "ps");
+    assert!(ps.contains("(healthy)"), "{ps}");
+    // The timer's checks: two failures in a row, then the kill.
+    ctl_ok(b, "exec hk busybox rm /tmp/ok");
+    let t0 = Instant::now();
+    let v = until(b, "hk", "unhealthy and killed", |v| status(v) == "stopped");
+    eprintln!("unhealthy and killed after {:?}", t0.elapsed());
+    assert_eq!(v["State"]["Health"]["Status"], "unhealthy");
+    assert_eq!(v["ExitSignal"], 9, "{v:#}");
+    let events = b.sh_ok("cat /tmp/events.json");
+    for health in ["healthy", "unhealthy"] {
+        let line = format!("\"health\":\"{health}\",\"id\":\"hk\"");
+        assert!(events.contains(&line), "{line} in {events}");
+    }
+    // Its timer goes with the run.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !units(b, "berth-health-hk.*").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{}",
+            units(b, "berth-health-hk.*")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, _, err) = ctl(b, "healthcheck run hk");
+    assert_ne!(code, 0);
+    assert!(err.contains("running containers"), "{err}");
+    ctl_ok(b, "rm hk");
+}
+
+fn health_restart(b: &SystemdBox) {
+    ctl_ok(
+        b,
+        &format!(
+            "run -d --name hr --health-cmd false --health-interval 1s \
+             --health-retries 1 --health-on-failure restart {IMAGE} sleep 300"
+        ),
+    );
+    let pid = inspect(b, "hr")["Pid"].as_u64().unwrap();
+    let v = until(b, "hr", "restarted for its health", |v| {
+        v["RestartCount"].as_u64() >= Some(1) && status(v) == "running"
+    });
+    assert_ne!(v["Pid"].as_u64().unwrap(), pid);
+    // The restarted container has its timer again; delete takes it away.
+    let timer = units(b, "berth-health-hr.timer");
+    assert!(timer.contains("active"), "{timer}");
+    ctl_ok(b, "rm -f hr");
+    assert_eq!(units(b, "berth-health-*"), "");
+    assert_eq!(ctl_ok(b, "ps -a -q"), "");
+}
