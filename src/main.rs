@@ -29,6 +29,7 @@ mod stats;
 mod store;
 mod store_networks;
 mod streams;
+mod top;
 
 use std::path::PathBuf;
 

@@ -4,7 +4,8 @@
 //! was down at the exit, and leaves one stopped on purpose; `on-failure:1`
 //! stops after one retry; a health check's transient timer makes the
 //! container healthy, then unhealthy and killed (on_failure=kill), or
-//! restarted (on_failure=restart), and goes with the container.
+//! restarted (on_failure=restart), and goes with the container; `top`
+//! lists the container's processes with their pids inside.
 
 mod common;
 #[allow(unused_imports)]
@@ -32,6 +33,7 @@ fn restart_policies_and_health_checks() {
     restart_across_a_berthd_restart(&b);
     health_kill(&b);
     health_restart(&b);
+    top(&b);
     eprintln!("lifecycle checks took {:?}", t0.elapsed());
 }
 
@@ -242,4 +244,36 @@ fn health_restart(b: &SystemdBox) {
     ctl_ok(b, "rm -f hr");
     assert_eq!(units(b, "berth-health-*"), "");
     assert_eq!(ctl_ok(b, "ps -a -q"), "");
+}
+
+fn top(b: &SystemdBox) {
+    ctl_ok(b, &format!("run -d --name tp {IMAGE} sleep 300"));
+    ctl_ok(b, "exec -d tp sleep 301");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let out = loop {
+        let out = ctl_ok(b, "top tp");
+        if out.contains("sleep 301") || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let host_pid = inspect(b, "tp")["Pid"].as_u64().unwrap();
+    // The init: pid 1 inside, its host pid beside it.
+    let init = out
+        .lines()
+        .find(|l| l.ends_with("sleep 300"))
+        .unwrap_or_else(|| panic!("{out}"));
+    let cols: Vec<&str> = init.split_whitespace().collect();
+    assert_eq!(
+        cols[..4],
+        ["0", "1", "0", host_pid.to_string().as_str()],
+        "{out}"
+    );
+    assert!(out.contains("sleep 301"), "{out}");
+    ctl_ok(b, "kill tp");
+    ctl_ok(b, "wait tp");
+    let (code, _, err) = ctl(b, "top tp");
+    assert_ne!(code, 0);
+    assert!(err.contains("stopped state"), "{err}");
+    ctl_ok(b, "rm tp");
 }

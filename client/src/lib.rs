@@ -41,6 +41,7 @@ pub trait Manager {
     fn get_logs(&self, id: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;
     fn info(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
     fn run_healthcheck(&self, id: &str) -> zbus::Result<(String, i32)>;
+    fn top_container(&self, id: &str) -> zbus::Result<Vec<(u32, u32, u32, u32, String)>>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
 }
@@ -103,6 +104,7 @@ pub trait Container {
     fn attach_exec(&self, exec_id: &str) -> zbus::Result<OwnedFd>;
     fn resize_terminal(&self, exec_id: &str, rows: u16, cols: u16) -> zbus::Result<()>;
     fn run_healthcheck(&self) -> zbus::Result<(String, i32)>;
+    fn top(&self) -> zbus::Result<Vec<(u32, u32, u32, u32, String)>>;
     fn logs(&self, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;
     #[zbus(property)]
     fn id(&self) -> zbus::Result<String>;

@@ -184,6 +184,8 @@ pub enum Cmd {
     /// Manage containers (prune).
     #[command(subcommand)]
     Container(ContainerCmd),
+    /// A container's processes (UID, PID and PPID as the container sees them).
+    Top { id: String },
     /// Run a container's health check (as its timer does).
     #[command(subcommand)]
     Healthcheck(HealthcheckCmd),

@@ -115,6 +115,21 @@ pub fn run(id: &str) -> Result<u8> {
     Ok(if exit == 0 { 0 } else { 1 })
 }
 
+/// `berthctl top ID`: podman's columns that /proc gives (UID, PID, PPID,
+/// COMMAND), and the host's pid.
+pub fn top(id: &str) -> Result<u8> {
+    let (_, m) = connect()?;
+    let rows = m.top_container(id)?;
+    println!(
+        "{:<8} {:>8} {:>8} {:>10}  COMMAND",
+        "UID", "PID", "PPID", "HOST PID"
+    );
+    for (pid, ppid, uid, host, cmd) in rows {
+        println!("{uid:<8} {pid:>8} {ppid:>8} {host:>10}  {cmd}");
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

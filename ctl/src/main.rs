@@ -179,6 +179,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Rename { id, new_name } => prune::rename(&id, &new_name),
         Cmd::Healthcheck(HealthcheckCmd::Run { id }) => lifecycle::run(&id),
+        Cmd::Top { id } => lifecycle::top(&id),
         Cmd::Events { json } => show::events(json),
         Cmd::Version => show::version(),
         Cmd::Info { json } => show::info(json),

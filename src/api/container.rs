@@ -116,6 +116,16 @@ impl ContainerObject {
         crate::api::lifecycle::run_healthcheck(conn, &self.daemon, &self.id).await
     }
 
+    /// See Manager.TopContainer.
+    async fn top(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<Vec<crate::top::ProcessRow>> {
+        crate::api::authorize(conn, &hdr, crate::api::READ_ACTION).await?;
+        crate::api::lifecycle::top(&self.daemon, &self.id)
+    }
+
     /// See Manager.AttachExec.
     async fn attach_exec(
         &self,

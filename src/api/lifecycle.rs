@@ -73,3 +73,13 @@ pub async fn run_healthcheck(
     crate::health::act(conn, daemon, id);
     Ok((health, exit))
 }
+
+/// TopContainer: the container's processes (top.rs).
+pub fn top(daemon: &Daemon, id: &str) -> Result<Vec<crate::top::ProcessRow>> {
+    let rec = daemon.get(id)?;
+    Daemon::step(&rec, crate::lifecycle::Verb::Stats)?;
+    crate::top::processes(rec.pid).ok_or_else(|| {
+        crate::error::Error::FailedPrecondition(format!("container {id} has no processes left"))
+            .into()
+    })
+}

@@ -422,6 +422,19 @@ impl Manager {
         crate::api::lifecycle::run_healthcheck(conn, &self.daemon, id).await
     }
 
+    /// The container's processes: (pid and parent pid as the container
+    /// sees them, uid, host pid, command line). Polkit action
+    /// io.berth.berth1.read for non-root (command lines may hold secrets).
+    async fn top_container(
+        &self,
+        id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<Vec<crate::top::ProcessRow>> {
+        crate::api::authorize(conn, &hdr, crate::api::READ_ACTION).await?;
+        crate::api::lifecycle::top(&self.daemon, id)
+    }
+
     /// Version, container counts, state and cgroup facts.
     async fn info(&self) -> HashMap<String, OwnedValue> {
         crate::stats::info(&self.daemon)
