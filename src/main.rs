@@ -4,6 +4,7 @@
 mod api;
 mod bundle;
 mod config;
+mod copy;
 mod daemon;
 mod daemon_network;
 mod error;

@@ -5,7 +5,9 @@
 //! stops after one retry; a health check's transient timer makes the
 //! container healthy, then unhealthy and killed (on_failure=kill), or
 //! restarted (on_failure=restart), and goes with the container; `top`
-//! lists the container's processes with their pids inside.
+//! lists the container's processes with their pids inside; `cp` in and out
+//! of a running and a stopped container, where the container's links (to
+//! /etc/shadow, to /etc) lead to the container's files, never the host's.
 
 mod common;
 #[allow(unused_imports)]
@@ -34,6 +36,7 @@ fn restart_policies_and_health_checks() {
     health_kill(&b);
     health_restart(&b);
     top(&b);
+    cp(&b);
     eprintln!("lifecycle checks took {:?}", t0.elapsed());
 }
 
@@ -276,4 +279,59 @@ fn top(b: &SystemdBox) {
     assert_ne!(code, 0);
     assert!(err.contains("stopped state"), "{err}");
     ctl_ok(b, "rm tp");
+}
+
+fn cp(b: &SystemdBox) {
+    ctl_ok(b, &format!("run -d --name cpc {IMAGE} sleep 300"));
+    b.sh_ok(
+        "rm -rf /tmp/cpsrc /tmp/out /tmp/outdir /tmp/o1 /tmp/o2 /tmp/o3 && mkdir -p /tmp/cpsrc/d /tmp/outdir && \
+         echo hello > /tmp/cpsrc/d/f && ln -s f /tmp/cpsrc/d/l",
+    );
+    let in_ctr = |cmd: &str| ctl_ok(b, &format!("exec cpc sh -c '{cmd}'"));
+    // In: a directory (its link kept a link), a file under a new name.
+    ctl_ok(b, "cp /tmp/cpsrc/d cpc:/tmp");
+    assert_eq!(in_ctr("cat /tmp/d/f; busybox readlink /tmp/d/l"), "hello\nf\n");
+    ctl_ok(b, "cp /tmp/cpsrc/d/f cpc:/tmp/g");
+    assert_eq!(in_ctr("cat /tmp/g"), "hello\n");
+    // Out: into a directory, and as a new name.
+    ctl_ok(b, "cp cpc:/etc/passwd /tmp/outdir");
+    assert!(b.sh_ok("cat /tmp/outdir/passwd").contains("app:x:1000"));
+    ctl_ok(b, "cp cpc:/tmp/d /tmp/out");
+    assert_eq!(b.sh_ok("cat /tmp/out/f; readlink /tmp/out/l"), "hello\nf\n");
+    // The container's links name the container's files.
+    in_ctr("busybox ln -s /etc/shadow /tmp/sh && busybox ln -s /etc /tmp/etc2");
+    assert!(b.sh_ok("test -s /etc/shadow && echo yes").contains("yes"), "the box has a shadow file");
+    ctl_ok(b, "cp cpc:/tmp/sh /tmp/o1");
+    assert_eq!(b.sh_ok("readlink /tmp/o1"), "/etc/shadow\n", "archived as a link");
+    let (code, _, err) = ctl(b, "cp cpc:/tmp/etc2/shadow /tmp/o2");
+    assert_ne!(code, 0, "the container has no /etc/shadow");
+    assert!(err.contains("NotFound") || err.contains("No such file"), "{err}");
+    assert!(b.sh("test -e /tmp/o2").unwrap().status.code() != Some(0));
+    ctl_ok(b, "cp /tmp/cpsrc/d/f cpc:/tmp/etc2/");
+    assert_eq!(in_ctr("cat /etc/f"), "hello\n");
+    assert!(b.sh("test -e /etc/f").unwrap().status.code() != Some(0), "host /etc untouched");
+    // An archive that climbs out is refused.
+    b.sh_ok(
+        "python3 -c 'import tarfile,io; t=tarfile.open(\"/tmp/evil.tar\",\"w\"); \
+         i=tarfile.TarInfo(\"../escaped\"); i.size=2; t.addfile(i, io.BytesIO(b\"x\\n\")); t.close()'",
+    );
+    let (code, _, err) = ctl(b, "cp - cpc:/tmp < /tmp/evil.tar");
+    assert_ne!(code, 0);
+    assert!(err.contains("leaves the destination"), "{err}");
+    assert_eq!(in_ctr("test -e /escaped || echo no"), "no\n");
+    // Bad names: named errors, nothing made.
+    let (code, _, err) = ctl(b, "cp cpc:/nonexistent /tmp/o2");
+    assert_ne!(code, 0);
+    assert!(err.contains("nonexistent"), "{err}");
+    let (code, _, err) = ctl(b, "cp nosuch:/x /tmp/o2");
+    assert_ne!(code, 0);
+    assert!(err.contains("no container"), "{err}");
+    assert!(b.sh("test -e /tmp/o2").unwrap().status.code() != Some(0));
+    // A stopped container: its rootfs.
+    ctl_ok(b, "kill cpc");
+    ctl_ok(b, "wait cpc");
+    ctl_ok(b, "cp cpc:/tmp/g /tmp/o3");
+    assert_eq!(b.sh_ok("cat /tmp/o3"), "hello\n");
+    ctl_ok(b, "cp /tmp/cpsrc/d/f cpc:/tmp/h");
+    ctl_ok(b, "rm cpc");
 }

@@ -184,6 +184,9 @@ pub enum Cmd {
     /// Manage containers (prune).
     #[command(subcommand)]
     Container(ContainerCmd),
+    /// Copy files between a container and the host: SRC and DEST are a host
+    /// path (or - for a tar on stdin/stdout) and CONTAINER:PATH.
+    Cp { src: String, dest: String },
     /// A container's processes (UID, PID and PPID as the container sees them).
     Top { id: String },
     /// Run a container's health check (as its timer does).

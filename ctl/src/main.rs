@@ -4,6 +4,7 @@
 
 mod autoupdate;
 mod cli;
+mod copy;
 mod error;
 mod format;
 mod image;
@@ -180,6 +181,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Rename { id, new_name } => prune::rename(&id, &new_name),
         Cmd::Healthcheck(HealthcheckCmd::Run { id }) => lifecycle::run(&id),
         Cmd::Top { id } => lifecycle::top(&id),
+        Cmd::Cp { src, dest } => copy::cp(&src, &dest),
         Cmd::Events { json } => show::events(json),
         Cmd::Version => show::version(),
         Cmd::Info { json } => show::info(json),

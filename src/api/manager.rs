@@ -435,6 +435,35 @@ impl Manager {
         crate::api::lifecycle::top(&self.daemon, id)
     }
 
+    /// A tar of `path` in the container (running or stopped), as a pipe to
+    /// read; paths resolve inside the container's root (its links never
+    /// reach the host's files).
+    async fn copy_from_container(
+        &self,
+        id: &str,
+        path: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        require_root(conn, &hdr).await?;
+        Ok(crate::api::copy::copy_from(&self.daemon, id, path).await?.into())
+    }
+
+    /// Extracts the tar read from `archive` into directory `path` of the
+    /// container (or, when `path` is not a directory, as `path`); replies
+    /// once it is all written: the number of entries.
+    async fn copy_to_container(
+        &self,
+        id: &str,
+        path: &str,
+        archive: zbus::zvariant::OwnedFd,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<u32> {
+        require_root(conn, &hdr).await?;
+        crate::api::copy::copy_to(&self.daemon, id, path, archive.into()).await
+    }
+
     /// Version, container counts, state and cgroup facts.
     async fn info(&self) -> HashMap<String, OwnedValue> {
         crate::stats::info(&self.daemon)

@@ -2,6 +2,7 @@
 //! and one object per container, machined-style.
 
 pub mod container;
+pub mod copy;
 pub mod error;
 pub mod images;
 pub mod lifecycle;

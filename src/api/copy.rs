@@ -1,0 +1,73 @@
+//! The bus side of `berthctl cp`: CopyFromContainer hands back the read end
+//! of a pipe berthd writes a tar into; CopyToContainer reads a tar from the
+//! fd it is given. The file work (copy.rs) runs on the blocking pool.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+use crate::api::error::Result;
+use crate::copy::{self, CopyError};
+use crate::daemon::Daemon;
+use crate::error::Error;
+use crate::lifecycle::Status;
+
+/// The container's root as a path to open: its init's root while it lives,
+/// the rootfs of its spec once stopped.
+async fn root_of(daemon: &Daemon, id: &str) -> Result<PathBuf> {
+    let rec = daemon.get(id)?;
+    let alive = rec.status != Status::Stopped
+        && rec.pid != 0
+        && crate::init_calls::process_start_time(rec.pid) == Some(rec.pid_start);
+    if alive {
+        return Ok(PathBuf::from(format!("/proc/{}/root", rec.pid)));
+    }
+    let derived = daemon.bundles_dir.join(id);
+    let dir = match derived.join("config.json").exists() {
+        true => derived,
+        false => PathBuf::from(&rec.bundle),
+    };
+    let spec = tokio::task::spawn_blocking(move || crate::init_calls::spec::load(&dir))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::FailedPrecondition(format!("container {id}: its bundle: {e}")))?;
+    Ok(spec.rootfs)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::result::Result<T, CopyError> + Send + 'static,
+) -> Result<T> {
+    Ok(tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(Error::from)?)
+}
+
+pub async fn copy_from(daemon: &Daemon, id: &str, path: &str) -> Result<OwnedFd> {
+    let root = root_of(daemon, id).await?;
+    let (id, path) = (id.to_string(), path.to_string());
+    let src = blocking(move || {
+        let root = copy::open_root(&root)?;
+        copy::open_source(&root, &id, &path)
+    })
+    .await?;
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Error::Internal(format!("pipe: {e}")))?;
+    // The reader may stop early (EPIPE): the copy simply ends.
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = copy::write_tar(src, std::fs::File::from(write)) {
+            tracing::debug!("copy out ended: {e}");
+        }
+    });
+    Ok(read)
+}
+
+/// Extracts the tar read from `fd` at `path`: the number of entries.
+pub async fn copy_to(daemon: &Daemon, id: &str, path: &str, fd: OwnedFd) -> Result<u32> {
+    let root = root_of(daemon, id).await?;
+    let (id, path) = (id.to_string(), path.to_string());
+    blocking(move || {
+        let dest = copy::open_dest(copy::open_root(&root)?, &id, &path)?;
+        copy::extract(&dest, std::fs::File::from(fd)).map(|n| n as u32)
+    })
+    .await
+}
