@@ -14,11 +14,11 @@
 //! container the rootfs its spec names (an image container's overlay stays
 //! mounted until delete).
 
-use std::fs::File;
 use std::ffi::OsStr;
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
@@ -54,9 +54,7 @@ impl From<CopyError> for crate::error::Error {
     fn from(e: CopyError) -> Self {
         use crate::error::Error;
         match &e {
-            CopyError::Resolve { source, .. }
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
+            CopyError::Resolve { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Error::NotFound(e.to_string())
             }
             CopyError::Root(_) => Error::FailedPrecondition(e.to_string()),
@@ -257,7 +255,11 @@ pub fn open_dest(root: OwnedFd, id: &str, path: &str) -> Result<Dest, CopyError>
 /// The entry's path below the destination, checked: no `..`, not absolute.
 fn entry_path(raw: &Path, rename: Option<&std::ffi::OsStr>) -> Result<PathBuf, CopyError> {
     let mut out = PathBuf::new();
-    for (i, c) in raw.components().filter(|c| *c != Component::CurDir).enumerate() {
+    for (i, c) in raw
+        .components()
+        .filter(|c| *c != Component::CurDir)
+        .enumerate()
+    {
         match c {
             Component::Normal(n) if i == 0 && rename.is_some() => out.push(rename.unwrap_or(n)),
             Component::Normal(n) => out.push(n),
@@ -296,8 +298,14 @@ pub fn extract(dest: &Dest, input: impl Read) -> Result<usize, CopyError> {
         let header = entry.header();
         let mode = Mode::from_raw_mode(header.mode().map_err(fail)? & 0o7777);
         let owner = (
-            header.uid().ok().map(|u| rustix::fs::Uid::from_raw(u as u32)),
-            header.gid().ok().map(|g| rustix::fs::Gid::from_raw(g as u32)),
+            header
+                .uid()
+                .ok()
+                .map(|u| rustix::fs::Uid::from_raw(u as u32)),
+            header
+                .gid()
+                .ok()
+                .map(|g| rustix::fs::Gid::from_raw(g as u32)),
         );
         match header.entry_type() {
             tar::EntryType::Directory => {

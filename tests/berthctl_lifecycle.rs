@@ -290,7 +290,10 @@ fn cp(b: &SystemdBox) {
     let in_ctr = |cmd: &str| ctl_ok(b, &format!("exec cpc sh -c '{cmd}'"));
     // In: a directory (its link kept a link), a file under a new name.
     ctl_ok(b, "cp /tmp/cpsrc/d cpc:/tmp");
-    assert_eq!(in_ctr("cat /tmp/d/f; busybox readlink /tmp/d/l"), "hello\nf\n");
+    assert_eq!(
+        in_ctr("cat /tmp/d/f; busybox readlink /tmp/d/l"),
+        "hello\nf\n"
+    );
     ctl_ok(b, "cp /tmp/cpsrc/d/f cpc:/tmp/g");
     assert_eq!(in_ctr("cat /tmp/g"), "hello\n");
     // Out: into a directory, and as a new name.
@@ -300,16 +303,29 @@ fn cp(b: &SystemdBox) {
     assert_eq!(b.sh_ok("cat /tmp/out/f; readlink /tmp/out/l"), "hello\nf\n");
     // The container's links name the container's files.
     in_ctr("busybox ln -s /etc/shadow /tmp/sh && busybox ln -s /etc /tmp/etc2");
-    assert!(b.sh_ok("test -s /etc/shadow && echo yes").contains("yes"), "the box has a shadow file");
+    assert!(
+        b.sh_ok("test -s /etc/shadow && echo yes").contains("yes"),
+        "the box has a shadow file"
+    );
     ctl_ok(b, "cp cpc:/tmp/sh /tmp/o1");
-    assert_eq!(b.sh_ok("readlink /tmp/o1"), "/etc/shadow\n", "archived as a link");
+    assert_eq!(
+        b.sh_ok("readlink /tmp/o1"),
+        "/etc/shadow\n",
+        "archived as a link"
+    );
     let (code, _, err) = ctl(b, "cp cpc:/tmp/etc2/shadow /tmp/o2");
     assert_ne!(code, 0, "the container has no /etc/shadow");
-    assert!(err.contains("NotFound") || err.contains("No such file"), "{err}");
+    assert!(
+        err.contains("NotFound") || err.contains("No such file"),
+        "{err}"
+    );
     assert!(b.sh("test -e /tmp/o2").unwrap().status.code() != Some(0));
     ctl_ok(b, "cp /tmp/cpsrc/d/f cpc:/tmp/etc2/");
     assert_eq!(in_ctr("cat /etc/f"), "hello\n");
-    assert!(b.sh("test -e /etc/f").unwrap().status.code() != Some(0), "host /etc untouched");
+    assert!(
+        b.sh("test -e /etc/f").unwrap().status.code() != Some(0),
+        "host /etc untouched"
+    );
     // An archive that climbs out is refused.
     b.sh_ok(
         "python3 -c 'import tarfile,io; t=tarfile.open(\"/tmp/evil.tar\",\"w\"); \
@@ -333,5 +349,16 @@ fn cp(b: &SystemdBox) {
     ctl_ok(b, "cp cpc:/tmp/g /tmp/o3");
     assert_eq!(b.sh_ok("cat /tmp/o3"), "hello\n");
     ctl_ok(b, "cp /tmp/cpsrc/d/f cpc:/tmp/h");
+    // export: the rootfs with what was copied in, not the host's.
+    ctl_ok(b, "export -o /tmp/cpc.tar cpc");
+    let list = b.sh_ok("tar -tf /tmp/cpc.tar");
+    for want in ["bin/busybox", "tmp/h", "tmp/d/f", "etc/f", "tmp/sh"] {
+        assert!(list.lines().any(|l| l == want), "{want} in {list}");
+    }
+    assert_eq!(b.sh_ok("tar -xOf /tmp/cpc.tar tmp/h"), "hello\n");
+    let (code, _, err) = ctl(b, "export -o /tmp/none.tar nosuch");
+    assert_ne!(code, 0);
+    assert!(err.contains("no container"), "{err}");
+    assert!(b.sh("test -e /tmp/none.tar").unwrap().status.code() != Some(0));
     ctl_ok(b, "rm cpc");
 }

@@ -43,8 +43,13 @@ pub trait Manager {
     fn run_healthcheck(&self, id: &str) -> zbus::Result<(String, i32)>;
     fn top_container(&self, id: &str) -> zbus::Result<Vec<(u32, u32, u32, u32, String)>>;
     fn copy_from_container(&self, id: &str, path: &str) -> zbus::Result<OwnedFd>;
-    fn copy_to_container(&self, id: &str, path: &str, archive: zbus::zvariant::Fd<'_>)
-        -> zbus::Result<u32>;
+    fn export_container(&self, id: &str) -> zbus::Result<OwnedFd>;
+    fn copy_to_container(
+        &self,
+        id: &str,
+        path: &str,
+        archive: zbus::zvariant::Fd<'_>,
+    ) -> zbus::Result<u32>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
 }

@@ -187,6 +187,12 @@ pub enum Cmd {
     /// Copy files between a container and the host: SRC and DEST are a host
     /// path (or - for a tar on stdin/stdout) and CONTAINER:PATH.
     Cp { src: String, dest: String },
+    /// Write a tar of a container's filesystem (stdout unless --output).
+    Export {
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        id: String,
+    },
     /// A container's processes (UID, PID and PPID as the container sees them).
     Top { id: String },
     /// Run a container's health check (as its timer does).

@@ -29,7 +29,9 @@ pub fn cp(src: &str, dest: &str) -> Result<u8> {
     match (container_side(src), container_side(dest)) {
         (Some((id, path)), None) => copy_out(id, &absolute(path), dest),
         (None, Some((id, path))) => copy_in(src, id, &absolute(path)),
-        (Some(_), Some(_)) => Err(Failed::new("copy between two containers: go through the host")),
+        (Some(_), Some(_)) => Err(Failed::new(
+            "copy between two containers: go through the host",
+        )),
         (None, None) => Err(Failed::new(
             "one side must be CONTAINER:PATH (the other a host path or -)",
         )),
@@ -71,7 +73,9 @@ fn copy_out(id: &str, path: &str, dest: &str) -> Result<u8> {
     let staging = parent.join(format!(".berthctl-cp-{}", std::process::id()));
     std::fs::create_dir(&staging)
         .map_err(|e| Failed::new(format!("{}: {e}", staging.display())))?;
-    let name = Path::new(path).file_name().map_or_else(|| ".".into(), PathBuf::from);
+    let name = Path::new(path)
+        .file_name()
+        .map_or_else(|| ".".into(), PathBuf::from);
     let moved = unpack(&staging).and_then(|()| {
         std::fs::rename(staging.join(&name), dest)
             .map_err(|e| Failed::new(format!("{}: {e}", dest.display())))
@@ -117,13 +121,38 @@ fn copy_in(src: &str, id: &str, path: &str) -> Result<u8> {
     }
 }
 
+/// `berthctl export ID`: the tar to FILE, or to stdout when it is not a
+/// terminal (podman's rule).
+pub fn export(id: &str, output: Option<&Path>) -> Result<u8> {
+    use std::io::IsTerminal;
+    if output.is_none() && std::io::stdout().is_terminal() {
+        return Err(Failed::new(
+            "refusing to write a tar to a terminal: use -o FILE or a redirect",
+        ));
+    }
+    let (_, m) = connect()?;
+    let fd: OwnedFd = m.export_container(id)?.into();
+    let mut archive = File::from(fd);
+    let written = match output {
+        Some(path) => File::create(path)
+            .and_then(|mut f| std::io::copy(&mut archive, &mut f))
+            .map_err(|e| Failed::new(format!("{}: {e}", path.display()))),
+        None => std::io::copy(&mut archive, &mut std::io::stdout().lock())
+            .map_err(|e| Failed::new(format!("writing the archive: {e}"))),
+    };
+    written.map(|_| 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn sides_as_podman() {
-        assert_eq!(container_side("web:/etc/hosts"), Some(("web", "/etc/hosts")));
+        assert_eq!(
+            container_side("web:/etc/hosts"),
+            Some(("web", "/etc/hosts"))
+        );
         assert_eq!(container_side("web:tmp"), Some(("web", "tmp")));
         assert_eq!(container_side("./a:b"), None);
         assert_eq!(container_side("/x:y"), None);

@@ -182,6 +182,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Healthcheck(HealthcheckCmd::Run { id }) => lifecycle::run(&id),
         Cmd::Top { id } => lifecycle::top(&id),
         Cmd::Cp { src, dest } => copy::cp(&src, &dest),
+        Cmd::Export { output, id } => copy::export(&id, output.as_deref()),
         Cmd::Events { json } => show::events(json),
         Cmd::Version => show::version(),
         Cmd::Info { json } => show::info(json),

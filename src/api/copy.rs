@@ -21,6 +21,13 @@ async fn root_of(daemon: &Daemon, id: &str) -> Result<PathBuf> {
     if alive {
         return Ok(PathBuf::from(format!("/proc/{}/root", rec.pid)));
     }
+    rootfs_of(daemon, id).await
+}
+
+/// The rootfs its spec names: the container's own files, without the
+/// mounts made inside it (/proc, /dev, volumes), as podman export takes.
+async fn rootfs_of(daemon: &Daemon, id: &str) -> Result<PathBuf> {
+    let rec = daemon.get(id)?;
     let derived = daemon.bundles_dir.join(id);
     let dir = match derived.join("config.json").exists() {
         true => derived,
@@ -56,6 +63,21 @@ pub async fn copy_from(daemon: &Daemon, id: &str, path: &str) -> Result<OwnedFd>
     tokio::task::spawn_blocking(move || {
         if let Err(e) = copy::write_tar(src, std::fs::File::from(write)) {
             tracing::debug!("copy out ended: {e}");
+        }
+    });
+    Ok(read)
+}
+
+/// ExportContainer: a tar of the container's rootfs, as a pipe to read.
+pub async fn export(daemon: &Daemon, id: &str) -> Result<OwnedFd> {
+    let root = rootfs_of(daemon, id).await?;
+    let id = id.to_string();
+    let src = blocking(move || copy::open_source(&copy::open_root(&root)?, &id, "/")).await?;
+    let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| Error::Internal(format!("pipe: {e}")))?;
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = copy::write_tar(src, std::fs::File::from(write)) {
+            tracing::debug!("export ended: {e}");
         }
     });
     Ok(read)

@@ -446,7 +446,21 @@ impl Manager {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<zbus::zvariant::OwnedFd> {
         require_root(conn, &hdr).await?;
-        Ok(crate::api::copy::copy_from(&self.daemon, id, path).await?.into())
+        Ok(crate::api::copy::copy_from(&self.daemon, id, path)
+            .await?
+            .into())
+    }
+
+    /// A tar of the container's filesystem (its rootfs, without the mounts
+    /// made in it), as a pipe to read: `berthctl export`.
+    async fn export_container(
+        &self,
+        id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        require_root(conn, &hdr).await?;
+        Ok(crate::api::copy::export(&self.daemon, id).await?.into())
     }
 
     /// Extracts the tar read from `archive` into directory `path` of the
