@@ -41,7 +41,7 @@ pub trait Manager {
     fn get_logs(&self, id: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;
     fn info(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
     fn run_healthcheck(&self, id: &str) -> zbus::Result<(String, i32)>;
-    fn top_container(&self, id: &str) -> zbus::Result<Vec<(u32, u32, u32, u32, String)>>;
+    fn top_container(&self, id: &str) -> zbus::Result<Vec<ProcessRow>>;
     fn copy_from_container(&self, id: &str, path: &str) -> zbus::Result<OwnedFd>;
     fn export_container(&self, id: &str) -> zbus::Result<OwnedFd>;
     fn copy_to_container(
@@ -112,7 +112,7 @@ pub trait Container {
     fn attach_exec(&self, exec_id: &str) -> zbus::Result<OwnedFd>;
     fn resize_terminal(&self, exec_id: &str, rows: u16, cols: u16) -> zbus::Result<()>;
     fn run_healthcheck(&self) -> zbus::Result<(String, i32)>;
-    fn top(&self) -> zbus::Result<Vec<(u32, u32, u32, u32, String)>>;
+    fn top(&self) -> zbus::Result<Vec<ProcessRow>>;
     fn logs(&self, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;
     #[zbus(property)]
     fn id(&self) -> zbus::Result<String>;
@@ -164,6 +164,8 @@ pub trait Container {
     fn ports(&self) -> zbus::Result<Vec<PortRow>>;
 }
 
+/// TopContainer's rows: (pid and parent pid inside, uid, host pid, command).
+pub type ProcessRow = (u32, u32, u32, u32, String);
 /// A published port: (host IP, host port, container port, protocol).
 pub type PortRow = (String, u16, u16, String);
 /// ListNetworks' rows: (name, bridge, IPv4 subnet, gateway, object).

@@ -126,6 +126,43 @@ impl ContainerObject {
         crate::api::lifecycle::top(&self.daemon, &self.id)
     }
 
+    /// See Manager.CopyFromContainer.
+    async fn copy_from(
+        &self,
+        path: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        crate::api::require_root(conn, &hdr).await?;
+        Ok(crate::api::copy::copy_from(&self.daemon, &self.id, path)
+            .await?
+            .into())
+    }
+
+    /// See Manager.CopyToContainer.
+    async fn copy_to(
+        &self,
+        path: &str,
+        archive: zbus::zvariant::OwnedFd,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<u32> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::copy::copy_to(&self.daemon, &self.id, path, archive.into()).await
+    }
+
+    /// See Manager.ExportContainer.
+    async fn export(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        crate::api::require_root(conn, &hdr).await?;
+        Ok(crate::api::copy::export(&self.daemon, &self.id)
+            .await?
+            .into())
+    }
+
     /// See Manager.AttachExec.
     async fn attach_exec(
         &self,
