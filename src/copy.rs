@@ -138,7 +138,16 @@ fn io(e: rustix::io::Errno) -> std::io::Error {
 /// Writes the archive of `src` to `out`.
 pub fn write_tar(src: Source, out: impl Write) -> std::io::Result<()> {
     let mut tar = tar::Builder::new(out);
-    append(&mut tar, &src.fd, None, &src.name)?;
+    append(&mut tar, &src.fd, None, &src.name, false)?;
+    tar.finish()
+}
+
+/// Writes an overlay upper directory as an OCI layer: its whiteouts (0/0
+/// character devices) as `.wh.<name>`, its opaque directories with a
+/// `.wh..wh..opq` entry (commit.rs).
+pub fn write_layer(src: Source, out: impl Write) -> std::io::Result<()> {
+    let mut tar = tar::Builder::new(out);
+    append(&mut tar, &src.fd, None, &src.name, true)?;
     tar.finish()
 }
 
@@ -149,6 +158,7 @@ fn append<W: Write>(
     fd: &OwnedFd,
     at: Option<&std::ffi::OsStr>,
     name: &Path,
+    layer: bool,
 ) -> std::io::Result<()> {
     let (dir, entry): (&OwnedFd, &std::ffi::OsStr) = match at {
         Some(n) => (fd, n),
@@ -202,6 +212,9 @@ fn append<W: Write>(
             h.set_entry_type(tar::EntryType::Directory);
             h.set_size(0);
             tar.append_data(&mut h, name, std::io::empty())?;
+            if layer && crate::commit::is_opaque(&dirfd) {
+                crate::commit::append_whiteout(tar, &name.join(".wh..wh..opq"))?;
+            }
             let mut names = Vec::new();
             for e in rustix::fs::Dir::read_from(&dirfd).map_err(io)? {
                 let e = e.map_err(io)?;
@@ -212,9 +225,14 @@ fn append<W: Write>(
             }
             names.sort();
             for n in names {
-                append(tar, &dirfd, Some(&n), &name.join(&n))?;
+                append(tar, &dirfd, Some(&n), &name.join(&n), layer)?;
             }
             Ok(())
+        }
+        FileType::CharacterDevice if layer && st.st_rdev == 0 => {
+            let mut wh = name.to_path_buf();
+            wh.set_file_name(format!(".wh.{}", entry.to_string_lossy()));
+            crate::commit::append_whiteout(tar, &wh)
         }
         // Devices, FIFOs, sockets: not content to copy (a FIFO would block).
         _ => Ok(()),

@@ -3,6 +3,7 @@
 
 mod api;
 mod bundle;
+mod commit;
 mod config;
 mod copy;
 mod daemon;

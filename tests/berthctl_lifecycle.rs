@@ -7,7 +7,8 @@
 //! restarted (on_failure=restart), and goes with the container; `top`
 //! lists the container's processes with their pids inside; `cp` in and out
 //! of a running and a stopped container, where the container's links (to
-//! /etc/shadow, to /etc) lead to the container's files, never the host's.
+//! /etc/shadow, to /etc) lead to the container's files, never the host's;
+//! `export` and `commit` (the committed image runs, with a deletion kept).
 
 mod common;
 #[allow(unused_imports)]
@@ -343,6 +344,8 @@ fn cp(b: &SystemdBox) {
     assert_ne!(code, 0);
     assert!(err.contains("no container"), "{err}");
     assert!(b.sh("test -e /tmp/o2").unwrap().status.code() != Some(0));
+    // A deletion, for commit's whiteout below.
+    in_ctr("busybox rm /bin/hostname");
     // A stopped container: its rootfs.
     ctl_ok(b, "kill cpc");
     ctl_ok(b, "wait cpc");
@@ -360,5 +363,23 @@ fn cp(b: &SystemdBox) {
     assert_ne!(code, 0);
     assert!(err.contains("no container"), "{err}");
     assert!(b.sh("test -e /tmp/none.tar").unwrap().status.code() != Some(0));
+    // commit: the upper layer on the image's, deletions included; it runs.
+    let image_id = ctl_ok(b, "commit cpc local/committed:1");
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+    let out = ctl_ok(
+        b,
+        "run --rm local/committed:1 sh -c 'cat /tmp/h /etc/f; test -e /bin/hostname || echo gone'",
+    );
+    assert_eq!(out, "hello\nhello\ngone\n");
+    for (args, want) in [
+        ("commit nosuch local/x:1", "no container"),
+        ("commit cpc ''", "image name"),
+        ("commit cpc 'Bad Name'", "Bad Name"),
+    ] {
+        let (code, _, err) = ctl(b, args);
+        assert_ne!(code, 0, "{args}");
+        assert!(err.contains(want), "{args}: {err}");
+    }
+    ctl_ok(b, "image rm local/committed:1");
     ctl_ok(b, "rm cpc");
 }

@@ -44,6 +44,7 @@ pub trait Manager {
     fn top_container(&self, id: &str) -> zbus::Result<Vec<ProcessRow>>;
     fn copy_from_container(&self, id: &str, path: &str) -> zbus::Result<OwnedFd>;
     fn export_container(&self, id: &str) -> zbus::Result<OwnedFd>;
+    fn commit_container(&self, id: &str, image: &str) -> zbus::Result<(String, String)>;
     fn copy_to_container(
         &self,
         id: &str,

@@ -187,6 +187,8 @@ pub enum Cmd {
     /// Copy files between a container and the host: SRC and DEST are a host
     /// path (or - for a tar on stdin/stdout) and CONTAINER:PATH.
     Cp { src: String, dest: String },
+    /// Save what a container changed in its image as a new image.
+    Commit { id: String, image: String },
     /// Write a tar of a container's filesystem (stdout unless --output).
     Export {
         #[arg(short = 'o', long, value_name = "FILE")]

@@ -183,6 +183,13 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Top { id } => lifecycle::top(&id),
         Cmd::Cp { src, dest } => copy::cp(&src, &dest),
         Cmd::Export { output, id } => copy::export(&id, output.as_deref()),
+        Cmd::Commit { id, image } => {
+            let (_, m) = connect()?;
+            let (name, image_id) = m.commit_container(&id, &image)?;
+            println!("{image_id}");
+            eprintln!("committed {id} as {name}");
+            Ok(0)
+        }
         Cmd::Events { json } => show::events(json),
         Cmd::Version => show::version(),
         Cmd::Info { json } => show::info(json),

@@ -151,6 +151,17 @@ impl ContainerObject {
         crate::api::copy::copy_to(&self.daemon, &self.id, path, archive.into()).await
     }
 
+    /// See Manager.CommitContainer.
+    async fn commit(
+        &self,
+        image: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<(String, String)> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::copy::commit(&self.daemon, &self.id, image).await
+    }
+
     /// See Manager.ExportContainer.
     async fn export(
         &self,

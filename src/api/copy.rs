@@ -93,3 +93,32 @@ pub async fn copy_to(daemon: &Daemon, id: &str, path: &str, fd: OwnedFd) -> Resu
     })
     .await
 }
+
+/// CommitContainer: the container's upper layer as image `name` (commit.rs);
+/// the image's name as stored and its id.
+pub async fn commit(daemon: &Daemon, id: &str, name: &str) -> Result<(String, String)> {
+    let rec = daemon.get(id)?;
+    if rec.image.is_empty() {
+        return Err(Error::FailedPrecondition(format!(
+            "container {id} was made from a bundle: commit takes a container made from an image"
+        ))
+        .into());
+    }
+    if name.is_empty() || name.len() > crate::images::MAX_NAME {
+        return Err(Error::InvalidArgument(format!(
+            "image name {:?}: 1-{} bytes",
+            crate::daemon::brief(name),
+            crate::images::MAX_NAME
+        ))
+        .into());
+    }
+    let (id, name) = (id.to_string(), name.to_string());
+    // with_store's own error is the store's; commit's is the core's.
+    let made: std::result::Result<berth_image::ImageRecord, Error> =
+        crate::images::with_store::<_, Error>(&daemon.images, move |store| {
+            Ok(crate::commit::commit(store, &id, &rec.image, &name))
+        })
+        .await?;
+    let made = made?;
+    Ok((made.name, made.config.to_string()))
+}

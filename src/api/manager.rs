@@ -463,6 +463,20 @@ impl Manager {
         Ok(crate::api::copy::export(&self.daemon, id).await?.into())
     }
 
+    /// The container's upper layer (what it changed in its image's files)
+    /// as a new image `image` on the base image's layers: (the name as
+    /// stored, the image id). Containers made from an image only.
+    async fn commit_container(
+        &self,
+        id: &str,
+        image: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<(String, String)> {
+        require_root(conn, &hdr).await?;
+        crate::api::copy::commit(&self.daemon, id, image).await
+    }
+
     /// Extracts the tar read from `archive` into directory `path` of the
     /// container (or, when `path` is not a directory, as `path`); replies
     /// once it is all written: the number of entries.
