@@ -77,6 +77,13 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
         match daemon.get(&rec.id).map(|r| r.status) {
             Ok(Status::Running) => crate::api::lifecycle::after_start(conn, daemon, &rec.id).await,
             Ok(Status::Stopped) => crate::restart::schedule(conn, daemon, &rec.id),
+            // Killed inside a relaunch, after the new shim was recorded and
+            // before its start: start it as the relaunch would have.
+            Ok(Status::Created) if crate::restart::relaunched(&rec) => {
+                if let Err(e) = crate::api::manager::start(conn, daemon, &rec.id).await {
+                    tracing::error!(container = %rec.id, "starting a relaunched container: {e}");
+                }
+            }
             _ => {}
         }
     }

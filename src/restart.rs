@@ -126,7 +126,10 @@ pub async fn relaunch(
 ) -> Result<()> {
     {
         let _gate = daemon.gate(id).await;
-        let rec = daemon.get(id)?;
+        // Deleted meanwhile: nothing to do.
+        let Ok(rec) = daemon.get(id) else {
+            return Ok(());
+        };
         if !still(&rec) {
             return Ok(());
         }
@@ -185,6 +188,16 @@ impl Daemon {
             .filter_map(|e| crate::init_calls::shim_scope_unit(id, e))
             .collect();
         crate::init_calls::delete(&self.run_dir, id, shim_scopes).await?;
+        if !rec.image.is_empty() {
+            // Mounted still, unless the host rebooted: mount is idempotent.
+            let id = id.to_string();
+            crate::images::with_store::<_, crate::error::Error>(&self.images, move |s| {
+                s.mount_rootfs(&id)
+                    .map(drop)
+                    .map_err(crate::images::image_error)
+            })
+            .await?;
+        }
         let derived = self.bundles_dir.join(id);
         let bundle = match derived.join("config.json").exists() {
             true => derived,
@@ -238,6 +251,14 @@ pub fn remember(rec: &mut ContainerRecord, req: &crate::options::CreateOptions) 
         });
     }
     rec.health = health.map(crate::health::HealthRecord::new);
+}
+
+/// A container a relaunch made (and no stop asked for): a `created` one of
+/// these was cut short before its start.
+pub fn relaunched(rec: &ContainerRecord) -> bool {
+    rec.restart
+        .as_ref()
+        .is_some_and(|r| r.count > 0 && !r.stopped_by_user)
 }
 
 /// The restart count of `rec` (0 without a policy).

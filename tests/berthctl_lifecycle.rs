@@ -91,6 +91,7 @@ fn bad_options_change_nothing(b: &SystemdBox) {
             "--health-interval \"soon\"",
         ),
         ("--health-cmd '[oops'", "not a JSON array"),
+        ("--rm --restart always", "--rm and --restart conflict"),
     ];
     for (opts, want) in cases {
         let (code, out, err) = ctl(b, &format!("run -d --name bad {opts} {IMAGE} sleep 1"));

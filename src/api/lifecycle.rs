@@ -31,9 +31,17 @@ pub async fn after_exit(conn: &Connection, daemon: &Arc<Daemon>, id: &str) {
     crate::restart::schedule(conn, daemon, id);
 }
 
-/// KillContainer: a stop asked for, which the restart policy respects.
+/// KillContainer: with a signal that ends a process (not USR1, WINCH…), a
+/// stop asked for, which the restart policy respects.
 pub async fn kill(daemon: &Daemon, id: &str, who: &str, signal: i32) -> Result<()> {
-    if who == "init" || who == "all" || who.is_empty() {
+    let stops = [
+        libc::SIGKILL,
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGHUP,
+    ];
+    if stops.contains(&signal) && matches!(who, "init" | "all" | "") {
         daemon.mark_stopped_by_user(id).await?;
     }
     Ok(daemon.kill(id, who, signal).await?)
