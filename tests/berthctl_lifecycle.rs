@@ -36,6 +36,7 @@ fn restart_policies_and_health_checks() {
     restart_across_a_berthd_restart(&b);
     health_kill(&b);
     health_restart(&b);
+    unit_health(&b);
     top(&b);
     cp(&b);
     eprintln!("lifecycle checks took {:?}", t0.elapsed());
@@ -383,4 +384,20 @@ fn cp(b: &SystemdBox) {
     }
     ctl_ok(b, "image rm local/committed:1");
     ctl_ok(b, "rm cpc");
+}
+
+/// berth@'s TOML takes the health_* keys (the same conversion as berthctl's
+/// flags): the unit's container gets its timer and turns healthy.
+fn unit_health(b: &SystemdBox) {
+    b.sh_ok(&format!(
+        "mkdir -p /etc/berth/containers && printf '%s\\n' 'image = \"{IMAGE}\"' \
+         'command = [\"sleep\", \"300\"]' 'health_cmd = \"true\"' 'health_interval = \"1s\"' 'stop_timeout = 1' \
+         > /etc/berth/containers/uh.toml && systemctl start berth@uh"
+    ));
+    wait_active(b, "berth@uh");
+    until(b, "uh", "healthy", |v| {
+        v["State"]["Health"]["Status"] == "healthy"
+    });
+    b.sh_ok("systemctl stop berth@uh");
+    assert_eq!(units(b, "berth-health-uh.*"), "");
 }
