@@ -118,10 +118,12 @@ fn restart_always(b: &SystemdBox) {
     assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "always");
     let pid = v["Pid"].as_u64().unwrap();
     // Killed behind berthd's back: a crash, which the policy restarts.
+    let t0 = Instant::now();
     b.sh_ok(&format!("kill -9 {pid}"));
     let v = until(b, "ra", "restarted", |v| {
         v["RestartCount"] == 1 && status(v) == "running"
     });
+    eprintln!("killed → running again (as polled): {:?}", t0.elapsed());
     assert_ne!(v["Pid"].as_u64().unwrap(), pid);
     // A stop asked for stays a stop.
     ctl_ok(b, "stop -t 1 ra");
@@ -201,6 +203,15 @@ fn health_kill(b: &SystemdBox) {
     ctl_ok(b, "exec hk busybox touch /tmp/ok");
     // By hand, as podman's `healthcheck run`.
     assert_eq!(ctl_ok(b, "healthcheck run hk").trim(), "healthy");
+    let t0 = Instant::now();
+    b.sh_ok(&format!(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do {} healthcheck run hk >/dev/null; done",
+        berthctl()
+    ));
+    eprintln!(
+        "healthcheck run (berthctl + exec in the container): {:?} each",
+        t0.elapsed() / 10
+    );
     let ps = ctl_ok(b, "ps");
     assert!(ps.contains("(healthy)"), "{ps}");
     // The timer's checks: two failures in a row, then the kill.
