@@ -214,6 +214,22 @@ fn health_kill(b: &SystemdBox) {
     );
     let ps = ctl_ok(b, "ps");
     assert!(ps.contains("(healthy)"), "{ps}");
+    // A check outliving --health-timeout fails, and its process goes.
+    ctl_ok(
+        b,
+        &format!(
+            "run -d --name slow --health-cmd 'sleep 30' --health-timeout 1s --health-interval 1h \
+             {IMAGE} sleep 300"
+        ),
+    );
+    let t0 = Instant::now();
+    let (code, out, _) = ctl(b, "healthcheck run slow");
+    assert_eq!((code, out.trim()), (1, "starting"));
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    std::thread::sleep(Duration::from_millis(300));
+    let top = ctl_ok(b, "top slow");
+    assert!(!top.contains("sleep 30\n") && !top.contains("sh -c sleep 30"), "{top}");
+    ctl_ok(b, "rm -f slow");
     // The timer's checks: two failures in a row, then the kill.
     ctl_ok(b, "exec hk busybox rm /tmp/ok");
     let t0 = Instant::now();
