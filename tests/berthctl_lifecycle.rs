@@ -228,7 +228,10 @@ fn health_kill(b: &SystemdBox) {
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     std::thread::sleep(Duration::from_millis(300));
     let top = ctl_ok(b, "top slow");
-    assert!(!top.contains("sleep 30\n") && !top.contains("sh -c sleep 30"), "{top}");
+    assert!(
+        !top.contains("sleep 30\n") && !top.contains("sh -c sleep 30"),
+        "{top}"
+    );
     ctl_ok(b, "rm -f slow");
     // The timer's checks: two failures in a row, then the kill.
     ctl_ok(b, "exec hk busybox rm /tmp/ok");
