@@ -187,6 +187,7 @@ impl Daemon {
             created_at: now_us(),
             ..Default::default()
         };
+        crate::restart::remember(&mut rec, &req);
         let mut req = req;
         // Recorded as creating, with its network attached (if it has one).
         self.record_and_attach(&mut rec, &mut req).await?;

@@ -73,12 +73,15 @@ pub enum Verb {
     Delete {
         force: bool,
     },
+    /// Run a stopped container again (a restart policy, a health check's
+    /// on_failure=restart): a new shim from the same bundle.
+    Relaunch,
 }
 
 impl Verb {
     /// Every verb, for the table's tests.
     #[cfg(test)]
-    pub const ALL: [Verb; 10] = [
+    pub const ALL: [Verb; 11] = [
         Verb::Made,
         Verb::Start,
         Verb::Kill,
@@ -89,6 +92,7 @@ impl Verb {
         Verb::Exit,
         Verb::Delete { force: false },
         Verb::Delete { force: true },
+        Verb::Relaunch,
     ];
 
     fn name(self) -> &'static str {
@@ -102,6 +106,7 @@ impl Verb {
             Verb::Stats => "read the cgroup of",
             Verb::Exit => "record the exit of",
             Verb::Delete { .. } => "delete",
+            Verb::Relaunch => "restart",
         }
     }
 }
@@ -146,6 +151,7 @@ pub fn transition(from: Status, verb: Verb) -> Result<Step, LifecycleError> {
         // that says so.
         (Creating | Created | Running | Paused, Verb::Exit) => Ok(Step::To(Stopped)),
         (Stopped, Verb::Exit) => Err(LifecycleError::ExitRecorded),
+        (Stopped, Verb::Relaunch) => Ok(Step::To(Created)),
         (Stopped, Verb::Delete { .. }) => Ok(Step::Remove { kill_first: false }),
         // A created container never ran: deleting it is always fine.
         (Created, Verb::Delete { .. }) | (_, Verb::Delete { force: true }) => {
@@ -160,7 +166,8 @@ pub fn transition(from: Status, verb: Verb) -> Result<Step, LifecycleError> {
             | Verb::Resume
             | Verb::Kill
             | Verb::Exec
-            | Verb::Stats,
+            | Verb::Stats
+            | Verb::Relaunch,
         ) => not_allowed,
     }
 }
@@ -207,6 +214,7 @@ mod tests {
                     (Verb::Delete { .. }, Created) => remove(true),
                     (Verb::Delete { force: true }, _) => remove(true),
                     (Verb::Delete { force: false }, _) => force(from),
+                    (Verb::Relaunch, Stopped) => to(Created),
                     _ => no(verb, from),
                 };
                 assert_eq!(transition(from, verb), want, "{verb:?} in {from}");

@@ -3,7 +3,9 @@
 
 mod api;
 mod bundle;
+mod commit;
 mod config;
+mod copy;
 mod daemon;
 mod daemon_network;
 mod error;
@@ -11,6 +13,8 @@ mod exec_defaults;
 mod execs;
 mod exits;
 mod gates;
+mod health;
+mod health_timer;
 mod ids;
 mod images;
 mod init_calls;
@@ -19,6 +23,7 @@ mod machined;
 mod network;
 mod options;
 mod recovery;
+mod restart;
 mod rollback;
 mod seccomp_profile;
 mod shims;
@@ -27,6 +32,7 @@ mod stats;
 mod store;
 mod store_networks;
 mod streams;
+mod top;
 
 use std::path::PathBuf;
 

@@ -71,6 +71,21 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             // machined restart without its state in /run) comes back.
             crate::machined::register_in_background(conn, daemon, &rec.id);
         }
+        // Health timers lost with systemd's state come back; an exit this
+        // berthd did not see (or a restart's backoff it did not finish)
+        // gets its policy's decision now.
+        match daemon.get(&rec.id).map(|r| r.status) {
+            Ok(Status::Running) => crate::api::lifecycle::after_start(conn, daemon, &rec.id).await,
+            Ok(Status::Stopped) => crate::restart::schedule(conn, daemon, &rec.id),
+            // Killed inside a relaunch, after the new shim was recorded and
+            // before its start: start it as the relaunch would have.
+            Ok(Status::Created) if crate::restart::relaunched(&rec) => {
+                if let Err(e) = crate::api::manager::start(conn, daemon, &rec.id).await {
+                    tracing::error!(container = %rec.id, "starting a relaunched container: {e}");
+                }
+            }
+            _ => {}
+        }
     }
     // The default network exists from the start (`network ls` shows it);
     // a subnet taken on this host is said here, and again at first use.

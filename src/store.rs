@@ -57,6 +57,13 @@ pub struct ContainerRecord {
     /// records older than networking).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<crate::network::NetRecord>,
+    /// Its restart policy and count, and what a relaunch needs (restart.rs);
+    /// none: never relaunched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<crate::restart::RestartRecord>,
+    /// Its health check and the last results (health.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthRecord>,
 }
 
 /// One exec'd process: its shim, and how it ended once WaitExec (or the

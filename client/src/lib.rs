@@ -40,6 +40,17 @@ pub trait Manager {
     fn resize_terminal(&self, id: &str, exec_id: &str, rows: u16, cols: u16) -> zbus::Result<()>;
     fn get_logs(&self, id: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;
     fn info(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    fn run_healthcheck(&self, id: &str) -> zbus::Result<(String, i32)>;
+    fn top_container(&self, id: &str) -> zbus::Result<Vec<ProcessRow>>;
+    fn copy_from_container(&self, id: &str, path: &str) -> zbus::Result<OwnedFd>;
+    fn export_container(&self, id: &str) -> zbus::Result<OwnedFd>;
+    fn commit_container(&self, id: &str, image: &str) -> zbus::Result<(String, String)>;
+    fn copy_to_container(
+        &self,
+        id: &str,
+        path: &str,
+        archive: zbus::zvariant::Fd<'_>,
+    ) -> zbus::Result<u32>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
 }
@@ -101,6 +112,8 @@ pub trait Container {
     fn attach(&self) -> zbus::Result<OwnedFd>;
     fn attach_exec(&self, exec_id: &str) -> zbus::Result<OwnedFd>;
     fn resize_terminal(&self, exec_id: &str, rows: u16, cols: u16) -> zbus::Result<()>;
+    fn run_healthcheck(&self) -> zbus::Result<(String, i32)>;
+    fn top(&self) -> zbus::Result<Vec<ProcessRow>>;
     fn logs(&self, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;
     #[zbus(property)]
     fn id(&self) -> zbus::Result<String>;
@@ -129,6 +142,12 @@ pub trait Container {
     #[zbus(property)]
     fn command(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]
+    fn health(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn restart_count(&self) -> zbus::Result<u32>;
+    #[zbus(property)]
+    fn restart_policy(&self) -> zbus::Result<String>;
+    #[zbus(property)]
     fn labels(&self) -> zbus::Result<HashMap<String, String>>;
     #[zbus(property)]
     fn network(&self) -> zbus::Result<String>;
@@ -146,6 +165,8 @@ pub trait Container {
     fn ports(&self) -> zbus::Result<Vec<PortRow>>;
 }
 
+/// TopContainer's rows: (pid and parent pid inside, uid, host pid, command).
+pub type ProcessRow = (u32, u32, u32, u32, String);
 /// A published port: (host IP, host port, container port, protocol).
 pub type PortRow = (String, u16, u16, String);
 /// ListNetworks' rows: (name, bridge, IPv4 subnet, gateway, object).

@@ -185,6 +185,22 @@ pub enum Cmd {
     /// Manage containers (prune).
     #[command(subcommand)]
     Container(ContainerCmd),
+    /// Copy files between a container and the host: SRC and DEST are a host
+    /// path (or - for a tar on stdin/stdout) and CONTAINER:PATH.
+    Cp { src: String, dest: String },
+    /// Save what a container changed in its image as a new image.
+    Commit { id: String, image: String },
+    /// Write a tar of a container's filesystem (stdout unless --output).
+    Export {
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        id: String,
+    },
+    /// A container's processes (UID, PID and PPID as the container sees them).
+    Top { id: String },
+    /// Run a container's health check (as its timer does).
+    #[command(subcommand)]
+    Healthcheck(HealthcheckCmd),
     /// Manage images (import, pull, ls, inspect, tag, rm, prune, save).
     #[command(subcommand)]
     Image(ImageCmd),
@@ -227,6 +243,12 @@ pub enum ContainerCmd {
         #[arg(short = 'f', long)]
         force: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HealthcheckCmd {
+    /// Run the check once: prints healthy/unhealthy/starting; exit 1 if it failed.
+    Run { id: String },
 }
 
 #[derive(Subcommand, Debug)]

@@ -4,9 +4,11 @@
 
 mod autoupdate;
 mod cli;
+mod copy;
 mod error;
 mod format;
 mod image;
+mod lifecycle;
 mod logs;
 mod network;
 mod opts;
@@ -25,7 +27,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 
 use berth_client::ManagerProxyBlocking;
-use cli::{Cli, Cmd, ContainerCmd, SystemCmd};
+use cli::{Cli, Cmd, ContainerCmd, HealthcheckCmd, SystemCmd};
 pub use error::{Failed, Result, EXIT_FAILED};
 
 pub fn connect() -> Result<(zbus::blocking::Connection, ManagerProxyBlocking<'static>)> {
@@ -181,6 +183,17 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(failed)
         }
         Cmd::Rename { id, new_name } => prune::rename(&id, &new_name),
+        Cmd::Healthcheck(HealthcheckCmd::Run { id }) => lifecycle::run(&id),
+        Cmd::Top { id } => lifecycle::top(&id),
+        Cmd::Cp { src, dest } => copy::cp(&src, &dest),
+        Cmd::Export { output, id } => copy::export(&id, output.as_deref()),
+        Cmd::Commit { id, image } => {
+            let (_, m) = connect()?;
+            let (name, image_id) = m.commit_container(&id, &image)?;
+            println!("{image_id}");
+            eprintln!("committed {id} as {name}");
+            Ok(0)
+        }
         Cmd::Events { json } => show::events(json),
         Cmd::Version => show::version(),
         Cmd::Info { json } => show::info(json),

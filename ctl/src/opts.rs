@@ -57,6 +57,8 @@ pub struct CreateOpts {
     /// Capabilities, seccomp, groups, ulimits, sysctls, entrypoint, stop…
     #[command(flatten)]
     pub security: crate::security_opts::SecurityOpts,
+    #[command(flatten)]
+    pub lifecycle: crate::lifecycle::LifecycleOpts,
     /// The image (without --bundle); with --bundle, the command's first word.
     /// Options go before it: what follows is the command's.
     #[arg(value_name = "IMAGE")]

@@ -69,6 +69,10 @@ pub struct Record {
     /// podman's NetworkSettings: the network and the addresses on it.
     pub network: Json,
     pub path: String,
+    /// starting, healthy, unhealthy; "" without a health check.
+    pub health: String,
+    pub restart_count: u64,
+    pub restart_policy: String,
 }
 
 impl Record {
@@ -128,6 +132,9 @@ impl Record {
                 },
             }),
             path: path.to_string(),
+            health: s("Health"),
+            restart_count: n("RestartCount"),
+            restart_policy: s("RestartPolicy"),
         })
     }
 
@@ -142,6 +149,10 @@ impl Record {
     /// podman's STATUS column: "Up 3 minutes", "Exited (3) 2 seconds ago".
     pub fn status_text(&self) -> String {
         match self.status.as_str() {
+            // podman's "Up 3 minutes (healthy)".
+            "running" if !self.health.is_empty() => {
+                format!("Up {} ({})", when::since(self.started_at), self.health)
+            }
             "running" => format!("Up {}", when::since(self.started_at)),
             "paused" => "Paused".into(),
             "created" => "Created".into(),
@@ -191,6 +202,8 @@ impl Record {
             "ExitedAt": self.exited_at / 1_000_000,
             "Bundle": self.bundle,
             "Unit": self.unit,
+            "Health": self.health,
+            "Restarts": self.restart_count,
         })
     }
 
@@ -212,6 +225,11 @@ impl Record {
                 "ExitCode": self.exit_code,
                 "StartedAt": when::rfc3339(self.started_at),
                 "FinishedAt": when::rfc3339(self.exited_at),
+                "Health": { "Status": self.health },
+            },
+            "RestartCount": self.restart_count,
+            "HostConfig": {
+                "RestartPolicy": { "Name": self.restart_policy },
             },
             "Config": {
                 "Cmd": self.command,

@@ -72,6 +72,7 @@ pub fn create_options(
     }
     opts.net.insert_into(&mut o);
     opts.security.insert_into(&mut o)?;
+    opts.lifecycle.insert_into(&mut o)?;
     Ok(o)
 }
 
@@ -118,6 +119,17 @@ pub fn create_with(
 }
 
 pub fn run(opts: &RunOpts) -> Result<u8> {
+    // podman's rule: a container removed at its exit cannot be restarted.
+    if opts.rm
+        && opts
+            .create
+            .lifecycle
+            .restart
+            .as_deref()
+            .is_some_and(|r| r != "no")
+    {
+        return Err(Failed::new("--rm and --restart conflict: choose one"));
+    }
     let (_, m) = connect()?;
     let id = create(&m, &opts.create)?;
     if opts.detach {

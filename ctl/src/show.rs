@@ -105,6 +105,11 @@ pub fn events(as_json: bool) -> Result<u8> {
                 .deserialize::<(String, i32, i32)>()
                 .ok()
                 .map(|(id, code, sig)| json!({"type": "exit", "id": id, "exit_code": code, "exit_signal": sig})),
+            "ContainerHealth" => msg
+                .body()
+                .deserialize::<(String, String)>()
+                .ok()
+                .map(|(id, health)| json!({"type": "health_status", "id": id, "health": health})),
             "PropertiesChanged" => msg
                 .body()
                 .deserialize::<(String, HashMap<String, OwnedValue>, Vec<String>)>()
@@ -124,6 +129,7 @@ pub fn events(as_json: bool) -> Result<u8> {
             let extra = match e["type"].as_str() {
                 Some("status") => format!(" {}", e["status"].as_str().unwrap_or_default()),
                 Some("exit") => format!(" code={} signal={}", e["exit_code"], e["exit_signal"]),
+                Some("health_status") => format!(" {}", e["health"].as_str().unwrap_or_default()),
                 _ => String::new(),
             };
             format!(

@@ -191,6 +191,17 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             env_files: config.env_file.clone(),
             init: config.init,
         },
+        lifecycle: crate::lifecycle::LifecycleOpts {
+            restart: None,
+            health: crate::lifecycle::HealthKeys {
+                health_cmd: config.health_cmd.clone(),
+                health_interval: config.health_interval.clone(),
+                health_retries: config.health_retries,
+                health_start_period: config.health_start_period.clone(),
+                health_timeout: config.health_timeout.clone(),
+                health_on_failure: config.health_on_failure.clone(),
+            },
+        },
     };
     let (_, m) = connect()?;
     // A leftover of an earlier run of this unit (crash, kill -9): replace it.

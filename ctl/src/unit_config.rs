@@ -77,6 +77,15 @@ pub struct UnitConfig {
     /// catatonit as pid 1 (reaps, forwards signals).
     #[serde(default)]
     pub init: bool,
+    /// The health check (berthctl run's --health-*; durations as "30s").
+    /// A unit's restarts are systemd's Restart=, not a restart policy.
+    pub health_cmd: Option<String>,
+    pub health_interval: Option<String>,
+    pub health_retries: Option<u32>,
+    pub health_start_period: Option<String>,
+    pub health_timeout: Option<String>,
+    /// none, kill, restart, stop.
+    pub health_on_failure: Option<String>,
     /// The generated unit's [Unit] section (berth-generator only).
     #[serde(default)]
     pub unit: UnitSection,
@@ -180,6 +189,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.cap_add, ["NET_ADMIN"]);
         assert_eq!(c.sysctls["net.ipv4.ip_forward"], "1");
+        let c: UnitConfig = toml::from_str(
+            "image = \"x\"\nhealth_cmd = \"true\"\nhealth_interval = \"5s\"\nhealth_retries = 2\n",
+        )
+        .unwrap();
+        assert_eq!(c.health_cmd.as_deref(), Some("true"));
+        assert_eq!(c.health_retries, Some(2));
+        assert!(toml::from_str::<UnitConfig>("image = \"x\"\nhealth_command = \"y\"\n").is_err());
     }
 
     #[test]

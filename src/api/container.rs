@@ -40,7 +40,7 @@ impl ContainerObject {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         crate::api::require_root(conn, &hdr).await?;
-        Ok(self.daemon.kill(&self.id, who, signal).await?)
+        crate::api::lifecycle::kill(&self.daemon, &self.id, who, signal).await
     }
 
     async fn pause(
@@ -104,6 +104,74 @@ impl ContainerObject {
     /// See Manager.GetContainerStats.
     async fn get_stats(&self) -> Result<HashMap<String, zbus::zvariant::OwnedValue>> {
         crate::api::manager::stats(&self.daemon, &self.id)
+    }
+
+    /// See Manager.RunHealthcheck.
+    async fn run_healthcheck(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<(String, i32)> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::lifecycle::run_healthcheck(conn, &self.daemon, &self.id).await
+    }
+
+    /// See Manager.TopContainer.
+    async fn top(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<Vec<crate::top::ProcessRow>> {
+        crate::api::authorize(conn, &hdr, crate::api::READ_ACTION).await?;
+        crate::api::lifecycle::top(&self.daemon, &self.id)
+    }
+
+    /// See Manager.CopyFromContainer.
+    async fn copy_from(
+        &self,
+        path: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        crate::api::require_root(conn, &hdr).await?;
+        Ok(crate::api::copy::copy_from(&self.daemon, &self.id, path)
+            .await?
+            .into())
+    }
+
+    /// See Manager.CopyToContainer.
+    async fn copy_to(
+        &self,
+        path: &str,
+        archive: zbus::zvariant::OwnedFd,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<u32> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::copy::copy_to(&self.daemon, &self.id, path, archive.into()).await
+    }
+
+    /// See Manager.CommitContainer.
+    async fn commit(
+        &self,
+        image: &str,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<(String, String)> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::copy::commit(&self.daemon, &self.id, image).await
+    }
+
+    /// See Manager.ExportContainer.
+    async fn export(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        crate::api::require_root(conn, &hdr).await?;
+        Ok(crate::api::copy::export(&self.daemon, &self.id)
+            .await?
+            .into())
     }
 
     /// See Manager.AttachExec.
@@ -206,6 +274,25 @@ impl ContainerObject {
     #[zbus(property)]
     fn exit_reason(&self) -> String {
         self.rec().exit_reason
+    }
+
+    /// starting, healthy or unhealthy; "" without a health check.
+    #[zbus(property)]
+    fn health(&self) -> String {
+        crate::health::status(&self.rec())
+    }
+
+    /// Times its restart policy (or health check) ran it again.
+    #[zbus(property)]
+    fn restart_count(&self) -> u32 {
+        crate::restart::count(&self.rec())
+    }
+
+    /// no, on-failure[:N], always or unless-stopped.
+    #[zbus(property(emits_changed_signal = "const"))]
+    fn restart_policy(&self) -> String {
+        let rec = self.rec();
+        rec.restart.map(|r| r.policy).unwrap_or_default().name()
     }
 
     /// The image reference it was created from ("" for a bundle).

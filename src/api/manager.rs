@@ -94,19 +94,30 @@ pub async fn register(
         .await
         .map_err(Error::ZBus)?;
     if rec.status != Status::Stopped && rec.shim_pid != 0 {
-        let conn = conn.clone();
-        crate::shims::watch(
-            daemon.clone(),
-            id.into(),
-            rec.shim_pid,
-            rec.shim_start,
-            move |daemon, id| async move { on_exit(&conn, &daemon, &id).await },
-        );
+        watch_shim(conn, daemon, id, rec.shim_pid, rec.shim_start);
     }
     Ok(path)
 }
 
-async fn properties_changed(conn: &Connection, id: &str) {
+/// Watches the shim of `id`: its end is the container's exit (on_exit).
+pub(crate) fn watch_shim(
+    conn: &Connection,
+    daemon: &Arc<Daemon>,
+    id: &str,
+    shim_pid: u32,
+    shim_start: u64,
+) {
+    let conn = conn.clone();
+    crate::shims::watch(
+        daemon.clone(),
+        id.into(),
+        shim_pid,
+        shim_start,
+        move |daemon, id| async move { on_exit(&conn, &daemon, &id).await },
+    );
+}
+
+pub(crate) async fn properties_changed(conn: &Connection, id: &str) {
     let path = container_path(id);
     let Ok(iface) = conn
         .object_server()
@@ -129,6 +140,8 @@ async fn properties_changed(conn: &Connection, id: &str) {
         ("ExitCode", Value::from(r.exit_code)),
         ("ExitSignal", Value::from(r.exit_signal)),
         ("ExitReason", Value::from(r.exit_reason.as_str())),
+        ("Health", Value::from(crate::health::status(&r))),
+        ("RestartCount", Value::from(crate::restart::count(&r))),
     ]);
     let Ok(name) = zbus::names::InterfaceName::try_from("io.berth.Berth1.Container") else {
         return;
@@ -142,13 +155,15 @@ async fn properties_changed(conn: &Connection, id: &str) {
     .await;
 }
 
-/// The shim saw the container exit: properties, then ContainerExited.
-async fn on_exit(conn: &Connection, daemon: &Daemon, id: &str) {
+/// The shim saw the container exit: properties, then ContainerExited; its
+/// health timer goes, and its restart policy is asked.
+async fn on_exit(conn: &Connection, daemon: &Arc<Daemon>, id: &str) {
     daemon.machines.unregister(conn, id).await;
     properties_changed(conn, id).await;
     if let (Ok(em), Ok(rec)) = (SignalEmitter::new(conn, MANAGER_PATH), daemon.get(id)) {
         let _ = Manager::container_exited(&em, id, rec.exit_code, rec.exit_signal).await;
     }
+    crate::api::lifecycle::after_exit(conn, daemon, id).await;
 }
 
 /// GetContainerStats / Container.GetStats.
@@ -180,10 +195,12 @@ pub async fn start(conn: &Connection, daemon: &Arc<Daemon>, id: &str) -> Result<
     // After this gate: not part of Start's latency (machined takes ~3 ms).
     crate::machined::register_in_background(conn, daemon, id);
     properties_changed(conn, id).await;
+    crate::api::lifecycle::after_start(conn, daemon, id).await;
     Ok(())
 }
 
 pub async fn delete(conn: &Connection, daemon: &Arc<Daemon>, id: &str, force: bool) -> Result<()> {
+    crate::api::lifecycle::before_delete(conn, daemon, id, force).await?;
     daemon.delete(id, force).await?;
     let path = container_path(id);
     let _ = conn
@@ -240,7 +257,7 @@ impl Manager {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         require_root(conn, &hdr).await?;
-        Ok(self.daemon.kill(id, who, signal).await?)
+        crate::api::lifecycle::kill(&self.daemon, id, who, signal).await
     }
 
     async fn pause_container(
@@ -392,6 +409,89 @@ impl Manager {
         Ok(crate::streams::logs(&self.daemon, id, &req)?.into())
     }
 
+    /// Runs the container's health check once (its timer calls this):
+    /// (Health after it, the check's exit code; -1: it could not run or
+    /// timed out). An unhealthy result does the on_failure action.
+    async fn run_healthcheck(
+        &self,
+        id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<(String, i32)> {
+        require_root(conn, &hdr).await?;
+        crate::api::lifecycle::run_healthcheck(conn, &self.daemon, id).await
+    }
+
+    /// The container's processes: (pid and parent pid as the container
+    /// sees them, uid, host pid, command line). Polkit action
+    /// io.berth.berth1.read for non-root (command lines may hold secrets).
+    async fn top_container(
+        &self,
+        id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<Vec<crate::top::ProcessRow>> {
+        crate::api::authorize(conn, &hdr, crate::api::READ_ACTION).await?;
+        crate::api::lifecycle::top(&self.daemon, id)
+    }
+
+    /// A tar of `path` in the container (running or stopped), as a pipe to
+    /// read; paths resolve inside the container's root (its links never
+    /// reach the host's files).
+    async fn copy_from_container(
+        &self,
+        id: &str,
+        path: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        require_root(conn, &hdr).await?;
+        Ok(crate::api::copy::copy_from(&self.daemon, id, path)
+            .await?
+            .into())
+    }
+
+    /// A tar of the container's filesystem (its rootfs, without the mounts
+    /// made in it), as a pipe to read: `berthctl export`.
+    async fn export_container(
+        &self,
+        id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        require_root(conn, &hdr).await?;
+        Ok(crate::api::copy::export(&self.daemon, id).await?.into())
+    }
+
+    /// The container's upper layer (what it changed in its image's files)
+    /// as a new image `image` on the base image's layers: (the name as
+    /// stored, the image id). Containers made from an image only.
+    async fn commit_container(
+        &self,
+        id: &str,
+        image: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<(String, String)> {
+        require_root(conn, &hdr).await?;
+        crate::api::copy::commit(&self.daemon, id, image).await
+    }
+
+    /// Extracts the tar read from `archive` into directory `path` of the
+    /// container (or, when `path` is not a directory, as `path`); replies
+    /// once it is all written: the number of entries.
+    async fn copy_to_container(
+        &self,
+        id: &str,
+        path: &str,
+        archive: zbus::zvariant::OwnedFd,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<u32> {
+        require_root(conn, &hdr).await?;
+        crate::api::copy::copy_to(&self.daemon, id, path, archive.into()).await
+    }
+
     /// Version, container counts, state and cgroup facts.
     async fn info(&self) -> HashMap<String, OwnedValue> {
         crate::stats::info(&self.daemon)
@@ -414,6 +514,14 @@ impl Manager {
         em: &SignalEmitter<'_>,
         id: &str,
         path: ObjectPath<'_>,
+    ) -> zbus::Result<()>;
+
+    /// A container's Health changed: starting, healthy or unhealthy.
+    #[zbus(signal)]
+    pub async fn container_health(
+        em: &SignalEmitter<'_>,
+        id: &str,
+        health: &str,
     ) -> zbus::Result<()>;
 
     #[zbus(signal)]

@@ -2,8 +2,10 @@
 //! and one object per container, machined-style.
 
 pub mod container;
+pub mod copy;
 pub mod error;
 pub mod images;
+pub mod lifecycle;
 pub mod manager;
 pub mod networks;
 

@@ -13,6 +13,7 @@ use zbus::zvariant::OwnedValue;
 
 use crate::daemon::brief;
 
+pub mod lifecycle;
 pub mod net;
 #[cfg(test)]
 pub mod props;
@@ -30,7 +31,10 @@ pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pid
                          hostname, dns, dns_search, add_hosts, listen_fds, \
                          listen_fdnames, cap_add, cap_drop, privileged, \
                          security_opt, seccomp_profile, group_add, ulimits, sysctls, \
-                         annotations, entrypoint, stop_signal, stop_timeout, init";
+                         annotations, entrypoint, stop_signal, stop_timeout, init, \
+                         restart, health_cmd, health_interval, \
+                         health_retries, health_start_period, health_timeout, \
+                         health_on_failure";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -66,6 +70,8 @@ pub struct CreateOptions {
     /// Capabilities, seccomp, masks, groups, ulimits, sysctls, annotations,
     /// entrypoint, stop signal and timeout.
     pub security: security::SecurityOptions,
+    /// restart and health_*: what berthd does over the container's life.
+    pub lifecycle: lifecycle::LifecycleOptions,
 }
 
 /// Why an option was refused. Values a caller sent are kept `brief` (a
@@ -112,6 +118,10 @@ pub enum OptionError {
     Listen(#[from] crate::sockets::ListenError),
     #[error(transparent)]
     Security(#[from] security::SecurityError),
+    #[error("option restart {0:?}: want no, on-failure[:N], always or unless-stopped")]
+    Restart(String),
+    #[error("option {0}")]
+    Health(String),
 }
 
 impl From<OptionError> for crate::error::Error {
@@ -187,6 +197,13 @@ impl CreateOptions {
         }
         for (k, v) in r.security.stop_labels() {
             r.labels.insert(k.into(), v);
+        }
+        r.lifecycle.health()?;
+        if r.lifecycle.restart != crate::restart::RestartPolicy::No && !r.listen.is_empty() {
+            // A restart cannot hand the sockets over again: berthd has them no more.
+            return Err(OptionError::Conflict(
+                "option restart goes not with listen_fds (the sockets are passed once)".into(),
+            ));
         }
         // After every option: `env` replaces the list when it comes.
         r.env.extend(r.listen.env()?);
@@ -276,6 +293,7 @@ impl CreateOptions {
             }
             k if net::KEYS.contains(&k) => self.net.set(k, value)?,
             k if security::KEYS.contains(&k) => self.security.set(k, value)?,
+            k if lifecycle::KEYS.contains(&k) => self.lifecycle.set(k, value)?,
             "listen_fds" => self.listen.set_fds(value)?,
             "listen_fdnames" => self.listen.set_names(value)?,
             other => return Err(OptionError::Unknown(brief(other).into())),
