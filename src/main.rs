@@ -6,6 +6,7 @@ mod bundle;
 mod config;
 mod daemon;
 mod daemon_network;
+mod daemon_storage;
 mod error;
 mod exec_defaults;
 mod execs;
@@ -25,7 +26,9 @@ mod sockets;
 mod stats;
 mod store;
 mod store_networks;
+mod store_volumes;
 mod streams;
+mod volumes;
 
 use std::path::PathBuf;
 
@@ -182,6 +185,12 @@ async fn serve(args: Args) -> Result<(), String> {
             .serve_at(
                 api::MANAGER_PATH,
                 api::networks::Networks {
+                    daemon: daemon.clone(),
+                },
+            )?
+            .serve_at(
+                api::MANAGER_PATH,
+                api::volumes::Volumes {
                     daemon: daemon.clone(),
                 },
             )

@@ -47,7 +47,7 @@ pub fn mount_tmpfs_copyup(
 /// files and symlinks with owner and mode; other kinds (device nodes,
 /// sockets) are left out, as a tmpfs of the container's own should not
 /// gain device nodes from an image.
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     for entry in fs::read_dir(from).map_err(io_err("read dir", from))? {
         let entry = entry.map_err(io_err("read dir", from))?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));

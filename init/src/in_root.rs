@@ -161,6 +161,20 @@ pub fn open_target(rootfs: &Path, dest: &Path, dir: bool) -> io::Result<Target> 
     Ok(target)
 }
 
+/// Opens the existing directory `dest` inside `rootfs` (symlinks scoped to
+/// it); nothing is made.
+pub fn open_existing_dir(rootfs: &Path, dest: &Path) -> io::Result<Target> {
+    let root = OwnedFd::from(std::fs::File::open(rootfs)?);
+    let rel: PathBuf = components(dest).into_iter().collect();
+    let fd = openat2_in_root(
+        root.as_raw_fd(),
+        &walked_or_dot(&rel),
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )?;
+    Ok(Target { fd })
+}
+
 fn walked_or_dot(p: &Path) -> PathBuf {
     if p.as_os_str().is_empty() {
         PathBuf::from(".")

@@ -6,6 +6,7 @@ pub mod error;
 pub mod images;
 pub mod manager;
 pub mod networks;
+pub mod volumes;
 
 use std::collections::HashMap;
 

@@ -5,6 +5,7 @@
 //! so it still names the original rootfs.
 
 mod edit;
+mod storage;
 mod write;
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use zbus::zvariant::OwnedValue;
 use crate::daemon::brief;
 
 pub mod net;
+pub mod storage;
 #[cfg(test)]
 pub mod props;
 #[cfg(test)]
@@ -27,7 +28,7 @@ pub const MAX_STRING: usize = 64 * 1024;
 pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
                          notify_socket, stdin, log_unit, image, user, network, ports, \
                          hostname, dns, dns_search, add_hosts, listen_fds, \
-                         listen_fdnames";
+                         listen_fdnames, volumes, mounts, tmpfs, read_only, shm_size";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -60,6 +61,11 @@ pub struct CreateOptions {
     pub net_spec: Option<crate::network::SpecNet>,
     /// Socket activation: fds for the container's process (sockets.rs).
     pub listen: crate::sockets::ListenFds,
+    /// volumes, mounts, tmpfs, read_only, shm_size.
+    pub storage: storage::StorageOptions,
+    /// Filled by berthd once volumes are made and bind sources checked,
+    /// never by a caller: the mounts the spec gets (volumes::plan).
+    pub storage_spec: Option<crate::volumes::SpecMounts>,
 }
 
 /// Why an option was refused. Values a caller sent are kept `brief` (a
@@ -104,6 +110,8 @@ pub enum OptionError {
     Conflict(String),
     #[error(transparent)]
     Listen(#[from] crate::sockets::ListenError),
+    #[error(transparent)]
+    Mount(#[from] storage::MountError),
 }
 
 impl From<OptionError> for crate::error::Error {
@@ -167,6 +175,7 @@ impl CreateOptions {
             return Err(OptionError::UserWithoutImage);
         }
         r.net.check()?;
+        r.storage.check()?;
         // After every option: `env` replaces the list when it comes.
         r.env.extend(r.listen.env()?);
         Ok(r)
@@ -254,6 +263,7 @@ impl CreateOptions {
                 self.log_unit = Some(u);
             }
             k if net::KEYS.contains(&k) => self.net.set(k, value)?,
+            k if storage::KEYS.contains(&k) => self.storage.set(k, value)?,
             "listen_fds" => self.listen.set_fds(value)?,
             "listen_fdnames" => self.listen.set_names(value)?,
             other => return Err(OptionError::Unknown(brief(other).into())),
@@ -272,5 +282,6 @@ impl CreateOptions {
             || self.pids_limit.is_some()
             || self.notify_socket.is_some()
             || self.net_spec.is_some()
+            || self.storage_spec.is_some()
     }
 }
