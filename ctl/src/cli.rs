@@ -190,6 +190,9 @@ pub enum Cmd {
     /// Manage networks (create, ls, inspect, rm, prune).
     #[command(subcommand)]
     Network(NetworkCmd),
+    /// Manage named volumes (create, ls, inspect, rm, prune).
+    #[command(subcommand)]
+    Volume(VolumeCmd),
     /// A container's published ports (podman's `port`).
     Port { id: String },
     /// Disk use and clean-up (df, prune).
@@ -333,6 +336,44 @@ pub enum NetworkCmd {
         names: Vec<String>,
     },
     /// Remove every network no container uses.
+    Prune {
+        /// Do not ask.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Create a named volume (driver local).
+    Create {
+        #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        name: String,
+    },
+    /// List volumes.
+    #[command(alias = "list")]
+    Ls {
+        /// Names only.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show volumes as JSON, with their containers.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove volumes and their content (-f: their containers first).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short = 'f', long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove every volume no container uses, with its content.
     Prune {
         /// Do not ask.
         #[arg(short = 'f', long)]

@@ -68,6 +68,7 @@ pub fn create_options(
         o.insert("pids_limit", Value::from(p));
     }
     opts.net.insert_into(&mut o);
+    opts.storage.insert_into(&mut o);
     Ok(o)
 }
 

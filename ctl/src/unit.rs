@@ -170,6 +170,18 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             dns_search: config.dns_search.clone(),
             add_hosts: config.add_hosts.clone(),
         },
+        storage: crate::opts::StorageOpts {
+            volumes: config.volumes.clone(),
+            mounts: config.mounts.clone(),
+            tmpfs: config.tmpfs.clone(),
+            read_only: config.read_only,
+            shm_size: config
+                .shm_size
+                .as_deref()
+                .map(parse_size)
+                .transpose()
+                .map_err(Failed::new)?,
+        },
     };
     let (_, m) = connect()?;
     // A leftover of an earlier run of this unit (crash, kill -9): replace it.

@@ -47,6 +47,20 @@ pub struct UnitConfig {
     /// NAME:IP lines for /etc/hosts.
     #[serde(default)]
     pub add_hosts: Vec<String>,
+    /// `-v` entries: SRC:DST[:OPTS] (a host path or a named volume).
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// `--mount` entries: type=bind|volume|tmpfs,source=…,destination=….
+    #[serde(default)]
+    pub mounts: Vec<String>,
+    /// `--tmpfs` entries: DST[:OPTS].
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+    /// A read-only root (with /run, /tmp, /var/tmp on tmpfs).
+    #[serde(default)]
+    pub read_only: bool,
+    /// /dev/shm's size: "64m", "1g", or bytes.
+    pub shm_size: Option<String>,
     /// The generated unit's [Unit] section (berth-generator only).
     #[serde(default)]
     pub unit: UnitSection,
