@@ -34,9 +34,16 @@ pub fn mount_tmpfs_copyup(
     let top = reopen()?;
     let target = top.proc_path();
     copy_tree(&from, &target)?;
-    chown(&target, Some(md.uid()), Some(md.gid())).map_err(io_err("chown", &target))?;
-    fs::set_permissions(&target, fs::Permissions::from_mode(md.mode() & 0o7777))
-        .map_err(io_err("chmod", &target))?;
+    // The directory's owner and mode, unless the entry's options name them
+    // (`--tmpfs /x:mode=1777` means 1777).
+    let given = |key: &str| data.is_some_and(|d| d.split(',').any(|o| o.starts_with(key)));
+    if !given("uid=") && !given("gid=") {
+        chown(&target, Some(md.uid()), Some(md.gid())).map_err(io_err("chown", &target))?;
+    }
+    if !given("mode=") {
+        fs::set_permissions(&target, fs::Permissions::from_mode(md.mode() & 0o7777))
+            .map_err(io_err("chmod", &target))?;
+    }
     if flags.contains(MsFlags::MS_RDONLY) {
         do_mount(None, &target, None, flags | MsFlags::MS_REMOUNT, data)?;
     }

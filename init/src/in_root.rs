@@ -2,14 +2,15 @@
 //! resolves a destination as a string; between that and mount(2) a process
 //! sharing the directory (another container on the same volume, a host
 //! user) can swap a component for a symlink, and mount(2) would follow it
-//! out of the rootfs. Here every component is resolved by the kernel
-//! against an fd of the rootfs with openat2(RESOLVE_IN_ROOT): symlinks are
-//! scoped to the rootfs as if it were `/`, at the instant of the open. The
-//! mount is then made onto `/proc/self/fd/N` of the O_PATH fd it returned,
-//! which names that very inode whatever happens to the path meanwhile
-//! (runc's way since 1.0.0-rc95).
+//! out of the rootfs. Here the target is walked one name at a time from
+//! held directory fds (symlinks read and followed by us, scoped to the
+//! rootfs), or resolved by the kernel with openat2(RESOLVE_IN_ROOT); the
+//! mount is then made onto `/proc/self/fd/N` of the O_PATH fd, which names
+//! that very inode whatever happens to the path meanwhile (runc's way since
+//! 1.0.0-rc95).
 
-use std::ffi::CString;
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStringExt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
@@ -85,64 +86,62 @@ fn components(dest: &Path) -> Vec<&std::ffi::OsStr> {
 
 /// Opens (making what is missing: directories, and the last component as a
 /// directory when `dir`, else an empty file) the mount target `dest` inside
-/// `rootfs`, every lookup scoped to `rootfs`.
+/// `rootfs`. The walk goes one name at a time from held directory fds
+/// (openat O_NOFOLLOW): a symlink met on the way is read and followed by
+/// us, scoped to `rootfs` (absolute targets restart at it, `..` stops at
+/// it), so a symlink dangling out of the rootfs gets its target made inside
+/// it, as runc's MkdirAllInRoot does, and a swap meanwhile changes nothing.
 pub fn open_target(rootfs: &Path, dest: &Path, dir: bool) -> io::Result<Target> {
-    let root = std::fs::File::open(rootfs)?;
-    let root = OwnedFd::from(root);
-    let parts = components(dest);
-    let mut walked = PathBuf::new();
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
-        let parent = openat2_in_root(
-            root.as_raw_fd(),
-            if walked.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                &walked
-            },
-            libc::O_PATH | libc::O_DIRECTORY,
-            0,
-        )?;
-        walked.push(part);
-        if *part == ".." {
+    let root = open_dir(libc::AT_FDCWD, &cstring(rootfs)?)?;
+    // The directories below the root we are in, innermost last.
+    let mut stack: Vec<OwnedFd> = Vec::new();
+    let mut pending: Vec<OsString> = Vec::new();
+    push_components(&mut pending, dest);
+    let mut links = 0;
+    let mut found: Option<OwnedFd> = None;
+    while let Some(part) = pending.pop() {
+        found = None;
+        if part == ".." {
+            stack.pop();
             continue;
         }
-        match openat2_in_root(root.as_raw_fd(), &walked, libc::O_PATH, 0) {
-            Ok(_) => continue,
-            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => return Err(e),
-            Err(_) => {}
-        }
-        // Made through the parent's fd: mkdirat/openat(O_CREAT|O_EXCL) on
-        // one name follow no symlink, so nothing is made outside the root.
-        let name = cstring(Path::new(part))?;
-        // SAFETY: a live dir fd and a NUL-terminated single name.
-        let rc = if last && !dir {
-            let fd = unsafe {
-                libc::openat(
-                    parent.as_raw_fd(),
-                    name.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_CLOEXEC,
-                    0o644,
-                )
-            };
-            if fd >= 0 {
-                // SAFETY: ours, closed at once.
-                drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        let last = pending.is_empty();
+        let cur = stack.last().unwrap_or(&root).as_raw_fd();
+        let name = cstring(Path::new(&part))?;
+        let fd = match open_nofollow(cur, &name) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                make(cur, &name, last && !dir)?;
+                // Opened (and checked) on the next turn.
+                pending.push(part);
+                continue;
             }
-            fd
-        } else {
-            unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) }
+            Err(e) => return Err(e),
         };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            // Made by someone else meanwhile: the open below decides.
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(e);
+        let md = fstat(&fd)?;
+        match md.st_mode & libc::S_IFMT {
+            libc::S_IFLNK => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = readlink_fd(&fd)?;
+                if target.is_absolute() {
+                    stack.clear();
+                }
+                push_components(&mut pending, &target);
             }
+            libc::S_IFDIR if !last => stack.push(fd),
+            _ if !last => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+            _ => found = Some(fd),
         }
     }
-    let flags = libc::O_PATH | if dir { libc::O_DIRECTORY } else { 0 };
-    let fd = openat2_in_root(root.as_raw_fd(), &walked_or_dot(&walked), flags, 0)?;
+    let fd = match found {
+        Some(fd) => fd,
+        // No components (`/`), or a path ending in `..`: the directory we
+        // are in.
+        None => stack.pop().map_or_else(|| dup(&root), Ok)?,
+    };
     let target = Target { fd };
     // Belt and braces: the inode is under the rootfs (as the kernel names
     // both: `rootfs` may be reached through a symlink).
@@ -159,6 +158,120 @@ pub fn open_target(rootfs: &Path, dest: &Path, dir: bool) -> io::Result<Target> 
         ));
     }
     Ok(target)
+}
+
+/// Too many symlinks on one path: the kernel's own limit.
+const MAX_LINKS: usize = 40;
+
+/// Pushes `path`'s normal and `..` components so that `pop` yields them in
+/// order.
+fn push_components(stack: &mut Vec<OsString>, path: &Path) {
+    let parts: Vec<OsString> = components(path)
+        .into_iter()
+        .map(|c| c.to_os_string())
+        .collect();
+    stack.extend(parts.into_iter().rev());
+}
+
+fn check(rc: libc::c_int) -> io::Result<OwnedFd> {
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc) })
+}
+
+fn open_dir(at: i32, path: &CString) -> io::Result<OwnedFd> {
+    // SAFETY: a NUL-terminated path.
+    check(unsafe {
+        libc::openat(
+            at,
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })
+}
+
+/// One name under `dir`, the name itself if it is a symlink.
+fn open_nofollow(dir: i32, name: &CString) -> io::Result<OwnedFd> {
+    // SAFETY: a live dir fd and a NUL-terminated single name.
+    check(unsafe {
+        libc::openat(
+            dir,
+            name.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    })
+}
+
+/// Makes `name` under `dir` (a directory, or an empty file): mkdirat and
+/// openat(O_CREAT|O_EXCL) follow no symlink. Made meanwhile by someone
+/// else is fine: the next open decides.
+fn make(dir: i32, name: &CString, file: bool) -> io::Result<()> {
+    // SAFETY: a live dir fd and a NUL-terminated single name.
+    let rc = unsafe {
+        if file {
+            libc::openat(
+                dir,
+                name.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o644,
+            )
+        } else {
+            libc::mkdirat(dir, name.as_ptr(), 0o755)
+        }
+    };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EEXIST) {
+            return Err(e);
+        }
+    } else if file {
+        // SAFETY: the file's fd, ours; closed at once.
+        drop(unsafe { OwnedFd::from_raw_fd(rc) });
+    }
+    Ok(())
+}
+
+fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
+    // SAFETY: stat is plain data, filled by the kernel.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a live fd and an empty path with AT_EMPTY_PATH.
+    let rc = unsafe {
+        libc::fstatat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            &mut st,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// The target of the symlink `fd` holds (an O_PATH|O_NOFOLLOW fd).
+fn readlink_fd(fd: &OwnedFd) -> io::Result<PathBuf> {
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: a live fd, an empty path, and a buffer of the length given.
+    let n = unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(PathBuf::from(OsString::from_vec(buf)))
+}
+
+fn dup(fd: &OwnedFd) -> io::Result<OwnedFd> {
+    fd.try_clone()
 }
 
 /// Opens the existing directory `dest` inside `rootfs` (symlinks scoped to
@@ -210,6 +323,11 @@ mod tests {
         assert_eq!(t.real_path().unwrap(), root.join("f"));
         assert!(root.join("f").is_file());
         assert!(!base.join("f").exists(), "nothing made outside the root");
+        // A symlink dangling out of the root: its target is made inside.
+        symlink("../../../../../nowhere/d", root.join("dangling")).unwrap();
+        let t = open_target(&root, Path::new("/dangling/m"), true).unwrap();
+        assert_eq!(t.real_path().unwrap(), root.join("nowhere/d/m"));
+        assert!(!base.join("nowhere").exists() && !Path::new("/nowhere").exists());
         std::fs::remove_dir_all(base).unwrap();
     }
 

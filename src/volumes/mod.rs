@@ -131,6 +131,12 @@ pub fn remove(store: &Store, dir: &Path, name: &str) -> Result<()> {
             users.join(", ")
         )));
     }
+    remove_unchecked(store, dir, name)
+}
+
+/// Removes volume `name` whoever names it: a create undoing the volume it
+/// made (its own record still names it).
+pub fn remove_unchecked(store: &Store, dir: &Path, name: &str) -> Result<()> {
     match std::fs::remove_dir_all(dir.join(name)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(Error::Internal(format!(

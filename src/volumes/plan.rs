@@ -47,7 +47,10 @@ pub fn plan(store: &Store, dir: &Path, opts: &StorageOptions) -> Result<SpecMoun
     };
     for m in &opts.mounts {
         if let Err(e) = plan_one(store, dir, m, &mut out) {
-            undo(store, dir, &out.made);
+            // This create's record names them: only it uses them.
+            for name in &out.made {
+                let _ = super::remove_unchecked(store, dir, name);
+            }
             return Err(e);
         }
     }
