@@ -341,21 +341,31 @@ mod tests {
         std::fs::create_dir_all(root.join("vol")).unwrap();
         std::fs::create_dir_all(outside.join("x")).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
+        // vol/x and vol/y swapped atomically (renameat2 RENAME_EXCHANGE, as
+        // the CVE's exploit does): x is a directory one instant, a symlink
+        // out of the root the next.
+        std::fs::create_dir(root.join("vol/x")).unwrap();
+        symlink(&outside, root.join("vol/y")).unwrap();
         let swapper = {
-            let (stop, root, outside) = (stop.clone(), root.clone(), outside.clone());
+            let (stop, root) = (stop.clone(), root.clone());
             std::thread::spawn(move || {
-                let (dir, link) = (root.join("vol/d"), root.join("vol/l"));
+                let x = cstring(&root.join("vol/x")).unwrap();
+                let y = cstring(&root.join("vol/y")).unwrap();
                 while !stop.load(Ordering::Relaxed) {
-                    let _ = std::fs::create_dir(&dir);
-                    let _ = std::fs::rename(&dir, root.join("vol/x"));
-                    let _ = symlink(&outside, &link);
-                    let _ = std::fs::rename(&link, root.join("vol/x"));
-                    let _ = std::fs::remove_file(root.join("vol/x"));
-                    let _ = std::fs::remove_dir(root.join("vol/x"));
+                    // SAFETY: two NUL-terminated paths.
+                    unsafe {
+                        libc::renameat2(
+                            libc::AT_FDCWD,
+                            x.as_ptr(),
+                            libc::AT_FDCWD,
+                            y.as_ptr(),
+                            libc::RENAME_EXCHANGE,
+                        )
+                    };
                 }
             })
         };
-        for _ in 0..3000 {
+        for _ in 0..5000 {
             if let Ok(t) = open_target(&root, Path::new("/vol/x"), true) {
                 let real = t.real_path().unwrap();
                 assert!(real.starts_with(&root), "escaped to {}", real.display());
