@@ -337,3 +337,7 @@ impl StorageOptions {
         out
     }
 }
+
+#[cfg(test)]
+#[path = "storage_tests.rs"]
+mod tests;
