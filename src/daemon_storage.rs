@@ -41,7 +41,8 @@ impl Daemon {
         }
         let _volumes = self.volume_lock.lock().await;
         let (store, dir) = (self.store.clone(), self.volumes_dir());
-        let _ = tokio::task::spawn_blocking(move || crate::volumes::plan::undo(&store, &dir, &made))
-            .await;
+        let _ =
+            tokio::task::spawn_blocking(move || crate::volumes::plan::undo(&store, &dir, &made))
+                .await;
     }
 }

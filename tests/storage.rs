@@ -13,13 +13,15 @@ use berth_box::SystemdBox;
 /// MAKE_ARCHIVE's busybox image with /data owned by 1000:1000 (mode 0750)
 /// holding a file, and /escape a symlink that climbs out of any rootfs.
 fn make_image(b: &SystemdBox) {
-    let archive = MAKE_ARCHIVE.replace("timeout; do", "timeout stat touch; do").replace(
-        "tar -C layer --owner=0 --group=0 -cf layer.tar .",
-        "chown -R 0:0 layer && mkdir -p layer/data && echo seeded > layer/data/seed && \
+    let archive = MAKE_ARCHIVE
+        .replace("timeout; do", "timeout stat touch; do")
+        .replace(
+            "tar -C layer --owner=0 --group=0 -cf layer.tar .",
+            "chown -R 0:0 layer && mkdir -p layer/data && echo seeded > layer/data/seed && \
          chown -R 1000:1000 layer/data && chmod 750 layer/data && \
          ln -s ../../../../../../../../tmp/berth-escaped layer/escape && \
          tar -C layer --numeric-owner -cf layer.tar .",
-    );
+        );
     b.sh_ok(&archive);
     ctl_ok(b, "image import /tmp/img/image.tar");
 }
@@ -52,16 +54,25 @@ fn volumes_keep_data_and_mounts_apply() {
 
     // The next container sees what the last one wrote (no second copy).
     b.sh_ok("rm /var/lib/berth/volumes/data/_data/seed");
-    let out = ctl_ok(&b, "run --rm -u 1000:1000 -v data:/data local/bb:1 ls /data");
+    let out = ctl_ok(
+        &b,
+        "run --rm -u 1000:1000 -v data:/data local/bb:1 ls /data",
+    );
     assert_eq!(out, "x\n");
     // ...and so after berthd restarts (the object is back on the bus).
     b.sh_ok("systemctl restart berthd");
     assert_eq!(
-        ctl_ok(&b, "run --rm -u 1000:1000 -v data:/data:ro local/bb:1 cat /data/x"),
+        ctl_ok(
+            &b,
+            "run --rm -u 1000:1000 -v data:/data:ro local/bb:1 cat /data/x"
+        ),
         "kept\n"
     );
     assert_eq!(inspect_volume(&b, "data")["Name"], "data");
-    let (code, _, _) = ctl(&b, "run --rm -u 1000:1000 -v data:/data:ro local/bb:1 touch /data/y");
+    let (code, _, _) = ctl(
+        &b,
+        "run --rm -u 1000:1000 -v data:/data:ro local/bb:1 touch /data/y",
+    );
     assert_ne!(code, 0, ":ro let a write through");
 
     // Binds: read-only, and --mount's three types; --tmpfs with a size.
@@ -91,12 +102,14 @@ fn volumes_keep_data_and_mounts_apply() {
     );
     // tmpfs shows no mode= for 1777: the option won over the copied mode.
     assert!(
-        out.lines()
-            .any(|l| l.contains(" /scratch tmpfs ") && l.contains("size=1024k") && !l.contains("mode=")),
+        out.lines().any(|l| l.contains(" /scratch tmpfs ")
+            && l.contains("size=1024k")
+            && !l.contains("mode=")),
         "{out}"
     );
     assert!(
-        out.lines().any(|l| l.contains(" /v ") && l.contains(" ro,")),
+        out.lines()
+            .any(|l| l.contains(" /v ") && l.contains(" ro,")),
         "{out}"
     );
 
@@ -113,14 +126,23 @@ fn volumes_keep_data_and_mounts_apply() {
 
     // A symlink in the image that climbs out: the mount lands inside the
     // rootfs (resolved as if the rootfs were /), never on the host.
-    let out = ctl_ok(&b, "run --rm -v /tmp/host:/escape/m local/bb:1 cat /tmp/berth-escaped/m/f");
+    let out = ctl_ok(
+        &b,
+        "run --rm -v /tmp/host:/escape/m local/bb:1 cat /tmp/berth-escaped/m/f",
+    );
     assert_eq!(out, "from-host\n");
     b.sh_ok("test ! -e /tmp/berth-escaped");
 
     // In use while a container holds it; -f removes the container first.
-    ctl_ok(&b, "run -d --name holder -v data:/data local/bb:1 sleep 300");
+    ctl_ok(
+        &b,
+        "run -d --name holder -v data:/data local/bb:1 sleep 300",
+    );
     let v = inspect_volume(&b, "data");
-    assert_eq!((v["InUse"].clone(), v["Containers"][0].clone()), (true.into(), "holder".into()));
+    assert_eq!(
+        (v["InUse"].clone(), v["Containers"][0].clone()),
+        (true.into(), "holder".into())
+    );
     let (code, _, err) = ctl(&b, "volume rm data");
     assert_ne!(code, 0);
     assert!(err.contains("InUse") && err.contains("holder"), "{err}");
@@ -147,12 +169,18 @@ fn bad_mounts_are_refused_by_name_and_leave_nothing() {
     make_image(&b);
     let mounts_before = b.sh_ok("wc -l < /proc/self/mountinfo");
     for (args, says) in [
-        ("-v /no/such/dir:/x", "bind source /no/such/dir: no such file"),
+        (
+            "-v /no/such/dir:/x",
+            "bind source /no/such/dir: no such file",
+        ),
         ("-v rel/dir:/x", "a host path must be absolute"),
         ("-v ./dir:/x", "a host path must be absolute"),
         ("-v data:relative", "must be an absolute path"),
         ("-v /tmp:/proc", "nothing may be mounted over / or /proc"),
-        ("-v /tmp:/proc/sys/kernel", "nothing may be mounted over / or /proc"),
+        (
+            "-v /tmp:/proc/sys/kernel",
+            "nothing may be mounted over / or /proc",
+        ),
         ("-v /tmp:/", "nothing may be mounted over / or /proc"),
         ("-v /tmp:/a/../", "nothing may be mounted over / or /proc"),
         ("-v bad!name:/x", "a volume name is"),

@@ -61,7 +61,7 @@ pub fn run(cmd: VolumeCmd) -> Result<u8> {
             } else if quiet {
                 rows.iter().for_each(|r| println!("{}", r.0));
             } else {
-                println!("{:<10} {}", "DRIVER", "VOLUME NAME");
+                println!("{:<10} VOLUME NAME", "DRIVER");
                 for (n, d, _, _) in rows {
                     println!("{d:<10} {n}");
                 }
@@ -88,9 +88,7 @@ pub fn run(cmd: VolumeCmd) -> Result<u8> {
             return Ok(code);
         }
         VolumeCmd::Prune { force } => {
-            if !force
-                && !crate::prune::confirm("all volumes not used by at least one container")
-            {
+            if !force && !crate::prune::confirm("all volumes not used by at least one container") {
                 return Ok(0);
             }
             vols.prune_volumes()?.iter().for_each(|n| println!("{n}"));

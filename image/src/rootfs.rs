@@ -212,7 +212,8 @@ impl Rootfs {
 /// Whether `dir` is on an overlayfs (whose directories overlayfs refuses as
 /// upper dirs).
 fn on_overlayfs(dir: &Path) -> bool {
-    nix::sys::statfs::statfs(dir).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
 }
 
 /// Whether the kernel knows overlayfs (loaded or built in).

@@ -10,9 +10,9 @@
 //! 1.0.0-rc95).
 
 use std::ffi::{CString, OsString};
-use std::os::unix::ffi::OsStringExt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Component, Path, PathBuf};
 
 /// A mount target, held open: mount onto [`Target::proc_path`].

@@ -308,12 +308,10 @@ fn mount_entry(index: usize, m: &Mount, ctx: &MountContext) -> Result<()> {
         }
         at = reopen()?;
     }
-    crate::mounts::apply_recursive(&at, opts.recursive).map_err(|source| {
-        RootfsError::Mount {
-            what: "recursive options (mount_setattr)".into(),
-            target: target.clone(),
-            source,
-        }
+    crate::mounts::apply_recursive(&at, opts.recursive).map_err(|source| RootfsError::Mount {
+        what: "recursive options (mount_setattr)".into(),
+        target: target.clone(),
+        source,
     })?;
     for p in &opts.propagation {
         do_mount(None, &at.proc_path(), None, *p, None)?;

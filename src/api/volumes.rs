@@ -29,7 +29,11 @@ pub fn volume_path(name: &str) -> OwnedObjectPath {
 }
 
 /// Puts volume `name`'s object on the bus (again: harmless).
-pub async fn register(conn: &Connection, daemon: &Arc<Daemon>, name: &str) -> Result<OwnedObjectPath> {
+pub async fn register(
+    conn: &Connection,
+    daemon: &Arc<Daemon>,
+    name: &str,
+) -> Result<OwnedObjectPath> {
     let path = volume_path(name);
     let obj = VolumeObject {
         daemon: daemon.clone(),
@@ -52,9 +56,7 @@ pub async fn register(conn: &Connection, daemon: &Arc<Daemon>, name: &str) -> Re
 /// pool, under the volumes' lock.
 async fn blocking<T: Send + 'static>(
     daemon: &Arc<Daemon>,
-    f: impl FnOnce(&crate::store::Store, &std::path::Path) -> crate::error::Result<T>
-        + Send
-        + 'static,
+    f: impl FnOnce(&crate::store::Store, &std::path::Path) -> crate::error::Result<T> + Send + 'static,
 ) -> Result<T> {
     let _volumes = daemon.volume_lock.lock().await;
     let (store, dir) = (daemon.store.clone(), daemon.volumes_dir());
@@ -76,7 +78,10 @@ async fn remove(conn: &Connection, daemon: &Arc<Daemon>, name: &str, force: bool
         }
     }
     let n = name.to_string();
-    blocking(daemon, move |store, dir| crate::volumes::remove(store, dir, &n)).await?;
+    blocking(daemon, move |store, dir| {
+        crate::volumes::remove(store, dir, &n)
+    })
+    .await?;
     let path = volume_path(name);
     let _ = conn.object_server().remove::<VolumeObject, _>(&path).await;
     if let Ok(em) = SignalEmitter::new(conn, MANAGER_PATH) {
@@ -187,8 +192,11 @@ impl Volumes {
     }
 
     #[zbus(signal)]
-    async fn volume_new(em: &SignalEmitter<'_>, name: &str, path: ObjectPath<'_>)
-        -> zbus::Result<()>;
+    async fn volume_new(
+        em: &SignalEmitter<'_>,
+        name: &str,
+        path: ObjectPath<'_>,
+    ) -> zbus::Result<()>;
 
     #[zbus(signal)]
     async fn volume_removed(

@@ -14,9 +14,9 @@ use zbus::zvariant::OwnedValue;
 use crate::daemon::brief;
 
 pub mod net;
-pub mod storage;
 #[cfg(test)]
 pub mod props;
+pub mod storage;
 #[cfg(test)]
 mod tests;
 

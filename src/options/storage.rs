@@ -255,10 +255,7 @@ pub fn parse_mount(entry: &str) -> Result<MountRequest, MountError> {
         _ => return Err(bad()),
     };
     if source == Source::Tmpfs {
-        if let Some(o) = options
-            .iter()
-            .find(|o| o.contains('=') && !tmpfs_data(o))
-        {
+        if let Some(o) = options.iter().find(|o| o.contains('=') && !tmpfs_data(o)) {
             return Err(MountError::UnknownOption {
                 entry: brief(entry).into(),
                 option: brief(o).into(),

@@ -33,7 +33,10 @@ fn volume_entries() {
         ("v:a", MountError::RelativeDest("a".into())),
         ("v:/", MountError::ForbiddenDest("/".into())),
         ("v:/proc", MountError::ForbiddenDest("/proc".into())),
-        ("v:/x/../proc/sys", MountError::ForbiddenDest("/x/../proc/sys".into())),
+        (
+            "v:/x/../proc/sys",
+            MountError::ForbiddenDest("/x/../proc/sys".into()),
+        ),
     ] {
         assert_eq!(parse_volume(bad), Err(want), "{bad}");
     }
@@ -52,7 +55,10 @@ fn mount_and_tmpfs_entries() {
     assert!(m.readonly);
     assert_eq!(m.options, vec!["rslave".to_string()]);
     let m = parse_mount("type=volume,source=v,target=/d,readonly=false,volume-nocopy").unwrap();
-    assert_eq!((m.source, m.readonly, m.nocopy), (Source::Volume("v".into()), false, true));
+    assert_eq!(
+        (m.source, m.readonly, m.nocopy),
+        (Source::Volume("v".into()), false, true)
+    );
     let m = parse_mount("type=tmpfs,destination=/t,tmpfs-size=64m,tmpfs-mode=1777").unwrap();
     assert_eq!(m.options, vec!["size=64m".to_string(), "mode=1777".into()]);
     for bad in [
@@ -61,7 +67,10 @@ fn mount_and_tmpfs_entries() {
         "type=tmpfs,src=/x,dst=/x",
         "src=/x,dst=/x",
     ] {
-        assert!(matches!(parse_mount(bad), Err(MountError::MountSyntax(_))), "{bad}");
+        assert!(
+            matches!(parse_mount(bad), Err(MountError::MountSyntax(_))),
+            "{bad}"
+        );
     }
     assert!(matches!(
         parse_mount("type=tmpfs,dst=/t,tmpfs-size=lots"),

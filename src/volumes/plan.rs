@@ -61,7 +61,9 @@ pub fn plan(store: &Store, dir: &Path, opts: &StorageOptions) -> Result<SpecMoun
                     dest: (*d).into(),
                     typ: "tmpfs",
                     source: "tmpfs".into(),
-                    options: ["rw", "nosuid", "nodev", "tmpcopyup"].map(String::from).to_vec(),
+                    options: ["rw", "nosuid", "nodev", "tmpcopyup"]
+                        .map(String::from)
+                        .to_vec(),
                 });
             }
         }
