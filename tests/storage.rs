@@ -124,6 +124,25 @@ fn volumes_keep_data_and_mounts_apply() {
     assert!(out.starts_with("tmp-ok\n"), "{out}");
     assert!(out.contains("size=3072k"), "{out}");
 
+    // --device: the node in /dev with the host's numbers, the access asked
+    // for enforced by the device cgroup (opened for writing, nothing written).
+    let (code, out, _) = ctl(
+        &b,
+        "run --rm --device /dev/null:/dev/mynull --device /dev/kmsg:/dev/k:w local/bb:1 sh -c \
+         'ls -l /dev/mynull; echo x > /dev/mynull && echo wrote-null; \
+          (exec 3>/dev/k) 2>/dev/null && echo k-writable'",
+    );
+    assert_eq!(code, 0, "{out}");
+    let ls = out.lines().next().unwrap_or_default();
+    assert!(
+        ls.starts_with("crw-rw-rw-") && ls.contains(" 1,   3 ") && ls.ends_with("/dev/mynull"),
+        "{out}"
+    );
+    assert!(
+        out.contains("wrote-null\nk-writable"),
+        "/dev/kmsg is not in the default rules: the w asked for lets it open: {out}"
+    );
+
     // A symlink in the image that climbs out: the mount lands inside the
     // rootfs (resolved as if the rootfs were /), never on the host.
     let out = ctl_ok(
@@ -190,6 +209,22 @@ fn bad_mounts_are_refused_by_name_and_leave_nothing() {
         ("--mount type=bind,dst=/x", "want type=bind|volume|tmpfs"),
         ("--tmpfs /x:size=lots", "unknown option \"size=lots\""),
         ("-v /tmp:/x --tmpfs /x", "mounted twice"),
+        (
+            "--device /tmp",
+            "device /tmp: not a character or block device",
+        ),
+        (
+            "--device /dev/null:rel",
+            "want HOST[:CONTAINER][:PERMISSIONS]",
+        ),
+        (
+            "--device /dev/null:/dev/n:rwx",
+            "want HOST[:CONTAINER][:PERMISSIONS]",
+        ),
+        (
+            "--device /dev/nonesuch",
+            "device /dev/nonesuch: no such file",
+        ),
         // The volume this would make on first use goes with the failure.
         ("-v fresh:/f -v /no/such:/y", "bind source /no/such"),
     ] {

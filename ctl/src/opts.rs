@@ -140,11 +140,14 @@ pub struct StorageOpts {
     /// /dev/shm's size (bytes, or with k, m, g suffix).
     #[arg(long, value_parser = parse_size, value_name = "SIZE")]
     pub shm_size: Option<u64>,
+    /// A host device: HOST[:CONTAINER][:rwm], repeatable.
+    #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMS]")]
+    pub devices: Vec<String>,
 }
 
 impl StorageOpts {
     /// Into CreateContainer's options (volumes, mounts, tmpfs, read_only,
-    /// shm_size).
+    /// shm_size, devices).
     pub fn insert_into(
         &self,
         o: &mut std::collections::HashMap<&'static str, zbus::zvariant::Value<'static>>,
@@ -154,6 +157,7 @@ impl StorageOpts {
             ("volumes", &self.volumes),
             ("mounts", &self.mounts),
             ("tmpfs", &self.tmpfs),
+            ("devices", &self.devices),
         ] {
             if !list.is_empty() {
                 o.insert(key, Value::from(list.clone()));

@@ -174,6 +174,7 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             volumes: config.volumes.clone(),
             mounts: config.mounts.clone(),
             tmpfs: config.tmpfs.clone(),
+            devices: config.devices.clone(),
             read_only: config.read_only,
             shm_size: config
                 .shm_size

@@ -61,6 +61,9 @@ pub struct UnitConfig {
     pub read_only: bool,
     /// /dev/shm's size: "64m", "1g", or bytes.
     pub shm_size: Option<String>,
+    /// `--device` entries: HOST[:CONTAINER][:rwm].
+    #[serde(default)]
+    pub devices: Vec<String>,
     /// The generated unit's [Unit] section (berth-generator only).
     #[serde(default)]
     pub unit: UnitSection,

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use oci_spec::runtime::{Mount, Spec};
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, Mount, Spec};
 
 use crate::volumes::SpecMounts;
 
@@ -50,9 +50,48 @@ pub fn edit_storage(s: &SpecMounts, spec: &mut Spec) {
         }
     }
     spec.set_mounts(Some(mounts));
+    if !s.devices.is_empty() {
+        edit_devices(s, spec);
+    }
     if s.read_only {
         if let Some(root) = spec.root_mut() {
             root.set_readonly(Some(true));
         }
     }
+}
+
+/// `--device`: the node made in the container's /dev (linux.devices) and
+/// allowed by the device cgroup (linux.resources.devices) with the access
+/// asked for.
+fn edit_devices(s: &SpecMounts, spec: &mut Spec) {
+    let linux = spec.linux_mut().get_or_insert_with(super::edit::bare_linux);
+    let mut devices = linux.devices().clone().unwrap_or_default();
+    let mut res = linux.resources().clone().unwrap_or_default();
+    let mut rules = res.devices().clone().unwrap_or_default();
+    for d in &s.devices {
+        let typ = match d.typ {
+            'b' => LinuxDeviceType::B,
+            _ => LinuxDeviceType::C,
+        };
+        devices.retain(|old| old.path() != Path::new(&d.path));
+        let mut dev = LinuxDevice::default();
+        dev.set_path(d.path.clone().into())
+            .set_typ(typ)
+            .set_major(d.major)
+            .set_minor(d.minor)
+            .set_file_mode(Some(d.mode))
+            .set_uid(Some(d.uid))
+            .set_gid(Some(d.gid));
+        devices.push(dev);
+        let mut rule = LinuxDeviceCgroup::default();
+        rule.set_allow(true)
+            .set_typ(Some(typ))
+            .set_major(Some(d.major))
+            .set_minor(Some(d.minor))
+            .set_access(Some(d.access.clone()));
+        rules.push(rule);
+    }
+    linux.set_devices(Some(devices));
+    res.set_devices(Some(rules));
+    linux.set_resources(Some(res));
 }

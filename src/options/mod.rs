@@ -28,7 +28,7 @@ pub const MAX_STRING: usize = 64 * 1024;
 pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
                          notify_socket, stdin, log_unit, image, user, network, ports, \
                          hostname, dns, dns_search, add_hosts, listen_fds, \
-                         listen_fdnames, volumes, mounts, tmpfs, read_only, shm_size";
+                         listen_fdnames, volumes, mounts, tmpfs, read_only, shm_size, devices";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]

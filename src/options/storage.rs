@@ -1,6 +1,7 @@
 //! CreateContainer's storage options, in podman's syntax: `volumes` (as,
 //! `-v SRC:DST[:OPTS]`), `mounts` (as, `--mount type=…,src=…,dst=…`),
-//! `tmpfs` (as, `DST[:OPTS]`), `read_only` (b), `shm_size` (t, bytes).
+//! `tmpfs` (as, `DST[:OPTS]`), `read_only` (b), `shm_size` (t, bytes),
+//! `devices` (as, `HOST[:CONTAINER][:rwm]`).
 //! Checked here, before anything is made; what touches the host (a bind
 //! source exists, a volume is made) is volumes::plan's.
 
@@ -11,7 +12,14 @@ use zbus::zvariant::OwnedValue;
 use super::{check_list, typed, OptionError};
 use crate::daemon::brief;
 
-pub const KEYS: &[&str] = &["volumes", "mounts", "tmpfs", "read_only", "shm_size"];
+pub const KEYS: &[&str] = &[
+    "volumes",
+    "mounts",
+    "tmpfs",
+    "read_only",
+    "shm_size",
+    "devices",
+];
 
 /// What is mounted at a destination.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,9 +44,20 @@ pub struct MountRequest {
     pub nocopy: bool,
 }
 
+/// One host device asked for (`--device`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRequest {
+    pub host: String,
+    /// Where it appears in the container (default: the host's path).
+    pub path: String,
+    /// The cgroup access: a non-empty subset of "rwm".
+    pub access: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StorageOptions {
     pub mounts: Vec<MountRequest>,
+    pub devices: Vec<DeviceRequest>,
     pub read_only: bool,
     /// /dev/shm's size, bytes.
     pub shm_size: Option<u64>,
@@ -65,6 +84,10 @@ pub enum MountError {
     MountSyntax(String),
     #[error("option shm_size must be > 0")]
     ShmSize,
+    #[error(
+        "device {0:?}: want HOST[:CONTAINER][:PERMISSIONS], absolute paths, permissions of r, w, m"
+    )]
+    Device(String),
 }
 
 /// The mount(2) options a `-v`/`--tmpfs` entry may carry.
@@ -271,9 +294,41 @@ pub fn parse_mount(entry: &str) -> Result<MountRequest, MountError> {
     })
 }
 
+/// `--device HOST[:CONTAINER][:rwm]`.
+pub fn parse_device(entry: &str) -> Result<DeviceRequest, MountError> {
+    let bad = || MountError::Device(brief(entry).into());
+    let perms = |p: &str| {
+        !p.is_empty() && p.len() <= 3 && p.chars().all(|c| "rwm".contains(c)) && {
+            let mut v: Vec<char> = p.chars().collect();
+            v.dedup();
+            v.len() == p.len()
+        }
+    };
+    let parts: Vec<&str> = entry.split(':').collect();
+    let (host, path, access) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, p] if perms(p) && !p.starts_with('/') => (*h, *h, *p),
+        [h, p] => (*h, *p, "rwm"),
+        [h, p, a] => (*h, *p, *a),
+        _ => return Err(bad()),
+    };
+    if !host.starts_with('/') || !perms(access) {
+        return Err(bad());
+    }
+    let path = check_dest(path).map_err(|_| bad())?;
+    Ok(DeviceRequest {
+        host: host.into(),
+        path,
+        access: access.into(),
+    })
+}
+
 impl StorageOptions {
     pub fn any(&self) -> bool {
-        !self.mounts.is_empty() || self.read_only || self.shm_size.is_some()
+        !self.mounts.is_empty()
+            || !self.devices.is_empty()
+            || self.read_only
+            || self.shm_size.is_some()
     }
 
     pub fn set(&mut self, key: &str, value: &OwnedValue) -> Result<(), OptionError> {
@@ -294,6 +349,13 @@ impl StorageOptions {
             "volumes" => self.mounts.extend(parse(list(value)?, parse_volume)?),
             "mounts" => self.mounts.extend(parse(list(value)?, parse_mount)?),
             "tmpfs" => self.mounts.extend(parse(list(value)?, parse_tmpfs)?),
+            "devices" => {
+                self.devices = list(value)?
+                    .iter()
+                    .map(|d| parse_device(d))
+                    .collect::<Result<_, _>>()
+                    .map_err(OptionError::Mount)?
+            }
             "read_only" => self.read_only = typed(key, value, "b")?,
             "shm_size" => {
                 let s: u64 = typed(key, value, "t (bytes)")?;
@@ -311,10 +373,11 @@ impl StorageOptions {
     /// nobody's guess).
     pub fn check(&self) -> Result<(), OptionError> {
         let mut seen = std::collections::HashSet::new();
-        for m in &self.mounts {
-            if !seen.insert(m.dest.as_str()) {
+        let dests = self.mounts.iter().map(|m| &m.dest);
+        for d in dests.chain(self.devices.iter().map(|d| &d.path)) {
+            if !seen.insert(d.as_str()) {
                 return Err(OptionError::Mount(MountError::DuplicateDest(
-                    brief(&m.dest).into(),
+                    brief(d).into(),
                 )));
             }
         }

@@ -112,3 +112,26 @@ fn options_add_up_and_clash() {
     let e = parse(vec![("volumes", V::from("v:/a"))]).unwrap_err();
     assert!(matches!(e, OptionError::WrongType { .. }), "{e}");
 }
+
+#[test]
+fn device_entries() {
+    let d = parse_device("/dev/fuse").unwrap();
+    assert_eq!(
+        (d.host.as_str(), d.path.as_str(), d.access.as_str()),
+        ("/dev/fuse", "/dev/fuse", "rwm")
+    );
+    let d = parse_device("/dev/sda:r").unwrap();
+    assert_eq!((d.path.as_str(), d.access.as_str()), ("/dev/sda", "r"));
+    let d = parse_device("/dev/sda:/dev/xvda:rw").unwrap();
+    assert_eq!((d.path.as_str(), d.access.as_str()), ("/dev/xvda", "rw"));
+    for bad in [
+        "dev/sda",
+        "/dev/sda:xvda",
+        "/dev/sda:/dev/x:rwx",
+        "/dev/sda:/dev/x:rr",
+        "/a:/b:r:w",
+        "/dev/sda:/",
+    ] {
+        assert!(parse_device(bad).is_err(), "{bad}");
+    }
+}

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::options::storage::{MountRequest, Source, StorageOptions};
+use crate::options::storage::{DeviceRequest, MountRequest, Source, StorageOptions};
 use crate::store::Store;
 
 /// One mount for the spec.
@@ -18,6 +18,21 @@ pub struct SpecMount {
     pub options: Vec<String>,
 }
 
+/// One host device for the spec (linux.devices + an allow rule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecDevice {
+    pub path: String,
+    /// 'c' or 'b'.
+    pub typ: char,
+    pub major: i64,
+    pub minor: i64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// "rwm" or a subset.
+    pub access: String,
+}
+
 /// What a create's storage options became.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpecMounts {
@@ -27,6 +42,7 @@ pub struct SpecMounts {
     pub copy_up: Vec<(String, PathBuf)>,
     pub read_only: bool,
     pub shm_size: Option<u64>,
+    pub devices: Vec<SpecDevice>,
     /// Volumes this create made (on first use): undone if it fails.
     pub made: Vec<String>,
 }
@@ -45,6 +61,9 @@ pub fn plan(store: &Store, dir: &Path, opts: &StorageOptions) -> Result<SpecMoun
         shm_size: opts.shm_size,
         ..Default::default()
     };
+    for d in &opts.devices {
+        out.devices.push(device(d)?);
+    }
     for m in &opts.mounts {
         if let Err(e) = plan_one(store, dir, m, &mut out) {
             // This create's record names them: only it uses them.
@@ -80,6 +99,30 @@ pub fn undo(store: &Store, dir: &Path, made: &[String]) {
             tracing::warn!(volume = %name, "undoing a volume made on first use: {e}");
         }
     }
+}
+
+/// `--device`'s host node, looked at (symlinks such as /dev/disk/by-id/…
+/// resolved): a character or block device, or InvalidArgument.
+fn device(d: &DeviceRequest) -> Result<SpecDevice> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let bad = |why: String| Error::InvalidArgument(format!("device {}: {why}", d.host));
+    let md = std::fs::metadata(&d.host).map_err(|e| bad(berth_init::paths::errno_text(&e)))?;
+    let typ = match md.file_type() {
+        t if t.is_char_device() => 'c',
+        t if t.is_block_device() => 'b',
+        _ => return Err(bad("not a character or block device".into())),
+    };
+    let rdev = md.rdev();
+    Ok(SpecDevice {
+        path: d.path.clone(),
+        typ,
+        major: libc::major(rdev) as i64,
+        minor: libc::minor(rdev) as i64,
+        mode: md.mode() & 0o777,
+        uid: md.uid(),
+        gid: md.gid(),
+        access: d.access.clone(),
+    })
 }
 
 fn plan_one(store: &Store, dir: &Path, m: &MountRequest, out: &mut SpecMounts) -> Result<()> {

@@ -51,7 +51,16 @@ fn berth(ctx: &Ctx, id: &str, mounts: bool) -> Result<()> {
 
 fn podman_run(ctx: &Ctx, id: &str) -> Result<()> {
     let mut c = podman();
-    c.args(["run", "--rm", "--name", id, "--pids-limit", "-1", "--network", "none"]);
+    c.args([
+        "run",
+        "--rm",
+        "--name",
+        id,
+        "--pids-limit",
+        "-1",
+        "--network",
+        "none",
+    ]);
     for v in volumes() {
         c.args(["-v", &v]);
     }
