@@ -170,6 +170,29 @@ fn volumes_keep_data_and_mounts_apply() {
     b.sh_ok("test ! -e /var/lib/berth/volumes/data");
     assert_eq!(ctl_ok(&b, "ps -a -q"), "");
 
+    // The bus: reading is open to everyone, changing is root's (or polkit
+    // io.berth.berth1.manage's).
+    let nobody = |call: &str| {
+        let o = b
+            .sh(&format!(
+                "setpriv --reuid=nobody --regid=nogroup --clear-groups \
+                 busctl call io.berth.Berth1 /io/berth/Berth1 io.berth.Berth1.Volumes {call} 2>&1"
+            ))
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let (code, out) = nobody("ListVolumes");
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = nobody("CreateVolume sa{sv} sneaky 0");
+    assert!(
+        code != 0 && out.contains("may not do this") && out.contains("io.berth.berth1.manage"),
+        "{out}"
+    );
+    assert_eq!(ctl_ok(&b, "volume ls -q"), "");
+
     // create with labels, prune takes what no container uses.
     ctl_ok(&b, "volume create -l tier=db p1");
     assert_eq!(inspect_volume(&b, "p1")["Labels"]["tier"], "db");
