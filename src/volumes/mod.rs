@@ -34,7 +34,7 @@ pub struct VolumeRecord {
     pub created_at: u64,
     /// Made by a container's first use rather than by CreateVolume.
     #[serde(default)]
-    pub anonymous_create: bool,
+    pub made_on_first_use: bool,
 }
 
 /// `<dir>/<name>/_data`.
@@ -80,7 +80,7 @@ pub fn create(
         mountpoint: data_dir(dir, name).to_string_lossy().into_owned(),
         labels,
         created_at: now_us(),
-        anonymous_create: on_first_use,
+        made_on_first_use: on_first_use,
     };
     store.insert_volume_blocking(&rec).map_err(|e| match e {
         crate::store::StoreError::Exists(n) => {
