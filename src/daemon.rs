@@ -40,6 +40,8 @@ pub struct Daemon {
     gates: Gates,
     /// systemd-machined registration of running containers.
     pub machines: crate::machined::Machines,
+    /// Held while volumes are made or removed (daemon_storage.rs).
+    pub volume_lock: tokio::sync::Mutex<()>,
 }
 
 /// Shims creating (a container or an exec) at once; see run_shim. 2 cores
@@ -91,6 +93,7 @@ impl Daemon {
             exits: Exits::default(),
             gates: Gates::default(),
             machines: Default::default(),
+            volume_lock: Default::default(),
         })
     }
 
@@ -185,12 +188,17 @@ impl Daemon {
             labels: req.labels.clone(),
             unit: format!("berth-{id}.scope"),
             created_at: now_us(),
+            volumes: req.storage.volume_names(),
             ..Default::default()
         };
         crate::restart::remember(&mut rec, &req);
         let mut req = req;
         // Recorded as creating, with its network attached (if it has one).
         self.record_and_attach(&mut rec, &mut req).await?;
+        if let Err(e) = self.plan_storage(&mut req).await {
+            undo_create(self, id, req.image.is_some(), Made::NoContainer).await;
+            return Err(e);
+        }
         let result = match (&req.image, req.changes_spec()) {
             (Some(image), _) => {
                 let (image, id, derived) = (image.clone(), id.to_string(), derived.clone());
@@ -242,6 +250,7 @@ impl Daemon {
                     // Made but not recorded (the store full, say): undo it
                     // all, as recovery would undo the "creating" record.
                     undo_create(self, id, req.image.is_some(), Made::MaybeContainer).await;
+                    self.undo_storage(&req).await;
                     return Err(e.into());
                 }
                 Ok(rec)
@@ -249,6 +258,7 @@ impl Daemon {
             Err(e) => {
                 // Nothing half-made stays: the shim undid its own work.
                 undo_create(self, id, req.image.is_some(), Made::NoContainer).await;
+                self.undo_storage(&req).await;
                 Err(e)
             }
         }

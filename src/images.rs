@@ -73,6 +73,9 @@ pub fn prepare(
     store.create_rootfs(id, image).map_err(image_error)?;
     let made = (|| {
         let mount = store.mount_rootfs(id).map_err(image_error)?;
+        if let Some(s) = &req.storage_spec {
+            crate::volumes::copy_up(&mount, s)?;
+        }
         let opts = SpecOptions {
             args: req.args.clone(),
             env: req.env.clone(),

@@ -8,6 +8,7 @@ mod config;
 mod copy;
 mod daemon;
 mod daemon_network;
+mod daemon_storage;
 mod error;
 mod exec_defaults;
 mod execs;
@@ -31,8 +32,10 @@ mod sockets;
 mod stats;
 mod store;
 mod store_networks;
+mod store_volumes;
 mod streams;
 mod top;
+mod volumes;
 
 use std::path::PathBuf;
 
@@ -189,6 +192,12 @@ async fn serve(args: Args) -> Result<(), String> {
             .serve_at(
                 api::MANAGER_PATH,
                 api::networks::Networks {
+                    daemon: daemon.clone(),
+                },
+            )?
+            .serve_at(
+                api::MANAGER_PATH,
+                api::volumes::Volumes {
                     daemon: daemon.clone(),
                 },
             )

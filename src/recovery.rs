@@ -109,6 +109,11 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             tracing::error!(network = %net.name, "putting on the bus: {e:?}");
         }
     }
+    for vol in daemon.store.volumes().unwrap_or_default() {
+        if let Err(e) = crate::api::volumes::register(conn, daemon, &vol.name).await {
+            tracing::error!(volume = %vol.name, "putting on the bus: {e:?}");
+        }
+    }
     // Image rootfs whose container is gone (a crash inside create or delete).
     if let Some(images) = &daemon.images {
         let dir = images.root().join("containers");

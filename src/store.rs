@@ -22,6 +22,7 @@ use crate::lifecycle::Status;
 const MAX_DBS: u32 = 4;
 const CONTAINERS: &str = "containers";
 const NETWORKS: &str = "networks";
+const VOLUMES: &str = "volumes";
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerRecord {
@@ -64,6 +65,10 @@ pub struct ContainerRecord {
     /// Its health check and the last results (health.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<crate::health::HealthRecord>,
+    /// The named volumes it mounts (a volume is in use while any record
+    /// names it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
 }
 
 /// One exec'd process: its shim, and how it ended once WaitExec (or the
@@ -133,6 +138,8 @@ pub struct Store {
     containers: Database<'static, Str, SerdeJson<ContainerRecord>>,
     /// User networks and the default one, by name (store_networks.rs).
     pub(crate) networks: Database<'static, Str, SerdeJson<berth_net::NetworkSpec>>,
+    /// Named volumes, by name (store_volumes.rs).
+    pub(crate) volumes: Database<'static, Str, SerdeJson<crate::volumes::VolumeRecord>>,
     /// The largest record written or found since open (serialized bytes):
     /// what an update may need to copy (`keep_room`).
     largest: Arc<AtomicUsize>,
@@ -175,12 +182,13 @@ impl Store {
             .create_databases_and_commit(wtxn, |opener, wtxn| {
                 let db = opener.create_database(wtxn, Some(CONTAINERS))?;
                 let nets = opener.create_database(wtxn, Some(NETWORKS))?;
+                let vols = opener.create_database(wtxn, Some(VOLUMES))?;
                 Ok::<_, heed::Error>(CommitOrAbort::<_, std::convert::Infallible>::Commit((
-                    db, nets,
+                    db, nets, vols,
                 )))
             })
             .map_err(open_err)?;
-        let (containers, networks) = match created {
+        let (containers, networks, volumes) = match created {
             CommitOrAbort::Commit(db) => db,
             CommitOrAbort::Abort(never) => match never {},
         };
@@ -188,6 +196,7 @@ impl Store {
             env,
             containers,
             networks,
+            volumes,
             largest: Arc::new(AtomicUsize::new(0)),
         };
         for rec in store.list().map_err(|e| match e {

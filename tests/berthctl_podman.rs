@@ -28,9 +28,9 @@ fn podman_habits(b: &SystemdBox) {
     let bundle = busybox_bundle("ctl-podman", &["true"]);
     let bp = bundle.path();
     // An option berthctl does not know is refused before anything is made.
-    let (code, _, err) = ctl(b, &format!("run --rm -v /tmp:/x {IMAGE} true"));
+    let (code, _, err) = ctl(b, &format!("run --rm --frobnicate /tmp:/x {IMAGE} true"));
     assert_eq!(code, 125, "{err}");
-    assert!(err.contains("'-v'"), "{err}");
+    assert!(err.contains("'--frobnicate'"), "{err}");
     assert_eq!(ctl_ok(b, "ps -a -q"), "");
 
     // 126 and 127 as podman: not executable, not there.

@@ -482,11 +482,21 @@ fn introspection_matches_the_xml_in_dbus() {
     let bundle = busybox_bundle("d-xml", &["true"]);
     let path: OwnedObjectPath =
         call(&c, "CreateContainer", &("x1", bundle.path(), no_options())).unwrap();
+    c.call_method(
+        Some(DEST),
+        PATH,
+        Some("io.berth.Berth1.Volumes"),
+        "CreateVolume",
+        &("v1", no_options()),
+    )
+    .unwrap();
     for (obj, iface) in [
         (PATH.to_string(), "io.berth.Berth1.Manager"),
         (PATH.to_string(), "io.berth.Berth1.Images"),
         (PATH.to_string(), "io.berth.Berth1.Networks"),
         (format!("{PATH}/network/berth"), "io.berth.Berth1.Network"),
+        (PATH.to_string(), "io.berth.Berth1.Volumes"),
+        (format!("{PATH}/volume/v1"), "io.berth.Berth1.Volume"),
         (path.to_string(), "io.berth.Berth1.Container"),
     ] {
         let xml: String = c

@@ -21,6 +21,7 @@ use berth_box::{BoxOptions, SystemdBox};
 
 /// `busctl call` arguments up to the method name.
 const MANAGER: &str = "io.berth.Berth1 /io/berth/Berth1 io.berth.Berth1.Manager";
+const VOLUMES: &str = "io.berth.Berth1 /io/berth/Berth1 io.berth.Berth1.Volumes";
 const AS_NOBODY: &str = "setpriv --reuid=65534 --regid=65534 --clear-groups";
 
 /// Builds the package (once per process) and returns its path.
@@ -240,6 +241,11 @@ fn upgrade_restarts_berthd_and_keeps_containers_running() {
     };
     let container = property("Pid");
     let berthd = pid_of("berthd");
+    // A named volume and its data survive the upgrade too.
+    b.sh_ok(&format!(
+        "busctl call {VOLUMES} CreateVolume 'sa{{sv}}' keep 0 && \
+         echo kept > /var/lib/berth/volumes/keep/_data/f"
+    ));
     // The same version again is an upgrade to dpkg: prerm upgrade, then
     // postinst configure <old version>.
     b.sh_ok(&format!("dpkg -i {}", deb().display()));
@@ -248,6 +254,8 @@ fn upgrade_restarts_berthd_and_keeps_containers_running() {
     let container_pid = container.trim().trim_start_matches("u ");
     b.sh_ok(&format!("kill -0 {container_pid}"));
     assert_eq!(property("Status").trim(), "s \"running\"");
+    b.sh_ok(&format!("busctl call {VOLUMES} GetVolume s keep"));
+    assert_eq!(b.sh_ok("cat /var/lib/berth/volumes/keep/_data/f"), "kept\n");
     b.sh_ok(&format!("busctl call {MANAGER} DeleteContainer sb u1 true"));
 }
 
@@ -285,8 +293,11 @@ fn remove_stops_everything_and_purge_leaves_nothing() {
     );
     b.sh_ok("test -d /var/lib/berth && test -f /etc/berth/containers/x.toml");
 
-    // purge: no unit, no file of the package, no state.
-    b.sh_ok("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q berth");
+    // purge: no unit, no file of the package, no state; it says the named
+    // volumes go.
+    b.sh_ok("mkdir -p /var/lib/berth/volumes/v1/_data");
+    let out = b.sh_ok("DEBIAN_FRONTEND=noninteractive apt-get purge -y -q berth 2>&1");
+    assert!(out.contains("purge removes the named volumes"), "{out}");
     // (berth-box.target is the box's own.)
     let not_the_box = |out: String| {
         out.lines()

@@ -216,6 +216,48 @@ pub trait Network {
     fn containers(&self) -> zbus::Result<Vec<(String, String, String, String)>>;
 }
 
+/// ListVolumes' rows: (name, driver, mountpoint, object).
+pub type VolumeRow = (String, String, String, OwnedObjectPath);
+
+#[zbus::proxy(
+    interface = "io.berth.Berth1.Volumes",
+    default_service = "io.berth.Berth1",
+    default_path = "/io/berth/Berth1"
+)]
+pub trait Volumes {
+    fn create_volume(
+        &self,
+        name: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<OwnedObjectPath>;
+    fn list_volumes(&self) -> zbus::Result<Vec<VolumeRow>>;
+    fn get_volume(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn remove_volume(&self, name: &str, force: bool) -> zbus::Result<()>;
+    fn prune_volumes(&self) -> zbus::Result<Vec<String>>;
+}
+
+#[zbus::proxy(
+    interface = "io.berth.Berth1.Volume",
+    default_service = "io.berth.Berth1"
+)]
+pub trait Volume {
+    fn remove(&self, force: bool) -> zbus::Result<()>;
+    #[zbus(property)]
+    fn name(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn driver(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn mountpoint(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn labels(&self) -> zbus::Result<HashMap<String, String>>;
+    #[zbus(property)]
+    fn created_at(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn in_use(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn containers(&self) -> zbus::Result<Vec<String>>;
+}
+
 /// One line a person can act on, from a D-Bus error.
 pub fn describe(e: &zbus::Error) -> String {
     match e {

@@ -20,6 +20,7 @@ mod session;
 mod show;
 mod stats;
 mod unit;
+mod volume;
 mod when;
 
 use std::process::ExitCode;
@@ -202,6 +203,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::System(SystemCmd::Prune { force }) => prune::system_prune(force),
         Cmd::Image(cmd) => image::run(cmd),
         Cmd::Network(cmd) => network::run(cmd),
+        Cmd::Volume(cmd) => volume::run(cmd),
         Cmd::Port { id } => network::port(&id),
         Cmd::RunUnit { name, config_dir } => unit::run_unit(&name, &config_dir),
         Cmd::AutoUpdate { dry_run } => autoupdate::run(dry_run),

@@ -59,6 +59,8 @@ pub struct CreateOpts {
     pub security: crate::security_opts::SecurityOpts,
     #[command(flatten)]
     pub lifecycle: crate::lifecycle::LifecycleOpts,
+    #[command(flatten)]
+    pub storage: StorageOpts,
     /// The image (without --bundle); with --bundle, the command's first word.
     /// Options go before it: what follows is the command's.
     #[arg(value_name = "IMAGE")]
@@ -119,6 +121,58 @@ impl NetOpts {
         }
         if let Some(h) = &self.hostname {
             o.insert("hostname", Value::from(h.clone()));
+        }
+    }
+}
+
+/// Mounts and the root's writability (podman's names): shared by run,
+/// create and berth@ units. berthd parses the entries.
+#[derive(Args, Debug, Clone, Default)]
+pub struct StorageOpts {
+    /// Mount SRC (an absolute host path, or a named volume, made on first
+    /// use) at DST: SRC:DST[:ro|rw|z|nocopy|…], repeatable.
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:OPTS]")]
+    pub volumes: Vec<String>,
+    /// type=bind|volume|tmpfs,source=…,destination=…[,ro][,…], repeatable.
+    #[arg(long = "mount", value_name = "type=…,src=…,dst=…")]
+    pub mounts: Vec<String>,
+    /// A tmpfs at DST: DST[:size=64m,mode=1777,…], repeatable.
+    #[arg(long, value_name = "DST[:OPTS]")]
+    pub tmpfs: Vec<String>,
+    /// A read-only root (/run, /tmp and /var/tmp get a tmpfs each).
+    #[arg(long)]
+    pub read_only: bool,
+    /// /dev/shm's size (bytes, or with k, m, g suffix).
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    pub shm_size: Option<u64>,
+    /// A host device: HOST[:CONTAINER][:rwm], repeatable.
+    #[arg(long = "device", value_name = "HOST[:CONTAINER][:PERMS]")]
+    pub devices: Vec<String>,
+}
+
+impl StorageOpts {
+    /// Into CreateContainer's options (volumes, mounts, tmpfs, read_only,
+    /// shm_size, devices).
+    pub fn insert_into(
+        &self,
+        o: &mut std::collections::HashMap<&'static str, zbus::zvariant::Value<'static>>,
+    ) {
+        use zbus::zvariant::Value;
+        for (key, list) in [
+            ("volumes", &self.volumes),
+            ("mounts", &self.mounts),
+            ("tmpfs", &self.tmpfs),
+            ("devices", &self.devices),
+        ] {
+            if !list.is_empty() {
+                o.insert(key, Value::from(list.clone()));
+            }
+        }
+        if self.read_only {
+            o.insert("read_only", Value::from(true));
+        }
+        if let Some(s) = self.shm_size {
+            o.insert("shm_size", Value::from(s));
         }
     }
 }

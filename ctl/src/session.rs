@@ -73,6 +73,7 @@ pub fn create_options(
     opts.net.insert_into(&mut o);
     opts.security.insert_into(&mut o)?;
     opts.lifecycle.insert_into(&mut o)?;
+    opts.storage.insert_into(&mut o);
     Ok(o)
 }
 

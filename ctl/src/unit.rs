@@ -202,6 +202,19 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
                 health_on_failure: config.health_on_failure.clone(),
             },
         },
+        storage: crate::opts::StorageOpts {
+            volumes: config.volumes.clone(),
+            mounts: config.mounts.clone(),
+            tmpfs: config.tmpfs.clone(),
+            devices: config.devices.clone(),
+            read_only: config.read_only,
+            shm_size: config
+                .shm_size
+                .as_deref()
+                .map(parse_size)
+                .transpose()
+                .map_err(Failed::new)?,
+        },
     };
     let (_, m) = connect()?;
     // A leftover of an earlier run of this unit (crash, kill -9): replace it.

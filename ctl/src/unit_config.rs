@@ -86,6 +86,23 @@ pub struct UnitConfig {
     pub health_timeout: Option<String>,
     /// none, kill, restart, stop.
     pub health_on_failure: Option<String>,
+    /// `-v` entries: SRC:DST[:OPTS] (a host path or a named volume).
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// `--mount` entries: type=bind|volume|tmpfs,source=…,destination=….
+    #[serde(default)]
+    pub mounts: Vec<String>,
+    /// `--tmpfs` entries: DST[:OPTS].
+    #[serde(default)]
+    pub tmpfs: Vec<String>,
+    /// A read-only root (with /run, /tmp, /var/tmp on tmpfs).
+    #[serde(default)]
+    pub read_only: bool,
+    /// /dev/shm's size: "64m", "1g", or bytes.
+    pub shm_size: Option<String>,
+    /// `--device` entries: HOST[:CONTAINER][:rwm].
+    #[serde(default)]
+    pub devices: Vec<String>,
     /// The generated unit's [Unit] section (berth-generator only).
     #[serde(default)]
     pub unit: UnitSection,

@@ -131,7 +131,9 @@ impl Error {
                 | content::ContentError::SizeMismatch { .. },
             ) => ErrorKind::InvalidArgument,
             Error::Rootfs(rootfs::RootfsError::BadId(_)) => ErrorKind::InvalidArgument,
-            Error::Rootfs(rootfs::RootfsError::NoOverlay(_)) => ErrorKind::Unavailable,
+            Error::Rootfs(
+                rootfs::RootfsError::NoOverlay(_) | rootfs::RootfsError::UpperOnOverlay(_),
+            ) => ErrorKind::Unavailable,
             _ => ErrorKind::Internal,
         }
     }

@@ -20,6 +20,14 @@ pub enum RootfsError {
     TooManyLayers { layers: usize, len: usize },
     #[error("cannot mount the rootfs at {}: {source}", .path.display())]
     Mount { path: PathBuf, source: nix::Error },
+    #[error(
+        "cannot mount the rootfs: {} is on overlayfs, which cannot hold overlay upper \
+         directories (berth inside another container?): put berth's state directory \
+         (/var/lib/berth) on a filesystem of its own, e.g. a volume or bind mount of the \
+         outer container, or a tmpfs",
+        .0.display()
+    )]
+    UpperOnOverlay(PathBuf),
     #[error("cannot unmount {}: {source}", .path.display())]
     Unmount { path: PathBuf, source: nix::Error },
     #[error("{what} {}: {source}", .path.display())]
@@ -160,9 +168,16 @@ impl Rootfs {
             MsFlags::empty(),
             Some(opts.as_str()),
         )
-        .map_err(|source| RootfsError::Mount {
-            path: target.clone(),
-            source,
+        .map_err(|source| {
+            // The kernel's EINVAL says no more than "bad options": name the
+            // one cause a person can fix.
+            if source == nix::Error::EINVAL && on_overlayfs(&self.dir) {
+                return RootfsError::UpperOnOverlay(self.dir.clone());
+            }
+            RootfsError::Mount {
+                path: target.clone(),
+                source,
+            }
         })?;
         Ok(target)
     }
@@ -192,6 +207,13 @@ impl Rootfs {
             _ => Ok(()),
         }
     }
+}
+
+/// Whether `dir` is on an overlayfs (whose directories overlayfs refuses as
+/// upper dirs).
+fn on_overlayfs(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::OVERLAYFS_SUPER_MAGIC)
 }
 
 /// Whether the kernel knows overlayfs (loaded or built in).

@@ -385,3 +385,59 @@ fn multi_platform_index_picks_the_host() {
     other.gc().unwrap();
     assert_empty(&other);
 }
+
+/// berth inside another container: the state directory on overlayfs, whose
+/// directories overlayfs refuses as upper dirs. A named error that says
+/// what to do, not "EINVAL", and nothing left mounted.
+#[test]
+fn a_state_dir_on_overlayfs_is_a_named_error() {
+    let test = "a_state_dir_on_overlayfs_is_a_named_error";
+    if !root_or_skip(test) {
+        return;
+    }
+    if let Err(e) = berth_image::rootfs::overlay_available() {
+        println!("SKIP {test}: {e}");
+        return;
+    }
+    let t = TempDir::new("on-overlay");
+    busybox_layout(&t.join("layout"), "busybox:nested");
+    let store = ImageStore::open(&t.join("store")).unwrap();
+    store
+        .import(&t.join("layout"), &ImportOptions::default())
+        .unwrap();
+    // The containers' directories (upper dirs) on an overlay: what a state
+    // directory inside another container's rootfs is.
+    for d in ["lower", "upper", "work"] {
+        fs::create_dir_all(t.join(d)).unwrap();
+    }
+    let merged = store.root().join("containers");
+    fs::create_dir_all(&merged).unwrap();
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        t.join("lower").display(),
+        t.join("upper").display(),
+        t.join("work").display()
+    );
+    let ok = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &opts])
+        .arg(&merged)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("SKIP {test}: cannot mount an overlay here (the temp dir on overlayfs?)");
+        return;
+    }
+    store.create_rootfs("c1", "busybox:nested").unwrap();
+    let result = store.mount_rootfs("c1");
+    let _ = store.remove_rootfs("c1");
+    let _ = Command::new("umount").arg("-R").arg(&merged).status();
+    match result {
+        Err(e @ Error::Rootfs(berth_image::rootfs::RootfsError::UpperOnOverlay(_))) => {
+            assert_eq!(e.kind(), berth_image::ErrorKind::Unavailable);
+            assert!(e.to_string().contains("/var/lib/berth"), "{e}");
+        }
+        // A kernel that takes overlay upper dirs on overlayfs: nothing to name.
+        Ok(_) => println!("SKIP {test}: this kernel mounts an overlay upper on overlayfs"),
+        Err(e) => panic!("want UpperOnOverlay, got {e:?}"),
+    }
+}

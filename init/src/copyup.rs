@@ -3,36 +3,49 @@
 //! tmpfs mounts of `--read-only`), with its owners and modes.
 
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{chown, lchown, symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use nix::mount::MsFlags;
 
+use crate::in_root::Target;
 use crate::rootfs::{do_mount, io_err, Result};
 
-/// Mounts a tmpfs on `target` and copies what `target` held into it. The
-/// directory underneath is read through an fd opened before the mount, so
-/// it stays reachable once covered.
-pub fn mount_tmpfs_copyup(target: &Path, flags: MsFlags, data: Option<&str>) -> Result<()> {
-    let below = fs::File::open(target).map_err(io_err("open", target))?;
-    let md = below.metadata().map_err(io_err("stat", target))?;
-    let below = OwnedFd::from(below);
+/// Mounts a tmpfs on the directory `below` holds and copies what it held
+/// into it. The directory underneath is read through `below`, so it stays
+/// reachable once covered; the new tmpfs is reached through `reopen` (the
+/// destination resolved again, now onto the mount), never a path string.
+pub fn mount_tmpfs_copyup(
+    below: &Target,
+    flags: MsFlags,
+    data: Option<&str>,
+    reopen: &dyn Fn() -> Result<Target>,
+) -> Result<()> {
+    let from = below.proc_path();
+    let md = fs::metadata(&from).map_err(io_err("stat", &from))?;
     // Written read-write, then remounted with the entry's own flags.
     do_mount(
         Some(Path::new("tmpfs")),
-        target,
+        &from,
         Some("tmpfs"),
         flags & !MsFlags::MS_RDONLY,
         data,
     )?;
-    let from = format!("/proc/self/fd/{}", below.as_raw_fd());
-    copy_tree(Path::new(&from), target)?;
-    chown(target, Some(md.uid()), Some(md.gid())).map_err(io_err("chown", target))?;
-    fs::set_permissions(target, fs::Permissions::from_mode(md.mode() & 0o7777))
-        .map_err(io_err("chmod", target))?;
+    let top = reopen()?;
+    let target = top.proc_path();
+    copy_tree(&from, &target)?;
+    // The directory's owner and mode, unless the entry's options name them
+    // (`--tmpfs /x:mode=1777` means 1777).
+    let given = |key: &str| data.is_some_and(|d| d.split(',').any(|o| o.starts_with(key)));
+    if !given("uid=") && !given("gid=") {
+        chown(&target, Some(md.uid()), Some(md.gid())).map_err(io_err("chown", &target))?;
+    }
+    if !given("mode=") {
+        fs::set_permissions(&target, fs::Permissions::from_mode(md.mode() & 0o7777))
+            .map_err(io_err("chmod", &target))?;
+    }
     if flags.contains(MsFlags::MS_RDONLY) {
-        do_mount(None, target, None, flags | MsFlags::MS_REMOUNT, data)?;
+        do_mount(None, &target, None, flags | MsFlags::MS_REMOUNT, data)?;
     }
     Ok(())
 }
@@ -41,7 +54,7 @@ pub fn mount_tmpfs_copyup(target: &Path, flags: MsFlags, data: Option<&str>) -> 
 /// files and symlinks with owner and mode; other kinds (device nodes,
 /// sockets) are left out, as a tmpfs of the container's own should not
 /// gain device nodes from an image.
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+pub fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     for entry in fs::read_dir(from).map_err(io_err("read dir", from))? {
         let entry = entry.map_err(io_err("read dir", from))?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));

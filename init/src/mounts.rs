@@ -177,28 +177,26 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// Applies recursive attributes to `target` and every mount below it.
-/// ENOSYS: the kernel (< 5.12) has no mount_setattr, and the options would
-/// otherwise be silently not applied.
-pub fn apply_recursive(target: &std::path::Path, attrs: RecursiveAttrs) -> nix::Result<()> {
+/// Applies recursive attributes to the mount `target` holds and every mount
+/// below it. ENOSYS: the kernel (< 5.12) has no mount_setattr, and the
+/// options would otherwise be silently not applied.
+pub fn apply_recursive(target: &crate::in_root::Target, attrs: RecursiveAttrs) -> nix::Result<()> {
     if attrs.is_empty() {
         return Ok(());
     }
-    let path = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
-        .map_err(|_| nix::Error::EINVAL)?;
     let attr = MountAttr {
         attr_set: attrs.set,
         attr_clr: attrs.clear,
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: a NUL-terminated path and a live mount_attr of the size given.
+    // SAFETY: a live fd, an empty path and a live mount_attr of the size given.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            (libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW) as libc::c_uint,
+            target.raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_RECURSIVE | libc::AT_EMPTY_PATH) as libc::c_uint,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )

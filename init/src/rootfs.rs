@@ -221,6 +221,19 @@ fn mount_entry(index: usize, m: &Mount, ctx: &MountContext) -> Result<()> {
     }
     let bind = opts.bind || fstype == "bind";
 
+    // Bind and plain mounts (what a user's -v, --mount and --tmpfs become)
+    // go onto a target the kernel resolved inside the rootfs and that stays
+    // held (in_root.rs); every later step on the new mount reopens it, so a
+    // swapped path cannot redirect any of them.
+    let reopen = || {
+        crate::in_root::open_target(rootfs, m.destination(), true).map_err(|e| {
+            RootfsError::BadMount {
+                index,
+                message: format!("{}: {e}", m.destination().display()),
+            }
+        })
+    };
+    let at: crate::in_root::Target;
     if bind {
         let src = m
             .source()
@@ -232,34 +245,40 @@ fn mount_entry(index: usize, m: &Mount, ctx: &MountContext) -> Result<()> {
             bundle.join(src)
         };
         let src_md = fs::metadata(&src).map_err(io_err("stat", &src))?;
-        create_mount_point(&target, src_md.is_dir())?;
+        let held = crate::in_root::open_target(rootfs, m.destination(), src_md.is_dir())
+            .map_err(|e| bad(format!("{}: {e}", m.destination().display())))?;
         let mut flags = MsFlags::MS_BIND;
         if opts.flags.contains(MsFlags::MS_REC) {
             flags |= MsFlags::MS_REC;
         }
-        do_mount(Some(&src), &target, None, flags, None)?;
+        do_mount(Some(&src), &held.proc_path(), None, flags, None)?;
+        // The new mount, as the destination now resolves (onto its root).
+        at = crate::in_root::open_target(rootfs, m.destination(), src_md.is_dir())
+            .map_err(|e| bad(format!("{}: {e}", m.destination().display())))?;
         // A bind mount ignores every other flag; they need a remount.
         let rest = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !rest.is_empty() {
             do_mount(
                 None,
-                &target,
+                &at.proc_path(),
                 None,
                 rest | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
                 None,
             )?;
         }
     } else {
-        create_mount_point(&target, true)?;
         let data = (!opts.data.is_empty()).then_some(opts.data.as_str());
         match fstype {
             "cgroup" | "cgroup2" => {
+                create_mount_point(&target, true)?;
                 crate::cgroup_mount::mount_cgroup(&target, opts.flags, ctx.cgroupns)?
             }
             "tmpfs" if opts.tmpcopyup => {
-                crate::copyup::mount_tmpfs_copyup(&target, opts.flags, data)?
+                let below = reopen()?;
+                crate::copyup::mount_tmpfs_copyup(&below, opts.flags, data, &reopen)?
             }
             "sysfs" => {
+                create_mount_point(&target, true)?;
                 // Without a new net namespace the kernel refuses a fresh sysfs;
                 // runc falls back to binding the host's, read-only — so do we.
                 if let Err(e) = mount(Some("sysfs"), &target, Some("sysfs"), opts.flags, data) {
@@ -282,20 +301,20 @@ fn mount_entry(index: usize, m: &Mount, ctx: &MountContext) -> Result<()> {
                 }
             }
             _ => {
+                let held = reopen()?;
                 let src = m.source().as_deref().unwrap_or(Path::new(fstype));
-                do_mount(Some(src), &target, Some(fstype), opts.flags, data)?;
+                do_mount(Some(src), &held.proc_path(), Some(fstype), opts.flags, data)?;
             }
         }
+        at = reopen()?;
     }
-    crate::mounts::apply_recursive(&target, opts.recursive).map_err(|source| {
-        RootfsError::Mount {
-            what: "recursive options (mount_setattr)".into(),
-            target: target.clone(),
-            source,
-        }
+    crate::mounts::apply_recursive(&at, opts.recursive).map_err(|source| RootfsError::Mount {
+        what: "recursive options (mount_setattr)".into(),
+        target: target.clone(),
+        source,
     })?;
     for p in &opts.propagation {
-        do_mount(None, &target, None, *p, None)?;
+        do_mount(None, &at.proc_path(), None, *p, None)?;
     }
     Ok(())
 }

@@ -229,7 +229,11 @@ impl Manager {
         require_root(conn, &hdr).await?;
         let request =
             crate::options::CreateOptions::parse(&options).map_err(crate::error::Error::from)?;
-        self.daemon.create(id, bundle, request).await?;
+        let rec = self.daemon.create(id, bundle, request).await?;
+        // Volumes made on first use get their objects (the others have one).
+        for v in &rec.volumes {
+            let _ = crate::api::volumes::register(conn, &self.daemon, v).await;
+        }
         // ContainerNew before anything the shim's watch announces.
         let _announcing = self.daemon.gate(id).await;
         let path = register(conn, &self.daemon, id).await?;

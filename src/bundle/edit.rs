@@ -40,6 +40,9 @@ pub fn apply(opts: &CreateOptions, spec: &mut Spec, bundle: &Path) {
     if let Some(net) = &opts.net_spec {
         edit_network(net, spec);
     }
+    if let Some(storage) = &opts.storage_spec {
+        super::storage::edit_storage(storage, spec);
+    }
     // The copy sits elsewhere: a relative rootfs must still mean the
     // bundle's.
     if let Some(root) = spec.root_mut() {

@@ -7,6 +7,7 @@
 mod edit;
 pub mod init;
 mod security;
+mod storage;
 mod write;
 
 #[cfg(test)]

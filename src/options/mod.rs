@@ -18,6 +18,7 @@ pub mod net;
 #[cfg(test)]
 pub mod props;
 pub mod security;
+pub mod storage;
 #[cfg(test)]
 mod tests;
 
@@ -34,7 +35,8 @@ pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pid
                          annotations, entrypoint, stop_signal, stop_timeout, init, \
                          restart, health_cmd, health_interval, \
                          health_retries, health_start_period, health_timeout, \
-                         health_on_failure";
+                         health_on_failure, volumes, mounts, tmpfs, read_only, \
+                         shm_size, devices";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -72,6 +74,11 @@ pub struct CreateOptions {
     pub security: security::SecurityOptions,
     /// restart and health_*: what berthd does over the container's life.
     pub lifecycle: lifecycle::LifecycleOptions,
+    /// volumes, mounts, tmpfs, read_only, shm_size.
+    pub storage: storage::StorageOptions,
+    /// Filled by berthd once volumes are made and bind sources checked,
+    /// never by a caller: the mounts the spec gets (volumes::plan).
+    pub storage_spec: Option<crate::volumes::SpecMounts>,
 }
 
 /// Why an option was refused. Values a caller sent are kept `brief` (a
@@ -102,7 +109,8 @@ pub enum OptionError {
     NameLength { key: String },
     #[error("option log_unit {0:?} is not a unit name")]
     LogUnit(String),
-    #[error("unknown option {0:?} (known: {KNOWN})")]
+    /// Not the whole list: with every option it outgrew a readable reply.
+    #[error("unknown option {0:?}{hint} (the options: CreateContainer in docs/api.md)", hint = nearest_hint(.0))]
     Unknown(String),
     #[error("option user goes with image (a bundle's config.json says its user)")]
     UserWithoutImage,
@@ -122,6 +130,8 @@ pub enum OptionError {
     Restart(String),
     #[error("option {0}")]
     Health(String),
+    #[error(transparent)]
+    Mount(#[from] storage::MountError),
 }
 
 impl From<OptionError> for crate::error::Error {
@@ -167,6 +177,18 @@ pub(crate) fn check_list(key: &str, list: &[String]) -> Result<(), OptionError> 
     list.iter().try_for_each(|s| check_string(key, s))
 }
 
+/// " (did you mean \"memory\"?)" for a key a typo away from a known one.
+fn nearest_hint(key: &str) -> String {
+    KNOWN
+        .split(',')
+        .map(str::trim)
+        .map(|k| (strsim::normalized_damerau_levenshtein(key, k), k))
+        .filter(|(score, _)| *score >= 0.6)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!(" (did you mean {k:?}?)"))
+        .unwrap_or_default()
+}
+
 /// Whether `u` may name a systemd unit (unit_name_is_valid's alphabet).
 fn is_unit_name(u: &str) -> bool {
     !u.is_empty()
@@ -205,6 +227,7 @@ impl CreateOptions {
                 "option restart goes not with listen_fds (the sockets are passed once)".into(),
             ));
         }
+        r.storage.check()?;
         // After every option: `env` replaces the list when it comes.
         r.env.extend(r.listen.env()?);
         Ok(r)
@@ -294,6 +317,7 @@ impl CreateOptions {
             k if net::KEYS.contains(&k) => self.net.set(k, value)?,
             k if security::KEYS.contains(&k) => self.security.set(k, value)?,
             k if lifecycle::KEYS.contains(&k) => self.lifecycle.set(k, value)?,
+            k if storage::KEYS.contains(&k) => self.storage.set(k, value)?,
             "listen_fds" => self.listen.set_fds(value)?,
             "listen_fdnames" => self.listen.set_names(value)?,
             other => return Err(OptionError::Unknown(brief(other).into())),
@@ -313,5 +337,6 @@ impl CreateOptions {
             || self.notify_socket.is_some()
             || self.net_spec.is_some()
             || self.security.changes_spec()
+            || self.storage_spec.is_some()
     }
 }

@@ -175,8 +175,9 @@ fn each_bad_value_is_named() {
         ("log_unit", V::from(""), OptionError::LogUnit("".into()),
          "option log_unit \"\" is not a unit name"),
         ("colour", V::from("red"), OptionError::Unknown("colour".into()),
-         // KNOWN grows with each option; its start is checked below.
-         Box::leak(format!("unknown option \"colour\" (known: {KNOWN})").into_boxed_str())),
+         "unknown option \"colour\" (the options: CreateContainer in docs/api.md)"),
+        ("memroy", V::from("1g"), OptionError::Unknown("memroy".into()),
+         "unknown option \"memroy\" (did you mean \"memory\"?) (the options: CreateContainer in docs/api.md)"),
     ];
     for (key, v, want, msg) in cases {
         let e = err(key, v);

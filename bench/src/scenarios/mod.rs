@@ -17,6 +17,7 @@ pub mod network;
 pub mod restart;
 pub mod scale;
 pub mod stats;
+pub mod storage;
 
 pub struct Ctx<'e> {
     pub env: &'e Env,
@@ -57,6 +58,7 @@ pub const ALL: &[(&str, Scenario)] = &[
     ("exec", exec::run),
     ("first-line", first_line::run),
     ("network", network::run),
+    ("storage", storage::run),
     // Scenarios 5–7 and scale share one run of ctx.scale containers
     // (scale.rs): the first of them asked runs it all.
     ("memory", memory::run),
