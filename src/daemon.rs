@@ -188,6 +188,7 @@ impl Daemon {
             ..Default::default()
         };
         let mut req = req;
+        req.cgroups_path = req.cri.cgroups_path(id);
         // Recorded as creating, with its network attached (if it has one).
         self.record_and_attach(&mut rec, &mut req).await?;
         let result = match (&req.image, req.changes_spec()) {
@@ -219,6 +220,10 @@ impl Daemon {
                 if let Some(unit) = &req.log_unit {
                     shim_args.extend(["--log-unit", unit]);
                 }
+                let log_path = req.cri.log_path.as_ref().map(|p| p.to_string_lossy());
+                if let Some(p) = &log_path {
+                    shim_args.extend(["--log-path", p]);
+                }
                 let preserve = req.listen.len().to_string();
                 if !req.listen.is_empty() {
                     shim_args.extend(["--preserve-fds", &preserve]);
@@ -248,6 +253,22 @@ impl Daemon {
                 Err(e)
             }
         }
+    }
+
+    /// ReopenContainerLog: SIGUSR1 to the container's monitor (the shim's
+    /// pid, checked against its start time so a reused pid is never hit).
+    pub fn reopen_log(&self, id: &str) -> Result<()> {
+        let rec = self.get(id)?;
+        let alive = rec.shim_pid != 0
+            && init_calls::process_start_time(rec.shim_pid) == Some(rec.shim_start);
+        if !alive {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id} has no monitor (it exited): no log to reopen"
+            )));
+        }
+        let pid = nix::unistd::Pid::from_raw(rec.shim_pid as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1)
+            .map_err(|e| Error::Internal(format!("signalling the monitor of {id}: {e}")))
     }
 
     /// Unmounts and removes the image rootfs of container `id` (if any).

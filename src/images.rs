@@ -81,15 +81,41 @@ pub fn prepare(
             terminal: req.terminal.unwrap_or(false),
             ..Default::default()
         };
-        let spec = store
+        let generated = store
             .generate_spec(image, &mount, &opts)
             .map_err(image_error)?;
+        let spec = match &req.cri.spec {
+            None => generated,
+            Some(given) => with_image_root(given, &generated, req.user.is_some()),
+        };
         Ok(crate::bundle::write_spec(req, spec, &mount, bundle_dir)?)
     })();
     if made.is_err() {
         let _ = store.remove_rootfs(id);
     }
     made
+}
+
+/// A caller's whole spec (option `spec`) run from the image: only its root
+/// is berthd's (the image's mounted rootfs, its readonly flag kept), and,
+/// when the caller named a `user`, the uid/gid/groups resolved in the
+/// image's /etc/passwd and /etc/group, as for any image container.
+fn with_image_root(
+    given: &oci_spec::runtime::Spec,
+    generated: &oci_spec::runtime::Spec,
+    resolve_user: bool,
+) -> oci_spec::runtime::Spec {
+    let mut spec = given.clone();
+    let readonly = given.root().as_ref().and_then(|r| r.readonly());
+    let mut root = generated.root().clone().unwrap_or_default();
+    root.set_readonly(readonly);
+    spec.set_root(Some(root));
+    if resolve_user {
+        if let (Some(p), Some(g)) = (spec.process_mut(), generated.process()) {
+            p.set_user(g.user().clone());
+        }
+    }
+    spec
 }
 
 /// Removes a container's rootfs, if it was made from an image.

@@ -20,6 +20,7 @@ pub trait Manager {
         options: HashMap<&str, Value<'_>>,
     ) -> zbus::Result<OwnedObjectPath>;
     fn start_container(&self, id: &str) -> zbus::Result<()>;
+    fn reopen_container_log(&self, id: &str) -> zbus::Result<()>;
     fn pause_container(&self, id: &str) -> zbus::Result<()>;
     fn resume_container(&self, id: &str) -> zbus::Result<()>;
     fn kill_container(&self, id: &str, who: &str, signal: i32) -> zbus::Result<()>;

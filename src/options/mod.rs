@@ -13,6 +13,7 @@ use zbus::zvariant::OwnedValue;
 
 use crate::daemon::brief;
 
+pub mod cri;
 pub mod net;
 #[cfg(test)]
 pub mod props;
@@ -27,7 +28,7 @@ pub const MAX_STRING: usize = 64 * 1024;
 pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pids_limit, \
                          notify_socket, stdin, log_unit, image, user, network, ports, \
                          hostname, dns, dns_search, add_hosts, listen_fds, \
-                         listen_fdnames";
+                         listen_fdnames, spec, slice, log_path";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -60,6 +61,10 @@ pub struct CreateOptions {
     pub net_spec: Option<crate::network::SpecNet>,
     /// Socket activation: fds for the container's process (sockets.rs).
     pub listen: crate::sockets::ListenFds,
+    /// spec, slice, log_path (a CRI server's container).
+    pub cri: cri::CriOptions,
+    /// Filled by berthd from `slice` and the id, never by a caller.
+    pub cgroups_path: Option<String>,
 }
 
 /// Why an option was refused. Values a caller sent are kept `brief` (a
@@ -104,6 +109,14 @@ pub enum OptionError {
     Conflict(String),
     #[error(transparent)]
     Listen(#[from] crate::sockets::ListenError),
+    #[error("option spec: not an OCI runtime spec: {0}")]
+    Spec(String),
+    #[error("option spec goes with image (berthd points its root at the image's rootfs)")]
+    SpecWithoutImage,
+    #[error("option slice {0:?}: want a systemd slice name such as kubepods-besteffort-pod<uid>.slice")]
+    Slice(String),
+    #[error("option log_path {0:?} must be an absolute file path without '..'")]
+    LogPath(String),
 }
 
 impl From<OptionError> for crate::error::Error {
@@ -135,7 +148,7 @@ where
         })
 }
 
-fn check_string(key: &str, s: &str) -> Result<(), OptionError> {
+pub(crate) fn check_string(key: &str, s: &str) -> Result<(), OptionError> {
     match s.len() > MAX_STRING {
         true => Err(OptionError::StringTooLong { key: key.into() }),
         false => Ok(()),
@@ -165,6 +178,9 @@ impl CreateOptions {
         }
         if r.user.is_some() && r.image.is_none() {
             return Err(OptionError::UserWithoutImage);
+        }
+        if r.cri.spec.is_some() && r.image.is_none() {
+            return Err(OptionError::SpecWithoutImage);
         }
         r.net.check()?;
         // After every option: `env` replaces the list when it comes.
@@ -254,6 +270,7 @@ impl CreateOptions {
                 self.log_unit = Some(u);
             }
             k if net::KEYS.contains(&k) => self.net.set(k, value)?,
+            k if cri::KEYS.contains(&k) => self.cri.set(k, value)?,
             "listen_fds" => self.listen.set_fds(value)?,
             "listen_fdnames" => self.listen.set_names(value)?,
             other => return Err(OptionError::Unknown(brief(other).into())),
@@ -272,5 +289,6 @@ impl CreateOptions {
             || self.pids_limit.is_some()
             || self.notify_socket.is_some()
             || self.net_spec.is_some()
+            || self.cgroups_path.is_some()
     }
 }

@@ -175,7 +175,7 @@ fn each_bad_value_is_named() {
          "option log_unit \"\" is not a unit name"),
         ("colour", V::from("red"), OptionError::Unknown("colour".into()),
          "unknown option \"colour\" (known: labels, args, env, terminal, workdir, memory, cpus, \
-          pids_limit, notify_socket, stdin, log_unit, image, user, network, ports, hostname, dns, dns_search, add_hosts, listen_fds, listen_fdnames)"),
+          pids_limit, notify_socket, stdin, log_unit, image, user, network, ports, hostname, dns, dns_search, add_hosts, listen_fds, listen_fdnames, spec, slice, log_path)"),
     ];
     for (key, v, want, msg) in cases {
         let e = err(key, v);
