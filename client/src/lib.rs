@@ -41,6 +41,8 @@ pub trait Manager {
     fn resize_terminal(&self, id: &str, exec_id: &str, rows: u16, cols: u16) -> zbus::Result<()>;
     fn get_logs(&self, id: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;
     fn info(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+    #[zbus(signal)]
+    fn container_exited(&self, id: String, code: i32, signal: i32) -> zbus::Result<()>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
 }
