@@ -112,7 +112,17 @@ fn with_image_root(
     spec.set_root(Some(root));
     if resolve_user {
         if let (Some(p), Some(g)) = (spec.process_mut(), generated.process()) {
-            p.set_user(g.user().clone());
+            // The image's groups for the user, then the caller's own
+            // (the CRI's supplemental_groups), each once.
+            let mut user = g.user().clone();
+            let mut gids = user.additional_gids().clone().unwrap_or_default();
+            for gid in p.user().additional_gids().iter().flatten() {
+                if !gids.contains(gid) {
+                    gids.push(*gid);
+                }
+            }
+            user.set_additional_gids(Some(gids).filter(|g| !g.is_empty()));
+            p.set_user(user);
         }
     }
     spec

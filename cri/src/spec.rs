@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use oci_spec::runtime::{
     Capability, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType,
@@ -218,7 +217,8 @@ fn cap(name: &str) -> Result<Capability> {
     } else {
         format!("CAP_{n}")
     };
-    Capability::from_str(&n)
+    // The spec's spelling (CAP_CHOWN) is oci-spec's serde name.
+    serde_json::from_value(serde_json::Value::String(n))
         .map_err(|_| CriError::InvalidArgument(format!("unknown capability {name:?}")))
 }
 
@@ -263,7 +263,7 @@ fn all_caps() -> std::collections::HashSet<Capability> {
     (0..=last)
         .filter_map(|n| {
             let name = CAP_NAMES.get(n as usize)?;
-            Capability::from_str(&format!("CAP_{name}")).ok()
+            cap(name).ok()
         })
         .collect()
 }

@@ -212,9 +212,11 @@ impl Store {
     }
 }
 
-/// 64 hex digits from the kernel's random source, as containerd's ids.
+/// 32 hex digits (128 random bits). containerd's are 64, but berthd's
+/// state paths (/run/berth/<id>/exec-<exec id>.attach.sock) must fit a
+/// unix socket address (108 bytes).
 pub fn new_id() -> String {
-    let mut b = [0u8; 32];
+    let mut b = [0u8; 16];
     let _ = nix::unistd::getpid();
     let filled = std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
@@ -224,7 +226,7 @@ pub fn new_id() -> String {
             .unwrap_or_default()
             .as_nanos()
             .to_le_bytes();
-        b[..16].copy_from_slice(&t);
+        b.copy_from_slice(&t);
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
