@@ -37,7 +37,9 @@ struct Cri {
 
 async fn connect(b: &berth_box::SystemdBox) -> Cri {
     let sock = PathBuf::from(format!("/proc/{}/root/run/berth/cri.sock", b.init_pid()));
-    let ch = berth_cri::connect(&sock).await.expect("connect to berth-cri");
+    let ch = berth_cri::connect(&sock)
+        .await
+        .expect("connect to berth-cri");
     Cri {
         rt: RuntimeServiceClient::new(ch.clone()),
         im: ImageServiceClient::new(ch),
@@ -106,7 +108,12 @@ impl Cri {
             config: Some(cfg.clone()),
             runtime_handler: String::new(),
         };
-        Ok(self.rt.run_pod_sandbox(r).await?.into_inner().pod_sandbox_id)
+        Ok(self
+            .rt
+            .run_pod_sandbox(r)
+            .await?
+            .into_inner()
+            .pod_sandbox_id)
     }
 
     async fn create(
@@ -135,10 +142,21 @@ impl Cri {
             container_id: id.into(),
             verbose: false,
         };
-        Ok(self.rt.container_status(r).await?.into_inner().status.unwrap_or_default())
+        Ok(self
+            .rt
+            .container_status(r)
+            .await?
+            .into_inner()
+            .status
+            .unwrap_or_default())
     }
 
-    async fn exec(&mut self, id: &str, cmd: &[&str], timeout: i64) -> Result<ExecSyncResponse, tonic::Status> {
+    async fn exec(
+        &mut self,
+        id: &str,
+        cmd: &[&str],
+        timeout: i64,
+    ) -> Result<ExecSyncResponse, tonic::Status> {
         let r = ExecSyncRequest {
             container_id: id.into(),
             cmd: cmd.iter().map(|s| s.to_string()).collect(),
@@ -149,7 +167,12 @@ impl Cri {
 
     async fn out(&mut self, id: &str, cmd: &[&str]) -> String {
         let r = self.exec(id, cmd, 10).await.expect("ExecSync");
-        assert_eq!(r.exit_code, 0, "{cmd:?}: {}", String::from_utf8_lossy(&r.stdout));
+        assert_eq!(
+            r.exit_code,
+            0,
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&r.stdout)
+        );
         String::from_utf8_lossy(&r.stdout).trim().to_string()
     }
 
@@ -160,17 +183,33 @@ impl Cri {
             if s.state == want as i32 {
                 return s;
             }
-            assert!(t.elapsed() < Duration::from_secs(20), "{id} never {want:?}: {s:?}");
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{id} never {want:?}: {s:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// (pods, containers) as listed, sorted: what a restart must keep.
     async fn listing(&mut self) -> (Vec<(String, i32)>, Vec<(String, String, i32)>) {
-        let pods = self.rt.list_pod_sandbox(ListPodSandboxRequest { filter: None }).await.unwrap();
-        let mut p: Vec<_> = pods.into_inner().items.into_iter().map(|p| (p.id, p.state)).collect();
+        let pods = self
+            .rt
+            .list_pod_sandbox(ListPodSandboxRequest { filter: None })
+            .await
+            .unwrap();
+        let mut p: Vec<_> = pods
+            .into_inner()
+            .items
+            .into_iter()
+            .map(|p| (p.id, p.state))
+            .collect();
         p.sort();
-        let cs = self.rt.list_containers(ListContainersRequest { filter: None }).await.unwrap();
+        let cs = self
+            .rt
+            .list_containers(ListContainersRequest { filter: None })
+            .await
+            .unwrap();
         let mut c: Vec<_> = cs
             .into_inner()
             .containers
@@ -201,7 +240,11 @@ fn cri_pods_containers_logs_exec() {
     }
     let root = env!("CARGO_MANIFEST_DIR");
     let cri_bin = PathBuf::from(BERTHD).with_file_name("berth-cri");
-    assert!(cri_bin.exists(), "{} is not built (cargo build -p berth-cri)", cri_bin.display());
+    assert!(
+        cri_bin.exists(),
+        "{} is not built (cargo build -p berth-cri)",
+        cri_bin.display()
+    );
     install_berthd(&b, "");
     b.sh_ok(MAKE_ARCHIVE);
     ctl_ok(&b, "image import /tmp/img/image.tar");
@@ -212,7 +255,10 @@ fn cri_pods_containers_logs_exec() {
          systemctl daemon-reload && systemctl start berth-cri.socket",
         cri_bin.display()
     ));
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(scenario(&b));
 }
 
@@ -221,65 +267,141 @@ async fn scenario(b: &berth_box::SystemdBox) {
     let t0 = Instant::now();
 
     // Version, Status, RuntimeConfig, images.
-    let v = cri.rt.version(VersionRequest::default()).await.unwrap().into_inner();
-    assert_eq!((v.runtime_name.as_str(), v.runtime_api_version.as_str()), ("berth", "v1"));
-    let st = cri.rt.status(StatusRequest { verbose: false }).await.unwrap().into_inner();
+    let v = cri
+        .rt
+        .version(VersionRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (v.runtime_name.as_str(), v.runtime_api_version.as_str()),
+        ("berth", "v1")
+    );
+    let st = cri
+        .rt
+        .status(StatusRequest { verbose: false })
+        .await
+        .unwrap()
+        .into_inner();
     let conds = st.status.unwrap().conditions;
     assert!(conds.iter().all(|c| c.status), "{conds:?}");
-    let rc = cri.rt.runtime_config(RuntimeConfigRequest {}).await.unwrap().into_inner();
-    assert_eq!(rc.linux.unwrap().cgroup_driver, CgroupDriver::Systemd as i32);
+    let rc = cri
+        .rt
+        .runtime_config(RuntimeConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        rc.linux.unwrap().cgroup_driver,
+        CgroupDriver::Systemd as i32
+    );
     let img = ImageSpec {
         image: "local/bb:1".into(),
         ..Default::default()
     };
-    let is = cri.im.image_status(ImageStatusRequest { image: Some(img.clone()), verbose: true }).await.unwrap().into_inner();
+    let is = cri
+        .im
+        .image_status(ImageStatusRequest {
+            image: Some(img.clone()),
+            verbose: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let image = is.image.expect("local/bb:1 is there");
-    assert!(image.repo_tags.iter().any(|t| t.contains("local/bb:1")), "{image:?}");
-    let missing = ImageSpec { image: "local/none:1".into(), ..Default::default() };
-    let none = cri.im.image_status(ImageStatusRequest { image: Some(missing), verbose: false }).await.unwrap();
+    assert!(
+        image.repo_tags.iter().any(|t| t.contains("local/bb:1")),
+        "{image:?}"
+    );
+    let missing = ImageSpec {
+        image: "local/none:1".into(),
+        ..Default::default()
+    };
+    let none = cri
+        .im
+        .image_status(ImageStatusRequest {
+            image: Some(missing),
+            verbose: false,
+        })
+        .await
+        .unwrap();
     assert!(none.into_inner().image.is_none());
-    let list = cri.im.list_images(ListImagesRequest { filter: None }).await.unwrap().into_inner();
+    let list = cri
+        .im
+        .list_images(ListImagesRequest { filter: None })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(list.images.iter().any(|i| i.id == image.id));
 
     // A pod: pinned namespaces, CNI address, its slice.
     let pcfg = pod_config("p1", false);
     let pod = cri.run_pod(&pcfg).await.expect("RunPodSandbox");
     assert_eq!(code(cri.run_pod(&pcfg).await), Code::AlreadyExists);
-    let ps = cri.rt.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false }).await.unwrap().into_inner();
+    let ps = cri
+        .rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let ps = ps.status.unwrap();
     assert_eq!(ps.state, PodSandboxState::SandboxReady as i32);
     let ip = ps.network.unwrap().ip;
     assert!(ip.starts_with("10.77.0."), "pod IP {ip:?}");
 
     // Two containers: a web server and a sleeper.
-    let web = cri.create(&pod, &pcfg, container_config("web", &["httpd", "-f", "-p", "80", "-h", "/etc"])).await.expect("create web");
-    let side = cri.create(&pod, &pcfg, container_config("side", &["sleep", "300"])).await.expect("create side");
-    assert_eq!(code(cri.create(&pod, &pcfg, container_config("side", &["true"])).await), Code::AlreadyExists);
+    let web = cri
+        .create(
+            &pod,
+            &pcfg,
+            container_config("web", &["httpd", "-f", "-p", "80", "-h", "/etc"]),
+        )
+        .await
+        .expect("create web");
+    let side = cri
+        .create(&pod, &pcfg, container_config("side", &["sleep", "300"]))
+        .await
+        .expect("create side");
+    assert_eq!(
+        code(
+            cri.create(&pod, &pcfg, container_config("side", &["true"]))
+                .await
+        ),
+        Code::AlreadyExists
+    );
     assert_eq!(
         cri.status(&web).await.unwrap().state,
         ContainerState::ContainerCreated as i32
     );
     cri.start(&web).await;
     cri.start(&side).await;
-    if std::env::var_os("CRI_DEBUG").is_some() {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        println!("web: {:?}", cri.status(&web).await);
-        println!("{}", b.sh("cat /var/log/pods/p1/web/0.log; for p in $(pgrep -f 'httpd -f'); do echo pid $p; ls -l /proc/$p/ns; done; ls -li /run/berth/cri/pods/*/; stat -L /run/berth/cri/pods/*/net; ip netns identify; cat /var/lib/berth/bundles/*/config.json | head -c 4000").map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default());
-    }
     // Localhost shared: side reaches web on 127.0.0.1; hostname is the pod's.
     let got = cri.out(&side, &["sh", "-c", "for i in $(seq 50); do wget -qO- http://127.0.0.1/hostname && break; sleep 0.1; done"]).await;
     assert_eq!(got, "p1");
     assert_eq!(cri.out(&side, &["hostname"]).await, "p1");
     // IPC and /dev/shm shared; the pid namespace is each container's own.
     let ns = |c: &str| format!("busybox readlink /proc/1/ns/{c}");
-    let (a, bb) = (cri.out(&web, &["sh", "-c", &ns("ipc")]).await, cri.out(&side, &["sh", "-c", &ns("ipc")]).await);
+    let (a, bb) = (
+        cri.out(&web, &["sh", "-c", &ns("ipc")]).await,
+        cri.out(&side, &["sh", "-c", &ns("ipc")]).await,
+    );
     assert_eq!(a, bb, "IPC namespace shared");
-    let (a, bb) = (cri.out(&web, &["sh", "-c", &ns("net")]).await, cri.out(&side, &["sh", "-c", &ns("net")]).await);
+    let (a, bb) = (
+        cri.out(&web, &["sh", "-c", &ns("net")]).await,
+        cri.out(&side, &["sh", "-c", &ns("net")]).await,
+    );
     assert_eq!(a, bb, "network namespace shared");
-    cri.out(&web, &["sh", "-c", "echo shared > /dev/shm/x"]).await;
+    cri.out(&web, &["sh", "-c", "echo shared > /dev/shm/x"])
+        .await;
     assert_eq!(cri.out(&side, &["cat", "/dev/shm/x"]).await, "shared");
     // The env from the config over the image's.
-    assert_eq!(cri.out(&side, &["sh", "-c", "echo $WHO $FOO"]).await, "side from-image");
+    assert_eq!(
+        cri.out(&side, &["sh", "-c", "echo $WHO $FOO"]).await,
+        "side from-image"
+    );
     // The port mapping, from the box.
     let via_port = b.sh_ok("for i in $(seq 50); do wget -T 2 -qO- http://127.0.0.1:18080/hostname && break; sleep 0.1; done");
     assert_eq!(via_port.trim(), "p1");
@@ -288,52 +410,112 @@ async fn scenario(b: &berth_box::SystemdBox) {
     assert_eq!(slice.trim(), SLICE);
 
     // ExecSync: exit codes, and a timeout.
-    let r = cri.exec(&side, &["sh", "-c", "echo out; exit 3"], 10).await.unwrap();
-    assert_eq!((r.exit_code, String::from_utf8_lossy(&r.stdout).trim()), (3, "out"));
+    let r = cri
+        .exec(&side, &["sh", "-c", "echo out; exit 3"], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.exit_code, String::from_utf8_lossy(&r.stdout).trim()),
+        (3, "out")
+    );
     let t = Instant::now();
-    assert_eq!(code(cri.exec(&side, &["sleep", "30"], 1).await), Code::DeadlineExceeded);
+    assert_eq!(
+        code(cri.exec(&side, &["sleep", "30"], 1).await),
+        Code::DeadlineExceeded
+    );
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
 
     // CRI logs: a container that writes to both streams and exits.
-    let mut logger = container_config("logger", &["sh", "-c", "echo hello; echo oops >&2; printf partial"]);
+    let mut logger = container_config(
+        "logger",
+        &["sh", "-c", "echo hello; echo oops >&2; printf partial"],
+    );
     logger.labels.insert("role".into(), "logger".into());
-    let lg = cri.create(&pod, &pcfg, logger).await.expect("create logger");
+    let lg = cri
+        .create(&pod, &pcfg, logger)
+        .await
+        .expect("create logger");
     cri.start(&lg).await;
     let s = cri.wait_state(&lg, ContainerState::ContainerExited).await;
     assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
     assert_eq!(s.log_path, "/var/log/pods/p1/logger/0.log");
-    assert!(s.finished_at >= s.started_at && s.started_at >= s.created_at, "{s:?}");
+    assert!(
+        s.finished_at >= s.started_at && s.started_at >= s.created_at,
+        "{s:?}"
+    );
     let log = b.sh_ok("cat /var/log/pods/p1/logger/0.log");
     let lines: Vec<&str> = log.lines().collect();
     assert_eq!(lines.len(), 3, "{log}");
     let shape = |l: &str, rest: &str| {
         let (ts, tail) = l.split_once(' ').unwrap();
-        assert!(ts.len() == 30 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{l}");
+        assert!(
+            ts.len() == 30 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+            "{l}"
+        );
         assert_eq!(tail, rest);
     };
     let mut sorted = lines.clone();
     sorted.sort_by_key(|l| l.split_once(' ').unwrap().1.to_string());
-    shape(sorted.iter().find(|l| l.contains("hello")).unwrap(), "stdout F hello");
-    shape(sorted.iter().find(|l| l.contains("oops")).unwrap(), "stderr F oops");
-    shape(sorted.iter().find(|l| l.contains("partial")).unwrap(), "stdout F partial");
+    shape(
+        sorted.iter().find(|l| l.contains("hello")).unwrap(),
+        "stdout F hello",
+    );
+    shape(
+        sorted.iter().find(|l| l.contains("oops")).unwrap(),
+        "stderr F oops",
+    );
+    shape(
+        sorted.iter().find(|l| l.contains("partial")).unwrap(),
+        "stdout F partial",
+    );
     // journald still has the lines (berth's promise).
     let journal = b.sh_ok(&format!("journalctl -o cat CONTAINER_ID_FULL={lg} | sort"));
-    assert!(journal.contains("hello") && journal.contains("oops"), "{journal}");
+    assert!(
+        journal.contains("hello") && journal.contains("oops"),
+        "{journal}"
+    );
     // Filters.
-    let f = ContainerFilter { label_selector: HashMap::from([("role".into(), "logger".into())]), ..Default::default() };
-    let only = cri.rt.list_containers(ListContainersRequest { filter: Some(f) }).await.unwrap().into_inner().containers;
-    assert_eq!(only.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [lg.as_str()]);
     let f = ContainerFilter {
-        state: Some(ContainerStateValue { state: ContainerState::ContainerRunning as i32 }),
+        label_selector: HashMap::from([("role".into(), "logger".into())]),
         ..Default::default()
     };
-    let running = cri.rt.list_containers(ListContainersRequest { filter: Some(f) }).await.unwrap().into_inner().containers;
+    let only = cri
+        .rt
+        .list_containers(ListContainersRequest { filter: Some(f) })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(
+        only.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [lg.as_str()]
+    );
+    let f = ContainerFilter {
+        state: Some(ContainerStateValue {
+            state: ContainerState::ContainerRunning as i32,
+        }),
+        ..Default::default()
+    };
+    let running = cri
+        .rt
+        .list_containers(ListContainersRequest { filter: Some(f) })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
     assert_eq!(running.len(), 2);
 
     // ReopenContainerLog after the kubelet's rename.
     b.sh_ok("mv /var/log/pods/p1/web/0.log /var/log/pods/p1/web/0.log.1");
-    cri.rt.reopen_container_log(ReopenContainerLogRequest { container_id: web.clone() }).await.expect("ReopenContainerLog");
-    assert!(b.sh_ok("test -f /var/log/pods/p1/web/0.log && echo yes").contains("yes"));
+    cri.rt
+        .reopen_container_log(ReopenContainerLogRequest {
+            container_id: web.clone(),
+        })
+        .await
+        .expect("ReopenContainerLog");
+    assert!(b
+        .sh_ok("test -f /var/log/pods/p1/web/0.log && echo yes")
+        .contains("yes"));
 
     // Restarts keep pods and containers, listed the same, still running.
     let before = cri.listing().await;
@@ -347,51 +529,145 @@ async fn scenario(b: &berth_box::SystemdBox) {
     // A hostNetwork pod: the box's network namespace.
     let hcfg = pod_config("hostnet", true);
     let hpod = cri.run_pod(&hcfg).await.expect("hostNetwork pod");
-    let hc = cri.create(&hpod, &hcfg, container_config("h", &["sleep", "300"])).await.unwrap();
+    let hc = cri
+        .create(&hpod, &hcfg, container_config("h", &["sleep", "300"]))
+        .await
+        .unwrap();
     cri.start(&hc).await;
     let inside = cri.out(&hc, &["sh", "-c", &ns("net")]).await;
     let boxns = b.sh_ok("readlink /proc/1/ns/net");
     assert_eq!(inside, boxns.trim());
-    let hs = cri.rt.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: hpod.clone(), verbose: false }).await.unwrap().into_inner();
+    let hs = cri
+        .rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: hpod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(hs.status.unwrap().network.unwrap().ip, "");
 
     // Bad requests: named codes, nothing made.
     assert_eq!(code(cri.status("nope").await), Code::NotFound);
     assert_eq!(
-        code(cri.rt.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: "nope".into(), verbose: false }).await),
+        code(
+            cri.rt
+                .pod_sandbox_status(PodSandboxStatusRequest {
+                    pod_sandbox_id: "nope".into(),
+                    verbose: false
+                })
+                .await
+        ),
         Code::NotFound
     );
-    assert_eq!(code(cri.create("nope", &pcfg, container_config("x", &["true"])).await), Code::NotFound);
-    assert_eq!(code(cri.run_pod(&PodSandboxConfig::default()).await), Code::InvalidArgument);
+    assert_eq!(
+        code(
+            cri.create("nope", &pcfg, container_config("x", &["true"]))
+                .await
+        ),
+        Code::NotFound
+    );
+    assert_eq!(
+        code(cri.run_pod(&PodSandboxConfig::default()).await),
+        Code::InvalidArgument
+    );
     let mut noimg = container_config("noimg", &["true"]);
     noimg.image = None;
-    assert_eq!(code(cri.create(&pod, &pcfg, noimg).await), Code::InvalidArgument);
+    assert_eq!(
+        code(cri.create(&pod, &pcfg, noimg).await),
+        Code::InvalidArgument
+    );
     let mut badcwd = container_config("badcwd", &["true"]);
     badcwd.working_dir = "relative".into();
-    assert_eq!(code(cri.create(&pod, &pcfg, badcwd).await), Code::InvalidArgument);
+    assert_eq!(
+        code(cri.create(&pod, &pcfg, badcwd).await),
+        Code::InvalidArgument
+    );
     let mut badimg = container_config("badimg", &["true"]);
-    badimg.image = Some(ImageSpec { image: "local/none:1".into(), ..Default::default() });
+    badimg.image = Some(ImageSpec {
+        image: "local/none:1".into(),
+        ..Default::default()
+    });
     assert_eq!(code(cri.create(&pod, &pcfg, badimg).await), Code::NotFound);
     let mut badslice = pod_config("badslice", false);
     badslice.linux.as_mut().unwrap().cgroup_parent = "/kubepods/x".into();
     assert_eq!(code(cri.run_pod(&badslice).await), Code::InvalidArgument);
-    assert_eq!(code(cri.rt.start_container(StartContainerRequest { container_id: "nope".into() }).await), Code::NotFound);
-    assert_eq!(code(cri.rt.exec(ExecRequest { container_id: web.clone(), ..Default::default() }).await), Code::Unimplemented);
+    assert_eq!(
+        code(
+            cri.rt
+                .start_container(StartContainerRequest {
+                    container_id: "nope".into()
+                })
+                .await
+        ),
+        Code::NotFound
+    );
+    assert_eq!(
+        code(
+            cri.rt
+                .exec(ExecRequest {
+                    container_id: web.clone(),
+                    ..Default::default()
+                })
+                .await
+        ),
+        Code::Unimplemented
+    );
 
     // Stopping the pod kills its containers and frees its address.
-    cri.rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.expect("StopPodSandbox");
+    cri.rt
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("StopPodSandbox");
     for c in [&web, &side] {
-        assert_eq!(cri.status(c).await.unwrap().state, ContainerState::ContainerExited as i32);
+        assert_eq!(
+            cri.status(c).await.unwrap().state,
+            ContainerState::ContainerExited as i32
+        );
     }
-    let ps = cri.rt.pod_sandbox_status(PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false }).await.unwrap().into_inner();
-    assert_eq!(ps.status.unwrap().state, PodSandboxState::SandboxNotready as i32);
-    cri.rt.stop_pod_sandbox(StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.expect("a second stop is fine");
+    let ps = cri
+        .rt
+        .pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        ps.status.unwrap().state,
+        PodSandboxState::SandboxNotready as i32
+    );
+    cri.rt
+        .stop_pod_sandbox(StopPodSandboxRequest {
+            pod_sandbox_id: pod.clone(),
+        })
+        .await
+        .expect("a second stop is fine");
     // Remove a container, then the pods (which remove the rest).
-    cri.rt.remove_container(RemoveContainerRequest { container_id: lg.clone() }).await.unwrap();
+    cri.rt
+        .remove_container(RemoveContainerRequest {
+            container_id: lg.clone(),
+        })
+        .await
+        .unwrap();
     assert_eq!(code(cri.status(&lg).await), Code::NotFound);
     for p in [&pod, &hpod] {
-        cri.rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: p.clone() }).await.expect("RemovePodSandbox");
-        cri.rt.remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: p.clone() }).await.expect("a second remove is fine");
+        cri.rt
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: p.clone(),
+            })
+            .await
+            .expect("RemovePodSandbox");
+        cri.rt
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: p.clone(),
+            })
+            .await
+            .expect("a second remove is fine");
     }
     assert_eq!(cri.listing().await, (vec![], vec![]));
     // Nothing left: berthd's containers, pinned namespaces, CNI state.

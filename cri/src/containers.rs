@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use zbus::zvariant::Value;
 
 use crate::api::*;
@@ -29,19 +30,22 @@ pub async fn create(cri: &Arc<Cri>, req: CreateContainerRequest) -> Result<Strin
         .ok_or_else(|| CriError::InvalidArgument("config is required".into()))?;
     let md = cfg.metadata.clone().unwrap_or_default();
     if md.name.is_empty() {
-        return Err(CriError::InvalidArgument("metadata.name is required".into()));
+        return Err(CriError::InvalidArgument(
+            "metadata.name is required".into(),
+        ));
     }
-    let image_name = cfg.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+    let image_name = cfg
+        .image
+        .as_ref()
+        .map(|i| i.image.clone())
+        .unwrap_or_default();
     if image_name.is_empty() {
         return Err(CriError::InvalidArgument("image.image is required".into()));
     }
     let inspect = cri.images().await?.inspect_image(&image_name).await?;
     let image = ImageConfig::from_inspect(&inspect);
     let pod_cfg = PodSandboxConfig::decode(pod.config.as_slice()).unwrap_or_default();
-    let sc = cfg
-        .linux
-        .as_ref()
-        .and_then(|l| l.security_context.as_ref());
+    let sc = cfg.linux.as_ref().and_then(|l| l.security_context.as_ref());
     let target = sc
         .and_then(|s| s.namespace_options.as_ref())
         .filter(|o| o.pid == NamespaceMode::Target as i32)
@@ -59,7 +63,10 @@ pub async fn create(cri: &Arc<Cri>, req: CreateContainerRequest) -> Result<Strin
     let (spec, user) = crate::spec::build(&cfg, &pod_cfg, &paths, &image, target_pid)?;
     let log_path = match (pod.log_directory.as_str(), cfg.log_path.as_str()) {
         ("", _) | (_, "") => String::new(),
-        (d, p) => std::path::Path::new(d).join(p).to_string_lossy().into_owned(),
+        (d, p) => std::path::Path::new(d)
+            .join(p)
+            .to_string_lossy()
+            .into_owned(),
     };
     let id = crate::store::new_id();
     let rec = ContainerRecord {
@@ -358,8 +365,8 @@ pub async fn list(cri: &Cri, filter: Option<ContainerFilter>) -> Result<Vec<Cont
 
 /// ExecSync: the command's output (stdout and stderr come through berthd's
 /// attach stream as one: both land in stdout, see docs/cri.md) and exit
-/// code; past `timeout` seconds the process is killed and DeadlineExceeded
-/// returned.
+/// code; past `timeout` seconds DeadlineExceeded is returned (the process
+/// is left to end: berthd cannot signal one exec yet, see docs/cri.md).
 pub async fn exec_sync(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncResponse> {
     get(cri, &req.container_id)?;
     if req.cmd.is_empty() {
@@ -372,15 +379,18 @@ pub async fn exec_sync(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncRespon
     let id = &req.container_id;
     let exec_id = m.exec_container(id, &process, o).await?;
     let fd: OwnedFd = m.attach_exec(id, &exec_id).await?.into();
-    let read = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        let mut s = std::os::unix::net::UnixStream::from(fd);
-        let _ = s.shutdown(std::net::Shutdown::Write);
-        let _ = std::io::Read::read_to_end(&mut s, &mut out);
-        out
-    });
+    // Read asynchronously: on a timeout the future is dropped and the
+    // socket closed with it (no thread left blocked on a process that goes
+    // on running).
     let done = async {
-        let out = read.await.unwrap_or_default();
+        let std = std::os::unix::net::UnixStream::from(fd);
+        std.set_nonblocking(true)
+            .map_err(|e| CriError::Internal(e.to_string()))?;
+        let mut s =
+            tokio::net::UnixStream::from_std(std).map_err(|e| CriError::Internal(e.to_string()))?;
+        let _ = s.shutdown().await;
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out).await;
         let (code, _) = m.wait_exec(id, &exec_id).await?;
         Ok::<_, CriError>((out, code))
     };

@@ -71,5 +71,11 @@ impl From<CriError> for Status {
 
 /// Whether berthd said the container is not there.
 pub fn is_not_found(e: &CriError) -> bool {
-    matches!(e, CriError::Berthd { code: Code::NotFound, .. } | CriError::NotFound(_))
+    matches!(
+        e,
+        CriError::Berthd {
+            code: Code::NotFound,
+            ..
+        } | CriError::NotFound(_)
+    )
 }

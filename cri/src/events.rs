@@ -16,7 +16,10 @@ pub async fn send(cri: &Cri, id: &str, kind: ContainerEventType) {
     };
     let statuses = match kind {
         ContainerEventType::ContainerDeletedEvent => Vec::new(),
-        _ => crate::containers::status(cri, id).await.into_iter().collect(),
+        _ => crate::containers::status(cri, id)
+            .await
+            .into_iter()
+            .collect(),
     };
     let pod = cri
         .store

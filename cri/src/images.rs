@@ -21,9 +21,17 @@ fn image_of(json: &str) -> Image {
     let cfg = crate::spec::ImageConfig::from_inspect(json);
     let names: Vec<String> = v["Names"]
         .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
-    let repo = |n: &str| n.rsplit_once(':').map(|(r, _)| r.to_string()).unwrap_or_default();
+    let repo = |n: &str| {
+        n.rsplit_once(':')
+            .map(|(r, _)| r.to_string())
+            .unwrap_or_default()
+    };
     let manifest = v["Manifest"].as_str().unwrap_or_default();
     let digests = names
         .iter()
@@ -55,7 +63,10 @@ fn image_of(json: &str) -> Image {
 
 pub async fn list(cri: &Cri, filter: Option<ImageFilter>) -> Result<Vec<Image>> {
     let im = cri.images().await?;
-    let want = filter.and_then(|f| f.image).map(|i| i.image).unwrap_or_default();
+    let want = filter
+        .and_then(|f| f.image)
+        .map(|i| i.image)
+        .unwrap_or_default();
     let mut out: Vec<Image> = Vec::new();
     for (name, id, _digest, size, _at) in im.list_images().await? {
         if let Some(i) = out.iter_mut().find(|i| i.id == id) {
@@ -70,7 +81,12 @@ pub async fn list(cri: &Cri, filter: Option<ImageFilter>) -> Result<Vec<Image>> 
         out.push(i);
     }
     if !want.is_empty() {
-        out.retain(|i| i.id == want || i.repo_tags.iter().any(|t| t == &want || t.ends_with(&format!("/{want}"))));
+        out.retain(|i| {
+            i.id == want
+                || i.repo_tags
+                    .iter()
+                    .any(|t| t == &want || t.ends_with(&format!("/{want}")))
+        });
     }
     Ok(out)
 }
@@ -149,9 +165,7 @@ pub async fn remove(cri: &Cri, req: RemoveImageRequest) -> Result<()> {
     // By id: every name of it goes (the CRI removes the image, not a tag).
     let names: Vec<String> = match im.inspect_image(&name).await {
         Ok(json) => image_of(&json).repo_tags,
-        Err(zbus::Error::MethodError(n, _, _)) if n.as_str().ends_with("NotFound") => {
-            return Ok(())
-        }
+        Err(zbus::Error::MethodError(n, _, _)) if n.as_str().ends_with("NotFound") => return Ok(()),
         Err(e) => return Err(e.into()),
     };
     for n in names {
@@ -188,7 +202,9 @@ fn usage(dir: &std::path::Path) -> (u64, u64) {
     let dev = std::fs::symlink_metadata(dir).map(|m| m.dev()).unwrap_or(0);
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let Ok(m) = e.metadata() else { continue };
             if m.dev() != dev {

@@ -21,7 +21,9 @@ pub mod state;
 pub mod store;
 
 /// A gRPC channel to a CRI server on a unix socket (tests, tools).
-pub async fn connect(path: &std::path::Path) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+pub async fn connect(
+    path: &std::path::Path,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let path = path.to_owned();
     // The URI is required but unused: every connection goes to the socket.
     tonic::transport::Endpoint::from_static("http://berth-cri.invalid")

@@ -30,7 +30,11 @@ fn args() -> Result<Args, String> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let mut v = || it.next().map(PathBuf::from).ok_or(format!("{k} needs a value"));
+        let mut v = || {
+            it.next()
+                .map(PathBuf::from)
+                .ok_or(format!("{k} needs a value"))
+        };
         match k.as_str() {
             "--listen" => a.listen = v()?,
             "--state-dir" => a.state_dir = v()?,
@@ -64,7 +68,10 @@ fn activated() -> Option<std::os::unix::net::UnixListener> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    tracing_subscriber::fmt().with_target(false).without_time().init();
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .without_time()
+        .init();
     let a = match args() {
         Ok(a) => a,
         Err(e) => {
@@ -76,6 +83,9 @@ async fn main() {
         eprintln!("berth-cri: {e}");
         std::process::exit(1);
     }
+    // Not the runtime's drop: it would wait for blocking tasks still at
+    // work (a CNI plugin run, say), which the next start repairs anyway.
+    std::process::exit(0);
 }
 
 async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -115,13 +125,18 @@ async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
     let svc = Service(cri);
     let _ = sd_notify_ready();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .add_service(RuntimeServiceServer::new(svc.clone()))
         .add_service(ImageServiceServer::new(svc))
-        .serve_with_incoming_shutdown(incoming, async move {
-            term.recv().await;
-        })
-        .await?;
+        .serve_with_incoming(incoming);
+    // SIGTERM: stop at once. A graceful shutdown would wait for the
+    // kubelet's long-lived connections (and event streams) to go, which
+    // they never do; every verb is safe to cut short (intent-first records,
+    // repaired at the next start), as a kill -9 is.
+    tokio::select! {
+        r = server => r?,
+        _ = term.recv() => {}
+    }
     Ok(())
 }
 

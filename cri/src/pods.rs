@@ -101,7 +101,14 @@ pub async fn run(cri: &Arc<Cri>, req: RunPodSandboxRequest) -> Result<String> {
         .port_mappings
         .iter()
         .filter(|p| p.host_port > 0)
-        .map(|p| (p.host_port, p.container_port, proto_of(p.protocol), p.host_ip.clone()))
+        .map(|p| {
+            (
+                p.host_port,
+                p.container_port,
+                proto_of(p.protocol),
+                p.host_ip.clone(),
+            )
+        })
         .collect();
     let made = {
         let (id, hostname) = (id.clone(), hostname.clone());
@@ -142,7 +149,9 @@ pub async fn run(cri: &Arc<Cri>, req: RunPodSandboxRequest) -> Result<String> {
 
 pub async fn get(cri: &Cri, id: &str) -> Result<PodRecord> {
     if id.is_empty() {
-        return Err(CriError::InvalidArgument("pod_sandbox_id is required".into()));
+        return Err(CriError::InvalidArgument(
+            "pod_sandbox_id is required".into(),
+        ));
     }
     cri.store
         .pod(id)?
@@ -157,7 +166,12 @@ pub async fn stop(cri: &Arc<Cri>, id: &str) -> Result<()> {
     };
     let lock = cri.pod_lock(id);
     let _held = lock.lock().await;
-    for c in cri.store.containers()?.into_iter().filter(|c| c.pod_id == id) {
+    for c in cri
+        .store
+        .containers()?
+        .into_iter()
+        .filter(|c| c.pod_id == id)
+    {
         crate::containers::stop(cri, &c.id, 0).await?;
     }
     let (sb, pid) = (cri.sandboxes.clone(), id.to_string());
@@ -177,7 +191,12 @@ pub async fn remove(cri: &Arc<Cri>, id: &str) -> Result<()> {
     stop(cri, id).await?;
     let lock = cri.pod_lock(id);
     let _held = lock.lock().await;
-    for c in cri.store.containers()?.into_iter().filter(|c| c.pod_id == id) {
+    for c in cri
+        .store
+        .containers()?
+        .into_iter()
+        .filter(|c| c.pod_id == id)
+    {
         crate::containers::remove(cri, &c.id).await?;
     }
     let (sb, store, pid) = (cri.sandboxes.clone(), cri.store.clone(), id.to_string());
@@ -221,7 +240,12 @@ pub fn status(p: &PodRecord) -> PodSandboxStatus {
         created_at: p.created_at_ns,
         network: Some(PodSandboxNetworkStatus {
             ip: p.ips.first().cloned().unwrap_or_default(),
-            additional_ips: p.ips.iter().skip(1).map(|ip| PodIp { ip: ip.clone() }).collect(),
+            additional_ips: p
+                .ips
+                .iter()
+                .skip(1)
+                .map(|ip| PodIp { ip: ip.clone() })
+                .collect(),
         }),
         linux: Some(LinuxPodSandboxStatus {
             namespaces: Some(Namespace {

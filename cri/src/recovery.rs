@@ -75,7 +75,11 @@ pub async fn repair(cri: &Arc<Cri>) {
             continue;
         }
         let labelled = match cri.container(&id).await {
-            Ok(c) => c.labels().await.map(|l| l.contains_key(POD_LABEL)).unwrap_or(false),
+            Ok(c) => c
+                .labels()
+                .await
+                .map(|l| l.contains_key(POD_LABEL))
+                .unwrap_or(false),
             Err(_) => false,
         };
         if labelled {

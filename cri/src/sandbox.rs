@@ -25,7 +25,10 @@ pub enum SandboxError {
         source: std::io::Error,
     },
     #[error("pinning the pod's {what} namespace: {source}")]
-    Pin { what: &'static str, source: nix::Error },
+    Pin {
+        what: &'static str,
+        source: nix::Error,
+    },
     #[error(transparent)]
     Netns(#[from] berth_net::netns::NetnsError),
     #[error("CNI: {0}")]

@@ -76,16 +76,35 @@ async fn stats_of(cri: &Cri, id: &str) -> Result<ContainerStats, CriError> {
 async fn pod_stats(cri: &Cri, id: &str) -> Result<PodSandboxStats, CriError> {
     let p = crate::pods::get(cri, id).await?;
     let mut containers = Vec::new();
-    for c in cri.store.containers()?.into_iter().filter(|c| c.pod_id == id && c.made) {
+    for c in cri
+        .store
+        .containers()?
+        .into_iter()
+        .filter(|c| c.pod_id == id && c.made)
+    {
         containers.push(stats_of(cri, &c.id).await?);
     }
     let now = crate::store::now_ns();
     let sum = |f: &dyn Fn(&ContainerStats) -> Option<u64>| -> Option<UInt64Value> {
         let v: Vec<u64> = containers.iter().filter_map(f).collect();
-        (!v.is_empty()).then(|| UInt64Value { value: v.iter().sum() })
+        (!v.is_empty()).then(|| UInt64Value {
+            value: v.iter().sum(),
+        })
     };
-    let cpu = sum(&|c| c.cpu.as_ref()?.usage_core_nano_seconds.as_ref().map(|v| v.value));
-    let mem = sum(&|c| c.memory.as_ref()?.working_set_bytes.as_ref().map(|v| v.value));
+    let cpu = sum(&|c| {
+        c.cpu
+            .as_ref()?
+            .usage_core_nano_seconds
+            .as_ref()
+            .map(|v| v.value)
+    });
+    let mem = sum(&|c| {
+        c.memory
+            .as_ref()?
+            .working_set_bytes
+            .as_ref()
+            .map(|v| v.value)
+    });
     Ok(PodSandboxStats {
         attributes: Some(PodSandboxAttributes {
             id: p.id.clone(),
@@ -127,7 +146,10 @@ impl RuntimeService for Service {
         ok(RunPodSandboxResponse { pod_sandbox_id: id })
     }
 
-    async fn stop_pod_sandbox(&self, r: Request<StopPodSandboxRequest>) -> R<StopPodSandboxResponse> {
+    async fn stop_pod_sandbox(
+        &self,
+        r: Request<StopPodSandboxRequest>,
+    ) -> R<StopPodSandboxResponse> {
         crate::pods::stop(&self.0, &r.into_inner().pod_sandbox_id).await?;
         ok(StopPodSandboxResponse {})
     }
@@ -153,7 +175,10 @@ impl RuntimeService for Service {
         })
     }
 
-    async fn list_pod_sandbox(&self, r: Request<ListPodSandboxRequest>) -> R<ListPodSandboxResponse> {
+    async fn list_pod_sandbox(
+        &self,
+        r: Request<ListPodSandboxRequest>,
+    ) -> R<ListPodSandboxResponse> {
         ok(ListPodSandboxResponse {
             items: crate::pods::list(&self.0, r.into_inner().filter)?,
         })
@@ -165,7 +190,9 @@ impl RuntimeService for Service {
         r: Request<StreamPodSandboxesRequest>,
     ) -> R<Self::StreamPodSandboxesStream> {
         let items = crate::pods::list(&self.0, r.into_inner().filter)?;
-        let one = StreamPodSandboxesResponse { pod_sandboxes: items };
+        let one = StreamPodSandboxesResponse {
+            pod_sandboxes: items,
+        };
         ok(Box::pin(tokio_stream::once(Ok(one))))
     }
 
@@ -177,7 +204,10 @@ impl RuntimeService for Service {
         ok(CreateContainerResponse { container_id: id })
     }
 
-    async fn start_container(&self, r: Request<StartContainerRequest>) -> R<StartContainerResponse> {
+    async fn start_container(
+        &self,
+        r: Request<StartContainerRequest>,
+    ) -> R<StartContainerResponse> {
         crate::containers::start(&self.0, &r.into_inner().container_id).await?;
         ok(StartContainerResponse {})
     }
@@ -196,7 +226,10 @@ impl RuntimeService for Service {
         ok(RemoveContainerResponse {})
     }
 
-    async fn list_containers(&self, r: Request<ListContainersRequest>) -> R<ListContainersResponse> {
+    async fn list_containers(
+        &self,
+        r: Request<ListContainersRequest>,
+    ) -> R<ListContainersResponse> {
         ok(ListContainersResponse {
             containers: crate::containers::list(&self.0, r.into_inner().filter).await?,
         })
@@ -280,7 +313,10 @@ impl RuntimeService for Service {
         unimplemented("PortForward (streaming)")
     }
 
-    async fn container_stats(&self, r: Request<ContainerStatsRequest>) -> R<ContainerStatsResponse> {
+    async fn container_stats(
+        &self,
+        r: Request<ContainerStatsRequest>,
+    ) -> R<ContainerStatsResponse> {
         let s = stats_of(&self.0, &r.into_inner().container_id).await?;
         ok(ContainerStatsResponse { stats: Some(s) })
     }
@@ -360,19 +396,32 @@ impl RuntimeService for Service {
 
     async fn status(&self, r: Request<StatusRequest>) -> R<StatusResponse> {
         let runtime = match self.0.manager().await {
-            Ok(m) => m.info().await.map(drop).map_err(|e| berth_client::describe(&e)),
+            Ok(m) => m
+                .info()
+                .await
+                .map(drop)
+                .map_err(|e| berth_client::describe(&e)),
             Err(e) => Err(e.to_string()),
         };
         let network = self.0.sandboxes.network_ready();
         let cond = |kind: &str, r: Result<(), String>, reason: &str| RuntimeCondition {
             r#type: kind.into(),
             status: r.is_ok(),
-            reason: if r.is_ok() { String::new() } else { reason.into() },
+            reason: if r.is_ok() {
+                String::new()
+            } else {
+                reason.into()
+            },
             message: r.err().unwrap_or_default(),
         };
         let mut info = HashMap::new();
         if r.into_inner().verbose {
-            let cidr = self.0.pod_cidr.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let cidr = self
+                .0
+                .pod_cidr
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             info.insert(
                 "config".to_string(),
                 serde_json::json!({
@@ -472,7 +521,9 @@ impl ImageService for Service {
     type StreamImagesStream = Boxed<StreamImagesResponse>;
     async fn stream_images(&self, r: Request<StreamImagesRequest>) -> R<Self::StreamImagesStream> {
         let images = crate::images::list(&self.0, r.into_inner().filter).await?;
-        ok(Box::pin(tokio_stream::once(Ok(StreamImagesResponse { images }))))
+        ok(Box::pin(tokio_stream::once(Ok(StreamImagesResponse {
+            images,
+        }))))
     }
 
     async fn image_status(&self, r: Request<ImageStatusRequest>) -> R<ImageStatusResponse> {

@@ -60,7 +60,11 @@ impl ImageConfig {
         let c = &cfg["config"];
         let list = |k: &str| -> Vec<String> {
             c[k].as_array()
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         ImageConfig {
@@ -148,7 +152,11 @@ pub fn build(
         })
     } else if !image.user.is_empty() {
         Some(match &sc.run_as_group {
-            Some(g) => format!("{}:{}", image.user.split(':').next().unwrap_or("0"), g.value),
+            Some(g) => format!(
+                "{}:{}",
+                image.user.split(':').next().unwrap_or("0"),
+                g.value
+            ),
             None => image.user.clone(),
         })
     } else {
@@ -222,9 +230,7 @@ fn cap(name: &str) -> Result<Capability> {
         .map_err(|_| CriError::InvalidArgument(format!("unknown capability {name:?}")))
 }
 
-fn capabilities(
-    sc: &crate::api::LinuxContainerSecurityContext,
-) -> Result<LinuxCapabilities> {
+fn capabilities(sc: &crate::api::LinuxContainerSecurityContext) -> Result<LinuxCapabilities> {
     use std::collections::HashSet;
     let mut set: HashSet<Capability> = if sc.privileged {
         all_caps()
@@ -232,16 +238,30 @@ fn capabilities(
         DEFAULT_CAPS.iter().map(|c| cap(c)).collect::<Result<_>>()?
     };
     if let Some(c) = &sc.capabilities {
-        if c.drop_capabilities.iter().any(|d| d.eq_ignore_ascii_case("ALL")) {
+        if c.drop_capabilities
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case("ALL"))
+        {
             set.clear();
         }
-        for d in c.drop_capabilities.iter().filter(|d| !d.eq_ignore_ascii_case("ALL")) {
+        for d in c
+            .drop_capabilities
+            .iter()
+            .filter(|d| !d.eq_ignore_ascii_case("ALL"))
+        {
             set.remove(&cap(d)?);
         }
-        if c.add_capabilities.iter().any(|a| a.eq_ignore_ascii_case("ALL")) {
+        if c.add_capabilities
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case("ALL"))
+        {
             set = all_caps();
         }
-        for a in c.add_capabilities.iter().filter(|a| !a.eq_ignore_ascii_case("ALL")) {
+        for a in c
+            .add_capabilities
+            .iter()
+            .filter(|a| !a.eq_ignore_ascii_case("ALL"))
+        {
             set.insert(cap(a)?);
         }
     }
@@ -269,12 +289,47 @@ fn all_caps() -> std::collections::HashSet<Capability> {
 }
 
 const CAP_NAMES: &[&str] = &[
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
 ];
 
 fn bind(dest: &str, source: &Path, opts: &[&str]) -> Mount {
@@ -290,7 +345,10 @@ fn mounts(spec: &mut Spec, c: &ContainerConfig, pod: &PodPaths, privileged: bool
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     if privileged {
         // /sys read-write, as containerd gives a privileged container.
-        for m in mounts.iter_mut().filter(|m| m.destination() == Path::new("/sys")) {
+        for m in mounts
+            .iter_mut()
+            .filter(|m| m.destination() == Path::new("/sys"))
+        {
             let o: Vec<String> = m
                 .options()
                 .iter()
@@ -448,7 +506,8 @@ fn resources(r: Option<&LinuxContainerResources>) -> LinuxResources {
             .iter()
             .map(|h| {
                 let mut l = LinuxHugepageLimit::default();
-                l.set_page_size(h.page_size.clone()).set_limit(h.limit as i64);
+                l.set_page_size(h.page_size.clone())
+                    .set_limit(h.limit as i64);
                 l
             })
             .collect();
@@ -470,9 +529,8 @@ fn devices(
     let mut devs = Vec::new();
     for d in &c.devices {
         let host = Path::new(&d.host_path);
-        let meta = std::fs::metadata(host).map_err(|e| {
-            CriError::InvalidArgument(format!("device {}: {e}", host.display()))
-        })?;
+        let meta = std::fs::metadata(host)
+            .map_err(|e| CriError::InvalidArgument(format!("device {}: {e}", host.display())))?;
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let typ = match meta.file_type() {
             t if t.is_char_device() => LinuxDeviceType::C,

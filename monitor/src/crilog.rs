@@ -106,7 +106,10 @@ mod tests {
     fn utc_times_as_go_formats_them() {
         assert_eq!(format_utc(0, 0), "1970-01-01T00:00:00.000000000Z");
         // date -u -d @1796445000 → 2026-12-05T04:30:00Z
-        assert_eq!(format_utc(1_796_445_000, 5), "2026-12-05T04:30:00.000000005Z");
+        assert_eq!(
+            format_utc(1_796_445_000, 5),
+            "2026-12-05T04:30:00.000000005Z"
+        );
         assert_eq!(format_utc(951_782_400, 0), "2000-02-29T00:00:00.000000000Z");
     }
 

@@ -31,8 +31,8 @@ impl CriOptions {
                 if s.len() > 1024 * 1024 {
                     return Err(OptionError::StringTooLong { key: key.into() });
                 }
-                let spec: Spec = serde_json::from_str(&s)
-                    .map_err(|e| OptionError::Spec(e.to_string()))?;
+                let spec: Spec =
+                    serde_json::from_str(&s).map_err(|e| OptionError::Spec(e.to_string()))?;
                 if spec.process().is_none() {
                     return Err(OptionError::Spec("process: missing".into()));
                 }

@@ -113,7 +113,9 @@ pub enum OptionError {
     Spec(String),
     #[error("option spec goes with image (berthd points its root at the image's rootfs)")]
     SpecWithoutImage,
-    #[error("option slice {0:?}: want a systemd slice name such as kubepods-besteffort-pod<uid>.slice")]
+    #[error(
+        "option slice {0:?}: want a systemd slice name such as kubepods-besteffort-pod<uid>.slice"
+    )]
     Slice(String),
     #[error("option log_path {0:?} must be an absolute file path without '..'")]
     LogPath(String),
