@@ -17,6 +17,8 @@ pub mod recovery;
 pub mod sandbox;
 pub mod service;
 pub mod spec;
+#[cfg(test)]
+mod spec_tests;
 pub mod state;
 pub mod store;
 
