@@ -336,6 +336,7 @@ async fn scenario(b: &berth_box::SystemdBox) {
 
     // A pod: pinned namespaces, CNI address, its slice.
     let pcfg = pod_config("p1", false);
+    let t_pod = Instant::now();
     let pod = cri.run_pod(&pcfg).await.expect("RunPodSandbox");
     assert_eq!(code(cri.run_pod(&pcfg).await), Code::AlreadyExists);
     let ps = cri
@@ -352,6 +353,7 @@ async fn scenario(b: &berth_box::SystemdBox) {
     let ip = ps.network.unwrap().ip;
     assert!(ip.starts_with("10.77.0."), "pod IP {ip:?}");
 
+    println!("pod with CNI: {:?}", t_pod.elapsed());
     // Two containers: a web server and a sleeper.
     let web = cri
         .create(
@@ -522,18 +524,23 @@ async fn scenario(b: &berth_box::SystemdBox) {
     b.sh_ok("systemctl restart berth-cri");
     let mut cri = connect(b).await;
     assert_eq!(cri.listing().await, before, "after restarting berth-cri");
+    // A figure for docs/cri.md (printed, not asserted: debug builds).
+    let rss = b.sh_ok("grep VmRSS /proc/$(systemctl show -P MainPID berth-cri)/status");
+    println!("berth-cri after a restart and one listing: {}", rss.trim());
     b.sh_ok("systemctl restart berthd");
     assert_eq!(cri.listing().await, before, "after restarting berthd");
     assert_eq!(cri.out(&side, &["echo", "alive"]).await, "alive");
 
     // A hostNetwork pod: the box's network namespace.
     let hcfg = pod_config("hostnet", true);
+    let t = Instant::now();
     let hpod = cri.run_pod(&hcfg).await.expect("hostNetwork pod");
     let hc = cri
         .create(&hpod, &hcfg, container_config("h", &["sleep", "300"]))
         .await
         .unwrap();
     cri.start(&hc).await;
+    println!("hostNetwork pod + container running: {:?}", t.elapsed());
     let inside = cri.out(&hc, &["sh", "-c", &ns("net")]).await;
     let boxns = b.sh_ok("readlink /proc/1/ns/net");
     assert_eq!(inside, boxns.trim());
