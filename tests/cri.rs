@@ -255,7 +255,8 @@ fn cri_pods_containers_logs_exec() {
          systemctl daemon-reload && systemctl start berth-cri.socket",
         cri_bin.display()
     ));
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
@@ -677,6 +678,27 @@ async fn scenario(b: &berth_box::SystemdBox) {
             .expect("a second remove is fine");
     }
     assert_eq!(cri.listing().await, (vec![], vec![]));
+    // kill -9 of berth-cri in the middle of RunPodSandbox (a CNI plugin
+    // that hangs on ADD): the next start undoes the half-made pod.
+    b.sh_ok(
+        "mkdir -p /opt/cni/bin && printf '#!/bin/sh\\n[ \"$CNI_COMMAND\" = ADD ] && exec sleep 61\\nexit 0\\n' > /opt/cni/bin/hang && \
+         chmod +x /opt/cni/bin/hang && \
+         echo '{\"cniVersion\":\"1.0.0\",\"name\":\"hang\",\"plugins\":[{\"type\":\"hang\"}]}' > /etc/cni/net.d/00-hang.conflist",
+    );
+    let mut other = connect(b).await;
+    let stuck = tokio::spawn(async move { other.run_pod(&pod_config("stuck", false)).await });
+    b.sh_ok("for i in $(seq 100); do pgrep -f '^sleep 61' >/dev/null && break; sleep 0.05; done; pgrep -f '^sleep 61'");
+    assert_eq!(
+        b.sh_ok("ls /run/berth/cri/pods | wc -l").trim(),
+        "1",
+        "the pod half-made"
+    );
+    b.sh_ok("systemctl kill -s KILL berth-cri; rm /etc/cni/net.d/00-hang.conflist");
+    assert!(stuck.await.unwrap().is_err());
+    // The socket starts it again on the next call; its recovery repairs.
+    let mut cri = connect(b).await;
+    assert_eq!(cri.listing().await, (vec![], vec![]));
+
     // Nothing left: berthd's containers, pinned namespaces, CNI state.
     let left = b.sh_ok(
         "echo ctrs $(busctl call io.berth.Berth1 /io/berth/Berth1 io.berth.Berth1.Manager ListContainers | cut -d' ' -f2); \
