@@ -195,12 +195,11 @@ fn seccomp_profiles() {
         Some("runtime/default")
     );
     let (s, _) = build(&sc(1), &PodSandboxConfig::default(), &pod(), &image(), None).unwrap();
-    assert!(s
+    assert!(!s
         .annotations()
         .clone()
         .unwrap()
-        .get(SECCOMP_ANNOTATION)
-        .is_none());
+        .contains_key(SECCOMP_ANNOTATION));
     assert!(build(&sc(2), &PodSandboxConfig::default(), &pod(), &image(), None).is_err());
 }
 
