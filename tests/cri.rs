@@ -699,6 +699,17 @@ async fn scenario(b: &berth_box::SystemdBox) {
     let mut cri = connect(b).await;
     assert_eq!(cri.listing().await, (vec![], vec![]));
 
+    // berthctl's --cgroup-parent (= --slice): the same berthd option.
+    ctl_ok(
+        b,
+        "run -d --name sl --cgroup-parent kubepods-x.slice --network none local/bb:1 sleep 60",
+    );
+    let slice = b.sh_ok("systemctl show -P Slice berth-sl.scope");
+    assert_eq!(slice.trim(), "kubepods-x.slice");
+    ctl_ok(b, "rm -f sl");
+    let (rc, _, err) = ctl(b, "run -d --name sl2 --slice /bad local/bb:1 true");
+    assert!(rc != 0 && err.contains("option slice"), "{err}");
+
     // Nothing left: berthd's containers, pinned namespaces, CNI state.
     let left = b.sh_ok(
         "echo ctrs $(busctl call io.berth.Berth1 /io/berth/Berth1 io.berth.Berth1.Manager ListContainers | cut -d' ' -f2); \
