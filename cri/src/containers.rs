@@ -162,7 +162,11 @@ pub async fn start(cri: &Arc<Cri>, id: &str) -> Result<()> {
 /// The stop signal, then KILL after `timeout` seconds; returns once it has
 /// exited. Stopping a stopped (or never started) container is fine.
 pub async fn stop(cri: &Arc<Cri>, id: &str, timeout: i64) -> Result<()> {
-    let rec = get(cri, id)?;
+    // Idempotent, as the CRI asks: a container already gone is stopped.
+    let rec = match get(cri, id) {
+        Err(CriError::NotFound(_)) => return Ok(()),
+        other => other?,
+    };
     let c = match cri.container(id).await {
         Ok(c) => c,
         Err(e) if is_not_found(&e) => return Ok(()),

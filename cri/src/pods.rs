@@ -43,19 +43,26 @@ pub async fn run(cri: &Arc<Cri>, req: RunPodSandboxRequest) -> Result<String> {
         ));
     }
     let (host_network, host_ipc, host_pid) = host_namespaces(&cfg);
+    // The systemd driver's cgroup_parent is a slice name; a path of slices
+    // (/kubepods.slice/…/x.slice) names its last one, whose parents systemd
+    // implies from the name.
     let slice = cfg
         .linux
         .as_ref()
         .map(|l| l.cgroup_parent.clone())
         .unwrap_or_default();
+    let slice = slice.rsplit('/').next().unwrap_or_default().to_string();
     if !slice.is_empty() && !slice.ends_with(".slice") {
         return Err(CriError::InvalidArgument(format!(
             "cgroup_parent {slice:?}: berth-cri uses the systemd cgroup driver, \
              want a slice such as kubepods-besteffort-pod<uid>.slice"
         )));
     }
+    // No hostname asked: the node's, as containerd does.
     let hostname = match cfg.hostname.as_str() {
-        "" => md.name.clone(),
+        "" => nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into()),
         h => h.to_string(),
     };
     if hostname.len() > 64 {

@@ -131,6 +131,9 @@ impl Store {
     }
 
     pub fn pod(&self, id: &str) -> Result<Option<PodRecord>, StoreError> {
+        if !key_ok(id) {
+            return Ok(None);
+        }
         let r = self.env.read_txn()?;
         Ok(self.pods.get(&r, id)?)
     }
@@ -186,6 +189,9 @@ impl Store {
     }
 
     pub fn container(&self, id: &str) -> Result<Option<ContainerRecord>, StoreError> {
+        if !key_ok(id) {
+            return Ok(None);
+        }
         let r = self.env.read_txn()?;
         Ok(self.containers.get(&r, id)?)
     }
@@ -210,6 +216,11 @@ impl Store {
         }
         Ok(m)
     }
+}
+
+/// Whether `id` can be an LMDB key (1-511 bytes): any other names nothing.
+fn key_ok(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 511
 }
 
 /// 32 hex digits (128 random bits). containerd's are 64, but berthd's
