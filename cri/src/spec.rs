@@ -143,6 +143,11 @@ pub fn build(
         )));
     }
 
+    if sc.run_as_group.is_some() && sc.run_as_user.is_none() && sc.run_as_username.is_empty() {
+        return Err(CriError::InvalidArgument(
+            "run_as_group needs run_as_user or run_as_username".into(),
+        ));
+    }
     let user = if !sc.run_as_username.is_empty() {
         Some(sc.run_as_username.clone())
     } else if let Some(u) = &sc.run_as_user {
@@ -151,16 +156,9 @@ pub fn build(
             None => u.value.to_string(),
         })
     } else if !image.user.is_empty() {
-        Some(match &sc.run_as_group {
-            Some(g) => format!(
-                "{}:{}",
-                image.user.split(':').next().unwrap_or("0"),
-                g.value
-            ),
-            None => image.user.clone(),
-        })
+        Some(image.user.clone())
     } else {
-        sc.run_as_group.as_ref().map(|g| format!("0:{}", g.value))
+        None
     };
 
     let process = spec.process_mut().get_or_insert_with(Default::default);
@@ -275,12 +273,22 @@ fn capabilities(sc: &crate::api::LinuxContainerSecurityContext) -> Result<LinuxC
 }
 
 fn all_caps() -> std::collections::HashSet<Capability> {
-    // Every capability this kernel knows (cap_last_cap), by number.
+    // Every capability this process may hand on (its bounding set, as
+    // containerd's WithAllCurrentCapabilities): asking for one outside it
+    // fails the container's capset.
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("CapBnd:"))?.to_string();
+            u64::from_str_radix(line.trim_start_matches("CapBnd:").trim(), 16).ok()
+        })
+        .unwrap_or(u64::MAX);
     let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40);
-    (0..=last)
+    (0..=last.min(63))
+        .filter(|n| bounding & (1u64 << n) != 0)
         .filter_map(|n| {
             let name = CAP_NAMES.get(n as usize)?;
             cap(name).ok()
