@@ -11,15 +11,18 @@ pub mod api {
 pub mod containers;
 pub mod error;
 pub mod events;
+pub mod exec;
 pub mod images;
 pub mod pods;
 pub mod recovery;
 pub mod sandbox;
 pub mod service;
+pub mod service_images;
 pub mod spec;
 #[cfg(test)]
 mod spec_tests;
 pub mod state;
+pub mod stats;
 pub mod store;
 
 /// A gRPC channel to a CRI server on a unix socket (tests, tools).

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::api::image_service_server::ImageService;
 use crate::api::runtime_service_server::RuntimeService;
 use crate::api::*;
 use crate::error::CriError;
@@ -18,7 +17,7 @@ use crate::state::Cri;
 pub struct Service(pub Arc<Cri>);
 
 type R<T> = Result<Response<T>, Status>;
-type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+pub type Boxed<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 fn ok<T>(v: T) -> R<T> {
     Ok(Response::new(v))
@@ -32,103 +31,6 @@ fn unimplemented<T>(what: &str) -> R<T> {
 
 /// The API version and the runtime's, as containerd answers them.
 pub const API_VERSION: &str = "v1";
-
-async fn stats_of(cri: &Cri, id: &str) -> Result<ContainerStats, CriError> {
-    let rec = crate::containers::get(cri, id)?;
-    let now = crate::store::now_ns();
-    let m = cri.manager().await?;
-    let s = m.get_container_stats(id).await.ok().unwrap_or_default();
-    let num = |k: &str| s.get(k).and_then(|v| u64::try_from(v).ok());
-    Ok(ContainerStats {
-        attributes: Some(ContainerAttributes {
-            id: id.into(),
-            metadata: Some(ContainerMetadata {
-                name: rec.name.clone(),
-                attempt: rec.attempt,
-            }),
-            labels: rec.labels.clone().into_iter().collect(),
-            annotations: rec.annotations.clone().into_iter().collect(),
-        }),
-        cpu: Some(CpuUsage {
-            timestamp: now,
-            usage_core_nano_seconds: num("cpu_usage_usec").map(|u| UInt64Value { value: u * 1000 }),
-            ..Default::default()
-        }),
-        memory: Some(MemoryUsage {
-            timestamp: now,
-            working_set_bytes: num("memory_current").map(|v| UInt64Value { value: v }),
-            usage_bytes: num("memory_current").map(|v| UInt64Value { value: v }),
-            ..Default::default()
-        }),
-        writable_layer: Some(FilesystemUsage {
-            timestamp: now,
-            fs_id: Some(FilesystemIdentifier {
-                mountpoint: "/var/lib/berth/images".into(),
-            }),
-            used_bytes: Some(UInt64Value { value: 0 }),
-            inodes_used: Some(UInt64Value { value: 0 }),
-        }),
-        swap: None,
-        io: None,
-    })
-}
-
-async fn pod_stats(cri: &Cri, id: &str) -> Result<PodSandboxStats, CriError> {
-    let p = crate::pods::get(cri, id).await?;
-    let mut containers = Vec::new();
-    for c in cri
-        .store
-        .containers()?
-        .into_iter()
-        .filter(|c| c.pod_id == id && c.made)
-    {
-        containers.push(stats_of(cri, &c.id).await?);
-    }
-    let now = crate::store::now_ns();
-    let sum = |f: &dyn Fn(&ContainerStats) -> Option<u64>| -> Option<UInt64Value> {
-        let v: Vec<u64> = containers.iter().filter_map(f).collect();
-        (!v.is_empty()).then(|| UInt64Value {
-            value: v.iter().sum(),
-        })
-    };
-    let cpu = sum(&|c| {
-        c.cpu
-            .as_ref()?
-            .usage_core_nano_seconds
-            .as_ref()
-            .map(|v| v.value)
-    });
-    let mem = sum(&|c| {
-        c.memory
-            .as_ref()?
-            .working_set_bytes
-            .as_ref()
-            .map(|v| v.value)
-    });
-    Ok(PodSandboxStats {
-        attributes: Some(PodSandboxAttributes {
-            id: p.id.clone(),
-            metadata: crate::pods::status(&p).metadata,
-            labels: p.labels.clone().into_iter().collect(),
-            annotations: p.annotations.clone().into_iter().collect(),
-        }),
-        linux: Some(LinuxPodSandboxStats {
-            cpu: Some(CpuUsage {
-                timestamp: now,
-                usage_core_nano_seconds: cpu,
-                ..Default::default()
-            }),
-            memory: Some(MemoryUsage {
-                timestamp: now,
-                working_set_bytes: mem,
-                ..Default::default()
-            }),
-            containers,
-            ..Default::default()
-        }),
-        windows: None,
-    })
-}
 
 #[tonic::async_trait]
 impl RuntimeService for Service {
@@ -298,7 +200,7 @@ impl RuntimeService for Service {
     }
 
     async fn exec_sync(&self, r: Request<ExecSyncRequest>) -> R<ExecSyncResponse> {
-        ok(crate::containers::exec_sync(&self.0, r.into_inner()).await?)
+        ok(crate::exec::exec_sync(&self.0, r.into_inner()).await?)
     }
 
     async fn exec(&self, _r: Request<ExecRequest>) -> R<ExecResponse> {
@@ -317,7 +219,7 @@ impl RuntimeService for Service {
         &self,
         r: Request<ContainerStatsRequest>,
     ) -> R<ContainerStatsResponse> {
-        let s = stats_of(&self.0, &r.into_inner().container_id).await?;
+        let s = crate::stats::stats_of(&self.0, &r.into_inner().container_id).await?;
         ok(ContainerStatsResponse { stats: Some(s) })
     }
 
@@ -334,7 +236,7 @@ impl RuntimeService for Service {
         };
         let mut stats = Vec::new();
         for c in crate::containers::list(&self.0, Some(filter)).await? {
-            stats.push(stats_of(&self.0, &c.id).await?);
+            stats.push(crate::stats::stats_of(&self.0, &c.id).await?);
         }
         ok(ListContainerStatsResponse { stats })
     }
@@ -351,7 +253,7 @@ impl RuntimeService for Service {
         &self,
         r: Request<PodSandboxStatsRequest>,
     ) -> R<PodSandboxStatsResponse> {
-        let s = pod_stats(&self.0, &r.into_inner().pod_sandbox_id).await?;
+        let s = crate::stats::pod_stats(&self.0, &r.into_inner().pod_sandbox_id).await?;
         ok(PodSandboxStatsResponse { stats: Some(s) })
     }
 
@@ -367,7 +269,7 @@ impl RuntimeService for Service {
         };
         let mut stats = Vec::new();
         for p in crate::pods::list(&self.0, Some(filter))? {
-            stats.push(pod_stats(&self.0, &p.id).await?);
+            stats.push(crate::stats::pod_stats(&self.0, &p.id).await?);
         }
         ok(ListPodSandboxStatsResponse { stats })
     }
@@ -507,46 +409,5 @@ impl RuntimeService for Service {
         _r: Request<UpdatePodSandboxResourcesRequest>,
     ) -> R<UpdatePodSandboxResourcesResponse> {
         unimplemented("UpdatePodSandboxResources")
-    }
-}
-
-#[tonic::async_trait]
-impl ImageService for Service {
-    async fn list_images(&self, r: Request<ListImagesRequest>) -> R<ListImagesResponse> {
-        ok(ListImagesResponse {
-            images: crate::images::list(&self.0, r.into_inner().filter).await?,
-        })
-    }
-
-    type StreamImagesStream = Boxed<StreamImagesResponse>;
-    async fn stream_images(&self, r: Request<StreamImagesRequest>) -> R<Self::StreamImagesStream> {
-        let images = crate::images::list(&self.0, r.into_inner().filter).await?;
-        ok(Box::pin(tokio_stream::once(Ok(StreamImagesResponse {
-            images,
-        }))))
-    }
-
-    async fn image_status(&self, r: Request<ImageStatusRequest>) -> R<ImageStatusResponse> {
-        ok(crate::images::status(&self.0, r.into_inner()).await?)
-    }
-
-    async fn pull_image(&self, r: Request<PullImageRequest>) -> R<PullImageResponse> {
-        let image_ref = crate::images::pull(&self.0, r.into_inner()).await?;
-        ok(PullImageResponse { image_ref })
-    }
-
-    async fn remove_image(&self, r: Request<RemoveImageRequest>) -> R<RemoveImageResponse> {
-        crate::images::remove(&self.0, r.into_inner()).await?;
-        ok(RemoveImageResponse {})
-    }
-
-    async fn image_fs_info(&self, _r: Request<ImageFsInfoRequest>) -> R<ImageFsInfoResponse> {
-        let info = Cri::blocking(|| {
-            Ok(crate::images::fs_info(std::path::Path::new(
-                "/var/lib/berth/images",
-            )))
-        })
-        .await?;
-        ok(info)
     }
 }
