@@ -266,6 +266,15 @@ impl Daemon {
                 "container {id} has no monitor (it exited): no log to reopen"
             )));
         }
+        // Only the monitor handles SIGUSR1: the shim it re-executes from
+        // would die of it (the default action), in the moments before.
+        let comm =
+            std::fs::read_to_string(format!("/proc/{}/comm", rec.shim_pid)).unwrap_or_default();
+        if comm.trim() != "berth-monitor" {
+            return Err(Error::FailedPrecondition(format!(
+                "the monitor of {id} is not running yet: try again"
+            )));
+        }
         let pid = nix::unistd::Pid::from_raw(rec.shim_pid as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1)
             .map_err(|e| Error::Internal(format!("signalling the monitor of {id}: {e}")))
