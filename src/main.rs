@@ -19,6 +19,7 @@ mod machined;
 mod network;
 mod options;
 mod recovery;
+mod reopen_log;
 mod rollback;
 mod shims;
 mod sockets;
