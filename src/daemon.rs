@@ -193,6 +193,7 @@ impl Daemon {
         };
         crate::restart::remember(&mut rec, &req);
         let mut req = req;
+        req.cgroups_path = req.cri.cgroups_path(id);
         // Recorded as creating, with its network attached (if it has one).
         self.record_and_attach(&mut rec, &mut req).await?;
         if let Err(e) = self.plan_storage(&mut req).await {
@@ -230,6 +231,10 @@ impl Daemon {
                 }
                 if let Some(unit) = &req.log_unit {
                     shim_args.extend(["--log-unit", unit]);
+                }
+                let log_path = req.cri.log_path.as_ref().map(|p| p.to_string_lossy());
+                if let Some(p) = &log_path {
+                    shim_args.extend(["--log-path", p]);
                 }
                 let preserve = req.listen.len().to_string();
                 if !req.listen.is_empty() {

@@ -20,7 +20,9 @@ impl Daemon {
         req: &mut CreateOptions,
     ) -> Result<()> {
         let id = rec.id.clone();
-        let from_image = req.image.is_some();
+        // A caller's whole spec (option `spec`) names its namespaces as a
+        // bundle's config.json does: no default network for it either.
+        let from_image = req.image.is_some() && req.cri.spec.is_none();
         if !from_image && !req.net.any() {
             // A bundle keeping its own namespaces: no network, no lock.
             return Ok(self.store.insert_new(rec).await?);

@@ -85,9 +85,13 @@ pub fn prepare(
             entrypoint: req.security.entrypoint.clone(),
             ..Default::default()
         };
-        let spec = store
+        let generated = store
             .generate_spec(image, &mount, &opts)
             .map_err(image_error)?;
+        let spec = match &req.cri.spec {
+            None => generated,
+            Some(given) => with_image_root(given, &generated, req.user.is_some()),
+        };
         // The command is in the spec already, after the entrypoint: the
         // edit must not set process.args over it (an image's Entrypoint
         // would be lost with `run IMAGE ARGS`).
@@ -109,6 +113,38 @@ pub fn prepare(
         let _ = store.remove_rootfs(id);
     }
     made
+}
+
+/// A caller's whole spec (option `spec`) run from the image: only its root
+/// is berthd's (the image's mounted rootfs, its readonly flag kept), and,
+/// when the caller named a `user`, the uid/gid/groups resolved in the
+/// image's /etc/passwd and /etc/group, as for any image container.
+fn with_image_root(
+    given: &oci_spec::runtime::Spec,
+    generated: &oci_spec::runtime::Spec,
+    resolve_user: bool,
+) -> oci_spec::runtime::Spec {
+    let mut spec = given.clone();
+    let readonly = given.root().as_ref().and_then(|r| r.readonly());
+    let mut root = generated.root().clone().unwrap_or_default();
+    root.set_readonly(readonly);
+    spec.set_root(Some(root));
+    if resolve_user {
+        if let (Some(p), Some(g)) = (spec.process_mut(), generated.process()) {
+            // The image's groups for the user, then the caller's own
+            // (the CRI's supplemental_groups), each once.
+            let mut user = g.user().clone();
+            let mut gids = user.additional_gids().clone().unwrap_or_default();
+            for gid in p.user().additional_gids().iter().flatten() {
+                if !gids.contains(gid) {
+                    gids.push(*gid);
+                }
+            }
+            user.set_additional_gids(Some(gids).filter(|g| !g.is_empty()));
+            p.set_user(user);
+        }
+    }
+    spec
 }
 
 /// Removes a container's rootfs, if it was made from an image.

@@ -24,6 +24,7 @@ mod machined;
 mod network;
 mod options;
 mod recovery;
+mod reopen_log;
 mod restart;
 mod rollback;
 mod seccomp_profile;

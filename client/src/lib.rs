@@ -20,6 +20,7 @@ pub trait Manager {
         options: HashMap<&str, Value<'_>>,
     ) -> zbus::Result<OwnedObjectPath>;
     fn start_container(&self, id: &str) -> zbus::Result<()>;
+    fn reopen_container_log(&self, id: &str) -> zbus::Result<()>;
     fn pause_container(&self, id: &str) -> zbus::Result<()>;
     fn resume_container(&self, id: &str) -> zbus::Result<()>;
     fn kill_container(&self, id: &str, who: &str, signal: i32) -> zbus::Result<()>;
@@ -51,6 +52,8 @@ pub trait Manager {
         path: &str,
         archive: zbus::zvariant::Fd<'_>,
     ) -> zbus::Result<u32>;
+    #[zbus(signal)]
+    fn container_exited(&self, id: String, code: i32, signal: i32) -> zbus::Result<()>;
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
 }

@@ -46,6 +46,11 @@ pub struct CreateOpts {
     /// Most tasks (processes + threads) the container may have.
     #[arg(long)]
     pub pids_limit: Option<i64>,
+    /// The systemd slice the container's scope goes in (default
+    /// berth.slice), e.g. kubepods-besteffort-pod1.slice; made by systemd
+    /// with its parents when the scope starts.
+    #[arg(long, visible_alias = "cgroup-parent", value_name = "SLICE")]
+    pub slice: Option<String>,
     /// Label KEY=VALUE, repeatable.
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,

@@ -70,6 +70,9 @@ pub fn create_options(
     if let Some(p) = opts.pids_limit {
         o.insert("pids_limit", Value::from(p));
     }
+    if let Some(s) = &opts.slice {
+        o.insert("slice", Value::from(s.clone()));
+    }
     opts.net.insert_into(&mut o);
     opts.security.insert_into(&mut o)?;
     opts.lifecycle.insert_into(&mut o)?;

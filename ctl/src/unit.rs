@@ -153,6 +153,8 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             .map_err(Failed::new)?,
         cpus: config.cpus,
         pids_limit: config.pids_limit,
+        // A berth@ unit's container stays in berth.slice.
+        slice: None,
         // The unit that runs it, for `berthctl auto-update` to restart.
         labels: config
             .labels

@@ -9,6 +9,7 @@
 //! (no ld.so, no libc.so pages: see scripts/static-monitor).
 
 pub mod attach;
+pub mod crilog;
 pub mod journal;
 pub mod monitor;
 pub mod record;

@@ -12,6 +12,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::attach::Attach;
+use crate::crilog::CriLog;
 use crate::journal::{Journal, LineSplitter};
 
 /// Longest line sent as one journal entry; longer ones go in partial pieces.
@@ -34,11 +35,18 @@ struct Stream {
     open: bool,
 }
 
+/// Where each line goes: journald always (when it answers), and a CRI log
+/// file when the container has one.
+pub struct Sinks<'a> {
+    pub journal: Option<&'a Journal>,
+    pub cri: Option<CriLog>,
+}
+
 /// Runs until the init has exited and its output is drained; returns its status.
 pub fn run(
     init: i32,
     streams: Vec<(OwnedFd, u8)>,
-    journal: Option<&Journal>,
+    sinks: &mut Sinks,
     attach: &mut Attach,
 ) -> ExitStatus {
     let mut mask = SigSet::empty();
@@ -53,9 +61,12 @@ pub fn run(
     ] {
         mask.add(s);
     }
+    // SIGUSR1: reopen the CRI log file (the kubelet rotated it).
+    mask.add(Signal::SIGUSR1);
     let _ = mask.thread_block();
     let mut sigchld = SigSet::empty();
     sigchld.add(Signal::SIGCHLD);
+    sigchld.add(Signal::SIGUSR1);
     let sfd = SignalFd::with_flags(&sigchld, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC).ok();
 
     let mut streams: Vec<Stream> = streams
@@ -102,23 +113,29 @@ pub fn run(
         // must get it.
         attach.service();
         for s in streams.iter_mut().filter(|s| s.open) {
-            forward(s, &mut buf, journal, attach);
+            forward(s, &mut buf, sinks, attach);
         }
         if let Some(s) = &sfd {
-            while let Ok(Some(_)) = s.read_signal() {}
+            while let Ok(Some(info)) = s.read_signal() {
+                if info.ssi_signo == Signal::SIGUSR1 as u32 {
+                    if let Some(c) = &mut sinks.cri {
+                        c.reopen();
+                    }
+                }
+            }
         }
         reap(init, &mut status);
     }
     for s in streams.iter_mut() {
         let priority = s.priority;
         s.lines
-            .flush(&mut |line, partial| send(journal, line, priority, partial));
+            .flush(&mut |line, partial| send(sinks, line, priority, partial));
     }
     status.unwrap_or(ExitStatus::Signal(Signal::SIGKILL as i32))
 }
 
 /// Reads what is there (non-blocking) and forwards complete lines.
-fn forward(s: &mut Stream, buf: &mut [u8], journal: Option<&Journal>, attach: &mut Attach) {
+fn forward(s: &mut Stream, buf: &mut [u8], sinks: &mut Sinks, attach: &mut Attach) {
     let _ = nix::fcntl::fcntl(
         s.fd.as_raw_fd(),
         nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
@@ -133,7 +150,7 @@ fn forward(s: &mut Stream, buf: &mut [u8], journal: Option<&Journal>, attach: &m
                 attach.broadcast(&buf[..n]);
                 let priority = s.priority;
                 s.lines.push(&buf[..n], &mut |line, partial| {
-                    send(journal, line, priority, partial)
+                    send(sinks, line, priority, partial)
                 });
             }
             Err(nix::Error::EAGAIN) => return,
@@ -147,9 +164,12 @@ fn forward(s: &mut Stream, buf: &mut [u8], journal: Option<&Journal>, attach: &m
     }
 }
 
-fn send(journal: Option<&Journal>, line: &[u8], priority: u8, partial: bool) {
-    if let Some(j) = journal {
+fn send(sinks: &mut Sinks, line: &[u8], priority: u8, partial: bool) {
+    if let Some(j) = sinks.journal {
         let _ = j.send(line, priority, partial);
+    }
+    if let Some(c) = &mut sinks.cri {
+        c.write(line, priority, partial);
     }
 }
 
@@ -230,6 +250,8 @@ pub struct MonitorArgs {
     pub hold: bool,
     /// File the logs under this systemd unit too (`journalctl -u`).
     pub log_unit: Option<String>,
+    /// A CRI-format log file, written besides journald.
+    pub log_path: Option<std::path::PathBuf>,
 }
 
 /// Re-executes this binary as the monitor, handing over the stream fds.
@@ -288,6 +310,11 @@ pub fn exec_monitor(a: &MonitorArgs) -> nix::Error {
     if let Some(unit) = &a.log_unit {
         push(format!("unit={unit}").as_bytes());
     }
+    if let Some(p) = &a.log_path {
+        let mut arg = b"log=".to_vec();
+        arg.extend_from_slice(p.as_os_str().as_bytes());
+        push(&arg);
+    }
     // berth-monitor is installed beside berth-shim.
     let exe = match std::env::current_exe() {
         Ok(p) => p.with_file_name("berth-monitor"),
@@ -318,7 +345,7 @@ pub fn main_after_exec() -> ! {
     let journal_socket = std::path::PathBuf::from(args.get(5).cloned().unwrap_or_default());
     let mut streams: Vec<(OwnedFd, u8)> = Vec::new();
     let (mut input, mut pty, mut listener, mut ctl) = (None, None, None, None);
-    let (mut hold, mut log_unit) = (false, None);
+    let (mut hold, mut log_unit, mut log_path) = (false, None, None);
     for a in args[6.min(args.len())..].iter().filter_map(|a| a.to_str()) {
         let owned = |fd: &str| -> Option<OwnedFd> {
             let fd: i32 = fd.parse().ok()?;
@@ -341,6 +368,8 @@ pub fn main_after_exec() -> ! {
             hold = true;
         } else if let Some(unit) = a.strip_prefix("unit=") {
             log_unit = Some(unit.to_string());
+        } else if let Some(p) = a.strip_prefix("log=") {
+            log_path = Some(std::path::PathBuf::from(p));
         } else if let Some((fd, prio)) = a.split_once(':') {
             if let (Some(fd), Ok(prio)) = (owned(fd), prio.parse()) {
                 streams.push((fd, prio));
@@ -361,7 +390,11 @@ pub fn main_after_exec() -> ! {
         false => name.clone(),
     };
     let journal = Journal::connect(&journal_socket, &id, &name, &identifier, &extra).ok();
-    let status = run(init, streams, journal.as_ref(), &mut attach);
+    let mut sinks = Sinks {
+        journal: journal.as_ref(),
+        cri: log_path.map(CriLog::open),
+    };
+    let status = run(init, streams, &mut sinks, &mut attach);
     let code = match crate::record::write_exit_record(&dir, &record, init, &status) {
         Ok(()) => 0,
         Err(_) => 1,

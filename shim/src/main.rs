@@ -63,6 +63,9 @@ struct Args {
     /// Also file the logs under this systemd unit (`journalctl -u UNIT`).
     #[arg(long)]
     log_unit: Option<String>,
+    /// Also write the output to this CRI-format log file (berth-cri).
+    #[arg(long, conflicts_with = "exec_id")]
+    log_path: Option<PathBuf>,
     /// Fds 3..3+N (socket activation's listening sockets, from berthd) go
     /// to the container's process, as runc's --preserve-fds; the shim itself
     /// closes them once the container holds them.
@@ -359,6 +362,7 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
         ctl,
         hold: args.attach,
         log_unit: args.log_unit.clone(),
+        log_path: args.log_path.clone(),
     });
     Err(format!("re-exec into the monitor: {err}").into())
 }

@@ -241,6 +241,19 @@ impl Manager {
         Ok(path)
     }
 
+    /// Has the container's monitor reopen its CRI log file (option
+    /// log_path): the kubelet renamed the old one to rotate it. Replies once
+    /// asked; the monitor makes the new file within its next poll.
+    async fn reopen_container_log(
+        &self,
+        id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        require_root(conn, &hdr).await?;
+        Ok(self.daemon.reopen_log(id)?)
+    }
+
     async fn start_container(
         &self,
         id: &str,

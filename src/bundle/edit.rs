@@ -37,6 +37,10 @@ pub fn apply(opts: &CreateOptions, spec: &mut Spec, bundle: &Path) {
         spec.set_mounts(Some(mounts));
     }
     edit_resources(opts, spec);
+    if let Some(path) = &opts.cgroups_path {
+        let linux = spec.linux_mut().get_or_insert_with(bare_linux);
+        linux.set_cgroups_path(Some(path.into()));
+    }
     if let Some(net) = &opts.net_spec {
         edit_network(net, spec);
     }

@@ -80,7 +80,10 @@ pub fn write_spec(
     super::apply(opts, &mut spec, bundle);
     // After the other edits: the network may add the namespace a sysctl
     // needs, and seccomp's rules depend on the capabilities kept.
-    super::security::apply(&opts.security, opts.image.is_some(), &mut spec)?;
+    // A caller's whole spec (CRI) says its own seccomp: none (Unconfined),
+    // a profile (Localhost), or the runtime/default annotation.
+    let image_default = opts.image.is_some() && opts.cri.spec.is_none();
+    super::security::apply(&opts.security, image_default, &mut spec)?;
     if opts.security.init {
         super::init::edit(&mut spec, dir)?;
     }

@@ -13,6 +13,7 @@ use zbus::zvariant::OwnedValue;
 
 use crate::daemon::brief;
 
+pub mod cri;
 pub mod lifecycle;
 pub mod net;
 #[cfg(test)]
@@ -36,7 +37,7 @@ pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pid
                          restart, health_cmd, health_interval, \
                          health_retries, health_start_period, health_timeout, \
                          health_on_failure, volumes, mounts, tmpfs, read_only, \
-                         shm_size, devices";
+                         shm_size, devices, spec, slice, log_path";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -79,6 +80,10 @@ pub struct CreateOptions {
     /// Filled by berthd once volumes are made and bind sources checked,
     /// never by a caller: the mounts the spec gets (volumes::plan).
     pub storage_spec: Option<crate::volumes::SpecMounts>,
+    /// spec, slice, log_path (a CRI server's container).
+    pub cri: cri::CriOptions,
+    /// Filled by berthd from `slice` and the id, never by a caller.
+    pub cgroups_path: Option<String>,
 }
 
 /// Why an option was refused. Values a caller sent are kept `brief` (a
@@ -132,6 +137,16 @@ pub enum OptionError {
     Health(String),
     #[error(transparent)]
     Mount(#[from] storage::MountError),
+    #[error("option spec: not an OCI runtime spec: {0}")]
+    Spec(String),
+    #[error("option spec goes with image (berthd points its root at the image's rootfs)")]
+    SpecWithoutImage,
+    #[error(
+        "option slice {0:?}: want a systemd slice name such as kubepods-besteffort-pod<uid>.slice"
+    )]
+    Slice(String),
+    #[error("option log_path {0:?} must be an absolute file path without '..'")]
+    LogPath(String),
 }
 
 impl From<OptionError> for crate::error::Error {
@@ -205,6 +220,9 @@ impl CreateOptions {
         }
         if r.user.is_some() && r.image.is_none() {
             return Err(OptionError::UserWithoutImage);
+        }
+        if r.cri.spec.is_some() && r.image.is_none() {
+            return Err(OptionError::SpecWithoutImage);
         }
         r.net.check()?;
         if !r.security.group_names.is_empty() && r.image.is_none() {
@@ -318,6 +336,7 @@ impl CreateOptions {
             k if security::KEYS.contains(&k) => self.security.set(k, value)?,
             k if lifecycle::KEYS.contains(&k) => self.lifecycle.set(k, value)?,
             k if storage::KEYS.contains(&k) => self.storage.set(k, value)?,
+            k if cri::KEYS.contains(&k) => self.cri.set(k, value)?,
             "listen_fds" => self.listen.set_fds(value)?,
             "listen_fdnames" => self.listen.set_names(value)?,
             other => return Err(OptionError::Unknown(brief(other).into())),
@@ -338,5 +357,6 @@ impl CreateOptions {
             || self.net_spec.is_some()
             || self.security.changes_spec()
             || self.storage_spec.is_some()
+            || self.cgroups_path.is_some()
     }
 }
