@@ -76,6 +76,21 @@ function labelMap(text) {
     return out;
 }
 
+// "30s", "1m30s", "500ms", "2h" → µs (podman's --health-interval durations).
+export function parseDuration(text) {
+    const units = { us: 1, ms: 1e3, s: 1e6, m: 60e6, h: 3600e6 };
+    const parts = [...text.trim().matchAll(/(\d+(?:\.\d+)?)(us|ms|s|m|h)/g)];
+    if (!parts.length || parts.map(p => p[0]).join("") !== text.trim())
+        throw new Error(`"${text}" is not a duration (e.g. 30s, 1m30s)`);
+    return Math.round(parts.reduce((sum, p) => sum + Number(p[1]) * units[p[2]], 0));
+}
+
+function restartPolicy(text) {
+    if (!/^(no|always|unless-stopped|on-failure(:\d+)?)$/.test(text))
+        throw new Error(`"${text}" is not no, on-failure[:N], always or unless-stopped`);
+    return text;
+}
+
 export const FIELDS = [
     { key: "args", type: "as", label: "Command", input: "text", parse: splitWords,
       help: "replaces the image's command, e.g. sh -c 'echo hello; sleep 600'" },
@@ -94,7 +109,20 @@ export const FIELDS = [
     { key: "terminal", type: "b", label: "Terminal", input: "checkbox", parse: Boolean,
       help: "give the process a pty (attach to use it)" },
     { key: "labels", type: "a{ss}", label: "Labels", input: "lines", parse: labelMap, help: "KEY=VALUE, one per line" },
-    // Volumes, mounts and restart policies (issue 18) come as rows like:
-    // { key: "volumes", type: "as", label: "Volumes", input: "lines", parse: lines,
-    //   help: "HOST:CONTAINER[:ro]" },
+    { key: "volumes", type: "as", label: "Volumes", input: "lines", parse: lines,
+      help: "podman's -v, one per line: NAME:/path (a named volume) or /host/path:/path[:ro]" },
+    { key: "tmpfs", type: "as", label: "tmpfs mounts", input: "lines", parse: lines,
+      help: "one per line: /path[:size=64m,mode=1777]" },
+    { key: "read_only", type: "b", label: "Read-only root", input: "checkbox", parse: Boolean,
+      help: "/run, /tmp and /var/tmp stay writable" },
+    { key: "restart", type: "s", label: "Restart policy", input: "text", parse: restartPolicy,
+      help: "no, on-failure[:N], always, unless-stopped" },
+    { key: "cap_add", type: "as", label: "Add capabilities", input: "text", parse: listOf,
+      help: "e.g. NET_ADMIN SYS_TIME" },
+    { key: "cap_drop", type: "as", label: "Drop capabilities", input: "text", parse: listOf,
+      help: "e.g. ALL" },
+    { key: "health_cmd", type: "as", label: "Health check", input: "text", parse: t => ["/bin/sh", "-c", t],
+      help: "a shell command run in the container; exit 0 = healthy" },
+    { key: "health_interval", type: "t", label: "Health interval", input: "text", parse: parseDuration,
+      help: "e.g. 30s (default)" },
 ];

@@ -3,7 +3,7 @@
 // naming what is wrong.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { FIELDS, parseSize, splitWords } from "../src/create-options.js";
+import { FIELDS, parseDuration, parseSize, splitWords } from "../src/create-options.js";
 
 const field = key => FIELDS.find(f => f.key === key);
 
@@ -30,6 +30,19 @@ test("env, labels, limits", () => {
     assert.throws(() => field("cpus").parse("-1"), /positive/);
     assert.throws(() => field("pids_limit").parse("2.5"), /whole number/);
     assert.deepEqual(field("ports").parse("8080:80, 127.0.0.1:53:53/udp"), ["8080:80", "127.0.0.1:53:53/udp"]);
+});
+
+test("durations, restart policies, storage and health rows", () => {
+    assert.equal(parseDuration("30s"), 30e6);
+    assert.equal(parseDuration("1m30s"), 90e6);
+    assert.equal(parseDuration("500ms"), 500e3);
+    assert.throws(() => parseDuration("soon"), /not a duration/);
+    assert.throws(() => parseDuration("30"), /not a duration/);
+    assert.equal(field("restart").parse("on-failure:3"), "on-failure:3");
+    assert.throws(() => field("restart").parse("sometimes"), /on-failure/);
+    assert.deepEqual(field("volumes").parse("data:/data\n/srv:/srv:ro"), ["data:/data", "/srv:/srv:ro"]);
+    assert.deepEqual(field("cap_drop").parse("ALL"), ["ALL"]);
+    assert.deepEqual(field("health_cmd").parse("wget -q localhost"), ["/bin/sh", "-c", "wget -q localhost"]);
 });
 
 test("every field names a D-Bus type and a parser", () => {
