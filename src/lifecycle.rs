@@ -153,6 +153,10 @@ pub fn transition(from: Status, verb: Verb) -> Result<Step, LifecycleError> {
         (Stopped, Verb::Exit) => Err(LifecycleError::ExitRecorded),
         (Stopped, Verb::Relaunch) => Ok(Step::To(Created)),
         (Stopped, Verb::Delete { .. }) => Ok(Step::Remove { kill_first: false }),
+        // Its create is under way (a record left creating by a crash is
+        // recovery's at the next start): removing its files now would fail
+        // the create half-way. It can be deleted once made.
+        (Creating, Verb::Delete { .. }) => not_allowed,
         // A created container never ran: deleting it is always fine.
         (Created, Verb::Delete { .. }) | (_, Verb::Delete { force: true }) => {
             Ok(Step::Remove { kill_first: true })
@@ -211,6 +215,7 @@ mod tests {
                     (Verb::Exit, Stopped) => Err(LifecycleError::ExitRecorded),
                     (Verb::Exit, _) => to(Stopped),
                     (Verb::Delete { .. }, Stopped) => remove(false),
+                    (Verb::Delete { .. }, Creating) => no(verb, from),
                     (Verb::Delete { .. }, Created) => remove(true),
                     (Verb::Delete { force: true }, _) => remove(true),
                     (Verb::Delete { force: false }, _) => force(from),
