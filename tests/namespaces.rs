@@ -1,7 +1,7 @@
 //! `--pid`, `--ipc`, `--uts` (CreateContainer's pid, ipc, uts) end to end
 //! in a box: `host` sees the box's systemd as pid 1 and its hostname,
 //! `container:ID` sees that container's processes, IPC namespace and
-//! hostname, a bundle takes them too, and every bad input is refused by
+//! hostname, a bundle and a berth@ unit's TOML take them too, and every bad input is refused by
 //! name with nothing left behind.
 
 mod common;
@@ -112,5 +112,19 @@ fn pid_ipc_and_uts_namespaces() {
     let (code, _, err) = ctl(&b, "run --rm --ipc container:a local/bb:1 echo");
     assert!(code != 0 && err.contains("no container a"), "{err}");
     ctl_ok(&b, "rm -f done");
+
+    // A berth@ unit's TOML keys: the container sees the box's pid 1 and
+    // hostname, and has an IPC namespace of its own.
+    b.sh_ok(
+        "mkdir -p /etc/berth/containers && printf '\
+         image = \"local/bb:1\"\\ncommand = [\"sleep\", \"1000\"]\\n\
+         pid = \"host\"\\nuts = \"host\"\\nipc = \"private\"\\nstop_timeout = 1\\n' \
+         > /etc/berth/containers/nsu.toml && systemctl start berth@nsu.service",
+    );
+    assert_eq!(ctl_ok(&b, "exec nsu cat /proc/1/comm").trim(), "systemd");
+    assert_eq!(ctl_ok(&b, "exec nsu hostname"), box_name);
+    let ipc = ctl_ok(&b, "exec nsu busybox readlink /proc/self/ns/ipc");
+    assert_ne!(ipc, host);
+    b.sh_ok("systemctl stop berth@nsu.service; rm /etc/berth/containers/nsu.toml");
     eprintln!("namespace options checked in {:?}", t0.elapsed());
 }
