@@ -233,7 +233,6 @@ impl CreateOptions {
             return Err(OptionError::SpecWithoutImage);
         }
         r.net.check()?;
-        r.ns.check(r.net.hostname.as_deref())?;
         if !r.security.group_names.is_empty() && r.image.is_none() {
             return Err(OptionError::Conflict(
                 "option group_add: group names go with image (a bundle takes gids)".into(),
@@ -254,6 +253,8 @@ impl CreateOptions {
                 "option restart goes not with listen_fds (the sockets are passed once)".into(),
             ));
         }
+        let restarts = r.lifecycle.restart != crate::restart::RestartPolicy::No;
+        r.ns.check(r.net.hostname.as_deref(), restarts)?;
         r.storage.check()?;
         // After every option: `env` replaces the list when it comes.
         r.env.extend(r.listen.env()?);

@@ -103,15 +103,26 @@ impl NamespaceOptions {
         matches!(self.uts, Some(NsMode::Host | NsMode::Container(_)))
     }
 
-    /// Options that contradict these (`hostname` with a shared UTS namespace).
-    pub fn check(&self, hostname: Option<&str>) -> Result<(), OptionError> {
-        match (&self.uts, hostname) {
-            (Some(m @ (NsMode::Host | NsMode::Container(_))), Some(_)) => {
-                Err(OptionError::Conflict(format!(
-                    "option hostname goes not with uts {}: the hostname is that namespace's",
-                    m.label()
-                )))
-            }
+    /// Options that contradict these: `hostname` with a shared UTS
+    /// namespace; a restart policy with a `container:` one (the spec names
+    /// the other container's init by pid: a relaunch could find that pid
+    /// gone, or another process's).
+    pub fn check(&self, hostname: Option<&str>, restarts: bool) -> Result<(), OptionError> {
+        if let (Some(m @ (NsMode::Host | NsMode::Container(_))), Some(_)) = (&self.uts, hostname) {
+            return Err(OptionError::Conflict(format!(
+                "option hostname goes not with uts {}: the hostname is that namespace's",
+                m.label()
+            )));
+        }
+        let joined = self
+            .given()
+            .find(|(_, m)| matches!(m, NsMode::Container(_)));
+        match joined {
+            Some((kind, m)) if restarts => Err(OptionError::Conflict(format!(
+                "option restart goes not with {} {} (a relaunch cannot tell that container's init from a reused pid)",
+                kind.name(),
+                m.label()
+            ))),
             _ => Ok(()),
         }
     }
@@ -172,5 +183,17 @@ mod tests {
             assert!(e.to_string().contains(&format!("uts {uts}")), "{e}");
         }
         parse(&[("uts", "private"), ("hostname", "web")]).unwrap();
+    }
+
+    #[test]
+    fn a_joined_namespace_takes_no_restart_policy() {
+        let e = parse(&[("pid", "container:a"), ("restart", "always")]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("restart goes not with pid container:a"),
+            "{e}"
+        );
+        parse(&[("pid", "host"), ("restart", "always")]).unwrap();
+        parse(&[("pid", "container:a"), ("restart", "no")]).unwrap();
     }
 }
