@@ -194,6 +194,8 @@ impl Daemon {
         crate::restart::remember(&mut rec, &req);
         let mut req = req;
         req.cgroups_path = req.cri.cgroups_path(id);
+        // Read-only, before anything is recorded: a refusal leaves nothing.
+        req.ns_spec = crate::namespaces::resolve(&req.ns, &self.store)?;
         // Recorded as creating, with its network attached (if it has one).
         self.record_and_attach(&mut rec, &mut req).await?;
         if let Err(e) = self.plan_storage(&mut req).await {

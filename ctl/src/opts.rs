@@ -79,7 +79,8 @@ pub struct CreateOpts {
     pub command: Vec<String>,
 }
 
-/// Networking (podman's names): shared by run, create and berth@ units.
+/// Networking and the namespaces shared (podman's names): shared by run,
+/// create and berth@ units.
 #[derive(Args, Debug, Clone, Default)]
 pub struct NetOpts {
     /// Publish a port: [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp], repeatable.
@@ -100,11 +101,20 @@ pub struct NetOpts {
     /// A line in /etc/hosts: NAME:IP, repeatable.
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_hosts: Vec<String>,
+    /// The pid namespace: private (default), host, or container:ID.
+    #[arg(long, value_name = "MODE")]
+    pub pid: Option<String>,
+    /// The IPC namespace: private (default), host, or container:ID.
+    #[arg(long, value_name = "MODE")]
+    pub ipc: Option<String>,
+    /// The UTS namespace (hostname): private (default), host, or container:ID.
+    #[arg(long, value_name = "MODE")]
+    pub uts: Option<String>,
 }
 
 impl NetOpts {
     /// Into CreateContainer's options (network, ports, hostname, dns,
-    /// dns_search, add_hosts): berthd checks them.
+    /// dns_search, add_hosts, pid, ipc, uts): berthd checks them.
     pub fn insert_into(
         &self,
         o: &mut std::collections::HashMap<&'static str, zbus::zvariant::Value<'static>>,
@@ -121,11 +131,17 @@ impl NetOpts {
                 o.insert(key, Value::from(list.clone()));
             }
         }
-        if let Some(n) = &self.network {
-            o.insert("network", Value::from(n.clone()));
-        }
-        if let Some(h) = &self.hostname {
-            o.insert("hostname", Value::from(h.clone()));
+        let single = [
+            ("network", &self.network),
+            ("hostname", &self.hostname),
+            ("pid", &self.pid),
+            ("ipc", &self.ipc),
+            ("uts", &self.uts),
+        ];
+        for (key, value) in single {
+            if let Some(v) = value {
+                o.insert(key, Value::from(v.clone()));
+            }
         }
     }
 }

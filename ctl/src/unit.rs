@@ -176,6 +176,9 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
             dns: config.dns.clone(),
             dns_search: config.dns_search.clone(),
             add_hosts: config.add_hosts.clone(),
+            pid: config.pid.clone(),
+            ipc: config.ipc.clone(),
+            uts: config.uts.clone(),
         },
         security: crate::security_opts::SecurityOpts {
             cap_add: config.cap_add.clone(),

@@ -47,6 +47,10 @@ pub struct UnitConfig {
     /// NAME:IP lines for /etc/hosts.
     #[serde(default)]
     pub add_hosts: Vec<String>,
+    /// The pid, IPC and UTS namespaces: private, host, or container:ID.
+    pub pid: Option<String>,
+    pub ipc: Option<String>,
+    pub uts: Option<String>,
     /// Security and process options, as berthctl run's flags (podman's).
     #[serde(default)]
     pub cap_add: Vec<String>,

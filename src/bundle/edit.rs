@@ -5,7 +5,9 @@ use std::path::Path;
 
 use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType, Mount, Process, Spec};
 
+use crate::namespaces::{NsSpec, SpecNamespaces};
 use crate::network::{NsChoice, SpecNet};
+use crate::options::namespaces::NsKind;
 use crate::options::CreateOptions;
 
 /// Where a notify_socket's directory appears in the container.
@@ -43,6 +45,10 @@ pub fn apply(opts: &CreateOptions, spec: &mut Spec, bundle: &Path) {
     }
     if let Some(net) = &opts.net_spec {
         edit_network(net, spec);
+    }
+    // After the network's: a shared UTS namespace undoes its hostname.
+    if let Some(ns) = &opts.ns_spec {
+        edit_namespaces(ns, spec);
     }
     if let Some(storage) = &opts.storage_spec {
         super::storage::edit_storage(storage, spec);
@@ -142,6 +148,35 @@ fn edit_network(net: &SpecNet, spec: &mut Spec) {
         mounts.push(m);
     }
     spec.set_mounts(Some(mounts));
+}
+
+/// The pid, ipc and uts options: each kind's entry replaced by a new
+/// namespace, a joined one, or none (the host's). A UTS namespace that is
+/// shared is not this container's to name: no hostname (the runtime would
+/// set it in the host's or the other container's).
+fn edit_namespaces(ns: &SpecNamespaces, spec: &mut Spec) {
+    let linux = spec.linux_mut().get_or_insert_with(bare_linux);
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    for (kind, choice) in &ns.entries {
+        let typ = match kind {
+            NsKind::Pid => LinuxNamespaceType::Pid,
+            NsKind::Ipc => LinuxNamespaceType::Ipc,
+            NsKind::Uts => LinuxNamespaceType::Uts,
+        };
+        namespaces.retain(|n| n.typ() != typ);
+        let path = match choice {
+            NsSpec::Host => continue,
+            NsSpec::New => None,
+            NsSpec::Path(p) => Some(p.clone()),
+        };
+        let mut entry = LinuxNamespace::default();
+        entry.set_typ(typ).set_path(path);
+        namespaces.push(entry);
+    }
+    linux.set_namespaces(Some(namespaces));
+    if ns.shared_uts {
+        spec.set_hostname(None);
+    }
 }
 
 /// A linux section with nothing in it, as `"linux": {}` reads. oci-spec's

@@ -11,6 +11,8 @@ mod storage;
 mod write;
 
 #[cfg(test)]
+mod namespaces_tests;
+#[cfg(test)]
 mod props;
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ use crate::daemon::brief;
 
 pub mod cri;
 pub mod lifecycle;
+pub mod namespaces;
 pub mod net;
 #[cfg(test)]
 pub mod props;
@@ -37,7 +38,7 @@ pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pid
                          restart, health_cmd, health_interval, \
                          health_retries, health_start_period, health_timeout, \
                          health_on_failure, volumes, mounts, tmpfs, read_only, \
-                         shm_size, devices, spec, slice, log_path";
+                         shm_size, devices, spec, slice, log_path, pid, ipc, uts";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -68,6 +69,11 @@ pub struct CreateOptions {
     /// Filled by berthd once the network is attached, never by a caller:
     /// the namespace, hostname and files the spec gets.
     pub net_spec: Option<crate::network::SpecNet>,
+    /// pid, ipc, uts.
+    pub ns: namespaces::NamespaceOptions,
+    /// Filled by berthd once a `container:` is resolved, never by a caller:
+    /// the namespaces the spec gets.
+    pub ns_spec: Option<crate::namespaces::SpecNamespaces>,
     /// Socket activation: fds for the container's process (sockets.rs).
     pub listen: crate::sockets::ListenFds,
     /// Capabilities, seccomp, masks, groups, ulimits, sysctls, annotations,
@@ -121,6 +127,8 @@ pub enum OptionError {
     UserWithoutImage,
     #[error("option network {0:?}: want none, host, container:<id> or a network name")]
     Network(String),
+    #[error("option {key} {value:?}: want private, host or container:<id>")]
+    Namespace { key: String, value: String },
     #[error("option ports: {0}")]
     Port(berth_net::PortError),
     #[error("{0}")]
@@ -245,6 +253,8 @@ impl CreateOptions {
                 "option restart goes not with listen_fds (the sockets are passed once)".into(),
             ));
         }
+        let restarts = r.lifecycle.restart != crate::restart::RestartPolicy::No;
+        r.ns.check(r.net.hostname.as_deref(), restarts)?;
         r.storage.check()?;
         // After every option: `env` replaces the list when it comes.
         r.env.extend(r.listen.env()?);
@@ -333,6 +343,7 @@ impl CreateOptions {
                 self.log_unit = Some(u);
             }
             k if net::KEYS.contains(&k) => self.net.set(k, value)?,
+            k if namespaces::KEYS.contains(&k) => self.ns.set(k, value)?,
             k if security::KEYS.contains(&k) => self.security.set(k, value)?,
             k if lifecycle::KEYS.contains(&k) => self.lifecycle.set(k, value)?,
             k if storage::KEYS.contains(&k) => self.storage.set(k, value)?,
@@ -355,6 +366,7 @@ impl CreateOptions {
             || self.pids_limit.is_some()
             || self.notify_socket.is_some()
             || self.net_spec.is_some()
+            || self.ns_spec.is_some()
             || self.security.changes_spec()
             || self.storage_spec.is_some()
             || self.cgroups_path.is_some()
