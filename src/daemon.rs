@@ -159,13 +159,18 @@ impl Daemon {
             )));
         }
         let bundle_path = PathBuf::from(bundle);
-        match &req.image {
+        // Whether a caller's config.json asks for the default seccomp
+        // profile by annotation (then it is rewritten like one with options).
+        let wants_default_seccomp = match &req.image {
             Some(_) if !bundle.is_empty() => {
                 return Err(Error::InvalidArgument(
                     "give a bundle or the image option, not both".into(),
                 ))
             }
-            Some(image) => crate::images::check_name(image)?,
+            Some(image) => {
+                crate::images::check_name(image)?;
+                false
+            }
             None if !bundle_path.is_absolute() => {
                 return Err(Error::InvalidArgument(format!(
                     "bundle {:?} must be an absolute path",
@@ -174,7 +179,7 @@ impl Daemon {
             }
             // Validate the bundle here so a bad one changes nothing at all.
             None => init_calls::check_bundle(&bundle_path).await?,
-        }
+        };
         let derived = self.bundles_dir.join(id);
         let mut rec = ContainerRecord {
             id: id.into(),
@@ -211,9 +216,7 @@ impl Daemon {
                 })
                 .await
             }
-            (None, false) if !crate::bundle::bundle_wants_runtime_default(&bundle_path) => {
-                Ok(bundle_path.clone())
-            }
+            (None, false) if !wants_default_seccomp => Ok(bundle_path.clone()),
             // Options, or an annotation asking for the default seccomp
             // profile: a rewritten copy. It fsyncs: off the executor threads.
             (None, _) => {

@@ -55,13 +55,17 @@ pub fn shim_scope_unit(id: &str, exec: Option<&str>) -> Option<String> {
     berth_init::cgroups::naming::shim_scope_unit(id, exec).ok()
 }
 
-/// Checks that `bundle` holds a loadable config.json (it reads the file).
-pub async fn check_bundle(bundle: &Path) -> Result<()> {
+/// Checks that `bundle` holds a loadable config.json (it reads the file);
+/// true when its annotation asks for the default seccomp profile.
+pub async fn check_bundle(bundle: &Path) -> Result<bool> {
     let bundle = bundle.to_path_buf();
-    tokio::task::spawn_blocking(move || berth_init::spec::load(&bundle).map(drop))
-        .await
-        .map_err(|e| Error::Internal(format!("loading the bundle: {e}")))?
-        .map_err(|e| Error::InvalidArgument(e.to_string()))
+    tokio::task::spawn_blocking(move || {
+        berth_init::spec::load(&bundle)
+            .map(|b| crate::seccomp_profile::wants_runtime_default(&b.spec))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("loading the bundle: {e}")))?
+    .map_err(|e| Error::InvalidArgument(e.to_string()))
 }
 
 /// Lets the container's process run (opens its exec FIFO).

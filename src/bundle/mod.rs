@@ -19,5 +19,5 @@ mod tests;
 
 pub(crate) use edit::bare_linux;
 pub use edit::{apply, set_env};
-pub use security::{bundle_wants_runtime_default, SecurityApplyError};
+pub use security::SecurityApplyError;
 pub use write::{write_from, write_spec};

@@ -307,21 +307,3 @@ fn clear_seccomp(spec: &mut Spec) {
         linux.set_seccomp(None);
     }
 }
-
-/// Whether a bundle given without options asks for the default profile by
-/// annotation (then it is rewritten like one with options).
-pub fn bundle_wants_runtime_default(bundle: &Path) -> bool {
-    std::fs::read(bundle.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
-        .and_then(|v| {
-            v.pointer(&format!(
-                "/annotations/{}",
-                seccomp_profile::ANNOTATION
-                    .replace('~', "~0")
-                    .replace('/', "~1")
-            ))
-            .and_then(|a| a.as_str().map(|a| a == seccomp_profile::RUNTIME_DEFAULT))
-        })
-        .unwrap_or(false)
-}
