@@ -62,7 +62,19 @@ pub fn target_dir() -> Option<PathBuf> {
         return std::fs::canonicalize(p).ok();
     }
     let exe = env::current_exe().ok()?;
+    // cargo marks its target dir with CACHEDIR.TAG; a copied target dir may
+    // lack it, so the parent of the profile dir (debug/release) also counts.
     exe.ancestors()
         .find(|d| d.join("CACHEDIR.TAG").exists())
+        .or_else(|| {
+            exe.ancestors()
+                .find(|d| {
+                    matches!(
+                        d.file_name().and_then(|n| n.to_str()),
+                        Some("debug" | "release")
+                    )
+                })
+                .and_then(Path::parent)
+        })
         .map(Path::to_path_buf)
 }
