@@ -141,16 +141,14 @@ fn pull_through_a_registry_mirror() {
         "skopeo --insecure-policy copy --quiet --dest-tls-verify=false docker-archive:/tmp/img/image.tar docker://127.0.0.1:{port}/cache/registry.example/team/bb:1"
     ));
     // Port 1 on loopback: nothing listens, the first mirror is refused.
+    let toml = format!(
+        "[[registry]]\\nprefix = \"registry.example/team\"\\n\
+         [[registry.mirror]]\\nlocation = \"127.0.0.1:1/dead\"\\n\
+         [[registry.mirror]]\\nlocation = \"127.0.0.1:{port}/cache/registry.example/team\"\\n"
+    );
     install_berthd(
         &b,
-        &format!(
-            "mkdir -p /etc/berth && printf '%s' > /etc/berth/berthd.toml &&",
-            format_args!(
-                "[[registry]]\\nprefix = \"registry.example/team\"\\n\
-                 [[registry.mirror]]\\nlocation = \"127.0.0.1:1/dead\"\\n\
-                 [[registry.mirror]]\\nlocation = \"127.0.0.1:{port}/cache/registry.example/team\"\\n"
-            )
-        ),
+        &format!("mkdir -p /etc/berth && printf '{toml}' > /etc/berth/berthd.toml &&"),
     );
     let (code, out, err) = ctl(&b, "image pull registry.example/team/bb:1");
     assert_eq!(code, 0, "{out}{err}");
