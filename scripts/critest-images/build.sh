@@ -12,7 +12,9 @@
 #   nonewprivs  nnp.c setuid root: "Effective uid: N"
 #   test-image-*  busybox + the empty file named after the image; the user
 #             and predefined-group images as their Dockerfiles say
-#   pause:3.9 / 3.10  busybox (berth-cri pins namespaces: never run)
+#   pause     pause.c alone, static, as /pause (an image of its own: critest
+#             checks registry.k8s.io/pause:3.9 and k8s.gcr.io/pause:3.9 are
+#             one image with exactly those two names)
 #
 #   build.sh BUSYBOX_DEB_ROOT WORKDIR REGISTRY   (REGISTRY: 127.0.0.1:5000)
 set -euo pipefail
@@ -58,25 +60,29 @@ layer() {
 }
 layer "$base" base.tar
 
-# image NAME CONFIG_JSON_FRAGMENT [EXTRA_LAYER_DIR]: a docker-archive with the
-# base (and the extra layer) pushed as $registry/NAME.
+# image NAME CONFIG_JSON_FRAGMENT [EXTRA_LAYER_DIR [BASE_TAR]]: a
+# docker-archive of the base layer (busybox unless BASE_TAR names another,
+# "" for none) and the extra layer, pushed as $registry/NAME.
 image() {
-  local name=$1 config=$2 extra=${3:-} d
+  local name=$1 config=$2 extra=${3:-} basetar=${4-base.tar} d
   d=$(mktemp -d "$work/img.XXXX")
-  cp base.tar "$d/base.tar"
-  local layers='"base.tar"' diffs
-  diffs="\"sha256:$(sha256sum base.tar | cut -d' ' -f1)\""
+  local layers=() diffs=()
+  if [ -n "$basetar" ]; then
+    cp "$basetar" "$d/base.tar"
+    layers+=('"base.tar"')
+    diffs+=("\"sha256:$(sha256sum "$basetar" | cut -d' ' -f1)\"")
+  fi
   if [ -n "$extra" ]; then
     layer "$extra" "$d/extra.tar"
-    layers+=',"extra.tar"'
-    diffs+=",\"sha256:$(sha256sum "$d/extra.tar" | cut -d' ' -f1)\""
+    layers+=('"extra.tar"')
+    diffs+=("\"sha256:$(sha256sum "$d/extra.tar" | cut -d' ' -f1)\"")
   fi
   printf '{"architecture":"amd64","os":"linux","config":%s,"rootfs":{"type":"layers","diff_ids":[%s]}}' \
-    "$config" "$diffs" > "$d/config.json"
+    "$config" "$(IFS=,; echo "${diffs[*]}")" > "$d/config.json"
   local cfg; cfg=$(sha256sum "$d/config.json" | cut -d' ' -f1)
   mv "$d/config.json" "$d/$cfg.json"
-  printf '[{"Config":"%s.json","RepoTags":null,"Layers":[%s]}]' "$cfg" "$layers" > "$d/manifest.json"
-  tar -C "$d" -cf "$d.tar" manifest.json "$cfg.json" base.tar $([ -n "$extra" ] && echo extra.tar)
+  printf '[{"Config":"%s.json","RepoTags":null,"Layers":[%s]}]' "$cfg" "$(IFS=,; echo "${layers[*]}")" > "$d/manifest.json"
+  (cd "$d" && tar -cf "$d.tar" manifest.json "$cfg.json" $(ls -- *.tar))
   skopeo --insecure-policy copy --quiet --dest-tls-verify=false \
     "docker-archive:$d.tar" "docker://$registry/$name"
   rm -rf "$d" "$d.tar"
@@ -84,8 +90,12 @@ image() {
 
 sh_cmd='{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":["sh"]}'
 k8s=registry.k8s.io/e2e-test-images cri=gcr.io/k8s-staging-cri-tools
-for n in $k8s/busybox:1.29-2 $k8s/busybox:1.29-1 registry.k8s.io/pause:3.9 registry.k8s.io/pause:3.10; do
-  image "$n" "$sh_cmd"
+image $k8s/busybox:1.29-2 "$sh_cmd"
+
+mkdir -p pause
+gcc -Os -Wall -static -o pause/pause "$here/pause.c"
+for tag in 3.9 3.10; do
+  image registry.k8s.io/pause:$tag '{"Entrypoint":["/pause"]}' pause ""
 done
 
 # nginx and hostnet-nginx: the same program, the port from default.conf.
