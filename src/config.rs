@@ -68,10 +68,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         source,
     })?;
     // Checked now so that a wrong table stops berthd at start, named.
-    config.registries().map_err(|source| ConfigError::Registries {
-        path: path.into(),
-        source,
-    })?;
+    config
+        .registries()
+        .map_err(|source| ConfigError::Registries {
+            path: path.into(),
+            source,
+        })?;
     Ok(config)
 }
 
@@ -127,7 +129,10 @@ insecure = true
         let bad = dir.join("berthd.toml");
         std::fs::write(&bad, "[[registry]]\nprefix = \"https://x.io\"\n").unwrap();
         let e = load(&bad).unwrap_err().to_string();
-        assert!(e.contains("berthd.toml") && e.contains("without a scheme"), "{e}");
+        assert!(
+            e.contains("berthd.toml") && e.contains("without a scheme"),
+            "{e}"
+        );
         std::fs::write(&bad, "[[registry]]\nprefix = \"x.io\"\nmirrors = []\n").unwrap();
         let e = load(&bad).unwrap_err().to_string();
         assert!(e.contains("mirrors"), "{e}");

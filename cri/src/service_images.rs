@@ -67,7 +67,9 @@ impl ImageService for Service {
             Some(d) => tokio::time::timeout(d.saturating_sub(Duration::from_millis(1)), pull)
                 .await
                 .map_err(|_| {
-                    Status::deadline_exceeded("the pull did not finish within the caller's deadline")
+                    Status::deadline_exceeded(
+                        "the pull did not finish within the caller's deadline",
+                    )
                 })??,
             None => pull.await?,
         };

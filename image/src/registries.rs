@@ -240,7 +240,10 @@ mod tests {
     #[test]
     fn mirrors_first_then_the_registry_longest_prefix_wins() {
         let rs = Registries::new(vec![
-            reg("registry.k8s.io", &[("127.0.0.1:5000/registry.k8s.io", false)]),
+            reg(
+                "registry.k8s.io",
+                &[("127.0.0.1:5000/registry.k8s.io", false)],
+            ),
             reg(
                 "gcr.io/k8s-staging-cri-tools",
                 &[("mirror.example/cri", true), ("127.0.0.1:5000/gcr", false)],
