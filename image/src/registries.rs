@@ -9,7 +9,7 @@
 //! order, then the registry itself (or its `location`, which replaces the
 //! prefix): the first that serves the manifest serves the blobs too. The
 //! image keeps the name it was asked for. Plain HTTP is used only for a
-//! loopback host or a `insecure = true` entry.
+//! loopback host or an `insecure = true` entry.
 
 use serde::Deserialize;
 
