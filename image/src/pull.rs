@@ -466,13 +466,16 @@ impl Client {
     }
 }
 
+/// A platform's manifest: (body, media type, digest, the index's digest).
+type PlatformManifest = (Vec<u8>, String, Digest, Option<Digest>);
+
 /// The manifest `r` names for `opts.platform` (through its index, if it has
-/// one): (body, media type, digest, the index's digest).
+/// one).
 fn platform_manifest(
     c: &mut Client,
     r: &Reference,
     opts: &PullOptions,
-) -> Result<(Vec<u8>, String, Digest, Option<Digest>), Error> {
+) -> Result<PlatformManifest, Error> {
     let tag_or_digest = match (&r.digest, &r.tag) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => t.clone(),
@@ -495,10 +498,7 @@ fn platform_manifest(
 /// The first endpoint of `r` (its mirrors, then the registry) that serves
 /// its manifest: a client there and what platform_manifest found. A
 /// mirror's failure is passed over; the registry's is the error.
-fn first_answer(
-    r: &Reference,
-    opts: &PullOptions,
-) -> Result<(Client, (Vec<u8>, String, Digest, Option<Digest>)), Error> {
+fn first_answer(r: &Reference, opts: &PullOptions) -> Result<(Client, PlatformManifest), Error> {
     let mut last = None;
     for e in opts.registries.endpoints(r) {
         let mut c = Client::new(&e, opts);
