@@ -498,7 +498,10 @@ fn credentials_go_to_the_registry_never_to_a_mirror() {
         mock.token_requests.load(Ordering::SeqCst) >= 1,
         "the mirror was asked first"
     );
-    assert!(err.to_string().contains("registry.example.invalid"), "{err}");
+    assert!(
+        err.to_string().contains("registry.example.invalid"),
+        "{err}"
+    );
     assert_empty(&store);
 
     let opts = PullOptions {
