@@ -14,6 +14,10 @@ pub struct Config {
     /// Register running containers with systemd-machined (machined.rs).
     #[serde(default = "yes")]
     pub register_machines: bool,
+    /// Registry mirrors for image pulls: containers-registries.conf's
+    /// `[[registry]]` tables (berth_image::registries, docs/images.md).
+    #[serde(default)]
+    pub registry: Vec<berth_image::registries::Registry>,
 }
 
 fn yes() -> bool {
@@ -24,6 +28,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             register_machines: true,
+            registry: Vec::new(),
         }
     }
 }
@@ -40,6 +45,11 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
+    #[error("{path}: {source}")]
+    Registries {
+        path: PathBuf,
+        source: berth_image::registries::RegistriesError,
+    },
 }
 
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -53,10 +63,27 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             })
         }
     };
-    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+    let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
         path: path.into(),
         source,
-    })
+    })?;
+    // Checked now so that a wrong table stops berthd at start, named.
+    config
+        .registries()
+        .map_err(|source| ConfigError::Registries {
+            path: path.into(),
+            source,
+        })?;
+    Ok(config)
+}
+
+impl Config {
+    /// The `[[registry]]` tables, validated.
+    pub fn registries(
+        &self,
+    ) -> Result<berth_image::Registries, berth_image::registries::RegistriesError> {
+        berth_image::Registries::new(self.registry.clone())
+    }
 }
 
 #[cfg(test)]
@@ -74,5 +101,41 @@ mod tests {
             load(Path::new("/nonexistent/berthd.toml")).unwrap(),
             Config::default()
         );
+    }
+
+    #[test]
+    fn registry_mirrors_in_the_podman_format() {
+        let c: Config = toml::from_str(
+            r#"
+[[registry]]
+prefix = "registry.k8s.io"
+[[registry.mirror]]
+location = "127.0.0.1:5000/registry.k8s.io"
+[[registry.mirror]]
+location = "mirror.internal/k8s"
+insecure = true
+"#,
+        )
+        .unwrap();
+        let r = berth_image::Reference::parse("registry.k8s.io/pause:3.9").unwrap();
+        let e = c.registries().unwrap().endpoints(&r);
+        assert_eq!(e.len(), 3);
+        assert_eq!(
+            (e[1].host.as_str(), e[1].repository.as_str(), e[1].insecure),
+            ("mirror.internal", "k8s/pause", true)
+        );
+        let dir = std::env::temp_dir().join(format!("berthd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = dir.join("berthd.toml");
+        std::fs::write(&bad, "[[registry]]\nprefix = \"https://x.io\"\n").unwrap();
+        let e = load(&bad).unwrap_err().to_string();
+        assert!(
+            e.contains("berthd.toml") && e.contains("without a scheme"),
+            "{e}"
+        );
+        std::fs::write(&bad, "[[registry]]\nprefix = \"x.io\"\nmirrors = []\n").unwrap();
+        let e = load(&bad).unwrap_err().to_string();
+        assert!(e.contains("mirrors"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

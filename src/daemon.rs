@@ -42,6 +42,9 @@ pub struct Daemon {
     pub machines: crate::machined::Machines,
     /// Held while volumes are made or removed (daemon_storage.rs).
     pub volume_lock: tokio::sync::Mutex<()>,
+    /// Registry mirrors for pulls (berthd.toml's `[[registry]]`), set once
+    /// at start.
+    pub registries: std::sync::OnceLock<berth_image::Registries>,
 }
 
 /// Shims creating (a container or an exec) at once; see run_shim. 2 cores
@@ -94,6 +97,7 @@ impl Daemon {
             gates: Gates::default(),
             machines: Default::default(),
             volume_lock: Default::default(),
+            registries: Default::default(),
         })
     }
 

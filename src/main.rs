@@ -174,6 +174,11 @@ async fn serve(args: Args) -> Result<(), String> {
     ));
     let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles, images, nets);
     daemon.machines.set_enabled(config.register_machines);
+    let registries = config.registries().map_err(|e| e.to_string())?;
+    if !registries.is_empty() {
+        tracing::info!("image pulls ask the mirrors of {:?} first", config.registry);
+    }
+    let _ = daemon.registries.set(registries);
 
     // Objects are served before the name is owned, so the first calls (bus
     // activation) find them.

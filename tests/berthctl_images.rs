@@ -114,3 +114,78 @@ fn pull_from_a_local_registry_with_progress() {
     assert!(err.contains("NotFound"), "{err}");
     b.sh_ok("systemctl stop test-registry");
 }
+
+/// berthd.toml's `[[registry]]` mirrors: an image pulled under a foreign
+/// name (`registry.example/team/bb:1`, a registry the box cannot reach) is
+/// served by the loopback registry that mirrors it, past a dead mirror, and
+/// keeps its name; what no mirror has fails with the registry's own error
+/// and adds nothing; a wrong table stops berthd at start, named.
+#[test]
+fn pull_through_a_registry_mirror() {
+    for tool in ["docker-registry", "skopeo"] {
+        if std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            println!("SKIP pull_through_a_registry_mirror: {tool} is not installed (scripts/deps installs it)");
+            return;
+        }
+    }
+    let Some(b) = berth_box::up_or_skip("berthctl_mirror") else {
+        return;
+    };
+    let port = start_registry(&b);
+    b.sh_ok(MAKE_ARCHIVE);
+    b.sh_ok(&format!(
+        "skopeo --insecure-policy copy --quiet --dest-tls-verify=false docker-archive:/tmp/img/image.tar docker://127.0.0.1:{port}/cache/registry.example/team/bb:1"
+    ));
+    // Port 1 on loopback: nothing listens, the first mirror is refused.
+    let toml = format!(
+        "[[registry]]\\nprefix = \"registry.example/team\"\\n\
+         [[registry.mirror]]\\nlocation = \"127.0.0.1:1/dead\"\\n\
+         [[registry.mirror]]\\nlocation = \"127.0.0.1:{port}/cache/registry.example/team\"\\n"
+    );
+    install_berthd(
+        &b,
+        &format!("mkdir -p /etc/berth && printf '{toml}' > /etc/berth/berthd.toml &&"),
+    );
+    let (code, out, err) = ctl(&b, "image pull registry.example/team/bb:1");
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.trim(), "registry.example/team/bb:1");
+    let ls = ctl_ok(&b, "image ls");
+    assert!(
+        ls.contains("registry.example/team/bb") && !ls.contains("127.0.0.1"),
+        "the image keeps the name it was asked for: {ls}"
+    );
+    assert_eq!(
+        ctl_ok(&b, "run --rm registry.example/team/bb:1 echo mirrored"),
+        "mirrored\n"
+    );
+    // Not at the mirror, and the registry itself is out of reach: its
+    // error, nothing added.
+    let (code, _, err) = ctl(&b, "image pull registry.example/team/bb:missing");
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("registry.example"), "{err}");
+    // Outside the prefix: no mirror is asked.
+    let (code, _, err) = ctl(&b, "image pull registry.example/other/bb:1");
+    assert_eq!(code, 125, "{err}");
+    let ls = ctl_ok(&b, "image ls");
+    assert_eq!(ls.matches("registry.example").count(), 1, "{ls}");
+
+    // A URL where host[:port][/path] belongs: berthd refuses to start.
+    b.sh_ok(
+        "printf '[[registry]]\\nprefix = \"x.io\"\\n[[registry.mirror]]\\nlocation = \"http://m.example\"\\n' > /etc/berth/berthd.toml",
+    );
+    let restart = b.sh("systemctl restart berthd").unwrap();
+    assert!(
+        !restart.status.success(),
+        "berthd started with a wrong [[registry]] table"
+    );
+    let journal = b.sh_ok("journalctl -b -u berthd -o cat --no-pager | tail -5");
+    assert!(
+        journal.contains("berthd.toml") && journal.contains("without a scheme"),
+        "{journal}"
+    );
+    b.sh_ok("systemctl stop test-registry");
+}

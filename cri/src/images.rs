@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use berth_client::ImagesProxy;
 use zbus::zvariant::Value;
 
 use crate::api::*;
@@ -27,15 +28,10 @@ fn image_of(json: &str) -> Image {
                 .collect()
         })
         .unwrap_or_default();
-    let repo = |n: &str| {
-        n.rsplit_once(':')
-            .map(|(r, _)| r.to_string())
-            .unwrap_or_default()
-    };
     let manifest = v["Manifest"].as_str().unwrap_or_default();
     let digests = names
         .iter()
-        .map(|n| format!("{}@{manifest}", repo(n)))
+        .map(|n| format!("{}@{manifest}", repository(n)))
         .filter(|_| !manifest.is_empty())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
@@ -70,7 +66,10 @@ pub async fn list(cri: &Cri, filter: Option<ImageFilter>) -> Result<Vec<Image>> 
     let mut out: Vec<Image> = Vec::new();
     for (name, id, _digest, size, _at) in im.list_images().await? {
         if let Some(i) = out.iter_mut().find(|i| i.id == id) {
-            i.repo_tags.push(name);
+            // Inspect already gave every name of the image.
+            if !i.repo_tags.contains(&name) {
+                i.repo_tags.push(name);
+            }
             continue;
         }
         let Ok(json) = im.inspect_image(&name).await else {
@@ -91,9 +90,32 @@ pub async fn list(cri: &Cri, filter: Option<ImageFilter>) -> Result<Vec<Image>> 
     Ok(out)
 }
 
+/// A name's repository: without `@digest`, without a `:tag` after the last `/`.
+fn repository(name: &str) -> &str {
+    let name = name.split_once('@').map_or(name, |(r, _)| r);
+    match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    }
+}
+
+/// `repo@sha256:…` as repo_digests names an image (a repository it was
+/// pulled under, its manifest digest) → a name of it berthd knows.
+async fn resolve(im: &ImagesProxy<'_>, name: String) -> Result<String> {
+    let Some((repo, digest)) = name.split_once('@') else {
+        return Ok(name);
+    };
+    let found = im
+        .list_images()
+        .await?
+        .into_iter()
+        .find(|(n, _, d, _, _)| d == digest && repository(n) == repo);
+    Ok(found.map_or(name, |row| row.0))
+}
+
 pub async fn status(cri: &Cri, req: ImageStatusRequest) -> Result<ImageStatusResponse> {
-    let name = name_of(req.image.as_ref())?;
     let im = cri.images().await?;
+    let name = resolve(&im, name_of(req.image.as_ref())?).await?;
     match im.inspect_image(&name).await {
         Ok(json) => {
             let mut i = image_of(&json);
@@ -160,8 +182,8 @@ fn decode_auth(b64: &str) -> Option<(String, String)> {
 }
 
 pub async fn remove(cri: &Cri, req: RemoveImageRequest) -> Result<()> {
-    let name = name_of(req.image.as_ref())?;
     let im = cri.images().await?;
+    let name = resolve(&im, name_of(req.image.as_ref())?).await?;
     // By id: every name of it goes (the CRI removes the image, not a tag).
     let names: Vec<String> = match im.inspect_image(&name).await {
         Ok(json) => image_of(&json).repo_tags,
@@ -218,4 +240,22 @@ fn usage(dir: &std::path::Path) -> (u64, u64) {
         }
     }
     (bytes, inodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repository;
+
+    #[test]
+    fn repositories_of_names() {
+        assert_eq!(repository("gcr.io/a/b:1"), "gcr.io/a/b");
+        assert_eq!(repository("localhost:5000/a:v1"), "localhost:5000/a");
+        assert_eq!(repository("localhost:5000/a"), "localhost:5000/a");
+        assert_eq!(
+            repository("gcr.io/a/b@sha256:0123"),
+            "gcr.io/a/b",
+            "a digest's colon is not a tag's"
+        );
+        assert_eq!(repository("gcr.io/a/b:t@sha256:0123"), "gcr.io/a/b");
+    }
 }

@@ -1,5 +1,7 @@
 //! The ImageService half of the gRPC edge (images.rs does the work).
 
+use std::time::Duration;
+
 use tonic::{Request, Response, Status};
 
 use crate::api::image_service_server::ImageService;
@@ -8,6 +10,26 @@ use crate::service::{Boxed, Service};
 use crate::state::Cri;
 
 type R<T> = Result<Response<T>, Status>;
+
+/// The `grpc-timeout` request header (gRPC over HTTP/2: 1–8 digits and a
+/// unit, H M S m u n).
+fn grpc_timeout(m: &tonic::metadata::MetadataMap) -> Option<Duration> {
+    let v = m.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = v.split_at(v.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
 
 fn ok<T>(v: T) -> R<T> {
     Ok(Response::new(v))
@@ -34,7 +56,23 @@ impl ImageService for Service {
     }
 
     async fn pull_image(&self, r: Request<PullImageRequest>) -> R<PullImageResponse> {
-        let image_ref = crate::images::pull(&self.0, r.into_inner()).await?;
+        // tonic ends a call whose `grpc-timeout` passed with CANCELLED; the
+        // CRI (and critest) want DEADLINE_EXCEEDED for a pull that outlives
+        // the caller's deadline. So the pull gets its own deadline, a
+        // millisecond (a tokio timer tick) before tonic's: ours is seen
+        // first. berthd finishes the pull anyway: the next one is instant.
+        let budget = grpc_timeout(r.metadata());
+        let pull = crate::images::pull(&self.0, r.into_inner());
+        let image_ref = match budget {
+            Some(d) => tokio::time::timeout(d.saturating_sub(Duration::from_millis(1)), pull)
+                .await
+                .map_err(|_| {
+                    Status::deadline_exceeded(
+                        "the pull did not finish within the caller's deadline",
+                    )
+                })??,
+            None => pull.await?,
+        };
         ok(PullImageResponse { image_ref })
     }
 
@@ -51,5 +89,27 @@ impl ImageService for Service {
         })
         .await?;
         ok(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts() {
+        let t = |v: &str| {
+            let mut m = tonic::metadata::MetadataMap::new();
+            m.insert("grpc-timeout", v.parse().unwrap());
+            grpc_timeout(&m)
+        };
+        assert_eq!(t("800u"), Some(Duration::from_micros(800)));
+        assert_eq!(t("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(t("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(t("5m"), Some(Duration::from_millis(5)));
+        for bad in ["", "m", "123456789m", "5x", "-5m", "5"] {
+            assert_eq!(t(bad), None, "{bad}");
+        }
+        assert_eq!(grpc_timeout(&tonic::metadata::MetadataMap::new()), None);
     }
 }

@@ -27,6 +27,7 @@ use crate::import::{
 use crate::meta::{ImageRecord, LayerRecord};
 use crate::oci::{self, Descriptor, Index, Kind, Manifest, Platform};
 use crate::reference::{Reference, ReferenceError, DEFAULT_REGISTRY};
+use crate::registries::{Endpoint, Registries};
 use crate::{Error, ImageStore};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +78,8 @@ pub struct PullOptions {
     pub retries: u32,
     pub unpack: bool,
     pub timeout: Duration,
+    /// Mirrors asked before the registry (berthd.toml's `[[registry]]`).
+    pub registries: Registries,
 }
 
 impl Default for PullOptions {
@@ -88,6 +91,7 @@ impl Default for PullOptions {
             retries: 3,
             unpack: true,
             timeout: Duration::from_secs(30),
+            registries: Registries::default(),
         }
     }
 }
@@ -175,13 +179,15 @@ struct Client {
 type Response = ureq::http::Response<ureq::Body>;
 
 impl Client {
-    fn new(r: &Reference, opts: &PullOptions) -> Client {
-        let host = if r.registry == DEFAULT_REGISTRY {
+    fn new(e: &Endpoint, opts: &PullOptions) -> Client {
+        let host = if e.host == DEFAULT_REGISTRY {
             "registry-1.docker.io"
         } else {
-            &r.registry
+            &e.host
         };
-        let plain = opts.plain_http.unwrap_or_else(|| is_loopback(host));
+        let plain = opts
+            .plain_http
+            .unwrap_or_else(|| e.insecure || is_loopback(host));
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(opts.timeout))
@@ -192,9 +198,15 @@ impl Client {
         Client {
             agent,
             base: format!("{}://{host}", if plain { "http" } else { "https" }),
-            registry: r.registry.clone(),
-            repo: r.repository.clone(),
-            creds: opts.credentials.clone(),
+            registry: e.host.clone(),
+            repo: e.repository.clone(),
+            // The caller's credentials are the registry's: a mirror (another
+            // party) never sees them.
+            creds: if e.mirror {
+                None
+            } else {
+                opts.credentials.clone()
+            },
             auth: None,
         }
     }
@@ -454,13 +466,16 @@ impl Client {
     }
 }
 
+/// A platform's manifest: (body, media type, digest, the index's digest).
+type PlatformManifest = (Vec<u8>, String, Digest, Option<Digest>);
+
 /// The manifest `r` names for `opts.platform` (through its index, if it has
-/// one): (body, media type, digest, the index's digest).
+/// one).
 fn platform_manifest(
     c: &mut Client,
     r: &Reference,
     opts: &PullOptions,
-) -> Result<(Vec<u8>, String, Digest, Option<Digest>), Error> {
+) -> Result<PlatformManifest, Error> {
     let tag_or_digest = match (&r.digest, &r.tag) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => t.clone(),
@@ -480,13 +495,33 @@ fn platform_manifest(
     Ok((body, mt, platform_digest, Some(digest)))
 }
 
+/// The first endpoint of `r` (its mirrors, then the registry) that serves
+/// its manifest: a client there and what platform_manifest found. A
+/// mirror's failure is passed over; the registry's is the error.
+fn first_answer(r: &Reference, opts: &PullOptions) -> Result<(Client, PlatformManifest), Error> {
+    let mut last = None;
+    for e in opts.registries.endpoints(r) {
+        let mut c = Client::new(&e, opts);
+        match platform_manifest(&mut c, r, opts) {
+            Ok(found) => return Ok((c, found)),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        PullError::Transport {
+            url: r.name(),
+            message: "no registry to ask".into(),
+        }
+        .into()
+    }))
+}
+
 /// The digest of the manifest a pull of `reference` would record now (the
 /// image's `manifest`), asked of the registry without downloading any blob:
 /// what auto-update compares with the local image.
 pub fn remote_digest(reference: &str, opts: &PullOptions) -> Result<Digest, Error> {
     let r = Reference::parse(reference).map_err(PullError::from)?;
-    let mut c = Client::new(&r, opts);
-    Ok(platform_manifest(&mut c, &r, opts)?.2)
+    Ok(first_answer(&r, opts)?.1 .2)
 }
 
 impl ImageStore {
@@ -500,8 +535,7 @@ impl ImageStore {
         progress: &mut dyn FnMut(&Progress),
     ) -> Result<ImageRecord, Error> {
         let r = Reference::parse(reference).map_err(PullError::from)?;
-        let mut c = Client::new(&r, opts);
-        let (body, mt, digest, index) = platform_manifest(&mut c, &r, opts)?;
+        let (mut c, (body, mt, digest, index)) = first_answer(&r, opts)?;
         if oci::kind_of(&mt) != Some(Kind::Manifest) {
             return Err(ImportError::UnknownMediaType {
                 what: format!("manifest {digest}"),

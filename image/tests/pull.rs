@@ -457,3 +457,57 @@ fn pull_of_a_corrupted_blob_leaves_nothing() {
         "the bad download is gone"
     );
 }
+
+/// The caller's credentials go to the registry (here the mock as the
+/// `location` of `registry.example/test`), never to a mirror (the same
+/// mock as a mirror: its token endpoint is asked without them and refuses,
+/// and the pull falls through to registry.example, which does not exist).
+#[test]
+fn credentials_go_to_the_registry_never_to_a_mirror() {
+    if !root_or_skip("credentials_go_to_the_registry_never_to_a_mirror") {
+        return;
+    }
+    use berth_image::registries::{Mirror, Registries, Registry};
+    let t = TempDir::new("mock-mirror");
+    let layout = t.join("layout");
+    write_layout(&layout, &[BlobLayer::plain(small_base())], "v1");
+    let mock = Mock::start(layout, MockConf::default());
+    let store = ImageStore::open(&t.join("store")).unwrap();
+    let mock_at = format!("127.0.0.1:{}/test", mock.port);
+    let table = |mirror: bool| Registry {
+        prefix: Some("registry.example.invalid/test".into()),
+        location: (!mirror).then(|| mock_at.clone()),
+        insecure: false,
+        mirror: if mirror {
+            vec![Mirror {
+                location: mock_at.clone(),
+                insecure: false,
+            }]
+        } else {
+            vec![]
+        },
+    };
+    let name = "registry.example.invalid/test/bb:v1";
+
+    let opts = PullOptions {
+        registries: Registries::new(vec![table(true)]).unwrap(),
+        ..creds()
+    };
+    let err = store.pull(name, &opts, &mut |_| {}).unwrap_err();
+    assert!(
+        mock.token_requests.load(Ordering::SeqCst) >= 1,
+        "the mirror was asked first"
+    );
+    assert!(
+        err.to_string().contains("registry.example.invalid"),
+        "{err}"
+    );
+    assert_empty(&store);
+
+    let opts = PullOptions {
+        registries: Registries::new(vec![table(false)]).unwrap(),
+        ..creds()
+    };
+    let rec = store.pull(name, &opts, &mut |_| {}).unwrap();
+    assert_eq!(rec.name, name, "the image keeps the name it was asked for");
+}

@@ -34,10 +34,16 @@ fn check_keys(options: &HashMap<String, OwnedValue>, known: &[&str]) -> Result<(
     }
 }
 
-/// PullImage's (and GetRemoteDigest's) options.
-fn pull_options(options: &HashMap<String, OwnedValue>) -> Result<berth_image::PullOptions> {
+/// PullImage's (and GetRemoteDigest's) options, with berthd's mirrors.
+fn pull_options(
+    daemon: &Daemon,
+    options: &HashMap<String, OwnedValue>,
+) -> Result<berth_image::PullOptions> {
     check_keys(options, &["username", "password", "plain_http"])?;
-    let mut opts = berth_image::PullOptions::default();
+    let mut opts = berth_image::PullOptions {
+        registries: daemon.registries.get().cloned().unwrap_or_default(),
+        ..Default::default()
+    };
     if let (Some(u), Some(p)) = (
         string_option(options, "username")?,
         string_option(options, "password")?,
@@ -104,7 +110,7 @@ impl Images {
         #[zbus(signal_emitter)] em: SignalEmitter<'_>,
     ) -> Result<String> {
         require_root(conn, &hdr).await?;
-        let opts = pull_options(&options)?;
+        let opts = pull_options(&self.daemon, &options)?;
         // Progress goes out as PullProgress signals from here: the pull runs
         // on the blocking pool, the signals need the async side. At most one
         // signal per blob per 100 ms, and the last one always.
@@ -152,7 +158,7 @@ impl Images {
     ) -> Result<String> {
         require_root(conn, &hdr).await?;
         check_name(reference)?;
-        let opts = pull_options(&options)?;
+        let opts = pull_options(&self.daemon, &options)?;
         let reference = reference.to_string();
         tokio::task::spawn_blocking(move || berth_image::pull::remote_digest(&reference, &opts))
             .await
