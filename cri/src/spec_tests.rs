@@ -25,6 +25,7 @@ fn pod() -> PodPaths {
         host_network: false,
         host_ipc: false,
         host_pid: false,
+        userns: None,
     }
 }
 
