@@ -98,3 +98,102 @@ pub(super) fn set_mappings(spec: &mut Spec, u: &PodUserns) -> Result<()> {
         .set_gid_mappings(Some(map(u.gid)?));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption, UserNamespace};
+
+    fn pod(mode: NamespaceMode, uids: Vec<IdMapping>, gids: Vec<IdMapping>) -> PodSandboxConfig {
+        pod_ns(NamespaceOption {
+            userns_options: Some(UserNamespace {
+                mode: mode as i32,
+                uids,
+                gids,
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn pod_ns(ns: NamespaceOption) -> PodSandboxConfig {
+        PodSandboxConfig {
+            linux: Some(LinuxPodSandboxConfig {
+                security_context: Some(LinuxSandboxSecurityContext {
+                    namespace_options: Some(ns),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn map(c: u32, h: u32, l: u32) -> IdMapping {
+        IdMapping {
+            container_id: c,
+            host_id: h,
+            length: l,
+        }
+    }
+
+    fn invalid(cfg: &PodSandboxConfig) -> bool {
+        matches!(of_pod(cfg), Err(CriError::InvalidArgument(_)))
+    }
+
+    #[test]
+    fn node_and_none_are_the_hosts() {
+        assert_eq!(of_pod(&PodSandboxConfig::default()).unwrap(), None);
+        assert_eq!(of_pod(&pod(NamespaceMode::Node, vec![], vec![])).unwrap(), None);
+        assert!(invalid(&pod(NamespaceMode::Node, vec![map(0, 1000, 10)], vec![])));
+    }
+
+    #[test]
+    fn pod_mode_takes_one_mapping_of_id_0_each() {
+        let one = vec![map(0, 1000, 100000)];
+        let u = of_pod(&pod(NamespaceMode::Pod, one.clone(), one.clone())).unwrap();
+        assert_eq!(
+            u,
+            Some(PodUserns {
+                uid: (0, 1000, 100000),
+                gid: (0, 1000, 100000)
+            })
+        );
+        let two = vec![map(0, 1000, 100000), map(0, 2000, 100000)];
+        assert!(invalid(&pod(NamespaceMode::Pod, two, one.clone())));
+        assert!(invalid(&pod(NamespaceMode::Pod, one.clone(), vec![])));
+        assert!(invalid(&pod(NamespaceMode::Pod, vec![map(1, 1000, 10)], one.clone())));
+        assert!(invalid(&pod(NamespaceMode::Pod, vec![map(0, 1000, 0)], one.clone())));
+        assert!(invalid(&pod(NamespaceMode::Pod, vec![map(0, u32::MAX, 2)], one)));
+    }
+
+    #[test]
+    fn container_target_and_host_namespaces_are_refused() {
+        assert!(invalid(&pod(NamespaceMode::Container, vec![], vec![])));
+        assert!(invalid(&pod(NamespaceMode::Target, vec![], vec![])));
+        let one = vec![map(0, 1000, 100000)];
+        let mut ns = NamespaceOption {
+            userns_options: Some(UserNamespace {
+                mode: NamespaceMode::Pod as i32,
+                uids: one.clone(),
+                gids: one,
+            }),
+            ..Default::default()
+        };
+        ns.network = NamespaceMode::Node as i32;
+        assert!(invalid(&pod_ns(ns)));
+    }
+
+    #[test]
+    fn a_containers_spec_gets_the_mappings() {
+        let u = PodUserns {
+            uid: (0, 1000, 100000),
+            gid: (0, 2000, 5),
+        };
+        let mut spec = Spec::default();
+        set_mappings(&mut spec, &u).unwrap();
+        let l = spec.linux().as_ref().unwrap();
+        let g = &l.gid_mappings().as_ref().unwrap()[0];
+        assert_eq!((g.container_id(), g.host_id(), g.size()), (0, 2000, 5));
+        assert_eq!(l.uid_mappings().as_ref().unwrap()[0].host_id(), 1000);
+    }
+}
