@@ -88,7 +88,7 @@ async fn features(cri: &mut Cri) {
         .await
         .unwrap()
         .into_inner();
-    let f = st.runtime_handlers[0].features.clone().unwrap();
+    let f = st.runtime_handlers[0].features.unwrap();
     assert!(f.user_namespaces && f.recursive_read_only_mounts, "{f:?}");
     // critest's rootfsPath(): the parent of config.stateDir takes idmaps.
     let cfg: serde_json::Value = serde_json::from_str(&st.info["config"]).unwrap();
@@ -104,7 +104,10 @@ async fn pod_userns(b: &berth_box::SystemdBox, cri: &mut Cri) {
             gids: mapping(1000, 100000),
         }),
     );
-    let pod = cri.run_pod(&cfg).await.expect("RunPodSandbox with POD userns");
+    let pod = cri
+        .run_pod(&cfg)
+        .await
+        .expect("RunPodSandbox with POD userns");
     let dir = format!("/run/berth/cri/pods/{pod}");
     let c = cri
         .create(&pod, &cfg, container_config("u1", &["sleep", "1000"]))
@@ -119,8 +122,13 @@ async fn pod_userns(b: &berth_box::SystemdBox, cri: &mut Cri) {
     let gmap = cri.out(&c, &["cat", "/proc/self/gid_map"]).await;
     assert_eq!(gmap.split_whitespace().collect::<Vec<_>>(), fields);
     // The pod's pinned namespace, not one of the container's own.
-    let inside = cri.out(&c, &["busybox", "readlink", "/proc/self/ns/user"]).await;
-    let pinned = b.sh_ok(&format!("stat -L -c %i {dir}/user")).trim().to_string();
+    let inside = cri
+        .out(&c, &["busybox", "readlink", "/proc/self/ns/user"])
+        .await;
+    let pinned = b
+        .sh_ok(&format!("stat -L -c %i {dir}/user"))
+        .trim()
+        .to_string();
     assert_eq!(inside, format!("user:[{pinned}]"));
     // Its UTS namespace (owned by the pod's user namespace) has its name.
     assert_eq!(cri.out(&c, &["hostname"]).await, "uns");
@@ -175,7 +183,10 @@ async fn node_userns(b: &berth_box::SystemdBox, cri: &mut Cri) {
             ..Default::default()
         }),
     );
-    let pod = cri.run_pod(&cfg).await.expect("RunPodSandbox with NODE userns");
+    let pod = cri
+        .run_pod(&cfg)
+        .await
+        .expect("RunPodSandbox with NODE userns");
     let c = cri
         .create(&pod, &cfg, container_config("n1", &["sleep", "1000"]))
         .await
@@ -186,7 +197,9 @@ async fn node_userns(b: &berth_box::SystemdBox, cri: &mut Cri) {
     let host = b.sh_ok("cat /proc/self/uid_map");
     let norm = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     assert_eq!(norm(&inside), norm(&host));
-    assert!(!b.sh_ok(&format!("ls /run/berth/cri/pods/{pod}")).contains("user"));
+    assert!(!b
+        .sh_ok(&format!("ls /run/berth/cri/pods/{pod}"))
+        .contains("user"));
     cri.rt
         .stop_pod_sandbox(StopPodSandboxRequest {
             pod_sandbox_id: pod.clone(),
@@ -203,7 +216,7 @@ async fn node_userns(b: &berth_box::SystemdBox, cri: &mut Cri) {
 
 async fn bad_userns(b: &berth_box::SystemdBox, cri: &mut Cri) {
     let before = b.sh_ok("ls /run/berth/cri/pods | wc -l");
-    let two = vec![mapping(1000, 100000)[0].clone(), mapping(2000, 100000)[0].clone()];
+    let two = vec![mapping(1000, 100000)[0], mapping(2000, 100000)[0]];
     let not_zero = vec![IdMapping {
         container_id: 1,
         host_id: 1000,
@@ -225,7 +238,11 @@ async fn bad_userns(b: &berth_box::SystemdBox, cri: &mut Cri) {
                 gids,
             }),
         );
-        assert_eq!(code(cri.run_pod(&cfg).await), Code::InvalidArgument, "case {i}");
+        assert_eq!(
+            code(cri.run_pod(&cfg).await),
+            Code::InvalidArgument,
+            "case {i}"
+        );
     }
     // POD with the host's network: refused too.
     let mut host_net = pod_with(
@@ -272,8 +289,14 @@ async fn rro(b: &berth_box::SystemdBox, cri: &mut Cri) {
         c
     };
     let private = MountPropagation::PropagationPrivate;
-    let r = cri.create(&pod, &cfg, with("r1", true, true, private)).await.unwrap();
-    let plain = cri.create(&pod, &cfg, with("r2", true, false, private)).await.unwrap();
+    let r = cri
+        .create(&pod, &cfg, with("r1", true, true, private))
+        .await
+        .unwrap();
+    let plain = cri
+        .create(&pod, &cfg, with("r2", true, false, private))
+        .await
+        .unwrap();
     for c in [&r, &plain] {
         cri.start(c).await;
         cri.wait_state(c, ContainerState::ContainerRunning).await;
@@ -285,8 +308,16 @@ async fn rro(b: &berth_box::SystemdBox, cri: &mut Cri) {
         "rro submount writable: {rro_out}"
     );
     // ro alone: the mount is read-only, its submount is not.
-    assert!(cri.out(&plain, &["sh", "-c", touch]).await.ends_with("rc=0"));
-    let top = cri.out(&plain, &["sh", "-c", "busybox touch /mnt/x 2>&1; echo rc=$?"]).await;
+    assert!(cri
+        .out(&plain, &["sh", "-c", touch])
+        .await
+        .ends_with("rc=0"));
+    let top = cri
+        .out(
+            &plain,
+            &["sh", "-c", "busybox touch /mnt/x 2>&1; echo rc=$?"],
+        )
+        .await;
     assert!(top.ends_with("rc=1"), "{top}");
     // The rules: rro is read-only and private.
     for (name, readonly, prop) in [
@@ -294,7 +325,9 @@ async fn rro(b: &berth_box::SystemdBox, cri: &mut Cri) {
         ("bad2", true, MountPropagation::PropagationHostToContainer),
         ("bad3", true, MountPropagation::PropagationBidirectional),
     ] {
-        let e = cri.create(&pod, &cfg, with(name, readonly, true, prop)).await;
+        let e = cri
+            .create(&pod, &cfg, with(name, readonly, true, prop))
+            .await;
         assert_eq!(code(e), Code::InvalidArgument, "{name}");
     }
     cri.rt
@@ -304,7 +337,9 @@ async fn rro(b: &berth_box::SystemdBox, cri: &mut Cri) {
         .await
         .unwrap();
     cri.rt
-        .remove_pod_sandbox(RemovePodSandboxRequest { pod_sandbox_id: pod })
+        .remove_pod_sandbox(RemovePodSandboxRequest {
+            pod_sandbox_id: pod,
+        })
         .await
         .unwrap();
     b.sh_ok("umount /tmp/rro/tmpfs");

@@ -50,8 +50,10 @@ pub fn pin(dir: &Path, uid: IdMap, gid: IdMap, hostname: &str) -> Result<(), Use
         return Ok(());
     }
     let host = CString::new(hostname).map_err(|e| sys("hostname")(e.into()))?;
-    let (to_child_r, to_child_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| sys("pipe")(e.into()))?;
-    let (to_us_r, to_us_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| sys("pipe")(e.into()))?;
+    let (to_child_r, to_child_w) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| sys("pipe")(e.into()))?;
+    let (to_us_r, to_us_w) =
+        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| sys("pipe")(e.into()))?;
     // SAFETY: the child makes only async-signal-safe system calls (no
     // allocation, no locks) and leaves with _exit.
     match unsafe { fork() }.map_err(|e| sys("fork")(e.into()))? {
@@ -136,7 +138,9 @@ impl Parent {
     }
 
     fn go(&mut self) -> Result<(), UsernsError> {
-        self.go.write_all(b"g").map_err(sys("writing to the helper"))
+        self.go
+            .write_all(b"g")
+            .map_err(sys("writing to the helper"))
     }
 
     fn pin(&mut self, dir: &Path, uid: IdMap, gid: IdMap) -> Result<(), UsernsError> {

@@ -241,10 +241,22 @@ fn a_userns_pods_container_joins_it_and_idmaps_the_pod_files() {
         .flatten()
         .find(|n| n.typ() == LinuxNamespaceType::User)
         .expect("a user namespace");
-    assert_eq!(user.path().as_deref(), Some("/run/berth/cri/pods/p/user".as_ref()));
+    assert_eq!(
+        user.path().as_deref(),
+        Some("/run/berth/cri/pods/p/user".as_ref())
+    );
     assert_eq!(linux.uid_mappings().as_ref().unwrap()[0].host_id(), 1000);
-    for dest in ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/dev/shm"] {
-        let m = s.mounts().iter().flatten().find(|m| m.destination() == std::path::Path::new(dest));
+    for dest in [
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/resolv.conf",
+        "/dev/shm",
+    ] {
+        let m = s
+            .mounts()
+            .iter()
+            .flatten()
+            .find(|m| m.destination() == std::path::Path::new(dest));
         let opts = m.and_then(|m| m.options().clone()).unwrap_or_default();
         assert!(opts.iter().any(|o| o == "idmap"), "{dest}: {opts:?}");
     }
@@ -272,16 +284,34 @@ fn recursive_read_only_mounts_and_their_rules() {
         ..cfg()
     };
     let p = PodSandboxConfig::default();
-    let (s, _) = build(&with(true, MountPropagation::PropagationPrivate), &p, &pod(), &image(), None).unwrap();
-    let m = s.mounts().iter().flatten().find(|m| m.destination() == std::path::Path::new("/mnt")).unwrap();
+    let (s, _) = build(
+        &with(true, MountPropagation::PropagationPrivate),
+        &p,
+        &pod(),
+        &image(),
+        None,
+    )
+    .unwrap();
+    let m = s
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| m.destination() == std::path::Path::new("/mnt"))
+        .unwrap();
     let opts = m.options().clone().unwrap();
-    assert!(opts.iter().any(|o| o == "rro") && opts.iter().any(|o| o == "ro"), "{opts:?}");
+    assert!(
+        opts.iter().any(|o| o == "rro") && opts.iter().any(|o| o == "ro"),
+        "{opts:?}"
+    );
     for (readonly, prop) in [
         (false, MountPropagation::PropagationPrivate),
         (true, MountPropagation::PropagationHostToContainer),
         (true, MountPropagation::PropagationBidirectional),
     ] {
         let r = build(&with(readonly, prop), &p, &pod(), &image(), None);
-        assert!(matches!(r, Err(crate::error::CriError::InvalidArgument(_))), "{readonly} {prop:?}");
+        assert!(
+            matches!(r, Err(crate::error::CriError::InvalidArgument(_))),
+            "{readonly} {prop:?}"
+        );
     }
 }

@@ -52,7 +52,8 @@ pub fn bind_idmapped(
 }
 
 fn open_tree_clone(source: &Path, recursive: bool) -> nix::Result<OwnedFd> {
-    let path = CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| nix::Error::EINVAL)?;
+    let path =
+        CString::new(source.as_os_str().as_encoded_bytes()).map_err(|_| nix::Error::EINVAL)?;
     let mut flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;

@@ -9,8 +9,8 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::os::fd::BorrowedFd;
+use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -275,7 +275,7 @@ fn mount_entry(index: usize, m: &Mount, ctx: &MountContext) -> Result<()> {
             }
             (Some(_), None) => {
                 return Err(bad(
-                    "idmap/ridmap needs a user namespace joined by path".into(),
+                    "idmap/ridmap needs a user namespace joined by path".into()
                 ))
             }
         }

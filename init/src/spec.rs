@@ -269,7 +269,9 @@ fn check_idmap_mount(spec: &Spec, bind: bool) -> Result<(), String> {
                 .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some())
         });
     if !joined {
-        return Err("idmap/ridmap needs a user namespace joined by path in linux.namespaces".into());
+        return Err(
+            "idmap/ridmap needs a user namespace joined by path in linux.namespaces".into(),
+        );
     }
     Ok(())
 }

@@ -102,7 +102,9 @@ pub(super) fn set_mappings(spec: &mut Spec, u: &PodUserns) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption, UserNamespace};
+    use crate::api::{
+        LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption, UserNamespace,
+    };
 
     fn pod(mode: NamespaceMode, uids: Vec<IdMapping>, gids: Vec<IdMapping>) -> PodSandboxConfig {
         pod_ns(NamespaceOption {
@@ -143,8 +145,15 @@ mod tests {
     #[test]
     fn node_and_none_are_the_hosts() {
         assert_eq!(of_pod(&PodSandboxConfig::default()).unwrap(), None);
-        assert_eq!(of_pod(&pod(NamespaceMode::Node, vec![], vec![])).unwrap(), None);
-        assert!(invalid(&pod(NamespaceMode::Node, vec![map(0, 1000, 10)], vec![])));
+        assert_eq!(
+            of_pod(&pod(NamespaceMode::Node, vec![], vec![])).unwrap(),
+            None
+        );
+        assert!(invalid(&pod(
+            NamespaceMode::Node,
+            vec![map(0, 1000, 10)],
+            vec![]
+        )));
     }
 
     #[test]
@@ -161,9 +170,21 @@ mod tests {
         let two = vec![map(0, 1000, 100000), map(0, 2000, 100000)];
         assert!(invalid(&pod(NamespaceMode::Pod, two, one.clone())));
         assert!(invalid(&pod(NamespaceMode::Pod, one.clone(), vec![])));
-        assert!(invalid(&pod(NamespaceMode::Pod, vec![map(1, 1000, 10)], one.clone())));
-        assert!(invalid(&pod(NamespaceMode::Pod, vec![map(0, 1000, 0)], one.clone())));
-        assert!(invalid(&pod(NamespaceMode::Pod, vec![map(0, u32::MAX, 2)], one)));
+        assert!(invalid(&pod(
+            NamespaceMode::Pod,
+            vec![map(1, 1000, 10)],
+            one.clone()
+        )));
+        assert!(invalid(&pod(
+            NamespaceMode::Pod,
+            vec![map(0, 1000, 0)],
+            one.clone()
+        )));
+        assert!(invalid(&pod(
+            NamespaceMode::Pod,
+            vec![map(0, u32::MAX, 2)],
+            one
+        )));
     }
 
     #[test]
