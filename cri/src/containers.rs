@@ -57,6 +57,7 @@ pub async fn create(cri: &Arc<Cri>, req: CreateContainerRequest) -> Result<Strin
         host_network: pod.host_network,
         host_ipc: pod.host_ipc,
         host_pid: pod.host_pid,
+        userns: crate::spec::userns::of_pod(&pod_cfg)?,
     };
     let (spec, user) = crate::spec::build(&cfg, &pod_cfg, &paths, &image, target_pid)?;
     let log_path = match (pod.log_directory.as_str(), cfg.log_path.as_str()) {

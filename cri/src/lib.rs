@@ -13,6 +13,7 @@ pub mod error;
 pub mod events;
 pub mod exec;
 pub mod images;
+pub mod pod_userns;
 pub mod pods;
 pub mod recovery;
 pub mod sandbox;

@@ -90,6 +90,9 @@ async fn main() {
 
 async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(Store::open(&a.state_dir)?);
+    // Made now, not at the first pod: Status names it (the `stateDir` whose
+    // parent critest checks for idmapped mounts).
+    std::fs::create_dir_all(a.run_dir.join("pods"))?;
     let conn = zbus::Connection::system().await?;
     let cri = Arc::new(Cri {
         store,

@@ -43,6 +43,7 @@ pub async fn run(cri: &Arc<Cri>, req: RunPodSandboxRequest) -> Result<String> {
         ));
     }
     let (host_network, host_ipc, host_pid) = host_namespaces(&cfg);
+    let userns = crate::spec::userns::of_pod(&cfg)?.map(|u| (u.uid, u.gid));
     // The systemd driver's cgroup_parent is a slice name; a path of slices
     // (/kubepods.slice/…/x.slice) names its last one, whose parents systemd
     // implies from the name.
@@ -127,6 +128,7 @@ pub async fn run(cri: &Arc<Cri>, req: RunPodSandboxRequest) -> Result<String> {
                 host_ipc,
                 ports,
                 dns: Some((&dns.servers, &dns.searches, &dns.options)),
+                userns,
             };
             Ok(sb.setup(&net)?)
         })

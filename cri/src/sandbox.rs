@@ -4,7 +4,8 @@
 //! /etc/cni/net.d through berth-net's CNI caller and result cache, and the
 //! files every container of the pod shares (hostname, hosts, resolv.conf).
 //!
-//! Layout: /run/berth/cri/pods/<id>/{net,ipc,uts,hostname,hosts,resolv.conf}.
+//! Layout: /run/berth/cri/pods/<id>/{net,ipc,uts,hostname,hosts,resolv.conf}
+//! and `user` for a pod with a user namespace (pod_userns.rs).
 //! Everything here is idempotent (a second teardown finds nothing and is
 //! fine), which is what recovery after a kill -9 relies on.
 
@@ -39,6 +40,8 @@ pub enum SandboxError {
     Config { path: String, msg: String },
     #[error("the namespace thread died")]
     Thread,
+    #[error(transparent)]
+    Userns(#[from] crate::pod_userns::UsernsError),
 }
 
 type Result<T> = std::result::Result<T, SandboxError>;
@@ -65,6 +68,9 @@ pub struct PodNet<'a> {
     /// (host port, container port, protocol, host ip) for portmap.
     pub ports: Vec<(i32, i32, &'static str, String)>,
     pub dns: Option<(&'a [String], &'a [String], &'a [String])>,
+    /// A user namespace of the pod's own (UserNamespace mode POD): its uid
+    /// and gid mapping. Its net, ipc and uts namespaces then belong to it.
+    pub userns: Option<(crate::pod_userns::IdMap, crate::pod_userns::IdMap)>,
 }
 
 impl Sandboxes {
@@ -83,6 +89,9 @@ impl Sandboxes {
         let dir = self.dir(p.id);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         self.write_files(p)?;
+        if let Some((uid, gid)) = p.userns {
+            crate::pod_userns::pin(&dir, uid, gid, p.hostname)?;
+        }
         if !p.host_ipc || !p.host_network {
             pin_ipc_uts(
                 &dir,
@@ -197,7 +206,7 @@ impl Sandboxes {
             Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
             Err(e) => return Err(io(&shm)(e.into())),
         }
-        for ns in ["ipc", "uts"] {
+        for ns in ["ipc", "uts", "user"] {
             let p = self.ns_path(id, ns);
             berth_net::netns::remove(&p).map_err(io(&p))?;
         }

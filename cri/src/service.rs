@@ -330,6 +330,9 @@ impl RuntimeService for Service {
                     "cgroupDriver": "systemd",
                     "cniConfDir": self.0.sandboxes.cni_conf_dir,
                     "podCIDR": cidr,
+                    // critest's rootfsPath() tests idmapped mounts on this
+                    // directory's parent: where the pods' idmapped files are.
+                    "stateDir": self.0.sandboxes.run_dir.join("pods"),
                 })
                 .to_string(),
             );
@@ -345,8 +348,8 @@ impl RuntimeService for Service {
             runtime_handlers: vec![RuntimeHandler {
                 name: String::new(),
                 features: Some(RuntimeHandlerFeatures {
-                    recursive_read_only_mounts: false,
-                    user_namespaces: false,
+                    recursive_read_only_mounts: true,
+                    user_namespaces: true,
                 }),
             }],
             features: Some(RuntimeFeatures {

@@ -25,6 +25,7 @@ fn pod() -> PodPaths {
         host_network: false,
         host_ipc: false,
         host_pid: false,
+        userns: None,
     }
 }
 
@@ -220,4 +221,97 @@ fn bad_input_is_refused() {
         ..cfg()
     };
     assert!(build(&c, &PodSandboxConfig::default(), &pod(), &image(), None).is_err());
+}
+
+#[test]
+fn a_userns_pods_container_joins_it_and_idmaps_the_pod_files() {
+    let u = crate::spec::userns::PodUserns {
+        uid: (0, 1000, 100000),
+        gid: (0, 1000, 100000),
+    };
+    let paths = PodPaths {
+        userns: Some(u),
+        ..pod()
+    };
+    let (s, _) = build(&cfg(), &PodSandboxConfig::default(), &paths, &image(), None).unwrap();
+    let linux = s.linux().as_ref().unwrap();
+    let user = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .find(|n| n.typ() == LinuxNamespaceType::User)
+        .expect("a user namespace");
+    assert_eq!(
+        user.path().as_deref(),
+        Some("/run/berth/cri/pods/p/user".as_ref())
+    );
+    assert_eq!(linux.uid_mappings().as_ref().unwrap()[0].host_id(), 1000);
+    for dest in [
+        "/etc/hosts",
+        "/etc/hostname",
+        "/etc/resolv.conf",
+        "/dev/shm",
+    ] {
+        let m = s
+            .mounts()
+            .iter()
+            .flatten()
+            .find(|m| m.destination() == std::path::Path::new(dest));
+        let opts = m.and_then(|m| m.options().clone()).unwrap_or_default();
+        assert!(opts.iter().any(|o| o == "idmap"), "{dest}: {opts:?}");
+    }
+    // Without a user namespace: no idmap, no user namespace.
+    let (s, _) = build(&cfg(), &PodSandboxConfig::default(), &pod(), &image(), None).unwrap();
+    assert!(!s.mounts().iter().flatten().any(|m| m
+        .options()
+        .iter()
+        .flatten()
+        .any(|o| o == "idmap")));
+}
+
+#[test]
+fn recursive_read_only_mounts_and_their_rules() {
+    let dir = std::env::temp_dir();
+    let with = |readonly, prop: MountPropagation| ContainerConfig {
+        mounts: vec![Mount {
+            host_path: dir.display().to_string(),
+            container_path: "/mnt".into(),
+            readonly,
+            recursive_read_only: true,
+            propagation: prop as i32,
+            ..Default::default()
+        }],
+        ..cfg()
+    };
+    let p = PodSandboxConfig::default();
+    let (s, _) = build(
+        &with(true, MountPropagation::PropagationPrivate),
+        &p,
+        &pod(),
+        &image(),
+        None,
+    )
+    .unwrap();
+    let m = s
+        .mounts()
+        .iter()
+        .flatten()
+        .find(|m| m.destination() == std::path::Path::new("/mnt"))
+        .unwrap();
+    let opts = m.options().clone().unwrap();
+    assert!(
+        opts.iter().any(|o| o == "rro") && opts.iter().any(|o| o == "ro"),
+        "{opts:?}"
+    );
+    for (readonly, prop) in [
+        (false, MountPropagation::PropagationPrivate),
+        (true, MountPropagation::PropagationHostToContainer),
+        (true, MountPropagation::PropagationBidirectional),
+    ] {
+        let r = build(&with(readonly, prop), &p, &pod(), &image(), None);
+        assert!(
+            matches!(r, Err(crate::error::CriError::InvalidArgument(_))),
+            "{readonly} {prop:?}"
+        );
+    }
 }

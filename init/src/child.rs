@@ -19,7 +19,7 @@ use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use crate::error::ChildFailure;
 use crate::hooks::{self, Phase};
-use crate::namespaces::Namespaces;
+use crate::namespaces::{LateUser, Namespaces};
 use crate::spec::Bundle;
 use crate::sync::{Channel, ToCreator, ToInit};
 use crate::{capabilities, console, process, rootfs, seccomp};
@@ -107,20 +107,19 @@ fn init(
     close_fds_except(3 + ctx.preserve_fds, &keep).map_err(|e| format!("close_range: {e}"))?;
     // The creator writes our id maps and places us in the cgroup, then says go.
     let host_pid = wait_proceed(&ctx.channel)?;
-    ctx.namespaces.join_all().map_err(|e| e.to_string())?;
+    let late_user = LateUser::open(&ctx.namespaces).map_err(|e| e.to_string())?;
+    ctx.namespaces
+        .join_all(late_user.is_some())
+        .map_err(|e| e.to_string())?;
     if ctx.namespaces.new.contains(CloneFlags::CLONE_NEWCGROUP) {
         // Now that the creator has moved us into the container's cgroup, a new
         // cgroup namespace makes that cgroup the container's "/".
         nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
             .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;
     }
-    let in_userns = ctx.namespaces.has(CloneFlags::CLONE_NEWUSER);
+    let in_userns = ctx.namespaces.has(CloneFlags::CLONE_NEWUSER) && late_user.is_none();
     if in_userns {
-        // Become root of the new user namespace (a mapped uid 0).
-        nix::unistd::setresgid(0.into(), 0.into(), 0.into())
-            .map_err(|e| format!("setresgid(0) in the user namespace: {e}"))?;
-        nix::unistd::setresuid(0.into(), 0.into(), 0.into())
-            .map_err(|e| format!("setresuid(0) in the user namespace: {e}"))?;
+        become_userns_root()?;
     }
     if ctx.namespaces.has(CloneFlags::CLONE_NEWUTS) {
         process::set_uts(spec).map_err(|e| e.to_string())?;
@@ -153,8 +152,8 @@ fn init(
         .map_err(|e| format!("process.cwd: {e}"))?;
     let _ = std::fs::create_dir_all(&cwd_in_root);
     if mounts_ns {
-        rootfs::mount_all(spec, &ctx.bundle.rootfs, &ctx.bundle.dir, in_userns)
-            .map_err(|e| e.to_string())?;
+        let idmap_userns = late_user.as_ref().map(LateUser::fd);
+        rootfs::mount_all(spec, &ctx.bundle, in_userns, idmap_userns).map_err(|e| e.to_string())?;
     }
     hooks::run(
         &hooks::hooks_for(spec_hooks, Phase::CreateContainer),
@@ -180,6 +179,10 @@ fn init(
         rootfs::finalize(spec).map_err(|e| e.to_string())?;
     } else {
         nix::unistd::chroot(&ctx.bundle.rootfs).map_err(|e| format!("chroot: {e}"))?;
+    }
+    if let Some(user) = late_user {
+        user.enter().map_err(|e| e.to_string())?;
+        become_userns_root()?;
     }
     if let Some(sock) = &ctx.console_socket {
         console::setup(sock, process, true).map_err(|e| e.to_string())?;
@@ -222,6 +225,14 @@ fn init(
     // `start` the process runs, so poststart hooks follow the exec. A failure
     // before then is written into it for `start` to report.
     exec_prepared(&prepared, filter)
+}
+
+/// Become root of the user namespace just entered (a mapped uid 0).
+fn become_userns_root() -> Result<(), String> {
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+        .map_err(|e| format!("setresgid(0) in the user namespace: {e}"))?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+        .map_err(|e| format!("setresuid(0) in the user namespace: {e}"))
 }
 
 /// What the init writes into the exec FIFO once its startContainer hooks

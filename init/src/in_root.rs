@@ -30,6 +30,10 @@ impl Target {
         self.fd.as_raw_fd()
     }
 
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+
     /// Where the held inode is now, as the kernel names it.
     pub fn real_path(&self) -> io::Result<PathBuf> {
         std::fs::read_link(self.proc_path())

@@ -20,6 +20,7 @@ pub mod dev_nodes;
 pub mod error;
 pub mod exec;
 pub mod hooks;
+pub mod idmap;
 pub mod in_root;
 pub mod lsm;
 pub mod mounts;

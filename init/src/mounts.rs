@@ -17,6 +17,9 @@ pub struct MountOptions {
     pub recursive: RecursiveAttrs,
     /// `tmpcopyup`: a tmpfs starts with what the image had at its target.
     pub tmpcopyup: bool,
+    /// `idmap` (Some(false)) or `ridmap` (Some(true)): a bind mapped with the
+    /// container's user namespace (idmap.rs).
+    pub idmap: Option<bool>,
 }
 
 /// The `attr_set`/`attr_clr` of a mount_setattr(2) call with AT_RECURSIVE.
@@ -77,6 +80,7 @@ impl Default for MountOptions {
             bind: false,
             recursive: RecursiveAttrs::default(),
             tmpcopyup: false,
+            idmap: None,
         }
     }
 }
@@ -159,7 +163,7 @@ pub fn parse_options(options: &[String]) -> Result<MountOptions, String> {
         } else if opt == "tmpcopyup" {
             out.tmpcopyup = true;
         } else if matches!(opt.as_str(), "idmap" | "ridmap") {
-            return Err(format!("option {opt:?} is not supported"));
+            out.idmap = Some(opt == "ridmap");
         } else {
             data.push(opt.as_str());
         }
@@ -268,8 +272,17 @@ mod tests {
     }
 
     #[test]
+    fn idmap_options_are_not_fs_data() {
+        assert_eq!(opts(&["rbind", "idmap"]).idmap, Some(false));
+        let o = opts(&["rbind", "ridmap", "ro"]);
+        assert_eq!(o.idmap, Some(true));
+        assert!(o.data.is_empty());
+        assert_eq!(opts(&["rbind"]).idmap, None);
+    }
+
+    #[test]
     fn bad_options() {
-        for bad in ["", "a,b", "idmap"] {
+        for bad in ["", "a,b"] {
             assert!(parse_options(&[bad.to_string()]).is_err(), "{bad:?}");
         }
     }

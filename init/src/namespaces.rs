@@ -71,10 +71,19 @@ impl Namespaces {
             .map(|(_, p)| p)
     }
 
-    /// Joins every namespace given by path, except pid (see `pid_join`).
-    pub fn join_all(&self) -> Result<(), NamespaceError> {
+    /// The user namespace to join by path, if any.
+    pub fn user_join(&self) -> Option<&PathBuf> {
+        self.join
+            .iter()
+            .find(|(f, _)| *f == CloneFlags::CLONE_NEWUSER)
+            .map(|(_, p)| p)
+    }
+
+    /// Joins every namespace given by path, except pid (see `pid_join`) and,
+    /// with `late_user`, the user namespace (see [`LateUser`]).
+    pub fn join_all(&self, late_user: bool) -> Result<(), NamespaceError> {
         for (f, path) in &self.join {
-            if *f == CloneFlags::CLONE_NEWPID {
+            if *f == CloneFlags::CLONE_NEWPID || (late_user && *f == CloneFlags::CLONE_NEWUSER) {
                 continue;
             }
             let err = |source| NamespaceError::Join {
@@ -86,6 +95,55 @@ impl Namespaces {
             setns(&file, *f).map_err(|e| err(e.into()))?;
         }
         Ok(())
+    }
+}
+
+/// A user namespace joined by path, entered only after the rootfs is set up
+/// (a pod's, berth-cri's POD mode). Until then the init stays the host's
+/// root, which is what idmapped mounts need (CAP_SYS_ADMIN over the
+/// filesystems) and what lets it mount at all: its new mount namespace
+/// belongs to the host's user namespace, so it keeps the rights over it
+/// that the container's root never gets. The namespaces the pod pinned
+/// (net, ipc, uts) belong to the pod's user namespace, so the container's
+/// root has its rights over those.
+pub struct LateUser {
+    path: PathBuf,
+    file: File,
+}
+
+impl LateUser {
+    /// Opens the namespace now, while its host path is reachable; only a
+    /// caller that is root may defer (a rootless one needs the join first
+    /// to have any rights in the other namespaces).
+    pub fn open(ns: &Namespaces) -> Result<Option<LateUser>, NamespaceError> {
+        let Some(path) = ns.user_join() else {
+            return Ok(None);
+        };
+        if !nix::unistd::geteuid().is_root() {
+            return Ok(None);
+        }
+        let file = File::open(path).map_err(|source| NamespaceError::Join {
+            kind: "user".into(),
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some(LateUser {
+            path: path.clone(),
+            file,
+        }))
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.file)
+    }
+
+    /// Enters the namespace (the caller then becomes its root).
+    pub fn enter(self) -> Result<(), NamespaceError> {
+        setns(&self.file, CloneFlags::CLONE_NEWUSER).map_err(|e| NamespaceError::Join {
+            kind: "user".into(),
+            path: self.path,
+            source: e.into(),
+        })
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::{symlink, DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -74,8 +75,16 @@ pub(crate) fn mkdir_all(path: &Path) -> Result<()> {
 }
 
 /// Everything before pivot_root. `in_userns` switches device creation from
-/// mknod (not allowed there) to bind mounts of the host's nodes.
-pub fn mount_all(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool) -> Result<()> {
+/// mknod (not allowed there) to bind mounts of the host's nodes;
+/// `idmap_userns` is the user namespace `idmap`/`ridmap` binds are mapped
+/// with (the one the init enters afterwards, namespaces::LateUser).
+pub fn mount_all(
+    spec: &Spec,
+    bundle: &crate::spec::Bundle,
+    in_userns: bool,
+    idmap_userns: Option<BorrowedFd>,
+) -> Result<()> {
+    let (rootfs, bundle) = (bundle.rootfs.as_path(), bundle.dir.as_path());
     let linux = spec.linux().as_ref();
     let propagation = linux
         .and_then(|l| l.rootfs_propagation().as_deref())
@@ -106,6 +115,7 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, bundle: &Path, in_userns: bool) -> 
         rootfs,
         bundle,
         cgroupns,
+        idmap_userns,
     };
     let mut dev_is_bind = false;
     for (index, m) in spec.mounts().iter().flatten().enumerate() {
@@ -152,6 +162,7 @@ struct MountContext<'a> {
     bundle: &'a Path,
     /// The container has a cgroup namespace of its own.
     cgroupns: bool,
+    idmap_userns: Option<BorrowedFd<'a>>,
 }
 
 /// Makes the mount holding `rootfs` private if it is shared (runc's
@@ -251,7 +262,23 @@ fn mount_entry(index: usize, m: &Mount, ctx: &MountContext) -> Result<()> {
         if opts.flags.contains(MsFlags::MS_REC) {
             flags |= MsFlags::MS_REC;
         }
-        do_mount(Some(&src), &held.proc_path(), None, flags, None)?;
+        match (opts.idmap, ctx.idmap_userns) {
+            (None, _) => do_mount(Some(&src), &held.proc_path(), None, flags, None)?,
+            (Some(recursive), Some(userns)) => {
+                crate::idmap::bind_idmapped(&src, held.fd(), userns, recursive).map_err(
+                    |source| RootfsError::Mount {
+                        what: format!("{} (idmapped)", src.display()),
+                        target: target.clone(),
+                        source,
+                    },
+                )?
+            }
+            (Some(_), None) => {
+                return Err(bad(
+                    "idmap/ridmap needs a user namespace joined by path".into()
+                ))
+            }
+        }
         // The new mount, as the destination now resolves (onto its root).
         at = crate::in_root::open_target(rootfs, m.destination(), src_md.is_dir())
             .map_err(|e| bad(format!("{}: {e}", m.destination().display())))?;

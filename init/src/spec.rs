@@ -199,13 +199,16 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
                 format!("{} must not contain ..", m.destination().display()),
             ));
         }
-        crate::mounts::parse_options(m.options().as_deref().unwrap_or_default())
+        let opts = crate::mounts::parse_options(m.options().as_deref().unwrap_or_default())
             .map_err(|e| invalid(format!("mounts[{i}].options"), e))?;
         let is_bind = m.typ().as_deref() == Some("bind")
             || m.options()
                 .iter()
                 .flatten()
                 .any(|o| o == "bind" || o == "rbind");
+        if opts.idmap.is_some() {
+            check_idmap_mount(spec, is_bind).map_err(|e| invalid(format!("mounts[{i}]"), e))?;
+        }
         if is_bind {
             let src = m.source().as_ref().ok_or_else(|| {
                 invalid(format!("mounts[{i}].source"), "a bind mount needs a source")
@@ -247,6 +250,30 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf, SpecError> {
         }
     }
     Ok(rootfs)
+}
+
+/// An `idmap`/`ridmap` mount is a bind mapped with the user namespace the
+/// container joins by path: the init idmaps it before entering that
+/// namespace (a new one exists only once the init is inside it, too late).
+/// A mount's own uidMappings/gidMappings (runtime-spec 1.2) are not read
+/// (the oci-spec crate drops them): the container's namespace maps it.
+fn check_idmap_mount(spec: &Spec, bind: bool) -> Result<(), String> {
+    if !bind {
+        return Err("idmap/ridmap needs a bind mount".into());
+    }
+    let linux = spec.linux().as_ref();
+    let joined = linux
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_some())
+        });
+    if !joined {
+        return Err(
+            "idmap/ridmap needs a user namespace joined by path in linux.namespaces".into(),
+        );
+    }
+    Ok(())
 }
 
 fn validate_linux(linux: &oci_spec::runtime::Linux) -> Result<(), SpecError> {

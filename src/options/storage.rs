@@ -158,7 +158,7 @@ fn source(src: &str, entry: &str) -> Result<Source, MountError> {
     Ok(Source::Volume(src.into()))
 }
 
-/// `-v SRC:DST[:OPTS]`: OPTS comma-separated: ro, rw, z/Z (SELinux labels:
+/// `-v SRC:DST[:OPTS]`: OPTS comma-separated: ro, rro, rw, z/Z (SELinux labels:
 /// accepted, nothing to do without SELinux), nocopy, and [`PASSED`].
 pub fn parse_volume(entry: &str) -> Result<MountRequest, MountError> {
     let parts: Vec<&str> = entry.split(':').collect();
@@ -181,6 +181,12 @@ pub fn parse_volume(entry: &str) -> Result<MountRequest, MountError> {
         match o {
             "ro" => m.readonly = true,
             "rw" => m.readonly = false,
+            // Podman's recursive read-only: submounts too (berth-init's
+            // mount_setattr with AT_RECURSIVE).
+            "rro" => {
+                m.readonly = true;
+                m.options.push(o.into());
+            }
             "z" | "Z" => {}
             "nocopy" => m.nocopy = true,
             o if PASSED.contains(&o) => m.options.push(o.into()),

@@ -46,6 +46,9 @@ fn volume_entries() {
     ));
     // /procfoo is not /proc.
     assert!(parse_volume("v:/procfoo").is_ok());
+    let m = parse_volume("/srv/a:/a:rro").unwrap();
+    assert!(m.readonly);
+    assert_eq!(m.options, vec!["rro".to_string()]);
 }
 
 #[test]

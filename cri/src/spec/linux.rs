@@ -9,7 +9,7 @@ use oci_spec::runtime::{
 };
 
 use super::PodPaths;
-use crate::api::{ContainerConfig, LinuxContainerResources, NamespaceMode};
+use crate::api::{ContainerConfig, LinuxContainerResources, MountPropagation, NamespaceMode};
 use crate::error::{CriError, Result};
 
 fn bind(dest: &str, source: &Path, opts: &[&str]) -> Mount {
@@ -54,10 +54,16 @@ pub(super) fn mounts(
         shared.push(("/dev/shm", pod.dir.join("shm")));
     }
     let user_has = |d: &str| c.mounts.iter().any(|m| m.container_path == d);
+    // In a pod's own user namespace they are idmapped with it: owned by its
+    // root, as the container's root sees them (idmap.rs in berth-init).
+    let pod_opts: &[&str] = match pod.userns {
+        Some(_) => &["rbind", "rprivate", "rw", "idmap"],
+        None => &["rbind", "rprivate", "rw"],
+    };
     for (dest, src) in shared {
         if !user_has(dest) {
             mounts.retain(|m| m.destination() != Path::new(dest));
-            mounts.push(bind(dest, &src, &["rbind", "rprivate", "rw"]));
+            mounts.push(bind(dest, &src, pod_opts));
         }
     }
     for m in &c.mounts {
@@ -87,10 +93,20 @@ pub(super) fn mounts(
         let mut opts = vec!["rbind", prop];
         opts.push(if m.readonly { "ro" } else { "rw" });
         if m.recursive_read_only {
+            // The kubelet's rules (and containerd's): recursive read-only
+            // is read-only, and a propagation into it would bring mounts
+            // in that are not.
             if !m.readonly {
-                return Err(CriError::InvalidArgument(
-                    "recursive_read_only needs readonly".into(),
-                ));
+                return Err(CriError::InvalidArgument(format!(
+                    "mount {:?}: recursive_read_only needs readonly",
+                    m.container_path
+                )));
+            }
+            if m.propagation != MountPropagation::PropagationPrivate as i32 {
+                return Err(CriError::InvalidArgument(format!(
+                    "mount {:?}: recursive_read_only needs private propagation",
+                    m.container_path
+                )));
             }
             opts.push("rro");
         }
@@ -123,6 +139,9 @@ pub(super) fn namespaces(
     }
     if !pod.host_ipc {
         list.push(ns(LinuxNamespaceType::Ipc, Some(pod.dir.join("ipc"))));
+    }
+    if pod.userns.is_some() {
+        list.push(ns(LinuxNamespaceType::User, Some(pod.dir.join("user"))));
     }
     let pid_mode = NamespaceMode::try_from(opts.pid).unwrap_or(NamespaceMode::Container);
     match pid_mode {

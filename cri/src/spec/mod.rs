@@ -12,6 +12,7 @@ use crate::api::{ContainerConfig, PodSandboxConfig};
 
 mod linux;
 mod security;
+pub mod userns;
 
 use crate::error::{CriError, Result};
 use linux::{devices, mounts, namespaces, resources};
@@ -69,6 +70,8 @@ pub struct PodPaths {
     pub host_network: bool,
     pub host_ipc: bool,
     pub host_pid: bool,
+    /// The pod's own user namespace (at `dir`/user), if it has one.
+    pub userns: Option<userns::PodUserns>,
 }
 
 /// The spec, and the `user` option for berthd (a name or uid[:gid] to
@@ -172,6 +175,9 @@ pub fn build(
 
     mounts(&mut spec, c, pod_paths, sc.privileged)?;
     namespaces(&mut spec, pod_paths, &sc, target_pid)?;
+    if let Some(u) = &pod_paths.userns {
+        userns::set_mappings(&mut spec, u)?;
+    }
 
     let linux = spec.linux_mut().get_or_insert_with(Default::default);
     if sc.privileged {

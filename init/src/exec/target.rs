@@ -11,7 +11,8 @@ use crate::cgroups::hierarchy;
 use crate::error::{Error, Result};
 
 /// The namespaces an exec joins, user first (it grants the right to join
-/// the others) and mount last (after it, host paths are gone).
+/// the others; root joins it last, see below) and mount last of the rest
+/// (after it, host paths are gone).
 const ORDER: &[(&str, CloneFlags)] = &[
     ("user", CloneFlags::CLONE_NEWUSER),
     ("ipc", CloneFlags::CLONE_NEWIPC),
@@ -37,6 +38,13 @@ pub(super) fn namespaces_of(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
         }
         let f = File::open(&theirs).map_err(|e| Error::io(format!("opening {theirs}"), e))?;
         out.push((*flag, f));
+    }
+    // Root joins the user namespace last instead: a container whose mount
+    // namespace belongs to the host's user namespace (a pod's late-joined
+    // one, see namespaces::LateUser) can only be entered with the host's
+    // rights, and root needs no user namespace's to enter the others.
+    if nix::unistd::geteuid().is_root() {
+        out.sort_by_key(|(f, _)| *f == CloneFlags::CLONE_NEWUSER);
     }
     Ok(out)
 }
