@@ -51,6 +51,11 @@ struct Args {
     /// starter's cgroup (so `systemctl restart berthd` cannot kill it).
     #[arg(long)]
     shim_scope: bool,
+    /// Move the shim into sub-cgroup ID of this delegated cgroup (berthd's
+    /// berthd-monitors.scope): made by mkdir, entered by writing
+    /// cgroup.procs — no systemd call, no unit of its own.
+    #[arg(long, conflicts_with = "shim_scope")]
+    monitor_cgroup: Option<PathBuf>,
     /// Give the container a stdin pipe fed by attach.sock clients (else
     /// /dev/null, so a process reading stdin sees EOF at once).
     #[arg(long)]
@@ -309,6 +314,9 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
     if args.shim_scope {
         place_self(&args.id, args.exec_id.as_deref())?;
     }
+    if let Some(parent) = &args.monitor_cgroup {
+        join_monitor_cgroup(parent, &args.id)?;
+    }
     let dir = berth_init::container::dir(&args.root, &args.id);
     // An exec's shim leaves attaching to the container's own shim.
     let (attach, ctl) = match &args.exec_id {
@@ -408,6 +416,26 @@ fn place_self(id: &str, exec_id: Option<&str>) -> Result<(), Failure> {
             },
             msg: format!("placing the shim: {e}"),
         })
+}
+
+/// Moves the shim into `PARENT/<id>` (made if missing; the container's
+/// monitor and its execs' shims share it). The id was validated by the
+/// create or exec above, so it is one path component.
+fn join_monitor_cgroup(parent: &std::path::Path, id: &str) -> Result<(), Failure> {
+    let dir = parent.join(id);
+    let pid = std::process::id().to_string();
+    let join = || -> std::io::Result<()> {
+        match std::fs::create_dir(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        std::fs::write(dir.join("cgroup.procs"), &pid)
+    };
+    // Once more if berthd's start-up sweep removed the directory (empty)
+    // between our mkdir and our write.
+    join()
+        .or_else(|_| join())
+        .map_err(|e| format!("placing the shim in {}: {e}", dir.display()).into())
 }
 
 /// Who the shim is: its pid and start time (so a restarted berthd tells its
