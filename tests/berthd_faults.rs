@@ -106,7 +106,11 @@ fn shim_killed_is_shim_died() {
         let () = call(&c, "StartContainer", &(id,)).unwrap();
         let init: u32 = prop_of(&c, id, "Pid");
         let monitors = monitor_pids(&b, id);
-        assert_eq!(monitors.len(), 1, "berthd-monitors.scope/{id}: {monitors:?}");
+        assert_eq!(
+            monitors.len(),
+            1,
+            "berthd-monitors.scope/{id}: {monitors:?}"
+        );
         let comm = b.sh_ok(&format!("cat /proc/{}/comm", monitors[0]));
         assert_eq!(comm.trim(), "berth-monitor");
         let t0 = Instant::now();

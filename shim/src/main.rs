@@ -16,8 +16,8 @@ use berth_monitor::monitor;
 use std::fs::File;
 use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::net::UnixListener;
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use berth_init::create::{create, CreateOptions};
