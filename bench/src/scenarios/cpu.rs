@@ -66,7 +66,8 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         ),
     );
     let engines = ctx.engines_for(Op::Lifecycle);
-    let rounds = (ctx.iterations / BATCH).max(3);
+    // 6 samples per engine in the full run (30 iterations), 1 in a smoke run.
+    let rounds = (ctx.iterations / BATCH).max(1);
     let mut samples: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); PARTS.len()]; engines.len()];
     for (round, k) in rotation(engines.len(), rounds) {
         let e = engines[k];
