@@ -5,8 +5,9 @@
 //! `<id>` of one delegated scope, `berthd-monitors.scope` in berth.slice,
 //! that berthd makes once (with a keeper process, `berth-monitor --keep`, so
 //! the scope never empties and goes). A shim makes its sub-cgroup with mkdir
-//! and moves itself in by writing cgroup.procs: no systemd call, no second
-//! unit per container (systemd walks every sibling unit of a slice at each
+//! and is born in it (clone3 CLONE_INTO_CGROUP; where the kernel refuses,
+//! it writes cgroup.procs): no systemd call, no migration, no second unit
+//! per container (systemd walks every sibling unit of a slice at each
 //! start and stop; 2000 units for 1000 containers cost it twice as much).
 //!
 //! Out of berthd.service (a `systemctl restart berthd` or a package upgrade

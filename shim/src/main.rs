@@ -54,9 +54,10 @@ struct Args {
     /// starter's cgroup (so `systemctl restart berthd` cannot kill it).
     #[arg(long)]
     shim_scope: bool,
-    /// Move the shim into sub-cgroup ID of this delegated cgroup (berthd's
-    /// berthd-monitors.scope): made by mkdir, entered by writing
-    /// cgroup.procs — no systemd call, no unit of its own.
+    /// Put the shim in sub-cgroup ID of this delegated cgroup (berthd's
+    /// berthd-monitors.scope), made by mkdir: born there (clone3
+    /// CLONE_INTO_CGROUP), else moved by writing cgroup.procs — no systemd
+    /// call, no unit of its own.
     #[arg(long, conflicts_with = "shim_scope")]
     monitor_cgroup: Option<PathBuf>,
     /// Give the container a stdin pipe fed by attach.sock clients (else
