@@ -234,7 +234,7 @@ impl Daemon {
         let result = match result {
             Ok(b) => {
                 let b = b.to_string_lossy().into_owned();
-                let mut shim_args = vec!["--bundle", &b, "--systemd-cgroup", "--shim-scope"];
+                let mut shim_args = vec!["--bundle", &b, "--systemd-cgroup"];
                 if req.stdin {
                     shim_args.push("--stdin");
                 }
@@ -304,8 +304,11 @@ impl Daemon {
         // No pre_exec: every fd of berthd is close-on-exec (LMDB's are made so
         // at start, main.rs), so std can posix_spawn the shim — unless fds
         // are passed, which takes a dup2 in the child (sockets.rs).
+        let monitors = crate::monitors::ensure(&self.monitor()).await?;
         let mut cmd = tokio::process::Command::new(&self.shim);
-        cmd.arg("--root")
+        cmd.arg("--monitor-cgroup")
+            .arg(monitors)
+            .arg("--root")
             .arg(&self.run_dir)
             .args(["--id", id, "--name", id])
             .args(args)
@@ -320,6 +323,11 @@ impl Daemon {
             Ok(ShimReport::Failed { error, kind }) => Err(Error::of_kind(kind, error)),
             Err(e) => Err(Error::Internal(e.to_string())),
         }
+    }
+
+    /// berth-monitor, installed beside berth-shim (which execs into it).
+    pub(crate) fn monitor(&self) -> PathBuf {
+        self.shim.with_file_name("berth-monitor")
     }
 
     /// A call on container `id` that failed because its process ended in
@@ -424,14 +432,12 @@ impl Daemon {
         // An exit being announced goes out first (ContainerExited before
         // ContainerRemoved, with the record still there to read).
         let _announced = self.gate(id).await;
-        // The shims' scopes go with the container's: empty once the shims
-        // exited, systemd would collect them only a little later, and the
-        // names must be free for a new container of this id at once.
-        let shim_scopes: Vec<String> = std::iter::once(None)
-            .chain(rec.execs.keys().map(|e| Some(e.as_str())))
-            .filter_map(|e| init_calls::shim_scope_unit(id, e))
-            .collect();
+        // The monitors' sub-cgroup goes with the container's scope (and
+        // the shims' own scopes of a container made before there was one
+        // for all monitors: monitors.rs).
+        let shim_scopes = crate::monitors::legacy_scopes(id, rec.execs.keys());
         init_calls::delete(&self.run_dir, id, shim_scopes).await?;
+        crate::monitors::release(id);
         if !rec.image.is_empty() {
             self.release_rootfs(id).await;
         }

@@ -103,3 +103,15 @@ pub async fn delete(root: &Path, id: &str, also: Vec<String>) -> Result<()> {
     )
     .await
 }
+
+/// Makes transient scope `unit` (berth-init's cgroupsPath form `path`,
+/// `slice:prefix:name`) around process `pid`, delegated, and waits for it.
+pub async fn make_scope(unit: &str, path: &str, pid: u32) -> Result<()> {
+    let (unit, path) = (unit.to_string(), path.to_string());
+    blocking(move || {
+        let mut mgr = berth_init::cgroups::manager(true, &unit, Some(Path::new(&path)))?;
+        mgr.apply(pid as i32, None)?;
+        Ok(())
+    })
+    .await
+}

@@ -21,6 +21,7 @@ mod images;
 mod init_calls;
 mod lifecycle;
 mod machined;
+mod monitors;
 mod namespaces;
 mod network;
 mod options;

@@ -153,6 +153,10 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             report.repaired += 1;
         }
     }
+    // Monitors' sub-cgroups left empty by a crash (monitors.rs). Not
+    // counted as repairs: a stopped container's is empty too.
+    let swept = crate::monitors::sweep();
+    tracing::debug!(swept, "removed empty monitor cgroups");
     report
 }
 

@@ -183,10 +183,7 @@ impl Daemon {
     /// A new shim for stopped container `rec`, from the bundle it ran from.
     async fn relaunch_shim(&self, rec: &ContainerRecord, r: &RestartRecord) -> Result<(u32, u32)> {
         let id = rec.id.as_str();
-        let shim_scopes: Vec<String> = std::iter::once(None)
-            .chain(rec.execs.keys().map(|e| Some(e.as_str())))
-            .filter_map(|e| crate::init_calls::shim_scope_unit(id, e))
-            .collect();
+        let shim_scopes = crate::monitors::legacy_scopes(id, rec.execs.keys());
         crate::init_calls::delete(&self.run_dir, id, shim_scopes).await?;
         if !rec.image.is_empty() {
             // Mounted still, unless the host rebooted: mount is idempotent.
@@ -204,7 +201,7 @@ impl Daemon {
             false => std::path::PathBuf::from(&rec.bundle),
         };
         let b = bundle.to_string_lossy().into_owned();
-        let mut args = vec!["--bundle", &b, "--systemd-cgroup", "--shim-scope"];
+        let mut args = vec!["--bundle", &b, "--systemd-cgroup"];
         if r.stdin {
             args.push("--stdin");
         }

@@ -109,13 +109,16 @@ fn client(
 }
 
 /// The box's view: berth units (name → active state), shim and monitor
-/// processes (container id → pids), /run/berth dirs, rewritten bundles.
+/// processes (container id → pids), /run/berth dirs, rewritten bundles,
+/// monitors' sub-cgroups.
 struct World {
     units: BTreeMap<String, String>,
     shims: BTreeMap<String, Vec<u32>>,
     dirs: BTreeSet<String>,
     fifos: BTreeSet<String>,
     bundles: BTreeSet<String>,
+    /// Sub-cgroups of berthd-monitors.scope (one per container).
+    cgroups: BTreeSet<String>,
 }
 
 fn world(b: &SystemdBox) -> World {
@@ -126,7 +129,8 @@ fn world(b: &SystemdBox) -> World {
            case \"$c\" in berth-monitor\\ *|*/berth-shim\\ *) echo \"proc ${p#/proc/} $c\";; esac; \
          done; \
          for d in /run/berth/*/; do [ -d \"$d\" ] && echo \"dir $(basename $d)\"; [ -p \"$d/exec.fifo\" ] && echo \"fifo $(basename $d)\"; done; \
-         for d in /var/lib/berth/bundles/*/; do [ -d \"$d\" ] && echo \"bundle $(basename $d)\"; done; true",
+         for d in /var/lib/berth/bundles/*/; do [ -d \"$d\" ] && echo \"bundle $(basename $d)\"; done; \
+         for d in /sys/fs/cgroup/berth.slice/berthd-monitors.scope/*/; do [ -d \"$d\" ] && echo \"cgroup $(basename $d)\"; done; true",
     );
     let mut w = World {
         units: BTreeMap::new(),
@@ -134,6 +138,7 @@ fn world(b: &SystemdBox) -> World {
         dirs: BTreeSet::new(),
         fifos: BTreeSet::new(),
         bundles: BTreeSet::new(),
+        cgroups: BTreeSet::new(),
     };
     for line in out.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -165,6 +170,9 @@ fn world(b: &SystemdBox) -> World {
             }
             Some(&"bundle") if f.len() >= 2 => {
                 w.bundles.insert(f[1].to_string());
+            }
+            Some(&"cgroup") if f.len() >= 2 => {
+                w.cgroups.insert(f[1].to_string());
             }
             _ => {}
         }
@@ -293,6 +301,11 @@ fn violations(
     for d in &w.bundles {
         if !listed.contains_key(d) {
             bad.push(format!("stale bundle /var/lib/berth/bundles/{d}"));
+        }
+    }
+    for d in &w.cgroups {
+        if !listed.contains_key(d) {
+            bad.push(format!("stale cgroup berthd-monitors.scope/{d}"));
         }
     }
     bad

@@ -53,6 +53,17 @@ fn unit_pids(b: &SystemdBox, unit: &str) -> Vec<u32> {
         .collect()
 }
 
+/// The processes of container `id`'s monitors' cgroup (its monitor and its
+/// execs' shims: a sub-cgroup of berthd-monitors.scope).
+fn monitor_pids(b: &SystemdBox, id: &str) -> Vec<u32> {
+    b.sh_ok(&format!(
+        "cat /sys/fs/cgroup/berth.slice/berthd-monitors.scope/{id}/cgroup.procs 2>/dev/null; true"
+    ))
+    .split_whitespace()
+    .filter_map(|p| p.parse().ok())
+    .collect()
+}
+
 /// Units, /run/berth dirs and rewritten bundles of container `id`, and
 /// berth-shim/berth-monitor processes naming it: what must be gone after its
 /// delete (or a failed create).
@@ -61,6 +72,7 @@ fn leftovers(b: &SystemdBox, id: &str) -> String {
         "systemctl list-units --all --no-legend --plain 'berth-{id}.scope' 'berth-shim-{id}.scope' 'berth-shim-{id}-*'; \
          [ -e /run/berth/{id} ] && echo /run/berth/{id}; \
          [ -e /var/lib/berth/bundles/{id} ] && echo /var/lib/berth/bundles/{id}; \
+         [ -e /sys/fs/cgroup/berth.slice/berthd-monitors.scope/{id} ] && echo monitors/{id}; \
          for p in /proc/[0-9]*; do \
            c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null) || continue; \
            case \"$c\" in berth-monitor\\ *\\ {id}\\ *|*berth-shim\\ *--id\\ {id}\\ *) echo \"process ${{p#/proc/}}: $c\";; esac; \
@@ -76,7 +88,7 @@ fn ids(c: &zbus::blocking::Connection) -> Vec<String> {
         .collect()
 }
 
-/// (a) A container's shim (berth-monitor in berth-shim-<id>.scope) SIGKILLed:
+/// (a) A container's shim (berth-monitor in berthd-monitors.scope/<id>) SIGKILLed:
 /// the container is recorded stopped, exit code -1, reason "shim died"
 /// (docs/operations.md); WaitContainer returns; its processes, left without
 /// a shim, go with its scope on delete. The same when the shim dies while
@@ -93,8 +105,12 @@ fn shim_killed_is_shim_died() {
             call(&c, "CreateContainer", &(id, bundle.path(), no_options())).unwrap();
         let () = call(&c, "StartContainer", &(id,)).unwrap();
         let init: u32 = prop_of(&c, id, "Pid");
-        let monitors = unit_pids(&b, &format!("berth-shim-{id}.scope"));
-        assert_eq!(monitors.len(), 1, "berth-shim-{id}.scope: {monitors:?}");
+        let monitors = monitor_pids(&b, id);
+        assert_eq!(
+            monitors.len(),
+            1,
+            "berthd-monitors.scope/{id}: {monitors:?}"
+        );
         let comm = b.sh_ok(&format!("cat /proc/{}/comm", monitors[0]));
         assert_eq!(comm.trim(), "berth-monitor");
         let t0 = Instant::now();
@@ -249,39 +265,15 @@ fn unit_name_clash_is_named_and_leaves_nothing() {
         "active"
     );
     assert_eq!(unit_pids(&b, "berth-clash.scope"), foreign);
-    // The same with the shim's scope's name taken: the container was made
-    // by then, and goes again.
-    b.sh_ok(
-        "systemd-run --scope --unit=berth-shim-clash2.scope --quiet sleep 1000 >/dev/null 2>&1 </dev/null & \
-         for i in $(seq 100); do systemctl is-active -q berth-shim-clash2.scope && break; sleep 0.05; done; \
-         systemctl is-active berth-shim-clash2.scope",
-    );
-    let e = error_name(
-        call::<OwnedObjectPath>(
-            &c,
-            "CreateContainer",
-            &("clash2", bundle.path(), no_options()),
-        )
-        .unwrap_err(),
-    );
-    eprintln!("CreateContainer(clash2) with the shim's scope taken: {e}");
-    assert!(
-        e.starts_with("io.berth.Berth1.Error.AlreadyExists")
-            && e.contains("berth-shim-clash2.scope"),
-        "{e}"
-    );
-    assert!(ids(&c).is_empty());
-    let left = b.sh_ok(
-        "systemctl list-units --all --no-legend --plain 'berth-clash2.scope'; \
-         [ -e /run/berth/clash2 ] && echo /run/berth/clash2; \
-         pgrep -a -x 'berth-monitor|berth-shim'; true",
-    );
-    assert_eq!(left.trim(), "", "left behind");
-    assert_eq!(
-        b.sh_ok("systemctl is-active berth-shim-clash2.scope")
-            .trim(),
-        "active"
-    );
+    // The monitors' scope (berthd-monitors.scope: every container's monitor
+    // in a sub-cgroup of it) stopped by hand while no container runs: the
+    // next create makes it again, with a new keeper.
+    b.sh_ok("systemctl stop berthd-monitors.scope");
+    assert!(!b
+        .sh("test -d /sys/fs/cgroup/berth.slice/berthd-monitors.scope")
+        .unwrap()
+        .status
+        .success());
     // With the name free again, the id works.
     b.sh_ok("systemctl stop berth-clash.scope");
     let _: OwnedObjectPath = call(
@@ -290,6 +282,15 @@ fn unit_name_clash_is_named_and_leaves_nothing() {
         &("clash", bundle.path(), no_options()),
     )
     .unwrap();
+    assert_eq!(
+        b.sh_ok("systemctl is-active berthd-monitors.scope").trim(),
+        "active"
+    );
+    let monitors = monitor_pids(&b, "clash");
+    assert_eq!(monitors.len(), 1, "{monitors:?}");
+    let keeper = unit_pids(&b, "berthd-monitors.scope");
+    let names = b.sh_ok(&format!("cat /proc/{}/comm", keeper[0]));
+    assert_eq!(names.trim(), "berth-keeper", "{keeper:?}");
     let () = call(&c, "DeleteContainer", &("clash", true)).unwrap();
     assert_eq!(leftovers(&b, "clash").trim(), "");
 }

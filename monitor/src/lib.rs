@@ -11,5 +11,6 @@
 pub mod attach;
 pub mod crilog;
 pub mod journal;
+pub mod keeper;
 pub mod monitor;
 pub mod record;

@@ -6,5 +6,8 @@ fn main() {
         println!("berth-monitor {}", env!("CARGO_PKG_VERSION"));
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("--keep") {
+        berth_monitor::keeper::run()
+    }
     berth_monitor::monitor::main_after_exec()
 }

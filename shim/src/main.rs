@@ -9,13 +9,16 @@
 //! container is created (blocked on its exec FIFO), or
 //! `{"error":"…","kind":"…"}`. `berth-shim` itself exits 0 (created) or 1.
 
+mod clone_into;
+
 use berth_monitor::monitor;
 
 use std::fs::File;
 use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use berth_init::create::{create, CreateOptions};
 use berth_proto::{FailureKind, ShimRecord, ShimReport};
@@ -51,6 +54,12 @@ struct Args {
     /// starter's cgroup (so `systemctl restart berthd` cannot kill it).
     #[arg(long)]
     shim_scope: bool,
+    /// Put the shim in sub-cgroup ID of this delegated cgroup (berthd's
+    /// berthd-monitors.scope), made by mkdir: born there (clone3
+    /// CLONE_INTO_CGROUP), else moved by writing cgroup.procs — no systemd
+    /// call, no unit of its own.
+    #[arg(long, conflicts_with = "shim_scope")]
+    monitor_cgroup: Option<PathBuf>,
     /// Give the container a stdin pipe fed by attach.sock clients (else
     /// /dev/null, so a process reading stdin sees EOF at once).
     #[arg(long)]
@@ -100,9 +109,34 @@ fn main() {
         Ok(p) => p,
         Err(e) => fail(&mut std::io::stdout(), &format!("pipe2: {e}")),
     };
-    // SAFETY: single-threaded here (nothing has started a thread yet).
-    match unsafe { fork() } {
-        Ok(ForkResult::Parent { .. }) => {
+    // The shim's cgroup (with --monitor-cgroup): made now, so the shim is
+    // born in it (clone3 CLONE_INTO_CGROUP) instead of moving there later,
+    // a migration that waits for an RCU grace period (2–17 ms: an exec's
+    // shim has no migration of systemd's to ride on).
+    let cgroup = match &args.monitor_cgroup {
+        Some(parent) => match monitor_cgroup_dir(parent, &args.id) {
+            Ok(dir) => Some(dir),
+            Err(e) => fail(&mut std::io::stdout(), &e),
+        },
+        None => None,
+    };
+    // SAFETY: single-threaded here (nothing has started a thread yet); the
+    // child runs on with no fork handler of glibc's having run, as after a
+    // raw clone: it holds no lock (there was no other thread to hold one).
+    let (forked, born_in_cgroup) = match cgroup
+        .as_ref()
+        .and_then(|(_, d)| unsafe { clone_into::fork_into(d) })
+    {
+        Some(0) => (Ok(ForkResult::Child), true),
+        Some(pid) => {
+            let child = nix::unistd::Pid::from_raw(pid);
+            (Ok(ForkResult::Parent { child }), true)
+        }
+        // SAFETY: as above.
+        None => (unsafe { fork() }, false),
+    };
+    match forked {
+        Ok(ForkResult::Parent { child }) => {
             drop(report_w);
             // One line, not to EOF: the container's init (forked during setup)
             // holds a copy of the pipe until it execs.
@@ -123,6 +157,15 @@ fn main() {
                     false
                 }
             };
+            if !created {
+                // Nothing stays of a failed create: the shim (it exits
+                // right after its report) and then its cgroup, if it was
+                // made for this container (an exec's is its container's).
+                let _ = nix::sys::wait::waitpid(child, None);
+                if let (Some((dir, _)), None) = (&cgroup, &args.exec_id) {
+                    let _ = std::fs::remove_dir(dir);
+                }
+            }
             let _ = std::io::stdout().write_all(line.as_bytes());
             std::process::exit(if created { 0 } else { 1 });
         }
@@ -130,6 +173,13 @@ fn main() {
         Err(e) => fail(&mut std::io::stdout(), &format!("fork: {e}")),
     }
     drop(report_r);
+    let monitor_cgroup = match (&args.monitor_cgroup, born_in_cgroup) {
+        // Not born there (clone3 refused): moved there once the container
+        // exists, riding on its scope's migration (see run).
+        (Some(parent), false) => Some(parent.as_path()),
+        _ => None,
+    };
+    drop(cgroup);
     let _ = nix::unistd::setsid();
     let mut report = File::from(report_w);
     // Nothing of the starter's stdio stays with the shim (or its container).
@@ -138,7 +188,7 @@ fn main() {
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
     }
-    if let Err(f) = run(&args, &mut report) {
+    if let Err(f) = run(&args, monitor_cgroup, &mut report) {
         fail_kind(&mut report, f.kind, &f.msg);
     }
 }
@@ -171,7 +221,7 @@ fn fail_kind(to: &mut impl Write, kind: FailureKind, error: &str) -> ! {
     std::process::exit(1);
 }
 
-fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
+fn run(args: &Args, monitor_cgroup: Option<&Path>, report: &mut File) -> Result<(), Failure> {
     // Orphans of the container (when it has no pid namespace of its own) and
     // exec'd processes are re-parented to us, so we can reap them.
     nix::sys::prctl::set_child_subreaper(true)
@@ -309,6 +359,9 @@ fn run(args: &Args, report: &mut File) -> Result<(), Failure> {
     if args.shim_scope {
         place_self(&args.id, args.exec_id.as_deref())?;
     }
+    if let Some(parent) = monitor_cgroup {
+        join_monitor_cgroup(parent, &args.id)?;
+    }
     let dir = berth_init::container::dir(&args.root, &args.id);
     // An exec's shim leaves attaching to the container's own shim.
     let (attach, ctl) = match &args.exec_id {
@@ -408,6 +461,44 @@ fn place_self(id: &str, exec_id: Option<&str>) -> Result<(), Failure> {
             },
             msg: format!("placing the shim: {e}"),
         })
+}
+
+/// `PARENT/<id>`, made if missing (the container's monitor and its execs'
+/// shims share it), and opened for clone3: (path, directory).
+fn monitor_cgroup_dir(parent: &Path, id: &str) -> Result<(PathBuf, File), String> {
+    // The id names a directory: one path component, never "..".
+    berth_init::error::validate_id(id).map_err(|e| format!("--id: {e}"))?;
+    let dir = parent.join(id);
+    let err = |e: std::io::Error| format!("the shim's cgroup {}: {e}", dir.display());
+    match std::fs::create_dir(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(err(e)),
+        _ => {}
+    }
+    let opened = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY)
+        .open(&dir);
+    opened.map(|f| (dir.clone(), f)).map_err(err)
+}
+
+/// Moves the shim into `PARENT/<id>` (made if missing; the container's
+/// monitor and its execs' shims share it). The id was validated by the
+/// create or exec above, so it is one path component.
+fn join_monitor_cgroup(parent: &Path, id: &str) -> Result<(), Failure> {
+    let dir = parent.join(id);
+    let pid = std::process::id().to_string();
+    let join = || -> std::io::Result<()> {
+        match std::fs::create_dir(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+        std::fs::write(dir.join("cgroup.procs"), &pid)
+    };
+    // Once more if berthd's start-up sweep removed the directory (empty)
+    // between our mkdir and our write.
+    join()
+        .or_else(|_| join())
+        .map_err(|e| format!("placing the shim in {}: {e}", dir.display()).into())
 }
 
 /// Who the shim is: its pid and start time (so a restarted berthd tells its

@@ -114,7 +114,7 @@ pub fn socket_activation(b: &SystemdBox) {
     let sock = b.sh_ok(&format!("readlink /proc/{pid}/fd/3"));
     assert!(sock.starts_with("socket:["), "{sock}");
     let in_shim = b.sh_ok(&format!(
-        "for p in $(cat /sys/fs/cgroup/berth.slice/berth-shim-sock.scope/cgroup.procs); do \
+        "for p in $(cat /sys/fs/cgroup/berth.slice/berthd-monitors.scope/sock/cgroup.procs); do \
            ls -l /proc/$p/fd; done | grep -cF '{}' || true",
         sock.trim()
     ));
@@ -123,7 +123,7 @@ pub fn socket_activation(b: &SystemdBox) {
         "0",
         "the shim holds the listening socket {sock}: {}",
         b.sh_ok(
-            "for p in $(cat /sys/fs/cgroup/berth.slice/berth-shim-sock.scope/cgroup.procs); do \
+            "for p in $(cat /sys/fs/cgroup/berth.slice/berthd-monitors.scope/sock/cgroup.procs); do \
                  cat /proc/$p/cmdline; echo; ls -l /proc/$p/fd; done"
         )
     );

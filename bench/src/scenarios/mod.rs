@@ -9,6 +9,7 @@ use crate::engines::{Engine, Op};
 use crate::env::Env;
 use crate::measure::Section;
 
+pub mod cpu;
 pub mod exec;
 pub mod first_line;
 pub mod lifecycle;
@@ -55,6 +56,7 @@ pub type Scenario = fn(&Ctx) -> Result<Section>;
 /// Every scenario, in the report's order: (name for --only, function).
 pub const ALL: &[(&str, Scenario)] = &[
     ("lifecycle", lifecycle::run),
+    ("cpu", cpu::run),
     ("exec", exec::run),
     ("first-line", first_line::run),
     ("network", network::run),
