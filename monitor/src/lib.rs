@@ -12,4 +12,5 @@ pub mod attach;
 pub mod crilog;
 pub mod journal;
 pub mod monitor;
+pub mod oom;
 pub mod record;
