@@ -90,6 +90,16 @@ pub async fn set_paused(root: &Path, id: &str, pause: bool) -> Result<()> {
     .await
 }
 
+/// Sets new resource limits on the container's scope (only those given).
+pub async fn update(
+    root: &Path,
+    id: &str,
+    resources: oci_spec::runtime::LinuxResources,
+) -> Result<()> {
+    let (root, id) = (root.to_path_buf(), id.to_string());
+    blocking(move || berth_init::container::update(&root, &id, &resources)).await
+}
+
 /// Removes the container (forced: killed first if it runs), its scope and
 /// the scopes `also`. A container berth-init does not know is no error: it
 /// is as gone as a delete would leave it.

@@ -27,6 +27,7 @@ mod network;
 mod options;
 mod recovery;
 mod reopen_log;
+mod resources;
 mod restart;
 mod rollback;
 mod seccomp_profile;

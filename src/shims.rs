@@ -44,6 +44,7 @@ pub async fn gone(pid: u32, start: u64) {
 pub fn read_exit(run_dir: &Path, id: &str) -> (i32, i32, String) {
     let (_, exit) = berth_proto::record_names(None);
     match berth_proto::read::<ExitRecord>(&run_dir.join(id).join(exit)) {
+        Ok(r) if r.oom_killed => (r.exit_code, r.exit_signal, OOM_KILLED.into()),
         Ok(r) => (r.exit_code, r.exit_signal, EXITED.into()),
         Err(RecordError::Missing { .. }) => (-1, 0, SHIM_DIED.into()),
         Err(e) => (-1, 0, format!("{SHIM_DIED}: {e}")),
@@ -52,6 +53,9 @@ pub fn read_exit(run_dir: &Path, id: &str) -> (i32, i32, String) {
 
 /// ExitReason: the shim saw the exit and recorded it.
 pub const EXITED: &str = "exited";
+/// ExitReason: as `exited`, and the kernel's OOM killer killed processes
+/// of the container (its scope's memory.events oom_kill grew).
+pub const OOM_KILLED: &str = "oom-killed";
 /// ExitReason: the shim went without an exit record (ExitCode -1).
 pub const SHIM_DIED: &str = "shim died";
 

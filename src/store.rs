@@ -69,6 +69,10 @@ pub struct ContainerRecord {
     /// names it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<String>,
+    /// Its resources after the last UpdateContainer (none: as created,
+    /// its spec's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<oci_spec::runtime::LinuxResources>,
 }
 
 /// One exec'd process: its shim, and how it ended once WaitExec (or the

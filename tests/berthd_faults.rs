@@ -202,6 +202,8 @@ fn init_killed_and_oom() {
         );
         let () = call(&c, "StartContainer", &("oom",)).unwrap();
         assert_eq!(wait_container(&b, "oom", Duration::from_secs(60)), (137, 9));
+        // The monitor read the scope's memory.events oom_kill.
+        assert_eq!(prop_of::<String>(&c, "oom", "ExitReason"), "oom-killed");
         let () = call(&c, "DeleteContainer", &("oom", false)).unwrap();
     } else {
         let e = error_name(created.unwrap_err());

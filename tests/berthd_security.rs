@@ -84,6 +84,11 @@ fn unprivileged_callers_change_nothing() {
         (MANAGER, "StartContainer", "s made".into()),
         (MANAGER, "KillContainer", "ssi runs all 9".into()),
         (MANAGER, "PauseContainer", "s runs".into()),
+        (
+            MANAGER,
+            "UpdateContainer",
+            "sa{sv} runs 1 pids_limit x 5".into(),
+        ),
         (MANAGER, "ResumeContainer", "s runs".into()),
         (
             MANAGER,
@@ -104,6 +109,7 @@ fn unprivileged_callers_change_nothing() {
         (CONTAINER, "Start", String::new()),
         (CONTAINER, "Kill", "si all 9".into()),
         (CONTAINER, "Pause", String::new()),
+        (CONTAINER, "Update", "a{sv} 1 pids_limit x 5".into()),
         (CONTAINER, "Resume", String::new()),
         (CONTAINER, "Exec", format!("sa{{sv}} \"{process}\" 0")),
         (CONTAINER, "Delete", "b true".into()),

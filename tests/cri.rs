@@ -210,6 +210,49 @@ async fn scenario(b: &berth_box::SystemdBox) {
     let slice = b.sh_ok(&format!("systemctl show -P Slice berth-{web}.scope"));
     assert_eq!(slice.trim(), SLICE);
 
+    // UpdateContainerResources: an unlimited swap needs no controller (this
+    // box has none), so it reaches the scope and ContainerStatus reports it;
+    // CPU shares need the cpu controller: set, or FailedPrecondition.
+    let upd = |linux: LinuxContainerResources| UpdateContainerResourcesRequest {
+        container_id: side.clone(),
+        linux: Some(linux),
+        ..Default::default()
+    };
+    cri.rt
+        .update_container_resources(upd(LinuxContainerResources {
+            memory_swap_limit_in_bytes: -1,
+            ..Default::default()
+        }))
+        .await
+        .expect("UpdateContainerResources");
+    let st = cri.status(&side).await.unwrap();
+    let res = st.resources.and_then(|r| r.linux).unwrap_or_default();
+    assert_eq!(res.memory_swap_limit_in_bytes, -1);
+    let scope = format!("berth-{side}.scope");
+    let controllers = b.sh_ok(&format!(
+        "cat /sys/fs/cgroup/$(systemctl show -P ControlGroup {scope})/../cgroup.subtree_control"
+    ));
+    let shares = cri
+        .rt
+        .update_container_resources(upd(LinuxContainerResources {
+            cpu_shares: 512,
+            ..Default::default()
+        }))
+        .await;
+    if controllers.split_whitespace().any(|c| c == "cpu") {
+        shares.expect("cpu_shares");
+        let w = b.sh_ok(&format!("systemctl show -P CPUWeight {scope}"));
+        assert_eq!(w.trim(), "20");
+    } else {
+        let e = shares.unwrap_err();
+        assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+        assert!(e.message().contains("cpu"), "{e:?}");
+        eprintln!(
+            "SKIP cpu_shares update: no cpu controller here: {}",
+            e.message()
+        );
+    }
+
     // ExecSync: exit codes, and a timeout.
     let r = cri
         .exec(&side, &["sh", "-c", "echo out; exit 3"], 10)

@@ -21,6 +21,7 @@ pub trait Manager {
     ) -> zbus::Result<OwnedObjectPath>;
     fn start_container(&self, id: &str) -> zbus::Result<()>;
     fn reopen_container_log(&self, id: &str) -> zbus::Result<()>;
+    fn update_container(&self, id: &str, resources: HashMap<&str, Value<'_>>) -> zbus::Result<()>;
     fn pause_container(&self, id: &str) -> zbus::Result<()>;
     fn resume_container(&self, id: &str) -> zbus::Result<()>;
     fn kill_container(&self, id: &str, who: &str, signal: i32) -> zbus::Result<()>;
@@ -105,6 +106,7 @@ pub trait Images {
 pub trait Container {
     fn start(&self) -> zbus::Result<()>;
     fn kill(&self, who: &str, signal: i32) -> zbus::Result<()>;
+    fn update(&self, resources: HashMap<&str, Value<'_>>) -> zbus::Result<()>;
     fn pause(&self) -> zbus::Result<()>;
     fn resume(&self) -> zbus::Result<()>;
     fn exec(&self, process_json: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<String>;
@@ -142,6 +144,8 @@ pub trait Container {
     fn exit_reason(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn image(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn resources(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
     #[zbus(property)]
     fn command(&self) -> zbus::Result<Vec<String>>;
     #[zbus(property)]

@@ -243,6 +243,8 @@ pub struct Live {
     pub finished_at: i64,
     pub exit_code: i32,
     pub pid: u32,
+    /// berthd's ExitReason says the kernel's OOM killer struck.
+    pub oom_killed: bool,
 }
 
 pub async fn live(cri: &Cri, id: &str) -> Result<Live> {
@@ -255,6 +257,7 @@ pub async fn live(cri: &Cri, id: &str) -> Result<Live> {
                 finished_at: 0,
                 exit_code: 0,
                 pid: 0,
+                oom_killed: false,
             })
         }
         Err(e) => return Err(e),
@@ -272,6 +275,8 @@ pub async fn live(cri: &Cri, id: &str) -> Result<Live> {
         finished_at: us(c.exited_at().await?),
         exit_code: c.exit_code().await?,
         pid: c.pid().await?,
+        oom_killed: state == ContainerState::ContainerExited
+            && c.exit_reason().await? == OOM_KILLED,
     })
 }
 
@@ -289,7 +294,7 @@ pub async fn status(cri: &Cri, id: &str) -> Result<ContainerStatus> {
     let l = live(cri, id).await?;
     let cfg = ContainerConfig::decode(r.config.as_slice()).unwrap_or_default();
     let reason = match l.state {
-        ContainerState::ContainerExited if oom_killed(cri, id) => "OOMKilled",
+        ContainerState::ContainerExited if l.oom_killed => "OOMKilled",
         ContainerState::ContainerExited if l.exit_code == 0 => "Completed",
         ContainerState::ContainerExited => "Error",
         _ => "",
@@ -323,12 +328,9 @@ pub async fn status(cri: &Cri, id: &str) -> Result<ContainerStatus> {
     })
 }
 
-/// Whether the kernel's OOM killer ended a process of the container: its
-/// scope's memory.events, while systemd still has the cgroup. Without a
-/// memory controller there is no such file: never OOMKilled.
-fn oom_killed(_cri: &Cri, _id: &str) -> bool {
-    false
-}
+/// berthd's ExitReason when the container's monitor saw its scope's
+/// memory.events oom_kill grow (without a memory controller: never).
+const OOM_KILLED: &str = "oom-killed";
 
 pub async fn list(cri: &Cri, filter: Option<ContainerFilter>) -> Result<Vec<Container>> {
     let f = filter.unwrap_or_default();

@@ -163,8 +163,8 @@ impl RuntimeService for Service {
         r: Request<UpdateContainerResourcesRequest>,
     ) -> R<UpdateContainerResourcesResponse> {
         let r = r.into_inner();
-        crate::containers::get(&self.0, &r.container_id)?;
-        unimplemented("UpdateContainerResources (berthd has no resource update yet)")
+        crate::update::update(&self.0, &r.container_id, r.linux).await?;
+        ok(UpdateContainerResourcesResponse {})
     }
 
     async fn reopen_container_log(
@@ -409,8 +409,12 @@ impl RuntimeService for Service {
 
     async fn update_pod_sandbox_resources(
         &self,
-        _r: Request<UpdatePodSandboxResourcesRequest>,
+        r: Request<UpdatePodSandboxResourcesRequest>,
     ) -> R<UpdatePodSandboxResourcesResponse> {
-        unimplemented("UpdatePodSandboxResources")
+        // The kubelet sets the pod slice's own limits itself (its systemd
+        // cgroup driver); the runtime is only told, as containerd's CRI is
+        // (which passes it on to NRI plugins, and berth has none).
+        crate::pods::get(&self.0, &r.into_inner().pod_sandbox_id).await?;
+        ok(UpdatePodSandboxResourcesResponse {})
     }
 }

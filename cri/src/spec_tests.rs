@@ -315,3 +315,28 @@ fn recursive_read_only_mounts_and_their_rules() {
         );
     }
 }
+
+#[test]
+fn a_bidirectional_mount_makes_the_root_shared_a_host_to_container_one_slave() {
+    let root = |props: &[i32]| {
+        let c = ContainerConfig {
+            mounts: props
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Mount {
+                    container_path: format!("/m{i}"),
+                    host_path: std::env::temp_dir().to_string_lossy().into_owned(),
+                    propagation: *p,
+                    ..Default::default()
+                })
+                .collect(),
+            ..cfg()
+        };
+        let (s, _) = build(&c, &PodSandboxConfig::default(), &pod(), &image(), None).unwrap();
+        s.linux().as_ref().unwrap().rootfs_propagation().clone()
+    };
+    assert_eq!(root(&[]), None);
+    assert_eq!(root(&[0]), None);
+    assert_eq!(root(&[1]).as_deref(), Some("rslave"));
+    assert_eq!(root(&[1, 2]).as_deref(), Some("rshared"));
+}

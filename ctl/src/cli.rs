@@ -146,6 +146,8 @@ pub enum Cmd {
         #[arg(required = true)]
         ids: Vec<String>,
     },
+    /// Change the resource limits of created, running or paused containers.
+    Update(crate::update::UpdateOpts),
     /// Run a command in a running container.
     Exec(ExecOpts),
     /// Print a container's output (from the journal).

@@ -20,6 +20,7 @@ mod session;
 mod show;
 mod stats;
 mod unit;
+mod update;
 mod volume;
 mod when;
 
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
 }
 
 /// `f` on each id, printing the ids it did; the last failure's code.
-fn each(ids: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
+pub(crate) fn each(ids: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<u8> {
     let mut failed = None;
     for id in ids {
         match f(id) {
@@ -159,6 +160,7 @@ fn run(cli: Cli) -> Result<u8> {
             let (_, m) = connect()?;
             each(&ids, |id| Ok(m.resume_container(id)?))
         }
+        Cmd::Update(opts) => update::update(&opts),
         Cmd::Exec(opts) => session::exec(&opts),
         Cmd::Logs(opts) => logs::logs(&opts),
         Cmd::Stats(opts) => stats::stats(&opts),

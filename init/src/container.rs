@@ -293,6 +293,21 @@ pub fn resume(root: &Path, id: &str) -> Result<()> {
     with_cgroup(root, id, "resume", Status::Paused, |m| m.thaw())
 }
 
+/// Applies `resources` to the cgroup of a created, running or paused
+/// container (`runc update`): only the settings given change, and a setting
+/// whose controller is missing is refused before anything is set.
+pub fn update(root: &Path, id: &str, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let rec = Record::load(root, id)?;
+    let status = rec.status(root);
+    if !matches!(status, Status::Created | Status::Running | Status::Paused) {
+        return Err(wrong(id, "update", status));
+    }
+    let mut mgr = rec
+        .cgroup_manager()?
+        .ok_or_else(|| Error::InvalidArgument(format!("container {id} has no cgroup to update")))?;
+    Ok(mgr.update(resources)?)
+}
+
 /// Runs `act` on the container's cgroup if the container is in status `want`.
 fn with_cgroup(
     root: &Path,

@@ -378,8 +378,16 @@ pub fn enter(rootfs: &Path, no_pivot: bool) -> Result<()> {
         do_mount(Some(rootfs), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
         chroot(".").map_err(pivot_err)?;
     } else {
+        // The old root, held to step into after the pivot (as runc does):
+        // "." must name the old root, stacked on the new one, for the
+        // rslave below. From the new root's directory "." resolves to the
+        // new root, whose rslave would cut a bidirectional (rshared) bind
+        // off from the host's peer group.
+        let old_root = fs::File::open("/").map_err(io_err("open", Path::new("/")))?;
         pivot_root(".", ".").map_err(pivot_err)?;
-        // The old root is stacked under "."; make it a slave so detaching it
+        nix::unistd::fchdir(std::os::fd::AsRawFd::as_raw_fd(&old_root)).map_err(pivot_err)?;
+        drop(old_root);
+        // The old root is stacked on "."; make it a slave so detaching it
         // cannot propagate unmounts to the host, then detach it.
         do_mount(
             None,

@@ -13,4 +13,5 @@ pub mod crilog;
 pub mod journal;
 pub mod keeper;
 pub mod monitor;
+pub mod oom;
 pub mod record;

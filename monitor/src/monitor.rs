@@ -394,8 +394,14 @@ pub fn main_after_exec() -> ! {
         journal: journal.as_ref(),
         cri: log_path.map(CriLog::open),
     };
+    // The container's init only: an exec's monitor has no cgroup of its own.
+    let mut oom = match record.starts_with("exec-") {
+        true => None,
+        false => crate::oom::OomWatch::of_process(init),
+    };
     let status = run(init, streams, &mut sinks, &mut attach);
-    let code = match crate::record::write_exit_record(&dir, &record, init, &status) {
+    let oom_killed = oom.as_mut().is_some_and(|w| w.oom_killed());
+    let code = match crate::record::write_exit_record(&dir, &record, init, &status, oom_killed) {
         Ok(()) => 0,
         Err(_) => 1,
     };

@@ -39,6 +39,7 @@ pub fn write_exit_record(
     name: &str,
     init_pid: i32,
     status: &ExitStatus,
+    oom_killed: bool,
 ) -> Result<(), String> {
     let (code, signal) = match status {
         ExitStatus::Code(c) => (*c, 0),
@@ -50,6 +51,7 @@ pub fn write_exit_record(
         exit_code: code,
         exit_signal: signal,
         exited_at_us: now_us(),
+        oom_killed,
     };
     write_atomic(dir, name, &record)
 }

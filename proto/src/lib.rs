@@ -87,6 +87,10 @@ pub struct ExitRecord {
     /// N if a signal ended it, else 0.
     pub exit_signal: i32,
     pub exited_at_us: u64,
+    /// The kernel's OOM killer struck in the container's cgroup while it
+    /// ran (its memory.events oom_kill grew). Older records lack it: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oom_killed: bool,
 }
 
 /// Why a container's init, or an exec's process, stopped before execve: sent

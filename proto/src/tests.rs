@@ -103,6 +103,7 @@ fn old_records_read() {
         exit_code: 137,
         exit_signal: 9,
         exited_at_us: 1_700_000_000_000_000,
+        oom_killed: false,
     };
     assert_eq!(read::<ExitRecord>(&exit.0).unwrap(), want);
     let shim = TempFile::with(

@@ -72,6 +72,17 @@ impl ContainerObject {
         crate::api::manager::exec(&self.daemon, &self.id, process_json, &options).await
     }
 
+    /// UpdateContainer of this container.
+    async fn update(
+        &self,
+        resources: HashMap<String, zbus::zvariant::OwnedValue>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::lifecycle::update(conn, &self.daemon, &self.id, &resources).await
+    }
+
     async fn wait(&self) -> Result<(i32, i32)> {
         Ok(self.daemon.wait(&self.id).await?)
     }
@@ -293,6 +304,17 @@ impl ContainerObject {
     fn restart_policy(&self) -> String {
         let rec = self.rec();
         rec.restart.map(|r| r.policy).unwrap_or_default().name()
+    }
+
+    /// Its resource limits (UpdateContainer's keys, only those set): as
+    /// created, or as the last UpdateContainer left them.
+    #[zbus(property)]
+    async fn resources(&self) -> HashMap<String, zbus::zvariant::OwnedValue> {
+        self.daemon
+            .resources_of(&self.id)
+            .await
+            .map(|r| crate::resources::to_dict(&r))
+            .unwrap_or_default()
     }
 
     /// The image reference it was created from ("" for a bundle).

@@ -91,3 +91,41 @@ pub fn top(daemon: &Daemon, id: &str) -> Result<Vec<crate::top::ProcessRow>> {
             .into()
     })
 }
+
+/// UpdateContainer / Container.Update: new resource limits on the scope,
+/// then recorded; the Resources property announces them.
+pub async fn update(
+    conn: &Connection,
+    daemon: &Arc<Daemon>,
+    id: &str,
+    options: &std::collections::HashMap<String, zbus::zvariant::OwnedValue>,
+) -> Result<()> {
+    let req = crate::options::resources::UpdateOptions::parse(options)
+        .map_err(crate::error::Error::from)?;
+    // An exit meanwhile is recorded after (not lost under) the update.
+    daemon.get(id)?; // no gate for ids that name nothing
+    let _announcing = daemon.gate(id).await;
+    let rec = daemon.update_resources(id, req).await?;
+    let path = crate::api::container_path(id);
+    if let Ok(iface) = conn
+        .object_server()
+        .interface::<_, crate::api::container::ContainerObject>(&path)
+        .await
+    {
+        let now = rec.resources.unwrap_or_default();
+        let changed = std::collections::HashMap::from([(
+            "Resources",
+            zbus::zvariant::Value::from(crate::resources::to_dict(&now)),
+        )]);
+        if let Ok(name) = zbus::names::InterfaceName::try_from("io.berth.Berth1.Container") {
+            let _ = zbus::fdo::Properties::properties_changed(
+                iface.signal_emitter(),
+                name,
+                changed,
+                std::borrow::Cow::Borrowed(&[]),
+            )
+            .await;
+        }
+    }
+    Ok(())
+}

@@ -277,6 +277,19 @@ impl Manager {
         crate::api::lifecycle::kill(&self.daemon, id, who, signal).await
     }
 
+    /// New resource limits for a created, running or paused container:
+    /// SetUnitProperties(runtime) on its scope, then recorded.
+    async fn update_container(
+        &self,
+        id: &str,
+        resources: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        require_root(conn, &hdr).await?;
+        crate::api::lifecycle::update(conn, &self.daemon, id, &resources).await
+    }
+
     async fn pause_container(
         &self,
         id: &str,

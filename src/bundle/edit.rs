@@ -8,12 +8,11 @@ use oci_spec::runtime::{Linux, LinuxNamespace, LinuxNamespaceType, Mount, Proces
 use crate::namespaces::{NsSpec, SpecNamespaces};
 use crate::network::{NsChoice, SpecNet};
 use crate::options::namespaces::NsKind;
+use crate::options::resources::UpdateOptions;
 use crate::options::CreateOptions;
 
 /// Where a notify_socket's directory appears in the container.
 const NOTIFY_DIR: &str = "/run/berth-notify";
-/// The CFS period `cpus` is a quota over (100 ms, as docker and podman).
-const CPU_PERIOD_US: u64 = 100_000;
 
 /// Applies `opts` to `spec`, whose relative paths mean `bundle`'s.
 pub fn apply(opts: &CreateOptions, spec: &mut Spec, bundle: &Path) {
@@ -83,28 +82,20 @@ fn edit_process(opts: &CreateOptions, process: &mut Process) {
     process.set_env(Some(env));
 }
 
+/// The resource options, applied as UpdateContainer applies them later.
 fn edit_resources(opts: &CreateOptions, spec: &mut Spec) {
-    if opts.memory.is_none() && opts.cpus.is_none() && opts.pids_limit.is_none() {
+    let given = UpdateOptions {
+        memory: opts.memory,
+        cpus: opts.cpus,
+        pids_limit: opts.pids_limit,
+        res: opts.res.clone(),
+    };
+    if given == UpdateOptions::default() {
         return;
     }
     let linux = spec.linux_mut().get_or_insert_with(bare_linux);
     let mut res = linux.resources().clone().unwrap_or_default();
-    if let Some(m) = opts.memory {
-        let mut memory = res.memory().unwrap_or_default();
-        memory.set_limit(Some(m));
-        res.set_memory(Some(memory));
-    }
-    if let Some(c) = opts.cpus {
-        let mut cpu = res.cpu().clone().unwrap_or_default();
-        cpu.set_period(Some(CPU_PERIOD_US));
-        cpu.set_quota(Some((c * CPU_PERIOD_US as f64).round() as i64));
-        res.set_cpu(Some(cpu));
-    }
-    if let Some(p) = opts.pids_limit {
-        let mut pids = res.pids().unwrap_or_default();
-        pids.set_limit(p);
-        res.set_pids(Some(pids));
-    }
+    given.apply(&mut res);
     linux.set_resources(Some(res));
 }
 

@@ -20,4 +20,5 @@ mod tests;
 pub(crate) use edit::bare_linux;
 pub use edit::{apply, set_env};
 pub use security::SecurityApplyError;
+pub(crate) use write::write_atomically;
 pub use write::{write_from, write_spec};

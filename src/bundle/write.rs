@@ -106,7 +106,7 @@ pub fn write_spec(
 /// Writes `text` as `dir`/config.json: a temporary file made durable, then
 /// renamed over, so a crash leaves the old file or the new one, never a
 /// torn one (recovery may meet either).
-fn write_atomically(dir: &Path, text: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(dir: &Path, text: &[u8]) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)

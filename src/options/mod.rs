@@ -19,6 +19,7 @@ pub mod namespaces;
 pub mod net;
 #[cfg(test)]
 pub mod props;
+pub mod resources;
 pub mod security;
 pub mod storage;
 #[cfg(test)]
@@ -38,7 +39,9 @@ pub const KNOWN: &str = "labels, args, env, terminal, workdir, memory, cpus, pid
                          restart, health_cmd, health_interval, \
                          health_retries, health_start_period, health_timeout, \
                          health_on_failure, volumes, mounts, tmpfs, read_only, \
-                         shm_size, devices, spec, slice, log_path, pid, ipc, uts";
+                         shm_size, devices, spec, slice, log_path, pid, ipc, uts, \
+                         cpu_shares, cpu_quota, cpu_period, cpuset_cpus, cpuset_mems, \
+                         memory_swap";
 
 /// What CreateContainer's `a{sv}` options asked for.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -90,6 +93,9 @@ pub struct CreateOptions {
     pub cri: cri::CriOptions,
     /// Filled by berthd from `slice` and the id, never by a caller.
     pub cgroups_path: Option<String>,
+    /// cpu_shares, cpu_quota, cpu_period, cpuset_cpus, cpuset_mems,
+    /// memory_swap.
+    pub res: resources::ResourceOptions,
 }
 
 /// Why an option was refused. Values a caller sent are kept `brief` (a
@@ -155,6 +161,17 @@ pub enum OptionError {
     Slice(String),
     #[error("option log_path {0:?} must be an absolute file path without '..'")]
     LogPath(String),
+    #[error("option {key} {why}")]
+    Resource { key: String, why: &'static str },
+    #[error("option {key} {value:?}: want a CPU or node list such as 0-3,8")]
+    CpuList { key: String, value: String },
+    #[error(
+        "unknown option {0:?} (UpdateContainer takes {keys})",
+        keys = resources::UPDATE_KEYS
+    )]
+    UnknownUpdate(String),
+    #[error("nothing to update: give at least one of {keys}", keys = resources::UPDATE_KEYS)]
+    NothingToUpdate,
 }
 
 impl From<OptionError> for crate::error::Error {
@@ -348,6 +365,7 @@ impl CreateOptions {
             k if lifecycle::KEYS.contains(&k) => self.lifecycle.set(k, value)?,
             k if storage::KEYS.contains(&k) => self.storage.set(k, value)?,
             k if cri::KEYS.contains(&k) => self.cri.set(k, value)?,
+            k if resources::KEYS.contains(&k) => self.res.set(k, value)?,
             "listen_fds" => self.listen.set_fds(value)?,
             "listen_fdnames" => self.listen.set_names(value)?,
             other => return Err(OptionError::Unknown(brief(other).into())),
@@ -370,5 +388,6 @@ impl CreateOptions {
             || self.security.changes_spec()
             || self.storage_spec.is_some()
             || self.cgroups_path.is_some()
+            || !self.res.is_empty()
     }
 }

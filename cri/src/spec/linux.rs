@@ -114,6 +114,20 @@ pub(super) fn mounts(
         mounts.push(bind(&m.container_path, host, &opts));
     }
     spec.set_mounts(Some(mounts));
+    // As containerd: a bidirectional mount needs the container's root
+    // shared (else the bind, made from a slave copy of the host's mount,
+    // is a slave and the container's mounts never reach the host); a
+    // host-to-container one needs it slave at least. berth-init keeps the
+    // rootfs's parent private, as runc does, so nothing else leaks out.
+    let want = |p: i32| c.mounts.iter().any(|m| m.propagation == p);
+    let root = match (want(2), want(1)) {
+        (true, _) => Some("rshared"),
+        (false, true) => Some("rslave"),
+        _ => None,
+    };
+    if let (Some(root), Some(linux)) = (root, spec.linux_mut()) {
+        linux.set_rootfs_propagation(Some(root.into()));
+    }
     Ok(())
 }
 
