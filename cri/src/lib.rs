@@ -24,6 +24,7 @@ mod spec_tests;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod stream;
 
 /// A gRPC channel to a CRI server on a unix socket (tests, tools).
 pub async fn connect(
