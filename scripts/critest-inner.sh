@@ -44,5 +44,7 @@ args=(--runtime-endpoint unix:///run/berth/cri.sock --ginkgo.no-color --ginkgo.t
 [ -n "$focus" ] && args+=(--ginkgo.focus "$focus")
 # Specs that need what berth-cri does not serve (streaming, see docs/cri.md)
 # or the network (registry pulls).
-args+=(--ginkgo.skip 'should support (exec|attach|portforward)|Image Manager|Image Identifier|Consistency|SELinux|AppArmor|benchmark')
+args+=(--ginkgo.skip 'Image Manager|Image Identifier|Consistency|SELinux|AppArmor|benchmark')
+# Further critest flags (after the focus): --websocket-exec and the like.
+args+=("${@:4}")
 "$critest" "${args[@]}" 2>&1 || true

@@ -122,6 +122,16 @@ struct Agreed {
     query: String,
 }
 
+/// The end of a session as client-go wants it: a close frame with 1000
+/// (Normal) — one without a code reads as an error ("close 1005").
+pub fn normal_close() -> tokio_tungstenite::tungstenite::Message {
+    use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+    tokio_tungstenite::tungstenite::Message::Close(Some(CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+}
+
 fn refuse(code: StatusCode, why: String) -> ErrorResponse {
     let mut r = ErrorResponse::new(Some(why));
     *r.status_mut() = code;

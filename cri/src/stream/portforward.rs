@@ -100,7 +100,8 @@ pub async fn serve(cri: &Cri, ws: WebSocketStream<TcpStream>, req: PortForwardRe
         Ok(x) => x,
         Err(e) => {
             let _ = sink.send(frame(1, e.to_string().as_bytes())).await;
-            let _ = sink.close().await;
+            let _ = sink.send(super::normal_close()).await;
+        let _ = sink.close().await;
             return;
         }
     };
@@ -178,7 +179,8 @@ pub async fn serve(cri: &Cri, ws: WebSocketStream<TcpStream>, req: PortForwardRe
     }
     // The client gone or the connections done: nothing outlives the session.
     aborts.iter().for_each(|a| a.abort());
-    let _ = sink.close().await;
+    let _ = sink.send(super::normal_close()).await;
+        let _ = sink.close().await;
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ fn io_err(e: std::io::Error) -> CriError {
 /// Refuses the session on its error channel (the client shows the message).
 async fn fail(mut ws: Ws, e: CriError) {
     let _ = ws.send(frame(ERROR, status_json(Err(e.to_string())).as_bytes())).await;
-    let _ = ws.close(None).await;
+    let _ = ws.send(super::normal_close()).await;
 }
 
 pub async fn exec(cri: &Cri, ws: Ws, req: ExecRequest, v5: bool) {
@@ -212,6 +212,7 @@ async fn relay(cri: &Cri, ws: Ws, s: Session, v5: bool) {
                 break;
             }
         }
+        let _ = sink.send(super::normal_close()).await;
         let _ = sink.close().await;
     });
     // Outputs are read by tasks of their own: a stdin write that blocks
