@@ -48,7 +48,14 @@ impl Daemon {
             exec: exec_id.into(),
         };
         let exec = rec.execs.get(exec_id).ok_or_else(no_exec)?;
-        Ok(signal_exec(self, id, exec_id, exec.shim_pid, exec.shim_start, signal)?)
+        Ok(signal_exec(
+            self,
+            id,
+            exec_id,
+            exec.shim_pid,
+            exec.shim_start,
+            signal,
+        )?)
     }
 }
 

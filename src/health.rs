@@ -161,7 +161,8 @@ pub async fn run(daemon: &Daemon, id: &str) -> Result<(String, i32, bool)> {
 /// SIGKILLs a check that outlived its timeout (its shim then records the
 /// exit as for any exec): exec_kill.rs's guarded signal.
 fn kill_timed_out(daemon: &Daemon, id: &str, exec_id: &str, shim_pid: u32, shim_start: u64) {
-    let sent = crate::exec_kill::signal_exec(daemon, id, exec_id, shim_pid, shim_start, libc::SIGKILL);
+    let sent =
+        crate::exec_kill::signal_exec(daemon, id, exec_id, shim_pid, shim_start, libc::SIGKILL);
     if sent.is_ok() {
         tracing::info!(container = %id, exec = %exec_id, "health check timed out: killed");
     }

@@ -93,7 +93,10 @@ fn exec_with_the_callers_stdio_and_kill_exec() {
     let e = error_name(obj.kill_exec("nope", 9).unwrap_err());
     assert!(e.starts_with("io.berth.Berth1.Error.NotFound"), "{e}");
     let e = error_name(obj.kill_exec("sleeper", 0).unwrap_err());
-    assert!(e.starts_with("io.berth.Berth1.Error.InvalidArgument"), "{e}");
+    assert!(
+        e.starts_with("io.berth.Berth1.Error.InvalidArgument"),
+        "{e}"
+    );
     // The container itself is untouched.
     let status: String = b.sh_ok("systemctl is-active berth-f1.scope");
     assert_eq!(status.trim(), "active");
@@ -109,8 +112,7 @@ fn exec_with_the_callers_stdio_and_kill_exec() {
         let mut p: serde_json::Value = serde_json::from_str(&process("true")).unwrap();
         p["terminal"] = json!(terminal);
         let e = error_name(
-            call::<String>(&c, "ExecContainer", &("f1", p.to_string().as_str(), opts))
-                .unwrap_err(),
+            call::<String>(&c, "ExecContainer", &("f1", p.to_string().as_str(), opts)).unwrap_err(),
         );
         assert!(
             e.starts_with("io.berth.Berth1.Error.InvalidArgument"),
@@ -122,6 +124,9 @@ fn exec_with_the_callers_stdio_and_kill_exec() {
     let e = error_name(
         call::<String>(&c, "ExecContainer", &("f1", process("true").as_str(), opts)).unwrap_err(),
     );
-    assert!(e.starts_with("io.berth.Berth1.Error.InvalidArgument"), "{e}");
+    assert!(
+        e.starts_with("io.berth.Berth1.Error.InvalidArgument"),
+        "{e}"
+    );
     let () = call(&c, "DeleteContainer", &("f1", true)).unwrap();
 }

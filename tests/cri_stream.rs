@@ -140,7 +140,10 @@ async fn scenario(b: &berth_box::SystemdBox) {
         .create(
             &pod,
             &pcfg,
-            container_config("tick", &["sh", "-c", "while true; do echo tick; sleep 0.1; done"]),
+            container_config(
+                "tick",
+                &["sh", "-c", "while true; do echo tick; sleep 0.1; done"],
+            ),
         )
         .await
         .expect("create tick");
@@ -183,15 +186,14 @@ async fn scenario(b: &berth_box::SystemdBox) {
         .into_inner()
         .url;
     let mut s = ws(b, &url, "v4.channel.k8s.io").await.unwrap();
-    s.send(frame(4, br#"{"Width":100,"Height":30}"#)).await.unwrap();
+    s.send(frame(4, br#"{"Width":100,"Height":30}"#))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     s.send(frame(0, b"go\r")).await.unwrap();
     let got = drain(&mut s).await;
     assert!(text(&got, 1).contains("30 100"), "{:?}", text(&got, 1));
-    assert_eq!(
-        text(&got, 3),
-        r#"{"metadata":{},"status":"Success"}"#
-    );
+    assert_eq!(text(&got, 3), r#"{"metadata":{},"status":"Success"}"#);
 
     // Attach: the running container's output; leaving detaches only.
     let url = cri
@@ -234,12 +236,17 @@ async fn scenario(b: &berth_box::SystemdBox) {
     let mut s = ws(b, &format!("{url}?port=80"), "portforward.k8s.io")
         .await
         .unwrap();
-    s.send(frame(0, b"GET /hostname HTTP/1.0\r\n\r\n")).await.unwrap();
+    s.send(frame(0, b"GET /hostname HTTP/1.0\r\n\r\n"))
+        .await
+        .unwrap();
     let got = drain(&mut s).await;
     let data = got.get(&0).cloned().unwrap_or_default();
     assert_eq!(&data[..2], &80u16.to_le_bytes(), "the port comes first");
     let body = String::from_utf8_lossy(&data[2..]);
-    assert!(body.starts_with("HTTP/1.") && body.trim_end().ends_with("s1"), "{body}");
+    assert!(
+        body.starts_with("HTTP/1.") && body.trim_end().ends_with("s1"),
+        "{body}"
+    );
 
     // A client that goes away mid-exec: the process is killed.
     let url = cri

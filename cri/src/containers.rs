@@ -90,7 +90,17 @@ pub async fn create(cri: &Arc<Cri>, req: CreateContainerRequest) -> Result<Strin
             md.name, md.attempt, pod.id
         )));
     }
-    let made = make(cri, &id, &pod, &image_name, &spec, user, &log_path, cfg.stdin).await;
+    let made = make(
+        cri,
+        &id,
+        &pod,
+        &image_name,
+        &spec,
+        user,
+        &log_path,
+        cfg.stdin,
+    )
+    .await;
     let store = cri.store.clone();
     match made {
         Ok(()) => {

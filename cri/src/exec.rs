@@ -87,7 +87,9 @@ pub async fn exec_sync(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncRespon
                     let _ = tokio::time::timeout(Duration::from_secs(5), m.wait_exec(id, &exec_id))
                         .await;
                 }
-                Err(e) => tracing::warn!(container = %id, exec = %exec_id, "killing a timed-out exec: {e}"),
+                Err(e) => {
+                    tracing::warn!(container = %id, exec = %exec_id, "killing a timed-out exec: {e}")
+                }
             }
             Err(CriError::DeadlineExceeded(format!(
                 "command {:?} timed out after {}s",

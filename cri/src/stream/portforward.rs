@@ -77,7 +77,9 @@ pub async fn dial(netns: Option<PathBuf>, port: u16) -> Result<TcpStream> {
     let s = rx
         .await
         .map_err(|_| CriError::Internal("the dialing thread died".into()))?
-        .map_err(|e| CriError::FailedPrecondition(format!("dialing port {port} in the pod: {e}")))?;
+        .map_err(|e| {
+            CriError::FailedPrecondition(format!("dialing port {port} in the pod: {e}"))
+        })?;
     TcpStream::from_std(s).map_err(|e| CriError::Internal(e.to_string()))
 }
 
@@ -88,7 +90,12 @@ fn frame(channel: u8, data: &[u8]) -> Message {
     Message::binary(v)
 }
 
-pub async fn serve(cri: &Cri, ws: WebSocketStream<TcpStream>, req: PortForwardRequest, query: &str) {
+pub async fn serve(
+    cri: &Cri,
+    ws: WebSocketStream<TcpStream>,
+    req: PortForwardRequest,
+    query: &str,
+) {
     let (mut sink, mut src) = ws.split();
     let setup = async {
         let ports = ports(query, &req)?;
@@ -101,7 +108,7 @@ pub async fn serve(cri: &Cri, ws: WebSocketStream<TcpStream>, req: PortForwardRe
         Err(e) => {
             let _ = sink.send(frame(1, e.to_string().as_bytes())).await;
             let _ = sink.send(super::normal_close()).await;
-        let _ = sink.close().await;
+            let _ = sink.close().await;
             return;
         }
     };
@@ -135,7 +142,9 @@ pub async fn serve(cri: &Cri, ws: WebSocketStream<TcpStream>, req: PortForwardRe
             }
             Err(e) => {
                 inputs.push(None);
-                let _ = tx.send(frame(2 * i as u8 + 1, e.to_string().as_bytes())).await;
+                let _ = tx
+                    .send(frame(2 * i as u8 + 1, e.to_string().as_bytes()))
+                    .await;
             }
         }
     }
@@ -180,7 +189,7 @@ pub async fn serve(cri: &Cri, ws: WebSocketStream<TcpStream>, req: PortForwardRe
     // The client gone or the connections done: nothing outlives the session.
     aborts.iter().for_each(|a| a.abort());
     let _ = sink.send(super::normal_close()).await;
-        let _ = sink.close().await;
+    let _ = sink.close().await;
 }
 
 #[cfg(test)]

@@ -29,28 +29,28 @@ use crate::state::Cri;
 pub const V4: &str = "v4.channel.k8s.io";
 pub const V5: &str = "v5.channel.k8s.io";
 
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
+pub(super) const STDIN: u8 = 0;
+pub(super) const STDOUT: u8 = 1;
+pub(super) const STDERR: u8 = 2;
 const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
 type Ws = WebSocketStream<TcpStream>;
-type Reader = Box<dyn AsyncRead + Unpin + Send>;
-type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+pub(super) type Reader = Box<dyn AsyncRead + Unpin + Send>;
+pub(super) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// One session's ends: what the process writes (per channel), where its
 /// stdin goes, whose terminal a resize is for, and which exec it waits for.
-struct Session {
-    container: String,
-    outputs: Vec<(Reader, u8)>,
-    input: Option<Writer>,
+pub(super) struct Session {
+    pub container: String,
+    pub outputs: Vec<(Reader, u8)>,
+    pub input: Option<Writer>,
     /// exec id ("" for the container's own terminal) of a terminal.
-    terminal: Option<String>,
+    pub terminal: Option<String>,
     /// The exec to wait for (its code is the status) and to kill when the
     /// client goes; None for an attach.
-    exec: Option<String>,
+    pub exec: Option<String>,
 }
 
 /// The metav1.Status of the error channel: Success, or the exit code as
@@ -92,7 +92,9 @@ fn io_err(e: std::io::Error) -> CriError {
 
 /// Refuses the session on its error channel (the client shows the message).
 async fn fail(mut ws: Ws, e: CriError) {
-    let _ = ws.send(frame(ERROR, status_json(Err(e.to_string())).as_bytes())).await;
+    let _ = ws
+        .send(frame(ERROR, status_json(Err(e.to_string())).as_bytes()))
+        .await;
     let _ = ws.send(super::normal_close()).await;
 }
 
@@ -103,7 +105,7 @@ pub async fn exec(cri: &Cri, ws: Ws, req: ExecRequest, v5: bool) {
     }
 }
 
-async fn start_exec(cri: &Cri, req: &ExecRequest) -> Result<Session> {
+pub(super) async fn start_exec(cri: &Cri, req: &ExecRequest) -> Result<Session> {
     let m = cri.manager().await?;
     let id = &req.container_id;
     let mut process = serde_json::json!({ "args": req.cmd });
@@ -164,14 +166,25 @@ fn unix_halves(fd: OwnedFd) -> Result<(Reader, Writer)> {
         s.set_nonblocking(true)?;
         tokio::net::UnixStream::from_std(s)
     });
-    let mut next = || halves.next().unwrap_or_else(|| Err(std::io::ErrorKind::Other.into()));
+    let mut next = || {
+        halves
+            .next()
+            .unwrap_or_else(|| Err(std::io::ErrorKind::Other.into()))
+    };
     let out = next().map_err(io_err)?;
     let input = next().map_err(io_err)?;
     Ok((Box::new(out), Box::new(input)))
 }
 
 pub async fn attach(cri: &Cri, ws: Ws, req: AttachRequest, v5: bool) {
-    let start = async {
+    match start_attach(cri, &req).await {
+        Ok(s) => relay(cri, ws, s, v5).await,
+        Err(e) => fail(ws, e).await,
+    }
+}
+
+pub(super) async fn start_attach(cri: &Cri, req: &AttachRequest) -> Result<Session> {
+    {
         let m = cri.manager().await?;
         let fd: OwnedFd = m.attach_container(&req.container_id).await?.into();
         let (out, input) = unix_halves(fd)?;
@@ -184,10 +197,6 @@ pub async fn attach(cri: &Cri, ws: Ws, req: AttachRequest, v5: bool) {
             terminal: req.tty.then(String::new),
             exec: None,
         })
-    };
-    match start.await {
-        Ok(s) => relay(cri, ws, s, v5).await,
-        Err(e) => fail(ws, e).await,
     }
 }
 
@@ -226,7 +235,9 @@ async fn relay(cri: &Cri, ws: Ws, s: Session, v5: bool) {
     let m = match cri.manager().await {
         Ok(m) => m,
         Err(e) => {
-            let _ = tx.send(frame(ERROR, status_json(Err(e.to_string())).as_bytes())).await;
+            let _ = tx
+                .send(frame(ERROR, status_json(Err(e.to_string())).as_bytes()))
+                .await;
             return;
         }
     };
@@ -236,7 +247,11 @@ async fn relay(cri: &Cri, ws: Ws, s: Session, v5: bool) {
             let _ = p.await;
         }
         match &exec {
-            Some(e) => m.wait_exec(&id, e).await.map(|(c, _)| c).map_err(|e| e.to_string()),
+            Some(e) => m
+                .wait_exec(&id, e)
+                .await
+                .map(|(c, _)| c)
+                .map_err(|e| e.to_string()),
             None => Ok(0),
         }
     };
@@ -286,7 +301,7 @@ async fn relay(cri: &Cri, ws: Ws, s: Session, v5: bool) {
 }
 
 /// A resize message: `{"Width":cols,"Height":rows}` → (rows, cols).
-fn size(json: &[u8]) -> Option<(u16, u16)> {
+pub(super) fn size(json: &[u8]) -> Option<(u16, u16)> {
     let v: serde_json::Value = serde_json::from_slice(json).ok()?;
     let w = u16::try_from(v["Width"].as_u64()?).ok()?;
     let h = u16::try_from(v["Height"].as_u64()?).ok()?;

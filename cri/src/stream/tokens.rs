@@ -100,14 +100,23 @@ mod tests {
         let now = Instant::now();
         let a = t.insert_at(exec(), now).unwrap();
         assert_eq!(a.len(), 64);
-        assert_eq!(t.take_at("attach", &a, now).unwrap_err(), TokenError::Unknown);
+        assert_eq!(
+            t.take_at("attach", &a, now).unwrap_err(),
+            TokenError::Unknown
+        );
         assert!(t.take_at("exec", &a, now).is_ok(), "the right kind, once");
         assert_eq!(t.take_at("exec", &a, now).unwrap_err(), TokenError::Unknown);
         let b = t.insert_at(exec(), now).unwrap();
         assert_ne!(a, b);
         let late = now + TOKEN_TTL;
-        assert_eq!(t.take_at("exec", &b, late).unwrap_err(), TokenError::Unknown);
-        assert_eq!(t.take_at("exec", "nope", now).unwrap_err(), TokenError::Unknown);
+        assert_eq!(
+            t.take_at("exec", &b, late).unwrap_err(),
+            TokenError::Unknown
+        );
+        assert_eq!(
+            t.take_at("exec", "nope", now).unwrap_err(),
+            TokenError::Unknown
+        );
     }
 
     #[test]
