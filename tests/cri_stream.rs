@@ -269,4 +269,51 @@ async fn scenario(b: &berth_box::SystemdBox) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(left.trim().is_empty(), "left behind: {left}");
+
+    crictl(b, &pod, &web, &ticker);
+}
+
+/// crictl (cri-tools' client: not in CI, so skipped with a reason when
+/// absent; BERTH_CRICTL names it) against the same pod, both transports.
+fn crictl(b: &berth_box::SystemdBox, pod: &str, web: &str, ticker: &str) {
+    let path = std::env::var("BERTH_CRICTL").unwrap_or_else(|_| "crictl".into());
+    let found = std::process::Command::new(&path).arg("--version").output();
+    if !found.is_ok_and(|o| o.status.success()) {
+        println!("SKIP crictl streaming: no crictl (set BERTH_CRICTL to cri-tools' crictl)");
+        return;
+    }
+    let c = format!("timeout -k 1 10 {path} -r unix:///run/berth/cri.sock");
+    for t in ["spdy", "websocket"] {
+        // crictl's streaming exec reports a code through the status: its
+        // message, and an exit of 1 (only `exec -s`, ExecSync, passes it on).
+        let rc = b.sh_ok(&format!(
+            "{c} exec --transport {t} {web} sh -c 'exit 3' 2>&1; echo rc=$?"
+        ));
+        assert!(
+            rc.contains("command terminated with exit code 3") && rc.trim_end().ends_with("rc=1"),
+            "{t}: {rc}"
+        );
+        let echoed = b.sh_ok(&format!(
+            "echo hi-{t} | {c} exec -i --transport {t} {web} cat"
+        ));
+        assert_eq!(echoed.trim(), format!("hi-{t}"));
+        let attached = b.sh_ok(&format!("timeout -k 1 2 {path} -r unix:///run/berth/cri.sock attach --transport {t} {ticker} || true"));
+        assert!(attached.contains("tick"), "{t} attach: {attached}");
+    }
+    // Port-forward over SPDY (crictl's websocket port-forward tunnels SPDY
+    // in a WebSocket, v2.portforward.k8s.io: not served, see docs/cri.md).
+    let fwd = b.sh_ok(&format!(
+        "timeout -k 1 15 {path} -r unix:///run/berth/cri.sock port-forward {pod} 18099:80 >/dev/null 2>&1 & pf=$!; \
+         for i in $(seq 50); do wget -T 2 -qO- http://127.0.0.1:18099/hostname && break; sleep 0.1; done; kill $pf"
+    ));
+    assert_eq!(fwd.trim(), "s1");
+    // The round trip of `crictl exec true` (ExecSync is `exec -s`; this is
+    // the streaming path: Exec, the upgrade, the exec, the status).
+    let ms = b.sh_ok(&format!(
+        "s=$(date +%s%N); for i in $(seq 20); do {c} exec {web} true; done; e=$(date +%s%N); echo $(( (e - s) / 20000000 ))"
+    ));
+    println!(
+        "crictl exec true (SPDY) round trip: {} ms (mean of 20)",
+        ms.trim()
+    );
 }

@@ -17,10 +17,29 @@ use crate::state::Cri;
 /// probe's output is far below: 16 MiB as containerd's).
 const MAX_OUTPUT: u64 = 16 << 20;
 
+/// A pipe, close-on-exec and blocking: (read end, write end).
+pub fn raw_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| CriError::Internal(format!("pipe2: {e}")))
+}
+
+/// Our end of a pipe made non-blocking for tokio. Only ours: O_NONBLOCK
+/// belongs to the open file, and the process's end must stay blocking
+/// (a `cat` reading a non-blocking stdin fails with EAGAIN).
+pub fn ours_nonblocking(fd: &OwnedFd) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(fd),
+        FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+    )
+    .map(|_| ())
+    .map_err(|e| CriError::Internal(format!("O_NONBLOCK: {e}")))
+}
+
 /// A pipe: the read end (ours, async) and the write end (for berthd).
 pub fn pipe() -> Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-        .map_err(|e| CriError::Internal(format!("pipe2: {e}")))?;
+    let (r, w) = raw_pipe()?;
+    ours_nonblocking(&r)?;
     let r = tokio::net::unix::pipe::Receiver::from_owned_fd(r)
         .map_err(|e| CriError::Internal(e.to_string()))?;
     Ok((r, w))

@@ -23,7 +23,7 @@ use zbus::zvariant::Value;
 
 use crate::api::{AttachRequest, ExecRequest};
 use crate::error::{CriError, Result};
-use crate::exec::fd_option;
+use crate::exec::{fd_option, ours_nonblocking, raw_pipe};
 use crate::state::Cri;
 
 pub const V4: &str = "v4.channel.k8s.io";
@@ -80,12 +80,6 @@ fn frame(channel: u8, data: &[u8]) -> Message {
     Message::binary(v)
 }
 
-/// A pipe: (read end, write end), both close-on-exec.
-fn raw_pipe() -> Result<(OwnedFd, OwnedFd)> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-        .map_err(|e| CriError::Internal(format!("pipe2: {e}")))
-}
-
 fn io_err(e: std::io::Error) -> CriError {
     CriError::Internal(e.to_string())
 }
@@ -129,6 +123,7 @@ pub(super) async fn start_exec(cri: &Cri, req: &ExecRequest) -> Result<Session> 
     let mut input: Option<Writer> = None;
     if req.stdin {
         let (r, w) = raw_pipe()?;
+        ours_nonblocking(&w)?;
         o.insert("stdin_fd", fd_option(r));
         let w = tokio::net::unix::pipe::Sender::from_owned_fd(w).map_err(io_err)?;
         input = Some(Box::new(w));
@@ -139,6 +134,7 @@ pub(super) async fn start_exec(cri: &Cri, req: &ExecRequest) -> Result<Session> 
     ] {
         if want {
             let (r, w) = raw_pipe()?;
+            ours_nonblocking(&r)?;
             o.insert(key, fd_option(w));
             let r = tokio::net::unix::pipe::Receiver::from_owned_fd(r).map_err(io_err)?;
             outputs.push((Box::new(r), channel));
