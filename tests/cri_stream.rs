@@ -11,6 +11,8 @@ mod common;
 #[allow(unused_imports)]
 use common::*;
 
+// Shared with tests/cri.rs, which uses all of it.
+#[allow(dead_code)]
 mod cri_client;
 use cri_client::*;
 

@@ -253,6 +253,8 @@ async fn serve_spdy(
     }
 }
 
+// tungstenite's handshake callback returns its own (large) ErrorResponse.
+#[allow(clippy::result_large_err)]
 async fn serve_one(stream: TcpStream, cri: Arc<Cri>) {
     let _ = stream.set_nodelay(true);
     let Some(head) = peek_head(&stream).await else {
