@@ -422,7 +422,8 @@ async fn scenario(b: &berth_box::SystemdBox) {
                 })
                 .await
         ),
-        Code::Unimplemented
+        Code::InvalidArgument,
+        "an Exec without cmd"
     );
 
     // Stopping the pod kills its containers and frees its address.
