@@ -51,7 +51,8 @@ systemctl start berthd berth-cri.socket
 cd /tmp
 args=(--runtime-endpoint unix:///run/berth/cri.sock --ginkgo.no-color --ginkgo.timeout 20m)
 [ -n "$focus" ] && args+=(--ginkgo.focus "$focus")
-# Specs that need what berth-cri does not serve (streaming, see docs/cri.md;
-# "exec with" keeps execSync in).
-args+=(--ginkgo.skip 'should support (exec with|attach|portforward)|SELinux|AppArmor|benchmark')
+# Specs that need what berth-cri does not serve (see docs/cri.md).
+args+=(--ginkgo.skip 'SELinux|AppArmor|benchmark')
+# Further critest flags (after the focus): --websocket-exec and the like.
+args+=("${@:5}")
 "$critest" "${args[@]}" 2>&1 || true

@@ -3,6 +3,7 @@
 //! `exec-ID.exit.json` in the container's state dir, and an ExecRecord in the
 //! container's store record.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use berth_proto::{ExitRecord, RecordError, ShimRecord};
@@ -22,12 +23,60 @@ pub struct ExecRequest {
     pub attach: bool,
     /// Give the process a stdin fed by attach clients.
     pub stdin: bool,
+    /// The caller's own stdin, stdout, stderr for the process (options
+    /// `stdin_fd`, `stdout_fd`, `stderr_fd`): given to it as they are, no
+    /// relay through the monitor. One not given is /dev/null (stdin) or the
+    /// monitor's pipe to the journal (stdout, stderr).
+    pub stdio: [Option<OwnedFd>; 3],
 }
 
 impl ExecRequest {
     /// Running execs (no exit seen) are capped like the records.
     fn max_execs_reached(&self, rec: &ContainerRecord) -> bool {
         rec.execs.values().filter(|e| e.exited_at == 0).count() >= crate::store::MAX_EXEC_RECORDS
+    }
+
+    fn has_caller_stdio(&self) -> bool {
+        self.stdio.iter().any(Option::is_some)
+    }
+
+    /// The caller's fds go to the process itself: nothing for an attach
+    /// client to read or feed, and a terminal is its own stdio.
+    fn check_stdio(&self, terminal: bool) -> Result<()> {
+        if !self.has_caller_stdio() {
+            return Ok(());
+        }
+        if self.attach || self.stdin {
+            return Err(Error::InvalidArgument(
+                "options stdin_fd/stdout_fd/stderr_fd go not with attach or stdin".into(),
+            ));
+        }
+        if terminal {
+            return Err(Error::InvalidArgument(
+                "options stdin_fd/stdout_fd/stderr_fd go not with a terminal process \
+                 (use attach with AttachExec and ResizeTerminal)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The shim's flags for the fds given, and the fds in the order the
+    /// shim finds them (3, 4, … — sockets.rs's pass_to).
+    fn shim_stdio(&self) -> Result<(Vec<&'static str>, crate::sockets::ListenFds)> {
+        const FLAGS: [&str; 3] = ["--caller-stdin", "--caller-stdout", "--caller-stderr"];
+        let mut flags = Vec::new();
+        let mut fds = Vec::new();
+        for (flag, fd) in FLAGS.into_iter().zip(&self.stdio) {
+            if let Some(fd) = fd {
+                flags.push(flag);
+                fds.push(
+                    fd.try_clone()
+                        .map_err(|e| Error::Internal(format!("dup of a stdio fd: {e}")))?,
+                );
+            }
+        }
+        Ok((flags, crate::sockets::ListenFds::passing(fds)))
     }
 }
 
@@ -55,6 +104,7 @@ impl Daemon {
             false => PathBuf::from(&rec.bundle),
         };
         let process = crate::exec_defaults::exec_process(process_json, &config_dir)?;
+        req.check_stdio(process.terminal().unwrap_or(false))?;
         let json = serde_json::to_vec(&process).map_err(|e| Error::Internal(e.to_string()))?;
         let (exec_id, path) = self.claim_exec_id(id, req.id.as_deref(), &json)?;
         let path_str = path.to_string_lossy().into_owned();
@@ -71,8 +121,10 @@ impl Daemon {
         if req.stdin {
             args.push("--stdin");
         }
+        let (flags, fds) = req.shim_stdio()?;
+        args.extend(flags);
         let (_, shim) = self
-            .run_shim(id, &args, &Default::default())
+            .run_shim(id, &args, &fds)
             .await
             .map_err(|e| self.exited_meanwhile(id, e))?;
         let start = crate::init_calls::process_start_time(shim).unwrap_or(0);

@@ -159,37 +159,13 @@ pub async fn run(daemon: &Daemon, id: &str) -> Result<(String, i32, bool)> {
 }
 
 /// SIGKILLs a check that outlived its timeout (its shim then records the
-/// exit as for any exec). The process is found through its shim's record
-/// and signalled through a pidfd taken while its shim — the parent that
-/// would reap it and free the pid — is still there.
+/// exit as for any exec): exec_kill.rs's guarded signal.
 fn kill_timed_out(daemon: &Daemon, id: &str, exec_id: &str, shim_pid: u32, shim_start: u64) {
-    let (shim_json, _) = berth_proto::record_names(Some(exec_id));
-    let path = daemon.run_dir.join(id).join(shim_json);
-    let Ok(shim) = berth_proto::read::<berth_proto::ShimRecord>(&path) else {
-        return;
-    };
-    // SAFETY: pidfd_open with integer arguments; the fd is owned at once.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, shim.init_pid as libc::c_int, 0) };
-    if fd < 0 {
-        return;
+    let sent =
+        crate::exec_kill::signal_exec(daemon, id, exec_id, shim_pid, shim_start, libc::SIGKILL);
+    if sent.is_ok() {
+        tracing::info!(container = %id, exec = %exec_id, "health check timed out: killed");
     }
-    // SAFETY: a fresh fd we own.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
-    if crate::init_calls::process_start_time(shim_pid) != Some(shim_start) {
-        return; // the shim has gone: the check ended by itself.
-    }
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-    // SAFETY: pidfd_send_signal on our pidfd, no siginfo.
-    let _ = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            raw,
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    tracing::info!(container = %id, exec = %exec_id, "health check timed out: killed");
 }
 
 /// What an unhealthy container's `on_failure` asks for, done in the

@@ -11,6 +11,7 @@ mod daemon_network;
 mod daemon_storage;
 mod error;
 mod exec_defaults;
+mod exec_kill;
 mod execs;
 mod exits;
 mod gates;

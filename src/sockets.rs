@@ -57,6 +57,15 @@ impl ListenFds {
         self.fds.is_empty()
     }
 
+    /// Fds to pass as they are, with no socket-activation environment
+    /// (ExecContainer's stdin_fd/stdout_fd/stderr_fd: execs.rs).
+    pub fn passing(fds: Vec<OwnedFd>) -> Self {
+        ListenFds {
+            fds: Arc::new(fds),
+            names: Vec::new(),
+        }
+    }
+
     /// Takes `listen_fds` (ah): each fd is our own copy (the message's are
     /// the message's).
     pub fn set_fds(&mut self, value: &OwnedValue) -> Result<(), ListenError> {

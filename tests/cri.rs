@@ -4,7 +4,8 @@
 //! berthd, systemd, CNI plugins (a bridge conflist written into the box's
 //! /etc/cni/net.d) and LMDB. Asserts: two containers of a pod share
 //! localhost, IPC and /dev/shm; the pod's slice; CRI-format log files and
-//! ReopenContainerLog; ExecSync (output, exit code, timeout); a hostNetwork
+//! ReopenContainerLog; ExecSync (stdout and stderr apart, exit code, a
+//! timeout that leaves no process); a hostNetwork
 //! pod; the gRPC codes of bad requests; restarts of berth-cri and berthd
 //! keep everything listed the same; stopping a pod kills its containers;
 //! removal leaves nothing.
@@ -253,21 +254,24 @@ async fn scenario(b: &berth_box::SystemdBox) {
         );
     }
 
-    // ExecSync: exit codes, and a timeout.
+    // ExecSync: exit codes, stdout and stderr apart, and a timeout.
     let r = cri
-        .exec(&side, &["sh", "-c", "echo out; exit 3"], 10)
+        .exec(&side, &["sh", "-c", "echo out; echo err >&2; exit 3"], 10)
         .await
         .unwrap();
     assert_eq!(
-        (r.exit_code, String::from_utf8_lossy(&r.stdout).trim()),
-        (3, "out")
+        (r.exit_code, r.stdout.as_slice(), r.stderr.as_slice()),
+        (3, &b"out\n"[..], &b"err\n"[..])
     );
     let t = Instant::now();
     assert_eq!(
-        code(cri.exec(&side, &["sleep", "30"], 1).await),
+        code(cri.exec(&side, &["sleep", "31"], 1).await),
         Code::DeadlineExceeded
     );
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // The timed-out process was killed, not left to run.
+    let left = b.sh_ok("pgrep -fx 'sleep 31' || true");
+    assert!(left.trim().is_empty(), "left behind: {left}");
 
     // CRI logs: a container that writes to both streams and exits.
     let mut logger = container_config(
@@ -461,7 +465,8 @@ async fn scenario(b: &berth_box::SystemdBox) {
                 })
                 .await
         ),
-        Code::Unimplemented
+        Code::InvalidArgument,
+        "an Exec without cmd"
     );
 
     // Stopping the pod kills its containers and frees its address.

@@ -34,6 +34,7 @@ pub trait Manager {
         options: HashMap<&str, Value<'_>>,
     ) -> zbus::Result<String>;
     fn wait_exec(&self, id: &str, exec_id: &str) -> zbus::Result<(i32, i32)>;
+    fn kill_exec(&self, id: &str, exec_id: &str, signal: i32) -> zbus::Result<()>;
     fn list_containers(&self) -> zbus::Result<Vec<(String, String, OwnedObjectPath)>>;
     fn get_container(&self, id: &str) -> zbus::Result<OwnedObjectPath>;
     fn get_container_stats(&self, id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
@@ -111,6 +112,7 @@ pub trait Container {
     fn resume(&self) -> zbus::Result<()>;
     fn exec(&self, process_json: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<String>;
     fn wait_exec(&self, exec_id: &str) -> zbus::Result<(i32, i32)>;
+    fn kill_exec(&self, exec_id: &str, signal: i32) -> zbus::Result<()>;
     fn wait(&self) -> zbus::Result<(i32, i32)>;
     fn delete(&self, force: bool) -> zbus::Result<()>;
     fn get_stats(&self) -> zbus::Result<HashMap<String, OwnedValue>>;

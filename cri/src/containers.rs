@@ -91,7 +91,17 @@ pub async fn create(cri: &Arc<Cri>, req: CreateContainerRequest) -> Result<Strin
             md.name, md.attempt, pod.id
         )));
     }
-    let made = make(cri, &id, &pod, &image_name, &spec, user, &log_path).await;
+    let made = make(
+        cri,
+        &id,
+        &pod,
+        &image_name,
+        &spec,
+        user,
+        &log_path,
+        cfg.stdin,
+    )
+    .await;
     let store = cri.store.clone();
     match made {
         Ok(()) => {
@@ -109,6 +119,9 @@ pub async fn create(cri: &Arc<Cri>, req: CreateContainerRequest) -> Result<Strin
     }
 }
 
+// Each argument is one CreateContainer option's source; a struct for them
+// would only move the list.
+#[allow(clippy::too_many_arguments)]
 async fn make(
     cri: &Cri,
     id: &str,
@@ -117,6 +130,7 @@ async fn make(
     spec: &oci_spec::runtime::Spec,
     user: Option<String>,
     log_path: &str,
+    stdin: bool,
 ) -> Result<()> {
     let json = serde_json::to_string(spec).map_err(|e| CriError::Internal(e.to_string()))?;
     let mut labels = HashMap::new();
@@ -127,6 +141,10 @@ async fn make(
     o.insert("labels", Value::from(labels));
     if let Some(u) = user {
         o.insert("user", Value::from(u));
+    }
+    if stdin {
+        // ContainerConfig.stdin: a stdin fed by attach clients (Attach).
+        o.insert("stdin", Value::from(true));
     }
     if !pod.slice.is_empty() {
         o.insert("slice", Value::from(pod.slice.clone()));

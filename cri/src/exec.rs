@@ -1,21 +1,69 @@
-//! ExecSync: berthd's ExecContainer with `attach`, the output read from
-//! AttachExec, WaitExec for the code.
+//! ExecSync: berthd's ExecContainer with our own pipes as the process's
+//! stdout and stderr (options stdout_fd/stderr_fd: the streams stay apart),
+//! WaitExec for the code, KillExec(SIGKILL) past the timeout.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use zbus::zvariant::Value;
+use tokio::io::AsyncReadExt;
+use zbus::zvariant::{Fd, Value};
 
 use crate::api::*;
 use crate::error::{CriError, Result};
 use crate::state::Cri;
 
-/// ExecSync: the command's output (stdout and stderr come through berthd's
-/// attach stream as one: both land in stdout, see docs/cri.md) and exit
-/// code; past `timeout` seconds DeadlineExceeded is returned (the process
-/// is left to end: berthd cannot signal one exec yet, see docs/cri.md).
+/// What ExecSync keeps of each stream (the kubelet's own cap on an exec
+/// probe's output is far below: 16 MiB as containerd's).
+const MAX_OUTPUT: u64 = 16 << 20;
+
+/// A pipe, close-on-exec and blocking: (read end, write end).
+pub fn raw_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| CriError::Internal(format!("pipe2: {e}")))
+}
+
+/// Our end of a pipe made non-blocking for tokio. Only ours: O_NONBLOCK
+/// belongs to the open file, and the process's end must stay blocking
+/// (a `cat` reading a non-blocking stdin fails with EAGAIN).
+pub fn ours_nonblocking(fd: &OwnedFd) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(fd),
+        FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+    )
+    .map(|_| ())
+    .map_err(|e| CriError::Internal(format!("O_NONBLOCK: {e}")))
+}
+
+/// A pipe: the read end (ours, async) and the write end (for berthd).
+pub fn pipe() -> Result<(tokio::net::unix::pipe::Receiver, OwnedFd)> {
+    let (r, w) = raw_pipe()?;
+    ours_nonblocking(&r)?;
+    let r = tokio::net::unix::pipe::Receiver::from_owned_fd(r)
+        .map_err(|e| CriError::Internal(e.to_string()))?;
+    Ok((r, w))
+}
+
+/// An fd as an `h` option value (the write end goes to berthd).
+pub fn fd_option(fd: OwnedFd) -> Value<'static> {
+    Value::from(Fd::from(fd))
+}
+
+/// A stream to its end, the first MAX_OUTPUT bytes kept: the rest is read
+/// and dropped, so a chatty process is never blocked on a full pipe.
+async fn read_capped(r: &mut tokio::net::unix::pipe::Receiver) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    while let Ok(n @ 1..) = r.read(&mut buf).await {
+        let room = (MAX_OUTPUT as usize).saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    kept
+}
+
+/// ExecSync: the command's stdout and stderr apart, and its exit code; past
+/// `timeout` seconds the process is SIGKILLed and DeadlineExceeded returned.
 pub async fn exec_sync(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncResponse> {
     crate::containers::get(cri, &req.container_id)?;
     if req.cmd.is_empty() {
@@ -23,25 +71,19 @@ pub async fn exec_sync(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncRespon
     }
     let m = cri.manager().await?;
     let process = serde_json::json!({ "args": req.cmd }).to_string();
+    let (mut out_r, out_w) = pipe()?;
+    let (mut err_r, err_w) = pipe()?;
     let mut o: HashMap<&str, Value> = HashMap::new();
-    o.insert("attach", Value::from(true));
+    o.insert("stdout_fd", fd_option(out_w));
+    o.insert("stderr_fd", fd_option(err_w));
     let id = &req.container_id;
+    // The write ends go with the options: once sent, only the process
+    // holds them, so EOF comes when it (and its children) are done.
     let exec_id = m.exec_container(id, &process, o).await?;
-    let fd: OwnedFd = m.attach_exec(id, &exec_id).await?.into();
-    // Read asynchronously: on a timeout the future is dropped and the
-    // socket closed with it (no thread left blocked on a process that goes
-    // on running).
     let done = async {
-        let std = std::os::unix::net::UnixStream::from(fd);
-        std.set_nonblocking(true)
-            .map_err(|e| CriError::Internal(e.to_string()))?;
-        let mut s =
-            tokio::net::UnixStream::from_std(std).map_err(|e| CriError::Internal(e.to_string()))?;
-        let _ = s.shutdown().await;
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out).await;
+        let (out, err) = tokio::join!(read_capped(&mut out_r), read_capped(&mut err_r));
         let (code, _) = m.wait_exec(id, &exec_id).await?;
-        Ok::<_, CriError>((out, code))
+        Ok::<_, CriError>((out, err, code))
     };
     let limit = match req.timeout {
         t if t > 0 => Duration::from_secs(t as u64),
@@ -49,16 +91,29 @@ pub async fn exec_sync(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncRespon
     };
     match tokio::time::timeout(limit, done).await {
         Ok(r) => {
-            let (stdout, exit_code) = r?;
+            let (stdout, stderr, exit_code) = r?;
             Ok(ExecSyncResponse {
                 stdout,
-                stderr: Vec::new(),
+                stderr,
                 exit_code,
             })
         }
-        Err(_) => Err(CriError::DeadlineExceeded(format!(
-            "command {:?} timed out after {}s",
-            req.cmd, req.timeout
-        ))),
+        Err(_) => {
+            // Nothing left behind: the process goes, and its exit is
+            // waited for (its shim records it) before the answer.
+            match m.kill_exec(id, &exec_id, libc::SIGKILL).await {
+                Ok(()) => {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), m.wait_exec(id, &exec_id))
+                        .await;
+                }
+                Err(e) => {
+                    tracing::warn!(container = %id, exec = %exec_id, "killing a timed-out exec: {e}")
+                }
+            }
+            Err(CriError::DeadlineExceeded(format!(
+                "command {:?} timed out after {}s",
+                req.cmd, req.timeout
+            )))
+        }
     }
 }

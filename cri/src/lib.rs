@@ -25,6 +25,7 @@ mod spec_tests;
 pub mod state;
 pub mod stats;
 pub mod store;
+pub mod stream;
 pub mod update;
 
 /// A gRPC channel to a CRI server on a unix socket (tests, tools).

@@ -19,6 +19,8 @@ struct Args {
     state_dir: PathBuf,
     run_dir: PathBuf,
     cni_conf_dir: PathBuf,
+    /// The streaming server's address (Exec/Attach/PortForward URLs).
+    stream_address: String,
 }
 
 fn args() -> Result<Args, String> {
@@ -27,6 +29,7 @@ fn args() -> Result<Args, String> {
         state_dir: "/var/lib/berth/cri".into(),
         run_dir: "/run/berth/cri".into(),
         cni_conf_dir: "/etc/cni/net.d".into(),
+        stream_address: berth_cri::stream::DEFAULT_ADDRESS.into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -40,6 +43,7 @@ fn args() -> Result<Args, String> {
             "--state-dir" => a.state_dir = v()?,
             "--run-dir" => a.run_dir = v()?,
             "--cni-conf-dir" => a.cni_conf_dir = v()?,
+            "--stream-address" => a.stream_address = v()?.to_string_lossy().into_owned(),
             "--version" => {
                 println!("berth-cri {}", env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
@@ -47,7 +51,7 @@ fn args() -> Result<Args, String> {
             other => {
                 return Err(format!(
                     "unknown argument {other:?} (known: --listen, --state-dir, --run-dir, \
-                     --cni-conf-dir, --version)"
+                     --cni-conf-dir, --stream-address, --version)"
                 ))
             }
         }
@@ -94,6 +98,10 @@ async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
     // parent critest checks for idmapped mounts).
     std::fs::create_dir_all(a.run_dir.join("pods"))?;
     let conn = zbus::Connection::system().await?;
+    // Bound before anything is served: a URL handed out is always live.
+    let stream_listener = tokio::net::TcpListener::bind(&a.stream_address)
+        .await
+        .map_err(|e| format!("--stream-address {}: {e}", a.stream_address))?;
     let cri = Arc::new(Cri {
         store,
         sandboxes: Arc::new(Sandboxes {
@@ -105,9 +113,11 @@ async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         events: tokio::sync::broadcast::channel(1024).0,
         pod_cidr: Mutex::new(String::new()),
         pod_locks: Mutex::new(HashMap::new()),
+        streaming: berth_cri::stream::Streaming::new(stream_listener.local_addr()?),
     });
     berth_cri::recovery::repair(&cri).await;
     tokio::spawn(berth_cri::events::watch_exits(cri.clone()));
+    tokio::spawn(berth_cri::stream::serve(stream_listener, cri.clone()));
 
     let std_listener = match activated() {
         Some(l) => l,

@@ -203,16 +203,16 @@ impl RuntimeService for Service {
         ok(crate::exec::exec_sync(&self.0, r.into_inner()).await?)
     }
 
-    async fn exec(&self, _r: Request<ExecRequest>) -> R<ExecResponse> {
-        unimplemented("Exec (streaming)")
+    async fn exec(&self, r: Request<ExecRequest>) -> R<ExecResponse> {
+        ok(crate::stream::exec(&self.0, r.into_inner()).await?)
     }
 
-    async fn attach(&self, _r: Request<AttachRequest>) -> R<AttachResponse> {
-        unimplemented("Attach (streaming)")
+    async fn attach(&self, r: Request<AttachRequest>) -> R<AttachResponse> {
+        ok(crate::stream::attach(&self.0, r.into_inner()).await?)
     }
 
-    async fn port_forward(&self, _r: Request<PortForwardRequest>) -> R<PortForwardResponse> {
-        unimplemented("PortForward (streaming)")
+    async fn port_forward(&self, r: Request<PortForwardRequest>) -> R<PortForwardResponse> {
+        ok(crate::stream::port_forward(&self.0, r.into_inner()).await?)
     }
 
     async fn container_stats(

@@ -25,6 +25,8 @@ pub struct Cri {
     /// One pod verb at a time per pod (run/stop/remove of the same pod must
     /// not interleave their namespace and CNI steps).
     pub pod_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The streaming server's address and pending URLs (stream/).
+    pub streaming: crate::stream::Streaming,
 }
 
 impl Cri {

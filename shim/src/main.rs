@@ -15,7 +15,7 @@ use berth_monitor::monitor;
 
 use std::fs::File;
 use std::io::{BufRead, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -69,6 +69,17 @@ struct Args {
     /// the exit for it — the process runs before anyone can attach.
     #[arg(long, requires = "exec_id")]
     attach: bool,
+    /// For an exec: fd 3 (then 4, 5 — in this order, for the flags given)
+    /// is the caller's stdin for the process, no pipe from attach clients
+    /// (berthd's ExecContainer option stdin_fd).
+    #[arg(long, requires = "exec_id", conflicts_with_all = ["attach", "stdin"])]
+    caller_stdin: bool,
+    /// The caller's stdout for the process, not the monitor's pipe.
+    #[arg(long, requires = "exec_id", conflicts_with = "attach")]
+    caller_stdout: bool,
+    /// The caller's stderr for the process, not the monitor's pipe.
+    #[arg(long, requires = "exec_id", conflicts_with = "attach")]
+    caller_stderr: bool,
     /// Also file the logs under this systemd unit (`journalctl -u UNIT`).
     #[arg(long)]
     log_unit: Option<String>,
@@ -85,6 +96,29 @@ struct Args {
     journal_socket: PathBuf,
 }
 
+impl Args {
+    /// The fds berthd passed from 3 on: socket activation's or an exec's
+    /// caller stdio (never both: --preserve-fds conflicts with --exec-id).
+    fn passed_fds(&self) -> u32 {
+        let caller = [self.caller_stdin, self.caller_stdout, self.caller_stderr];
+        self.preserve_fds + caller.iter().filter(|b| **b).count() as u32
+    }
+
+    /// The caller's stdio fds, [stdin, stdout, stderr], at 3, 4, … in order.
+    fn caller_stdio(&self) -> [Option<OwnedFd>; 3] {
+        let mut next = 3;
+        [self.caller_stdin, self.caller_stdout, self.caller_stderr].map(|given| {
+            given.then(|| {
+                // SAFETY: berthd passed these fds (3..3+N, kept open by
+                // main's close_range); each is taken once, here.
+                let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(next) };
+                next += 1;
+                fd
+            })
+        })
+    }
+}
+
 fn main() {
     let args = Args::parse();
     // Only 0-2 and the fds passed on purpose (3..3+N) are the shim's: an fd
@@ -96,7 +130,7 @@ fn main() {
     unsafe {
         nix::libc::syscall(
             nix::libc::SYS_close_range,
-            3 + args.preserve_fds,
+            3 + args.passed_fds(),
             u32::MAX,
             0u32,
         )
@@ -289,7 +323,15 @@ fn run(args: &Args, monitor_cgroup: Option<&Path>, report: &mut File) -> Result<
     let stdin_fd = stdin_r
         .as_ref()
         .map_or(dev_null.as_raw_fd(), |r| r.as_raw_fd());
-    let stdio = Some([stdin_fd, out_w.as_raw_fd(), err_w.as_raw_fd()]);
+    // The caller's fds, where given, in place of ours; the process's
+    // copies are made at its start, ours closed right after.
+    let caller = args.caller_stdio();
+    let pick = |i: usize, ours: RawFd| caller[i].as_ref().map_or(ours, |f| f.as_raw_fd());
+    let stdio = Some([
+        pick(0, stdin_fd),
+        pick(1, out_w.as_raw_fd()),
+        pick(2, err_w.as_raw_fd()),
+    ]);
 
     let started = match exec_process {
         Some(process) => berth_init::exec::exec(&berth_init::exec::ExecOptions {
@@ -343,6 +385,9 @@ fn run(args: &Args, monitor_cgroup: Option<&Path>, report: &mut File) -> Result<
         armed: true,
     };
     drop((out_w, err_w, stdin_r));
+    // A stream the caller took has no writer: nothing for the monitor.
+    let took = [caller[1].is_some(), caller[2].is_some()];
+    drop(caller);
 
     // Attached clients write to the pty master (a terminal) or the stdin pipe.
     let (streams, input, pty) = match console {
@@ -354,7 +399,11 @@ fn run(args: &Args, monitor_cgroup: Option<&Path>, report: &mut File) -> Result<
             let pty = master.as_raw_fd();
             (vec![(master, 6u8)], Some(input), Some(pty))
         }
-        None => (vec![(out_r, 6u8), (err_r, 3u8)], stdin_w, None),
+        None => {
+            let ours = [(out_r, 6u8), (err_r, 3u8)];
+            let streams = ours.into_iter().zip(took).filter(|(_, t)| !t);
+            (streams.map(|(s, _)| s).collect(), stdin_w, None)
+        }
     };
     if args.shim_scope {
         place_self(&args.id, args.exec_id.as_deref())?;

@@ -107,6 +107,18 @@ impl ContainerObject {
         Ok(crate::streams::attach(&self.daemon.run_dir, &self.id, "")?.into())
     }
 
+    /// See Manager.KillExec.
+    async fn kill_exec(
+        &self,
+        exec_id: &str,
+        signal: i32,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        crate::api::require_root(conn, &hdr).await?;
+        Ok(self.daemon.kill_exec(&self.id, exec_id, signal)?)
+    }
+
     /// See Manager.WaitExec.
     async fn wait_exec(&self, exec_id: &str) -> Result<(i32, i32)> {
         Ok(self.daemon.wait_exec(&self.id, exec_id).await?)

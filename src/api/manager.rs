@@ -21,7 +21,9 @@ pub struct Manager {
 }
 
 /// `ExecContainer` options: `id` (s), the exec id to use; `attach` (b): hold
-/// the output for AttachExec; `stdin` (b): a stdin fed by attach clients.
+/// the output for AttachExec; `stdin` (b): a stdin fed by attach clients;
+/// `stdin_fd`, `stdout_fd`, `stderr_fd` (h): the caller's own fds as the
+/// process's stdio.
 fn parse_exec(options: &HashMap<String, OwnedValue>) -> Result<ExecRequest> {
     let mut req = ExecRequest::default();
     for (key, value) in options {
@@ -29,14 +31,36 @@ fn parse_exec(options: &HashMap<String, OwnedValue>) -> Result<ExecRequest> {
             "id" => req.id = Some(get(key, value, "s")?),
             "attach" => req.attach = get(key, value, "b")?,
             "stdin" => req.stdin = get(key, value, "b")?,
+            "stdin_fd" => req.stdio[0] = Some(stdio_fd(key, value)?),
+            "stdout_fd" => req.stdio[1] = Some(stdio_fd(key, value)?),
+            "stderr_fd" => req.stdio[2] = Some(stdio_fd(key, value)?),
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown option {other:?} (known: id, attach, stdin)"
+                    "unknown option {other:?} (known: id, attach, stdin, stdin_fd, \
+                     stdout_fd, stderr_fd)"
                 )))
             }
         }
     }
     Ok(req)
+}
+
+/// Our own copy of an `h` option's fd, close-on-exec: zbus receives fds
+/// without it, and no other process berthd spawns may inherit one.
+fn stdio_fd(key: &str, value: &OwnedValue) -> Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let Value::Fd(fd) = &**value else {
+        return Err(Error::InvalidArgument(format!(
+            "option {key} must be of type h (a file descriptor)"
+        )));
+    };
+    let _ = nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    fd.as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::Internal(format!("dup of option {key}: {e}")))
 }
 
 pub async fn set_paused(
@@ -322,6 +346,20 @@ impl Manager {
     ) -> Result<String> {
         require_root(conn, &hdr).await?;
         exec(&self.daemon, id, process_json, &options).await
+    }
+
+    /// Sends `signal` to one exec'd process (NotFound: no such exec;
+    /// FailedPrecondition: it has exited).
+    async fn kill_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        signal: i32,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<()> {
+        require_root(conn, &hdr).await?;
+        Ok(self.daemon.kill_exec(id, exec_id, signal)?)
     }
 
     /// (exit code, signal) of an exec'd process, once it has exited.

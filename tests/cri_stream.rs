@@ -1,0 +1,321 @@
+//! berth-cri's streaming server end to end, in a box: Exec, Attach and
+//! PortForward URLs used by a WebSocket client (tokio-tungstenite) the way
+//! client-go's remotecommand / portforward use them. Asserts: stdin in,
+//! stdout and stderr apart, exit code 3 as the v5 status; a terminal exec
+//! sized by a resize message; attach to a running container's output;
+//! port-forward to busybox httpd inside a pod (no port published); a used
+//! or unknown token refused; a client gone mid-exec leaves no process.
+//! (Expiry after a minute is unit-tested in cri/src/stream/tokens.rs.)
+
+mod common;
+#[allow(unused_imports)]
+use common::*;
+
+// Shared with tests/cri.rs, which uses all of it.
+#[allow(dead_code)]
+mod cri_client;
+use cri_client::*;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_cri::api::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+type Ws = WebSocketStream<TcpStream>;
+
+#[test]
+fn cri_streaming_exec_attach_port_forward() {
+    let Some(b) = berth_box::up_or_skip("cri_streaming_exec_attach_port_forward") else {
+        return;
+    };
+    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
+        assert!(
+            std::env::var_os("BERTH_REQUIRE_BOX").is_none(),
+            "containernetworking-plugins is missing (scripts/deps installs it)"
+        );
+        println!("SKIP cri_stream: no CNI plugins in /usr/lib/cni");
+        return;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let cri_bin = PathBuf::from(BERTHD).with_file_name("berth-cri");
+    assert!(cri_bin.exists(), "{} is not built", cri_bin.display());
+    install_berthd(&b, "");
+    b.sh_ok(MAKE_ARCHIVE);
+    ctl_ok(&b, "image import /tmp/img/image.tar");
+    b.sh_ok(&format!(
+        "mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-crinet.conflist <<'EOF'\n{CONFLIST}\nEOF\n\
+         cp {root}/units/berth-cri.socket /run/systemd/system/ && \
+         sed 's|^ExecStart=.*|ExecStart={}|' {root}/units/berth-cri.service > /run/systemd/system/berth-cri.service && \
+         systemctl daemon-reload && systemctl start berth-cri.socket",
+        cri_bin.display()
+    ));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(scenario(&b));
+}
+
+/// A WebSocket to `url` (in the box's network namespace) offering `proto`.
+async fn ws(
+    b: &berth_box::SystemdBox,
+    url: &str,
+    proto: &str,
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    // As client-go: the URL's http becomes ws for the upgrade.
+    let mut req = url.replacen("http://", "ws://", 1).into_client_request()?;
+    req.headers_mut()
+        .insert("sec-websocket-protocol", proto.parse().unwrap());
+    let addr = format!(
+        "{}:{}",
+        req.uri().host().unwrap(),
+        req.uri().port_u16().unwrap()
+    );
+    let ns = format!("/proc/{}/ns/net", b.init_pid());
+    let s = in_netns(&ns, || std::net::TcpStream::connect(&addr)).expect("connect");
+    s.set_nonblocking(true).unwrap();
+    let s = TcpStream::from_std(s).unwrap();
+    let (ws, resp) = tokio_tungstenite::client_async(req, s).await?;
+    let agreed = resp.headers().get("sec-websocket-protocol").unwrap();
+    assert_eq!(agreed.to_str().unwrap(), proto);
+    Ok(ws)
+}
+
+fn frame(ch: u8, data: &[u8]) -> Message {
+    Message::binary([&[ch][..], data].concat())
+}
+
+/// Everything received per channel until the server closes (10 s at most).
+async fn drain(ws: &mut Ws) -> HashMap<u8, Vec<u8>> {
+    let mut got: HashMap<u8, Vec<u8>> = HashMap::new();
+    let all = async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Binary(b) = m {
+                if let Some((ch, data)) = b.split_first() {
+                    got.entry(*ch).or_default().extend_from_slice(data);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), all)
+        .await
+        .expect("the session ended");
+    got
+}
+
+fn text(got: &HashMap<u8, Vec<u8>>, ch: u8) -> String {
+    String::from_utf8_lossy(got.get(&ch).map(Vec::as_slice).unwrap_or_default()).into_owned()
+}
+
+fn exec_req(id: &str, cmd: &[&str], tty: bool) -> ExecRequest {
+    ExecRequest {
+        container_id: id.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty,
+        stdin: true,
+        stdout: true,
+        stderr: !tty,
+    }
+}
+
+async fn scenario(b: &berth_box::SystemdBox) {
+    let mut cri = connect(b).await;
+    let pcfg = pod_config("s1", false);
+    let pod = cri.run_pod(&pcfg).await.expect("RunPodSandbox");
+    let web = cri
+        .create(
+            &pod,
+            &pcfg,
+            container_config("web", &["httpd", "-f", "-p", "80", "-h", "/etc"]),
+        )
+        .await
+        .expect("create web");
+    cri.start(&web).await;
+    let ticker = cri
+        .create(
+            &pod,
+            &pcfg,
+            container_config(
+                "tick",
+                &["sh", "-c", "while true; do echo tick; sleep 0.1; done"],
+            ),
+        )
+        .await
+        .expect("create tick");
+    cri.start(&ticker).await;
+
+    // Exec, v5: stdin in (then closed), stdout and stderr apart, code 3.
+    let script = "read x; echo out:$x; echo err:$x >&2; exit 3";
+    let url = cri
+        .rt
+        .exec(exec_req(&web, &["sh", "-c", script], false))
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert!(url.starts_with("http://127.0.0.1:10010/exec/"), "{url}");
+    let mut s = ws(b, &url, "v5.channel.k8s.io").await.unwrap();
+    s.send(frame(0, b"hi\n")).await.unwrap();
+    s.send(Message::binary(vec![255, 0])).await.unwrap();
+    let got = drain(&mut s).await;
+    assert_eq!(text(&got, 1), "out:hi\n");
+    assert_eq!(text(&got, 2), "err:hi\n");
+    let status: serde_json::Value = serde_json::from_str(&text(&got, 3)).unwrap();
+    assert_eq!(status["status"], "Failure", "{status}");
+    assert_eq!(status["details"]["causes"][0]["reason"], "ExitCode");
+    assert_eq!(status["details"]["causes"][0]["message"], "3");
+
+    // A URL is single-use; an unknown token is refused alike.
+    let again = ws(b, &url, "v5.channel.k8s.io").await.unwrap_err();
+    assert!(again.to_string().contains("404"), "{again}");
+    let bad = url.rsplit_once('/').unwrap().0.to_string() + "/00ff";
+    let e = ws(b, &bad, "v5.channel.k8s.io").await.unwrap_err();
+    assert!(e.to_string().contains("404"), "{e}");
+
+    // A terminal exec (v4), sized by a resize message before it reads.
+    let url = cri
+        .rt
+        .exec(exec_req(&web, &["sh", "-c", "read x; stty size"], true))
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut s = ws(b, &url, "v4.channel.k8s.io").await.unwrap();
+    s.send(frame(4, br#"{"Width":100,"Height":30}"#))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.send(frame(0, b"go\r")).await.unwrap();
+    let got = drain(&mut s).await;
+    assert!(text(&got, 1).contains("30 100"), "{:?}", text(&got, 1));
+    assert_eq!(text(&got, 3), r#"{"metadata":{},"status":"Success"}"#);
+
+    // Attach: the running container's output; leaving detaches only.
+    let url = cri
+        .rt
+        .attach(AttachRequest {
+            container_id: ticker.clone(),
+            stdin: false,
+            tty: false,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut s = ws(b, &url, "v5.channel.k8s.io").await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), s.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.into_data()[..], b"\x01tick\n"[..]);
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = cri.status(&ticker).await.unwrap();
+    assert_eq!(st.state, ContainerState::ContainerRunning as i32);
+
+    // Port-forward to httpd on the pod's loopback (port 80 is published by
+    // nothing here: the dial happens inside the pod's namespace).
+    let url = cri
+        .rt
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.clone(),
+            port: vec![80],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut s = ws(b, &format!("{url}?port=80"), "portforward.k8s.io")
+        .await
+        .unwrap();
+    s.send(frame(0, b"GET /hostname HTTP/1.0\r\n\r\n"))
+        .await
+        .unwrap();
+    let got = drain(&mut s).await;
+    let data = got.get(&0).cloned().unwrap_or_default();
+    assert_eq!(&data[..2], &80u16.to_le_bytes(), "the port comes first");
+    let body = String::from_utf8_lossy(&data[2..]);
+    assert!(
+        body.starts_with("HTTP/1.") && body.trim_end().ends_with("s1"),
+        "{body}"
+    );
+
+    // A client that goes away mid-exec: the process is killed.
+    let url = cri
+        .rt
+        .exec(exec_req(&web, &["sleep", "1234"], false))
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let s = ws(b, &url, "v5.channel.k8s.io").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!b.sh_ok("pgrep -fx 'sleep 1234' || true").trim().is_empty());
+    drop(s);
+    let mut left = String::from("?");
+    for _ in 0..50 {
+        left = b.sh_ok("pgrep -fx 'sleep 1234' || true");
+        if left.trim().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(left.trim().is_empty(), "left behind: {left}");
+
+    crictl(b, &pod, &web, &ticker);
+}
+
+/// crictl (cri-tools' client: not in CI, so skipped with a reason when
+/// absent; BERTH_CRICTL names it) against the same pod, both transports.
+fn crictl(b: &berth_box::SystemdBox, pod: &str, web: &str, ticker: &str) {
+    let path = std::env::var("BERTH_CRICTL").unwrap_or_else(|_| "crictl".into());
+    let found = std::process::Command::new(&path).arg("--version").output();
+    if !found.is_ok_and(|o| o.status.success()) {
+        println!("SKIP crictl streaming: no crictl (set BERTH_CRICTL to cri-tools' crictl)");
+        return;
+    }
+    let c = format!("timeout -k 1 10 {path} -r unix:///run/berth/cri.sock");
+    for t in ["spdy", "websocket"] {
+        // crictl's streaming exec reports a code through the status: its
+        // message, and an exit of 1 (only `exec -s`, ExecSync, passes it on).
+        let rc = b.sh_ok(&format!(
+            "{c} exec --transport {t} {web} sh -c 'exit 3' 2>&1; echo rc=$?"
+        ));
+        assert!(
+            rc.contains("command terminated with exit code 3") && rc.trim_end().ends_with("rc=1"),
+            "{t}: {rc}"
+        );
+        let echoed = b.sh_ok(&format!(
+            "echo hi-{t} | {c} exec -i --transport {t} {web} cat"
+        ));
+        assert_eq!(echoed.trim(), format!("hi-{t}"));
+        let attached = b.sh_ok(&format!("timeout -k 1 2 {path} -r unix:///run/berth/cri.sock attach --transport {t} {ticker} || true"));
+        assert!(attached.contains("tick"), "{t} attach: {attached}");
+    }
+    // Port-forward over SPDY (crictl's websocket port-forward tunnels SPDY
+    // in a WebSocket, v2.portforward.k8s.io: not served, see docs/cri.md).
+    let fwd = b.sh_ok(&format!(
+        "timeout -k 1 15 {path} -r unix:///run/berth/cri.sock port-forward {pod} 18099:80 >/dev/null 2>&1 & pf=$!; \
+         for i in $(seq 50); do wget -T 2 -qO- http://127.0.0.1:18099/hostname && break; sleep 0.1; done; kill $pf"
+    ));
+    assert_eq!(fwd.trim(), "s1");
+    // The round trip of `crictl exec true` (ExecSync is `exec -s`; this is
+    // the streaming path: Exec, the upgrade, the exec, the status).
+    let ms = b.sh_ok(&format!(
+        "s=$(date +%s%N); for i in $(seq 20); do {c} exec {web} true; done; e=$(date +%s%N); echo $(( (e - s) / 20000000 ))"
+    ));
+    println!(
+        "crictl exec true (SPDY) round trip: {} ms (mean of 20)",
+        ms.trim()
+    );
+}
