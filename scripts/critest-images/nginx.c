@@ -25,8 +25,11 @@ static int configured_port(void) {
     char line[256];
     int port = 80;
     if (!f) return port;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, " listen %d;", &port) == 1) break;
+    /* "listen N;" anywhere in a line: "server { listen 12003; }" too. */
+    while (fgets(line, sizeof line, f)) {
+        char *l = strstr(line, "listen");
+        if (l && sscanf(l, "listen %d;", &port) == 1) break;
+    }
     fclose(f);
     return port;
 }
