@@ -19,6 +19,7 @@
 //! crash (empty: its monitors exited) goes at berthd's next start.
 
 use std::io::ErrorKind;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -53,7 +54,7 @@ pub async fn ensure(monitor: &Path) -> Result<PathBuf> {
     // The keeper: a process for the scope to adopt (a scope is made around
     // processes) that stays, so the scope does not stop when its last
     // monitor exits. Its own session, so no signal of berthd's reaches it.
-    let mut keeper = tokio::process::Command::new(monitor)
+    let mut keeper = std::process::Command::new(monitor)
         .arg("--keep")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
@@ -61,10 +62,12 @@ pub async fn ensure(monitor: &Path) -> Result<PathBuf> {
         .process_group(0)
         .spawn()
         .map_err(|e| Error::Internal(format!("running {} --keep: {e}", monitor.display())))?;
-    let pid = keeper.id().unwrap_or(0);
-    // Reaped by berthd while it lives (after a restart, by PID 1).
-    tokio::spawn(async move {
-        let _ = keeper.wait().await;
+    let pid = keeper.id();
+    // Reaped by berthd while it lives (after a restart, by PID 1): a thread
+    // blocked in waitpid, not tokio's child watch, which would hold a pidfd
+    // open in berthd for as long as the keeper lives.
+    std::thread::spawn(move || {
+        let _ = keeper.wait();
     });
     let made = init_calls::make_scope(UNIT, CGROUPS_PATH, pid).await;
     if let Err(e) = made {
