@@ -432,6 +432,19 @@ impl Daemon {
         // An exit being announced goes out first (ContainerExited before
         // ContainerRemoved, with the record still there to read).
         let _announced = self.gate(id).await;
+        // Read again under the gate: a delete running at the same time may
+        // have removed this container already, and a create may have made
+        // a new one under the same id since — that one is not ours to undo.
+        let rec = match self.get(id) {
+            Ok(now) if now.created_at == rec.created_at => now,
+            Ok(_) => {
+                return Err(Error::NotFound(format!(
+                    "container {id}: deleted meanwhile"
+                )))
+            }
+            Err(e) => return Err(e),
+        };
+        Self::step(&rec, Verb::Delete { force })?;
         // The monitors' sub-cgroup goes with the container's scope (and
         // the shims' own scopes of a container made before there was one
         // for all monitors: monitors.rs).
