@@ -6,6 +6,7 @@
 
 mod berth;
 mod chart;
+mod cri_env;
 mod engines;
 mod env;
 mod measure;
