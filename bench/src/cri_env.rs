@@ -17,6 +17,8 @@ pub const BERTH_CRI_SOCKET: &str = "/run/berth/cri.sock";
 /// The container's image, in both stores (containerd's CRI reads it as
 /// docker.io/local/bb:1, its normalised form).
 pub const IMAGE: &str = "local/bb:1";
+/// The CNI plugin both runtimes' pods need (Debian's containernetworking-plugins).
+pub const CNI_BRIDGE: &str = "/usr/lib/cni/bridge";
 /// containerd's sandbox image (config.toml's sandbox_image, fully named).
 pub const PAUSE_IMAGE: &str = "docker.io/bench/pause:1";
 /// Where containerd's CRI plugin keeps pods, containers and images.
@@ -72,9 +74,6 @@ pub fn setup_berth(src: &Path, bin: &Path) -> Result<()> {
             "{} is not built (cargo build -p berth-cri)",
             cri.display()
         );
-    }
-    if !Path::new("/usr/lib/cni/bridge").is_file() {
-        bail!("no CNI plugins in /usr/lib/cni (apt install containernetworking-plugins)");
     }
     let work = Path::new(WORK);
     let tar = make_image(&work.join("image-bb"), IMAGE, r#"["/bin/sleep"]"#)?;
@@ -135,8 +134,10 @@ pub fn setup_containerd() -> Result<()> {
 /// to the bench's containerd config): what containerd 1.6 needs to start a
 /// pod in the box (../shared/tools/README.md): no oom_score_adj below its
 /// own (no CAP_SYS_RESOURCE), the local pause image, the systemd cgroup
-/// driver (as berth), CNI from Debian's plugin directory.
-pub fn containerd_cri_config() -> String {
+/// driver (as berth), CNI from Debian's plugin directory, runc without the
+/// CPU weight the box cannot set (runc_no_cpu.rs).
+pub fn containerd_cri_config(runc: &Path) -> String {
+    let runc = runc.display();
     format!(
         "[plugins.\"io.containerd.grpc.v1.cri\"]\n  \
          restrict_oom_score_adj = true\n  \
@@ -146,6 +147,6 @@ pub fn containerd_cri_config() -> String {
          [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n    \
          runtime_type = \"io.containerd.runc.v2\"\n    \
          [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n      \
-         SystemdCgroup = true\n"
+         SystemdCgroup = true\n      BinaryName = \"{runc}\"\n"
     )
 }

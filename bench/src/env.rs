@@ -183,6 +183,10 @@ fn install_berthd(src: &Path, bin: &Path) -> Result<()> {
 fn start_containerd(work: &Path) -> Result<()> {
     let dir = work.join("containerd");
     std::fs::create_dir_all(&dir)?;
+    // containerd's CRI runs runc through this (see runc_no_cpu.rs).
+    let runc = dir.join(crate::runc_no_cpu::NAME);
+    let _ = std::fs::remove_file(&runc);
+    std::os::unix::fs::symlink(std::env::current_exe()?, &runc)?;
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -190,7 +194,7 @@ fn start_containerd(work: &Path) -> Result<()> {
             "version = 2\nroot = \"{}\"\nstate = \"/run/bench-containerd\"\n\
              [grpc]\n  address = \"{CONTAINERD_SOCKET}\"\n{}",
             dir.join("root").display(),
-            crate::cri_env::containerd_cri_config()
+            crate::cri_env::containerd_cri_config(&runc)
         ),
     )?;
     // The cri scenario's network, there before containerd's CRI plugin

@@ -11,6 +11,7 @@ mod engines;
 mod env;
 mod measure;
 mod report;
+mod runc_no_cpu;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -59,6 +60,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if runc_no_cpu::invoked() {
+        if let Err(e) = runc_no_cpu::main() {
+            eprintln!("{}: {e:#}", runc_no_cpu::NAME);
+        }
+        return ExitCode::FAILURE;
+    }
     let args = Args::parse();
     let outcome = if args.redraw {
         redraw(&args).map(|()| true)

@@ -16,7 +16,7 @@ use tonic::transport::Channel;
 use super::Ctx;
 use crate::cri_env::{self, BERTH_CRI_SOCKET, IMAGE};
 use crate::env::CONTAINERD_SOCKET;
-use crate::measure::{ms, rotation, Section, Unit};
+use crate::measure::{median, ms, rotation, Section, Unit};
 
 const POD_START: &str = "pod start";
 const TEARDOWN: &str = "teardown";
@@ -39,9 +39,19 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
          StartContainer of a busybox `sleep` container, until ContainerStatus \
          says RUNNING. Teardown: StopPodSandbox + RemovePodSandbox. berth: \
          berth-cri (socket-activated) over berthd; containerd: its built-in CRI \
-         plugin (runc, SystemdCgroup, a locally imported pause image). The \
+         plugin (runc with SystemdCgroup, through bench's runc-no-cpu wrapper that \
+         drops the sandbox's CPU weight the box's cgroup tree cannot set; a \
+         locally imported pause image). One warm-up pod each, not counted; the \
          runtimes take turns, the order rotating each round.",
     );
+    if !Path::new(cri_env::CNI_BRIDGE).is_file() {
+        s.note(format!(
+            "not measured: no {} (apt install containernetworking-plugins): \
+             neither runtime can give a pod its network",
+            cri_env::CNI_BRIDGE
+        ));
+        return Ok(s);
+    }
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -85,24 +95,42 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
 fn measure(ctx: &Ctx, tokio: &Runtime, endpoints: &mut [Endpoint], s: &mut Section) -> Result<()> {
     // Warm-up, not counted: page cache, unit load paths, CNI's first bridge.
     for e in endpoints.iter_mut() {
-        let pod = tokio.block_on(pod_start(&mut e.rt, &format!("warm-{}", e.tool)))?;
+        let (pod, _) = tokio.block_on(pod_start(&mut e.rt, &format!("warm-{}", e.tool)))?;
         tokio.block_on(teardown(&mut e.rt, &pod))?;
     }
     let mut start: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut down: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    // Per call, for the notes: where each runtime's time goes.
+    let mut calls: BTreeMap<(&str, usize), Vec<f64>> = BTreeMap::new();
     for (i, k) in rotation(endpoints.len(), ctx.iterations) {
         let e = &mut endpoints[k];
         let name = format!("pod-{}-{i}", e.tool);
         let t0 = Instant::now();
-        let pod = tokio
+        let (pod, mut steps) = tokio
             .block_on(pod_start(&mut e.rt, &name))
             .with_context(|| format!("{}, round {i}: pod start", e.tool))?;
         start.entry(e.tool).or_default().push(ms(t0.elapsed()));
         let t0 = Instant::now();
-        tokio
-            .block_on(teardown(&mut e.rt, &pod))
-            .with_context(|| format!("{}, round {i}: teardown", e.tool))?;
+        steps.extend(
+            tokio
+                .block_on(teardown(&mut e.rt, &pod))
+                .with_context(|| format!("{}, round {i}: teardown", e.tool))?,
+        );
         down.entry(e.tool).or_default().push(ms(t0.elapsed()));
+        for (n, v) in steps.into_iter().enumerate() {
+            calls.entry((e.tool, n)).or_default().push(v);
+        }
+    }
+    for e in endpoints.iter() {
+        let per_call: Vec<String> = CALLS
+            .iter()
+            .enumerate()
+            .filter_map(|(n, call)| {
+                let m = median(calls.get(&(e.tool, n))?)?;
+                Some(format!("{call} {m:.1}"))
+            })
+            .collect();
+        s.note(format!("{}, median ms per call: {}", e.tool, per_call.join(", ")));
     }
     for (variant, samples) in [(POD_START, start), (TEARDOWN, down)] {
         for (tool, v) in samples {
@@ -195,10 +223,28 @@ fn container_config() -> ContainerConfig {
     }
 }
 
+/// The calls timed one by one (pod_start's three, teardown's two).
+const CALLS: [&str; 5] = [
+    "RunPodSandbox",
+    "CreateContainer",
+    "StartContainer (until RUNNING)",
+    "StopPodSandbox",
+    "RemovePodSandbox",
+];
+
 /// RunPodSandbox + CreateContainer + StartContainer, until RUNNING; the
-/// pod's id.
-async fn pod_start(rt: &mut RuntimeServiceClient<Channel>, name: &str) -> Result<String> {
+/// pod's id and each step's ms.
+async fn pod_start(
+    rt: &mut RuntimeServiceClient<Channel>,
+    name: &str,
+) -> Result<(String, Vec<f64>)> {
     let cfg = pod_config(name);
+    let mut t0 = Instant::now();
+    let mut steps = Vec::new();
+    let mut lap = |steps: &mut Vec<f64>| {
+        steps.push(ms(t0.elapsed()));
+        t0 = Instant::now();
+    };
     let pod = rt
         .run_pod_sandbox(RunPodSandboxRequest {
             config: Some(cfg.clone()),
@@ -208,6 +254,7 @@ async fn pod_start(rt: &mut RuntimeServiceClient<Channel>, name: &str) -> Result
         .context("RunPodSandbox")?
         .into_inner()
         .pod_sandbox_id;
+    lap(&mut steps);
     let id = rt
         .create_container(CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
@@ -218,12 +265,13 @@ async fn pod_start(rt: &mut RuntimeServiceClient<Channel>, name: &str) -> Result
         .context("CreateContainer")?
         .into_inner()
         .container_id;
+    lap(&mut steps);
     rt.start_container(StartContainerRequest {
         container_id: id.clone(),
     })
     .await
     .context("StartContainer")?;
-    let t0 = Instant::now();
+    let started = Instant::now();
     loop {
         let st = rt
             .container_status(ContainerStatusRequest {
@@ -236,26 +284,30 @@ async fn pod_start(rt: &mut RuntimeServiceClient<Channel>, name: &str) -> Result
             .status
             .unwrap_or_default();
         if st.state == ContainerState::ContainerRunning as i32 {
-            return Ok(pod);
+            lap(&mut steps);
+            return Ok((pod, steps));
         }
-        if st.state == ContainerState::ContainerExited as i32 || t0.elapsed().as_secs() > 10 {
+        if st.state == ContainerState::ContainerExited as i32 || started.elapsed().as_secs() > 10 {
             bail!("container {id} not running: {st:?}");
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 
-/// StopPodSandbox + RemovePodSandbox.
-async fn teardown(rt: &mut RuntimeServiceClient<Channel>, pod: &str) -> Result<()> {
+/// StopPodSandbox + RemovePodSandbox; each step's ms.
+async fn teardown(rt: &mut RuntimeServiceClient<Channel>, pod: &str) -> Result<Vec<f64>> {
+    let t0 = Instant::now();
     rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: pod.into(),
     })
     .await
     .context("StopPodSandbox")?;
+    let stopped = ms(t0.elapsed());
+    let t1 = Instant::now();
     rt.remove_pod_sandbox(RemovePodSandboxRequest {
         pod_sandbox_id: pod.into(),
     })
     .await
     .context("RemovePodSandbox")?;
-    Ok(())
+    Ok(vec![stopped, ms(t1.elapsed())])
 }
