@@ -70,10 +70,7 @@ pub fn write_conflist() -> Result<()> {
 pub fn setup_berth(src: &Path, bin: &Path) -> Result<()> {
     let cri = bin.join("berth-cri");
     if !cri.is_file() {
-        bail!(
-            "{} is not built (cargo build -p berth-cri)",
-            cri.display()
-        );
+        bail!("{} is not built (cargo build -p berth-cri)", cri.display());
     }
     let work = Path::new(WORK);
     let tar = make_image(&work.join("image-bb"), IMAGE, r#"["/bin/sleep"]"#)?;

@@ -130,7 +130,11 @@ fn measure(ctx: &Ctx, tokio: &Runtime, endpoints: &mut [Endpoint], s: &mut Secti
                 Some(format!("{call} {m:.1}"))
             })
             .collect();
-        s.note(format!("{}, median ms per call: {}", e.tool, per_call.join(", ")));
+        s.note(format!(
+            "{}, median ms per call: {}",
+            e.tool,
+            per_call.join(", ")
+        ));
     }
     for (variant, samples) in [(POD_START, start), (TEARDOWN, down)] {
         for (tool, v) in samples {
