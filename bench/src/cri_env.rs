@@ -14,6 +14,8 @@ use berth_client::ImagesProxyBlocking;
 use crate::env::{sh, CONTAINERD_SOCKET, WORK};
 
 pub const BERTH_CRI_SOCKET: &str = "/run/berth/cri.sock";
+/// berth-cri's run directory (pinned pod namespaces).
+const BERTH_CRI_RUN: &str = "/run/berth/cri";
 /// The container's image, in both stores (containerd's CRI reads it as
 /// docker.io/local/bb:1, its normalised form).
 pub const IMAGE: &str = "local/bb:1";
@@ -96,6 +98,35 @@ pub fn setup_berth(src: &Path, bin: &Path) -> Result<()> {
     sh("systemctl", &["daemon-reload"])?;
     sh("systemctl", &["start", "berth-cri.socket"])?;
     Ok(())
+}
+
+/// Stops berth-cri once its pods are gone and removes its socket and run
+/// directory, so the scenarios after this one find /run/berth as berthd
+/// alone leaves it. Fails, leaving everything for a look, when a pod's
+/// directory (pinned namespace mounts) is still there.
+pub fn teardown_berth() -> Result<()> {
+    let pods = Path::new(BERTH_CRI_RUN).join("pods");
+    let left: Vec<_> = match std::fs::read_dir(&pods) {
+        Ok(d) => d.flatten().map(|e| e.file_name()).collect(),
+        Err(_) => Vec::new(),
+    };
+    if !left.is_empty() {
+        bail!(
+            "berth-cri left pod directories in {}: {left:?}",
+            pods.display()
+        );
+    }
+    sh(
+        "systemctl",
+        &["stop", "berth-cri.socket", "berth-cri.service"],
+    )?;
+    let _ = std::fs::remove_file(BERTH_CRI_SOCKET);
+    match std::fs::remove_dir_all(BERTH_CRI_RUN) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| BERTH_CRI_RUN.to_string())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Imports the busybox and pause images into containerd's k8s.io

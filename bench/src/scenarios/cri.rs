@@ -77,6 +77,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         }
     }
     measured?;
+    cri_env::teardown_berth().context("stopping berth-cri")?;
     for variant in [POD_START, TEARDOWN] {
         if let Some(r) = s.ratio("containerd", variant) {
             s.goal(
