@@ -74,6 +74,8 @@ pub fn setup_berth(src: &Path, bin: &Path) -> Result<()> {
     if !cri.is_file() {
         bail!("{} is not built (cargo build -p berth-cri)", cri.display());
     }
+    // Written already when containerd started, but not without containerd.
+    write_conflist()?;
     let work = Path::new(WORK);
     let tar = make_image(&work.join("image-bb"), IMAGE, r#"["/bin/sleep"]"#)?;
     let conn = zbus::blocking::Connection::system()?;
