@@ -112,6 +112,24 @@ fn bench_harness_runs_every_scenario_small() {
     } else {
         println!("runc is not installed here: berth measured alone");
     }
+    // The cri scenario: berth-cri always (when pods can have a network),
+    // containerd's CRI plugin beside it when containerd is installed (or
+    // the report names why not).
+    if std::path::Path::new("/usr/lib/cni/bridge").is_file() {
+        assert!(
+            report.contains("| pod start | berth |") && report.contains("| teardown | berth |"),
+            "cri: berth-cri not measured:\n{report}"
+        );
+        if which("containerd") {
+            assert!(
+                report.contains("| pod start | containerd |")
+                    || report.contains("containerd's CRI not measured"),
+                "cri: containerd neither measured nor a reason given:\n{report}"
+            );
+        }
+    } else {
+        println!("no CNI plugins here: the cri scenario measured nothing");
+    }
     b.down().expect("box down");
 }
 

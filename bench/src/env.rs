@@ -1,7 +1,7 @@
 //! The bench's world inside the box: berthd installed as a systemd service
 //! the way the package installs it (from this build's binaries), a busybox
-//! rootfs and three bundles on it, containerd as a service, and which peers
-//! this machine has.
+//! rootfs and three bundles on it, containerd as a service (its CRI plugin
+//! configured for the cri scenario), and which peers this machine has.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,6 +25,9 @@ pub struct Bundles {
 pub struct Env {
     pub rootfs: PathBuf,
     pub bundles: Bundles,
+    /// The source tree (units, D-Bus policy) and this build's binaries.
+    pub src: PathBuf,
+    pub bin: PathBuf,
     /// Peers found on this machine, in the report's order.
     pub peers: Vec<&'static str>,
     /// Peers missing, with why.
@@ -91,6 +94,8 @@ impl Env {
         Ok(Env {
             rootfs,
             bundles,
+            src: src.to_path_buf(),
+            bin: bin.to_path_buf(),
             peers,
             missing,
         })
@@ -178,15 +183,23 @@ fn install_berthd(src: &Path, bin: &Path) -> Result<()> {
 fn start_containerd(work: &Path) -> Result<()> {
     let dir = work.join("containerd");
     std::fs::create_dir_all(&dir)?;
+    // containerd's CRI runs runc through this (see runc_no_cpu.rs).
+    let runc = dir.join(crate::runc_no_cpu::NAME);
+    let _ = std::fs::remove_file(&runc);
+    std::os::unix::fs::symlink(std::env::current_exe()?, &runc)?;
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
             "version = 2\nroot = \"{}\"\nstate = \"/run/bench-containerd\"\n\
-             [grpc]\n  address = \"{CONTAINERD_SOCKET}\"\n",
-            dir.join("root").display()
+             [grpc]\n  address = \"{CONTAINERD_SOCKET}\"\n{}",
+            dir.join("root").display(),
+            crate::cri_env::containerd_cri_config(&runc)
         ),
     )?;
+    // The cri scenario's network, there before containerd's CRI plugin
+    // loads its CNI config.
+    crate::cri_env::write_conflist()?;
     let config = config.to_str().context("path")?;
     sh(
         "systemd-run",

@@ -6,10 +6,12 @@
 
 mod berth;
 mod chart;
+mod cri_env;
 mod engines;
 mod env;
 mod measure;
 mod report;
+mod runc_no_cpu;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -58,6 +60,12 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    if runc_no_cpu::invoked() {
+        if let Err(e) = runc_no_cpu::main() {
+            eprintln!("{}: {e:#}", runc_no_cpu::NAME);
+        }
+        return ExitCode::FAILURE;
+    }
     let args = Args::parse();
     let outcome = if args.redraw {
         redraw(&args).map(|()| true)

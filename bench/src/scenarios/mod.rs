@@ -10,6 +10,7 @@ use crate::env::Env;
 use crate::measure::Section;
 
 pub mod cpu;
+pub mod cri;
 pub mod exec;
 pub mod first_line;
 pub mod lifecycle;
@@ -60,6 +61,7 @@ pub const ALL: &[(&str, Scenario)] = &[
     ("exec", exec::run),
     ("first-line", first_line::run),
     ("network", network::run),
+    ("cri", cri::run),
     ("storage", storage::run),
     // Scenarios 5–7 and scale share one run of ctx.scale containers
     // (scale.rs): the first of them asked runs it all.
