@@ -12,6 +12,7 @@ pub mod capabilities;
 pub mod cgroup_mount;
 pub mod cgroups;
 pub mod child;
+pub mod clone_into;
 pub mod console;
 pub mod container;
 pub mod copyup;

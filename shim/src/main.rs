@@ -9,8 +9,6 @@
 //! container is created (blocked on its exec FIFO), or
 //! `{"error":"…","kind":"…"}`. `berth-shim` itself exits 0 (created) or 1.
 
-mod clone_into;
-
 use berth_monitor::monitor;
 
 use std::fs::File;
@@ -159,7 +157,7 @@ fn main() {
     // raw clone: it holds no lock (there was no other thread to hold one).
     let (forked, born_in_cgroup) = match cgroup
         .as_ref()
-        .and_then(|(_, d)| unsafe { clone_into::fork_into(d) })
+        .and_then(|(_, d)| unsafe { berth_init::clone_into::fork_into(d) })
     {
         Some(0) => (Ok(ForkResult::Child), true),
         Some(pid) => {

@@ -4,7 +4,6 @@
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use nix::sched::{setns, CloneFlags};
@@ -12,26 +11,6 @@ use nix::unistd::{fork, ForkResult};
 
 use crate::error::{Error, Result};
 use crate::namespaces::clone_fork;
-
-/// clone3's argument (linux/sched.h, CLONE_ARGS_SIZE_VER2: up to `cgroup`).
-#[repr(C)]
-#[derive(Default)]
-struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
-
-/// linux/sched.h; not in every libc crate version.
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
 /// fork(), non-dumpable, and where it can be, straight into the cgroup2
 /// directory `v2`: returns (0 in the child | the child's pid, whether the
@@ -58,19 +37,8 @@ pub(super) unsafe fn fork_into(v2: Option<&File>) -> Result<(i32, bool)> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| Error::io("prctl(PR_SET_DUMPABLE)", e))?;
     let forked = (|| {
         if let Some(dir) = v2 {
-            let mut args = CloneArgs {
-                flags: CLONE_INTO_CGROUP,
-                exit_signal: libc::SIGCHLD as u64,
-                cgroup: dir.as_raw_fd() as u64,
-                ..Default::default()
-            };
-            let rc = libc::syscall(
-                libc::SYS_clone3,
-                &mut args as *mut CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            );
-            if rc >= 0 {
-                return Ok((rc as i32, true));
+            if let Some(pid) = crate::clone_into::fork_into(dir) {
+                return Ok((pid, true));
             }
         }
         match fork().map_err(|e| Error::io("fork", e))? {

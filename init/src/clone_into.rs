@@ -1,5 +1,5 @@
 //! fork() straight into a cgroup2 directory: clone3 with CLONE_INTO_CGROUP
-//! (berth-init's exec makes its first child the same way: init/src/exec/fork.rs).
+//! (berth-init's exec makes its first child with it, berth-shim its monitor).
 //!
 //! Moving a task between cgroups (a write to cgroup.procs) takes
 //! cgroup_threadgroup_rwsem for writing, which waits for an RCU grace
@@ -42,12 +42,12 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 pub unsafe fn fork_into(dir: &File) -> Option<i32> {
     let mut args = CloneArgs {
         flags: CLONE_INTO_CGROUP,
-        exit_signal: nix::libc::SIGCHLD as u64,
+        exit_signal: libc::SIGCHLD as u64,
         cgroup: dir.as_raw_fd() as u64,
         ..Default::default()
     };
-    let rc = nix::libc::syscall(
-        nix::libc::SYS_clone3,
+    let rc = libc::syscall(
+        libc::SYS_clone3,
         &mut args as *mut CloneArgs,
         std::mem::size_of::<CloneArgs>(),
     );
