@@ -17,7 +17,6 @@ mod cri_client;
 use cri_client::*;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_cri::api::*;
@@ -31,30 +30,9 @@ type Ws = WebSocketStream<TcpStream>;
 
 #[test]
 fn cri_streaming_exec_attach_port_forward() {
-    let Some(b) = berth_box::up_or_skip("cri_streaming_exec_attach_port_forward") else {
+    let Some(b) = cri_box("cri_streaming_exec_attach_port_forward") else {
         return;
     };
-    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
-        assert!(
-            std::env::var_os("BERTH_REQUIRE_BOX").is_none(),
-            "containernetworking-plugins is missing (scripts/deps installs it)"
-        );
-        println!("SKIP cri_stream: no CNI plugins in /usr/lib/cni");
-        return;
-    }
-    let root = env!("CARGO_MANIFEST_DIR");
-    let cri_bin = PathBuf::from(BERTHD).with_file_name("berth-cri");
-    assert!(cri_bin.exists(), "{} is not built", cri_bin.display());
-    install_berthd(&b, "");
-    b.sh_ok(MAKE_ARCHIVE);
-    ctl_ok(&b, "image import /tmp/img/image.tar");
-    b.sh_ok(&format!(
-        "mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-crinet.conflist <<'EOF'\n{CONFLIST}\nEOF\n\
-         cp {root}/units/berth-cri.socket /run/systemd/system/ && \
-         sed 's|^ExecStart=.*|ExecStart={}|' {root}/units/berth-cri.service > /run/systemd/system/berth-cri.service && \
-         systemctl daemon-reload && systemctl start berth-cri.socket",
-        cri_bin.display()
-    ));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

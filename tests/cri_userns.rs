@@ -14,37 +14,14 @@ use common::*;
 mod cri_client;
 use cri_client::*;
 
-use std::path::PathBuf;
-
 use berth_cri::api::*;
 use tonic::Code;
 
 #[test]
 fn cri_user_namespaces_and_rro_mounts() {
-    let Some(b) = berth_box::up_or_skip("cri_userns") else {
+    let Some(b) = cri_box("cri_userns") else {
         return;
     };
-    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
-        assert!(
-            std::env::var_os("BERTH_REQUIRE_BOX").is_none(),
-            "containernetworking-plugins is missing (scripts/deps installs it)"
-        );
-        println!("SKIP cri_userns: no CNI plugins in /usr/lib/cni");
-        return;
-    }
-    let root = env!("CARGO_MANIFEST_DIR");
-    let cri_bin = PathBuf::from(BERTHD).with_file_name("berth-cri");
-    assert!(cri_bin.exists(), "{} is not built", cri_bin.display());
-    install_berthd(&b, "");
-    b.sh_ok(MAKE_ARCHIVE);
-    ctl_ok(&b, "image import /tmp/img/image.tar");
-    b.sh_ok(&format!(
-        "mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-crinet.conflist <<'EOF'\n{CONFLIST}\nEOF\n\
-         cp {root}/units/berth-cri.socket /run/systemd/system/ && \
-         sed 's|^ExecStart=.*|ExecStart={}|' {root}/units/berth-cri.service > /run/systemd/system/berth-cri.service && \
-         systemctl daemon-reload && systemctl start berth-cri.socket",
-        cri_bin.display()
-    ));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

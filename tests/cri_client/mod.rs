@@ -16,6 +16,41 @@ pub const CONFLIST: &str = r#"{"cniVersion":"1.0.0","name":"crinet","plugins":[
   "ipam":{"type":"host-local","ranges":[[{"subnet":"10.77.0.0/24"}]],"dataDir":"/run/cri-test-ipam"}},
  {"type":"portmap","capabilities":{"portMappings":true}}]}"#;
 
+/// A box for a CRI test: berthd installed, the busybox image imported,
+/// CONFLIST in /etc/cni/net.d and berth-cri's socket started (this build's
+/// binary in the packaged units). None — the test skips, saying why —
+/// without a box or without the CNI plugins.
+pub fn cri_box(test: &str) -> Option<berth_box::SystemdBox> {
+    use crate::common::*;
+    let b = berth_box::up_or_skip(test)?;
+    if !std::path::Path::new("/usr/lib/cni/bridge").exists() {
+        assert!(
+            std::env::var_os("BERTH_REQUIRE_BOX").is_none(),
+            "containernetworking-plugins is missing (scripts/deps installs it)"
+        );
+        println!("SKIP {test}: no CNI plugins in /usr/lib/cni");
+        return None;
+    }
+    let root = env!("CARGO_MANIFEST_DIR");
+    let cri_bin = PathBuf::from(BERTHD).with_file_name("berth-cri");
+    assert!(
+        cri_bin.exists(),
+        "{} is not built (cargo build -p berth-cri)",
+        cri_bin.display()
+    );
+    install_berthd(&b, "");
+    b.sh_ok(MAKE_ARCHIVE);
+    ctl_ok(&b, "image import /tmp/img/image.tar");
+    b.sh_ok(&format!(
+        "mkdir -p /etc/cni/net.d && cat > /etc/cni/net.d/10-crinet.conflist <<'EOF'\n{CONFLIST}\nEOF\n\
+         cp {root}/units/berth-cri.socket /run/systemd/system/ && \
+         sed 's|^ExecStart=.*|ExecStart={}|' {root}/units/berth-cri.service > /run/systemd/system/berth-cri.service && \
+         systemctl daemon-reload && systemctl start berth-cri.socket",
+        cri_bin.display()
+    ));
+    Some(b)
+}
+
 pub const SLICE: &str = "kubepods-besteffort-podt1.slice";
 
 pub struct Cri {
