@@ -25,6 +25,7 @@ pub mod oci;
 pub mod pull;
 pub mod reference;
 pub mod registries;
+mod registry_client;
 pub mod rootfs;
 pub mod snapshot;
 pub mod spec;
