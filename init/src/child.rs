@@ -22,7 +22,7 @@ use crate::hooks::{self, Phase};
 use crate::namespaces::{LateUser, Namespaces};
 use crate::spec::Bundle;
 use crate::sync::{Channel, ToCreator, ToInit};
-use crate::{capabilities, console, process, rootfs, seccomp};
+use crate::{capabilities, console, process, root_switch, rootfs, seccomp};
 
 /// What the creator hands to the init (inherited through fork, not serialized).
 pub struct InitContext {
@@ -175,8 +175,8 @@ fn init(
         Some(open_fd_dir()?)
     };
     if mounts_ns {
-        rootfs::enter(&ctx.bundle.rootfs, ctx.no_pivot).map_err(|e| e.to_string())?;
-        rootfs::finalize(spec).map_err(|e| e.to_string())?;
+        root_switch::enter(&ctx.bundle.rootfs, ctx.no_pivot).map_err(|e| e.to_string())?;
+        root_switch::finalize(spec).map_err(|e| e.to_string())?;
     } else {
         nix::unistd::chroot(&ctx.bundle.rootfs).map_err(|e| format!("chroot: {e}"))?;
     }

@@ -28,6 +28,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod paths;
 pub mod process;
+pub mod root_switch;
 pub mod rootfs;
 pub mod seccomp;
 pub mod signal;
