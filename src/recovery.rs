@@ -61,7 +61,7 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             tracing::warn!(container = %rec.id, "recorded a start cut short as running");
             report.repaired += 1;
         }
-        match crate::api::manager::register(conn, daemon, &rec.id).await {
+        match crate::api::verbs::register(conn, daemon, &rec.id).await {
             Ok(_) => report.reattached += 1,
             Err(e) => tracing::error!(container = %rec.id, "re-attaching: {e:?}"),
         }
@@ -80,7 +80,7 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             // Killed inside a relaunch, after the new shim was recorded and
             // before its start: start it as the relaunch would have.
             Ok(Status::Created) if crate::restart::relaunched(&rec) => {
-                if let Err(e) = crate::api::manager::start(conn, daemon, &rec.id).await {
+                if let Err(e) = crate::api::verbs::start(conn, daemon, &rec.id).await {
                     tracing::error!(container = %rec.id, "starting a relaunched container: {e}");
                 }
             }

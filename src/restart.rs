@@ -149,7 +149,7 @@ pub async fn relaunch(
             Err(e) => {
                 let why = format!("restart failed: {e}");
                 let _ = daemon.store.update(id, move |r| r.exit_reason = why).await;
-                crate::api::manager::properties_changed(conn, id).await;
+                crate::api::verbs::properties_changed(conn, id).await;
                 return Err(e);
             }
         };
@@ -169,10 +169,10 @@ pub async fn relaunch(
                 }
             })
             .await?;
-        crate::api::manager::watch_shim(conn, daemon, id, shim_pid, shim_start);
+        crate::api::verbs::watch_shim(conn, daemon, id, shim_pid, shim_start);
     }
     // Start as StartContainer does: its own gate, machined, the signals.
-    crate::api::manager::start(conn, daemon, id)
+    crate::api::verbs::start(conn, daemon, id)
         .await
         .map_err(|e| crate::error::Error::FailedPrecondition(format!("starting again: {e}")))?;
     tracing::info!(container = %id, "restarted");

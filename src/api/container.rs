@@ -29,7 +29,7 @@ impl ContainerObject {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         crate::api::require_root(conn, &hdr).await?;
-        crate::api::manager::start(conn, &self.daemon, &self.id).await
+        crate::api::verbs::start(conn, &self.daemon, &self.id).await
     }
 
     async fn kill(
@@ -49,7 +49,7 @@ impl ContainerObject {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         crate::api::require_root(conn, &hdr).await?;
-        crate::api::manager::set_paused(conn, &self.daemon, &self.id, true).await
+        crate::api::verbs::set_paused(conn, &self.daemon, &self.id, true).await
     }
 
     async fn resume(
@@ -58,7 +58,7 @@ impl ContainerObject {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         crate::api::require_root(conn, &hdr).await?;
-        crate::api::manager::set_paused(conn, &self.daemon, &self.id, false).await
+        crate::api::verbs::set_paused(conn, &self.daemon, &self.id, false).await
     }
 
     async fn exec(
@@ -69,7 +69,7 @@ impl ContainerObject {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<String> {
         crate::api::require_root(conn, &hdr).await?;
-        crate::api::manager::exec(&self.daemon, &self.id, process_json, &options).await
+        crate::api::verbs::exec(&self.daemon, &self.id, process_json, &options).await
     }
 
     /// UpdateContainer of this container.
@@ -94,7 +94,7 @@ impl ContainerObject {
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
         crate::api::require_root(conn, &hdr).await?;
-        crate::api::manager::delete(conn, &self.daemon, &self.id, force).await
+        crate::api::verbs::delete(conn, &self.daemon, &self.id, force).await
     }
 
     /// See Manager.AttachContainer.
@@ -126,7 +126,7 @@ impl ContainerObject {
 
     /// See Manager.GetContainerStats.
     async fn get_stats(&self) -> Result<HashMap<String, zbus::zvariant::OwnedValue>> {
-        crate::api::manager::stats(&self.daemon, &self.id)
+        crate::api::verbs::stats(&self.daemon, &self.id)
     }
 
     /// See Manager.RunHealthcheck.

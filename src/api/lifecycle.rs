@@ -7,7 +7,8 @@ use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
 use crate::api::error::Result;
-use crate::api::manager::{properties_changed, Manager};
+use crate::api::manager::Manager;
+use crate::api::verbs::properties_changed;
 use crate::api::MANAGER_PATH;
 use crate::daemon::Daemon;
 

@@ -8,6 +8,7 @@ pub mod images;
 pub mod lifecycle;
 pub mod manager;
 pub mod networks;
+pub mod verbs;
 pub mod volumes;
 
 use std::collections::HashMap;

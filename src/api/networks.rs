@@ -86,7 +86,7 @@ async fn remove(conn: &Connection, daemon: &Arc<Daemon>, name: &str, force: bool
                 .await?
         };
         for id in users {
-            crate::api::manager::delete(conn, daemon, &id, true).await?;
+            crate::api::verbs::delete(conn, daemon, &id, true).await?;
         }
     }
     {

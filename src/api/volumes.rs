@@ -74,7 +74,7 @@ async fn remove(conn: &Connection, daemon: &Arc<Daemon>, name: &str, force: bool
             blocking(daemon, move |store, _| crate::volumes::users(store, &n)).await?
         };
         for id in users {
-            crate::api::manager::delete(conn, daemon, &id, true).await?;
+            crate::api::verbs::delete(conn, daemon, &id, true).await?;
         }
     }
     let n = name.to_string();
