@@ -15,8 +15,9 @@
 //! (its stop does not take the monitor that records the exit). The name
 //! `berthd-…` cannot be a container's (`berth-<id>.scope`).
 //!
-//! A sub-cgroup goes with its container's delete; one left behind by a
-//! crash (empty: its monitors exited) goes at berthd's next start.
+//! A sub-cgroup goes with its container's delete (once its last process
+//! has exited: release); one left behind by a crash goes at berthd's next
+//! start.
 
 use std::io::ErrorKind;
 use std::os::unix::process::CommandExt;
@@ -80,12 +81,44 @@ pub async fn ensure(monitor: &Path) -> Result<PathBuf> {
 }
 
 /// Removes container `id`'s sub-cgroup once its monitors are gone. One still
-/// in use (an exec's shim not yet exited) stays for the next start's sweep.
+/// in use (a monitor or an exec's shim recording its exit, a moment behind
+/// the container's stop) is removed by a task once empty; what outlasts the
+/// task goes at the next start's sweep. A new container under the id meanwhile
+/// is safe either way: rmdir fails while its monitor is in the cgroup, and a
+/// shim whose fresh cgroup went before its clone3 falls back to fork and
+/// mkdir + cgroup.procs (berth-shim).
 pub fn release(id: &str) {
     // validate_id: never a path of our making from a name with '/' or "..".
-    if init_calls::validate_id(id).is_ok() {
-        let _ = std::fs::remove_dir(dir().join(id));
+    if init_calls::validate_id(id).is_err() {
+        return;
     }
+    let sub = dir().join(id);
+    if let Err(e) = std::fs::remove_dir(&sub) {
+        if e.raw_os_error() == Some(libc::EBUSY) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(remove_when_empty(sub));
+            }
+        }
+    }
+}
+
+/// How long a sub-cgroup in use at delete is waited for: its processes are
+/// exiting (the container's scope is gone), so milliseconds; a minute is
+/// plenty.
+const GONE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn remove_when_empty(sub: PathBuf) {
+    let deadline = tokio::time::Instant::now() + GONE_WAIT;
+    let mut pause = std::time::Duration::from_millis(5);
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(pause).await;
+        match std::fs::remove_dir(&sub) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            _ => return,
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    }
+    tracing::warn!("{} still in use: left for the next start", sub.display());
 }
 
 /// At start: removes every empty sub-cgroup (a crash between a monitor's

@@ -535,3 +535,65 @@ fn callers_disconnecting_mid_call() {
     let journal_pipes = b.sh_ok("pgrep -c journalctl || true");
     assert_eq!(journal_pipes.trim(), "0", "journalctl readers left");
 }
+
+/// A container's monitors' sub-cgroup still in use at its delete (here: a
+/// process of the test's put there, standing for an exec's shim that has
+/// not exited yet) stays while in use — also shared by a new container
+/// under the same id — and is removed once its last process goes.
+#[test]
+fn busy_monitor_cgroup_goes_once_empty() {
+    let Some(b) = berth_box::up_or_skip("busy_monitor_cgroup_goes_once_empty") else {
+        return;
+    };
+    let c = berthd(&b);
+    let bundle = busybox_bundle("f-busy", &["sleep", "300"]);
+    let sub = "/sys/fs/cgroup/berth.slice/berthd-monitors.scope/busy";
+    let exists = |b: &SystemdBox| b.sh(&format!("test -d {sub}")).unwrap().status.success();
+    let _: OwnedObjectPath = call(
+        &c,
+        "CreateContainer",
+        &("busy", bundle.path(), no_options()),
+    )
+    .unwrap();
+    let () = call(&c, "StartContainer", &("busy",)).unwrap();
+    // Our own sleeper, by pid, in the container's monitors' cgroup.
+    let sleeper: u32 = b
+        .sh_ok(&format!(
+            "sleep 300 >/dev/null 2>&1 & echo $! > {sub}/cgroup.procs; echo $!"
+        ))
+        .trim()
+        .parse()
+        .unwrap();
+    let () = call(&c, "DeleteContainer", &("busy", true)).unwrap();
+    assert!(exists(&b), "{sub} removed while a process was in it");
+    // A new container under the id meanwhile: its monitor joins the cgroup.
+    let _: OwnedObjectPath = call(
+        &c,
+        "CreateContainer",
+        &("busy", bundle.path(), no_options()),
+    )
+    .unwrap();
+    let () = call(&c, "StartContainer", &("busy",)).unwrap();
+    let pids = monitor_pids(&b, "busy");
+    assert_eq!(
+        pids.len(),
+        2,
+        "our sleeper and the new monitor in {sub}: {pids:?}"
+    );
+    let () = call(&c, "DeleteContainer", &("busy", true)).unwrap();
+    assert!(exists(&b), "{sub} removed while a process was in it");
+    b.sh_ok(&format!("kill {sleeper}"));
+    let t0 = Instant::now();
+    while exists(&b) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{sub} still there 10 s after its last process went"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "{sub} removed {:?} after its last process went",
+        t0.elapsed()
+    );
+    assert_eq!(leftovers(&b, "busy").trim(), "");
+}
