@@ -2,15 +2,18 @@
 //! PortForward answer with a URL of ours, `http://ADDR/{exec,attach,
 //! portforward}/TOKEN`; the client (crictl, the kubelet's API-server proxy)
 //! connects there and upgrades to a WebSocket carrying the kubelet's
-//! channel protocols (remote.rs, portforward.rs). A plain TCP listener and
-//! tokio-tungstenite's own HTTP upgrade: the WebSocket handshake is the only
-//! HTTP this server speaks.
+//! channel protocols (remote.rs, portforward.rs), to SPDY/3.1
+//! (spdy_session.rs), or to SPDY tunnelled in a WebSocket (spdy_tunnel.rs,
+//! port-forward's `--transport websocket`). A plain TCP listener and
+//! tokio-tungstenite's own HTTP upgrade (SPDY's is answered here): the
+//! upgrades are the only HTTP this server speaks.
 
 pub mod portforward;
 pub mod remote;
 pub mod spdy;
 mod spdy_portforward;
 mod spdy_session;
+mod spdy_tunnel;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -59,6 +62,9 @@ impl Streaming {
 /// The remotecommand protocols we speak, best first.
 const REMOTE_PROTOCOLS: [&str; 2] = [remote::V5, remote::V4];
 const PORTFORWARD_PROTOCOLS: [&str; 1] = [portforward::PROTOCOL];
+/// Over WebSocket, port-forward is also SPDY tunnelled in binary messages
+/// (client-go ≥ 1.30's `--transport websocket`, spdy_tunnel.rs).
+const WEBSOCKET_PORTFORWARD_PROTOCOLS: [&str; 2] = [portforward::PROTOCOL, spdy_tunnel::PROTOCOL];
 
 fn checked_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<()> {
     if !(stdin || stdout || stderr) {
@@ -175,7 +181,7 @@ fn agree(
 fn websocket_protocols(kind: &str) -> Option<&'static [&'static str]> {
     match kind {
         "exec" | "attach" => Some(&REMOTE_PROTOCOLS),
-        "portforward" => Some(&PORTFORWARD_PROTOCOLS),
+        "portforward" => Some(&WEBSOCKET_PORTFORWARD_PROTOCOLS),
         _ => None,
     }
 }
@@ -240,7 +246,8 @@ async fn serve_spdy(
                 a.protocol
             );
             if stream.write_all(answer.as_bytes()).await.is_ok() {
-                spdy_session::serve(&cri, stream, a.pending).await;
+                let (r, w) = stream.into_split();
+                spdy_session::serve(&cri, Box::new(r), Box::new(w), a.pending).await;
             }
         }
         Err((code, why)) => {
@@ -317,6 +324,9 @@ async fn serve_one(stream: TcpStream, cri: Arc<Cri>) {
         return;
     };
     let v5 = a.protocol == remote::V5;
+    if a.protocol == spdy_tunnel::PROTOCOL {
+        return spdy_tunnel::serve(&cri, ws, a.pending).await;
+    }
     match a.pending {
         Pending::Exec(r) => remote::exec(&cri, ws, r, v5).await,
         Pending::Attach(r) => remote::attach(&cri, ws, r, v5).await,

@@ -10,9 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::remote::{self, Reader, Session, Writer, STDERR, STDOUT};
@@ -27,7 +25,7 @@ const STREAMS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The connection's reading side: frames, with the header decompressor.
 pub(super) struct Incoming {
-    r: OwnedReadHalf,
+    r: Box<dyn AsyncRead + Unpin + Send>,
     buf: Vec<u8>,
     headers: HeaderReader,
 }
@@ -70,7 +68,7 @@ impl Incoming {
 pub(super) struct Outgoing(mpsc::Sender<Vec<u8>>);
 
 impl Outgoing {
-    fn start(mut w: tokio::net::tcp::OwnedWriteHalf) -> (Self, tokio::task::JoinHandle<()>) {
+    fn start(mut w: Box<dyn AsyncWrite + Unpin + Send>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
         let task = tokio::spawn(async move {
             while let Some(f) = rx.recv().await {
@@ -99,9 +97,15 @@ pub(super) fn reply(hw: &mut HeaderWriter, id: u32) -> Vec<u8> {
     spdy::control(spdy::SYN_REPLY, 0, &payload)
 }
 
-/// Serves an upgraded connection for `pending`.
-pub async fn serve(cri: &Cri, tcp: TcpStream, pending: Pending) {
-    let (r, w) = tcp.into_split();
+/// Serves an upgraded connection for `pending`: the TCP connection itself
+/// (an HTTP upgrade to SPDY/3.1) or the byte stream tunnelled in a
+/// WebSocket's binary messages (spdy_tunnel.rs).
+pub async fn serve(
+    cri: &Cri,
+    r: Box<dyn AsyncRead + Unpin + Send>,
+    w: Box<dyn AsyncWrite + Unpin + Send>,
+    pending: Pending,
+) {
     let mut inc = Incoming {
         r,
         buf: Vec::new(),
