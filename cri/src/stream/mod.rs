@@ -8,6 +8,7 @@
 //! tokio-tungstenite's own HTTP upgrade (SPDY's is answered here): the
 //! upgrades are the only HTTP this server speaks.
 
+mod output;
 pub mod portforward;
 pub mod remote;
 pub mod spdy;

@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::remote::{self, Reader, Session, Writer, STDERR, STDOUT};
+use super::output::Output;
+use super::remote::{self, Session, Writer, STDOUT};
 use super::spdy::{self, Frame, HeaderReader, HeaderWriter};
 use super::tokens::Pending;
 use crate::error::CriError;
@@ -195,14 +196,21 @@ async fn open_streams(
     Some(ids)
 }
 
-async fn pump(mut r: Reader, stream: u32, out: Outgoing) {
+/// Copies one output to the streams of its channels (`streams`: channel →
+/// stream id), then ends them (FIN).
+async fn pump(mut o: Output, streams: Vec<(u8, u32)>, out: Outgoing) {
     let mut buf = vec![0u8; spdy::MAX_DATA];
-    while let Ok(n @ 1..) = r.read(&mut buf).await {
-        if !out.data(stream, &buf[..n], false).await {
+    while let Some((channel, n)) = o.read(&mut buf).await {
+        let Some((_, id)) = streams.iter().find(|(c, _)| *c == channel) else {
+            continue;
+        };
+        if !out.data(*id, &buf[..n], false).await {
             return;
         }
     }
-    out.data(stream, &[], true).await;
+    for (_, id) in streams {
+        out.data(id, &[], true).await;
+    }
 }
 
 /// As remote.rs's relay, on SPDY streams.
@@ -227,19 +235,20 @@ async fn relay(
         Err(_) => return,
     };
     let mut pumps = Vec::new();
-    for (r, ch) in s.outputs {
-        let name = match ch {
-            STDOUT => "stdout",
-            STDERR => "stderr",
-            _ => continue,
-        };
-        // An attach's merged output goes where the client has a stream.
-        if let Some(id) = ids
-            .get(name)
-            .or_else(|| ids.get("stdout"))
-            .or_else(|| ids.get("stderr"))
-        {
-            pumps.push(tokio::spawn(pump(r, *id, out.clone())));
+    for o in s.outputs {
+        let streams: Vec<(u8, u32)> = o
+            .channels()
+            .into_iter()
+            .filter_map(|ch| {
+                let name = match ch {
+                    STDOUT => "stdout",
+                    _ => "stderr",
+                };
+                ids.get(name).map(|id| (ch, *id))
+            })
+            .collect();
+        if !streams.is_empty() {
+            pumps.push(tokio::spawn(pump(o, streams, out.clone())));
         }
     }
     let aborts: Vec<_> = pumps.iter().map(|p| p.abort_handle()).collect();
