@@ -15,7 +15,6 @@ use std::os::fd::OwnedFd;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -37,7 +36,7 @@ const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<super::conn::Conn>;
 pub(super) type Reader = Box<dyn AsyncRead + Unpin + Send>;
 pub(super) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 

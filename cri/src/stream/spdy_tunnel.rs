@@ -7,9 +7,9 @@
 //! unchanged, run over an in-memory pipe whose other end this module copies
 //! to and from the WebSocket's binary messages.
 
+use super::conn::Conn;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
@@ -26,7 +26,7 @@ const PIPE: usize = 64 << 10;
 
 /// Serves `pending` as a SPDY session over `ws`; returns when either side
 /// ends (the other is then dropped with everything it holds).
-pub async fn serve(cri: &Cri, ws: WebSocketStream<TcpStream>, pending: Pending) {
+pub async fn serve(cri: &Cri, ws: WebSocketStream<Conn>, pending: Pending) {
     let (ours, theirs) = tokio::io::duplex(PIPE);
     let (r, w) = tokio::io::split(ours);
     let session = super::spdy_session::serve(cri, Box::new(r), Box::new(w), pending);
@@ -37,7 +37,7 @@ pub async fn serve(cri: &Cri, ws: WebSocketStream<TcpStream>, pending: Pending) 
 }
 
 /// Copies the pipe's end `end` to and from `ws` until either ends.
-async fn tunnel(ws: WebSocketStream<TcpStream>, end: DuplexStream) {
+async fn tunnel(ws: WebSocketStream<Conn>, end: DuplexStream) {
     let (mut sink, mut src) = ws.split();
     let (mut from_session, mut to_session) = tokio::io::split(end);
     // The two directions run apart: one blocked (a full pipe while the
