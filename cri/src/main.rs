@@ -101,16 +101,16 @@ async fn main() {
 }
 
 async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let store = Arc::new(Store::open(&a.state_dir)?);
-    // Made now, not at the first pod: Status names it (the `stateDir` whose
-    // parent critest checks for idmapped mounts).
-    std::fs::create_dir_all(a.run_dir.join("pods"))?;
-    // Read before anything else: a bad file is a named error at start.
+    // Read before anything is opened: a bad file is a named error at start.
     let tls = match (&a.stream_tls_cert, &a.stream_tls_key) {
         (Some(c), Some(k)) => Some(berth_cri::stream::tls::acceptor(c, k)?),
         (None, None) => None,
         _ => return Err(berth_cri::stream::tls::TlsError::Half.into()),
     };
+    let store = Arc::new(Store::open(&a.state_dir)?);
+    // Made now, not at the first pod: Status names it (the `stateDir` whose
+    // parent critest checks for idmapped mounts).
+    std::fs::create_dir_all(a.run_dir.join("pods"))?;
     let conn = zbus::Connection::system().await?;
     // Bound before anything is served: a URL handed out is always live.
     let stream_listener = tokio::net::TcpListener::bind(&a.stream_address)
