@@ -118,12 +118,10 @@ async fn gather(ws: &mut Ws, span: Duration) -> HashMap<u8, Vec<u8>> {
     got
 }
 
-/// One forwarded connection to port 80 over SPDY in the WebSocket `ws`, as
-/// client-go's portforward opens it (an error and a data stream sharing a
-/// requestid): sends `request`, returns what came back on the data stream
-/// until its FIN.
-async fn spdy_tunnel_get(mut ws: Ws, request: &str) -> String {
-    use berth_cri::stream::spdy::{self, Frame, HeaderWriter};
+/// Opens the error and data streams (ids 1 and 3) of a connection to port
+/// 80 over SPDY in the WebSocket `ws`.
+async fn spdy_tunnel_open(ws: &mut Ws) {
+    use berth_cri::stream::spdy::{self, HeaderWriter};
     let mut hw = HeaderWriter::default();
     let mut syn = |id: u32, kind: &str| {
         // Stream id, associated id, priority and slot, then the headers.
@@ -136,6 +134,15 @@ async fn spdy_tunnel_get(mut ws: Ws, request: &str) -> String {
     let (error, data) = (syn(1, "error"), syn(3, "data"));
     ws.send(error).await.unwrap();
     ws.send(data).await.unwrap();
+}
+
+/// One forwarded connection to port 80 over SPDY in the WebSocket `ws`, as
+/// client-go's portforward opens it (an error and a data stream sharing a
+/// requestid): sends `request`, returns what came back on the data stream
+/// until its FIN.
+async fn spdy_tunnel_get(mut ws: Ws, request: &str) -> String {
+    use berth_cri::stream::spdy::{self, Frame};
+    spdy_tunnel_open(&mut ws).await;
     ws.send(Message::binary(spdy::data(3, 0, request.as_bytes())))
         .await
         .unwrap();
@@ -360,6 +367,43 @@ async fn scenario(b: &berth_box::SystemdBox) {
         body.starts_with("HTTP/1.") && body.trim_end().ends_with("s1"),
         "{body}"
     );
+
+    // A tunnelled client that vanishes mid-connection: berth-cri closes
+    // the connection it dialed in the pod and the session (its fds back
+    // to what they were).
+    let fds = || -> usize {
+        let n = b.sh_ok("ls /proc/$(systemctl show -P MainPID berth-cri)/fd | wc -l");
+        n.trim().parse().unwrap()
+    };
+    let before = fds();
+    let url = cri
+        .rt
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.clone(),
+            port: vec![80],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut s = ws(b, &url, "SPDY/3.1+portforward.k8s.io").await.unwrap();
+    spdy_tunnel_open(&mut s).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = fds();
+    assert!(
+        during >= before + 2,
+        "the session and its dial: {before} → {during}"
+    );
+    drop(s);
+    let mut after = during;
+    for _ in 0..30 {
+        after = fds();
+        if after <= before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(after <= before, "left open: {before} → {during} → {after}");
 
     // A client that goes away mid-exec: the process is killed.
     let url = cri

@@ -44,16 +44,15 @@ async fn tunnel(ws: WebSocketStream<Conn>, end: DuplexStream) {
     // session waits to write) never stops the other from draining.
     let inbound = async {
         while let Some(Ok(m)) = src.next().await {
-            match m {
-                Message::Binary(b) => {
-                    if to_session.write_all(&b).await.is_err() {
-                        return;
-                    }
-                }
-                Message::Close(_) => return,
-                // Pings are answered by tungstenite itself; client-go sends
-                // no text.
-                _ => {}
+            // Pings are answered by tungstenite itself; client-go sends
+            // no text.
+            let gone = match m {
+                Message::Binary(b) => to_session.write_all(&b).await.is_err(),
+                Message::Close(_) => true,
+                _ => false,
+            };
+            if gone {
+                return;
             }
         }
     };
