@@ -32,14 +32,35 @@ pub fn attach(run_dir: &Path, id: &str, exec_id: &str) -> Result<OwnedFd> {
         crate::ids::check_exec(exec_id)?;
     }
     let path = run_dir.join(id).join(socket_name(exec_id, "attach.sock"));
-    match UnixStream::connect(&path) {
+    connect(&path).map_err(|e| match e {
+        Error::NotFound(_) if exec_id.is_empty() => Error::NotFound(format!(
+            "container {id} has no attach socket (its shim has exited)"
+        )),
+        Error::NotFound(_) => Error::NotFound(format!(
+            "exec {exec_id} of {id} has no attach socket (not started with attach, or done)"
+        )),
+        e => e,
+    })
+}
+
+/// Connects to the container's split attach socket (output framed per
+/// stream). A monitor started before it existed has none: NotFound.
+pub fn attach_split(run_dir: &Path, id: &str) -> Result<OwnedFd> {
+    let path = run_dir.join(id).join("attach-split.sock");
+    connect(&path).map_err(|e| match e {
+        Error::NotFound(_) => Error::NotFound(format!(
+            "container {id} has no split attach socket (its shim has exited, or is older)"
+        )),
+        e => e,
+    })
+}
+
+fn connect(path: &Path) -> Result<OwnedFd> {
+    match UnixStream::connect(path) {
         Ok(s) => Ok(s.into()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::NotFound(match exec_id {
-            "" => format!("container {id} has no attach socket (its shim has exited)"),
-            e => {
-                format!("exec {e} of {id} has no attach socket (not started with attach, or done)")
-            }
-        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::NotFound(path.display().to_string()))
+        }
         Err(e) => Err(Error::FailedPrecondition(format!(
             "attaching to {}: {e}",
             path.display()

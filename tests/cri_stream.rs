@@ -2,9 +2,14 @@
 //! PortForward URLs used by a WebSocket client (tokio-tungstenite) the way
 //! client-go's remotecommand / portforward use them. Asserts: stdin in,
 //! stdout and stderr apart, exit code 3 as the v5 status; a terminal exec
-//! sized by a resize message; attach to a running container's output;
-//! port-forward to busybox httpd inside a pod (no port published); a used
-//! or unknown token refused; a client gone mid-exec leaves no process.
+//! sized by a resize message; attach to a running container's output, its
+//! stdout and stderr apart (only those asked for); port-forward to busybox
+//! httpd inside a pod (no port published), over `portforward.k8s.io` and
+//! over SPDY tunnelled in the WebSocket (`SPDY/3.1+portforward.k8s.io`, a
+//! SPDY client made of berth-cri's own framing module); a used or unknown
+//! token refused; a client gone mid-exec leaves no process. With
+//! BERTH_CRICTL: crictl exec (-i, -it on a pty), attach and port-forward,
+//! each over both transports.
 //! (Expiry after a minute is unit-tested in cri/src/stream/tokens.rs.)
 
 mod common;
@@ -15,6 +20,12 @@ use common::*;
 #[allow(dead_code)]
 mod cri_client;
 use cri_client::*;
+
+// crictl against the same pod (with BERTH_CRICTL), and the TLS server.
+#[path = "cri_stream/crictl.rs"]
+mod crictl;
+#[path = "cri_stream/tls.rs"]
+mod tls;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -71,7 +82,10 @@ fn frame(ch: u8, data: &[u8]) -> Message {
 }
 
 /// Everything received per channel until the server closes (10 s at most).
-async fn drain(ws: &mut Ws) -> HashMap<u8, Vec<u8>> {
+async fn drain<S>(ws: &mut WebSocketStream<S>) -> HashMap<u8, Vec<u8>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let mut got: HashMap<u8, Vec<u8>> = HashMap::new();
     let all = async {
         while let Some(Ok(m)) = ws.next().await {
@@ -88,11 +102,91 @@ async fn drain(ws: &mut Ws) -> HashMap<u8, Vec<u8>> {
     got
 }
 
-fn text(got: &HashMap<u8, Vec<u8>>, ch: u8) -> String {
+/// What arrives per channel within `span` (the session goes on).
+async fn gather(ws: &mut Ws, span: Duration) -> HashMap<u8, Vec<u8>> {
+    let mut got: HashMap<u8, Vec<u8>> = HashMap::new();
+    let _ = tokio::time::timeout(span, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Binary(b) = m {
+                if let Some((ch, data)) = b.split_first() {
+                    got.entry(*ch).or_default().extend_from_slice(data);
+                }
+            }
+        }
+    })
+    .await;
+    got
+}
+
+/// Opens the error and data streams (ids 1 and 3) of a connection to port
+/// 80 over SPDY in the WebSocket `ws`.
+async fn spdy_tunnel_open(ws: &mut Ws) {
+    use berth_cri::stream::spdy::{self, HeaderWriter};
+    let mut hw = HeaderWriter::default();
+    let mut syn = |id: u32, kind: &str| {
+        // Stream id, associated id, priority and slot, then the headers.
+        let mut p = id.to_be_bytes().to_vec();
+        p.extend_from_slice(&[0; 6]);
+        let h = [("streamtype", kind), ("port", "80"), ("requestid", "0")];
+        p.extend_from_slice(&hw.write(&spdy::encode_headers(&h)));
+        Message::binary(spdy::control(spdy::SYN_STREAM, 0, &p))
+    };
+    let (error, data) = (syn(1, "error"), syn(3, "data"));
+    ws.send(error).await.unwrap();
+    ws.send(data).await.unwrap();
+}
+
+/// One forwarded connection to port 80 over SPDY in the WebSocket `ws`, as
+/// client-go's portforward opens it (an error and a data stream sharing a
+/// requestid): sends `request`, returns what came back on the data stream
+/// until its FIN.
+async fn spdy_tunnel_get(mut ws: Ws, request: &str) -> String {
+    use berth_cri::stream::spdy::{self, Frame};
+    spdy_tunnel_open(&mut ws).await;
+    ws.send(Message::binary(spdy::data(3, 0, request.as_bytes())))
+        .await
+        .unwrap();
+    let (mut buf, mut body, mut replies) = (Vec::new(), Vec::new(), 0);
+    let read = async {
+        while let Some(Ok(m)) = ws.next().await {
+            buf.extend_from_slice(&m.into_data());
+            while let Some((f, used)) = spdy::parse(&buf).unwrap() {
+                buf.drain(..used);
+                match f {
+                    Frame::Control { kind, .. } if kind == spdy::SYN_REPLY => replies += 1,
+                    Frame::Data {
+                        stream: 3,
+                        flags,
+                        data,
+                    } => {
+                        body.extend_from_slice(&data);
+                        if flags & spdy::FLAG_FIN != 0 {
+                            return;
+                        }
+                    }
+                    Frame::Data {
+                        stream: 1, data, ..
+                    } if !data.is_empty() => {
+                        panic!("error stream: {}", String::from_utf8_lossy(&data))
+                    }
+                    _ => {}
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the data stream ended");
+    assert_eq!(replies, 2, "both streams answered");
+    let _ = ws.close(None).await;
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+pub(crate) fn text(got: &HashMap<u8, Vec<u8>>, ch: u8) -> String {
     String::from_utf8_lossy(got.get(&ch).map(Vec::as_slice).unwrap_or_default()).into_owned()
 }
 
-fn exec_req(id: &str, cmd: &[&str], tty: bool) -> ExecRequest {
+pub(crate) fn exec_req(id: &str, cmd: &[&str], tty: bool) -> ExecRequest {
     ExecRequest {
         container_id: id.into(),
         cmd: cmd.iter().map(|s| s.to_string()).collect(),
@@ -122,7 +216,11 @@ async fn scenario(b: &berth_box::SystemdBox) {
             &pcfg,
             container_config(
                 "tick",
-                &["sh", "-c", "while true; do echo tick; sleep 0.1; done"],
+                &[
+                    "sh",
+                    "-c",
+                    "while true; do echo tick; echo tock >&2; sleep 0.1; done",
+                ],
             ),
         )
         .await
@@ -190,12 +288,35 @@ async fn scenario(b: &berth_box::SystemdBox) {
         .into_inner()
         .url;
     let mut s = ws(b, &url, "v5.channel.k8s.io").await.unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), s.next())
+    let got = gather(&mut s, Duration::from_millis(600)).await;
+    assert!(text(&got, 1).starts_with("tick\ntick\n"), "{got:?}");
+    assert!(!got.contains_key(&2), "stderr was not asked for: {got:?}");
+    drop(s);
+    // Both asked for: each on its own channel (AttachContainerSplit).
+    let url = cri
+        .rt
+        .attach(AttachRequest {
+            container_id: ticker.clone(),
+            stdin: false,
+            tty: false,
+            stdout: true,
+            stderr: true,
+        })
         .await
         .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(first.into_data()[..], b"\x01tick\n"[..]);
+        .into_inner()
+        .url;
+    let mut s = ws(b, &url, "v5.channel.k8s.io").await.unwrap();
+    let got = gather(&mut s, Duration::from_millis(600)).await;
+    let (out, err) = (text(&got, 1), text(&got, 2));
+    assert!(
+        out.starts_with("tick\ntick\n") && out.lines().all(|l| l == "tick"),
+        "{out:?}"
+    );
+    assert!(
+        err.starts_with("tock\ntock\n") && err.lines().all(|l| l == "tock"),
+        "{err:?}"
+    );
     drop(s);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let st = cri.status(&ticker).await.unwrap();
@@ -228,6 +349,62 @@ async fn scenario(b: &berth_box::SystemdBox) {
         "{body}"
     );
 
+    // The same over SPDY tunnelled in the WebSocket (crictl/client-go's
+    // `--transport websocket`): the port in the data stream's headers.
+    let url = cri
+        .rt
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.clone(),
+            port: vec![80],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let s = ws(b, &url, "SPDY/3.1+portforward.k8s.io").await.unwrap();
+    let body = spdy_tunnel_get(s, "GET /hostname HTTP/1.0\r\n\r\n").await;
+    assert!(
+        body.starts_with("HTTP/1.") && body.trim_end().ends_with("s1"),
+        "{body}"
+    );
+
+    // A tunnelled client that vanishes mid-connection: berth-cri closes
+    // the connection it dialed in the pod and the session (its fds back
+    // to what they were).
+    let fds = || -> usize {
+        let n = b.sh_ok("ls /proc/$(systemctl show -P MainPID berth-cri)/fd | wc -l");
+        n.trim().parse().unwrap()
+    };
+    let before = fds();
+    let url = cri
+        .rt
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.clone(),
+            port: vec![80],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut s = ws(b, &url, "SPDY/3.1+portforward.k8s.io").await.unwrap();
+    spdy_tunnel_open(&mut s).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = fds();
+    assert!(
+        during >= before + 2,
+        "the session and its dial: {before} → {during}"
+    );
+    drop(s);
+    let mut after = during;
+    for _ in 0..30 {
+        after = fds();
+        if after <= before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(after <= before, "left open: {before} → {during} → {after}");
+
     // A client that goes away mid-exec: the process is killed.
     let url = cri
         .rt
@@ -250,50 +427,6 @@ async fn scenario(b: &berth_box::SystemdBox) {
     }
     assert!(left.trim().is_empty(), "left behind: {left}");
 
-    crictl(b, &pod, &web, &ticker);
-}
-
-/// crictl (cri-tools' client: not in CI, so skipped with a reason when
-/// absent; BERTH_CRICTL names it) against the same pod, both transports.
-fn crictl(b: &berth_box::SystemdBox, pod: &str, web: &str, ticker: &str) {
-    let path = std::env::var("BERTH_CRICTL").unwrap_or_else(|_| "crictl".into());
-    let found = std::process::Command::new(&path).arg("--version").output();
-    if !found.is_ok_and(|o| o.status.success()) {
-        println!("SKIP crictl streaming: no crictl (set BERTH_CRICTL to cri-tools' crictl)");
-        return;
-    }
-    let c = format!("timeout -k 1 10 {path} -r unix:///run/berth/cri.sock");
-    for t in ["spdy", "websocket"] {
-        // crictl's streaming exec reports a code through the status: its
-        // message, and an exit of 1 (only `exec -s`, ExecSync, passes it on).
-        let rc = b.sh_ok(&format!(
-            "{c} exec --transport {t} {web} sh -c 'exit 3' 2>&1; echo rc=$?"
-        ));
-        assert!(
-            rc.contains("command terminated with exit code 3") && rc.trim_end().ends_with("rc=1"),
-            "{t}: {rc}"
-        );
-        let echoed = b.sh_ok(&format!(
-            "echo hi-{t} | {c} exec -i --transport {t} {web} cat"
-        ));
-        assert_eq!(echoed.trim(), format!("hi-{t}"));
-        let attached = b.sh_ok(&format!("timeout -k 1 2 {path} -r unix:///run/berth/cri.sock attach --transport {t} {ticker} || true"));
-        assert!(attached.contains("tick"), "{t} attach: {attached}");
-    }
-    // Port-forward over SPDY (crictl's websocket port-forward tunnels SPDY
-    // in a WebSocket, v2.portforward.k8s.io: not served, see docs/cri.md).
-    let fwd = b.sh_ok(&format!(
-        "timeout -k 1 15 {path} -r unix:///run/berth/cri.sock port-forward {pod} 18099:80 >/dev/null 2>&1 & pf=$!; \
-         for i in $(seq 50); do wget -T 2 -qO- http://127.0.0.1:18099/hostname && break; sleep 0.1; done; kill $pf"
-    ));
-    assert_eq!(fwd.trim(), "s1");
-    // The round trip of `crictl exec true` (ExecSync is `exec -s`; this is
-    // the streaming path: Exec, the upgrade, the exec, the status).
-    let ms = b.sh_ok(&format!(
-        "s=$(date +%s%N); for i in $(seq 20); do {c} exec {web} true; done; e=$(date +%s%N); echo $(( (e - s) / 20000000 ))"
-    ));
-    println!(
-        "crictl exec true (SPDY) round trip: {} ms (mean of 20)",
-        ms.trim()
-    );
+    crictl::crictl(b, &pod, &web, &ticker);
+    tls::tls(b, &web).await;
 }

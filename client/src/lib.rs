@@ -39,6 +39,7 @@ pub trait Manager {
     fn get_container(&self, id: &str) -> zbus::Result<OwnedObjectPath>;
     fn get_container_stats(&self, id: &str) -> zbus::Result<HashMap<String, OwnedValue>>;
     fn attach_container(&self, id: &str) -> zbus::Result<OwnedFd>;
+    fn attach_container_split(&self, id: &str) -> zbus::Result<OwnedFd>;
     fn attach_exec(&self, id: &str, exec_id: &str) -> zbus::Result<OwnedFd>;
     fn resize_terminal(&self, id: &str, exec_id: &str, rows: u16, cols: u16) -> zbus::Result<()>;
     fn get_logs(&self, id: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<OwnedFd>;

@@ -21,6 +21,9 @@ struct Args {
     cni_conf_dir: PathBuf,
     /// The streaming server's address (Exec/Attach/PortForward URLs).
     stream_address: String,
+    /// PEM certificate chain and key: the streaming server speaks TLS.
+    stream_tls_cert: Option<PathBuf>,
+    stream_tls_key: Option<PathBuf>,
 }
 
 fn args() -> Result<Args, String> {
@@ -30,6 +33,8 @@ fn args() -> Result<Args, String> {
         run_dir: "/run/berth/cri".into(),
         cni_conf_dir: "/etc/cni/net.d".into(),
         stream_address: berth_cri::stream::DEFAULT_ADDRESS.into(),
+        stream_tls_cert: None,
+        stream_tls_key: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -44,6 +49,8 @@ fn args() -> Result<Args, String> {
             "--run-dir" => a.run_dir = v()?,
             "--cni-conf-dir" => a.cni_conf_dir = v()?,
             "--stream-address" => a.stream_address = v()?.to_string_lossy().into_owned(),
+            "--stream-tls-cert" => a.stream_tls_cert = Some(v()?),
+            "--stream-tls-key" => a.stream_tls_key = Some(v()?),
             "--version" => {
                 println!("berth-cri {}", env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
@@ -51,7 +58,8 @@ fn args() -> Result<Args, String> {
             other => {
                 return Err(format!(
                     "unknown argument {other:?} (known: --listen, --state-dir, --run-dir, \
-                     --cni-conf-dir, --stream-address, --version)"
+                     --cni-conf-dir, --stream-address, --stream-tls-cert, --stream-tls-key, \
+                     --version)"
                 ))
             }
         }
@@ -93,6 +101,12 @@ async fn main() {
 }
 
 async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Read before anything is opened: a bad file is a named error at start.
+    let tls = match (&a.stream_tls_cert, &a.stream_tls_key) {
+        (Some(c), Some(k)) => Some(berth_cri::stream::tls::acceptor(c, k)?),
+        (None, None) => None,
+        _ => return Err(berth_cri::stream::tls::TlsError::Half.into()),
+    };
     let store = Arc::new(Store::open(&a.state_dir)?);
     // Made now, not at the first pod: Status names it (the `stateDir` whose
     // parent critest checks for idmapped mounts).
@@ -113,7 +127,7 @@ async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
         events: tokio::sync::broadcast::channel(1024).0,
         pod_cidr: Mutex::new(String::new()),
         pod_locks: Mutex::new(HashMap::new()),
-        streaming: berth_cri::stream::Streaming::new(stream_listener.local_addr()?),
+        streaming: berth_cri::stream::Streaming::new(stream_listener.local_addr()?, tls),
     });
     berth_cri::recovery::repair(&cri).await;
     tokio::spawn(berth_cri::events::watch_exits(cri.clone()));

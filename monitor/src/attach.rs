@@ -2,6 +2,10 @@
 //! - `attach.sock` (unix stream) in the state dir: every connected client gets
 //!   a copy of the container's output as it comes; what a client writes goes
 //!   to the container's stdin (when it has one: `--stdin`, or a terminal).
+//! - `attach-split.sock` (unix stream, the container's only) beside it: the
+//!   same, but output comes framed so stdout and stderr stay apart (what a
+//!   CRI attach with stderr asks for): `[1 stdout | 2 stderr][length: u32
+//!   big-endian][bytes]` per chunk; input is raw bytes as on `attach.sock`.
 //! - `ctl` (a FIFO) in the state dir: lines `1 <rows> <cols>` resize the
 //!   container's terminal (conmon's format).
 //!
@@ -28,14 +32,25 @@ const MAX_CLIENTS: usize = 16;
 /// process runs before anyone can attach).
 const MAX_BACKLOG: usize = 64 * 1024;
 
-/// A connected client; `sending` until it half-closes.
+/// A connected client; `sending` until it half-closes; `framed` when it
+/// came through the split socket.
 struct Client {
     sock: UnixStream,
     sending: bool,
+    framed: bool,
 }
+
+/// Which output stream a chunk came from (the framed clients' first byte).
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+
+/// The split socket's name beside `attach.sock`.
+pub const SPLIT_SOCKET: &str = "attach-split.sock";
 
 pub struct Attach {
     listener: Option<UnixListener>,
+    /// The split socket's listener (framed output), when bound.
+    split: Option<UnixListener>,
     clients: Vec<Client>,
     /// Where client input goes: the container's stdin pipe or its pty master.
     input: Option<OwnedFd>,
@@ -88,12 +103,26 @@ impl Attach {
         let hold = hold && listener.is_some();
         Attach {
             listener,
+            split: None,
             clients: Vec::new(),
             input,
             pty,
             ctl,
             ctl_buf: Vec::new(),
             backlog: hold.then(Vec::new),
+        }
+    }
+
+    /// Binds `dir/attach-split.sock`. Done by the container's monitor as it
+    /// starts (no fd to carry across the re-exec: a split attach is for a
+    /// running container, CRI's Attach); an exec has none. A failure leaves
+    /// it off (attach.sock still works).
+    pub fn bind_split(&mut self, dir: &Path) {
+        let sock = dir.join(SPLIT_SOCKET);
+        let _ = std::fs::remove_file(&sock);
+        self.split = UnixListener::bind(&sock).ok();
+        if let Some(l) = &self.split {
+            let _ = l.set_nonblocking(true);
         }
     }
 
@@ -104,7 +133,7 @@ impl Attach {
 
     pub fn poll_fds(&self) -> Vec<PollFd<'_>> {
         let mut fds = Vec::new();
-        if let Some(l) = &self.listener {
+        for l in self.listener.iter().chain(&self.split) {
             fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
         }
         if let Some(c) = &self.ctl {
@@ -140,6 +169,18 @@ impl Attach {
                     self.clients.push(Client {
                         sock: c,
                         sending: true,
+                        framed: false,
+                    });
+                }
+            }
+        }
+        if let Some(l) = &self.split {
+            while let Ok((c, _)) = l.accept() {
+                if self.clients.len() < MAX_CLIENTS && c.set_nonblocking(true).is_ok() {
+                    self.clients.push(Client {
+                        sock: c,
+                        sending: true,
+                        framed: true,
                     });
                 }
             }
@@ -211,13 +252,25 @@ impl Attach {
         }
     }
 
-    /// A copy of container output for every client; slow or gone ones go.
-    pub fn broadcast(&mut self, data: &[u8]) {
+    /// A copy of container output (from `stream`: STDOUT or STDERR) for
+    /// every client; slow or gone ones go (a framed client cut mid-frame
+    /// is gone too, so no client ever sees a torn frame).
+    pub fn broadcast(&mut self, stream: u8, data: &[u8]) {
         if let Some(held) = &mut self.backlog {
             let room = MAX_BACKLOG.saturating_sub(held.len());
             held.extend_from_slice(&data[..data.len().min(room)]);
         }
-        self.clients.retain_mut(|c| c.sock.write_all(data).is_ok());
+        let mut frame = Vec::new();
+        if self.clients.iter().any(|c| c.framed) {
+            frame.reserve(5 + data.len());
+            frame.push(stream);
+            frame.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            frame.extend_from_slice(data);
+        }
+        self.clients.retain_mut(|c| {
+            let bytes = if c.framed { &frame[..] } else { data };
+            c.sock.write_all(bytes).is_ok()
+        });
     }
 }
 
@@ -263,6 +316,31 @@ mod tests {
             .read_to_string(&mut got)
             .unwrap();
         assert_eq!(got, "hello\n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A split-socket client gets each chunk framed with its stream; a
+    /// plain one gets the bytes as they are.
+    #[test]
+    fn split_clients_get_framed_output_plain_ones_raw() {
+        let dir = std::env::temp_dir().join(format!("berth-attach-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (listener, ctl) = Attach::bind(&dir, "");
+        let mut attach = Attach::new(listener, ctl, None, None, false);
+        attach.bind_split(&dir);
+        let mut plain = UnixStream::connect(dir.join("attach.sock")).unwrap();
+        let mut split = UnixStream::connect(dir.join(SPLIT_SOCKET)).unwrap();
+        attach.service();
+        attach.broadcast(STDERR, b"e!");
+        attach.broadcast(STDOUT, b"o");
+        drop(attach);
+        let mut got = Vec::new();
+        plain.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"e!o");
+        got.clear();
+        split.read_to_end(&mut got).unwrap();
+        assert_eq!(got, [2, 0, 0, 0, 2, b'e', b'!', 1, 0, 0, 0, 1, b'o']);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -147,7 +147,12 @@ fn forward(s: &mut Stream, buf: &mut [u8], sinks: &mut Sinks, attach: &mut Attac
                 return;
             }
             Ok(n) => {
-                attach.broadcast(&buf[..n]);
+                // Syslog priority 3 is the stderr pipe's (6: stdout, a pty).
+                let stream = match s.priority {
+                    3 => crate::attach::STDERR,
+                    _ => crate::attach::STDOUT,
+                };
+                attach.broadcast(stream, &buf[..n]);
                 let priority = s.priority;
                 s.lines.push(&buf[..n], &mut |line, partial| {
                     send(sinks, line, priority, partial)
@@ -377,6 +382,9 @@ pub fn main_after_exec() -> ! {
         }
     }
     let mut attach = Attach::new(listener, ctl, input, pty, hold);
+    if !record.starts_with("exec-") {
+        attach.bind_split(&dir);
+    }
     // journalctl -u UNIT also matches OBJECT_SYSTEMD_UNIT= from uid 0
     // senders: how a container's output shows under its berth@ unit.
     let extra: Vec<(&str, &str)> = log_unit

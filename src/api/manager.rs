@@ -204,6 +204,21 @@ impl Manager {
         Ok(crate::streams::attach(&self.daemon.run_dir, id, "")?.into())
     }
 
+    /// As AttachContainer, with stdout and stderr apart: the output comes
+    /// framed, `[1 stdout | 2 stderr][length: u32 big-endian][bytes]` per
+    /// chunk (the input is raw, as on AttachContainer). Not for a terminal
+    /// container's (one stream, all frames 1) nor an exec.
+    async fn attach_container_split(
+        &self,
+        id: &str,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<zbus::zvariant::OwnedFd> {
+        require_root(conn, &hdr).await?;
+        self.daemon.get(id)?;
+        Ok(crate::streams::attach_split(&self.daemon.run_dir, id)?.into())
+    }
+
     /// The same for an exec started with option `attach`: its output from
     /// the start, held for the first client.
     async fn attach_exec(

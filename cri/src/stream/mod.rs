@@ -2,20 +2,27 @@
 //! PortForward answer with a URL of ours, `http://ADDR/{exec,attach,
 //! portforward}/TOKEN`; the client (crictl, the kubelet's API-server proxy)
 //! connects there and upgrades to a WebSocket carrying the kubelet's
-//! channel protocols (remote.rs, portforward.rs). A plain TCP listener and
-//! tokio-tungstenite's own HTTP upgrade: the WebSocket handshake is the only
-//! HTTP this server speaks.
+//! channel protocols (remote.rs, portforward.rs), to SPDY/3.1
+//! (spdy_session.rs), or to SPDY tunnelled in a WebSocket (spdy_tunnel.rs,
+//! port-forward's `--transport websocket`). A plain TCP listener and
+//! tokio-tungstenite's own HTTP upgrade (SPDY's is answered here): the
+//! upgrades are the only HTTP this server speaks.
 
+pub mod conn;
+mod output;
 pub mod portforward;
 pub mod remote;
 pub mod spdy;
 mod spdy_portforward;
 mod spdy_session;
+mod spdy_tunnel;
+pub mod tls;
 pub mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use conn::Conn;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
@@ -32,16 +39,19 @@ use tokens::{Pending, Tokens};
 /// a fixed port so a firewall rule or a kubelet proxy can name it.
 pub const DEFAULT_ADDRESS: &str = "127.0.0.1:10010";
 
-/// The server's address and its pending requests.
+/// The server's address, its TLS (URLs are https:// then), and its
+/// pending requests.
 pub struct Streaming {
     pub addr: SocketAddr,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub tokens: Tokens,
 }
 
 impl Streaming {
-    pub fn new(addr: SocketAddr) -> Self {
+    pub fn new(addr: SocketAddr, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         Streaming {
             addr,
+            tls,
             tokens: Tokens::default(),
         }
     }
@@ -52,13 +62,17 @@ impl Streaming {
             .tokens
             .insert(p)
             .map_err(|e| CriError::FailedPrecondition(e.to_string()))?;
-        Ok(format!("http://{}/{kind}/{token}", self.addr))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        Ok(format!("{scheme}://{}/{kind}/{token}", self.addr))
     }
 }
 
 /// The remotecommand protocols we speak, best first.
 const REMOTE_PROTOCOLS: [&str; 2] = [remote::V5, remote::V4];
 const PORTFORWARD_PROTOCOLS: [&str; 1] = [portforward::PROTOCOL];
+/// Over WebSocket, port-forward is also SPDY tunnelled in binary messages
+/// (client-go ≥ 1.30's `--transport websocket`, spdy_tunnel.rs).
+const WEBSOCKET_PORTFORWARD_PROTOCOLS: [&str; 2] = [portforward::PROTOCOL, spdy_tunnel::PROTOCOL];
 
 fn checked_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<()> {
     if !(stdin || stdout || stderr) {
@@ -175,7 +189,7 @@ fn agree(
 fn websocket_protocols(kind: &str) -> Option<&'static [&'static str]> {
     match kind {
         "exec" | "attach" => Some(&REMOTE_PROTOCOLS),
-        "portforward" => Some(&PORTFORWARD_PROTOCOLS),
+        "portforward" => Some(&WEBSOCKET_PORTFORWARD_PROTOCOLS),
         _ => None,
     }
 }
@@ -189,27 +203,6 @@ fn spdy_protocols(kind: &str) -> Option<&'static [&'static str]> {
     }
 }
 
-/// The request's head, peeked (left in the socket for the WebSocket
-/// handshake to read): None if it does not come whole within 10 s / 16 KiB.
-async fn peek_head(stream: &TcpStream) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 16 << 10];
-    let peeking = async {
-        loop {
-            let n = stream.peek(&mut buf).await.ok()?;
-            if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
-                return Some(buf[..n].to_vec());
-            }
-            if n == 0 || n == buf.len() {
-                return None;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), peeking)
-        .await
-        .ok()?
-}
-
 /// A header's values (comma-separated lists and repeats, flattened).
 fn header_values<'a>(h: &'a [httparse::Header<'a>], name: &str) -> Vec<&'a str> {
     h.iter()
@@ -220,19 +213,14 @@ fn header_values<'a>(h: &'a [httparse::Header<'a>], name: &str) -> Vec<&'a str> 
         .collect()
 }
 
-/// An HTTP/1.1 upgrade to SPDY/3.1: answered here (101 or the refusal),
-/// then spdy_session.rs serves the connection.
+/// An HTTP/1.1 upgrade to SPDY/3.1 (its head already read): answered
+/// here (101 or the refusal), then spdy_session.rs serves the connection.
 async fn serve_spdy(
-    mut stream: TcpStream,
+    mut stream: Conn,
     cri: Arc<Cri>,
-    head_len: usize,
     agreed: std::result::Result<Agreed, (StatusCode, String)>,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut head = vec![0u8; head_len];
-    if stream.read_exact(&mut head).await.is_err() {
-        return;
-    }
+    use tokio::io::AsyncWriteExt;
     match agreed {
         Ok(a) => {
             let answer = format!(
@@ -240,7 +228,8 @@ async fn serve_spdy(
                 a.protocol
             );
             if stream.write_all(answer.as_bytes()).await.is_ok() {
-                spdy_session::serve(&cri, stream, a.pending).await;
+                let (r, w) = tokio::io::split(stream);
+                spdy_session::serve(&cri, Box::new(r), Box::new(w), a.pending).await;
             }
         }
         Err((code, why)) => {
@@ -249,6 +238,7 @@ async fn serve_spdy(
                 why.len()
             );
             let _ = stream.write_all(answer.as_bytes()).await;
+            let _ = stream.shutdown().await;
         }
     }
 }
@@ -256,8 +246,7 @@ async fn serve_spdy(
 // tungstenite's handshake callback returns its own (large) ErrorResponse.
 #[allow(clippy::result_large_err)]
 async fn serve_one(stream: TcpStream, cri: Arc<Cri>) {
-    let _ = stream.set_nodelay(true);
-    let Some(head) = peek_head(&stream).await else {
+    let Some((conn, head)) = conn::accept(stream, cri.streaming.tls.as_ref()).await else {
         return;
     };
     let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -277,7 +266,8 @@ async fn serve_one(stream: TcpStream, cri: Arc<Cri>) {
             .unwrap_or((req.path.unwrap_or("/"), ""));
         let offered = header_values(req.headers, "x-stream-protocol-version");
         let agreed = agree(&cri.streaming.tokens, path, query, &offered, spdy_protocols);
-        return serve_spdy(stream, cri, head_len, agreed).await;
+        let after_head = head[head_len..].to_vec();
+        return serve_spdy(conn::rewound(conn, after_head), cri, agreed).await;
     }
     let agreed: Mutex<Option<Agreed>> = Mutex::new(None);
     let callback = |req: &Request, mut resp: Response| {
@@ -306,6 +296,7 @@ async fn serve_one(stream: TcpStream, cri: Arc<Cri>) {
         *agreed.lock().unwrap_or_else(|e| e.into_inner()) = Some(a);
         Ok(resp)
     };
+    let stream = conn::rewound(conn, head);
     let ws = match tokio_tungstenite::accept_hdr_async(stream, callback).await {
         Ok(ws) => ws,
         Err(e) => {
@@ -317,6 +308,9 @@ async fn serve_one(stream: TcpStream, cri: Arc<Cri>) {
         return;
     };
     let v5 = a.protocol == remote::V5;
+    if a.protocol == spdy_tunnel::PROTOCOL {
+        return spdy_tunnel::serve(&cri, ws, a.pending).await;
+    }
     match a.pending {
         Pending::Exec(r) => remote::exec(&cri, ws, r, v5).await,
         Pending::Attach(r) => remote::attach(&cri, ws, r, v5).await,

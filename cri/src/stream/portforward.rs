@@ -92,7 +92,7 @@ fn frame(channel: u8, data: &[u8]) -> Message {
 
 pub async fn serve(
     cri: &Cri,
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<super::conn::Conn>,
     req: PortForwardRequest,
     query: &str,
 ) {

@@ -14,13 +14,13 @@ use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use zbus::zvariant::Value;
 
+use super::output::Output;
 use crate::api::{AttachRequest, ExecRequest};
 use crate::error::{CriError, Result};
 use crate::exec::{fd_option, ours_nonblocking, raw_pipe};
@@ -36,7 +36,7 @@ const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<super::conn::Conn>;
 pub(super) type Reader = Box<dyn AsyncRead + Unpin + Send>;
 pub(super) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 
@@ -44,7 +44,7 @@ pub(super) type Writer = Box<dyn AsyncWrite + Unpin + Send>;
 /// stdin goes, whose terminal a resize is for, and which exec it waits for.
 pub(super) struct Session {
     pub container: String,
-    pub outputs: Vec<(Reader, u8)>,
+    pub outputs: Vec<Output>,
     pub input: Option<Writer>,
     /// exec id ("" for the container's own terminal) of a terminal.
     pub terminal: Option<String>,
@@ -113,13 +113,13 @@ pub(super) async fn start_exec(cri: &Cri, req: &ExecRequest) -> Result<Session> 
         let (out, input) = unix_halves(fd)?;
         return Ok(Session {
             container: id.clone(),
-            outputs: vec![(out, STDOUT)],
+            outputs: vec![Output::plain(out, STDOUT)],
             input: req.stdin.then_some(input),
             terminal: Some(exec_id.clone()),
             exec: Some(exec_id),
         });
     }
-    let mut outputs: Vec<(Reader, u8)> = Vec::new();
+    let mut outputs: Vec<Output> = Vec::new();
     let mut input: Option<Writer> = None;
     if req.stdin {
         let (r, w) = raw_pipe()?;
@@ -137,7 +137,7 @@ pub(super) async fn start_exec(cri: &Cri, req: &ExecRequest) -> Result<Session> 
             ours_nonblocking(&r)?;
             o.insert(key, fd_option(w));
             let r = tokio::net::unix::pipe::Receiver::from_owned_fd(r).map_err(io_err)?;
-            outputs.push((Box::new(r), channel));
+            outputs.push(Output::plain(Box::new(r), channel));
         }
     }
     // The write ends went with the message: the process holds the only ones.
@@ -179,27 +179,41 @@ pub async fn attach(cri: &Cri, ws: Ws, req: AttachRequest, v5: bool) {
     }
 }
 
+/// A terminal is one stream (AttachContainer); otherwise stdout and stderr
+/// come apart (AttachContainerSplit), only those asked for. A container
+/// whose monitor predates the split socket gets them as one, on stdout.
 pub(super) async fn start_attach(cri: &Cri, req: &AttachRequest) -> Result<Session> {
-    {
-        let m = cri.manager().await?;
-        let fd: OwnedFd = m.attach_container(&req.container_id).await?.into();
-        let (out, input) = unix_halves(fd)?;
-        // berthd's attach stream carries stdout and stderr as one.
-        let channel = if req.stdout { STDOUT } else { STDERR };
-        Ok::<_, CriError>(Session {
-            container: req.container_id.clone(),
-            outputs: vec![(out, channel)],
-            input: req.stdin.then_some(input),
-            terminal: req.tty.then(String::new),
-            exec: None,
-        })
-    }
+    let m = cri.manager().await?;
+    let id = &req.container_id;
+    let split = match req.tty {
+        true => None,
+        false => m.attach_container_split(id).await.ok(),
+    };
+    let (output, input) = match split {
+        Some(fd) => {
+            let (out, input) = unix_halves(fd.into())?;
+            (Output::framed(out, req.stdout, req.stderr), input)
+        }
+        None => {
+            let fd: OwnedFd = m.attach_container(id).await?.into();
+            let (out, input) = unix_halves(fd)?;
+            let channel = if req.stdout { STDOUT } else { STDERR };
+            (Output::plain(out, channel), input)
+        }
+    };
+    Ok(Session {
+        container: id.clone(),
+        outputs: vec![output],
+        input: req.stdin.then_some(input),
+        terminal: req.tty.then(String::new),
+        exec: None,
+    })
 }
 
-/// Copies one output to its channel until its end.
-async fn pump(mut r: Reader, channel: u8, tx: mpsc::Sender<Message>) {
+/// Copies one output to its channels until its end.
+async fn pump(mut o: Output, tx: mpsc::Sender<Message>) {
     let mut buf = vec![0u8; 32 << 10];
-    while let Ok(n @ 1..) = r.read(&mut buf).await {
+    while let Some((channel, n)) = o.read(&mut buf).await {
         if tx.send(frame(channel, &buf[..n])).await.is_err() {
             return;
         }
@@ -225,7 +239,7 @@ async fn relay(cri: &Cri, ws: Ws, s: Session, v5: bool) {
     let pumps: Vec<_> = s
         .outputs
         .into_iter()
-        .map(|(r, ch)| tokio::spawn(pump(r, ch, tx.clone())))
+        .map(|o| tokio::spawn(pump(o, tx.clone())))
         .collect();
     let aborts: Vec<_> = pumps.iter().map(|p| p.abort_handle()).collect();
     let m = match cri.manager().await {

@@ -10,12 +10,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::remote::{self, Reader, Session, Writer, STDERR, STDOUT};
+use super::output::Output;
+use super::remote::{self, Session, Writer, STDOUT};
 use super::spdy::{self, Frame, HeaderReader, HeaderWriter};
 use super::tokens::Pending;
 use crate::error::CriError;
@@ -27,7 +26,7 @@ const STREAMS_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The connection's reading side: frames, with the header decompressor.
 pub(super) struct Incoming {
-    r: OwnedReadHalf,
+    r: Box<dyn AsyncRead + Unpin + Send>,
     buf: Vec<u8>,
     headers: HeaderReader,
 }
@@ -70,7 +69,7 @@ impl Incoming {
 pub(super) struct Outgoing(mpsc::Sender<Vec<u8>>);
 
 impl Outgoing {
-    fn start(mut w: tokio::net::tcp::OwnedWriteHalf) -> (Self, tokio::task::JoinHandle<()>) {
+    fn start(mut w: Box<dyn AsyncWrite + Unpin + Send>) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(16);
         let task = tokio::spawn(async move {
             while let Some(f) = rx.recv().await {
@@ -99,9 +98,15 @@ pub(super) fn reply(hw: &mut HeaderWriter, id: u32) -> Vec<u8> {
     spdy::control(spdy::SYN_REPLY, 0, &payload)
 }
 
-/// Serves an upgraded connection for `pending`.
-pub async fn serve(cri: &Cri, tcp: TcpStream, pending: Pending) {
-    let (r, w) = tcp.into_split();
+/// Serves an upgraded connection for `pending`: the TCP connection itself
+/// (an HTTP upgrade to SPDY/3.1) or the byte stream tunnelled in a
+/// WebSocket's binary messages (spdy_tunnel.rs).
+pub async fn serve(
+    cri: &Cri,
+    r: Box<dyn AsyncRead + Unpin + Send>,
+    w: Box<dyn AsyncWrite + Unpin + Send>,
+    pending: Pending,
+) {
     let mut inc = Incoming {
         r,
         buf: Vec::new(),
@@ -191,14 +196,21 @@ async fn open_streams(
     Some(ids)
 }
 
-async fn pump(mut r: Reader, stream: u32, out: Outgoing) {
+/// Copies one output to the streams of its channels (`streams`: channel →
+/// stream id), then ends them (FIN).
+async fn pump(mut o: Output, streams: Vec<(u8, u32)>, out: Outgoing) {
     let mut buf = vec![0u8; spdy::MAX_DATA];
-    while let Ok(n @ 1..) = r.read(&mut buf).await {
-        if !out.data(stream, &buf[..n], false).await {
+    while let Some((channel, n)) = o.read(&mut buf).await {
+        let Some((_, id)) = streams.iter().find(|(c, _)| *c == channel) else {
+            continue;
+        };
+        if !out.data(*id, &buf[..n], false).await {
             return;
         }
     }
-    out.data(stream, &[], true).await;
+    for (_, id) in streams {
+        out.data(id, &[], true).await;
+    }
 }
 
 /// As remote.rs's relay, on SPDY streams.
@@ -223,19 +235,20 @@ async fn relay(
         Err(_) => return,
     };
     let mut pumps = Vec::new();
-    for (r, ch) in s.outputs {
-        let name = match ch {
-            STDOUT => "stdout",
-            STDERR => "stderr",
-            _ => continue,
-        };
-        // An attach's merged output goes where the client has a stream.
-        if let Some(id) = ids
-            .get(name)
-            .or_else(|| ids.get("stdout"))
-            .or_else(|| ids.get("stderr"))
-        {
-            pumps.push(tokio::spawn(pump(r, *id, out.clone())));
+    for o in s.outputs {
+        let streams: Vec<(u8, u32)> = o
+            .channels()
+            .into_iter()
+            .filter_map(|ch| {
+                let name = match ch {
+                    STDOUT => "stdout",
+                    _ => "stderr",
+                };
+                ids.get(name).map(|id| (ch, *id))
+            })
+            .collect();
+        if !streams.is_empty() {
+            pumps.push(tokio::spawn(pump(o, streams, out.clone())));
         }
     }
     let aborts: Vec<_> = pumps.iter().map(|p| p.abort_handle()).collect();
