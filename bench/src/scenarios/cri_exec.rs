@@ -29,7 +29,7 @@ pub const EXEC_SYNC: &str = "exec sync";
 pub const CRICTL_EXEC: &str = "crictl exec";
 
 /// Times both variants, each runtime exec'ing into one pod's container.
-pub fn measure(
+pub(super) fn measure(
     ctx: &Ctx,
     tokio: &Runtime,
     endpoints: &mut [Endpoint],
@@ -153,7 +153,7 @@ fn crictl_exec_true(crictl: &Path, sock: &str, cid: &str) -> Result<f64> {
     let t0 = Instant::now();
     let out = Command::new(crictl)
         .args(["--runtime-endpoint", &endpoint, "--image-endpoint", &endpoint])
-        .args(["--timeout", "10", "exec", cid, "true"])
+        .args(["--timeout", "10s", "exec", cid, "true"])
         .output()
         .with_context(|| format!("running {}", crictl.display()))?;
     let took = ms(t0.elapsed());
