@@ -29,7 +29,10 @@ fn server_of(b: &berth_box::SystemdBox, exec_id: &str) -> u32 {
     let shim = b.sh_ok(&format!(
         "sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' /run/berth/x1/exec-{exec_id}.shim.json"
     ));
-    let ppid = b.sh_ok(&format!("awk '/^PPid/ {{print $2}}' /proc/{}/status", shim.trim()));
+    let ppid = b.sh_ok(&format!(
+        "awk '/^PPid/ {{print $2}}' /proc/{}/status",
+        shim.trim()
+    ));
     ppid.trim().parse().unwrap()
 }
 

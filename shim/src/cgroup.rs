@@ -63,4 +63,3 @@ pub fn join_monitor_cgroup(parent: &Path, id: &str) -> Result<(), Failure> {
         .or_else(|_| join())
         .map_err(|e| format!("placing the shim in {}: {e}", dir.display()).into())
 }
-

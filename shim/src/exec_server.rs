@@ -79,10 +79,16 @@ fn receive(buf: &mut [u8]) -> nix::Result<Option<(usize, Vec<OwnedFd>)>> {
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(rights) = c {
             // SAFETY: the kernel just installed these fds for us.
-            fds.extend(rights.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+            fds.extend(
+                rights
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
         }
     }
-    let truncated = msg.flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+    let truncated = msg
+        .flags
+        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
     match (msg.bytes, truncated) {
         (0, _) if fds.is_empty() => Ok(None),
         // Dropped with its fds: berthd reads EOF on its report pipe.
@@ -178,9 +184,8 @@ fn place_fds(stdio: Vec<OwnedFd>, report: File) -> Result<File, String> {
     let err = |e: nix::errno::Errno| format!("placing the exec's fds: {e}");
     // First out of the way of 3..: a received fd may sit where another goes.
     const HIGH: RawFd = 64;
-    let high = |fd: RawFd| {
-        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(HIGH)).map_err(err)
-    };
+    let high =
+        |fd: RawFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(HIGH)).map_err(err);
     let moved: Vec<RawFd> = stdio
         .iter()
         .map(|f| high(f.as_raw_fd()))

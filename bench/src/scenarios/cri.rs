@@ -305,7 +305,10 @@ pub(super) async fn pod_start(
 }
 
 /// StopPodSandbox + RemovePodSandbox; each step's ms.
-pub(super) async fn teardown(rt: &mut RuntimeServiceClient<Channel>, pod: &str) -> Result<Vec<f64>> {
+pub(super) async fn teardown(
+    rt: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+) -> Result<Vec<f64>> {
     let t0 = Instant::now();
     rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: pod.into(),

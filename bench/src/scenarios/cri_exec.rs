@@ -152,7 +152,12 @@ fn crictl_exec_true(crictl: &Path, sock: &str, cid: &str) -> Result<f64> {
     let endpoint = format!("unix://{sock}");
     let t0 = Instant::now();
     let out = Command::new(crictl)
-        .args(["--runtime-endpoint", &endpoint, "--image-endpoint", &endpoint])
+        .args([
+            "--runtime-endpoint",
+            &endpoint,
+            "--image-endpoint",
+            &endpoint,
+        ])
         .args(["--timeout", "10s", "exec", cid, "true"])
         .output()
         .with_context(|| format!("running {}", crictl.display()))?;
