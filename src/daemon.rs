@@ -45,6 +45,8 @@ pub struct Daemon {
     /// Registry mirrors for pulls (berthd.toml's `[[registry]]`), set once
     /// at start.
     pub registries: std::sync::OnceLock<berth_image::Registries>,
+    /// Forks execs' shims (exec_server.rs), started at the first exec.
+    pub(crate) exec_server: crate::exec_server::ExecServer,
 }
 
 /// Shims creating (a container or an exec) at once; see run_shim. 2 cores
@@ -98,6 +100,7 @@ impl Daemon {
             machines: Default::default(),
             volume_lock: Default::default(),
             registries: Default::default(),
+            exec_server: Default::default(),
         })
     }
 

@@ -1,9 +1,9 @@
 //! Processes exec'd into a running container: each under a shim of its own
-//! (berth-shim --exec-id), its records `exec-ID.shim.json` and
+//! (forked by the exec server, exec_server.rs, as berth-shim --exec-id would run), its records `exec-ID.shim.json` and
 //! `exec-ID.exit.json` in the container's state dir, and an ExecRecord in the
 //! container's store record.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use berth_proto::{ExitRecord, RecordError, ShimRecord};
@@ -123,8 +123,9 @@ impl Daemon {
         }
         let (flags, fds) = req.shim_stdio()?;
         args.extend(flags);
+        let given: Vec<_> = req.stdio.iter().flatten().map(|f| f.as_fd()).collect();
         let (_, shim) = self
-            .run_shim(id, &args, &fds)
+            .run_exec_shim(id, &args, &given, &fds)
             .await
             .map_err(|e| self.exited_meanwhile(id, e))?;
         let start = crate::init_calls::process_start_time(shim).unwrap_or(0);

@@ -12,6 +12,7 @@ mod daemon_storage;
 mod error;
 mod exec_defaults;
 mod exec_kill;
+mod exec_server;
 mod execs;
 mod exits;
 mod gates;

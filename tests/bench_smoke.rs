@@ -120,6 +120,11 @@ fn bench_harness_runs_every_scenario_small() {
             report.contains("| pod start | berth |") && report.contains("| teardown | berth |"),
             "cri: berth-cri not measured:\n{report}"
         );
+        // Issue 20's exec round trip: ExecSync always, crictl's when found.
+        assert!(
+            report.contains("| exec sync | berth |"),
+            "cri: berth-cri's exec not measured:\n{report}"
+        );
         if which("containerd") {
             assert!(
                 report.contains("| pod start | containerd |")

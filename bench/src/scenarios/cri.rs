@@ -22,15 +22,15 @@ const POD_START: &str = "pod start";
 const TEARDOWN: &str = "teardown";
 
 /// One runtime's CRI endpoint.
-struct Endpoint {
-    tool: &'static str,
-    rt: RuntimeServiceClient<Channel>,
+pub(super) struct Endpoint {
+    pub(super) tool: &'static str,
+    pub(super) rt: RuntimeServiceClient<Channel>,
 }
 
 pub fn run(ctx: &Ctx) -> Result<Section> {
     let mut s = Section::new(
         "cri",
-        "CRI: pod start and teardown, berth-cri vs containerd's CRI plugin",
+        "CRI: pod start, teardown and exec, berth-cri vs containerd's CRI plugin",
         Unit::Ms,
         "Through the CRI v1 gRPC API, as the kubelet drives it, one tonic client \
          per runtime. Pod start: RunPodSandbox (pod network from the same CNI \
@@ -42,7 +42,11 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
          plugin (runc with SystemdCgroup, through bench's runc-no-cpu wrapper that \
          drops the sandbox's CPU weight the box's cgroup tree cannot set; a \
          locally imported pause image). One warm-up pod each, not counted; the \
-         runtimes take turns, the order rotating each round.",
+         runtimes take turns, the order rotating each round. Exec (issue 20): \
+         into one running pod's container per runtime, `exec sync` is ExecSync \
+         of `true` from the same client, `crictl exec` the command line \
+         `crictl exec CONTAINER true` (Exec + its SPDY stream, a fresh crictl \
+         process per call), interleaved the same way.",
     );
     if !Path::new(cri_env::CNI_BRIDGE).is_file() {
         s.note(format!(
@@ -69,7 +73,8 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
             "containerd's CRI not measured (berth-cri alone): {e:#}"
         )),
     }
-    let measured = measure(ctx, &tokio, &mut endpoints, &mut s);
+    let measured = measure(ctx, &tokio, &mut endpoints, &mut s)
+        .and_then(|()| super::cri_exec::measure(ctx, &tokio, &mut endpoints, &mut s));
     // What a failed round left behind (nothing when all went well).
     for e in &mut endpoints {
         if let Err(e) = tokio.block_on(remove_all(&mut e.rt)) {
@@ -239,7 +244,7 @@ const CALLS: [&str; 5] = [
 
 /// RunPodSandbox + CreateContainer + StartContainer, until RUNNING; the
 /// pod's id and each step's ms.
-async fn pod_start(
+pub(super) async fn pod_start(
     rt: &mut RuntimeServiceClient<Channel>,
     name: &str,
 ) -> Result<(String, Vec<f64>)> {
@@ -300,7 +305,10 @@ async fn pod_start(
 }
 
 /// StopPodSandbox + RemovePodSandbox; each step's ms.
-async fn teardown(rt: &mut RuntimeServiceClient<Channel>, pod: &str) -> Result<Vec<f64>> {
+pub(super) async fn teardown(
+    rt: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+) -> Result<Vec<f64>> {
     let t0 = Instant::now();
     rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: pod.into(),

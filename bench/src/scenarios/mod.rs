@@ -11,6 +11,7 @@ use crate::measure::Section;
 
 pub mod cpu;
 pub mod cri;
+pub mod cri_exec;
 pub mod exec;
 pub mod first_line;
 pub mod lifecycle;

@@ -1,0 +1,208 @@
+//! `berth-shim --exec-server`: berthd's exec shim factory. One long-lived,
+//! single-threaded berth-shim per berthd that forks a shim per exec on
+//! request, so an exec no longer starts this 7.5 MB binary (ld.so, glibc's
+//! cpuid probing, relocations, clap: ~1.1 ms of a ~6 ms exec) and no parent
+//! process has to be scheduled to pass the report on (docs/performance.md
+//! "Exec path profile").
+//!
+//! Protocol (fd 3, a SOCK_SEQPACKET socket from berthd): one message per
+//! exec, its bytes a JSON array of the berth-shim arguments berthd would
+//! have run the shim with (`--exec-id` required), its SCM_RIGHTS the
+//! caller's stdio fds in the order of the `--caller-*` flags, then the write
+//! end of a pipe for the report. The forked child is then exactly an exec's
+//! berth-shim after its detach: it reports one `ShimReport` line on that
+//! pipe and re-executes into berth-monitor. The server answers nothing
+//! itself; a request it cannot take gets a failure line on its pipe. EOF on
+//! the socket (berthd gone, restarted or upgraded) ends the server: its
+//! shims live on (re-parented), the next berthd starts its own server.
+//!
+//! Why a fork is safe here: the server never starts a thread, and holds no
+//! fd but its socket and /dev/null (0–2), so a child takes nothing of
+//! another exec's along.
+
+use std::fs::File;
+use std::io::IoSliceMut;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use clap::Parser;
+use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+
+use crate::args::Args;
+use crate::setup::fail;
+
+/// The first argument that makes berth-shim an exec server.
+pub const FLAG: &str = "--exec-server";
+
+/// The socket berthd passes.
+const SOCKET: RawFd = 3;
+
+/// At most this many fds a request: three stdio fds and the report pipe.
+const MAX_FDS: usize = 4;
+
+pub fn serve() -> ! {
+    // Only the socket and 0–2 (which berthd made /dev/null).
+    // SAFETY: close_range with integer arguments, before anything is open.
+    unsafe { nix::libc::syscall(nix::libc::SYS_close_range, SOCKET + 1, u32::MAX, 0u32) };
+    // The forked shims are reaped by the kernel, not by us (SIG_IGN for
+    // SIGCHLD: no zombies); each child puts the default back first thing.
+    // SAFETY: setting a disposition, no handler.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGCHLD,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let (len, fds) = match receive(&mut buf) {
+            Ok(Some(r)) => r,
+            // EOF: berthd is gone.
+            Ok(None) => std::process::exit(0),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => std::process::exit(1),
+        };
+        handle(&buf[..len], fds);
+    }
+}
+
+/// One request: (its length, its fds), None at EOF.
+fn receive(buf: &mut [u8]) -> nix::Result<Option<(usize, Vec<OwnedFd>)>> {
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = recvmsg::<()>(
+        SOCKET,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(rights) = c {
+            // SAFETY: the kernel just installed these fds for us.
+            fds.extend(
+                rights
+                    .into_iter()
+                    .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    let truncated = msg
+        .flags
+        .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
+    match (msg.bytes, truncated) {
+        (0, _) if fds.is_empty() => Ok(None),
+        // Dropped with its fds: berthd reads EOF on its report pipe.
+        (_, true) => Ok(Some((0, Vec::new()))),
+        (n, false) => Ok(Some((n, fds))),
+    }
+}
+
+fn handle(request: &[u8], mut fds: Vec<OwnedFd>) {
+    // The report pipe is last; without one there is nobody to answer.
+    let Some(report) = fds.pop() else { return };
+    let mut report = File::from(report);
+    let args = match parse(request, fds.len()) {
+        Ok(a) => a,
+        Err(e) => return answer_failure(&mut report, &e),
+    };
+    let cgroup = match &args.monitor_cgroup {
+        Some(parent) => match crate::cgroup::monitor_cgroup_dir(parent, &args.id) {
+            Ok(dir) => Some(dir),
+            Err(e) => return answer_failure(&mut report, &e),
+        },
+        None => None,
+    };
+    // SAFETY: single-threaded (the server never starts a thread).
+    let (child, born_in_cgroup) = match cgroup
+        .as_ref()
+        .and_then(|(_, d)| unsafe { berth_init::clone_into::fork_into(d) })
+    {
+        Some(pid) => (pid, true),
+        // SAFETY: as above.
+        None => match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => (0, false),
+            Ok(nix::unistd::ForkResult::Parent { child }) => (child.as_raw(), false),
+            Err(e) => return answer_failure(&mut report, &format!("fork: {e}")),
+        },
+    };
+    if child != 0 {
+        // The child has its copies; ours (and the request's fds) go now.
+        return;
+    }
+    // The child: an exec's shim, as berth-shim's after its detach.
+    // SAFETY: setting a disposition, no handler.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGCHLD,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
+    drop(cgroup);
+    let report = match place_fds(fds, report) {
+        Ok(r) => r,
+        Err(e) => fail(&mut std::io::stderr(), &e),
+    };
+    let monitor_cgroup = match (&args.monitor_cgroup, born_in_cgroup) {
+        (Some(parent), false) => Some(parent.as_path()),
+        _ => None,
+    };
+    crate::setup::become_shim(&args, report, monitor_cgroup)
+}
+
+/// The request's arguments, checked: an exec's, with one fd for each
+/// `--caller-*` flag.
+fn parse(request: &[u8], fds: usize) -> Result<Args, String> {
+    let argv: Vec<String> =
+        serde_json::from_slice(request).map_err(|e| format!("exec server request: {e}"))?;
+    let args = Args::try_parse_from(std::iter::once("berth-shim".to_string()).chain(argv))
+        .map_err(|e| format!("exec server request: {e}"))?;
+    if args.exec_id.is_none() {
+        return Err("exec server request: not an exec (no --exec-id)".into());
+    }
+    if args.passed_fds() as usize != fds {
+        return Err(format!(
+            "exec server request: {} fds for {} --caller-* flags",
+            fds,
+            args.passed_fds()
+        ));
+    }
+    Ok(args)
+}
+
+fn answer_failure(report: &mut File, error: &str) {
+    use std::io::Write;
+    let kind = berth_proto::FailureKind::Internal;
+    let error = error.to_string();
+    let line = berth_proto::ShimReport::Failed { error, kind }.to_line();
+    let _ = report.write_all(line.as_bytes());
+}
+
+/// In the child: the caller's stdio at 3, 4, … (where berth-shim finds
+/// them, Args::caller_stdio), the report pipe after them (close-on-exec),
+/// and nothing else — the server's socket included.
+fn place_fds(stdio: Vec<OwnedFd>, report: File) -> Result<File, String> {
+    let err = |e: nix::errno::Errno| format!("placing the exec's fds: {e}");
+    // First out of the way of 3..: a received fd may sit where another goes.
+    const HIGH: RawFd = 64;
+    let high =
+        |fd: RawFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(HIGH)).map_err(err);
+    let moved: Vec<RawFd> = stdio
+        .iter()
+        .map(|f| high(f.as_raw_fd()))
+        .collect::<Result<_, _>>()?;
+    let report_high = high(report.as_raw_fd())?;
+    drop((stdio, report));
+    let mut next = SOCKET;
+    for fd in moved {
+        // dup2 clears close-on-exec: the process gets these.
+        nix::unistd::dup2(fd, next).map_err(err)?;
+        next += 1;
+    }
+    let report_at = next;
+    nix::unistd::dup3(report_high, report_at, nix::fcntl::OFlag::O_CLOEXEC).map_err(err)?;
+    // SAFETY: close_range with integer arguments; everything past the report
+    // (the moved copies; the socket is overwritten or closed here).
+    unsafe { nix::libc::syscall(nix::libc::SYS_close_range, report_at + 1, u32::MAX, 0u32) };
+    // SAFETY: report_at was just made ours by dup3.
+    Ok(unsafe { File::from_raw_fd(report_at) })
+}

@@ -1,0 +1,155 @@
+//! The exec server: one `berth-shim --exec-server` per berthd, which forks
+//! an exec's shim on request (shim/src/exec_server.rs), so an exec starts no
+//! new berth-shim binary and its report comes straight from the shim, not
+//! through a parent that must be scheduled and exit first.
+//!
+//! Started at the first exec, again after it died; a request that cannot
+//! reach it twice falls back to running berth-shim as before (run_shim), so
+//! an exec never fails for want of the server.
+
+use std::io::IoSlice;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag};
+use tokio::io::AsyncBufReadExt;
+
+use berth_proto::ShimReport;
+
+use crate::error::{Error, Result};
+
+/// The running server: our end of its socket, and the process (kept so
+/// tokio reaps it once it exits).
+struct Running {
+    socket: OwnedFd,
+    _process: tokio::process::Child,
+}
+
+#[derive(Default)]
+pub struct ExecServer {
+    running: Mutex<Option<Running>>,
+}
+
+/// Why a request did not reach a server (the caller falls back to run_shim).
+#[derive(Debug, thiserror::Error)]
+pub enum Unreachable {
+    #[error("starting the exec server {path}: {source}")]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("exec server: {0}")]
+    Io(#[from] nix::errno::Errno),
+    #[error("exec server: its lock was poisoned")]
+    Poisoned,
+}
+
+impl ExecServer {
+    /// Asks the server (started if need be) for an exec's shim with these
+    /// berth-shim `args` and the caller's stdio `fds`; the read end of the
+    /// pipe its one report line comes on.
+    fn request(
+        &self,
+        shim: &Path,
+        args: &[&str],
+        fds: &[BorrowedFd<'_>],
+    ) -> std::result::Result<OwnedFd, Unreachable> {
+        let message = serde_json::to_vec(args).unwrap_or_default();
+        let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let mut raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+        raw.push(report_w.as_raw_fd());
+        let mut running = self.running.lock().map_err(|_| Unreachable::Poisoned)?;
+        // Twice at most: a server that died since the last exec is seen
+        // as EPIPE / ECONNRESET on the send and started again.
+        for _ in 0..2 {
+            if running.is_none() {
+                *running = Some(spawn(shim)?);
+            }
+            let Some(r) = running.as_ref() else { break };
+            let sent = sendmsg::<()>(
+                r.socket.as_raw_fd(),
+                &[IoSlice::new(&message)],
+                &[ControlMessage::ScmRights(&raw)],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            );
+            match sent {
+                Ok(_) => return Ok(report_r),
+                Err(nix::errno::Errno::EPIPE | nix::errno::Errno::ECONNRESET) => {
+                    *running = None;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(nix::errno::Errno::EPIPE.into())
+    }
+}
+
+fn spawn(shim: &Path) -> std::result::Result<Running, Unreachable> {
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    let spawn_err = |source| Unreachable::Spawn {
+        path: shim.to_path_buf(),
+        source,
+    };
+    let mut cmd = tokio::process::Command::new(shim);
+    cmd.arg("--exec-server")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let fds = crate::sockets::ListenFds::passing(vec![theirs]);
+    let _copies = fds.pass_to(&mut cmd).map_err(spawn_err)?;
+    let process = cmd.spawn().map_err(spawn_err)?;
+    Ok(Running {
+        socket: ours,
+        _process: process,
+    })
+}
+
+impl crate::daemon::Daemon {
+    /// An exec's shim through the exec server: (init pid, shim pid) as
+    /// run_shim's; `fds` are the caller's stdio, in the order of `args`'
+    /// `--caller-*` flags. Falls back to run_shim if no server answers.
+    pub(crate) async fn run_exec_shim(
+        &self,
+        id: &str,
+        args: &[&str],
+        fds: &[BorrowedFd<'_>],
+        fallback: &crate::sockets::ListenFds,
+    ) -> Result<(u32, u32)> {
+        let monitors = crate::monitors::ensure(&self.monitor()).await?;
+        let root = self.run_dir.to_string_lossy();
+        let monitors = monitors.to_string_lossy();
+        let mut all = vec!["--monitor-cgroup", &monitors, "--root", &root];
+        all.extend(["--id", id, "--name", id]);
+        all.extend(args);
+        let report = match self.exec_server.request(&self.shim, &all, fds) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("{e}; running berth-shim for this exec");
+                return self.run_shim(id, args, fallback).await;
+            }
+        };
+        let report = tokio::net::unix::pipe::Receiver::from_owned_fd(report)
+            .map_err(|e| Error::Internal(format!("the exec's report pipe: {e}")))?;
+        // One line: the shim writes it and goes on (the monitor).
+        let mut line = String::new();
+        let read = tokio::io::BufReader::new(report).read_line(&mut line).await;
+        if let Err(e) = read {
+            return Err(Error::Internal(format!("reading the exec's report: {e}")));
+        }
+        if line.is_empty() {
+            return Err(Error::Internal("the exec's shim died during setup".into()));
+        }
+        match ShimReport::parse(&line) {
+            Ok(ShimReport::Created { init_pid, shim_pid }) => Ok((init_pid, shim_pid)),
+            Ok(ShimReport::Failed { error, kind }) => Err(Error::of_kind(kind, error)),
+            Err(e) => Err(Error::Internal(e.to_string())),
+        }
+    }
+}
