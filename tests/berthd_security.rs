@@ -97,6 +97,7 @@ fn unprivileged_callers_change_nothing() {
         ),
         (MANAGER, "DeleteContainer", "sb runs true".into()),
         (MANAGER, "AttachContainer", "s runs".into()),
+        (MANAGER, "AttachContainerSplit", "s runs".into()),
         (MANAGER, "AttachExec", "ss runs e1".into()),
         (MANAGER, "KillExec", "ssi runs e1 9".into()),
         (MANAGER, "ResizeTerminal", "ssqq runs \"\" 10 10".into()),
