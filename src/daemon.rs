@@ -50,7 +50,23 @@ pub struct Daemon {
 /// Shims creating (a container or an exec) at once; see run_shim. 2 cores
 /// are busy with far fewer: the rest only queue.
 const MAX_SHIMS_AT_WORK: usize = 32;
-static SHIMS_AT_WORK: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_SHIMS_AT_WORK);
+static SHIMS_AT_WORK: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+/// The shims' turns: MAX_SHIMS_AT_WORK, or BERTH_SHIMS_AT_WORK from the
+/// environment (for measuring; 0 = no limit), read once.
+fn shims_at_work() -> &'static tokio::sync::Semaphore {
+    SHIMS_AT_WORK.get_or_init(|| {
+        let limit = std::env::var("BERTH_SHIMS_AT_WORK")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map(|n| match n {
+                0 => tokio::sync::Semaphore::MAX_PERMITS,
+                n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
+            })
+            .unwrap_or(MAX_SHIMS_AT_WORK);
+        tokio::sync::Semaphore::new(limit)
+    })
+}
 
 /// `s` for an error message: itself, or its start and its length when long
 /// (a caller may send megabytes; the reply need not carry them back).
@@ -297,7 +313,7 @@ impl Daemon {
         // allows 256 per uid (max_connections_per_user), shared with every
         // root client: 200 creates at once failed with LimitsExceeded. Past
         // SHIMS_AT_WORK, a shim waits for its turn instead.
-        let _turn = SHIMS_AT_WORK
+        let _turn = shims_at_work()
             .acquire()
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
