@@ -12,8 +12,9 @@
 # -p berth-monitor -p berth-bench -p berth-box; scripts/static-monitor
 # target/release). Each value is a fresh berthd (stopped, the variable set in
 # systemd's environment, started by berth-bench); the values take turns
-# twice (a b c a b c), so drift in the host's load hits them alike. Reports
-# in target/bench-knobs/<knob>-<value>-<pass>/report.md.
+# PASSES times (default 2: a b c a b c), so drift in the host's load hits
+# them alike. BIN: the binaries (default target/release). Reports in
+# target/bench-knobs/<knob>-<value>-<pass>/report.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 knob=${1:?slices or shims}
@@ -23,17 +24,18 @@ case "$knob" in
   shims) var=BERTH_SHIMS_AT_WORK; peers="systemd-run"; args="--only lifecycle --iterations ${3:-10}" ;;
   *) echo "knob: slices or shims" >&2; exit 2 ;;
 esac
+bin=$(realpath "${BIN:-target/release}")
 out=$PWD/target/bench-knobs
 mkdir -p "$out"
 inner=""
-for pass in 1 2; do
+for pass in $(seq "${PASSES:-2}"); do
   for v in $values; do
     dir="$out/$knob-$v-$pass"
     inner+="systemctl stop berthd 2>/dev/null || true; systemctl set-environment $var=$v; \
 echo \"== $var=$v pass $pass (load \$(cut -d' ' -f1-3 /proc/loadavg))\"; \
-BERTH_BENCH_PEERS='$peers' $PWD/target/release/berth-bench --src $PWD \
---bin $PWD/target/release --out $dir $args > $dir.log 2>&1 || echo \"  failed: see $dir.log\"; \
+BERTH_BENCH_PEERS='$peers' $bin/berth-bench --src $PWD \
+--bin $bin --out $dir $args > $dir.log 2>&1 || echo \"  failed: see $dir.log\"; \
 grep -E 'create\\+start|delete|concurrent|lifecycles/s|serial' $dir.log | grep -v '^berth-bench' || true; "
   done
 done
-exec target/release/berth-box run --tmpfs /var/lib/berth-bench -- sh -c "$inner"
+exec "$bin/berth-box" run --tmpfs /var/lib/berth-bench -- sh -c "$inner"

@@ -29,7 +29,12 @@ pub fn section() -> Section {
          berthd idle is a fresh start (systemctl restart) with no container; \
          berth runs 100 and then N, the peers 100 (see the scale section). VmRSS \
          counts shared library pages in full; Pss splits them among the processes \
-         that map them (the real per-container cost).",
+         that map them (the real per-container cost). Resident cost per \
+         container: the monitor's median Pss (+ the kernel memory charged to its \
+         sub-cgroup, where memory.stat is readable) + systemd's (PID 1's) Pss \
+         growth per container + the daemon's Pss growth per container, the growths \
+         as slopes between two levels of one ramp (0→100, 100→N); the peers ramp \
+         first, so berth's teardown of N leaves them no freed heap to reuse.",
     )
 }
 

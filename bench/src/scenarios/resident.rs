@@ -144,18 +144,21 @@ fn cost(s: &Section, tool: &str, base: usize, level: usize) -> Option<(f64, Stri
     let kernel = one(&kernel_v).unwrap_or(0.0);
     let (p0, a0) = pid1_variants(base);
     let (p1, a1) = pid1_variants(level);
-    let systemd = slope(&p0, &p1)?;
+    // A heap that shrank (the ramp reused room an earlier teardown freed)
+    // counts 0, not a credit; the note shows the raw figure.
+    let systemd_raw = slope(&p0, &p1)?;
+    let systemd = systemd_raw.max(0.0);
     let systemd_anon = slope(&a0, &a1).unwrap_or(f64::NAN);
     // podman has no daemon: nothing grows but systemd and conmon.
     let daemon = match tool {
         "podman" => 0.0,
-        _ => slope(&daemon_variant(base), &daemon_variant(level))?,
+        _ => slope(&daemon_variant(base), &daemon_variant(level))?.max(0.0),
     };
     let units = slope(&units_variant(base), &units_variant(level)).unwrap_or(f64::NAN);
     let total = monitor + kernel + systemd + daemon;
     let parts = format!(
-        "monitor Pss {monitor:.0}{} + systemd {systemd:.1} (RssAnon {systemd_anon:.1}; \
-         {units:.2} units per container) + daemon {daemon:.1} KiB",
+        "monitor Pss {monitor:.0}{} + systemd {systemd:.1} (Pss growth {systemd_raw:.1}, \
+         RssAnon {systemd_anon:.1}; {units:.2} units per container) + daemon {daemon:.1} KiB",
         if one(&kernel_v).is_some() {
             format!(" + its cgroup's kernel memory {kernel:.0}")
         } else {
