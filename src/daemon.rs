@@ -68,6 +68,22 @@ fn shims_at_work() -> &'static tokio::sync::Semaphore {
     })
 }
 
+/// Sub-slices of berth.slice that containers naming no slice are spread
+/// over, `berth-<k>.slice` (berth-init's `naming::default_slice`, told
+/// through the shim's environment): systemd walks every sibling of a unit's
+/// slice at each start and stop, and 1000 containers went in at 42–50/s in
+/// 8–64 sub-slices against 31–35/s all in berth.slice (docs/performance.md
+/// "1000 running"). BERTH_SLICES in berthd's environment overrides it (1:
+/// all in berth.slice).
+const CONTAINER_SLICES: u32 = 16;
+
+fn container_slices() -> String {
+    std::env::var("BERTH_SLICES")
+        .ok()
+        .filter(|v| v.parse::<u32>().is_ok())
+        .unwrap_or_else(|| CONTAINER_SLICES.to_string())
+}
+
 /// `s` for an error message: itself, or its start and its length when long
 /// (a caller may send megabytes; the reply need not carry them back).
 pub fn brief(s: &str) -> std::borrow::Cow<'_, str> {
@@ -328,6 +344,7 @@ impl Daemon {
             .arg(&self.run_dir)
             .args(["--id", id, "--name", id])
             .args(args)
+            .env("BERTH_SLICES", container_slices())
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let spawn_err = |e| Error::Internal(format!("running {}: {e}", self.shim.display()));
