@@ -52,7 +52,39 @@ pub struct Daemon {
 /// Shims creating (a container or an exec) at once; see run_shim. 2 cores
 /// are busy with far fewer: the rest only queue.
 const MAX_SHIMS_AT_WORK: usize = 32;
-static SHIMS_AT_WORK: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_SHIMS_AT_WORK);
+static SHIMS_AT_WORK: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+
+/// The shims' turns: MAX_SHIMS_AT_WORK, or BERTH_SHIMS_AT_WORK from the
+/// environment (for measuring; 0 = no limit), read once.
+fn shims_at_work() -> &'static tokio::sync::Semaphore {
+    SHIMS_AT_WORK.get_or_init(|| {
+        let limit = std::env::var("BERTH_SHIMS_AT_WORK")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .map(|n| match n {
+                0 => tokio::sync::Semaphore::MAX_PERMITS,
+                n => n.min(tokio::sync::Semaphore::MAX_PERMITS),
+            })
+            .unwrap_or(MAX_SHIMS_AT_WORK);
+        tokio::sync::Semaphore::new(limit)
+    })
+}
+
+/// Sub-slices of berth.slice that containers naming no slice are spread
+/// over, `berth-<k>.slice` (berth-init's `naming::default_slice`, told
+/// through the shim's environment): systemd walks every sibling of a unit's
+/// slice at each start and stop, and 1000 containers went in at 42–50/s in
+/// 8–64 sub-slices against 31–35/s all in berth.slice (docs/performance.md
+/// "1000 running"). BERTH_SLICES in berthd's environment overrides it (1:
+/// all in berth.slice).
+const CONTAINER_SLICES: u32 = 16;
+
+fn container_slices() -> String {
+    std::env::var("BERTH_SLICES")
+        .ok()
+        .filter(|v| v.parse::<u32>().is_ok())
+        .unwrap_or_else(|| CONTAINER_SLICES.to_string())
+}
 
 /// `s` for an error message: itself, or its start and its length when long
 /// (a caller may send megabytes; the reply need not carry them back).
@@ -300,7 +332,7 @@ impl Daemon {
         // allows 256 per uid (max_connections_per_user), shared with every
         // root client: 200 creates at once failed with LimitsExceeded. Past
         // SHIMS_AT_WORK, a shim waits for its turn instead.
-        let _turn = SHIMS_AT_WORK
+        let _turn = shims_at_work()
             .acquire()
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -315,6 +347,7 @@ impl Daemon {
             .arg(&self.run_dir)
             .args(["--id", id, "--name", id])
             .args(args)
+            .env("BERTH_SLICES", container_slices())
             .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let spawn_err = |e| Error::Internal(format!("running {}: {e}", self.shim.display()));

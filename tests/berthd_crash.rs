@@ -123,7 +123,7 @@ struct World {
 
 fn world(b: &SystemdBox) -> World {
     let out = b.sh_ok(
-        "systemctl list-units --all --no-legend --plain 'berth-*' | while read u l a s rest; do echo \"unit $u $a\"; done; \
+        "systemctl list-units --all --no-legend --plain 'berth-*.scope' | while read u l a s rest; do echo \"unit $u $a\"; done; \
          for p in /proc/[0-9]*; do \
            c=$(tr '\\0' ' ' < $p/cmdline 2>/dev/null) || continue; \
            case \"$c\" in berth-monitor\\ *|*/berth-shim\\ *) echo \"proc ${p#/proc/} $c\";; esac; \

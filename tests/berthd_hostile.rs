@@ -153,7 +153,7 @@ fn huge_input_gets_named_errors_and_changes_nothing() {
     );
     assert_eq!(list[0].1, "running");
     let units = b.sh_ok(
-        "systemctl list-units --all --no-legend 'berth-*' | grep -v -e victim -e berth-box.target || true",
+        "systemctl list-units --all --no-legend 'berth-*.scope' | grep -v -e victim -e berth-box.target || true",
     );
     assert_eq!(units.trim(), "", "units left behind");
     let bundles = b.sh_ok("ls -A /var/lib/berth/bundles 2>/dev/null || true");
@@ -208,6 +208,6 @@ fn huge_input_gets_named_errors_and_changes_nothing() {
     let list: Vec<(String, String, OwnedObjectPath)> = call(&c, "ListContainers", &()).unwrap();
     assert!(list.is_empty(), "{list:?}");
     let units =
-        "systemctl list-units --all --no-legend 'berth-*' | grep -vc berth-box.target || true";
+        "systemctl list-units --all --no-legend 'berth-*.scope' | grep -vc berth-box.target || true";
     assert_eq!(b.sh_ok(units).trim(), "0");
 }

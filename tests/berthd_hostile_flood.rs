@@ -699,7 +699,7 @@ fn ten_thousand_hostile_calls_leave_berthd_whole() {
     let list: List = call(&c, "ListContainers", &()).unwrap();
     assert!(list.is_empty(), "{list:?}");
     let left = b.sh_ok(
-        "systemctl list-units --all --no-legend --plain 'berth-*' | grep -v berth-box.target; \
+        "systemctl list-units --all --no-legend --plain 'berth-*.scope'; \
          ls -A /run/berth; ls -A /var/lib/berth/bundles 2>/dev/null; \
          pgrep -a -x 'berth-monitor|berth-shim'; true",
     );

@@ -78,6 +78,14 @@ impl Env {
             ),
             ("systemd-run", &["systemd-run"][..]),
         ] {
+            // BERTH_BENCH_PEERS=a,b (or empty): only those peers, for a
+            // focused run (berth alone, or beside the systemd-run floor).
+            if let Ok(only) = std::env::var("BERTH_BENCH_PEERS") {
+                if !only.split(',').any(|p| p.trim() == peer) {
+                    missing.push(format!("{peer}: not in BERTH_BENCH_PEERS={only:?}"));
+                    continue;
+                }
+            }
             match programs.iter().find(|p| !have(p)) {
                 None => peers.push(peer),
                 Some(p) => missing.push(format!(

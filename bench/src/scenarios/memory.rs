@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use super::scale::{shared, SMALL};
-use super::Ctx;
+use super::{resident, Ctx};
 use crate::env::sh;
 use crate::measure::{median, pids_named, rss_pss, Section, Unit};
 
@@ -29,7 +29,12 @@ pub fn section() -> Section {
          berthd idle is a fresh start (systemctl restart) with no container; \
          berth runs 100 and then N, the peers 100 (see the scale section). VmRSS \
          counts shared library pages in full; Pss splits them among the processes \
-         that map them (the real per-container cost).",
+         that map them (the real per-container cost). Resident cost per \
+         container: the monitor's median Pss (+ the kernel memory charged to its \
+         sub-cgroup, where memory.stat is readable) + systemd's (PID 1's) Pss \
+         growth per container + the daemon's Pss growth per container, the growths \
+         as slopes between two levels of one ramp (0→100, 100→N); the peers ramp \
+         first, so berth's teardown of N leaves them no freed heap to reuse.",
     )
 }
 
@@ -76,6 +81,8 @@ pub fn berthd_idle(ctx: &Ctx, s: &mut Section) -> Result<()> {
     let pid = berthd(ctx)?;
     let rss = daemon_rss(pid)?;
     s.push("berth", &daemon_variant(0), vec![rss]);
+    resident::daemon_at(s, "berth", pid, 0)?;
+    resident::systemd_at(s, "berth", 0)?;
     s.note(format!(
         "berthd idle: {rss:.0} KiB VmRSS after a fresh start ({}); {rss_before:.0} KiB \
          before that restart, after the earlier scenarios",
@@ -124,6 +131,16 @@ pub fn berth_at(ctx: &Ctx, s: &mut Section, running: usize) -> Result<()> {
     monitors(s, "berth", "berth-monitor", running)?;
     let pid = berthd(ctx)?;
     s.push("berth", &daemon_variant(running), vec![daemon_rss(pid)?]);
+    resident::daemon_at(s, "berth", pid, running)?;
+    resident::systemd_at(s, "berth", running)?;
+    let dir = std::path::Path::new("/sys/fs/cgroup/berth.slice/berthd-monitors.scope");
+    if resident::monitor_kernel_at(s, dir, running) == 0 && running == SMALL {
+        s.note(format!(
+            "the monitors' sub-cgroups have no memory.stat (no memory controller in {}): \
+             their kernel memory is not counted",
+            dir.display()
+        ));
+    }
     s.note(format!(
         "berthd with {running} running: {}",
         fds_threads(pid)
@@ -171,11 +188,21 @@ pub fn containerd_at(s: &mut Section, running: usize) -> Result<()> {
         &daemon_variant(running),
         vec![daemon_rss(pid)?],
     );
+    resident::daemon_at(s, "containerd", pid, running)
+}
+
+/// A peer before its ramp: systemd's baseline (and containerd's).
+pub fn peer_before(s: &mut Section, peer: &str) -> Result<()> {
+    resident::systemd_at(s, peer, 0)?;
+    if peer == "containerd" {
+        containerd_at(s, 0)?;
+    }
     Ok(())
 }
 
 /// A peer with `running` containers: its monitors (and containerd).
 pub fn peer_at(s: &mut Section, peer: &str, running: usize) -> Result<()> {
+    resident::systemd_at(s, peer, running)?;
     match peer {
         "podman" => monitors(s, "podman", "conmon", running),
         "containerd" => {
@@ -202,6 +229,7 @@ pub fn goals(ctx: &Ctx, s: &mut Section) {
         s.find(tool, variant).and_then(|x| median(&x.samples))
     };
     let small = SMALL.min(n);
+    resident::goals(ctx, s, SMALL);
     let (rss_v, pss_v) = monitor_variants(small);
     if let (Some(rss), Some(pss)) = (med(s, "berth", &rss_v), med(s, "berth", &pss_v)) {
         let peers: Vec<String> = [

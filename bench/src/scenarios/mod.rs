@@ -17,6 +17,7 @@ pub mod first_line;
 pub mod lifecycle;
 pub mod memory;
 pub mod network;
+pub mod resident;
 pub mod restart;
 pub mod scale;
 pub mod stats;

@@ -92,6 +92,16 @@ fn run_all(ctx: &Ctx) -> Outcome {
         scale: section(),
         failed: BTreeMap::new(),
     };
+    // The peers first: a ramp measures systemd's and a daemon's growth, and
+    // after berth's teardown of N their heaps would hold room for the
+    // peers' SMALL for free.
+    for peer in ["podman", "containerd"] {
+        if ctx.engine(peer).is_some() {
+            if let Err(e) = peer_run(ctx, &mut p, peer) {
+                p.memory.note(format!("{peer}: not measured: {e:#}"));
+            }
+        }
+    }
     let fleet = Mutex::new(Vec::new());
     if let Err(e) = berth_levels(ctx, &mut p, &fleet) {
         // The fleet never reached N: no section is complete.
@@ -105,13 +115,6 @@ fn run_all(ctx: &Ctx) -> Outcome {
     }
     if let Err(e) = nothing_left(ctx, &mut p) {
         p.fail("scale", &e);
-    }
-    for peer in ["podman", "containerd"] {
-        if ctx.engine(peer).is_some() {
-            if let Err(e) = peer_run(ctx, &mut p, peer) {
-                p.memory.note(format!("{peer}: not measured: {e:#}"));
-            }
-        }
     }
     memory::goals(ctx, &mut p.memory);
     restart::goals(ctx, &mut p.restart);
@@ -430,9 +433,7 @@ fn peer_run(ctx: &Ctx, p: &mut Parts, peer: &'static str) -> Result<()> {
         .engine(peer)
         .ok_or_else(|| anyhow!("no engine {peer}"))?;
     let n = SMALL.min(ctx.scale);
-    if peer == "containerd" {
-        memory::containerd_at(&mut p.memory, 0)?;
-    }
+    memory::peer_before(&mut p.memory, peer)?;
     println!("  {peer}: starting {n} containers with {PEER_CLIENTS} clients");
     let made = Mutex::new(Vec::new());
     let (lat, err, wall) = pool(PEER_CLIENTS, n, |k| {

@@ -5,6 +5,35 @@ use super::{CgroupError, Result};
 
 pub const DEFAULT_SLICE: &str = "berth.slice";
 
+/// Containers without a slice of their own are spread over this many
+/// sub-slices of berth.slice, `berth-<k>.slice` (k = a hash of the id): systemd
+/// walks every sibling of a unit's slice at each start and stop, so 1000
+/// containers in 16 slices cost it a walk of ~60, not 1000. 1 (or 0): all
+/// in berth.slice itself. Overridden by BERTH_SLICES (for measuring).
+pub const DEFAULT_SLICES: u32 = 1;
+
+/// How many sub-slices: BERTH_SLICES if set and valid, else DEFAULT_SLICES.
+pub fn slices() -> u32 {
+    std::env::var("BERTH_SLICES")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&n| n <= 4096)
+        .unwrap_or(DEFAULT_SLICES)
+}
+
+/// The slice of a container that named none: berth.slice, or with `count` >
+/// 1 its sub-slice `berth-<k>.slice`, k = FNV-1a of the id mod `count`
+/// (stable, so the same id always lands in the same slice).
+pub fn default_slice(container_id: &str, count: u32) -> String {
+    if count <= 1 {
+        return DEFAULT_SLICE.into();
+    }
+    let hash = container_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    format!("berth-{}.slice", hash % count)
+}
+
 /// Makes one unit-name component valid: anything outside [A-Za-z0-9:_.-]
 /// (e.g. the '+' container ids may hold) becomes \xNN, as systemd-escape
 /// writes it. '-' is kept, as runc keeps it in `<prefix>-<id>.scope`.
@@ -33,8 +62,19 @@ pub(crate) fn bad_path(path: &str, reason: &str) -> CgroupError {
 /// a runc-style cgroupsPath "slice:prefix:name", `<prefix>-<name>.scope` in
 /// that slice (an empty slice/prefix/name falls back to berth.slice/berth/id).
 pub fn unit_for(container_id: &str, cgroups_path: Option<&str>) -> Result<(String, String)> {
+    unit_in(container_id, cgroups_path, 1)
+}
+
+/// As [`unit_for`], a container that names no cgroupsPath going to its
+/// [`default_slice`] of `slices`.
+pub fn unit_in(
+    container_id: &str,
+    cgroups_path: Option<&str>,
+    slices: u32,
+) -> Result<(String, String)> {
+    let spread = default_slice(container_id, slices);
     let (slice, prefix, name) = match cgroups_path.filter(|p| !p.is_empty()) {
-        None => ("", "", ""),
+        None => (spread.as_str(), "", ""),
         Some(p) => {
             let parts: Vec<&str> = p.split(':').collect();
             match parts[..] {
@@ -173,6 +213,31 @@ mod tests {
             let e = unit_for("id", Some(bad)).unwrap_err();
             assert!(matches!(e, CgroupError::InvalidPath { .. }), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn default_slice_spreads_ids_stably() {
+        assert_eq!(default_slice("web", 1), "berth.slice");
+        assert_eq!(default_slice("web", 0), "berth.slice");
+        assert_eq!(default_slice("web", 16), default_slice("web", 16));
+        let used: std::collections::BTreeSet<String> = (0..1000)
+            .map(|i| default_slice(&format!("scale-{i}"), 16))
+            .collect();
+        assert_eq!(used.len(), 16, "{used:?}");
+        assert!(used
+            .iter()
+            .all(|s| s.starts_with("berth-") && s.ends_with(".slice")));
+        // A container that names its cgroupsPath keeps it; one that names
+        // none goes to its sub-slice, under its usual unit name.
+        let (slice, unit) = unit_in("web", None, 16).unwrap();
+        assert_eq!(
+            (slice, unit.as_str()),
+            (default_slice("web", 16), "berth-web.scope")
+        );
+        assert_eq!(
+            unit_in("web", Some("machine.slice:x:y"), 16).unwrap().0,
+            "machine.slice"
+        );
     }
 
     #[test]

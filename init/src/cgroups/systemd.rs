@@ -18,7 +18,7 @@ use zbus::export::futures_core::Stream;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
 use zbus::MessageStream;
 
-use super::naming::{bad_path, unit_for, DEFAULT_SLICE};
+use super::naming::{bad_path, slices, unit_in, DEFAULT_SLICE};
 use super::properties::{self, Property};
 use super::resources::{self, Requested};
 use super::{tree, CgroupError, CgroupManager, Result};
@@ -228,7 +228,7 @@ pub struct SystemdManager {
 
 impl SystemdManager {
     pub fn new(container_id: &str, cgroups_path: Option<&str>) -> Result<Self> {
-        let (slice, unit) = unit_for(container_id, cgroups_path)?;
+        let (slice, unit) = unit_in(container_id, cgroups_path, slices())?;
         let mut m = Self::reopen(&unit)?;
         m.slice = slice;
         m.description = format!("berth container {container_id}");
