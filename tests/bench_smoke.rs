@@ -78,7 +78,7 @@ fn bench_harness_runs_every_scenario_small() {
     assert!(chart.starts_with("<svg"), "chart.svg is not an SVG");
     assert!(report.contains("## Goals"), "{report}");
     let sections = samples.as_array().expect("a list of sections");
-    for id in ["lifecycle", "exec", "first-line", "network"] {
+    for id in ["lifecycle", "exec", "first-line", "network", "image-run"] {
         let s = sections
             .iter()
             .find(|s| s["id"] == id)

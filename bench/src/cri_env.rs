@@ -54,7 +54,7 @@ echo "[{\"Config\":\"$cfg.json\",\"RepoTags\":[\"$name\"],\"Layers\":[\"layer.ta
 tar -cf image.tar manifest.json $cfg.json layer.tar
 "#;
 
-fn make_image(dir: &Path, name: &str, entrypoint: &str) -> Result<PathBuf> {
+pub fn make_image(dir: &Path, name: &str, entrypoint: &str) -> Result<PathBuf> {
     let d = dir.to_str().context("path is not UTF-8")?;
     sh("sh", &["-c", MAKE_IMAGE, "make-image", d, name, entrypoint])?;
     Ok(dir.join("image.tar"))

@@ -1,6 +1,7 @@
 //! The D-Bus face of berthd: io.berth.Berth1 — a Manager at /io/berth/Berth1
 //! and one object per container, machined-style.
 
+mod caller_uid;
 pub mod container;
 pub mod copy;
 pub mod error;
@@ -85,11 +86,7 @@ pub async fn authorize(
     let sender = hdr
         .sender()
         .ok_or_else(|| error::Error::PermissionDenied("no sender on the call".into()))?;
-    let dbus = zbus::fdo::DBusProxy::new(conn)
-        .await
-        .map_err(error::Error::ZBus)?;
-    let uid = dbus
-        .get_connection_unix_user(sender.clone().into())
+    let uid = caller_uid::caller_uid(conn, sender)
         .await
         .map_err(|e| error::Error::Internal(e.to_string()))?;
     if uid == 0 {

@@ -14,6 +14,7 @@ pub mod cri;
 pub mod cri_exec;
 pub mod exec;
 pub mod first_line;
+pub mod image_run;
 pub mod lifecycle;
 pub mod memory;
 pub mod network;
@@ -65,6 +66,7 @@ pub const ALL: &[(&str, Scenario)] = &[
     ("network", network::run),
     ("cri", cri::run),
     ("storage", storage::run),
+    ("image-run", image_run::run),
     // Scenarios 5–7 and scale share one run of ctx.scale containers
     // (scale.rs): the first of them asked runs it all.
     ("memory", memory::run),

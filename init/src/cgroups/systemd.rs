@@ -536,18 +536,24 @@ pub fn destroy_units(conn: &zbus::blocking::Connection, units: &[String]) -> Res
             }
         }
     }
+    // SIGKILL first: stopping alone sends SIGTERM, which a container's
+    // pid 1 ignores, and then waits TimeoutStopSec (90 s) for it. The same
+    // call says whether the unit is there at all; an error other than
+    // "gone" (nothing left to kill in an empty scope) still needs the stop.
+    let present: Vec<&SystemdManager> = managers
+        .iter()
+        .filter(|m| !matches!(m.bus.kill_unit(&m.unit, "all", libc::SIGKILL), Err(e) if gone(&e)))
+        .collect();
+    // All collected already (the usual case after a container exited): no
+    // job to wait for, so no match rule either — an AddMatch and a
+    // RemoveMatch through dbus-daemon spared per delete.
+    let Some(first) = present.first() else {
+        return Ok(());
+    };
     // Opened before any stop is asked for, or a fast job's end goes unseen.
-    let mut jobs = managers[0].jobs()?;
+    let mut jobs = first.jobs()?;
     let mut pending = Vec::new();
-    for m in &managers {
-        // SIGKILL first: stopping alone sends SIGTERM, which a container's
-        // pid 1 ignores, and then waits TimeoutStopSec (90 s) for it. The
-        // same call says whether the unit is there at all.
-        match m.bus.kill_unit(&m.unit, "all", libc::SIGKILL) {
-            Err(e) if gone(&e) => continue,
-            // Nothing left to kill (an empty scope): stopping is still due.
-            _ => {}
-        }
+    for m in present {
         match m.bus.stop_unit(&m.unit, "replace") {
             Ok(job) => pending.push((m, job)),
             Err(e) if gone(&e) => {}
