@@ -272,6 +272,9 @@ pub struct Prepared {
     program: PathBuf,
     /// seccomp is still to load (no_new_privs set: load it last).
     seccomp_pending: bool,
+    /// The pending filter compiled already (seccomp::compiled: the start
+    /// then waits for no compile).
+    compiled: Option<seccomp::Compiled>,
 }
 
 /// Applies `process` to the calling process — rlimits, oom score, bounding
@@ -314,13 +317,19 @@ pub fn prepare_process(
     // A listener fd must reach the creator while it still listens (before
     // Ready): a notifying filter is loaded here, as runc loads every filter.
     let notifies = filter.is_some_and(seccomp::notifies);
+    let seccomp_pending = filter.is_some() && nnp && !notifies;
+    let compiled = match filter {
+        Some(f) if seccomp_pending => seccomp::compile(f).map_err(|e| e.to_string())?,
+        _ => None,
+    };
     let prepared = Prepared {
         path: CString::new(program.as_os_str().as_encoded_bytes())
             .map_err(|_| "process.args[0] contains NUL")?,
         argv: cstrings(&args)?,
         envp: cstrings(&env)?,
         program,
-        seccomp_pending: filter.is_some() && nnp && !notifies,
+        seccomp_pending,
+        compiled,
     };
     if let (Some(f), true) = (filter, nnp && notifies) {
         seccomp::load_handing_over(f, hand_over).map_err(|e| e.to_string())?;
@@ -334,8 +343,12 @@ pub fn exec_prepared(
     p: &Prepared,
     filter: Option<&LinuxSeccomp>,
 ) -> Result<std::convert::Infallible, ChildFailure> {
-    if let (Some(f), true) = (filter, p.seccomp_pending) {
-        seccomp::load_handing_over(f, None).map_err(|e| e.to_string())?;
+    match (&p.compiled, filter) {
+        (Some(c), _) => c.load().map_err(|e| e.to_string())?,
+        (None, Some(f)) if p.seccomp_pending => {
+            seccomp::load_handing_over(f, None).map_err(|e| e.to_string())?
+        }
+        _ => {}
     }
     let err = nix::unistd::execve(&p.path, &p.argv, &p.envp).unwrap_err();
     let why = crate::paths::errno_text(&std::io::Error::from_raw_os_error(err as i32));

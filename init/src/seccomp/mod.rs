@@ -14,6 +14,9 @@
 //! process state, as runc does.
 
 pub mod agent;
+mod compiled;
+
+pub use compiled::{compile, Compiled};
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
@@ -66,6 +69,10 @@ pub enum SeccompError {
     Rule { syscall: String, source: LibError },
     #[error("loading the seccomp filter (needs no_new_privs or CAP_SYS_ADMIN): {source}")]
     Load { source: LibError },
+    #[error("compiling the seccomp filter to BPF: {source}")]
+    Compile { source: std::io::Error },
+    #[error("loading the seccomp filter (needs no_new_privs or CAP_SYS_ADMIN): {source}")]
+    LoadCompiled { source: std::io::Error },
     #[error("getting the seccomp listener fd: {source}")]
     ListenerFd { source: LibError },
     #[error("SCMP_ACT_NOTIFY: nothing to hand the seccomp listener fd to")]

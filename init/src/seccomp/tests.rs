@@ -244,3 +244,65 @@ fn the_listener_fd_is_handed_over_and_answers_for_the_process() {
     let _ = std::fs::remove_dir(&dir);
     assert_eq!(code, 0, "1 mkdir ran, 2 other error, 101 no load");
 }
+
+/// As exit_code_under, with the filter compiled beforehand and loaded by
+/// seccomp(2) (seccomp::compiled).
+fn exit_code_under_compiled(s: &LinuxSeccomp, child: impl FnOnce() -> i32) -> i32 {
+    let compiled = compile(s).expect("compile").expect("no flags: compiled");
+    // SAFETY: as in exit_code_under.
+    match unsafe { fork() }.expect("fork") {
+        ForkResult::Child => {
+            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                if nix::sys::prctl::set_no_new_privs().is_err() || compiled.load().is_err() {
+                    return 101;
+                }
+                child()
+            }));
+            unsafe { libc::_exit(code.unwrap_or(100)) }
+        }
+        ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
+            WaitStatus::Exited(_, code) => code,
+            other => panic!("child did not exit: {other:?}"),
+        },
+    }
+}
+
+#[test]
+fn a_compiled_filter_loads_and_acts_like_libseccomps_load() {
+    let dir = std::env::temp_dir().join(format!("berth-seccomp-c-{}", std::process::id()));
+    let code =
+        exit_code_under_compiled(&profile(MKDIR_EPERM), || match std::fs::create_dir(&dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => 0,
+            Ok(()) => 1,
+            Err(_) => 2,
+        });
+    let _ = std::fs::remove_dir(&dir);
+    assert_eq!(code, 0, "1 allowed, 2 other error, 101 no load");
+    let s = profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["uname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}"#,
+    );
+    let code = exit_code_under_compiled(&s, || {
+        // SAFETY: uname only writes into the struct it is given.
+        let mut buf: libc::utsname = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::uname(&mut buf) };
+        match (rc, std::io::Error::last_os_error().raw_os_error()) {
+            (-1, Some(libc::ENOSYS)) => 0,
+            (0, _) => 1,
+            _ => 2,
+        }
+    });
+    assert_eq!(code, 0, "1 allowed, 2 other errno, 101 no load");
+}
+
+#[test]
+fn flags_and_notify_keep_libseccomps_load() {
+    let with_flag = profile(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_LOG"],
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    );
+    assert!(compile(&with_flag).expect("compile").is_none());
+    let notify =
+        with_listener(r#""syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]"#);
+    assert!(compile(&notify).expect("compile").is_none());
+}
