@@ -43,5 +43,14 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
     for (tool, samples) in result? {
         s.push(&tool, "exec", samples);
     }
+    if let Some(r) = s.ratio("runc", "exec") {
+        s.goal(
+            "exec vs runc",
+            "≤ 0.2× `runc exec`",
+            format!("{r:.2}×"),
+            r <= 0.2,
+            "medians; berth's execs go through berthd's exec server (docs/performance.md)",
+        );
+    }
     Ok(s)
 }

@@ -81,7 +81,9 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
                  period — docs/performance.md)"
         )
     });
-    for (peer, target) in [("runc", 0.5), ("podman", 0.1)] {
+    // Issue 22's goals: a container costs no more than systemd's bare scope,
+    // serial or with many clients at once.
+    for (peer, target) in [("runc", 0.4), ("podman", 0.1), ("systemd-run", 1.0)] {
         if let Some(r) = s.ratio(peer, "serial") {
             s.goal(
                 &format!("lifecycle vs {peer}"),
@@ -89,6 +91,18 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
                 format!("{r:.2}×"),
                 r <= target,
                 &format!("serial medians{floor}"),
+            );
+        }
+    }
+    for &workers in &ctx.concurrency {
+        let variant = format!("{workers} concurrent");
+        if let Some(r) = s.ratio("systemd-run", &variant) {
+            s.goal(
+                &format!("{workers} concurrent lifecycles vs systemd-run"),
+                "≤ 1.5× `systemd-run --scope`",
+                format!("{r:.2}×"),
+                r <= 1.5,
+                "medians of the per-lifecycle latencies at the same concurrency",
             );
         }
     }

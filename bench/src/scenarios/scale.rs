@@ -165,11 +165,19 @@ fn berth_levels(ctx: &Ctx, p: &mut Parts, fleet: &Mutex<Vec<String>>) -> Result<
             })
         });
         create_lat.extend(lat);
+        let rate = (level - from) as f64 * 1000.0 / wall;
         p.scale.note(format!(
-            "create+start {from}→{level}: {:.0} ms wall, {:.1} containers/s",
-            wall,
-            (level - from) as f64 * 1000.0 / wall
+            "create+start {from}→{level}: {wall:.0} ms wall, {rate:.1} containers/s"
         ));
+        if level == n && err.is_none() {
+            p.scale.goal(
+                &format!("create+start throughput, {from}→{n} running"),
+                "≥ 150 containers/s",
+                format!("{rate:.1}/s"),
+                rate >= 150.0,
+                &format!("{CLIENTS} clients; wall time of the leg to N"),
+            );
+        }
         if let Some(e) = err {
             p.scale.push("berth", &ramp_variant(), create_lat);
             return Err(e.context(format!("creating and starting containers {from}..{level}")));
