@@ -86,6 +86,20 @@ fn security_and_process_options() {
         code != 0 && (out + &err).contains("Operation not permitted"),
         "swapoff was not blocked: {code} {err}"
     );
+    // The profile's program was compiled once and kept for the next
+    // container (init/src/seccomp/cache.rs); a damaged file is not loaded:
+    // the profile is compiled again and still blocks swapoff.
+    let cached = b.sh_ok("ls /run/berth/.seccomp | grep -c '[.]bpf$'");
+    assert!(cached.trim().parse::<u32>().unwrap_or(0) >= 1, "{cached}");
+    b.sh_ok("for f in /run/berth/.seccomp/*.bpf; do printf abc > $f; done");
+    let (code, out, err) = ctl(
+        &b,
+        "run --rm --cap-add SYS_ADMIN local/bb:1 busybox swapoff /nonexistent",
+    );
+    assert!(
+        code != 0 && (out + &err).contains("Operation not permitted"),
+        "swapoff was not blocked with a damaged cache: {code} {err}"
+    );
     let (_, out, err) = ctl(
         &b,
         "run --rm --cap-add SYS_ADMIN --security-opt seccomp=unconfined local/bb:1 busybox swapoff /nonexistent",

@@ -35,6 +35,8 @@ pub struct InitContext {
     pub no_pivot: bool,
     pub preserve_fds: u32,
     pub stdio: Option<[std::os::fd::RawFd; 3]>,
+    /// The filter the init loads last, compiled by the creator (cached).
+    pub compiled_seccomp: Option<seccomp::Compiled>,
 }
 
 /// Runs the init. On failure the error goes to whoever waits on us and the
@@ -42,9 +44,9 @@ pub struct InitContext {
 /// FIFO, `start` (through the FIFO) from then on — the creator is long gone
 /// by then, and a failure it cannot see would leave a start that "succeeded"
 /// and a container that silently stopped.
-pub fn run(ctx: InitContext) -> ! {
+pub fn run(mut ctx: InitContext) -> ! {
     let mut starter = None;
-    let result = init(&ctx, &mut starter);
+    let result = init(&mut ctx, &mut starter);
     let msg = match result {
         Ok(never) => match never {},
         Err(e) => e,
@@ -70,7 +72,7 @@ fn wait_proceed(ch: &Channel) -> Result<i32, String> {
 }
 
 fn init(
-    ctx: &InitContext,
+    ctx: &mut InitContext,
     starter: &mut Option<std::fs::File>,
 ) -> Result<std::convert::Infallible, ChildFailure> {
     let spec = &ctx.bundle.spec;
@@ -189,7 +191,13 @@ fn init(
     }
 
     let filter = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let prepared = prepare_process(process, filter, 3 + ctx.preserve_fds, Some(&ctx.channel))?;
+    let prepared = prepare_process(
+        process,
+        filter,
+        ctx.compiled_seccomp.take(),
+        3 + ctx.preserve_fds,
+        Some(&ctx.channel),
+    )?;
 
     ctx.channel
         .send(&ToCreator::Ready)
@@ -287,6 +295,7 @@ pub struct Prepared {
 pub fn prepare_process(
     process: &Process,
     filter: Option<&LinuxSeccomp>,
+    compiled_ahead: Option<seccomp::Compiled>,
     keep_below: u32,
     hand_over: Option<&Channel>,
 ) -> Result<Prepared, ChildFailure> {
@@ -318,8 +327,9 @@ pub fn prepare_process(
     // Ready): a notifying filter is loaded here, as runc loads every filter.
     let notifies = filter.is_some_and(seccomp::notifies);
     let seccomp_pending = filter.is_some() && nnp && !notifies;
-    let compiled = match filter {
-        Some(f) if seccomp_pending => seccomp::compile(f).map_err(|e| e.to_string())?,
+    let compiled = match (filter, compiled_ahead) {
+        (Some(_), Some(c)) if seccomp_pending => Some(c),
+        (Some(f), None) if seccomp_pending => seccomp::compile(f).map_err(|e| e.to_string())?,
         _ => None,
     };
     let prepared = Prepared {

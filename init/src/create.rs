@@ -199,6 +199,12 @@ fn create_in(
     // cgroup (see child.rs), so that the container's cgroup is its root.
     let flags = ns.new & !CloneFlags::CLONE_NEWCGROUP;
     let pid_join = ns.pid_join().cloned();
+    // Before the fork, on the host: the cache lives in the state root.
+    let compiled_seccomp = seccomp::compiled_ahead(
+        bundle.spec.process().as_ref(),
+        linux.as_ref().and_then(|l| l.seccomp().as_ref()),
+        &opts.root,
+    );
     let ctx = InitContext {
         id: opts.id.clone(),
         bundle: bundle.clone(),
@@ -209,6 +215,7 @@ fn create_in(
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         stdio: opts.stdio,
+        compiled_seccomp,
     };
     let pid = fork_init(flags, pid_join.as_deref(), ctx)?;
     undo.pid = Some(pid);

@@ -75,6 +75,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     let spec = oci_spec::runtime::Spec::load(rec.bundle.join("config.json"))
         .map_err(|e| Error::InvalidArgument(format!("reading the container's config.json: {e}")))?;
     let filter = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let compiled = seccomp::compiled_ahead(Some(&opts.process), filter.as_ref(), &opts.root);
     let namespaces = namespaces_of(rec.pid)?;
     let console: Option<OwnedFd> = match &opts.console_socket {
         Some(p) => Some(
@@ -114,6 +115,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
                     let e = run_process(
                         opts,
                         filter.as_ref(),
+                        compiled,
                         console.as_ref(),
                         agent_w.as_ref(),
                         &keep,
@@ -195,6 +197,7 @@ fn exec_state(rec: &Record) -> OciState {
 fn run_process(
     opts: &ExecOptions,
     filter: Option<&LinuxSeccomp>,
+    compiled: Option<seccomp::Compiled>,
     console: Option<&OwnedFd>,
     agent: Option<&Channel>,
     keep: &[std::os::fd::RawFd],
@@ -216,7 +219,12 @@ fn run_process(
     if let Some(sock) = console {
         crate::console::setup(sock, &opts.process, false).map_err(|e| e.to_string())?;
     }
-    let prepared =
-        crate::child::prepare_process(&opts.process, filter, 3 + opts.preserve_fds, agent)?;
+    let prepared = crate::child::prepare_process(
+        &opts.process,
+        filter,
+        compiled,
+        3 + opts.preserve_fds,
+        agent,
+    )?;
     crate::child::exec_prepared(&prepared, filter)
 }

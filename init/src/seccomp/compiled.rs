@@ -39,9 +39,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Option<Compiled>, SeccompError> {
     file.rewind()
         .and_then(|()| file.read_to_end(&mut bytes))
         .map_err(compile_err)?;
-    Ok(Some(Compiled {
-        prog: from_bytes(&bytes)?,
-    }))
+    Compiled::from_exported(&bytes).map(Some)
 }
 
 /// The exported program as instructions (libseccomp writes them in the
@@ -70,6 +68,28 @@ fn compile_err(source: std::io::Error) -> SeccompError {
 }
 
 impl Compiled {
+    /// A program as libseccomp exports it (and the cache keeps it).
+    pub fn from_exported(bytes: &[u8]) -> Result<Compiled, SeccompError> {
+        Ok(Compiled {
+            prog: from_bytes(bytes)?,
+        })
+    }
+
+    /// The program in libseccomp's export format (see from_bytes).
+    pub fn to_exported(&self) -> Vec<u8> {
+        self.prog
+            .iter()
+            .flat_map(|i| {
+                let mut b = [0u8; 8];
+                b[..2].copy_from_slice(&i.code.to_ne_bytes());
+                b[2] = i.jt;
+                b[3] = i.jf;
+                b[4..].copy_from_slice(&i.k.to_ne_bytes());
+                b
+            })
+            .collect()
+    }
+
     /// Loads the program into the calling thread (flags 0, as libseccomp
     /// loads a filter without flags). The caller has set no_new_privs.
     pub fn load(&self) -> Result<(), SeccompError> {

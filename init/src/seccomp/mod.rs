@@ -14,9 +14,26 @@
 //! process state, as runc does.
 
 pub mod agent;
+mod cache;
 mod compiled;
 
+pub use cache::DIR as CACHE_DIR;
 pub use compiled::{compile, Compiled};
+
+/// The filter `process` will load last (no_new_privs, no notifying rule),
+/// compiled ahead from the cache under `state_root` (see cache.rs); None
+/// where it loads otherwise or was not compiled here.
+pub fn compiled_ahead(
+    process: Option<&oci_spec::runtime::Process>,
+    filter: Option<&LinuxSeccomp>,
+    state_root: &std::path::Path,
+) -> Option<Compiled> {
+    let nnp = process.and_then(|p| p.no_new_privileges()).unwrap_or(false);
+    match filter {
+        Some(f) if nnp && !notifies(f) => cache::compiled_for(f, state_root),
+        _ => None,
+    }
+}
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
