@@ -79,7 +79,7 @@ fn shims_at_work() -> &'static tokio::sync::Semaphore {
 /// all in berth.slice).
 const CONTAINER_SLICES: u32 = 16;
 
-fn container_slices() -> String {
+pub(crate) fn container_slices() -> String {
     std::env::var("BERTH_SLICES")
         .ok()
         .filter(|v| v.parse::<u32>().is_ok())
@@ -336,6 +336,22 @@ impl Daemon {
             .acquire()
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
+        // Forked by the exec server (src/exec_server.rs): no 7.5 MB binary
+        // started per create (ld.so, relocation: ~1 ms of CPU). Socket
+        // activation's fds go the old way (the server takes stdio only).
+        if fds.is_empty() {
+            return self.run_forked_shim(id, args, &[], fds).await;
+        }
+        self.spawn_shim(id, args, fds).await
+    }
+
+    /// Runs `berth-shim` itself with `args` (see run_shim).
+    pub(crate) async fn spawn_shim(
+        &self,
+        id: &str,
+        args: &[&str],
+        fds: &crate::sockets::ListenFds,
+    ) -> Result<(u32, u32)> {
         // No pre_exec: every fd of berthd is close-on-exec (LMDB's are made so
         // at start, main.rs), so std can posix_spawn the shim — unless fds
         // are passed, which takes a dup2 in the child (sockets.rs).

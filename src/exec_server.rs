@@ -1,11 +1,12 @@
 //! The exec server: one `berth-shim --exec-server` per berthd, which forks
-//! an exec's shim on request (shim/src/exec_server.rs), so an exec starts no
-//! new berth-shim binary and its report comes straight from the shim, not
-//! through a parent that must be scheduled and exit first.
+//! a shim on request (shim/src/exec_server.rs) — an exec's, and a create's
+//! without socket-activation fds — so neither starts a new berth-shim
+//! binary and the report comes straight from the shim, not through a
+//! parent that must be scheduled and exit first.
 //!
-//! Started at the first exec, again after it died; a request that cannot
-//! reach it twice falls back to running berth-shim as before (run_shim), so
-//! an exec never fails for want of the server.
+//! Started at the first request, again after it died; a request that
+//! cannot reach it twice falls back to running berth-shim as before
+//! (spawn_shim), so nothing fails for want of the server.
 
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -98,7 +99,10 @@ fn spawn(shim: &Path) -> std::result::Result<Running, Unreachable> {
         source,
     };
     let mut cmd = tokio::process::Command::new(shim);
+    // The shims it forks inherit its environment, as a spawned one gets
+    // berthd's: the slice count included.
     cmd.arg("--exec-server")
+        .env("BERTH_SLICES", crate::daemon::container_slices())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -112,10 +116,11 @@ fn spawn(shim: &Path) -> std::result::Result<Running, Unreachable> {
 }
 
 impl crate::daemon::Daemon {
-    /// An exec's shim through the exec server: (init pid, shim pid) as
-    /// run_shim's; `fds` are the caller's stdio, in the order of `args`'
-    /// `--caller-*` flags. Falls back to run_shim if no server answers.
-    pub(crate) async fn run_exec_shim(
+    /// A shim (an exec's or a create's) forked by the exec server: (init
+    /// pid, shim pid) as run_shim's; `fds` are an exec caller's stdio, in
+    /// the order of `args`' `--caller-*` flags. Run as berth-shim
+    /// (spawn_shim, with `fallback`'s fds) if no server answers.
+    pub(crate) async fn run_forked_shim(
         &self,
         id: &str,
         args: &[&str],
@@ -131,20 +136,21 @@ impl crate::daemon::Daemon {
         let report = match self.exec_server.request(&self.shim, &all, fds) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!("{e}; running berth-shim for this exec");
-                return self.run_shim(id, args, fallback).await;
+                tracing::warn!("{e}; running berth-shim instead");
+                return self.spawn_shim(id, args, fallback).await;
             }
         };
         let report = tokio::net::unix::pipe::Receiver::from_owned_fd(report)
-            .map_err(|e| Error::Internal(format!("the exec's report pipe: {e}")))?;
-        // One line: the shim writes it and goes on (the monitor).
+            .map_err(|e| Error::Internal(format!("the shim's report pipe: {e}")))?;
+        // One line: the shim writes it and goes on (the monitor; a
+        // create's init holds a copy of the pipe until its execve).
         let mut line = String::new();
         let read = tokio::io::BufReader::new(report).read_line(&mut line).await;
         if let Err(e) = read {
-            return Err(Error::Internal(format!("reading the exec's report: {e}")));
+            return Err(Error::Internal(format!("reading the shim's report: {e}")));
         }
         if line.is_empty() {
-            return Err(Error::Internal("the exec's shim died during setup".into()));
+            return Err(Error::Internal("the shim died during setup".into()));
         }
         match ShimReport::parse(&line) {
             Ok(ShimReport::Created { init_pid, shim_pid }) => Ok((init_pid, shim_pid)),

@@ -125,7 +125,7 @@ impl Daemon {
         args.extend(flags);
         let given: Vec<_> = req.stdio.iter().flatten().map(|f| f.as_fd()).collect();
         let (_, shim) = self
-            .run_exec_shim(id, &args, &given, &fds)
+            .run_forked_shim(id, &args, &given, &fds)
             .await
             .map_err(|e| self.exited_meanwhile(id, e))?;
         let start = crate::init_calls::process_start_time(shim).unwrap_or(0);

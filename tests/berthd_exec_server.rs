@@ -1,5 +1,5 @@
-//! Execs through berthd's exec server (`berth-shim --exec-server`, forking
-//! each exec's shim): it is what starts them, it holds nothing of a
+//! Execs (and creates) through berthd's exec server (`berth-shim
+//! --exec-server`, forking each shim): it is what starts them, it holds nothing of a
 //! request once it has forked, a killed server is started again at the next
 //! exec, and a berthd restart ends the old server while the execs it
 //! started run on and are still waited for and killed.
@@ -55,6 +55,18 @@ fn execs_come_from_the_exec_server() {
     assert!(cmdline.contains("berth-shim --exec-server"), "{cmdline}");
     let parent = b.sh_ok(&format!("awk '/^PPid/ {{print $2}}' /proc/{server}/status"));
     assert_eq!(parent.trim().parse::<u32>().unwrap(), main_pid(&b));
+    // x1's own shim (its monitor now) was forked by the server too: a
+    // create starts no berth-shim binary either.
+    let monitor = b.sh_ok("sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' /run/berth/x1/shim.json");
+    let monitor_parent = b.sh_ok(&format!(
+        "awk '/^PPid/ {{print $2}}' /proc/{}/status",
+        monitor.trim()
+    ));
+    assert_eq!(
+        monitor_parent.trim().parse::<u32>().unwrap(),
+        server,
+        "x1's monitor's parent"
+    );
     // Nothing of the request stays with it: its socket and /dev/null.
     let fds = b.sh_ok(&format!("ls /proc/{server}/fd | sort -n | tr '\\n' ' '"));
     assert_eq!(fds.trim(), "0 1 2 3", "the server's fds");

@@ -1,16 +1,16 @@
-//! `berth-shim --exec-server`: berthd's exec shim factory. One long-lived,
-//! single-threaded berth-shim per berthd that forks a shim per exec on
-//! request, so an exec no longer starts this 7.5 MB binary (ld.so, glibc's
-//! cpuid probing, relocations, clap: ~1.1 ms of a ~6 ms exec) and no parent
-//! process has to be scheduled to pass the report on (docs/performance.md
-//! "Exec path profile").
+//! `berth-shim --exec-server`: berthd's shim factory. One long-lived,
+//! single-threaded berth-shim per berthd that forks a shim per exec (and
+//! per create) on request, so neither starts this 7.5 MB binary (ld.so,
+//! glibc's cpuid probing, relocations, clap: ~1.1 ms of a ~6 ms exec) and
+//! no parent process has to be scheduled to pass the report on
+//! (docs/performance.md "Exec path profile").
 //!
 //! Protocol (fd 3, a SOCK_SEQPACKET socket from berthd): one message per
-//! exec, its bytes a JSON array of the berth-shim arguments berthd would
-//! have run the shim with (`--exec-id` required), its SCM_RIGHTS the
-//! caller's stdio fds in the order of the `--caller-*` flags, then the write
-//! end of a pipe for the report. The forked child is then exactly an exec's
-//! berth-shim after its detach: it reports one `ShimReport` line on that
+//! shim, its bytes a JSON array of the berth-shim arguments berthd would
+//! have run the shim with, its SCM_RIGHTS the caller's stdio fds in the
+//! order of the `--caller-*` flags (an exec's), then the write end of a
+//! pipe for the report. The forked child is then exactly a berth-shim
+//! after its detach: it reports one `ShimReport` line on that
 //! pipe and re-executes into berth-monitor. The server answers nothing
 //! itself; a request it cannot take gets a failure line on its pipe. EOF on
 //! the socket (berthd gone, restarted or upgraded) ends the server: its
@@ -149,16 +149,14 @@ fn handle(request: &[u8], mut fds: Vec<OwnedFd>) {
     crate::setup::become_shim(&args, report, monitor_cgroup)
 }
 
-/// The request's arguments, checked: an exec's, with one fd for each
-/// `--caller-*` flag.
+/// The request's arguments, checked: an exec's or a create's, with one fd
+/// for each `--caller-*` flag (a create passes none: berthd sends one with
+/// socket-activation fds to a berth-shim of its own).
 fn parse(request: &[u8], fds: usize) -> Result<Args, String> {
     let argv: Vec<String> =
         serde_json::from_slice(request).map_err(|e| format!("exec server request: {e}"))?;
     let args = Args::try_parse_from(std::iter::once("berth-shim".to_string()).chain(argv))
         .map_err(|e| format!("exec server request: {e}"))?;
-    if args.exec_id.is_none() {
-        return Err("exec server request: not an exec (no --exec-id)".into());
-    }
     if args.passed_fds() as usize != fds {
         return Err(format!(
             "exec server request: {} fds for {} --caller-* flags",
