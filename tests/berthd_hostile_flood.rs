@@ -447,6 +447,16 @@ fn ten_thousand_hostile_calls_leave_berthd_whole() {
     for _ in 0..5 {
         let _: List = call(&c, "ListContainers", &()).unwrap();
     }
+    // One container made and deleted first: the exec server, started at
+    // berthd's first create, stays (its socket and process handle are
+    // berthd's for good, not a leak of the flood's).
+    let _: OwnedObjectPath = call(
+        &c,
+        "CreateContainer",
+        &("warm", bundle.path(), no_options()),
+    )
+    .unwrap();
+    let () = call(&c, "DeleteContainer", &("warm", true)).unwrap();
     // Without containers: what berthd holds when the flood's are deleted.
     let idle = berthd_usage(&b);
     let _: OwnedObjectPath = call(
