@@ -262,6 +262,13 @@ fn unit_name_clash_is_named_and_leaves_nothing() {
          pgrep -a -x 'berth-monitor|berth-shim' | grep -v -- ' --exec-server$'; true",
     );
     assert_eq!(left.trim(), "", "left behind");
+    // The failed shim's sub-cgroup goes too (berthd's undo removes it once
+    // the shim, forked by the exec server, has exited).
+    b.sh_ok(
+        "for i in $(seq 100); do \
+           [ -e /sys/fs/cgroup/berth.slice/berthd-monitors.scope/clash ] || exit 0; \
+           sleep 0.05; done; exit 1",
+    );
     assert_eq!(
         b.sh_ok("systemctl is-active berth-clash.scope").trim(),
         "active"
