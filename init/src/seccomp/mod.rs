@@ -17,7 +17,6 @@ pub mod agent;
 mod cache;
 mod compiled;
 
-pub use cache::DIR as CACHE_DIR;
 pub use compiled::{compile, Compiled};
 
 /// The filter `process` will load last (no_new_privs, no notifying rule),
