@@ -556,13 +556,16 @@ fn busy_monitor_cgroup_goes_once_empty() {
     let bundle = busybox_bundle("f-busy", &["sleep", "300"]);
     let sub = "/sys/fs/cgroup/berth.slice/berthd-monitors.scope/busy";
     let exists = |b: &SystemdBox| b.sh(&format!("test -d {sub}")).unwrap().status.success();
-    let _: OwnedObjectPath = call(
-        &c,
-        "CreateContainer",
-        &("busy", bundle.path(), no_options()),
-    )
-    .unwrap();
-    let () = call(&c, "StartContainer", &("busy",)).unwrap();
+    let run_busy = || {
+        let _: OwnedObjectPath = call(
+            &c,
+            "CreateContainer",
+            &("busy", bundle.path(), no_options()),
+        )
+        .unwrap();
+        let () = call(&c, "StartContainer", &("busy",)).unwrap();
+    };
+    run_busy();
     // Our own sleeper, by pid, in the container's monitors' cgroup.
     let sleeper: u32 = b
         .sh_ok(&format!(
@@ -574,13 +577,7 @@ fn busy_monitor_cgroup_goes_once_empty() {
     let () = call(&c, "DeleteContainer", &("busy", true)).unwrap();
     assert!(exists(&b), "{sub} removed while a process was in it");
     // A new container under the id meanwhile: its monitor joins the cgroup.
-    let _: OwnedObjectPath = call(
-        &c,
-        "CreateContainer",
-        &("busy", bundle.path(), no_options()),
-    )
-    .unwrap();
-    let () = call(&c, "StartContainer", &("busy",)).unwrap();
+    run_busy();
     let pids = monitor_pids(&b, "busy");
     assert_eq!(
         pids.len(),

@@ -197,6 +197,19 @@ pub(crate) fn exec_req(id: &str, cmd: &[&str], tty: bool) -> ExecRequest {
     }
 }
 
+/// A fresh streaming URL for port 80 of `pod`.
+async fn port_forward_url(cri: &mut Cri, pod: &str) -> String {
+    cri.rt
+        .port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.to_string(),
+            port: vec![80],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url
+}
+
 async fn scenario(b: &berth_box::SystemdBox) {
     let mut cri = connect(b).await;
     let pcfg = pod_config("s1", false);
@@ -324,16 +337,7 @@ async fn scenario(b: &berth_box::SystemdBox) {
 
     // Port-forward to httpd on the pod's loopback (port 80 is published by
     // nothing here: the dial happens inside the pod's namespace).
-    let url = cri
-        .rt
-        .port_forward(PortForwardRequest {
-            pod_sandbox_id: pod.clone(),
-            port: vec![80],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url;
+    let url = port_forward_url(&mut cri, &pod).await;
     let mut s = ws(b, &format!("{url}?port=80"), "portforward.k8s.io")
         .await
         .unwrap();
@@ -351,16 +355,7 @@ async fn scenario(b: &berth_box::SystemdBox) {
 
     // The same over SPDY tunnelled in the WebSocket (crictl/client-go's
     // `--transport websocket`): the port in the data stream's headers.
-    let url = cri
-        .rt
-        .port_forward(PortForwardRequest {
-            pod_sandbox_id: pod.clone(),
-            port: vec![80],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url;
+    let url = port_forward_url(&mut cri, &pod).await;
     let s = ws(b, &url, "SPDY/3.1+portforward.k8s.io").await.unwrap();
     let body = spdy_tunnel_get(s, "GET /hostname HTTP/1.0\r\n\r\n").await;
     assert!(
@@ -376,16 +371,7 @@ async fn scenario(b: &berth_box::SystemdBox) {
         n.trim().parse().unwrap()
     };
     let before = fds();
-    let url = cri
-        .rt
-        .port_forward(PortForwardRequest {
-            pod_sandbox_id: pod.clone(),
-            port: vec![80],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url;
+    let url = port_forward_url(&mut cri, &pod).await;
     let mut s = ws(b, &url, "SPDY/3.1+portforward.k8s.io").await.unwrap();
     spdy_tunnel_open(&mut s).await;
     tokio::time::sleep(Duration::from_millis(300)).await;

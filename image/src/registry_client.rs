@@ -135,6 +135,15 @@ impl Client {
         }
     }
 
+    /// The whole body of `resp` (from `url`), at most `limit` bytes.
+    fn read_body(resp: &mut Response, url: &str, limit: u64) -> Result<Vec<u8>, PullError> {
+        resp.body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| Self::transport(url, e))
+    }
+
     fn auth_err(&self, message: impl Into<String>) -> PullError {
         PullError::Auth {
             registry: self.registry.clone(),
@@ -220,12 +229,7 @@ impl Client {
                         resp.status().as_u16()
                     )));
                 }
-                let body = resp
-                    .body_mut()
-                    .with_config()
-                    .limit(1 << 20)
-                    .read_to_vec()
-                    .map_err(|e| Self::transport(&url, e))?;
+                let body = Self::read_body(&mut resp, &url, 1 << 20)?;
                 let v: serde_json::Value = serde_json::from_slice(&body)
                     .map_err(|e| self.auth_err(format!("token endpoint: {e}")))?;
                 let token = v["token"]
@@ -246,19 +250,14 @@ impl Client {
         reference: &str,
         expected: Option<&Digest>,
     ) -> Result<(Vec<u8>, String, Digest), PullError> {
-        let mut resp = self.get(&format!("manifests/{reference}"), MANIFEST_TYPES, 0)?;
+        let url = format!("manifests/{reference}");
+        let mut resp = self.get(&url, MANIFEST_TYPES, 0)?;
         let content_type = resp
             .headers()
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_owned());
-        let url = format!("manifests/{reference}");
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_JSON)
-            .read_to_vec()
-            .map_err(|e| Self::transport(&url, e))?;
+        let body = Self::read_body(&mut resp, &url, MAX_JSON)?;
         let digest = Digest::of(&body);
         if expected.is_some_and(|e| *e != digest) {
             return Err(PullError::ManifestDigest {
@@ -288,12 +287,7 @@ impl Client {
         }
         let url = format!("blobs/{}", d.digest);
         let mut resp = self.get(&url, &[], 0)?;
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(MAX_JSON)
-            .read_to_vec()
-            .map_err(|e| Self::transport(&url, e))?;
+        let body = Self::read_body(&mut resp, &url, MAX_JSON)?;
         let actual = Digest::of(&body);
         if actual != d.digest {
             return Err(ContentError::DigestMismatch {

@@ -118,15 +118,7 @@ pub async fn update(
             "Resources",
             zbus::zvariant::Value::from(crate::resources::to_dict(&now)),
         )]);
-        if let Ok(name) = zbus::names::InterfaceName::try_from("io.berth.Berth1.Container") {
-            let _ = zbus::fdo::Properties::properties_changed(
-                iface.signal_emitter(),
-                name,
-                changed,
-                std::borrow::Cow::Borrowed(&[]),
-            )
-            .await;
-        }
+        crate::api::verbs::emit_changed(iface.signal_emitter(), changed).await;
     }
     Ok(())
 }

@@ -166,11 +166,17 @@ pub(crate) async fn properties_changed(conn: &Connection, id: &str) {
         ("Health", Value::from(crate::health::status(&r))),
         ("RestartCount", Value::from(crate::restart::count(&r))),
     ]);
+    emit_changed(iface.signal_emitter(), changed).await;
+}
+
+/// One PropertiesChanged of the Container interface on `emitter`'s object
+/// with `changed` (best effort: a signal nobody could be sent is no error).
+pub(crate) async fn emit_changed(emitter: &SignalEmitter<'_>, changed: HashMap<&str, Value<'_>>) {
     let Ok(name) = zbus::names::InterfaceName::try_from("io.berth.Berth1.Container") else {
         return;
     };
     let _ = zbus::fdo::Properties::properties_changed(
-        iface.signal_emitter(),
+        emitter,
         name,
         changed,
         std::borrow::Cow::Borrowed(&[]),

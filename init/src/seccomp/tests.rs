@@ -136,12 +136,18 @@ fn repeated_argument_conditions_build_as_separate_rules() {
 /// Runs `child` in a forked child with no_new_privs set and `s` loaded,
 /// and returns its exit code (101 when loading failed).
 fn exit_code_under(s: &LinuxSeccomp, child: impl FnOnce() -> i32) -> i32 {
+    exit_code_after(|| load(s).is_ok(), child)
+}
+
+/// Runs `child` in a forked child after no_new_privs and `load` (false:
+/// loading failed, exit code 101), and returns its exit code.
+fn exit_code_after(load: impl FnOnce() -> bool, child: impl FnOnce() -> i32) -> i32 {
     // SAFETY: the child only runs this code and then _exit()s, never
     // returning into the test harness.
     match unsafe { fork() }.expect("fork") {
         ForkResult::Child => {
             let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if nix::sys::prctl::set_no_new_privs().is_err() || load(s).is_err() {
+                if nix::sys::prctl::set_no_new_privs().is_err() || !load() {
                     return 101;
                 }
                 child()
@@ -249,22 +255,7 @@ fn the_listener_fd_is_handed_over_and_answers_for_the_process() {
 /// seccomp(2) (seccomp::compiled).
 fn exit_code_under_compiled(s: &LinuxSeccomp, child: impl FnOnce() -> i32) -> i32 {
     let compiled = compile(s).expect("compile").expect("no flags: compiled");
-    // SAFETY: as in exit_code_under.
-    match unsafe { fork() }.expect("fork") {
-        ForkResult::Child => {
-            let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                if nix::sys::prctl::set_no_new_privs().is_err() || compiled.load().is_err() {
-                    return 101;
-                }
-                child()
-            }));
-            unsafe { libc::_exit(code.unwrap_or(100)) }
-        }
-        ForkResult::Parent { child } => match waitpid(child, None).expect("waitpid") {
-            WaitStatus::Exited(_, code) => code,
-            other => panic!("child did not exit: {other:?}"),
-        },
-    }
+    exit_code_after(|| compiled.load().is_ok(), child)
 }
 
 #[test]
