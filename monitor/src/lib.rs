@@ -14,4 +14,5 @@ pub mod journal;
 pub mod keeper;
 pub mod monitor;
 pub mod oom;
+pub mod quick_exit;
 pub mod record;

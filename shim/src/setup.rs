@@ -256,6 +256,18 @@ fn run(
     )];
     let _ = nix::poll::poll(&mut { parent_gone }, nix::poll::PollTimeout::from(100u8));
 
+    // An exec that is over already, with nothing to forward (a probe,
+    // `true`): recorded here, without starting a monitor just to reap it.
+    // An attach or CRI log needs the monitor whatever the process did.
+    let quick = args.exec_id.is_some() && attach.is_none() && pty.is_none();
+    if quick && args.log_path.is_none() {
+        let wait = berth_monitor::quick_exit::WAIT_MS;
+        if let Some(status) = berth_monitor::quick_exit::exited_quietly(pid, &streams, wait) {
+            let written =
+                berth_monitor::record::write_exit_record(&dir, &exit_record, pid, &status, false);
+            std::process::exit(i32::from(written.is_err()));
+        }
+    }
     let name = args.name.clone().unwrap_or_else(|| args.id.clone());
     // Re-exec into the monitor: a fresh address space without the setup's
     // threads (zbus), heap and touched code is what keeps a shim near
