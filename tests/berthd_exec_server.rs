@@ -72,6 +72,10 @@ fn execs_come_from_the_exec_server() {
     assert_eq!(fds.trim(), "0 1 2 3", "the server's fds");
     exec(&c, "t1", &["true"]);
     assert_eq!(m.wait_exec("x1", "t1").unwrap(), (0, 0));
+    // Over before a monitor would start, silent: its shim records it (the
+    // quick exit, monitor/src/quick_exit.rs), a signal's death as 128+n.
+    exec(&c, "t-sig", &["sh", "-c", "kill -9 $$"]);
+    assert_eq!(m.wait_exec("x1", "t-sig").unwrap(), (137, 9));
 
     // Killed, it is started again by the next exec (which succeeds).
     b.sh_ok(&format!("kill -9 {server}; while [ -e /proc/{server}/cmdline ] && ! grep -q zombie /proc/{server}/status 2>/dev/null; do sleep 0.05; done"));
