@@ -48,8 +48,8 @@ pub enum Unreachable {
 
 impl ExecServer {
     /// Asks the server (started if need be) for an exec's shim with these
-    /// berth-shim `args` and the caller's stdio `fds`; the read end of the
-    /// pipe its one report line comes on.
+    /// berth-shim `args` and the caller's stdio `fds`; our end of the
+    /// socket its report line (and a create's placement request) comes on.
     fn request(
         &self,
         shim: &Path,
@@ -57,7 +57,14 @@ impl ExecServer {
         fds: &[BorrowedFd<'_>],
     ) -> std::result::Result<OwnedFd, Unreachable> {
         let message = serde_json::to_vec(args).unwrap_or_default();
-        let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        // A socket, not a pipe: a create's shim also asks for its scope on
+        // it and reads the answer (cgroups::placed).
+        let (report_r, report_w) = socketpair(
+            AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
         let mut raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
         raw.push(report_w.as_raw_fd());
         let mut running = self.running.lock().map_err(|_| Unreachable::Poisoned)?;
@@ -133,6 +140,12 @@ impl crate::daemon::Daemon {
         let mut all = vec!["--monitor-cgroup", &monitors, "--root", &root];
         all.extend(["--id", id, "--name", id]);
         all.extend(args);
+        // A create's scope is started here, on berthd's bus connection
+        // (cgroups::placed): the forked shim opens none.
+        let placement = args.contains(&"--systemd-cgroup") && !args.contains(&"--exec-id");
+        if placement {
+            all.push("--place-via-starter");
+        }
         let report = match self.exec_server.request(&self.shim, &all, fds) {
             Ok(r) => r,
             Err(e) => {
@@ -140,22 +153,81 @@ impl crate::daemon::Daemon {
                 return self.spawn_shim(id, args, fallback).await;
             }
         };
-        let report = tokio::net::unix::pipe::Receiver::from_owned_fd(report)
-            .map_err(|e| Error::Internal(format!("the shim's report pipe: {e}")))?;
-        // One line: the shim writes it and goes on (the monitor; a
-        // create's init holds a copy of the pipe until its execve).
-        let mut line = String::new();
-        let read = tokio::io::BufReader::new(report).read_line(&mut line).await;
-        if let Err(e) = read {
-            return Err(Error::Internal(format!("reading the shim's report: {e}")));
-        }
-        if line.is_empty() {
-            return Err(Error::Internal("the shim died during setup".into()));
-        }
+        let line = match placement {
+            true => serve_placement(id, report).await?,
+            false => read_report(report).await?,
+        };
         match ShimReport::parse(&line) {
             Ok(ShimReport::Created { init_pid, shim_pid }) => Ok((init_pid, shim_pid)),
             Ok(ShimReport::Failed { error, kind }) => Err(Error::of_kind(kind, error)),
             Err(e) => Err(Error::Internal(e.to_string())),
         }
     }
+}
+
+/// The report line from an exec's shim (the socket's first line).
+async fn read_report(report: OwnedFd) -> Result<String> {
+    let (mut lines, _) = report_lines(report)?;
+    next_line(&mut lines).await
+}
+
+/// A create's shim: places its init when asked (one request, before its
+/// report), then returns the report line.
+async fn serve_placement(id: &str, report: OwnedFd) -> Result<String> {
+    use berth_init::cgroups::placed::{PlaceReply, PlaceRequest};
+    use tokio::io::AsyncWriteExt;
+    let (mut lines, mut answer) = report_lines(report)?;
+    loop {
+        let line = next_line(&mut lines).await?;
+        let Some(req) = PlaceRequest::parse(&line) else {
+            return Ok(line);
+        };
+        let reply = match req.id == id {
+            // Blocking: the systemd driver waits for the scope's job.
+            true => match tokio::task::spawn_blocking(move || req.apply()).await {
+                Ok(Ok(unit)) => PlaceReply::Placed { placed: unit },
+                Ok(Err(e)) => {
+                    let e = berth_init::error::Error::from(e);
+                    PlaceReply::Failed {
+                        error: e.to_string(),
+                        kind: e.kind(),
+                    }
+                }
+                Err(e) => PlaceReply::Failed {
+                    error: format!("placing the init: {e}"),
+                    kind: berth_proto::FailureKind::Internal,
+                },
+            },
+            false => PlaceReply::Failed {
+                error: format!("asked to place container {} while creating {id}", req.id),
+                kind: berth_proto::FailureKind::Internal,
+            },
+        };
+        // A shim gone meanwhile shows as EOF on the next read.
+        let _ = answer.write_all(reply.to_line().as_bytes()).await;
+    }
+}
+
+type Lines = tokio::io::BufReader<tokio::net::unix::OwnedReadHalf>;
+
+fn report_lines(report: OwnedFd) -> Result<(Lines, tokio::net::unix::OwnedWriteHalf)> {
+    let std = std::os::unix::net::UnixStream::from(report);
+    let stream = std
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::UnixStream::from_std(std))
+        .map_err(|e| Error::Internal(format!("the shim's report socket: {e}")))?;
+    let (r, w) = stream.into_split();
+    Ok((tokio::io::BufReader::new(r), w))
+}
+
+/// One line; the shim dying first (EOF, nothing said) is an error.
+async fn next_line(lines: &mut Lines) -> Result<String> {
+    let mut line = String::new();
+    if let Err(e) = lines.read_line(&mut line).await {
+        return Err(Error::Internal(format!("reading the shim's report: {e}")));
+    }
+    if line.is_empty() {
+        return Err(Error::Internal("the shim died during setup".into()));
+    }
+    Ok(line)
 }

@@ -48,6 +48,9 @@ pub struct CreateOptions {
     /// shim reads process.terminal first): used instead of reading and
     /// validating config.json again. Its dir must be `bundle`'s.
     pub loaded: Option<spec::Bundle>,
+    /// With `systemd_cgroup`: the scope is started by our starter (berthd)
+    /// on its bus connection instead of one of ours (cgroups::placed).
+    pub placer: Option<cgroups::placed::Placer>,
 }
 
 /// Creates a container and leaves its init blocked on the exec FIFO.
@@ -226,7 +229,8 @@ fn create_in(
     // Only now, after the fork: the systemd driver's bus connection starts
     // threads, and forking a multi-threaded process can leave the child
     // blocked forever on a lock another thread held.
-    let mut cgroup = if opts.no_cgroup {
+    let placer = opts.placer.as_ref().filter(|_| opts.systemd_cgroup);
+    let mut cgroup = if opts.no_cgroup || placer.is_some() {
         None
     } else {
         let path = linux.as_ref().and_then(|l| l.cgroups_path().clone());
@@ -236,7 +240,16 @@ fn create_in(
             path.as_deref(),
         )?)
     };
-    let cgroup_path = cgroup.as_ref().map(|c| c.path());
+    let cgroups_path = linux.as_ref().and_then(|l| l.cgroups_path().clone());
+    let cgroup_path = match (&cgroup, placer) {
+        (Some(c), _) => Some(c.path()),
+        // The unit the starter will make (naming rules, no bus needed).
+        (None, Some(_)) => {
+            let path = cgroups_path.as_deref().and_then(|p| p.to_str());
+            Some(cgroups::naming::unit_in(&opts.id, path, cgroups::naming::slices())?.1)
+        }
+        (None, None) => None,
+    };
     let pid_start = process_start_time(pid).ok_or_else(|| Error::Init(describe_exit(pid)))?;
     let mut rec = Record {
         id: opts.id.clone(),
@@ -260,6 +273,19 @@ fn create_in(
     let resources = linux.as_ref().and_then(|l| l.resources().as_ref());
     if let Some(cg) = cgroup.as_mut() {
         cg.apply(pid, resources)?;
+    }
+    if let Some(placer) = placer {
+        let req = cgroups::placed::PlaceRequest {
+            id: opts.id.clone(),
+            cgroups_path,
+            pid,
+            resources: resources.cloned(),
+        };
+        let unit = placer
+            .place(&req)
+            .map_err(|(message, kind)| Error::Placement { message, kind })?;
+        rec.cgroup = Some(unit.clone());
+        cgroup = Some(Box::new(cgroups::placed::PlacedScope::new(unit)));
     }
     // Only a cgroup that apply made is ours to remove: a scope name taken by
     // someone else's unit (UnitExists) must survive our failure.

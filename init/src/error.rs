@@ -41,6 +41,10 @@ pub enum Error {
     InvalidArgument(String),
     #[error("{message} (and cleaning up failed: {cleanup})")]
     WithCleanup { message: String, cleanup: String },
+    /// The starter could not place the init in its scope (cgroups::placed):
+    /// its error, with the kind it had there.
+    #[error("{message}")]
+    Placement { message: String, kind: FailureKind },
 }
 
 impl Error {
@@ -66,6 +70,7 @@ impl Error {
                 FailureKind::AlreadyExists
             }
             Error::NotFound(_) => FailureKind::NotFound,
+            Error::Placement { kind, .. } => *kind,
             Error::NotExecutable(_) => FailureKind::NotExecutable,
             Error::WrongState { .. } => FailureKind::FailedPrecondition,
             Error::Cgroup(crate::cgroups::CgroupError::ControllerUnavailable { .. }) => {

@@ -122,6 +122,7 @@ fn do_create(root: &Path, args: &CreateArgs, systemd: bool) -> Result<Record> {
         preserve_fds: args.preserve_fds,
         stdio: None,
         loaded: Some(bundle),
+        placer: None,
     };
     let rec = create(&opts)?;
     warn_all(ignored);

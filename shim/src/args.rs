@@ -71,6 +71,11 @@ pub struct Args {
     /// closes them once the container holds them.
     #[arg(long, default_value_t = 0, conflicts_with = "exec_id")]
     pub preserve_fds: u32,
+    /// With --systemd-cgroup: the starter (berthd, through its exec
+    /// server) starts the container's scope when asked on the report
+    /// socket, instead of this shim opening a bus connection for it.
+    #[arg(long, requires = "systemd_cgroup", conflicts_with = "exec_id")]
+    pub place_via_starter: bool,
     /// journald's native socket.
     #[arg(long, default_value = "/run/systemd/journal/socket")]
     pub journal_socket: PathBuf,

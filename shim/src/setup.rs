@@ -143,6 +143,15 @@ fn run(
         pick(2, err_w.as_raw_fd()),
     ]);
 
+    let placer = match args.place_via_starter {
+        true => Some(berth_init::cgroups::placed::Placer::over(
+            report
+                .try_clone()
+                .map_err(|e| format!("the report socket: {e}"))?
+                .into(),
+        )),
+        false => None,
+    };
     let started = match exec_process {
         Some(process) => berth_init::exec::exec(&berth_init::exec::ExecOptions {
             root: args.root.clone(),
@@ -163,6 +172,7 @@ fn run(
             stdio,
             loaded,
             preserve_fds: args.preserve_fds,
+            placer,
             ..Default::default()
         })
         .map(|rec| rec.pid),

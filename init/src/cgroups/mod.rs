@@ -29,6 +29,7 @@ pub mod devices;
 pub mod fs;
 pub mod hierarchy;
 pub mod naming;
+pub mod placed;
 pub mod properties;
 pub mod resources;
 pub mod systemd;
