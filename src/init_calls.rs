@@ -36,6 +36,11 @@ async fn blocking<T: Send + 'static>(
 pub fn connect_system_bus() {
     // A failure is retried at the first use, so it is no failure here.
     let _ = berth_init::cgroups::systemd::system_bus();
+    // Scope starts (placements) and stops wait for their jobs without an
+    // AddMatch/RemoveMatch each. Without it they still work, paying those.
+    if let Err(e) = berth_init::cgroups::systemd::hold_job_match() {
+        tracing::warn!("holding the JobRemoved match: {e}");
+    }
 }
 
 /// Marks every fd from `first` on close-on-exec. Inline: one syscall.

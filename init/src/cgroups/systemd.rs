@@ -62,6 +62,24 @@ pub fn system_bus() -> zbus::Result<zbus::blocking::Connection> {
     Ok(conn)
 }
 
+/// Keeps the JobRemoved match of the shared connection for the process's
+/// life, for a long-lived caller (berthd) that waits for many jobs. zbus
+/// asks dbus-daemon for a match rule only for its first stream and drops it
+/// with its last, so without this each scope start and stop costs an
+/// AddMatch and a RemoveMatch round trip; with it, none. The stream is
+/// drained by a thread of its own (a full stream would hold up the
+/// connection's reader); it ends with the connection.
+pub fn hold_job_match() -> zbus::Result<()> {
+    let conn = system_bus()?;
+    let rule = zbus::MatchRule::try_from(JOB_REMOVED_RULE)?;
+    let held = zbus::blocking::MessageIterator::for_match_rule(rule, &conn, Some(JOB_QUEUE))?;
+    thread::Builder::new()
+        .name("job-match".into())
+        .spawn(move || held.for_each(drop))
+        .map_err(|e| zbus::Error::InputOutput(Arc::new(e)))?;
+    Ok(())
+}
+
 /// Drops the shared connection after an I/O error on it (the bus restarted,
 /// say), so that the next manager connects afresh instead of failing forever.
 fn forget_bus_on(e: &zbus::Error) {
