@@ -328,10 +328,12 @@ impl Daemon {
         args: &[&str],
         fds: &crate::sockets::ListenFds,
     ) -> Result<(u32, u32)> {
-        // A shim at work holds a system-bus connection, and dbus-daemon
-        // allows 256 per uid (max_connections_per_user), shared with every
-        // root client: 200 creates at once failed with LimitsExceeded. Past
-        // SHIMS_AT_WORK, a shim waits for its turn instead.
+        // Past SHIMS_AT_WORK, a shim waits for its turn: more at once only
+        // contend for the cores and systemd's one thread (measured slower,
+        // docs/operations.md "Limits at scale"). A shim run as a binary
+        // also holds a system-bus connection meanwhile (dbus-daemon allows
+        // 256 per uid: 200 creates at once once failed with LimitsExceeded);
+        // a forked one holds none (berthd starts its scope).
         let _turn = shims_at_work()
             .acquire()
             .await

@@ -130,3 +130,19 @@ pub async fn make_scope(unit: &str, path: &str, pid: u32) -> Result<()> {
     })
     .await
 }
+
+/// Stops and resets scope `unit` if systemd has it and it is container
+/// `id`'s (its Description, as the systemd driver sets it); a unit of
+/// someone else's under that name is left alone. Failures are logged.
+pub async fn destroy_scope_of(unit: &str, id: &str) {
+    let (unit, id) = (unit.to_string(), id.to_string());
+    let done = tokio::task::spawn_blocking(move || {
+        berth_init::cgroups::systemd::destroy_scope_of(&unit, &id)
+    })
+    .await;
+    match done {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("removing a half-made scope: {e}"),
+        Err(e) => tracing::warn!("removing a half-made scope: {e}"),
+    }
+}

@@ -30,6 +30,10 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             wait_for_creating_shim(&daemon.run_dir, &rec.id).await;
             let from_image = !rec.image.is_empty();
             undo_create(daemon, &rec.id, from_image, Made::MaybeContainer).await;
+            // berthd starts a forked shim's scope itself (cgroups::placed):
+            // killed during that call, the scope may stand with no state.json
+            // naming it — stopped here if it is this container's.
+            crate::init_calls::destroy_scope_of(&rec.unit, &rec.id).await;
             tracing::warn!(container = %rec.id, "removed a half-created container");
             report.repaired += 1;
             continue;
@@ -184,6 +188,24 @@ async fn wait_for_creating_shim(run_dir: &Path, id: &str) {
 /// shim, carries that command line too until it execs: a process whose
 /// parent is already the monitor is such an init, not a shim at work.
 fn creating_shim(run_dir: &Path, id: &str) -> bool {
+    shim_binary_in_monitor_cgroup(id) || spawned_creating_shim(run_dir, id)
+}
+
+/// A shim forked by the exec server carries the server's command line, so
+/// it is found by where it was born: its container's sub-cgroup of
+/// berthd-monitors.scope, with the berth-shim binary still its image (its
+/// init too, before its scope takes it). Once re-executed into berth-monitor,
+/// or gone, it is done.
+fn shim_binary_in_monitor_cgroup(id: &str) -> bool {
+    let procs = std::fs::read_to_string(crate::monitors::dir().join(id).join("cgroup.procs"));
+    procs.unwrap_or_default().lines().any(|pid| {
+        std::fs::read_link(format!("/proc/{pid}/exe"))
+            .is_ok_and(|exe| exe.file_name().is_some_and(|n| n == "berth-shim"))
+    })
+}
+
+/// A `berth-shim` binary berthd ran for `id` (socket-activation fds).
+fn spawned_creating_shim(run_dir: &Path, id: &str) -> bool {
     let cmdline = |dir: &Path| std::fs::read(dir.join("cmdline")).ok();
     let procs = std::fs::read_dir("/proc").into_iter().flatten().flatten();
     procs.into_iter().any(|entry| {

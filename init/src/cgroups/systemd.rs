@@ -136,6 +136,8 @@ pub trait Unit {
     #[zbus(property)]
     fn active_state(&self) -> zbus::Result<String>;
     #[zbus(property)]
+    fn description(&self) -> zbus::Result<String>;
+    #[zbus(property)]
     fn freezer_state(&self) -> zbus::Result<String>;
 }
 
@@ -249,7 +251,7 @@ impl SystemdManager {
         let (slice, unit) = unit_in(container_id, cgroups_path, slices())?;
         let mut m = Self::reopen(&unit)?;
         m.slice = slice;
-        m.description = format!("berth container {container_id}");
+        m.description = container_description(container_id);
         Ok(m)
     }
 
@@ -502,6 +504,34 @@ impl CgroupManager for SystemdManager {
     fn path(&self) -> String {
         self.unit.clone()
     }
+}
+
+/// Container `id`'s scope `unit`, stopped and reset if systemd has it and
+/// its Description is the one [`SystemdManager::new`] gives (a unit of
+/// someone else's under that name stays). True if one was removed.
+pub fn destroy_scope_of(unit: &str, id: &str) -> Result<bool> {
+    let m = SystemdManager::reopen(unit)?;
+    let description = match m
+        .unit_proxy()
+        .and_then(|u| u.description().map_err(m.err("reading the Description of")))
+    {
+        Ok(d) => d,
+        Err(CgroupError::Systemd { source, .. })
+            if matches!(error_name(&source), Some(NO_SUCH_UNIT) | Some(NOT_LOADED)) =>
+        {
+            return Ok(false)
+        }
+        Err(e) => return Err(e),
+    };
+    if description != container_description(id) {
+        return Ok(false);
+    }
+    destroy_scopes(std::slice::from_ref(&m.unit))?;
+    Ok(true)
+}
+
+fn container_description(id: &str) -> String {
+    format!("berth container {id}")
 }
 
 /// [`destroy_units`] on the shared connection, for scope names as `path()`
