@@ -297,9 +297,17 @@ fn unit_name_clash_is_named_and_leaves_nothing() {
     );
     let monitors = monitor_pids(&b, "clash");
     assert_eq!(monitors.len(), 1, "{monitors:?}");
+    // The keeper holds the scope (beside it for a moment, maybe, the exec
+    // server's grace-period warmer of the failed create).
     let keeper = unit_pids(&b, "berthd-monitors.scope");
-    let names = b.sh_ok(&format!("cat /proc/{}/comm", keeper[0]));
-    assert_eq!(names.trim(), "berth-keeper", "{keeper:?}");
+    let names: Vec<String> = keeper
+        .iter()
+        .map(|p| b.sh_ok(&format!("cat /proc/{p}/comm 2>/dev/null; true")))
+        .collect();
+    assert!(
+        names.iter().any(|n| n.trim() == "berth-keeper"),
+        "{keeper:?}: {names:?}"
+    );
     let () = call(&c, "DeleteContainer", &("clash", true)).unwrap();
     assert_eq!(leftovers(&b, "clash").trim(), "");
 }

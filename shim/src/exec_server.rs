@@ -23,6 +23,7 @@
 use std::fs::File;
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
 
 use clap::Parser;
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
@@ -128,8 +129,8 @@ fn handle(request: &[u8], mut fds: Vec<OwnedFd>) {
     if child != 0 {
         // The child has its copies; ours (and the request's fds) go now.
         drop((fds, report));
-        if let (Some((dir, fd)), true, None) = (&cgroup, born_in_cgroup, &args.exec_id) {
-            warm_migration(dir, fd);
+        if let (Some(scope), true, None) = (&args.monitor_cgroup, born_in_cgroup, &args.exec_id) {
+            warm_migration(scope);
         }
         return;
     }
@@ -213,19 +214,28 @@ fn place_fds(stdio: Vec<OwnedFd>, report: File) -> Result<File, String> {
 /// it, and the first cgroup migration after a quiet spell waits for an RCU
 /// grace period (cgroup_threadgroup_rwsem's writer: 2–15 ms here), which
 /// every later one within a grace period is spared. So the moment a
-/// create's shim exists, a throwaway child in the shim's own sub-cgroup of
-/// berthd-monitors.scope (ours: delegated to berth) "moves" itself to where
+/// create's shim exists, a throwaway child born in berthd-monitors.scope
+/// (`scope`: delegated to berth, the keeper's cgroup; not a container's
+/// sub-cgroup, whose processes are its monitor's) "moves" itself to where
 /// it already is — a migration that changes nothing but starts the grace
 /// period early, beside the shim's setup, instead of after it in systemd.
 /// Measured: `systemd-run --scope true` 20.7 → 12.5 ms median with such a
-/// write started beside it (docs/performance.md "A grace period paid
-/// early"). The child is reaped by the kernel (SIGCHLD ignored here).
-fn warm_migration(dir: &std::path::Path, fd: &File) {
+/// write started beside it, berth's lifecycle after idle 26.2 → 22.1 ms
+/// (docs/performance.md "A grace period started early"). The child is
+/// reaped by the kernel (SIGCHLD ignored here).
+fn warm_migration(scope: &std::path::Path) {
+    let Ok(fd) = File::options()
+        .read(true)
+        .custom_flags(nix::libc::O_DIRECTORY)
+        .open(scope)
+    else {
+        return;
+    };
     // SAFETY: single-threaded (the server never starts a thread); the child
-    // only writes a file and _exits.
-    // The parent (or a refused clone3) has nothing more to do.
-    if let Some(0) = unsafe { berth_init::clone_into::fork_into(fd) } {
-        let _ = std::fs::write(dir.join("cgroup.procs"), b"0");
+    // only writes a file and _exits. The parent (or a refused clone3) has
+    // nothing more to do.
+    if let Some(0) = unsafe { berth_init::clone_into::fork_into(&fd) } {
+        let _ = std::fs::write(scope.join("cgroup.procs"), b"0");
         // SAFETY: leaves without running the server's destructors.
         unsafe { nix::libc::_exit(0) }
     }
