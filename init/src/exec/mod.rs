@@ -72,9 +72,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::InvalidArgument("exec: no command given".into()));
     }
-    let spec = oci_spec::runtime::Spec::load(rec.bundle.join("config.json"))
-        .map_err(|e| Error::InvalidArgument(format!("reading the container's config.json: {e}")))?;
-    let filter = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let filter = container_seccomp(&rec.bundle.join("config.json"))?;
     let compiled = seccomp::compiled_ahead(Some(&opts.process), filter.as_ref(), &opts.root);
     let namespaces = namespaces_of(rec.pid)?;
     let console: Option<OwnedFd> = match &opts.console_socket {
@@ -227,4 +225,23 @@ fn run_process(
         agent,
     )?;
     crate::child::exec_prepared(&prepared, filter)
+}
+
+/// The container's seccomp filter (linux.seccomp of its config.json), the
+/// one thing an exec needs of the spec: read without building the whole
+/// Spec (its other fields are skipped, not parsed into types).
+fn container_seccomp(config: &std::path::Path) -> Result<Option<LinuxSeccomp>> {
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        linux: Option<Linux>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Linux {
+        seccomp: Option<LinuxSeccomp>,
+    }
+    let bad =
+        |e: String| Error::InvalidArgument(format!("reading the container's config.json: {e}"));
+    let text = std::fs::read(config).map_err(|e| bad(e.to_string()))?;
+    let spec: Spec = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+    Ok(spec.linux.and_then(|l| l.seccomp))
 }
