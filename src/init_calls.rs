@@ -131,12 +131,15 @@ pub async fn make_scope(unit: &str, path: &str, pid: u32) -> Result<()> {
     .await
 }
 
-/// Stops and resets scope `unit` if systemd has it and it is container
-/// `id`'s (its Description, as the systemd driver sets it); a unit of
-/// someone else's under that name is left alone. Failures are logged.
-pub async fn destroy_scope_of(unit: &str, id: &str) {
-    let (unit, id) = (unit.to_string(), id.to_string());
+/// Stops and resets container `id`'s scope if systemd has it and it is
+/// this container's (its Description, as the systemd driver sets it); a
+/// unit of someone else's under that name is left alone. The name as the
+/// driver makes it (`berth-<escaped id>.scope`, whatever the slice: berthd's
+/// cgroupsPaths are `<slice>:berth:<id>`). Failures are logged.
+pub async fn destroy_scope_of(id: &str) {
+    let id = id.to_string();
     let done = tokio::task::spawn_blocking(move || {
+        let (_, unit) = berth_init::cgroups::naming::unit_for(&id, None)?;
         berth_init::cgroups::systemd::destroy_scope_of(&unit, &id)
     })
     .await;

@@ -33,7 +33,7 @@ pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
             // berthd starts a forked shim's scope itself (cgroups::placed):
             // killed during that call, the scope may stand with no state.json
             // naming it — stopped here if it is this container's.
-            crate::init_calls::destroy_scope_of(&rec.unit, &rec.id).await;
+            crate::init_calls::destroy_scope_of(&rec.id).await;
             tracing::warn!(container = %rec.id, "removed a half-created container");
             report.repaired += 1;
             continue;
