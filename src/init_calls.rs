@@ -138,14 +138,12 @@ pub async fn make_scope(unit: &str, path: &str, pid: u32) -> Result<()> {
 /// cgroupsPaths are `<slice>:berth:<id>`). Failures are logged.
 pub async fn destroy_scope_of(id: &str) {
     let id = id.to_string();
-    let done = tokio::task::spawn_blocking(move || {
+    let done = blocking(move || {
         let (_, unit) = berth_init::cgroups::naming::unit_for(&id, None)?;
-        berth_init::cgroups::systemd::destroy_scope_of(&unit, &id)
+        Ok(berth_init::cgroups::systemd::destroy_scope_of(&unit, &id)?)
     })
     .await;
-    match done {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!("removing a half-made scope: {e}"),
-        Err(e) => tracing::warn!("removing a half-made scope: {e}"),
+    if let Err(e) = done {
+        tracing::warn!("removing a half-made scope: {e}");
     }
 }

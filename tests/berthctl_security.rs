@@ -78,10 +78,13 @@ fn security_and_process_options() {
     // Blocked and allowed, with CAP_SYS_ADMIN so that only seccomp decides:
     // containers-common's profile refuses swapoff(2) with EPERM whatever the
     // capabilities, and allows umount(2) (which then fails on the path).
-    let (code, out, err) = ctl(
-        &b,
-        "run --rm --cap-add SYS_ADMIN local/bb:1 busybox swapoff /nonexistent",
-    );
+    let swapoff = |opts: &str| {
+        ctl(
+            &b,
+            &format!("run --rm --cap-add SYS_ADMIN {opts}local/bb:1 busybox swapoff /nonexistent"),
+        )
+    };
+    let (code, out, err) = swapoff("");
     assert!(
         code != 0 && (out + &err).contains("Operation not permitted"),
         "swapoff was not blocked: {code} {err}"
@@ -92,18 +95,12 @@ fn security_and_process_options() {
     let cached = b.sh_ok("ls /run/berth/.seccomp | grep -c '[.]bpf$'");
     assert!(cached.trim().parse::<u32>().unwrap_or(0) >= 1, "{cached}");
     b.sh_ok("for f in /run/berth/.seccomp/*.bpf; do printf abc > $f; done");
-    let (code, out, err) = ctl(
-        &b,
-        "run --rm --cap-add SYS_ADMIN local/bb:1 busybox swapoff /nonexistent",
-    );
+    let (code, out, err) = swapoff("");
     assert!(
         code != 0 && (out + &err).contains("Operation not permitted"),
         "swapoff was not blocked with a damaged cache: {code} {err}"
     );
-    let (_, out, err) = ctl(
-        &b,
-        "run --rm --cap-add SYS_ADMIN --security-opt seccomp=unconfined local/bb:1 busybox swapoff /nonexistent",
-    );
+    let (_, out, err) = swapoff("--security-opt seccomp=unconfined ");
     assert!(
         (out.clone() + &err).contains("No such file"),
         "unconfined swapoff: {out}{err}"

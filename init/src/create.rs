@@ -230,26 +230,18 @@ fn create_in(
     // threads, and forking a multi-threaded process can leave the child
     // blocked forever on a lock another thread held.
     let placer = opts.placer.as_ref().filter(|_| opts.systemd_cgroup);
+    let cgroups_path = linux.as_ref().and_then(|l| l.cgroups_path().clone());
     let mut cgroup = if opts.no_cgroup || placer.is_some() {
         None
     } else {
-        let path = linux.as_ref().and_then(|l| l.cgroups_path().clone());
         Some(cgroups::manager(
             opts.systemd_cgroup,
             &opts.id,
-            path.as_deref(),
+            cgroups_path.as_deref(),
         )?)
     };
-    let cgroups_path = linux.as_ref().and_then(|l| l.cgroups_path().clone());
-    let cgroup_path = match (&cgroup, placer) {
-        (Some(c), _) => Some(c.path()),
-        // The unit the starter will make (naming rules, no bus needed).
-        (None, Some(_)) => {
-            let path = cgroups_path.as_deref().and_then(|p| p.to_str());
-            Some(cgroups::naming::unit_in(&opts.id, path, cgroups::naming::slices())?.1)
-        }
-        (None, None) => None,
-    };
+    // A placed scope's name is the starter's answer (recorded below).
+    let cgroup_path = cgroup.as_ref().map(|c| c.path());
     let pid_start = process_start_time(pid).ok_or_else(|| Error::Init(describe_exit(pid)))?;
     let mut rec = Record {
         id: opts.id.clone(),

@@ -8,11 +8,12 @@
 //! Protocol (fd 3, a SOCK_SEQPACKET socket from berthd): one message per
 //! shim, its bytes a JSON array of the berth-shim arguments berthd would
 //! have run the shim with, its SCM_RIGHTS the caller's stdio fds in the
-//! order of the `--caller-*` flags (an exec's), then the write end of a
-//! pipe for the report. The forked child is then exactly a berth-shim
-//! after its detach: it reports one `ShimReport` line on that
-//! pipe and re-executes into berth-monitor. The server answers nothing
-//! itself; a request it cannot take gets a failure line on its pipe. EOF on
+//! order of the `--caller-*` flags (an exec's), then the shim's end of a
+//! socketpair for the report. The forked child is then exactly a berth-shim
+//! after its detach: it reports one `ShimReport` line on that socket (a
+//! create's asks berthd for its scope there first: cgroups::placed) and
+//! re-executes into berth-monitor. The server answers nothing itself; a
+//! request it cannot take gets a failure line on its socket. EOF on
 //! the socket (berthd gone, restarted or upgraded) ends the server: its
 //! shims live on (re-parented), the next berthd starts its own server.
 //!
@@ -37,7 +38,7 @@ pub const FLAG: &str = "--exec-server";
 /// The socket berthd passes.
 const SOCKET: RawFd = 3;
 
-/// At most this many fds a request: three stdio fds and the report pipe.
+/// At most this many fds a request: three stdio fds and the report socket.
 const MAX_FDS: usize = 4;
 
 pub fn serve() -> ! {
@@ -92,14 +93,14 @@ fn receive(buf: &mut [u8]) -> nix::Result<Option<(usize, Vec<OwnedFd>)>> {
         .intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC);
     match (msg.bytes, truncated) {
         (0, _) if fds.is_empty() => Ok(None),
-        // Dropped with its fds: berthd reads EOF on its report pipe.
+        // Dropped with its fds: berthd reads EOF on its report socket.
         (_, true) => Ok(Some((0, Vec::new()))),
         (n, false) => Ok(Some((n, fds))),
     }
 }
 
 fn handle(request: &[u8], mut fds: Vec<OwnedFd>) {
-    // The report pipe is last; without one there is nobody to answer.
+    // The report socket is last; without one there is nobody to answer.
     let Some(report) = fds.pop() else { return };
     let mut report = File::from(report);
     let args = match parse(request, fds.len()) {
@@ -181,7 +182,7 @@ fn answer_failure(report: &mut File, error: &str) {
 }
 
 /// In the child: the caller's stdio at 3, 4, … (where berth-shim finds
-/// them, Args::caller_stdio), the report pipe after them (close-on-exec),
+/// them, Args::caller_stdio), the report socket after them (close-on-exec),
 /// and nothing else — the server's socket included.
 fn place_fds(stdio: Vec<OwnedFd>, report: File) -> Result<File, String> {
     let err = |e: nix::errno::Errno| format!("placing the exec's fds: {e}");

@@ -40,17 +40,19 @@ pub struct PlaceRequest {
 }
 
 /// The line a creator sends: `{"place":{…}}`.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Line {
     place: PlaceRequest,
 }
 
 impl PlaceRequest {
     pub fn to_line(&self) -> String {
-        let line = serde_json::to_string(&Line {
-            place: self.clone(),
-        })
-        .unwrap_or_default();
+        // Serialized by reference: no copy of the resources per request.
+        #[derive(Serialize)]
+        struct LineOf<'a> {
+            place: &'a PlaceRequest,
+        }
+        let line = serde_json::to_string(&LineOf { place: self }).unwrap_or_default();
         format!("{line}\n")
     }
 

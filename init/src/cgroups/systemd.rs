@@ -510,7 +510,7 @@ impl CgroupManager for SystemdManager {
 /// its Description is the one [`SystemdManager::new`] gives (a unit of
 /// someone else's under that name stays). True if one was removed.
 pub fn destroy_scope_of(unit: &str, id: &str) -> Result<bool> {
-    let m = SystemdManager::reopen(unit)?;
+    let mut m = SystemdManager::reopen(unit)?;
     let description = match m
         .unit_proxy()
         .and_then(|u| u.description().map_err(m.err("reading the Description of")))
@@ -526,7 +526,7 @@ pub fn destroy_scope_of(unit: &str, id: &str) -> Result<bool> {
     if description != container_description(id) {
         return Ok(false);
     }
-    destroy_scopes(std::slice::from_ref(&m.unit))?;
+    m.destroy()?;
     Ok(true)
 }
 
