@@ -1,5 +1,5 @@
 //! `--pid`, `--ipc`, `--uts` (CreateContainer's pid, ipc, uts) end to end
-//! in a box: `host` sees the box's systemd as pid 1 and its hostname,
+//! in a box, and the cgroup namespace every container has: `host` sees the box's systemd as pid 1 and its hostname,
 //! `container:ID` sees that container's processes, IPC namespace and
 //! hostname, a bundle and a berth@ unit's TOML take them too, and every bad input is refused by
 //! name with nothing left behind.
@@ -37,6 +37,15 @@ fn pid_ipc_and_uts_namespaces() {
     assert_eq!(run("--pid container:a", "cat /proc/1/comm"), "sleep");
     let ps = run("--pid container:a", "busybox ps -o comm");
     assert!(ps.lines().any(|l| l.trim() == "sleep"), "{ps}");
+
+    // The cgroup namespace: rooted at the container's own scope (the init
+    // sets up its mounts while berthd places it, and unshares it only once
+    // placed), so its cgroup is "/" in every hierarchy.
+    let cgroups = run("", "cat /proc/self/cgroup");
+    assert!(
+        cgroups.lines().all(|l| l.ends_with(":/")),
+        "the container's cgroup is its cgroup namespace's root: {cgroups}"
+    );
 
     // The IPC namespace: the same inode as a's, a new one without.
     let ns_of_a = ctl_ok(&b, "exec a busybox readlink /proc/self/ns/ipc");

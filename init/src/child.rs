@@ -1,8 +1,8 @@
 //! The container init: everything done inside the new namespaces, in order, up
 //! to execve. Runs in the child cloned by [`crate::create`]; never returns.
 //!
-//! Order matters and follows runc: namespaces → (createRuntime hooks in the
-//! creator) → mounts → createContainer hooks → pivot_root → sysctls / masked /
+//! Order matters and follows runc: namespaces → (placed in the cgroup: see
+//! [`PlacedGate`]) → (createRuntime hooks in the creator) → mounts → createContainer hooks → pivot_root → sysctls / masked /
 //! read-only paths → rlimits, oom score → bounding set → user → capabilities →
 //! LookPath → Ready → exec FIFO wait → startContainer hooks → seccomp →
 //! close-on-exec everything → execve.
@@ -21,7 +21,7 @@ use crate::error::ChildFailure;
 use crate::hooks::{self, Phase};
 use crate::namespaces::{LateUser, Namespaces};
 use crate::spec::Bundle;
-use crate::sync::{Channel, ToCreator, ToInit};
+use crate::sync::{Channel, PlacedGate, ToCreator, ToInit};
 use crate::{capabilities, console, process, root_switch, rootfs, seccomp};
 
 /// What the creator hands to the init (inherited through fork, not serialized).
@@ -66,6 +66,7 @@ pub fn run(mut ctx: InitContext) -> ! {
 fn wait_proceed(ch: &Channel) -> Result<i32, String> {
     match ch.recv::<ToInit>() {
         Ok(Some(ToInit::Proceed { pid })) => Ok(pid),
+        Ok(Some(ToInit::Placed)) => Err("sync channel: Placed where Proceed was due".into()),
         Ok(Some(ToInit::Abort)) | Ok(None) => Err("the creator went away".into()),
         Err(e) => Err(format!("sync channel: {e}")),
     }
@@ -107,18 +108,18 @@ fn init(
     let mut keep = vec![ctx.channel.raw(), fifo.as_raw_fd()];
     keep.extend(ctx.console_socket.as_ref().map(|s| s.as_raw_fd()));
     close_fds_except(3 + ctx.preserve_fds, &keep).map_err(|e| format!("close_range: {e}"))?;
-    // The creator writes our id maps and places us in the cgroup, then says go.
+    // The creator writes our id maps and says go; it places us in our
+    // cgroup meanwhile and says so (`placed`: a new cgroup namespace is
+    // unshared then, so that cgroup is the container's "/").
     let host_pid = wait_proceed(&ctx.channel)?;
+    let placed = PlacedGate::new(
+        &ctx.channel,
+        ctx.namespaces.new.contains(CloneFlags::CLONE_NEWCGROUP),
+    );
     let late_user = LateUser::open(&ctx.namespaces).map_err(|e| e.to_string())?;
     ctx.namespaces
         .join_all(late_user.is_some())
         .map_err(|e| e.to_string())?;
-    if ctx.namespaces.new.contains(CloneFlags::CLONE_NEWCGROUP) {
-        // Now that the creator has moved us into the container's cgroup, a new
-        // cgroup namespace makes that cgroup the container's "/".
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
-            .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;
-    }
     let in_userns = ctx.namespaces.has(CloneFlags::CLONE_NEWUSER) && late_user.is_none();
     if in_userns {
         become_userns_root()?;
@@ -143,6 +144,7 @@ fn init(
     if !hooks::hooks_for(spec_hooks, Phase::Prestart).is_empty()
         || !hooks::hooks_for(spec_hooks, Phase::CreateRuntime).is_empty()
     {
+        placed.wait()?;
         ctx.channel
             .send(&ToCreator::RunHooks)
             .map_err(|e| format!("sync channel: {e}"))?;
@@ -155,8 +157,11 @@ fn init(
     let _ = std::fs::create_dir_all(&cwd_in_root);
     if mounts_ns {
         let idmap_userns = late_user.as_ref().map(LateUser::fd);
-        rootfs::mount_all(spec, &ctx.bundle, in_userns, idmap_userns).map_err(|e| e.to_string())?;
+        rootfs::mount_all(spec, &ctx.bundle, in_userns, idmap_userns, &|| placed.wait())
+            .map_err(|e| e.to_string())?;
     }
+    // What follows runs in the container's cgroup: hooks, and the process.
+    placed.wait()?;
     hooks::run(
         &hooks::hooks_for(spec_hooks, Phase::CreateContainer),
         Phase::CreateContainer,

@@ -226,6 +226,13 @@ fn create_in(
     if flags.contains(CloneFlags::CLONE_NEWUSER) {
         write_id_maps(pid, linux.as_ref())?;
     }
+    let send = |m: &ToInit| {
+        creator_end
+            .send(m)
+            .map_err(|e| Error::io("sync channel", e))
+    };
+    // The init sets up its mounts while we place it (sync::PlacedGate).
+    send(&ToInit::Proceed { pid })?;
     // Only now, after the fork: the systemd driver's bus connection starts
     // threads, and forking a multi-threaded process can leave the child
     // blocked forever on a lock another thread held.
@@ -264,7 +271,7 @@ fn create_in(
     };
     let resources = linux.as_ref().and_then(|l| l.resources().as_ref());
     if let Some(cg) = cgroup.as_mut() {
-        cg.apply(pid, resources)?;
+        cg.apply(pid, resources).map_err(|e| init_failure(&creator_end, e.into()))?;
     }
     if let Some(placer) = placer {
         let req = cgroups::placed::PlaceRequest {
@@ -273,9 +280,9 @@ fn create_in(
             pid,
             resources: resources.cloned(),
         };
-        let unit = placer
-            .place(&req)
-            .map_err(|(message, kind)| Error::Placement { message, kind })?;
+        let unit = placer.place(&req).map_err(|(message, kind)| {
+            init_failure(&creator_end, Error::Placement { message, kind })
+        })?;
         rec.cgroup = Some(unit.clone());
         cgroup = Some(Box::new(cgroups::placed::PlacedScope::new(unit)));
     }
@@ -295,12 +302,8 @@ fn create_in(
         bundle: bundle.dir.display().to_string(),
         annotations: rec.annotations.clone(),
     };
-    let send = |m: &ToInit| {
-        creator_end
-            .send(m)
-            .map_err(|e| Error::io("sync channel", e))
-    };
-    send(&ToInit::Proceed { pid })?;
+    // An init that failed meanwhile cannot read this: its error is read below.
+    let _ = send(&ToInit::Placed);
     loop {
         match creator_end.recv_with_fd::<ToCreator>() {
             Ok(Some((ToCreator::SeccompListener, fd))) => {
@@ -340,6 +343,16 @@ fn create_in(
         write_pid_file(pf, pid)?;
     }
     Ok(rec)
+}
+
+/// What to report when placing the init failed: the init's own error if
+/// it failed first (its mount setup runs during the placement, and a dead
+/// init fails the placement too), else the placement's.
+fn init_failure(channel: &sync::Channel, placing: Error) -> Error {
+    match channel.try_recv::<ToCreator>() {
+        Ok(Some(ToCreator::Error(failure))) => Error::of_child(failure, ""),
+        _ => placing,
+    }
 }
 
 /// Forks the init into its new namespaces. A pid namespace given by path is

@@ -39,6 +39,8 @@ pub enum RootfsError {
     Pivot { root: PathBuf, source: nix::Error },
     #[error("sysctl {key}: {source}")]
     Sysctl { key: String, source: io::Error },
+    #[error("waiting to be placed in the container's cgroup: {0}")]
+    NotPlaced(String),
 }
 
 pub(crate) type Result<T> = std::result::Result<T, RootfsError>;
@@ -82,6 +84,7 @@ pub fn mount_all(
     bundle: &crate::spec::Bundle,
     in_userns: bool,
     idmap_userns: Option<BorrowedFd>,
+    placed: &dyn Fn() -> std::result::Result<(), String>,
 ) -> Result<()> {
     let (rootfs, bundle) = (bundle.rootfs.as_path(), bundle.dir.as_path());
     let linux = spec.linux().as_ref();
@@ -115,6 +118,7 @@ pub fn mount_all(
         bundle,
         cgroupns,
         idmap_userns,
+        placed,
     };
     let mut dev_is_bind = false;
     for (index, m) in spec.mounts().iter().flatten().enumerate() {
@@ -162,6 +166,9 @@ struct MountContext<'a> {
     /// The container has a cgroup namespace of its own.
     cgroupns: bool,
     idmap_userns: Option<BorrowedFd<'a>>,
+    /// Waits until the init sits in its cgroup (and cgroup namespace):
+    /// what a cgroup mount shows depends on it.
+    placed: &'a dyn Fn() -> std::result::Result<(), String>,
 }
 
 /// Makes the mount holding `rootfs` private if it is shared (runc's
@@ -297,6 +304,7 @@ fn mount_entry(index: usize, m: &Mount, ctx: &MountContext) -> Result<()> {
         match fstype {
             "cgroup" | "cgroup2" => {
                 create_mount_point(&target, true)?;
+                (ctx.placed)().map_err(RootfsError::NotPlaced)?;
                 crate::cgroup_mount::mount_cgroup(&target, opts.flags, ctx.cgroupns)?
             }
             "tmpfs" if opts.tmpcopyup => {

@@ -2,8 +2,10 @@
 //!
 //! A SOCK_SEQPACKET socketpair carries one JSON message per packet, so message
 //! boundaries survive and a dead peer shows up as EOF rather than a hang. The
-//! creator speaks first (ids mapped, cgroup joined: `Proceed`), the init answers
-//! with `RunHooks` at the createRuntime point and finally `Ready` or `Error`.
+//! creator speaks first (ids mapped: `Proceed`), then once the init sits in its
+//! cgroup (`Placed`: the init sets up its mounts meanwhile, see [`PlacedGate`]);
+//! the init answers with `RunHooks` at the createRuntime point and finally
+//! `Ready` or `Error`.
 //! A seccomp filter with SCMP_ACT_NOTIFY adds `SeccompListener`, whose packet
 //! carries the listener fd (SCM_RIGHTS). An exec's process uses the same
 //! channel type for that one message.
@@ -22,6 +24,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 pub enum ToInit {
     /// Go on; `pid` is the init's pid as the creator sees it (for hook state).
     Proceed { pid: i32 },
+    /// The init is in its cgroup (after `Proceed`, once per create).
+    Placed,
     /// Give up (the creator failed); the init exits.
     Abort,
 }
@@ -88,12 +92,28 @@ impl Channel {
     pub fn recv_with_fd<T: DeserializeOwned>(
         &self,
     ) -> std::io::Result<Option<(T, Option<OwnedFd>)>> {
+        self.recv_flags(MsgFlags::empty())
+    }
+
+    /// A message already waiting, without blocking: `Ok(None)` when there
+    /// is none (or the peer is gone).
+    pub fn try_recv<T: DeserializeOwned>(&self) -> std::io::Result<Option<T>> {
+        match self.recv_flags(MsgFlags::MSG_DONTWAIT) {
+            Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => Ok(None),
+            other => Ok(other?.map(|(msg, _)| msg)),
+        }
+    }
+
+    fn recv_flags<T: DeserializeOwned>(
+        &self,
+        extra: MsgFlags,
+    ) -> std::io::Result<Option<(T, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; MAX_MESSAGE];
         let mut space = nix::cmsg_space!([RawFd; 1]);
         let (n, fd) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             // CLOEXEC: a received fd must never reach what the creator runs.
-            let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+            let flags = MsgFlags::MSG_CMSG_CLOEXEC | extra;
             match recvmsg::<()>(self.raw(), &mut iov, Some(&mut space), flags) {
                 Err(nix::Error::EINTR) => continue,
                 Err(e) => return Err(e.into()),
@@ -125,6 +145,49 @@ impl Channel {
     }
 }
 
+/// The init's side of `Placed`. A scope start is milliseconds (systemd's
+/// job, and the migration waiting for an RCU grace period), so the creator
+/// places the init while the init joins its namespaces and mounts, and only
+/// what depends on the cgroup waits here: a new cgroup namespace (its root
+/// is the cgroup we sit in when we unshare it), hence the cgroup mount, the
+/// hooks (they run in the container's cgroup) and everything after the
+/// mounts. Waits once; later calls return at once.
+pub struct PlacedGate<'a> {
+    channel: &'a Channel,
+    unshare_cgroupns: bool,
+    placed: std::cell::Cell<bool>,
+}
+
+impl<'a> PlacedGate<'a> {
+    pub fn new(channel: &'a Channel, unshare_cgroupns: bool) -> Self {
+        PlacedGate {
+            channel,
+            unshare_cgroupns,
+            placed: std::cell::Cell::new(false),
+        }
+    }
+
+    pub fn wait(&self) -> Result<(), String> {
+        if self.placed.get() {
+            return Ok(());
+        }
+        match self.channel.recv::<ToInit>() {
+            Ok(Some(ToInit::Placed)) => {}
+            Ok(Some(ToInit::Proceed { .. })) => {
+                return Err("sync channel: Proceed where Placed was due".into())
+            }
+            Ok(Some(ToInit::Abort)) | Ok(None) => return Err("the creator went away".into()),
+            Err(e) => return Err(format!("sync channel: {e}")),
+        }
+        self.placed.set(true);
+        if self.unshare_cgroupns {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| format!("unshare(CLONE_NEWCGROUP): {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +208,35 @@ mod tests {
         );
         drop(b);
         assert_eq!(a.recv::<ToCreator>().unwrap(), None);
+    }
+
+    #[test]
+    fn try_recv_does_not_block() {
+        let (a, b) = pair().unwrap();
+        assert_eq!(b.try_recv::<ToInit>().unwrap(), None);
+        a.send(&ToInit::Placed).unwrap();
+        assert_eq!(b.try_recv::<ToInit>().unwrap(), Some(ToInit::Placed));
+    }
+
+    #[test]
+    fn the_placed_gate_waits_once() {
+        let (a, b) = pair().unwrap();
+        let gate = PlacedGate::new(&b, false);
+        a.send(&ToInit::Placed).unwrap();
+        a.send(&ToInit::Proceed { pid: 7 }).unwrap();
+        gate.wait().unwrap();
+        // Passed: the next message is left for whoever reads next.
+        gate.wait().unwrap();
+        assert_eq!(b.recv::<ToInit>().unwrap(), Some(ToInit::Proceed { pid: 7 }));
+    }
+
+    #[test]
+    fn the_placed_gate_fails_when_the_creator_gives_up() {
+        let (a, b) = pair().unwrap();
+        a.send(&ToInit::Abort).unwrap();
+        assert!(PlacedGate::new(&b, false).wait().is_err());
+        drop(a);
+        assert!(PlacedGate::new(&b, false).wait().is_err());
     }
 
     #[test]

@@ -585,23 +585,26 @@ pub fn destroy_units(conn: &zbus::blocking::Connection, units: &[String]) -> Res
         }
     }
     // SIGKILL first: stopping alone sends SIGTERM, which a container's
-    // pid 1 ignores, and then waits TimeoutStopSec (90 s) for it. The same
-    // call says whether the unit is there at all; an error other than
-    // "gone" (nothing left to kill in an empty scope) still needs the stop.
-    let present: Vec<&SystemdManager> = managers
-        .iter()
-        .filter(|m| !matches!(m.bus.kill_unit(&m.unit, "all", libc::SIGKILL), Err(e) if gone(&e)))
-        .collect();
-    // All collected already (the usual case after a container exited): no
-    // job to wait for, so no match rule either — an AddMatch and a
-    // RemoveMatch through dbus-daemon spared per delete.
-    let Some(first) = present.first() else {
+    // pid 1 ignores, and then waits TimeoutStopSec (90 s) for it. No reply
+    // awaited (a round trip spared per delete): systemd handles a
+    // connection's messages in order, so the kill is done before the stop
+    // below is looked at, and the stop's answer says whether the unit is
+    // there at all (a kill's error — gone, or nothing left to kill in an
+    // empty scope — changes nothing the stop does not see).
+    for m in &managers {
+        let _ = m.bus.inner().call_noreply(
+            "KillUnit",
+            &(m.unit.as_str(), "all", libc::SIGKILL),
+        );
+    }
+    // Opened before any stop is asked for, or a fast job's end goes unseen
+    // (berthd holds the rule for its life: no AddMatch per delete there).
+    let Some(first) = managers.first() else {
         return Ok(());
     };
-    // Opened before any stop is asked for, or a fast job's end goes unseen.
     let mut jobs = first.jobs()?;
     let mut pending = Vec::new();
-    for m in present {
+    for m in &managers {
         match m.bus.stop_unit(&m.unit, "replace") {
             Ok(job) => pending.push((m, job)),
             Err(e) if gone(&e) => {}
