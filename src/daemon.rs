@@ -504,7 +504,7 @@ impl Daemon {
         // for all monitors: monitors.rs).
         let shim_scopes = crate::monitors::legacy_scopes(id, rec.execs.keys());
         init_calls::delete(&self.run_dir, id, shim_scopes).await?;
-        crate::monitors::release(id);
+        crate::monitors::release(id).await;
         if !rec.image.is_empty() {
             self.release_rootfs(id).await;
         }

@@ -87,17 +87,19 @@ pub async fn ensure(monitor: &Path) -> Result<PathBuf> {
 /// is safe either way: rmdir fails while its monitor is in the cgroup, and a
 /// shim whose fresh cgroup went before its clone3 falls back to fork and
 /// mkdir + cgroup.procs (berth-shim).
-pub fn release(id: &str) {
+///
+/// On the blocking pool: rmdir takes the kernel's cgroup_mutex, which a
+/// cgroup migration holds for a whole RCU grace period (milliseconds after
+/// a quiet spell), and an executor thread must not wait for that.
+pub async fn release(id: &str) {
     // validate_id: never a path of our making from a name with '/' or "..".
     if init_calls::validate_id(id).is_err() {
         return;
     }
     let sub = dir().join(id);
-    if let Err(e) = std::fs::remove_dir(&sub) {
+    if let Err(e) = tokio::fs::remove_dir(&sub).await {
         if e.raw_os_error() == Some(libc::EBUSY) {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(remove_when_empty(sub));
-            }
+            tokio::spawn(remove_when_empty(sub));
         }
     }
 }
@@ -112,7 +114,7 @@ async fn remove_when_empty(sub: PathBuf) {
     let mut pause = std::time::Duration::from_millis(5);
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(pause).await;
-        match std::fs::remove_dir(&sub) {
+        match tokio::fs::remove_dir(&sub).await {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
             _ => return,
         }

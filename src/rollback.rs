@@ -24,7 +24,7 @@ pub async fn undo_create(daemon: &Daemon, id: &str, from_image: bool, made: Made
     if made == Made::MaybeContainer {
         let _ = init_calls::delete(&daemon.run_dir, id, Vec::new()).await;
     }
-    crate::monitors::release(id);
+    crate::monitors::release(id).await;
     if from_image {
         daemon.release_rootfs(id).await;
     }

@@ -157,8 +157,10 @@ fn init(
     let _ = std::fs::create_dir_all(&cwd_in_root);
     if mounts_ns {
         let idmap_userns = late_user.as_ref().map(LateUser::fd);
-        rootfs::mount_all(spec, &ctx.bundle, in_userns, idmap_userns, &|| placed.wait())
-            .map_err(|e| e.to_string())?;
+        rootfs::mount_all(spec, &ctx.bundle, in_userns, idmap_userns, &|| {
+            placed.wait()
+        })
+        .map_err(|e| e.to_string())?;
     }
     // What follows runs in the container's cgroup: hooks, and the process.
     placed.wait()?;

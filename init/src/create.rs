@@ -271,7 +271,8 @@ fn create_in(
     };
     let resources = linux.as_ref().and_then(|l| l.resources().as_ref());
     if let Some(cg) = cgroup.as_mut() {
-        cg.apply(pid, resources).map_err(|e| init_failure(&creator_end, e.into()))?;
+        cg.apply(pid, resources)
+            .map_err(|e| init_failure(&creator_end, e.into()))?;
     }
     if let Some(placer) = placer {
         let req = cgroups::placed::PlaceRequest {

@@ -227,7 +227,10 @@ mod tests {
         gate.wait().unwrap();
         // Passed: the next message is left for whoever reads next.
         gate.wait().unwrap();
-        assert_eq!(b.recv::<ToInit>().unwrap(), Some(ToInit::Proceed { pid: 7 }));
+        assert_eq!(
+            b.recv::<ToInit>().unwrap(),
+            Some(ToInit::Proceed { pid: 7 })
+        );
     }
 
     #[test]

@@ -592,10 +592,10 @@ pub fn destroy_units(conn: &zbus::blocking::Connection, units: &[String]) -> Res
     // there at all (a kill's error — gone, or nothing left to kill in an
     // empty scope — changes nothing the stop does not see).
     for m in &managers {
-        let _ = m.bus.inner().call_noreply(
-            "KillUnit",
-            &(m.unit.as_str(), "all", libc::SIGKILL),
-        );
+        let _ = m
+            .bus
+            .inner()
+            .call_noreply("KillUnit", &(m.unit.as_str(), "all", libc::SIGKILL));
     }
     // Opened before any stop is asked for, or a fast job's end goes unseen
     // (berthd holds the rule for its life: no AddMatch per delete there).
