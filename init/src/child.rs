@@ -2,7 +2,8 @@
 //! to execve. Runs in the child cloned by [`crate::create`]; never returns.
 //!
 //! Order matters and follows runc: namespaces → (placed in the cgroup: see
-//! [`PlacedGate`]) → (createRuntime hooks in the creator) → mounts → createContainer hooks → pivot_root → sysctls / masked /
+//! [`PlacedGate`]) → (createRuntime hooks in the creator) → mounts →
+//! createContainer hooks → pivot_root → sysctls / masked /
 //! read-only paths → rlimits, oom score → bounding set → user → capabilities →
 //! LookPath → Ready → exec FIFO wait → startContainer hooks → seccomp →
 //! close-on-exec everything → execve.
