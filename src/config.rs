@@ -14,6 +14,11 @@ pub struct Config {
     /// Register running containers with systemd-machined (machined.rs).
     #[serde(default = "yes")]
     pub register_machines: bool,
+    /// Start and stop containers' scopes over systemd's private socket
+    /// (/run/systemd/private) rather than the system bus: no dbus-daemon
+    /// hop (berth_init::cgroups::systemd_private, docs/performance.md).
+    #[serde(default = "yes")]
+    pub systemd_private_socket: bool,
     /// Registry mirrors for image pulls: containers-registries.conf's
     /// `[[registry]]` tables (berth_image::registries, docs/images.md).
     #[serde(default)]
@@ -28,6 +33,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             register_machines: true,
+            systemd_private_socket: true,
             registry: Vec::new(),
         }
     }
@@ -95,6 +101,9 @@ mod tests {
         assert_eq!(toml::from_str::<Config>("").unwrap(), Config::default());
         let c: Config = toml::from_str("register_machines = false\n").unwrap();
         assert!(!c.register_machines);
+        assert!(c.systemd_private_socket);
+        let c: Config = toml::from_str("systemd_private_socket = false\n").unwrap();
+        assert!(!c.systemd_private_socket);
         let e = toml::from_str::<Config>("register_machine = false\n").unwrap_err();
         assert!(e.to_string().contains("register_machine"), "{e}");
         assert_eq!(

@@ -43,6 +43,17 @@ pub fn connect_system_bus() {
     }
 }
 
+/// Routes scope starts and stops (every create and delete) over systemd's
+/// private socket. Inline: a connect and one authentication line, once, at
+/// start. Without the socket they stay on the system bus, and later ones
+/// try it again.
+pub fn use_systemd_private_socket() {
+    match berth_init::cgroups::systemd::use_private_bus() {
+        Ok(()) => tracing::debug!("scopes start and stop over systemd's private socket"),
+        Err(e) => tracing::warn!("{e}; scopes start and stop over the system bus meanwhile"),
+    }
+}
+
 /// Marks every fd from `first` on close-on-exec. Inline: one syscall.
 pub fn close_range_cloexec(first: u32) -> nix::Result<()> {
     berth_init::child::close_range_cloexec(first)

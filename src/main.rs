@@ -178,6 +178,9 @@ async fn serve(args: Args) -> Result<(), String> {
     ));
     let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles, images, nets);
     daemon.machines.set_enabled(config.register_machines);
+    if config.systemd_private_socket {
+        init_calls::use_systemd_private_socket();
+    }
     let registries = config.registries().map_err(|e| e.to_string())?;
     if !registries.is_empty() {
         tracing::info!("image pulls ask the mirrors of {:?} first", config.registry);

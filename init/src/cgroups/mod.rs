@@ -33,6 +33,8 @@ pub mod placed;
 pub mod properties;
 pub mod resources;
 pub mod systemd;
+pub mod systemd_jobs;
+pub mod systemd_private;
 pub mod tree;
 
 use std::path::{Path, PathBuf};
@@ -74,7 +76,7 @@ pub enum CgroupError {
         unit: String,
         /// Boxed: zbus::Error is large, and every Result here carries it.
         #[source]
-        source: Box<zbus::Error>,
+        source: Box<systemd_jobs::CallError>,
     },
     #[error(
         "unit {unit} already exists and is not a failed leftover: is a container with this \

@@ -7,20 +7,18 @@
 //! existing process (the container init, blocked before exec) in one call.
 
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::{self, Thread};
-use std::time::{Duration, Instant};
+use std::thread;
+use std::time::Duration;
 
 use oci_spec::runtime::LinuxResources;
-use zbus::export::futures_core::Stream;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
-use zbus::MessageStream;
 
 use super::naming::{bad_path, slices, unit_in, DEFAULT_SLICE};
 use super::properties::{self, Property};
 use super::resources::{self, Requested};
+pub use super::systemd_jobs::use_private_bus;
+use super::systemd_jobs::{systemd_error, CallError, JobCalls};
 use super::{tree, CgroupError, CgroupManager, Result};
 
 /// The bound on every systemd job we wait for (scope start, stop).
@@ -35,13 +33,13 @@ const NOT_LOADED: &str = "org.freedesktop.systemd1.LoadFailed";
 /// asked for the job is still connected (the job tracks its requester), so
 /// one AddMatch (to dbus-daemon) is all a wait costs. The sender is the
 /// well-known name, which dbus-daemon resolves; zbus checks only unique ones.
-const JOB_REMOVED_RULE: &str = "type='signal',sender='org.freedesktop.systemd1',\
+pub(super) const JOB_REMOVED_RULE: &str = "type='signal',sender='org.freedesktop.systemd1',\
      path='/org/freedesktop/systemd1',interface='org.freedesktop.systemd1.Manager',\
      member='JobRemoved'";
 
 /// Signals queued for one wait before the oldest are dropped: a busy
 /// systemd (many containers made at once) removes many jobs meanwhile.
-const JOB_QUEUE: usize = 1024;
+pub(super) const JOB_QUEUE: usize = 1024;
 
 /// The system bus connection every manager of this process shares, made on
 /// first use. A connection costs an authentication and a Hello round trip
@@ -159,84 +157,6 @@ pub fn error_name(e: &zbus::Error) -> Option<&str> {
     }
 }
 
-/// Polls `stream` from this thread until `deadline`. zbus fills signal streams
-/// from its own executor thread, so a waker that unparks us is all we need;
-/// the blocking signal iterator has no timeout, and a job must not hang us.
-fn next_before<S: Stream + Unpin>(stream: &mut S, deadline: Instant) -> Option<Option<S::Item>> {
-    struct Unpark(Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        if let Poll::Ready(item) = Pin::new(&mut *stream).poll_next(&mut cx) {
-            return Some(item);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return None;
-        }
-        thread::park_timeout(deadline - now);
-    }
-}
-
-/// Waits (bounded, all within one JOB_TIMEOUT) until every job of `pending`
-/// is removed, and requires result "done" of each: the first failure is
-/// returned, after all were waited for (so none is still running after).
-fn wait_jobs(
-    jobs: &mut MessageStream,
-    pending: &[(&SystemdManager, &OwnedObjectPath)],
-    op: &'static str,
-) -> Result<()> {
-    let deadline = Instant::now() + JOB_TIMEOUT;
-    let mut left: Vec<_> = pending.to_vec();
-    let mut result = Ok(());
-    while let Some(&(m, first)) = left.first() {
-        let signal = match next_before(jobs, deadline) {
-            Some(Some(Ok(s))) => s,
-            // An error in the stream (a message zbus could not read) is
-            // not our job's end; keep waiting until the deadline.
-            Some(Some(Err(_))) => continue,
-            Some(None) => {
-                return Err(m.err(op)(zbus::Error::Failure(
-                    "the bus connection closed while waiting for the job".into(),
-                )))
-            }
-            None => {
-                return Err(CgroupError::Timeout {
-                    what: format!("systemd job {} ({op} {})", first.as_str(), m.unit),
-                    waited: JOB_TIMEOUT,
-                })
-            }
-        };
-        let body = signal.body();
-        let Ok((_id, removed, _unit, outcome)) =
-            body.deserialize::<(u32, ObjectPath<'_>, &str, &str)>()
-        else {
-            continue;
-        };
-        let Some(i) = left
-            .iter()
-            .position(|(_, j)| j.as_str() == removed.as_str())
-        else {
-            continue;
-        };
-        let (m, job) = left.swap_remove(i);
-        if outcome != "done" {
-            result = result.and(Err(CgroupError::Job {
-                op,
-                unit: m.unit.clone(),
-                job: job.as_str().into(),
-                result: outcome.to_string(),
-            }));
-        }
-    }
-    result
-}
-
 /// A container's scope. Cheap to create: it uses the process's shared
 /// system bus connection ([`system_bus`]) unless given one.
 pub struct SystemdManager {
@@ -263,10 +183,10 @@ impl SystemdManager {
                 "expected a scope unit name like berth-<id>.scope",
             ));
         }
-        let sd = |source| CgroupError::Systemd {
+        let sd = |source: zbus::Error| CgroupError::Systemd {
             op: "connecting to the system bus for",
             unit: unit.into(),
-            source: Box::new(source),
+            source: Box::new(source.into()),
         };
         let conn = system_bus().map_err(sd)?;
         Self::with_connection(&conn, unit)
@@ -282,7 +202,7 @@ impl SystemdManager {
             .map_err(|source| CgroupError::Systemd {
                 op: "creating a proxy for",
                 unit: unit.into(),
-                source: Box::new(source),
+                source: Box::new(source.into()),
             })?;
         Ok(SystemdManager {
             bus,
@@ -296,37 +216,14 @@ impl SystemdManager {
         &self.unit
     }
 
-    fn err(&self, op: &'static str) -> impl Fn(zbus::Error) -> CgroupError + '_ {
+    fn err<E: Into<CallError>>(&self, op: &'static str) -> impl Fn(E) -> CgroupError + '_ {
         move |source| {
-            forget_bus_on(&source);
-            CgroupError::Systemd {
-                op,
-                unit: self.unit.clone(),
-                source: Box::new(source),
+            let source = source.into();
+            if let CallError::Bus(e) = &source {
+                forget_bus_on(e);
             }
+            systemd_error(op, &self.unit, source)
         }
-    }
-
-    /// Opens the JobRemoved stream. BEFORE the call that makes the job, or a
-    /// fast job's signal would come before we listen.
-    fn jobs(&self) -> Result<MessageStream> {
-        let conn = self.bus.inner().connection().inner();
-        zbus::block_on(MessageStream::for_match_rule(
-            JOB_REMOVED_RULE,
-            conn,
-            Some(JOB_QUEUE),
-        ))
-        .map_err(self.err("watching jobs of"))
-    }
-
-    /// Waits (bounded) for `job` to be removed and requires result "done".
-    fn wait_job(
-        &self,
-        jobs: &mut MessageStream,
-        job: &OwnedObjectPath,
-        op: &'static str,
-    ) -> Result<()> {
-        wait_jobs(jobs, &[(self, job)], op)
     }
 
     /// The scope's cgroup directory, from its ControlGroup property; `None`
@@ -386,22 +283,16 @@ impl SystemdManager {
 
     fn start(&self, props: &[Property]) -> Result<()> {
         let props: Vec<(&str, Value<'_>)> = props.iter().map(|(k, v)| (*k, v.clone())).collect();
-        let mut jobs = self.jobs()?;
-        let job = match self
-            .bus
-            .start_transient_unit(&self.unit, "fail", &props, &[])
-        {
+        let mut calls = JobCalls::open(&self.bus).map_err(self.err("watching jobs of"))?;
+        let job = match calls.start_transient_unit(&self.unit, &props) {
             Ok(job) => job,
             // A failed earlier run stays loaded as "failed" under this name
             // until reset; an active unit stays, and the retry reports it.
-            Err(e) if error_name(&e) == Some(UNIT_EXISTS) => {
-                let _ = self.bus.reset_failed_unit(&self.unit);
-                match self
-                    .bus
-                    .start_transient_unit(&self.unit, "fail", &props, &[])
-                {
+            Err(e) if e.name() == Some(UNIT_EXISTS) => {
+                let _ = calls.reset_failed_unit(&self.unit);
+                match calls.start_transient_unit(&self.unit, &props) {
                     Ok(job) => job,
-                    Err(e) if error_name(&e) == Some(UNIT_EXISTS) => {
+                    Err(e) if e.name() == Some(UNIT_EXISTS) => {
                         return Err(CgroupError::UnitExists {
                             unit: self.unit.clone(),
                         })
@@ -411,10 +302,10 @@ impl SystemdManager {
             }
             Err(e) => return Err(self.err("StartTransientUnit")(e)),
         };
-        if let Err(e) = self.wait_job(&mut jobs, &job, "StartTransientUnit") {
+        if let Err(e) = calls.wait(&[(&self.unit, &job)], "StartTransientUnit") {
             // Leave nothing behind: a failed scope stays loaded until reset.
-            let _ = self.bus.stop_unit(&self.unit, "replace");
-            let _ = self.bus.reset_failed_unit(&self.unit);
+            let _ = calls.stop_unit(&self.unit);
+            let _ = calls.reset_failed_unit(&self.unit);
             return Err(e);
         }
         Ok(())
@@ -468,9 +359,7 @@ impl CgroupManager for SystemdManager {
             Ok(Some(dir)) => tree::procs_recursive(&dir),
             Ok(None) => Ok(Vec::new()),
             // A unit that is gone has no processes.
-            Err(CgroupError::Systemd { source, .. })
-                if error_name(&source) == Some(NO_SUCH_UNIT) =>
-            {
+            Err(CgroupError::Systemd { source, .. }) if source.name() == Some(NO_SUCH_UNIT) => {
                 Ok(Vec::new())
             }
             Err(e) => Err(e),
@@ -517,7 +406,7 @@ pub fn destroy_scope_of(unit: &str, id: &str) -> Result<bool> {
     {
         Ok(d) => d,
         Err(CgroupError::Systemd { source, .. })
-            if matches!(error_name(&source), Some(NO_SUCH_UNIT) | Some(NOT_LOADED)) =>
+            if matches!(source.name(), Some(NO_SUCH_UNIT) | Some(NOT_LOADED)) =>
         {
             return Ok(false)
         }
@@ -551,7 +440,7 @@ pub fn destroy_scopes(units: &[String]) -> Result<()> {
     let conn = system_bus().map_err(|source| CgroupError::Systemd {
         op: "connecting to the system bus for",
         unit: first.clone(),
-        source: Box::new(source),
+        source: Box::new(source.into()),
     })?;
     destroy_units(&conn, units)
 }
@@ -574,7 +463,7 @@ pub fn destroy_units(conn: &zbus::blocking::Connection, units: &[String]) -> Res
         .iter()
         .map(|u| SystemdManager::with_connection(conn, u))
         .collect::<Result<Vec<_>>>()?;
-    let gone = |e: &zbus::Error| matches!(error_name(e), Some(NO_SUCH_UNIT) | Some(NOT_LOADED));
+    let gone = |e: &CallError| matches!(e.name(), Some(NO_SUCH_UNIT) | Some(NOT_LOADED));
     // Frozen tasks cannot act on SIGKILL under the v1 freezer (cgroup v2
     // delivers fatal signals to frozen tasks: nothing to do there).
     if !tree::unified_host() {
@@ -584,6 +473,13 @@ pub fn destroy_units(conn: &zbus::blocking::Connection, units: &[String]) -> Res
             }
         }
     }
+    let Some(first) = managers.first() else {
+        return Ok(());
+    };
+    // Opened before any call (on the system bus, the JobRemoved stream must
+    // be there before a fast job ends; berthd holds the rule for its life,
+    // so no AddMatch per delete there).
+    let mut calls = JobCalls::open(&first.bus).map_err(first.err("watching jobs of"))?;
     // SIGKILL first: stopping alone sends SIGTERM, which a container's
     // pid 1 ignores, and then waits TimeoutStopSec (90 s) for it. No reply
     // awaited (a round trip spared per delete): systemd handles a
@@ -592,37 +488,25 @@ pub fn destroy_units(conn: &zbus::blocking::Connection, units: &[String]) -> Res
     // there at all (a kill's error — gone, or nothing left to kill in an
     // empty scope — changes nothing the stop does not see).
     for m in &managers {
-        let _ = m
-            .bus
-            .inner()
-            .call_noreply("KillUnit", &(m.unit.as_str(), "all", libc::SIGKILL));
+        calls.send("KillUnit", &(m.unit.as_str(), "all", libc::SIGKILL));
     }
-    // Opened before any stop is asked for, or a fast job's end goes unseen
-    // (berthd holds the rule for its life: no AddMatch per delete there).
-    let Some(first) = managers.first() else {
-        return Ok(());
-    };
-    let mut jobs = first.jobs()?;
     let mut pending = Vec::new();
     for m in &managers {
-        match m.bus.stop_unit(&m.unit, "replace") {
-            Ok(job) => pending.push((m, job)),
+        match calls.stop_unit(&m.unit) {
+            Ok(job) => pending.push((m.unit.as_str(), job)),
             Err(e) if gone(&e) => {}
             Err(e) => return Err(m.err("StopUnit")(e)),
         }
     }
-    let waits: Vec<_> = pending.iter().map(|(m, j)| (*m, j)).collect();
-    let result = wait_jobs(&mut jobs, &waits, "StopUnit");
-    for (m, _) in &pending {
+    let waits: Vec<(&str, &str)> = pending.iter().map(|(u, j)| (*u, j.as_str())).collect();
+    let result = calls.wait(&waits, "StopUnit");
+    for (unit, _) in &pending {
         // A scope whose processes were killed may end "failed" and would
         // then keep its name taken until reset. No reply awaited: systemd
         // handles a connection's messages in order, so the reset is done
         // before anything a caller does after we return (a create under the
         // same name) reaches it, and a reset that fails changes nothing.
-        let _ = m
-            .bus
-            .inner()
-            .call_noreply("ResetFailedUnit", &(m.unit.as_str(),));
+        calls.send("ResetFailedUnit", &(*unit,));
     }
     result
 }
