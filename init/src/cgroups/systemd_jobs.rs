@@ -25,7 +25,7 @@ pub enum CallError {
     #[error(transparent)]
     Bus(#[from] zbus::Error),
     #[error(transparent)]
-    Private(#[from] PrivateBusError),
+    Private(#[from] Box<PrivateBusError>),
 }
 
 impl CallError {
@@ -36,6 +36,12 @@ impl CallError {
             CallError::Bus(_) => None,
             CallError::Private(e) => e.name(),
         }
+    }
+}
+
+impl From<PrivateBusError> for CallError {
+    fn from(e: PrivateBusError) -> CallError {
+        CallError::Private(Box::new(e))
     }
 }
 
@@ -53,10 +59,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// socket from now on, connecting now; if that fails they use the system
 /// bus and a later call tries again. For a long-lived root process: the
 /// connection gets every unit signal of the host (which it drops).
-pub fn use_private_bus() -> std::result::Result<(), PrivateBusError> {
+pub fn use_private_bus() -> std::result::Result<(), CallError> {
     PREFER_PRIVATE.store(true, Ordering::Relaxed);
     let mut slot = PRIVATE.lock().unwrap_or_else(|p| p.into_inner());
-    let bus = PrivateBus::connect(SOCKET.as_ref())?;
+    let bus = PrivateBus::connect(SOCKET.as_ref()).map_err(CallError::from)?;
     *slot = (Some(Arc::new(bus)), None);
     Ok(())
 }
@@ -94,7 +100,8 @@ pub(super) enum JobCalls {
     /// call (a fast job's signal would otherwise come before we listen).
     Bus {
         proxy: ManagerProxyBlocking<'static>,
-        jobs: MessageStream,
+        /// Boxed: a stream is large, and the private variant is a pointer.
+        jobs: Box<MessageStream>,
     },
 }
 
@@ -113,7 +120,7 @@ impl JobCalls {
         ))?;
         Ok(JobCalls::Bus {
             proxy: proxy.clone(),
-            jobs,
+            jobs: Box::new(jobs),
         })
     }
 
@@ -177,7 +184,7 @@ impl JobCalls {
                 bus.wait_jobs(&jobs, deadline)
                     .map_err(|e| systemd_error(op, unit, e.into()))?
             }
-            JobCalls::Bus { jobs, .. } => wait_on_stream(jobs, pending, deadline, op)?,
+            JobCalls::Bus { jobs, .. } => wait_on_stream(&mut *jobs, pending, deadline, op)?,
         };
         let mut result = Ok(());
         for (&(unit, job), outcome) in pending.iter().zip(results) {

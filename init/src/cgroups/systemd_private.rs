@@ -59,8 +59,9 @@ pub enum PrivateBusError {
     #[error("encoding the call {member}: {source}")]
     Encode {
         member: &'static str,
+        /// Boxed: zbus::Error is large.
         #[source]
-        source: zbus::Error,
+        source: Box<zbus::Error>,
     },
     #[error("systemd did not answer {member} within {waited:?}")]
     NoReply {
@@ -214,7 +215,10 @@ impl PrivateBus {
         let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let serial = writer.1.checked_add(1).unwrap_or(1);
         writer.1 = serial;
-        let encode = |source| PrivateBusError::Encode { member, source };
+        let encode = |source| PrivateBusError::Encode {
+            member,
+            source: Box::new(source),
+        };
         let mut call = zbus::Message::method_call(MANAGER_PATH, member)
             .and_then(|b| b.interface(MANAGER))
             .and_then(|b| b.destination("org.freedesktop.systemd1"))
