@@ -16,6 +16,8 @@ use berth_box::SystemdBox;
 mod autoupdate;
 #[path = "systemd/generator.rs"]
 mod generator;
+#[path = "systemd/private_socket.rs"]
+mod private_socket;
 #[path = "systemd/sockets.rs"]
 mod sockets;
 
@@ -61,6 +63,15 @@ fn machinectl_generated_units_socket_activation_and_auto_update() {
     let t0 = Instant::now();
     autoupdate::auto_update(&b);
     eprintln!("auto-update: {:?}", t0.elapsed());
+}
+
+#[test]
+fn scopes_over_systemds_private_socket_across_daemon_reexec() {
+    let Some(b) = berth_box::up_or_skip("systemd_private_socket") else {
+        return;
+    };
+    install_berthd(&b, "");
+    private_socket::across_reexec(&b);
 }
 
 fn machined(b: &SystemdBox) {
