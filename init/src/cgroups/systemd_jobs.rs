@@ -94,81 +94,99 @@ fn private_bus() -> Option<Arc<PrivateBus>> {
 }
 
 /// One batch of job calls and the waits for their jobs.
-pub(super) enum JobCalls {
+pub(super) struct JobCalls {
+    proxy: ManagerProxyBlocking<'static>,
+    route: Route,
+}
+
+enum Route {
     Private(Arc<PrivateBus>),
     /// The system bus, with the JobRemoved stream opened BEFORE the first
     /// call (a fast job's signal would otherwise come before we listen).
-    Bus {
-        proxy: ManagerProxyBlocking<'static>,
-        /// Boxed: a stream is large, and the private variant is a pointer.
-        jobs: Box<MessageStream>,
-    },
+    /// Boxed: a stream is large, and the private route is a pointer.
+    Bus(Box<MessageStream>),
 }
 
+fn bus_route(proxy: &ManagerProxyBlocking<'static>) -> std::result::Result<Route, CallError> {
+    let conn = proxy.inner().connection().inner();
+    let jobs = zbus::block_on(MessageStream::for_match_rule(
+        JOB_REMOVED_RULE,
+        conn,
+        Some(JOB_QUEUE),
+    ))?;
+    Ok(Route::Bus(Box::new(jobs)))
+}
+
+type CallResult<T> = std::result::Result<T, CallError>;
+
 impl JobCalls {
-    pub(super) fn open(
-        proxy: &ManagerProxyBlocking<'static>,
-    ) -> std::result::Result<JobCalls, CallError> {
-        if let Some(bus) = private_bus() {
-            return Ok(JobCalls::Private(bus));
-        }
-        let conn = proxy.inner().connection().inner();
-        let jobs = zbus::block_on(MessageStream::for_match_rule(
-            JOB_REMOVED_RULE,
-            conn,
-            Some(JOB_QUEUE),
-        ))?;
-        Ok(JobCalls::Bus {
+    pub(super) fn open(proxy: &ManagerProxyBlocking<'static>) -> CallResult<JobCalls> {
+        let route = match private_bus() {
+            Some(bus) => Route::Private(bus),
+            None => bus_route(proxy)?,
+        };
+        Ok(JobCalls {
             proxy: proxy.clone(),
-            jobs: Box::new(jobs),
+            route,
         })
+    }
+
+    /// Makes a call over the private socket, or the system bus. A private
+    /// connection found gone before the call left (systemd re-executed a
+    /// moment ago) sends it, and the rest of the batch, over the bus: the
+    /// call never reached systemd, so making it again is safe.
+    fn call<T>(
+        &mut self,
+        private: impl FnOnce(&PrivateBus) -> std::result::Result<T, PrivateBusError>,
+        bus: impl FnOnce(&ManagerProxyBlocking<'static>) -> zbus::Result<T>,
+    ) -> CallResult<T> {
+        if let Route::Private(conn) = &self.route {
+            match private(conn) {
+                Err(PrivateBusError::Write(_)) => self.route = bus_route(&self.proxy)?,
+                done => return done.map_err(CallError::from),
+            }
+        }
+        bus(&self.proxy).map_err(CallError::from)
     }
 
     /// StartTransientUnit in mode "fail", no aux units: the job's path.
     pub(super) fn start_transient_unit(
-        &self,
+        &mut self,
         unit: &str,
         props: &[(&str, Value<'_>)],
-    ) -> std::result::Result<String, CallError> {
+    ) -> CallResult<String> {
         let aux: &[(&str, &[(&str, Value<'_>)])] = &[];
-        match self {
-            JobCalls::Private(bus) => {
-                Ok(bus.call_job("StartTransientUnit", &(unit, "fail", props, aux))?)
-            }
-            JobCalls::Bus { proxy, .. } => Ok(proxy
-                .start_transient_unit(unit, "fail", props, aux)?
-                .to_string()),
-        }
+        self.call(
+            |p| p.call_job("StartTransientUnit", &(unit, "fail", props, aux)),
+            |b| Ok(b.start_transient_unit(unit, "fail", props, aux)?.to_string()),
+        )
     }
 
     /// StopUnit in mode "replace": the job's path.
-    pub(super) fn stop_unit(&self, unit: &str) -> std::result::Result<String, CallError> {
-        match self {
-            JobCalls::Private(bus) => Ok(bus.call_job("StopUnit", &(unit, "replace"))?),
-            JobCalls::Bus { proxy, .. } => Ok(proxy.stop_unit(unit, "replace")?.to_string()),
-        }
+    pub(super) fn stop_unit(&mut self, unit: &str) -> CallResult<String> {
+        self.call(
+            |p| p.call_job("StopUnit", &(unit, "replace")),
+            |b| Ok(b.stop_unit(unit, "replace")?.to_string()),
+        )
     }
 
-    pub(super) fn reset_failed_unit(&self, unit: &str) -> std::result::Result<(), CallError> {
-        match self {
-            JobCalls::Private(bus) => Ok(bus.call("ResetFailedUnit", &(unit,))?),
-            JobCalls::Bus { proxy, .. } => Ok(proxy.reset_failed_unit(unit)?),
-        }
+    pub(super) fn reset_failed_unit(&mut self, unit: &str) -> CallResult<()> {
+        self.call(
+            |p| p.call("ResetFailedUnit", &(unit,)),
+            |b| b.reset_failed_unit(unit),
+        )
     }
 
     /// A call whose reply nobody waits for. systemd handles a connection's
     /// calls in order, so it is done before the next call is looked at.
-    pub(super) fn send<B>(&self, member: &'static str, body: &B)
+    pub(super) fn send<B>(&mut self, member: &'static str, body: &B)
     where
         B: serde::Serialize + zbus::zvariant::DynamicType,
     {
-        let _ = match self {
-            JobCalls::Private(bus) => bus.call_noreply(member, body).map_err(CallError::from),
-            JobCalls::Bus { proxy, .. } => proxy
-                .inner()
-                .call_noreply(member, body)
-                .map_err(CallError::from),
-        };
+        let _ = self.call(
+            |p| p.call_noreply(member, body),
+            |b| b.inner().call_noreply(member, body),
+        );
     }
 
     /// Waits (bounded, all within one JOB_TIMEOUT) until every job of
@@ -177,14 +195,14 @@ impl JobCalls {
     /// is still running after).
     pub(super) fn wait(&mut self, pending: &[(&str, &str)], op: &'static str) -> Result<()> {
         let deadline = Instant::now() + JOB_TIMEOUT;
-        let results = match self {
-            JobCalls::Private(bus) => {
+        let results = match &mut self.route {
+            Route::Private(bus) => {
                 let jobs: Vec<&str> = pending.iter().map(|(_, j)| *j).collect();
                 let unit = pending.first().map_or("", |(u, _)| *u);
                 bus.wait_jobs(&jobs, deadline)
                     .map_err(|e| systemd_error(op, unit, e.into()))?
             }
-            JobCalls::Bus { jobs, .. } => wait_on_stream(&mut *jobs, pending, deadline, op)?,
+            Route::Bus(jobs) => wait_on_stream(jobs, pending, deadline, op)?,
         };
         let mut result = Ok(());
         for (&(unit, job), outcome) in pending.iter().zip(results) {

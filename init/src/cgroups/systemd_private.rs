@@ -230,11 +230,25 @@ impl PrivateBus {
                 .map_err(encode)?;
         }
         let message = call.build(body).map_err(encode)?;
-        if let Some(expect) = expect {
-            self.shared.lock().expected.insert(serial, expect);
+        {
+            let mut state = self.shared.lock();
+            if let Some(why) = &state.closed {
+                // Not sent: the caller may make the call elsewhere.
+                let e = std::io::Error::new(std::io::ErrorKind::BrokenPipe, why.clone());
+                return Err(PrivateBusError::Write(e));
+            }
+            if let Some(expect) = expect {
+                state.expected.insert(serial, expect);
+            }
         }
         if let Err(e) = writer.0.write_all(message.data().bytes()) {
-            self.shared.lock().expected.remove(&serial);
+            // The connection is done for: the next user reconnects even if
+            // the reader has not seen its end yet.
+            let mut state = self.shared.lock();
+            state.expected.remove(&serial);
+            state.closed.get_or_insert_with(|| format!("writing: {e}"));
+            drop(state);
+            self.shared.changed.notify_all();
             return Err(PrivateBusError::Write(e));
         }
         Ok(serial)
