@@ -491,15 +491,17 @@ pub fn destroy_units(conn: &zbus::blocking::Connection, units: &[String]) -> Res
         calls.send("KillUnit", &(m.unit.as_str(), "all", libc::SIGKILL));
     }
     let mut pending = Vec::new();
+    let mut refused = Ok(());
     for m in &managers {
         match calls.stop_unit(&m.unit) {
             Ok(job) => pending.push((m.unit.as_str(), job)),
             Err(e) if gone(&e) => {}
-            Err(e) => return Err(m.err("StopUnit")(e)),
+            // The other units' stops still go ahead and are waited for.
+            Err(e) => refused = refused.and(Err(m.err("StopUnit")(e))),
         }
     }
     let waits: Vec<(&str, &str)> = pending.iter().map(|(u, j)| (*u, j.as_str())).collect();
-    let result = calls.wait(&waits, "StopUnit");
+    let result = refused.and(calls.wait(&waits, "StopUnit"));
     for (unit, _) in &pending {
         // A scope whose processes were killed may end "failed" and would
         // then keep its name taken until reset. No reply awaited: systemd

@@ -104,15 +104,23 @@ enum Expect {
     Job,
 }
 
+/// A job of ours. systemd answers two requests for the same change (two
+/// stops of one unit) with the same job, so a job may have two waiters.
+#[derive(Debug, Default, PartialEq)]
+struct JobSlot {
+    waiters: u32,
+    /// None while the job runs; its result ("done", "failed", …) once removed.
+    result: Option<String>,
+}
+
 #[derive(Default)]
 struct State {
     /// Calls sent and not yet answered.
     expected: HashMap<u32, Expect>,
     /// Answers not yet taken by their caller.
     replies: HashMap<u32, Reply>,
-    /// Jobs we made (path → None while running, its result once removed),
-    /// until their waiter takes them.
-    jobs: HashMap<String, Option<String>>,
+    /// Jobs we made, until their waiters take them.
+    jobs: HashMap<String, JobSlot>,
     /// Why the connection ended, once it has.
     closed: Option<String>,
 }
@@ -312,20 +320,31 @@ impl PrivateBus {
     pub fn wait_jobs(&self, jobs: &[&str], deadline: Instant) -> Result<Vec<Option<String>>> {
         let all_removed = |s: &mut State| {
             jobs.iter()
-                .all(|j| matches!(s.jobs.get(*j), Some(Some(_)) | None))
+                .all(|j| s.jobs.get(*j).is_none_or(|slot| slot.result.is_some()))
                 .then_some(Ok(()))
         };
         let finished = self.shared.wait_for(deadline, all_removed);
-        let mut state = self.shared.lock();
-        let results = jobs
-            .iter()
-            .map(|j| state.jobs.remove(*j).flatten())
-            .collect();
+        let results = take_results(&mut self.shared.lock(), jobs);
         match finished {
             Some(Err(e)) => Err(e),
             _ => Ok(results),
         }
     }
+}
+
+/// One waiter's results of `jobs`, each slot dropped with its last waiter.
+fn take_results(state: &mut State, jobs: &[&str]) -> Vec<Option<String>> {
+    jobs.iter()
+        .map(|j| {
+            let slot = state.jobs.get_mut(*j)?;
+            slot.waiters = slot.waiters.saturating_sub(1);
+            let result = slot.result.clone();
+            if slot.waiters == 0 {
+                state.jobs.remove(*j);
+            }
+            result
+        })
+        .collect()
 }
 
 impl Drop for PrivateBus {
@@ -442,7 +461,7 @@ fn file(state: &mut State, message: &Message) -> bool {
                 let job = body.deserialize::<ObjectPath<'_>>().ok();
                 let job = job.map(|(p, _)| p.to_string());
                 if let Some(job) = &job {
-                    state.jobs.insert(job.clone(), None);
+                    state.jobs.entry(job.clone()).or_default().waiters += 1;
                 }
                 Reply::Return(job)
             } else {
@@ -462,7 +481,7 @@ fn file(state: &mut State, message: &Message) -> bool {
             };
             match state.jobs.get_mut(job.as_str()) {
                 Some(slot) => {
-                    *slot = Some(result.to_string());
+                    slot.result = Some(result.to_string());
                     true
                 }
                 None => false,

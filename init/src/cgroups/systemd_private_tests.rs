@@ -39,7 +39,19 @@ fn replies_are_filed_by_serial_and_only_our_jobs_are_kept() {
         .unwrap();
     assert!(file(&mut state, &parsed(&ret)));
     assert!(matches!(state.replies.get(&7), Some(Reply::Return(Some(j))) if j == JOB));
-    assert_eq!(state.jobs.get(JOB), Some(&None));
+    let running = JobSlot {
+        waiters: 1,
+        result: None,
+    };
+    assert_eq!(state.jobs.get(JOB), Some(&running));
+    // A second request answered with the same job: two waiters.
+    state.expected.insert(9, Expect::Job);
+    let same = zbus::Message::method_return(&call(9).header())
+        .unwrap()
+        .build(&ObjectPath::try_from(JOB).unwrap())
+        .unwrap();
+    assert!(file(&mut state, &parsed(&same)));
+    assert_eq!(state.jobs.get(JOB).map(|s| s.waiters), Some(2));
 
     let err = zbus::Message::error(&call(8).header(), "org.freedesktop.systemd1.NoSuchUnit")
         .unwrap()
@@ -63,7 +75,11 @@ fn replies_are_filed_by_serial_and_only_our_jobs_are_kept() {
     assert!(!file(&mut state, &parsed(&ret)));
     // Ours: its result is kept for its waiter.
     assert!(file(&mut state, &parsed(&job_removed(JOB, "failed"))));
-    assert_eq!(state.jobs.get(JOB), Some(&Some("failed".into())));
+    assert_eq!(state.jobs.get(JOB).and_then(|s| s.result.as_deref()), Some("failed"));
+    // Each waiter gets the result; the last one drops the slot.
+    assert_eq!(take_results(&mut state, &[JOB]), vec![Some("failed".into())]);
+    assert_eq!(take_results(&mut state, &[JOB]), vec![Some("failed".into())]);
+    assert!(state.jobs.is_empty());
 }
 
 #[test]
