@@ -116,10 +116,6 @@ impl Daemon {
         images: Option<Arc<berth_image::ImageStore>>,
         nets: crate::network::Networks,
     ) -> Arc<Self> {
-        // The system bus connection berth-init's systemd driver shares
-        // (deletes, kills, pauses), made now rather than at the first
-        // delete: one connection for berthd's life, there from the start.
-        init_calls::connect_system_bus();
         Arc::new(Daemon {
             store,
             run_dir,

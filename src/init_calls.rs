@@ -31,26 +31,26 @@ async fn blocking<T: Send + 'static>(
         .map_err(Error::from)
 }
 
-/// Connects the system bus berth-init's systemd driver shares. Inline: it
-/// runs once at start, before berthd serves anything.
-pub fn connect_system_bus() {
+/// Connects the system bus berth-init's systemd driver shares and, if
+/// `private`, systemd's private socket, which scope starts and stops (every
+/// create and delete) then use. Inline: it runs once at start, before berthd
+/// serves anything.
+pub fn connect_systemd(private: bool) {
+    use berth_init::cgroups::systemd;
     // A failure is retried at the first use, so it is no failure here.
-    let _ = berth_init::cgroups::systemd::system_bus();
-    // Scope starts (placements) and stops wait for their jobs without an
-    // AddMatch/RemoveMatch each. Without it they still work, paying those.
-    if let Err(e) = berth_init::cgroups::systemd::hold_job_match() {
-        tracing::warn!("holding the JobRemoved match: {e}");
+    let _ = systemd::system_bus();
+    if private {
+        match systemd::use_private_bus() {
+            Ok(()) => return,
+            Err(e) => tracing::warn!("{e}; scopes start and stop over the system bus meanwhile"),
+        }
     }
-}
-
-/// Routes scope starts and stops (every create and delete) over systemd's
-/// private socket. Inline: a connect and one authentication line, once, at
-/// start. Without the socket they stay on the system bus, and later ones
-/// try it again.
-pub fn use_systemd_private_socket() {
-    match berth_init::cgroups::systemd::use_private_bus() {
-        Ok(()) => tracing::debug!("scopes start and stop over systemd's private socket"),
-        Err(e) => tracing::warn!("{e}; scopes start and stop over the system bus meanwhile"),
+    // Over the system bus, scope starts and stops wait for their jobs
+    // without an AddMatch/RemoveMatch each. Without it they still work,
+    // paying those. (The private socket needs no match: systemd sends it
+    // every signal.)
+    if let Err(e) = systemd::hold_job_match() {
+        tracing::warn!("holding the JobRemoved match: {e}");
     }
 }
 

@@ -178,9 +178,10 @@ async fn serve(args: Args) -> Result<(), String> {
     ));
     let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles, images, nets);
     daemon.machines.set_enabled(config.register_machines);
-    if config.systemd_private_socket {
-        init_calls::use_systemd_private_socket();
-    }
+    // The connections berth-init's systemd driver shares (placements,
+    // deletes, kills, pauses), made now rather than at the first use: one
+    // of each for berthd's life, there from the start.
+    init_calls::connect_systemd(config.systemd_private_socket);
     let registries = config.registries().map_err(|e| e.to_string())?;
     if !registries.is_empty() {
         tracing::info!("image pulls ask the mirrors of {:?} first", config.registry);

@@ -158,7 +158,10 @@ impl JobCalls {
         let aux: &[(&str, &[(&str, Value<'_>)])] = &[];
         self.call(
             |p| p.call_job("StartTransientUnit", &(unit, "fail", props, aux)),
-            |b| Ok(b.start_transient_unit(unit, "fail", props, aux)?.to_string()),
+            |b| {
+                Ok(b.start_transient_unit(unit, "fail", props, aux)?
+                    .to_string())
+            },
         )
     }
 

@@ -75,10 +75,19 @@ fn replies_are_filed_by_serial_and_only_our_jobs_are_kept() {
     assert!(!file(&mut state, &parsed(&ret)));
     // Ours: its result is kept for its waiter.
     assert!(file(&mut state, &parsed(&job_removed(JOB, "failed"))));
-    assert_eq!(state.jobs.get(JOB).and_then(|s| s.result.as_deref()), Some("failed"));
+    assert_eq!(
+        state.jobs.get(JOB).and_then(|s| s.result.as_deref()),
+        Some("failed")
+    );
     // Each waiter gets the result; the last one drops the slot.
-    assert_eq!(take_results(&mut state, &[JOB]), vec![Some("failed".into())]);
-    assert_eq!(take_results(&mut state, &[JOB]), vec![Some("failed".into())]);
+    assert_eq!(
+        take_results(&mut state, &[JOB]),
+        vec![Some("failed".into())]
+    );
+    assert_eq!(
+        take_results(&mut state, &[JOB]),
+        vec![Some("failed".into())]
+    );
     assert!(state.jobs.is_empty());
 }
 
