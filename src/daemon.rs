@@ -77,12 +77,12 @@ fn shims_at_work() -> &'static tokio::sync::Semaphore {
 /// 8–64 sub-slices against 31–35/s all in berth.slice (docs/performance.md
 /// "1000 running"). BERTH_SLICES in berthd's environment overrides it (1:
 /// all in berth.slice).
-const CONTAINER_SLICES: &str = "16";
+const CONTAINER_SLICES: u32 = 16;
 
 pub(crate) fn container_slices() -> String {
     std::env::var("BERTH_SLICES")
         .ok()
-        .filter(|v| init_calls::is_slice_spread(v))
+        .filter(|v| v.parse::<u32>().is_ok())
         .unwrap_or_else(|| CONTAINER_SLICES.to_string())
 }
 

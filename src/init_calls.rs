@@ -54,12 +54,6 @@ pub fn connect_systemd(private: bool) {
     }
 }
 
-/// Whether `v` is a BERTH_SLICES value berth-init takes ("N" or "AxB").
-/// Inline: it parses a string.
-pub fn is_slice_spread(v: &str) -> bool {
-    v.parse::<berth_init::cgroups::naming::Spread>().is_ok()
-}
-
 /// Marks every fd from `first` on close-on-exec. Inline: one syscall.
 pub fn close_range_cloexec(first: u32) -> nix::Result<()> {
     berth_init::child::close_range_cloexec(first)

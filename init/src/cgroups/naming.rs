@@ -5,70 +5,33 @@ use super::{CgroupError, Result};
 
 pub const DEFAULT_SLICE: &str = "berth.slice";
 
-/// How containers without a slice of their own are spread under
-/// berth.slice. systemd 252 walks every sibling of a unit's slice, and of
-/// each slice above it, at each start and stop
-/// (`unit_add_family_to_cgroup_realize_queue`), so the cost of a start is
-/// the sum of the fan-outs on its path: 1000 containers flat are a walk of
-/// 1000; in 16 sub-slices of ~62, 62 + 16; in 8 × 8 nested ones of ~16,
-/// 16 + 8 + 8 (docs/performance.md "Slice layout at 1000").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Spread {
-    /// `berth-<k>.slice`, k < n (n ≤ 1: berth.slice itself).
-    Flat(u32),
-    /// `berth-<i>-<j>.slice` (in `berth-<i>.slice`, which systemd makes
-    /// from the name), i < outer, j < inner.
-    Nested(u32, u32),
-}
+/// Containers without a slice of their own are spread over this many
+/// sub-slices of berth.slice, `berth-<k>.slice` (k = a hash of the id): systemd
+/// walks every sibling of a unit's slice at each start and stop, so 1000
+/// containers in 16 slices cost it a walk of ~60, not 1000. 1 (or 0): all
+/// in berth.slice itself. Overridden by BERTH_SLICES (for measuring).
+pub const DEFAULT_SLICES: u32 = 1;
 
-/// berth-init's own default (berth-runtime, a shim told nothing): flat.
-pub const DEFAULT_SPREAD: Spread = Spread::Flat(1);
-
-impl std::str::FromStr for Spread {
-    type Err = String;
-
-    /// "N" (flat) or "AxB" (nested), each count at most 4096.
-    fn from_str(s: &str) -> std::result::Result<Spread, String> {
-        let count = |n: &str| {
-            n.trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|&n| n <= 4096)
-                .ok_or_else(|| format!("{s:?}: expected N or AxB, counts of at most 4096"))
-        };
-        match s.split_once('x') {
-            Some((outer, inner)) => Ok(Spread::Nested(count(outer)?, count(inner)?)),
-            None => Ok(Spread::Flat(count(s)?)),
-        }
-    }
-}
-
-/// The spread: BERTH_SLICES if set and valid, else [`DEFAULT_SPREAD`].
-pub fn slices() -> Spread {
+/// How many sub-slices: BERTH_SLICES if set and valid, else DEFAULT_SLICES.
+pub fn slices() -> u32 {
     std::env::var("BERTH_SLICES")
         .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_SPREAD)
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|&n| n <= 4096)
+        .unwrap_or(DEFAULT_SLICES)
 }
 
-/// The slice of a container that named none, from a stable hash of its id
-/// (FNV-1a), so the same id always lands in the same slice.
-pub fn default_slice(container_id: &str, spread: Spread) -> String {
+/// The slice of a container that named none: berth.slice, or with `count` >
+/// 1 its sub-slice `berth-<k>.slice`, k = FNV-1a of the id mod `count`
+/// (stable, so the same id always lands in the same slice).
+pub fn default_slice(container_id: &str, count: u32) -> String {
+    if count <= 1 {
+        return DEFAULT_SLICE.into();
+    }
     let hash = container_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
-    match spread {
-        Spread::Flat(n) if n > 1 => format!("berth-{}.slice", hash % n),
-        Spread::Nested(outer, inner) if outer > 1 && inner > 1 => format!(
-            "berth-{}-{}.slice",
-            hash % outer,
-            (hash / outer) % inner
-        ),
-        Spread::Nested(outer, inner) if outer.max(inner) > 1 => {
-            default_slice(container_id, Spread::Flat(outer.max(inner)))
-        }
-        _ => DEFAULT_SLICE.into(),
-    }
+    format!("berth-{}.slice", hash % count)
 }
 
 /// Makes one unit-name component valid: anything outside [A-Za-z0-9:_.-]
@@ -99,7 +62,7 @@ pub(crate) fn bad_path(path: &str, reason: &str) -> CgroupError {
 /// a runc-style cgroupsPath "slice:prefix:name", `<prefix>-<name>.scope` in
 /// that slice (an empty slice/prefix/name falls back to berth.slice/berth/id).
 pub fn unit_for(container_id: &str, cgroups_path: Option<&str>) -> Result<(String, String)> {
-    unit_in(container_id, cgroups_path, DEFAULT_SPREAD)
+    unit_in(container_id, cgroups_path, 1)
 }
 
 /// As [`unit_for`], a container that names no cgroupsPath going to its
@@ -107,7 +70,7 @@ pub fn unit_for(container_id: &str, cgroups_path: Option<&str>) -> Result<(Strin
 pub fn unit_in(
     container_id: &str,
     cgroups_path: Option<&str>,
-    slices: Spread,
+    slices: u32,
 ) -> Result<(String, String)> {
     let spread = default_slice(container_id, slices);
     let (slice, prefix, name) = match cgroups_path.filter(|p| !p.is_empty()) {
@@ -254,42 +217,25 @@ mod tests {
 
     #[test]
     fn default_slice_spreads_ids_stably() {
-        use Spread::{Flat, Nested};
-        assert_eq!(default_slice("web", Flat(1)), "berth.slice");
-        assert_eq!(default_slice("web", Flat(0)), "berth.slice");
-        assert_eq!(default_slice("web", Nested(1, 1)), "berth.slice");
-        assert_eq!(default_slice("web", Nested(1, 16)), default_slice("web", Flat(16)));
-        assert_eq!(default_slice("web", Flat(16)), default_slice("web", Flat(16)));
-        for (spread, count) in [(Flat(16), 16), (Nested(8, 8), 64)] {
-            let used: std::collections::BTreeSet<String> = (0..1000)
-                .map(|i| default_slice(&format!("scale-{i}"), spread))
-                .collect();
-            assert_eq!(used.len(), count, "{used:?}");
-            assert!(used
-                .iter()
-                .all(|s| s.starts_with("berth-") && s.ends_with(".slice")));
-        }
-        // Nested: berth-<i>-<j>.slice, whose parent systemd names berth-<i>.slice.
-        let nested = default_slice("web", Nested(8, 8));
-        let parts: Vec<&str> = nested.trim_end_matches(".slice").split('-').collect();
-        assert_eq!(parts.len(), 3, "{nested}");
-        assert!(parts[1].parse::<u32>().unwrap() < 8 && parts[2].parse::<u32>().unwrap() < 8);
-        assert_eq!("8x8".parse(), Ok(Nested(8, 8)));
-        assert_eq!("16".parse(), Ok(Flat(16)));
-        for bad in ["", "x", "8x", "8x8x8", "-1", "5000", "ax2"] {
-            assert!(bad.parse::<Spread>().is_err(), "{bad}");
-        }
+        assert_eq!(default_slice("web", 1), "berth.slice");
+        assert_eq!(default_slice("web", 0), "berth.slice");
+        assert_eq!(default_slice("web", 16), default_slice("web", 16));
+        let used: std::collections::BTreeSet<String> = (0..1000)
+            .map(|i| default_slice(&format!("scale-{i}"), 16))
+            .collect();
+        assert_eq!(used.len(), 16, "{used:?}");
+        assert!(used
+            .iter()
+            .all(|s| s.starts_with("berth-") && s.ends_with(".slice")));
         // A container that names its cgroupsPath keeps it; one that names
         // none goes to its sub-slice, under its usual unit name.
-        let (slice, unit) = unit_in("web", None, Flat(16)).unwrap();
+        let (slice, unit) = unit_in("web", None, 16).unwrap();
         assert_eq!(
             (slice, unit.as_str()),
-            (default_slice("web", Flat(16)), "berth-web.scope")
+            (default_slice("web", 16), "berth-web.scope")
         );
         assert_eq!(
-            unit_in("web", Some("machine.slice:x:y"), Nested(8, 8))
-                .unwrap()
-                .0,
+            unit_in("web", Some("machine.slice:x:y"), 16).unwrap().0,
             "machine.slice"
         );
     }
