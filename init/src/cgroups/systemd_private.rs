@@ -428,6 +428,12 @@ const FIELD_REPLY_SERIAL: u8 = 5;
 /// Files `message` in `state`; true if a waiter may care. A message that
 /// does not parse is dropped: it cannot be ours.
 fn file(state: &mut State, message: &Message) -> bool {
+    // systemd sends every unit's signals here; most are not JobRemoved and
+    // are dropped before a parse (the member is in the header's fields).
+    let fields = message.bytes.get(16..message.body_at).unwrap_or_default();
+    if message.bytes.get(1) == Some(&SIGNAL) && !fields.windows(10).any(|w| w == b"JobRemoved") {
+        return false;
+    }
     let data = Data::new(&message.bytes[..], Context::new_dbus(message.endian, 0));
     let Ok(((_, kind, _, _, _, _, fields), _)) = data.deserialize::<Header<'_>>() else {
         return false;

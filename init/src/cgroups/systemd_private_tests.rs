@@ -66,7 +66,13 @@ fn replies_are_filed_by_serial_and_only_our_jobs_are_kept() {
         _ => panic!("the error reply was not filed"),
     }
 
-    // Someone else's job, and a reply nobody waits for: dropped.
+    // Another signal, someone else's job, and a reply nobody waits for:
+    // dropped.
+    let other = zbus::Message::signal(MANAGER_PATH, MANAGER, "UnitNew")
+        .unwrap()
+        .build(&("x.scope", ObjectPath::try_from(JOB).unwrap()))
+        .unwrap();
+    assert!(!file(&mut state, &parsed(&other)));
     assert!(!file(
         &mut state,
         &parsed(&job_removed("/org/freedesktop/systemd1/job/9", "done"))
