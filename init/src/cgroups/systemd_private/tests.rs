@@ -4,6 +4,10 @@
 
 use std::os::unix::net::UnixListener;
 
+use zbus::zvariant::serialized::{Context, Data};
+use zbus::zvariant::{ObjectPath, Value};
+
+use super::inbox::*;
 use super::*;
 
 const JOB: &str = "/org/freedesktop/systemd1/job/42";
