@@ -16,7 +16,7 @@
 //!
 //! Shape: one writer (calls go out under a lock, with their serial), one
 //! reader thread that files each reply under its serial and each JobRemoved
-//! of a job we asked for under its path ([`inbox`]: the framing and the
+//! of a job we asked for under its path (`inbox`: the framing and the
 //! filing), and callers that wait (bounded) on a condition variable. systemd sends every unit and job signal of the host
 //! to every private connection; the reader drops all but ours.
 
