@@ -303,8 +303,11 @@ impl SystemdManager {
             Err(e) => return Err(self.err("StartTransientUnit")(e)),
         };
         if let Err(e) = calls.wait(&[(&self.unit, &job)], "StartTransientUnit") {
-            // Leave nothing behind: a failed scope stays loaded until reset.
-            let _ = calls.stop_unit(&self.unit);
+            // Leave nothing behind: a failed scope stays loaded until reset
+            // (once its stop is done, so the reset finds it stopped).
+            if let Ok(stop) = calls.stop_unit(&self.unit) {
+                let _ = calls.wait(&[(&self.unit, &stop)], "StopUnit");
+            }
             let _ = calls.reset_failed_unit(&self.unit);
             return Err(e);
         }

@@ -38,6 +38,8 @@ use inbox::{file, read_message, take_results, Expect, Reply, State};
 pub const SOCKET: &str = "/run/systemd/private";
 /// The bound on a reply (zbus's default method timeout).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(25);
+/// The bound on systemd's answer to our authentication.
+const AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
@@ -133,7 +135,16 @@ impl PrivateBus {
     /// Connects and authenticates as this process's uid (systemd accepts
     /// root only there), and starts the reader thread.
     pub fn connect(socket: &Path) -> Result<PrivateBus> {
+        Self::connect_within(socket, AUTH_TIMEOUT)
+    }
+
+    fn connect_within(socket: &Path, auth_timeout: Duration) -> Result<PrivateBus> {
         let stream = UnixStream::connect(socket).map_err(PrivateBusError::Connect)?;
+        // A systemd that accepts but does not answer (busy re-executing)
+        // must not hold the caller: bounded until authenticated.
+        stream
+            .set_read_timeout(Some(auth_timeout))
+            .map_err(PrivateBusError::Connect)?;
         let mut reader = BufReader::new(stream.try_clone().map_err(PrivateBusError::Connect)?);
         let mut writer = stream;
         let uid: String = nix::unistd::geteuid()
@@ -155,6 +166,9 @@ impl PrivateBus {
         }
         writer
             .write_all(b"BEGIN\r\n")
+            .map_err(PrivateBusError::Connect)?;
+        writer
+            .set_read_timeout(None)
             .map_err(PrivateBusError::Connect)?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),

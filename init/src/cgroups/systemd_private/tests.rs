@@ -204,3 +204,15 @@ fn calls_jobs_errors_and_the_end_of_the_connection() {
     assert!(t0.elapsed() < Duration::from_secs(5));
     assert!(bus.is_closed() || matches!(e, PrivateBusError::Write(_)));
 }
+
+#[test]
+fn a_peer_that_never_answers_fails_the_connect_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("private");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let t0 = Instant::now();
+    let e = PrivateBus::connect_within(&socket, Duration::from_millis(200)).err();
+    assert!(matches!(e, Some(PrivateBusError::Connect(_))), "{e:?}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    drop(listener);
+}
