@@ -378,7 +378,7 @@ pub fn delete_with_scopes(
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    // systemd scopes go together, in one batch of calls (see systemd::destroy_managers).
+    // systemd scopes go together, in one batch of calls (see destroy_units).
     let mut scopes = Vec::new();
     match mgr.as_mut() {
         Some(m) if rec.systemd_cgroup => scopes.push(m.path()),

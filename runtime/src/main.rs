@@ -186,12 +186,6 @@ pub struct ExecArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // As root (systemd's private socket admits root only), scope starts
-    // and stops go over it, as systemctl's do: no system bus connection,
-    // no dbus-daemon hop for them (berth-init's systemd_jobs).
-    if nix::unistd::geteuid().is_root() {
-        berth_init::cgroups::systemd::prefer_private_bus();
-    }
     let logger = log::Logger::new(cli.log.clone(), &cli.log_format);
     match commands::run(cli) {
         Ok(code) => code,

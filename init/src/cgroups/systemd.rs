@@ -17,8 +17,8 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath, Value};
 use super::naming::{bad_path, slices, unit_in, DEFAULT_SLICE};
 use super::properties::{self, Property};
 use super::resources::{self, Requested};
-pub use super::systemd_jobs::{prefer_private_bus, use_private_bus};
-use super::systemd_jobs::{systemd_error, CallError, JobCalls, ManagerBus};
+pub use super::systemd_jobs::use_private_bus;
+use super::systemd_jobs::{systemd_error, CallError, JobCalls};
 use super::{tree, CgroupError, CgroupManager, Result};
 
 /// The bound on every systemd job we wait for (scope start, stop).
@@ -158,11 +158,9 @@ pub fn error_name(e: &zbus::Error) -> Option<&str> {
 }
 
 /// A container's scope. Cheap to create: it uses the process's shared
-/// system bus connection ([`system_bus`]) unless given one, and makes it
-/// only when a call needs it (scope starts and stops may not: the private
-/// socket).
+/// system bus connection ([`system_bus`]) unless given one.
 pub struct SystemdManager {
-    bus: ManagerBus,
+    bus: ManagerProxyBlocking<'static>,
     unit: String,
     slice: String,
     description: String,
@@ -179,32 +177,39 @@ impl SystemdManager {
 
     /// Manages an existing unit (the name `path()` returned).
     pub fn reopen(unit: &str) -> Result<Self> {
-        Self::checked(unit, ManagerBus::shared())
-    }
-
-    /// For callers (berthd) that already hold a system bus connection.
-    pub fn with_connection(conn: &zbus::blocking::Connection, unit: &str) -> Result<Self> {
-        Self::checked(unit, ManagerBus::on(conn))
-    }
-
-    fn checked(unit: &str, bus: ManagerBus) -> Result<Self> {
         if !unit.ends_with(".scope") || unit.contains('/') {
             return Err(bad_path(
                 unit,
                 "expected a scope unit name like berth-<id>.scope",
             ));
         }
+        let sd = |source: zbus::Error| CgroupError::Systemd {
+            op: "connecting to the system bus for",
+            unit: unit.into(),
+            source: Box::new(source.into()),
+        };
+        let conn = system_bus().map_err(sd)?;
+        Self::with_connection(&conn, unit)
+    }
+
+    /// For callers (berthd) that already hold a system bus connection.
+    pub fn with_connection(conn: &zbus::blocking::Connection, unit: &str) -> Result<Self> {
+        // No property cache: systemd's Manager has ~150 properties, and a
+        // GetAll on every connection would cost more than the scope itself.
+        let bus = ManagerProxyBlocking::builder(conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .map_err(|source| CgroupError::Systemd {
+                op: "creating a proxy for",
+                unit: unit.into(),
+                source: Box::new(source.into()),
+            })?;
         Ok(SystemdManager {
             bus,
             unit: unit.into(),
             slice: DEFAULT_SLICE.into(),
             description: format!("berth {unit}"),
         })
-    }
-
-    /// The Manager proxy, connecting the system bus if nothing has yet.
-    fn manager(&self, op: &'static str) -> Result<&ManagerProxyBlocking<'static>> {
-        self.bus.get().map_err(self.err(op))
     }
 
     pub fn unit(&self) -> &str {
@@ -225,9 +230,8 @@ impl SystemdManager {
     /// while the unit has no cgroup (not running). Never the tree's root: an
     /// empty ControlGroup must not turn `kill --all` into "kill everything".
     pub fn cgroup_dir(&self) -> Result<Option<PathBuf>> {
-        let manager = self.manager("GetUnit")?;
-        let path = manager.get_unit(&self.unit).map_err(self.err("GetUnit"))?;
-        let scope = ScopeProxyBlocking::builder(manager.inner().connection())
+        let path = self.bus.get_unit(&self.unit).map_err(self.err("GetUnit"))?;
+        let scope = ScopeProxyBlocking::builder(self.bus.inner().connection())
             .path(path)
             .and_then(|b| b.cache_properties(zbus::proxy::CacheProperties::No).build())
             .map_err(self.err("reading ControlGroup of"))?;
@@ -244,9 +248,8 @@ impl SystemdManager {
     }
 
     fn unit_proxy(&self) -> Result<UnitProxyBlocking<'static>> {
-        let manager = self.manager("GetUnit")?;
-        let path = manager.get_unit(&self.unit).map_err(self.err("GetUnit"))?;
-        UnitProxyBlocking::builder(manager.inner().connection())
+        let path = self.bus.get_unit(&self.unit).map_err(self.err("GetUnit"))?;
+        UnitProxyBlocking::builder(self.bus.inner().connection())
             .path(path)
             .and_then(|b| b.cache_properties(zbus::proxy::CacheProperties::No).build())
             .map_err(self.err("opening"))
@@ -337,15 +340,13 @@ impl CgroupManager for SystemdManager {
 
     fn freeze(&self) -> Result<()> {
         // systemd replies once the cgroup reports frozen.
-        self.manager("FreezeUnit")?
+        self.bus
             .freeze_unit(&self.unit)
             .map_err(self.err("FreezeUnit"))
     }
 
     fn thaw(&self) -> Result<()> {
-        self.manager("ThawUnit")?
-            .thaw_unit(&self.unit)
-            .map_err(self.err("ThawUnit"))
+        self.bus.thaw_unit(&self.unit).map_err(self.err("ThawUnit"))
     }
 
     fn is_frozen(&self) -> Result<bool> {
@@ -380,13 +381,16 @@ impl CgroupManager for SystemdManager {
         }
         props.extend(self.resource_properties(&req)?);
         let props: Vec<(&str, Value<'_>)> = props.iter().map(|(k, v)| (*k, v.clone())).collect();
-        self.manager("SetUnitProperties")?
+        self.bus
             .set_unit_properties(&self.unit, true, &props)
             .map_err(self.err("SetUnitProperties"))
     }
 
     fn destroy(&mut self) -> Result<()> {
-        destroy_managers(std::slice::from_ref(&*self))
+        destroy_units(
+            self.bus.inner().connection(),
+            std::slice::from_ref(&self.unit),
+        )
     }
 
     fn path(&self) -> String {
@@ -422,14 +426,26 @@ fn container_description(id: &str) -> String {
     format!("berth container {id}")
 }
 
-/// Stops and removes the scopes named (as `path()` gave them), together:
-/// see [`destroy_managers`].
+/// [`destroy_units`] on the shared connection, for scope names as `path()`
+/// gave them.
 pub fn destroy_scopes(units: &[String]) -> Result<()> {
-    let managers = units
-        .iter()
-        .map(|u| SystemdManager::reopen(u))
-        .collect::<Result<Vec<_>>>()?;
-    destroy_managers(&managers)
+    let Some(first) = units.first() else {
+        return Ok(());
+    };
+    for unit in units {
+        if !unit.ends_with(".scope") || unit.contains('/') {
+            return Err(bad_path(
+                unit,
+                "expected a scope unit name like berth-<id>.scope",
+            ));
+        }
+    }
+    let conn = system_bus().map_err(|source| CgroupError::Systemd {
+        op: "connecting to the system bus for",
+        unit: first.clone(),
+        source: Box::new(source.into()),
+    })?;
+    destroy_units(&conn, units)
 }
 
 /// SIGKILLs what is left in each unit (thawing first where the v1 freezer
@@ -442,12 +458,19 @@ pub fn destroy_scopes(units: &[String]) -> Result<()> {
 /// A unit that does not exist is already what we want; the usual case after
 /// a container exited is a scope systemd collected by itself, which costs
 /// one call here.
-fn destroy_managers(managers: &[SystemdManager]) -> Result<()> {
+pub fn destroy_units(conn: &zbus::blocking::Connection, units: &[String]) -> Result<()> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let managers = units
+        .iter()
+        .map(|u| SystemdManager::with_connection(conn, u))
+        .collect::<Result<Vec<_>>>()?;
     let gone = |e: &CallError| matches!(e.name(), Some(NO_SUCH_UNIT) | Some(NOT_LOADED));
     // Frozen tasks cannot act on SIGKILL under the v1 freezer (cgroup v2
     // delivers fatal signals to frozen tasks: nothing to do there).
     if !tree::unified_host() {
-        for m in managers {
+        for m in &managers {
             if m.is_frozen().unwrap_or(false) {
                 let _ = m.thaw();
             }
@@ -467,12 +490,12 @@ fn destroy_managers(managers: &[SystemdManager]) -> Result<()> {
     // below is looked at, and the stop's answer says whether the unit is
     // there at all (a kill's error — gone, or nothing left to kill in an
     // empty scope — changes nothing the stop does not see).
-    for m in managers {
+    for m in &managers {
         calls.send("KillUnit", &(m.unit.as_str(), "all", libc::SIGKILL));
     }
     let mut pending = Vec::new();
     let mut refused = Ok(());
-    for m in managers {
+    for m in &managers {
         match calls.stop_unit(&m.unit) {
             Ok(job) => pending.push((m.unit.as_str(), job)),
             Err(e) if gone(&e) => {}

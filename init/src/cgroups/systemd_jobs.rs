@@ -6,7 +6,7 @@
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ use zbus::export::futures_core::Stream;
 use zbus::zvariant::{ObjectPath, Value};
 use zbus::MessageStream;
 
-use super::systemd::{system_bus, ManagerProxyBlocking, JOB_QUEUE, JOB_REMOVED_RULE, JOB_TIMEOUT};
+use super::systemd::{ManagerProxyBlocking, JOB_QUEUE, JOB_REMOVED_RULE, JOB_TIMEOUT};
 use super::systemd_private::{PrivateBus, PrivateBusError, SOCKET};
 use super::{CgroupError, Result};
 
@@ -54,56 +54,6 @@ static PRIVATE: Mutex<(Option<Arc<PrivateBus>>, Option<Instant>)> = Mutex::new((
 /// How long after a failed connect the system bus is used without trying
 /// again (systemd re-executing, or a host whose systemd has no such socket).
 const RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// The Manager proxy on the system bus, made at its first use: a process
-/// whose scope starts and stops go over the private socket (berth-runtime
-/// as root) never connects to the bus for them.
-pub(super) struct ManagerBus {
-    /// A connection the caller holds; None: the process's shared one.
-    conn: Option<zbus::blocking::Connection>,
-    proxy: OnceLock<ManagerProxyBlocking<'static>>,
-}
-
-impl ManagerBus {
-    pub(super) fn shared() -> ManagerBus {
-        ManagerBus {
-            conn: None,
-            proxy: OnceLock::new(),
-        }
-    }
-
-    pub(super) fn on(conn: &zbus::blocking::Connection) -> ManagerBus {
-        ManagerBus {
-            conn: Some(conn.clone()),
-            proxy: OnceLock::new(),
-        }
-    }
-
-    pub(super) fn get(&self) -> zbus::Result<&ManagerProxyBlocking<'static>> {
-        if let Some(proxy) = self.proxy.get() {
-            return Ok(proxy);
-        }
-        let conn = match &self.conn {
-            Some(conn) => conn.clone(),
-            None => system_bus()?,
-        };
-        // No property cache: systemd's Manager has ~150 properties, and a
-        // GetAll on every connection would cost more than the scope itself.
-        let proxy = ManagerProxyBlocking::builder(&conn)
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()?;
-        Ok(self.proxy.get_or_init(|| proxy))
-    }
-}
-
-/// Routes this process's scope starts and stops over systemd's private
-/// socket from the first one on, connecting then (not now: a process that
-/// forks after this, before its first scope, must not have the reader
-/// thread yet). If it fails they use the system bus, and later calls try
-/// again. berth-runtime, as root.
-pub fn prefer_private_bus() {
-    PREFER_PRIVATE.store(true, Ordering::Relaxed);
-}
 
 /// Routes this process's scope starts and stops over systemd's private
 /// socket from now on, connecting now; if that fails they use the system
@@ -144,8 +94,8 @@ fn private_bus() -> Option<Arc<PrivateBus>> {
 }
 
 /// One batch of job calls and the waits for their jobs.
-pub(super) struct JobCalls<'a> {
-    bus: &'a ManagerBus,
+pub(super) struct JobCalls {
+    proxy: ManagerProxyBlocking<'static>,
     route: Route,
 }
 
@@ -169,13 +119,16 @@ fn bus_route(proxy: &ManagerProxyBlocking<'static>) -> std::result::Result<Route
 
 type CallResult<T> = std::result::Result<T, CallError>;
 
-impl<'a> JobCalls<'a> {
-    pub(super) fn open(bus: &'a ManagerBus) -> CallResult<JobCalls<'a>> {
+impl JobCalls {
+    pub(super) fn open(proxy: &ManagerProxyBlocking<'static>) -> CallResult<JobCalls> {
         let route = match private_bus() {
-            Some(private) => Route::Private(private),
-            None => bus_route(bus.get()?)?,
+            Some(bus) => Route::Private(bus),
+            None => bus_route(proxy)?,
         };
-        Ok(JobCalls { bus, route })
+        Ok(JobCalls {
+            proxy: proxy.clone(),
+            route,
+        })
     }
 
     /// Makes a call over the private socket, or the system bus. A private
@@ -189,11 +142,11 @@ impl<'a> JobCalls<'a> {
     ) -> CallResult<T> {
         if let Route::Private(conn) = &self.route {
             match private(conn) {
-                Err(PrivateBusError::Write(_)) => self.route = bus_route(self.bus.get()?)?,
+                Err(PrivateBusError::Write(_)) => self.route = bus_route(&self.proxy)?,
                 done => return done.map_err(CallError::from),
             }
         }
-        bus(self.bus.get()?).map_err(CallError::from)
+        bus(&self.proxy).map_err(CallError::from)
     }
 
     /// StartTransientUnit in mode "fail", no aux units: the job's path.
