@@ -1,8 +1,9 @@
 //! `--pid`, `--ipc`, `--uts` (CreateContainer's pid, ipc, uts) end to end
-//! in a box, and the cgroup namespace every container has: `host` sees the box's systemd as pid 1 and its hostname,
-//! `container:ID` sees that container's processes, IPC namespace and
-//! hostname, a bundle and a berth@ unit's TOML take them too, and every bad input is refused by
-//! name with nothing left behind.
+//! in a box, and the cgroup namespace every container has: `host` sees the
+//! box's systemd as pid 1 and its hostname, `container:ID` sees that
+//! container's processes, IPC namespace and hostname, a bundle and a berth@
+//! unit's TOML take them too, and every bad input is refused by name with
+//! nothing left behind.
 
 mod common;
 #[allow(unused_imports)]

@@ -65,11 +65,9 @@ pub fn run(mut ctx: InitContext) -> ! {
 }
 
 fn wait_proceed(ch: &Channel) -> Result<i32, String> {
-    match ch.recv::<ToInit>() {
-        Ok(Some(ToInit::Proceed { pid })) => Ok(pid),
-        Ok(Some(ToInit::Placed)) => Err("sync channel: Placed where Proceed was due".into()),
-        Ok(Some(ToInit::Abort)) | Ok(None) => Err("the creator went away".into()),
-        Err(e) => Err(format!("sync channel: {e}")),
+    match ch.recv_from_creator()? {
+        ToInit::Proceed { pid } => Ok(pid),
+        other => Err(format!("sync channel: {other:?} where Proceed was due")),
     }
 }
 

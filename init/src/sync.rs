@@ -88,6 +88,16 @@ impl Channel {
         Ok(self.recv_with_fd()?.map(|(msg, _)| msg))
     }
 
+    /// The creator's next word to the init; its giving up (`Abort`, or
+    /// gone) and a broken channel as the init reports them.
+    pub fn recv_from_creator(&self) -> Result<ToInit, String> {
+        match self.recv::<ToInit>() {
+            Ok(Some(ToInit::Abort)) | Ok(None) => Err("the creator went away".into()),
+            Ok(Some(m)) => Ok(m),
+            Err(e) => Err(format!("sync channel: {e}")),
+        }
+    }
+
     /// Receives one message and the fd that came with it, if any.
     pub fn recv_with_fd<T: DeserializeOwned>(
         &self,
@@ -171,13 +181,9 @@ impl<'a> PlacedGate<'a> {
         if self.placed.get() {
             return Ok(());
         }
-        match self.channel.recv::<ToInit>() {
-            Ok(Some(ToInit::Placed)) => {}
-            Ok(Some(ToInit::Proceed { .. })) => {
-                return Err("sync channel: Proceed where Placed was due".into())
-            }
-            Ok(Some(ToInit::Abort)) | Ok(None) => return Err("the creator went away".into()),
-            Err(e) => return Err(format!("sync channel: {e}")),
+        match self.channel.recv_from_creator()? {
+            ToInit::Placed => {}
+            other => return Err(format!("sync channel: {other:?} where Placed was due")),
         }
         self.placed.set(true);
         if self.unshare_cgroupns {

@@ -91,6 +91,17 @@ fn gone(b: &SystemdBox, unit: &str) -> bool {
     load.trim() == "not-found"
 }
 
+/// After a destroy: the cgroup `dir` is gone and so is process `pid`. The
+/// destroy returns once the cgroup is empty; the process (the probe's
+/// `sleep`, orphaned to the box's pid 1) may stay a zombie until pid 1
+/// reaps it, so its /proc entry gets up to 2 s.
+fn assert_gone(b: &SystemdBox, dir: &str, pid: &str) {
+    b.sh_ok(&format!(
+        "test ! -e {dir} && for i in $(seq 100); do test -e /proc/{pid} || exit 0; sleep 0.02; done; \
+         echo process {pid} still there >&2; exit 1"
+    ));
+}
+
 #[test]
 fn cgroups_systemd_scope_lifecycle() {
     let Some(b) = berth_box::up_or_skip("cgroups_systemd_scope_lifecycle") else {
@@ -237,7 +248,7 @@ fn cgroups_systemd_scope_lifecycle() {
     let r = ok(&b, &["destroy", unit]);
     println!("scope destroyed in {} ms", r.kv["destroy_ms"]);
     assert!(gone(&b, unit), "{unit} still loaded after destroy");
-    b.sh_ok(&format!("test ! -e {dir} && test ! -e /proc/{pid}"));
+    assert_gone(&b, dir, &pid);
     // Idempotent.
     ok(&b, &["destroy", unit]);
 }
@@ -344,7 +355,7 @@ fn cgroups_fs_v2_in_box() {
 
     let (ok, out) = run(&["destroy", "/berth/web"]);
     assert!(ok, "{out}");
-    b.sh_ok(&format!("test ! -e {dir} && test ! -e /proc/{pid}"));
+    assert_gone(&b, dir, &pid);
     let (ok, out) = run(&["destroy", "/berth/web"]);
     assert!(ok, "idempotent destroy: {out}");
 }

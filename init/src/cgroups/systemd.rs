@@ -149,14 +149,6 @@ pub trait Scope {
     fn control_group(&self) -> zbus::Result<String>;
 }
 
-/// The D-Bus error name of a failed call, if it was a D-Bus error reply.
-pub fn error_name(e: &zbus::Error) -> Option<&str> {
-    match e {
-        zbus::Error::MethodError(name, _, _) => Some(name.as_str()),
-        _ => None,
-    }
-}
-
 /// A container's scope. Cheap to create: it uses the process's shared
 /// system bus connection ([`system_bus`]) unless given one.
 pub struct SystemdManager {
