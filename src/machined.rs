@@ -16,10 +16,15 @@
 //! (systemd 252 reads it from the leader's cgroup). machined then forgets the
 //! machine by itself when that scope stops; berth still unregisters on exit,
 //! so the name is free at once for a container of the same name.
+//!
+//! A container is registered once it has run for REGISTER_AFTER (0.1 s):
+//! one that ends sooner is not worth a machine nobody could list.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use zbus::zvariant::OwnedObjectPath;
 use zbus::Connection;
@@ -68,14 +73,22 @@ trait Machine1 {
     fn unregister_machine(&self, name: &str) -> zbus::Result<()>;
 }
 
-/// Registers container `id` once the caller's hold on its gate is released
-/// (Start's; so in the background, not in Start's reply time, and in order
-/// with the exit: a container that exited meanwhile is not registered). By
+/// How long a container runs before it is registered. One that exits
+/// sooner (a `run --rm IMAGE true`, a job's step) would be a machine for a
+/// few milliseconds that nobody can list, and its registration and
+/// unregistration cost machined, dbus-daemon and berthd ~0.4 ms of CPU and
+/// its exit's announcement ~0.3 ms of latency (docs/performance.md).
+pub const REGISTER_AFTER: Duration = Duration::from_millis(100);
+
+/// Registers container `id` once it has run for REGISTER_AFTER, under its
+/// gate (so in the background, not in Start's reply time, and in order with
+/// the exit: a container that exited meanwhile is not registered). By
 /// recovery too, for every container with a live shim: a round trip each,
 /// not to hold up READY=1 with 1000 containers.
 pub fn register_in_background(conn: &Connection, daemon: &Arc<Daemon>, id: &str) {
     let (conn, daemon, id) = (conn.clone(), daemon.clone(), id.to_string());
     tokio::spawn(async move {
+        tokio::time::sleep(REGISTER_AFTER).await;
         let _gate = daemon.gate(&id).await;
         if let Ok(rec) = daemon.get(&id) {
             if matches!(rec.status, Status::Running | Status::Paused) {
@@ -102,13 +115,16 @@ const ABSENT: &[&str] = &[
 const EXISTS: &str = "org.freedesktop.machine1.MachineExists";
 const NO_SUCH_MACHINE: &str = "org.freedesktop.machine1.NoSuchMachine";
 
-/// Whether containers are registered, and whether machined's absence was
-/// logged already (once per berthd: a host without it would log at every
-/// start otherwise).
+/// Whether containers are registered, which are, and whether machined's
+/// absence was logged already (once per berthd: a host without it would log
+/// at every start otherwise).
 #[derive(Debug)]
 pub struct Machines {
     enabled: AtomicBool,
     absence_logged: AtomicBool,
+    /// Ids this berthd registered (or found registered after a restart):
+    /// an exit asks machined to forget only a machine it has.
+    registered: Mutex<HashSet<String>>,
 }
 
 impl Default for Machines {
@@ -116,6 +132,7 @@ impl Default for Machines {
         Machines {
             enabled: AtomicBool::new(true),
             absence_logged: AtomicBool::new(false),
+            registered: Mutex::new(HashSet::new()),
         }
     }
 }
@@ -152,6 +169,7 @@ impl Machines {
             .await
         {
             Ok(name) => {
+                self.registered_ids().insert(id.to_string());
                 tracing::debug!(container = %id, machine = %name, "registered with machined")
             }
             Err(e) => self.log(id, e),
@@ -193,7 +211,9 @@ impl Machines {
     /// Forgets the machine of container `id` (gone already is fine: machined
     /// drops a machine whose scope stopped by itself).
     pub async fn unregister(&self, conn: &Connection, id: &str) {
-        if !self.enabled.load(Ordering::Relaxed) {
+        // Never registered (it ran for less than REGISTER_AFTER, or
+        // registration is off or failed): no call.
+        if !self.registered_ids().remove(id) {
             return;
         }
         let name = machine_name(id);
@@ -206,6 +226,13 @@ impl Machines {
             Err(e) if error_name(&e) == Some(NO_SUCH_MACHINE) => {}
             Err(e) => self.log(id, absent_or(&name, e)),
         }
+    }
+
+    fn registered_ids(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        // A panic elsewhere while holding it leaves a set that is still whole.
+        self.registered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn log(&self, id: &str, e: MachinedError) {

@@ -142,6 +142,25 @@ fn machined(b: &SystemdBox) {
     eventually("mach2 unregistered", || machines(b).is_empty());
     ctl_ok(b, "rm mach2");
 
+    // A container that ends within REGISTER_AFTER (100 ms) is never a
+    // machine: no registration, no unregistration. machined logs "New
+    // machine NAME." for each machine it takes (mach2's shows the grep works).
+    let quick = busybox_bundle("sysd-quick", &["sh", "-c", "usleep 30000"]);
+    ctl_ok(
+        b,
+        &format!("run --rm --name quick1 --bundle {}", quick.path()),
+    );
+    let news = |name: &str| {
+        b.sh_ok(&format!(
+            "journalctl -u systemd-machined -o cat | grep -c 'New machine {name}\\.' || true"
+        ))
+        .trim()
+        .to_string()
+    };
+    assert_eq!(news("mach2"), "1");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(news("quick1"), "0", "a 30 ms container was registered");
+
     // Turned off in the config file: containers run, no machines.
     b.sh_ok(
         "mkdir -p /etc/berth && echo 'register_machines = false' > /etc/berth/berthd.toml && \
