@@ -11,6 +11,7 @@
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag};
@@ -27,9 +28,20 @@ struct Running {
     _process: tokio::process::Child,
 }
 
-#[derive(Default)]
 pub struct ExecServer {
     running: Mutex<Option<Running>>,
+    /// Network namespaces the server makes ahead for creates (`netns_pool`
+    /// in berthd.toml; berth-shim's netns_pool.rs).
+    netns_pool: AtomicUsize,
+}
+
+impl Default for ExecServer {
+    fn default() -> Self {
+        ExecServer {
+            running: Mutex::new(None),
+            netns_pool: AtomicUsize::new(crate::config::DEFAULT_NETNS_POOL),
+        }
+    }
 }
 
 /// Why a request did not reach a server (the caller falls back to run_shim).
@@ -47,6 +59,11 @@ pub enum Unreachable {
 }
 
 impl ExecServer {
+    /// The pool size a server started from now on gets.
+    pub fn set_netns_pool(&self, size: usize) {
+        self.netns_pool.store(size, Ordering::Relaxed);
+    }
+
     /// Asks the server (started if need be) for an exec's shim with these
     /// berth-shim `args` and the caller's stdio `fds`; our end of the
     /// socket its report line (and a create's placement request) comes on.
@@ -72,7 +89,7 @@ impl ExecServer {
         // as EPIPE / ECONNRESET on the send and started again.
         for _ in 0..2 {
             if running.is_none() {
-                *running = Some(spawn(shim)?);
+                *running = Some(spawn(shim, self.netns_pool.load(Ordering::Relaxed))?);
             }
             let Some(r) = running.as_ref() else { break };
             let sent = sendmsg::<()>(
@@ -94,7 +111,7 @@ impl ExecServer {
     }
 }
 
-fn spawn(shim: &Path) -> std::result::Result<Running, Unreachable> {
+fn spawn(shim: &Path, netns_pool: usize) -> std::result::Result<Running, Unreachable> {
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         nix::sys::socket::SockType::SeqPacket,
@@ -109,6 +126,8 @@ fn spawn(shim: &Path) -> std::result::Result<Running, Unreachable> {
     // The shims it forks inherit its environment, as a spawned one gets
     // berthd's: the slice count included.
     cmd.arg("--exec-server")
+        .arg("--netns-pool")
+        .arg(netns_pool.to_string())
         .env("BERTH_SLICES", crate::daemon::container_slices())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

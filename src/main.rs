@@ -178,6 +178,7 @@ async fn serve(args: Args) -> Result<(), String> {
     ));
     let daemon = daemon::Daemon::new(store, args.run_dir, shim, bundles, images, nets);
     daemon.machines.set_enabled(config.register_machines);
+    daemon.exec_server.set_netns_pool(config.netns_pool);
     // The connections berth-init's systemd driver shares (placements,
     // deletes, kills, pauses), made now rather than at the first use: one
     // of each for berthd's life, there from the start.

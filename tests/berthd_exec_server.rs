@@ -67,9 +67,9 @@ fn execs_come_from_the_exec_server() {
         server,
         "x1's monitor's parent"
     );
-    // Nothing of the request stays with it: its socket and /dev/null.
-    let fds = b.sh_ok(&format!("ls /proc/{server}/fd | sort -n | tr '\\n' ' '"));
-    assert_eq!(fds.trim(), "0 1 2 3", "the server's fds");
+    // Nothing of the request stays with it: its socket and /dev/null (and
+    // its pool of network namespaces, below).
+    assert_eq!(non_netns_fds(&b, server), "0 1 2 3", "the server's fds");
     exec(&c, "t1", &["true"]);
     assert_eq!(m.wait_exec("x1", "t1").unwrap(), (0, 0));
     // Over before a monitor would start, silent: its shim records it (the
@@ -98,6 +98,126 @@ fn execs_come_from_the_exec_server() {
     exec(&c, "t3", &["true"]);
     assert_eq!(m.wait_exec("x1", "t3").unwrap(), (0, 0));
     let () = call(&c, "DeleteContainer", &("x1", true)).unwrap();
+}
+
+/// The server's fds that are not network namespaces.
+fn non_netns_fds(b: &berth_box::SystemdBox, server: u32) -> String {
+    b.sh_ok(&format!(
+        "cd /proc/{server}/fd && for f in *; do readlink $f | grep -q '^net:' || echo $f; done \\
+         | sort -n | tr '\\n' ' '"
+    ))
+    .trim()
+    .to_string()
+}
+
+/// The network namespaces (inode numbers) the server holds, its own among them.
+fn netns_fds(b: &berth_box::SystemdBox, server: u32) -> Vec<String> {
+    b.sh_ok(&format!(
+        "cd /proc/{server}/fd && for f in *; do readlink $f; done | sed -n 's/^net:\\[\\(.*\\)\\]$/\\1/p'"
+    ))
+    .lines()
+    .map(String::from)
+    .collect()
+}
+
+fn netns_of(b: &berth_box::SystemdBox, pid: u32) -> String {
+    let link = b.sh_ok(&format!("readlink /proc/{pid}/ns/net"));
+    link.trim()
+        .trim_start_matches("net:[")
+        .trim_end_matches(']')
+        .to_string()
+}
+
+fn created(c: &zbus::blocking::Connection, id: &str, bundle: &berth_box::bundle::Bundle) -> u32 {
+    let _: zbus::zvariant::OwnedObjectPath =
+        call(c, "CreateContainer", &(id, bundle.path(), no_options())).unwrap();
+    let () = call(c, "StartContainer", &(id,)).unwrap();
+    prop_of::<u32>(c, id, "Pid")
+}
+
+#[test]
+fn creates_join_network_namespaces_made_ahead() {
+    let Some(b) = berth_box::up_or_skip("creates_join_network_namespaces_made_ahead") else {
+        return;
+    };
+    let c = patient_bus_after_install(&b);
+    let bundle = busybox_bundle("d-netnspool", &["sleep", "300"]);
+    // The first create starts the server; its pool fills once it is quiet.
+    let p1 = created(&c, "n1", &bundle);
+    let monitor = b.sh_ok("sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' /run/berth/n1/shim.json");
+    let server: u32 = b
+        .sh_ok(&format!(
+            "awk '/^PPid/ {{print $2}}' /proc/{}/status",
+            monitor.trim()
+        ))
+        .trim()
+        .parse()
+        .unwrap();
+    let own = netns_of(&b, server);
+    let pooled = || -> Vec<String> {
+        let mut v = netns_fds(&b, server);
+        v.retain(|n| *n != own);
+        v
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pooled().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "pool: {:?}", pooled());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ready = pooled();
+    assert_eq!(ready.len(), 2, "the default netns_pool: {ready:?}");
+    assert!(!ready.contains(&netns_of(&b, p1)));
+
+    // The next create joins one of them: a network namespace of its own,
+    // fresh (a loopback that is down, nothing else), and no fd of it left
+    // in the container.
+    let p2 = created(&c, "n2", &bundle);
+    let ns2 = netns_of(&b, p2);
+    assert!(ready.contains(&ns2), "{ns2} not one of {ready:?}");
+    assert_ne!(ns2, netns_of(&b, 1), "not the host's");
+    assert_ne!(ns2, netns_of(&b, p1));
+    let links = b.sh_ok(&format!("nsenter -t {p2} -n ip -o link show"));
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert!(links.contains("lo: <LOOPBACK>"), "lo is down: {links}");
+    let held = b.sh_ok(&format!(
+        "ls -l /proc/{p2}/fd /proc/$(awk '/^PPid/ {{print $2}}' /proc/{p2}/status)/fd | grep -c 'net:' || true"
+    ));
+    assert_eq!(
+        held.trim(),
+        "0",
+        "a netns fd in the container or its monitor"
+    );
+    // Refilled in the next quiet moment, with another.
+    while pooled().len() < 2 {
+        assert!(std::time::Instant::now() < deadline + std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!pooled().contains(&ns2));
+    for id in ["n1", "n2"] {
+        let () = call(&c, "DeleteContainer", &(id, true)).unwrap();
+    }
+
+    // netns_pool = 0: no pool, and a create gets its namespace from clone.
+    b.sh_ok(
+        "mkdir -p /etc/berth && echo 'netns_pool = 0' > /etc/berth/berthd.toml && \\
+         systemctl restart berthd",
+    );
+    let c = patient_bus(&b);
+    let p3 = created(&c, "n3", &bundle);
+    let monitor = b.sh_ok("sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' /run/berth/n3/shim.json");
+    let server: u32 = b
+        .sh_ok(&format!(
+            "awk '/^PPid/ {{print $2}}' /proc/{}/status",
+            monitor.trim()
+        ))
+        .trim()
+        .parse()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(netns_fds(&b, server), Vec::<String>::new());
+    assert_ne!(netns_of(&b, p3), netns_of(&b, 1));
+    let () = call(&c, "DeleteContainer", &("n3", true)).unwrap();
+    b.sh_ok("rm /etc/berth/berthd.toml");
 }
 
 fn patient_bus_after_install(b: &berth_box::SystemdBox) -> zbus::blocking::Connection {

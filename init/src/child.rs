@@ -106,6 +106,7 @@ fn init(
     // hook, and lead out of the container (CVE-2024-21626).
     let mut keep = vec![ctx.channel.raw(), fifo.as_raw_fd()];
     keep.extend(ctx.console_socket.as_ref().map(|s| s.as_raw_fd()));
+    keep.extend(ctx.namespaces.pooled_net);
     close_fds_except(3 + ctx.preserve_fds, &keep).map_err(|e| format!("close_range: {e}"))?;
     // The creator writes our id maps and says go; it places us in our
     // cgroup meanwhile and says so (`placed`: a new cgroup namespace is
@@ -119,6 +120,10 @@ fn init(
     ctx.namespaces
         .join_all(late_user.is_some())
         .map_err(|e| e.to_string())?;
+    if let Some(fd) = ctx.namespaces.pooled_net.take() {
+        // Joined: the fd goes before anything of the container's runs.
+        let _ = nix::unistd::close(fd);
+    }
     let in_userns = ctx.namespaces.has(CloneFlags::CLONE_NEWUSER) && late_user.is_none();
     if in_userns {
         become_userns_root()?;

@@ -51,6 +51,10 @@ pub struct CreateOptions {
     /// With `systemd_cgroup`: the scope is started by our starter (berthd)
     /// on its bus connection instead of one of ours (cgroups::placed).
     pub placer: Option<cgroups::placed::Placer>,
+    /// A network namespace made ahead (an fd, which the caller keeps and
+    /// closes after create returns), joined in place of a new one where the
+    /// spec's plan allows ([`Namespaces::use_pooled_net`]).
+    pub pooled_netns: Option<std::os::fd::RawFd>,
 }
 
 /// Creates a container and leaves its init blocked on the exec FIFO.
@@ -88,7 +92,10 @@ pub fn create(opts: &CreateOptions) -> Result<Record> {
         }
         _ => {}
     }
-    let ns = Namespaces::from_spec(&bundle.spec);
+    let mut ns = Namespaces::from_spec(&bundle.spec);
+    if let Some(fd) = opts.pooled_netns {
+        ns.use_pooled_net(fd);
+    }
     if ns.new.contains(CloneFlags::CLONE_NEWUSER) {
         let linux = bundle.spec.linux().as_ref();
         let mapped = linux.is_some_and(|l| {

@@ -123,6 +123,7 @@ fn do_create(root: &Path, args: &CreateArgs, systemd: bool) -> Result<Record> {
         stdio: None,
         loaded: Some(bundle),
         placer: None,
+        pooled_netns: None,
     };
     let rec = create(&opts)?;
     warn_all(ignored);

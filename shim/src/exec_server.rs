@@ -18,8 +18,10 @@
 //! shims live on (re-parented), the next berthd starts its own server.
 //!
 //! Why a fork is safe here: the server never starts a thread, and holds no
-//! fd but its socket and /dev/null (0–2), so a child takes nothing of
-//! another exec's along.
+//! fd but its socket, /dev/null (0–2) and its pool of network namespaces
+//! made ahead (netns_pool.rs; `--netns-pool N`), so a child takes nothing
+//! of another exec's along: a create's child keeps the one namespace it was
+//! handed, every child closes the rest.
 
 use std::fs::File;
 use std::io::IoSliceMut;
@@ -54,8 +56,16 @@ pub fn serve() -> ! {
             nix::sys::signal::SigHandler::SigIgn,
         )
     };
+    let mut pool = crate::netns_pool::NetnsPool::new(pool_size());
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        // In a quiet moment: the next creates' namespaces. Not in a burst,
+        // where making them would only delay the requests behind them.
+        if let Some(pool) = pool.as_mut().filter(|p| !p.full()) {
+            if !request_within(QUIET) {
+                pool.fill(|| request_within(std::time::Duration::ZERO));
+            }
+        }
         let (len, fds) = match receive(&mut buf) {
             Ok(Some(r)) => r,
             // EOF: berthd is gone.
@@ -63,8 +73,34 @@ pub fn serve() -> ! {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => std::process::exit(1),
         };
-        handle(&buf[..len], fds);
+        handle(&buf[..len], fds, pool.as_mut());
     }
+}
+
+/// `--netns-pool N` after `--exec-server` (berthd passes its config's
+/// `netns_pool`); the default without it.
+fn pool_size() -> usize {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == crate::netns_pool::FLAG)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(crate::netns_pool::DEFAULT_SIZE)
+}
+
+/// How long the socket must stay quiet before the pool is filled: serial
+/// creates come ~9 ms apart, a burst's much closer.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Whether a request is waiting on the socket, or comes within `wait`.
+fn request_within(wait: std::time::Duration) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    // SAFETY: SOCKET stays open for the server's whole life.
+    let socket = unsafe { std::os::fd::BorrowedFd::borrow_raw(SOCKET) };
+    let mut fds = [PollFd::new(socket, PollFlags::POLLIN)];
+    let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+    // An error counts as a request: receive then says what it is.
+    !matches!(poll(&mut fds, timeout), Ok(0))
 }
 
 /// One request: (its length, its fds), None at EOF.
@@ -99,7 +135,7 @@ fn receive(buf: &mut [u8]) -> nix::Result<Option<(usize, Vec<OwnedFd>)>> {
     }
 }
 
-fn handle(request: &[u8], mut fds: Vec<OwnedFd>) {
+fn handle(request: &[u8], mut fds: Vec<OwnedFd>, pool: Option<&mut crate::netns_pool::NetnsPool>) {
     // The report socket is last; without one there is nobody to answer.
     let Some(report) = fds.pop() else { return };
     let mut report = File::from(report);
@@ -113,6 +149,12 @@ fn handle(request: &[u8], mut fds: Vec<OwnedFd>) {
             Err(e) => return answer_failure(&mut report, &e),
         },
         None => None,
+    };
+    // A create whose spec asks for a new network namespace (and no user
+    // namespace) gets one made ahead, if the pool has one.
+    let netns = match (pool, &args.exec_id, &args.bundle) {
+        (Some(pool), None, Some(bundle)) if crate::netns_pool::wants_one(bundle) => pool.take(),
+        _ => None,
     };
     // SAFETY: single-threaded (the server never starts a thread).
     let (child, born_in_cgroup) = match cgroup
@@ -129,7 +171,7 @@ fn handle(request: &[u8], mut fds: Vec<OwnedFd>) {
     };
     if child != 0 {
         // The child has its copies; ours (and the request's fds) go now.
-        drop((fds, report));
+        drop((fds, report, netns));
         if let (Some(scope), true, None) = (&args.monitor_cgroup, born_in_cgroup, &args.exec_id) {
             warm_migration(scope);
         }
@@ -144,7 +186,7 @@ fn handle(request: &[u8], mut fds: Vec<OwnedFd>) {
         )
     };
     drop(cgroup);
-    let report = match place_fds(fds, report) {
+    let (report, netns) = match place_fds(fds, report, netns) {
         Ok(r) => r,
         Err(e) => fail(&mut std::io::stderr(), &e),
     };
@@ -152,7 +194,7 @@ fn handle(request: &[u8], mut fds: Vec<OwnedFd>) {
         (Some(parent), false) => Some(parent.as_path()),
         _ => None,
     };
-    crate::setup::become_shim(&args, report, monitor_cgroup)
+    crate::setup::become_shim(&args, report, monitor_cgroup, netns)
 }
 
 /// The request's arguments, checked: an exec's or a create's, with one fd
@@ -182,9 +224,14 @@ fn answer_failure(report: &mut File, error: &str) {
 }
 
 /// In the child: the caller's stdio at 3, 4, … (where berth-shim finds
-/// them, Args::caller_stdio), the report socket after them (close-on-exec),
-/// and nothing else — the server's socket included.
-fn place_fds(stdio: Vec<OwnedFd>, report: File) -> Result<File, String> {
+/// them, Args::caller_stdio), the report socket after them and the network
+/// namespace handed out (if any) after that (both close-on-exec), and
+/// nothing else — the server's socket and the rest of the pool included.
+fn place_fds(
+    stdio: Vec<OwnedFd>,
+    report: File,
+    netns: Option<OwnedFd>,
+) -> Result<(File, Option<OwnedFd>), String> {
     let err = |e: nix::errno::Errno| format!("placing the exec's fds: {e}");
     // First out of the way of 3..: a received fd may sit where another goes.
     const HIGH: RawFd = 64;
@@ -204,11 +251,22 @@ fn place_fds(stdio: Vec<OwnedFd>, report: File) -> Result<File, String> {
     }
     let report_at = next;
     nix::unistd::dup3(report_high, report_at, nix::fcntl::OFlag::O_CLOEXEC).map_err(err)?;
-    // SAFETY: close_range with integer arguments; everything past the report
-    // (the moved copies; the socket is overwritten or closed here).
-    unsafe { nix::libc::syscall(nix::libc::SYS_close_range, report_at + 1, u32::MAX, 0u32) };
-    // SAFETY: report_at was just made ours by dup3.
-    Ok(unsafe { File::from_raw_fd(report_at) })
+    let netns_at = report_at + 1;
+    if let Some(ns) = netns {
+        let high = high(ns.as_raw_fd())?;
+        drop(ns);
+        nix::unistd::dup3(high, netns_at, nix::fcntl::OFlag::O_CLOEXEC).map_err(err)?;
+        next = netns_at;
+    } else {
+        next = report_at;
+    }
+    // SAFETY: close_range with integer arguments; everything past the last
+    // fd placed (the moved copies, the pool; the socket is overwritten or
+    // closed here).
+    unsafe { nix::libc::syscall(nix::libc::SYS_close_range, next + 1, u32::MAX, 0u32) };
+    // SAFETY: report_at (and netns_at, when placed) were just made ours by dup3.
+    let netns = (next == netns_at).then(|| unsafe { OwnedFd::from_raw_fd(netns_at) });
+    Ok((unsafe { File::from_raw_fd(report_at) }, netns))
 }
 
 /// A create's scope start ends in systemd moving the container's init into

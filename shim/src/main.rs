@@ -19,6 +19,7 @@ use nix::unistd::{fork, ForkResult};
 mod args;
 mod cgroup;
 mod exec_server;
+mod netns_pool;
 mod setup;
 
 use args::Args;
@@ -124,5 +125,5 @@ fn main() {
         _ => None,
     };
     drop(cgroup);
-    setup::become_shim(&args, File::from(report_w), monitor_cgroup)
+    setup::become_shim(&args, File::from(report_w), monitor_cgroup, None)
 }

@@ -18,7 +18,14 @@ use crate::cgroup::{join_monitor_cgroup, place_self};
 
 /// The shim proper, in the detached child: its own session, /dev/null for
 /// its stdio, then `run`; a failure is reported on `report` (one line).
-pub fn become_shim(args: &Args, mut report: File, monitor_cgroup: Option<&Path>) -> ! {
+/// `netns`: a network namespace made ahead by the exec server, for a create
+/// (netns_pool.rs).
+pub fn become_shim(
+    args: &Args,
+    mut report: File,
+    monitor_cgroup: Option<&Path>,
+    netns: Option<OwnedFd>,
+) -> ! {
     let _ = nix::unistd::setsid();
     // Nothing of the starter's stdio stays with the shim (or its container).
     if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
@@ -26,7 +33,7 @@ pub fn become_shim(args: &Args, mut report: File, monitor_cgroup: Option<&Path>)
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
     }
-    match run(args, monitor_cgroup, &mut report) {
+    match run(args, monitor_cgroup, &mut report, netns) {
         Err(f) => fail_kind(&mut report, f.kind, &f.msg),
         // run only returns when it failed (it ends in the monitor's execve).
         Ok(never) => match never {},
@@ -65,6 +72,7 @@ fn run(
     args: &Args,
     monitor_cgroup: Option<&Path>,
     report: &mut File,
+    netns: Option<OwnedFd>,
 ) -> Result<std::convert::Infallible, Failure> {
     // Orphans of the container (when it has no pid namespace of its own) and
     // exec'd processes are re-parented to us, so we can reap them.
@@ -173,10 +181,13 @@ fn run(
             loaded,
             preserve_fds: args.preserve_fds,
             placer,
+            pooled_netns: netns.as_ref().map(|ns| ns.as_raw_fd()),
             ..Default::default()
         })
         .map(|rec| rec.pid),
     };
+    // The init joined it (or clone made its own): ours goes.
+    drop(netns);
     if args.preserve_fds > 0 {
         // The container's init has its copies: a monitor holding the
         // listening sockets for the container's whole life would keep them
