@@ -27,6 +27,12 @@ const ROOT: &str = "/sys/fs/cgroup";
 pub fn mount_cgroup(target: &Path, flags: MsFlags, cgroupns: bool) -> Result<()> {
     let flags = flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let read = |p: &str| fs::read_to_string(p).map_err(io_err("read", Path::new(p)));
+    // A unified host (/sys/fs/cgroup is cgroup2, runc's test too) has that
+    // one hierarchy: no need to read mountinfo, which is long on a node
+    // with many mounts.
+    if crate::cgroups::tree::unified_host() {
+        return mount_unified(target, flags, cgroupns);
+    }
     // The hierarchies the host mounts under /sys/fs/cgroup, by their name there.
     let found: Vec<_> = hierarchies(&read("/proc/self/mountinfo")?)
         .into_iter()
@@ -48,16 +54,7 @@ pub fn mount_cgroup(target: &Path, flags: MsFlags, cgroupns: bool) -> Result<()>
     };
     let own = membership(&own);
     if found.iter().all(|(_, h)| h.v2) {
-        // Without a cgroup namespace this shows the whole tree, as with runc
-        // (`--cgroupns=host` users want that); a user namespace may not
-        // mount it at all, and gets the host's mount bound, as runc does.
-        return match mount_fresh(target, "cgroup2", flags, None) {
-            Err(RootfsError::Mount {
-                source: nix::Error::EPERM,
-                ..
-            }) if !cgroupns => bind(Path::new(ROOT), "/", target, flags),
-            other => other,
-        };
+        return mount_unified(target, flags, cgroupns);
     }
     do_mount(
         Some(Path::new("tmpfs")),
@@ -100,6 +97,20 @@ pub fn mount_cgroup(target: &Path, flags: MsFlags, cgroupns: bool) -> Result<()>
         )?;
     }
     Ok(())
+}
+
+/// The cgroup2 tree at `target`. Without a cgroup namespace this shows the
+/// whole tree, as with runc (`--cgroupns=host` users want that); a user
+/// namespace may not mount it at all, and gets the host's mount bound, as
+/// runc does.
+fn mount_unified(target: &Path, flags: MsFlags, cgroupns: bool) -> Result<()> {
+    match mount_fresh(target, "cgroup2", flags, None) {
+        Err(RootfsError::Mount {
+            source: nix::Error::EPERM,
+            ..
+        }) if !cgroupns => bind(Path::new(ROOT), "/", target, flags),
+        other => other,
+    }
 }
 
 fn mount_fresh(dir: &Path, fstype: &str, flags: MsFlags, data: Option<&str>) -> Result<()> {

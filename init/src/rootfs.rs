@@ -96,8 +96,14 @@ pub fn mount_all(
     do_mount(None, Path::new("/"), None, propagation, None)?;
     // A shared propagation asked for "/" must not reach the host either, and
     // pivot_root refuses a new root whose parent mount is shared (EINVAL):
-    // runc makes that parent private, so do we.
-    make_parent_mount_private(rootfs)?;
+    // runc makes that parent private, so do we. After a recursive change to
+    // anything but shared (the default rslave) no mount is shared: no need
+    // to read mountinfo, which is long on a node with many mounts.
+    let none_shared =
+        propagation.contains(MsFlags::MS_REC) && !propagation.contains(MsFlags::MS_SHARED);
+    if !none_shared {
+        make_parent_mount_private(rootfs)?;
+    }
     // pivot_root needs the new root to be a mount point.
     do_mount(
         Some(rootfs),
