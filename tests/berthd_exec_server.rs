@@ -68,8 +68,30 @@ fn execs_come_from_the_exec_server() {
         "x1's monitor's parent"
     );
     // Nothing of the request stays with it: its socket and /dev/null (and
-    // its pool of network namespaces, below).
-    assert_eq!(non_netns_fds(&b, server), "0 1 2 3", "the server's fds");
+    // its pool of network namespaces, below, and its warmer's pipe).
+    assert_eq!(request_free_fds(&b, server), "0 1 2 3", "the server's fds");
+    let pipes = b.sh_ok(&format!(
+        "ls -l /proc/{server}/fd | grep -c 'pipe:' || true"
+    ));
+    assert_eq!(pipes.trim(), "1", "the warmer's pipe, nothing else");
+    // The warmer: a child of the server's in berthd-monitors.scope itself,
+    // holding its pipe and that cgroup's cgroup.procs, nothing else.
+    let warmer = b.sh_ok(&format!(
+        "for p in $(cat /sys/fs/cgroup/berth.slice/berthd-monitors.scope/cgroup.procs); do \\
+           [ \"$(awk '/^PPid/ {{print $2}}' /proc/$p/status)\" = {server} ] && echo $p; done; true"
+    ));
+    let warmer = warmer.trim();
+    assert!(!warmer.is_empty(), "no warmer");
+    let held = b.sh_ok(&format!(
+        "cd /proc/{warmer}/fd && for f in *; do echo $f $(readlink $f); done"
+    ));
+    let held: Vec<&str> = held.lines().collect();
+    assert_eq!(held.len(), 3, "{held:?}");
+    assert!(held[0].starts_with("0 pipe:"), "{held:?}");
+    assert!(
+        held[1].ends_with("berthd-monitors.scope/cgroup.procs"),
+        "{held:?}"
+    );
     exec(&c, "t1", &["true"]);
     assert_eq!(m.wait_exec("x1", "t1").unwrap(), (0, 0));
     // Over before a monitor would start, silent: its shim records it (the
@@ -100,10 +122,10 @@ fn execs_come_from_the_exec_server() {
     let () = call(&c, "DeleteContainer", &("x1", true)).unwrap();
 }
 
-/// The server's fds that are not network namespaces.
-fn non_netns_fds(b: &berth_box::SystemdBox, server: u32) -> String {
+/// The server's fds that are not network namespaces or pipes.
+fn request_free_fds(b: &berth_box::SystemdBox, server: u32) -> String {
     b.sh_ok(&format!(
-        "cd /proc/{server}/fd && for f in *; do readlink $f | grep -q '^net:' || echo $f; done \\
+        "cd /proc/{server}/fd && for f in *; do readlink $f | grep -qE '^(net|pipe):' || echo $f; done \\
          | sort -n | tr '\\n' ' '"
     ))
     .trim()

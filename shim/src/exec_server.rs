@@ -26,7 +26,6 @@
 use std::fs::File;
 use std::io::IoSliceMut;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
 
 use clap::Parser;
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
@@ -57,6 +56,7 @@ pub fn serve() -> ! {
         )
     };
     let mut pool = crate::netns_pool::NetnsPool::new(pool_size());
+    let mut warmer: Option<crate::warmer::Warmer> = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         // In a quiet moment: the next creates' namespaces. Not in a burst,
@@ -73,7 +73,7 @@ pub fn serve() -> ! {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => std::process::exit(1),
         };
-        handle(&buf[..len], fds, pool.as_mut());
+        handle(&buf[..len], fds, pool.as_mut(), &mut warmer);
     }
 }
 
@@ -135,7 +135,12 @@ fn receive(buf: &mut [u8]) -> nix::Result<Option<(usize, Vec<OwnedFd>)>> {
     }
 }
 
-fn handle(request: &[u8], mut fds: Vec<OwnedFd>, pool: Option<&mut crate::netns_pool::NetnsPool>) {
+fn handle(
+    request: &[u8],
+    mut fds: Vec<OwnedFd>,
+    pool: Option<&mut crate::netns_pool::NetnsPool>,
+    warmer: &mut Option<crate::warmer::Warmer>,
+) {
     // The report socket is last; without one there is nobody to answer.
     let Some(report) = fds.pop() else { return };
     let mut report = File::from(report);
@@ -173,7 +178,7 @@ fn handle(request: &[u8], mut fds: Vec<OwnedFd>, pool: Option<&mut crate::netns_
         // The child has its copies; ours (and the request's fds) go now.
         drop((fds, report, netns));
         if let (Some(scope), true, None) = (&args.monitor_cgroup, born_in_cgroup, &args.exec_id) {
-            warm_migration(scope);
+            warm_migration(warmer, scope);
         }
         return;
     }
@@ -269,33 +274,19 @@ fn place_fds(
     Ok((unsafe { File::from_raw_fd(report_at) }, netns))
 }
 
-/// A create's scope start ends in systemd moving the container's init into
-/// it, and the first cgroup migration after a quiet spell waits for an RCU
-/// grace period (cgroup_threadgroup_rwsem's writer: 2–15 ms here), which
-/// every later one within a grace period is spared. So the moment a
-/// create's shim exists, a throwaway child born in berthd-monitors.scope
-/// (`scope`: delegated to berth, the keeper's cgroup; not a container's
-/// sub-cgroup, whose processes are its monitor's) "moves" itself to where
-/// it already is — a migration that changes nothing but starts the grace
-/// period early, beside the shim's setup, instead of after it in systemd.
-/// Measured: `systemd-run --scope true` 20.7 → 12.5 ms median with such a
-/// write started beside it, berth's lifecycle after idle 26.2 → 22.1 ms
-/// (docs/performance.md "A grace period started early"). The child is
-/// reaped by the kernel (SIGCHLD ignored here).
-fn warm_migration(scope: &std::path::Path) {
-    let Ok(fd) = File::options()
-        .read(true)
-        .custom_flags(nix::libc::O_DIRECTORY)
-        .open(scope)
-    else {
+/// A grace period started now, beside the shim's setup, by the warmer
+/// (warmer.rs: why), started in `scope` first if there is none there (or
+/// it is gone: its scope stopped).
+fn warm_migration(warmer: &mut Option<crate::warmer::Warmer>, scope: &std::path::Path) {
+    if warmer
+        .as_ref()
+        .is_some_and(|w| w.scope() == scope && w.poke())
+    {
         return;
-    };
-    // SAFETY: single-threaded (the server never starts a thread); the child
-    // only writes a file and _exits. The parent (or a refused clone3) has
-    // nothing more to do.
-    if let Some(0) = unsafe { berth_init::clone_into::fork_into(&fd) } {
-        let _ = std::fs::write(scope.join("cgroup.procs"), b"0");
-        // SAFETY: leaves without running the server's destructors.
-        unsafe { nix::libc::_exit(0) }
+    }
+    // SAFETY: single-threaded (the server never starts a thread).
+    *warmer = unsafe { crate::warmer::Warmer::start(scope) };
+    if let Some(w) = warmer {
+        w.poke();
     }
 }

@@ -21,6 +21,7 @@ mod cgroup;
 mod exec_server;
 mod netns_pool;
 mod setup;
+mod warmer;
 
 use args::Args;
 use setup::fail;
