@@ -70,6 +70,8 @@ trait Machine1 {
         ifindices: &[i32],
     ) -> zbus::Result<OwnedObjectPath>;
 
+    /// Sent without waiting for the answer: see `Machines::unregister`.
+    #[zbus(no_reply)]
     fn unregister_machine(&self, name: &str) -> zbus::Result<()>;
 }
 
@@ -113,7 +115,6 @@ const ABSENT: &[&str] = &[
 /// machined's "that name is registered already": after a berthd restart,
 /// the container registered by the berthd before is still there.
 const EXISTS: &str = "org.freedesktop.machine1.MachineExists";
-const NO_SUCH_MACHINE: &str = "org.freedesktop.machine1.NoSuchMachine";
 
 /// Whether containers are registered, which are, and whether machined's
 /// absence was logged already (once per berthd: a host without it would log
@@ -216,15 +217,21 @@ impl Machines {
         if !self.registered_ids().remove(id) {
             return;
         }
+        // Not waiting for machined's answer (gone already, NoSuchMachine,
+        // is what we want anyway): with 1000 machines machined answers in
+        // up to ~1 s, and the exit being announced holds the container's
+        // gate, so its DeleteContainer waited as long (delete p99 at 1000
+        // running 320–830 ms with, 44–67 ms without registration). Order is
+        // kept all the same: the bus delivers one connection's messages in
+        // order, so a registration of the same name made later reaches
+        // machined after this.
         let name = machine_name(id);
         let result = match Machine1Proxy::new(conn).await {
             Ok(p) => p.unregister_machine(&name).await,
             Err(e) => Err(e),
         };
-        match result {
-            Ok(()) => {}
-            Err(e) if error_name(&e) == Some(NO_SUCH_MACHINE) => {}
-            Err(e) => self.log(id, absent_or(&name, e)),
+        if let Err(e) = result {
+            self.log(id, absent_or(&name, e));
         }
     }
 
