@@ -142,6 +142,21 @@ fn netns_fds(b: &berth_box::SystemdBox, server: u32) -> Vec<String> {
     .collect()
 }
 
+/// The exec server: the parent of container `id`'s monitor (its shim,
+/// forked by the server).
+fn server_of_monitor(b: &berth_box::SystemdBox, id: &str) -> u32 {
+    let monitor = b.sh_ok(&format!(
+        "sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' /run/berth/{id}/shim.json"
+    ));
+    b.sh_ok(&format!(
+        "awk '/^PPid/ {{print $2}}' /proc/{}/status",
+        monitor.trim()
+    ))
+    .trim()
+    .parse()
+    .unwrap()
+}
+
 fn netns_of(b: &berth_box::SystemdBox, pid: u32) -> String {
     let link = b.sh_ok(&format!("readlink /proc/{pid}/ns/net"));
     link.trim()
@@ -166,15 +181,7 @@ fn creates_join_network_namespaces_made_ahead() {
     let bundle = busybox_bundle("d-netnspool", &["sleep", "300"]);
     // The first create starts the server; its pool fills once it is quiet.
     let p1 = created(&c, "n1", &bundle);
-    let monitor = b.sh_ok("sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' /run/berth/n1/shim.json");
-    let server: u32 = b
-        .sh_ok(&format!(
-            "awk '/^PPid/ {{print $2}}' /proc/{}/status",
-            monitor.trim()
-        ))
-        .trim()
-        .parse()
-        .unwrap();
+    let server = server_of_monitor(&b, "n1");
     let own = netns_of(&b, server);
     let pooled = || -> Vec<String> {
         let mut v = netns_fds(&b, server);
@@ -226,15 +233,7 @@ fn creates_join_network_namespaces_made_ahead() {
     );
     let c = patient_bus(&b);
     let p3 = created(&c, "n3", &bundle);
-    let monitor = b.sh_ok("sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/' /run/berth/n3/shim.json");
-    let server: u32 = b
-        .sh_ok(&format!(
-            "awk '/^PPid/ {{print $2}}' /proc/{}/status",
-            monitor.trim()
-        ))
-        .trim()
-        .parse()
-        .unwrap();
+    let server = server_of_monitor(&b, "n3");
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(netns_fds(&b, server), Vec::<String>::new());
     assert_ne!(netns_of(&b, p3), netns_of(&b, 1));
