@@ -126,8 +126,7 @@ fn spawn(shim: &Path, netns_pool: usize) -> std::result::Result<Running, Unreach
     // The shims it forks inherit its environment, as a spawned one gets
     // berthd's: the slice count included.
     cmd.arg("--exec-server")
-        .arg("--netns-pool")
-        .arg(netns_pool.to_string())
+        .env("BERTH_NETNS_POOL", netns_pool.to_string())
         .env("BERTH_SLICES", crate::daemon::container_slices())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

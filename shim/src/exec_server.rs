@@ -18,10 +18,11 @@
 //! shims live on (re-parented), the next berthd starts its own server.
 //!
 //! Why a fork is safe here: the server never starts a thread, and holds no
-//! fd but its socket, /dev/null (0–2) and its pool of network namespaces
-//! made ahead (netns_pool.rs; `--netns-pool N`), so a child takes nothing
-//! of another exec's along: a create's child keeps the one namespace it was
-//! handed, every child closes the rest.
+//! fd but its socket, /dev/null (0–2), its pool of network namespaces made
+//! ahead (netns_pool.rs; BERTH_NETNS_POOL; with its own, to come back to)
+//! and its warmer's pipe (warmer.rs), so a child takes nothing of another
+//! exec's along: a create's child keeps the one namespace it was handed,
+//! every child closes the rest.
 
 use std::fs::File;
 use std::io::IoSliceMut;
@@ -77,15 +78,16 @@ pub fn serve() -> ! {
     }
 }
 
-/// `--netns-pool N` after `--exec-server` (berthd passes its config's
-/// `netns_pool`); the default without it.
+/// BERTH_NETNS_POOL from berthd (its config's `netns_pool`); the default
+/// without it. Taken out of the environment the shims inherit (the server
+/// is single-threaded, nothing reads the environment meanwhile).
 fn pool_size() -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == crate::netns_pool::FLAG)
-        .and_then(|i| args.get(i + 1))
+    let size = std::env::var(crate::netns_pool::ENV)
+        .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(crate::netns_pool::DEFAULT_SIZE)
+        .unwrap_or(crate::netns_pool::DEFAULT_SIZE);
+    std::env::remove_var(crate::netns_pool::ENV);
+    size
 }
 
 /// How long the socket must stay quiet before the pool is filled: serial

@@ -23,8 +23,10 @@ use nix::sched::{setns, unshare, CloneFlags};
 /// creates need one, a burst drains any pool.
 pub const DEFAULT_SIZE: usize = 2;
 
-/// The exec server's argument that sets the pool's size (0: no pool).
-pub const FLAG: &str = "--netns-pool";
+/// The variable of the exec server's environment that sets the pool's size
+/// (0: no pool). Not an argument: the server's command line stays
+/// `berth-shim --exec-server`, what tools and tests look for.
+pub const ENV: &str = "BERTH_NETNS_POOL";
 
 pub struct NetnsPool {
     /// The server's own network namespace, to go back to after each one.
