@@ -92,14 +92,30 @@ pub async fn ensure(monitor: &Path) -> Result<PathBuf> {
 /// cgroup migration holds for a whole RCU grace period (milliseconds after
 /// a quiet spell), and an executor thread must not wait for that.
 pub async fn release(id: &str) {
+    release_within(id, std::time::Duration::ZERO).await
+}
+
+/// As `release`, waiting up to `wait` for a sub-cgroup in use to empty
+/// before leaving it to a task: a failed create's shim, forked by the exec
+/// server, exits right after its failure report, and the create's error
+/// should come with nothing of it left.
+pub async fn release_within(id: &str, wait: std::time::Duration) {
     // validate_id: never a path of our making from a name with '/' or "..".
     if init_calls::validate_id(id).is_err() {
         return;
     }
     let sub = dir().join(id);
-    if let Err(e) = tokio::fs::remove_dir(&sub).await {
-        if e.raw_os_error() == Some(libc::EBUSY) {
-            tokio::spawn(remove_when_empty(sub));
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::fs::remove_dir(&sub).await {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if tokio::time::Instant::now() >= deadline {
+                    tokio::spawn(remove_when_empty(sub));
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            _ => return,
         }
     }
 }

@@ -24,7 +24,8 @@ pub async fn undo_create(daemon: &Daemon, id: &str, from_image: bool, made: Made
     if made == Made::MaybeContainer {
         let _ = init_calls::delete(&daemon.run_dir, id, Vec::new()).await;
     }
-    crate::monitors::release(id).await;
+    // Its shim (if one was forked) is exiting: a second at most.
+    crate::monitors::release_within(id, std::time::Duration::from_secs(1)).await;
     if from_image {
         daemon.release_rootfs(id).await;
     }
