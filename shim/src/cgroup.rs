@@ -37,11 +37,15 @@ pub fn monitor_cgroup_dir(parent: &Path, id: &str) -> Result<(PathBuf, File), St
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(err(e)),
         _ => {}
     }
-    let opened = File::options()
+    open_dir(&dir).map(|f| (dir.clone(), f)).map_err(err)
+}
+
+/// A cgroup directory opened for clone3's CLONE_INTO_CGROUP.
+pub fn open_dir(dir: &Path) -> std::io::Result<File> {
+    File::options()
         .read(true)
         .custom_flags(nix::libc::O_DIRECTORY)
-        .open(&dir);
-    opened.map(|f| (dir.clone(), f)).map_err(err)
+        .open(dir)
 }
 
 /// Moves the shim into `PARENT/<id>` (made if missing; the container's

@@ -19,7 +19,6 @@
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -38,11 +37,7 @@ impl Warmer {
     /// # Safety
     /// As fork: the caller must be single-threaded.
     pub unsafe fn start(scope: &Path) -> Option<Warmer> {
-        let dir = File::options()
-            .read(true)
-            .custom_flags(nix::libc::O_DIRECTORY)
-            .open(scope)
-            .ok()?;
+        let dir = crate::cgroup::open_dir(scope).ok()?;
         let procs = File::options()
             .write(true)
             .open(scope.join("cgroup.procs"))
