@@ -276,9 +276,15 @@ mod tests {
         nix::unistd::read(r.as_raw_fd(), &mut got).unwrap();
         assert_eq!(&got, b"x");
         // The one copy: looking at the message's size first installed none
-        // (the write end's last copy closed is EOF for the read end).
+        // (the write end's last copy closed is EOF for the read end; a copy
+        // left open would make the non-blocking read fail with EAGAIN).
         drop(fd);
-        assert_eq!(nix::unistd::read(r.as_raw_fd(), &mut got).unwrap(), 0);
+        nix::fcntl::fcntl(
+            r.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .unwrap();
+        assert_eq!(nix::unistd::read(r.as_raw_fd(), &mut got), Ok(0));
         // A plain message carries none.
         b.send(&ToCreator::Ready).unwrap();
         assert!(a.recv_with_fd::<ToCreator>().unwrap().unwrap().1.is_none());
