@@ -78,14 +78,14 @@ pub fn serve() -> ! {
     }
 }
 
-/// BERTH_NETNS_POOL from berthd (its config's `netns_pool`); the default
+/// BERTH_NETNS_POOL from berthd (its config's `netns_pool`); no pool
 /// without it. Taken out of the environment the shims inherit (the server
 /// is single-threaded, nothing reads the environment meanwhile).
 fn pool_size() -> usize {
     let size = std::env::var(crate::netns_pool::ENV)
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(crate::netns_pool::DEFAULT_SIZE);
+        .unwrap_or(0);
     std::env::remove_var(crate::netns_pool::ENV);
     size
 }

@@ -18,14 +18,11 @@ use std::path::Path;
 
 use nix::sched::{setns, unshare, CloneFlags};
 
-/// What berthd passes when its config says nothing (`netns_pool` in
-/// /etc/berth/berthd.toml): two, ~180 KiB of kernel memory each; serial
-/// creates need one, a burst drains any pool.
-pub const DEFAULT_SIZE: usize = 2;
-
 /// The variable of the exec server's environment that sets the pool's size
-/// (0: no pool). Not an argument: the server's command line stays
-/// `berth-shim --exec-server`, what tools and tests look for.
+/// (0 or unset: no pool). berthd always sets it, from `netns_pool` in
+/// /etc/berth/berthd.toml (its default lives there alone). Not an argument:
+/// the server's command line stays `berth-shim --exec-server`, what tools
+/// and tests look for.
 pub const ENV: &str = "BERTH_NETNS_POOL";
 
 pub struct NetnsPool {
