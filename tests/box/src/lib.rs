@@ -18,6 +18,7 @@ pub mod bundle;
 pub mod cgroup;
 pub mod launch;
 mod paths;
+mod pidfd;
 
 use std::ffi::CString;
 use std::fs;
@@ -494,10 +495,22 @@ impl SystemdBox {
         self.torn_down = true;
         let started = Instant::now();
         // Kill only pids we started, and only if they still are ours (pid reuse).
-        for pid in [self.state.init_pid, self.state.launcher_pid] {
-            if pid > 0 && cgroup::contains_pid(&self.state.cgroup, pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        // The box's PID 1 first, held by a pidfd: it becomes readable only once
+        // PID 1 has reaped every other process of its pid namespace. An empty
+        // cgroup is not enough: a killed task leaves its cgroup early in exit,
+        // before it is gone (CI once saw a box process alive after the rmdir).
+        let init = self.state.init_pid;
+        // Opened before the ownership check, so it names the process checked.
+        let pidfd = (init > 0).then(|| pidfd::PidFd::open(init)).flatten();
+        if init > 0 && cgroup::contains_pid(&self.state.cgroup, init) {
+            let _ = kill(Pid::from_raw(init), Signal::SIGKILL);
+            if let Some(fd) = pidfd {
+                fd.wait_exit(Duration::from_secs(10));
             }
+        }
+        let launcher = self.state.launcher_pid;
+        if launcher > 0 && cgroup::contains_pid(&self.state.cgroup, launcher) {
+            let _ = kill(Pid::from_raw(launcher), Signal::SIGKILL);
         }
         if let Some(mut child) = self.launcher.take() {
             let _ = child.wait();
