@@ -285,12 +285,10 @@ impl Daemon {
             Err(e) => Err(e),
         };
         match result {
-            Ok((pid, shim_pid)) => {
+            Ok(made) => {
                 rec.status = crate::lifecycle::after(rec.status, Verb::Made);
-                rec.pid = pid;
-                rec.pid_start = init_calls::process_start_time(pid).unwrap_or(0);
-                rec.shim_pid = shim_pid;
-                rec.shim_start = init_calls::process_start_time(shim_pid).unwrap_or(0);
+                (rec.pid, rec.pid_start) = (made.pid, made.pid_start);
+                (rec.shim_pid, rec.shim_start) = (made.shim_pid, made.shim_start);
                 if let Err(e) = self.store.put(&rec).await {
                     // Made but not recorded (the store full, say): undo it
                     // all, as recovery would undo the "creating" record.
@@ -323,7 +321,7 @@ impl Daemon {
         id: &str,
         args: &[&str],
         fds: &crate::sockets::ListenFds,
-    ) -> Result<(u32, u32)> {
+    ) -> Result<crate::shims::Processes> {
         // Past SHIMS_AT_WORK, a shim waits for its turn: more at once only
         // contend for the cores and systemd's one thread (measured slower,
         // docs/operations.md "Limits at scale"). A shim run as a binary
@@ -349,7 +347,7 @@ impl Daemon {
         id: &str,
         args: &[&str],
         fds: &crate::sockets::ListenFds,
-    ) -> Result<(u32, u32)> {
+    ) -> Result<crate::shims::Processes> {
         // No pre_exec: every fd of berthd is close-on-exec (LMDB's are made so
         // at start, main.rs), so std can posix_spawn the shim — unless fds
         // are passed, which takes a dup2 in the child (sockets.rs).
@@ -369,7 +367,14 @@ impl Daemon {
         let out = cmd.output().await.map_err(spawn_err)?;
         let line = String::from_utf8_lossy(&out.stdout);
         match ShimReport::parse(&line) {
-            Ok(ShimReport::Created { init_pid, shim_pid }) => Ok((init_pid, shim_pid)),
+            Ok(ShimReport::Created {
+                init_pid,
+                shim_pid,
+                init_start,
+                shim_start,
+            }) => Ok(crate::shims::Processes::reported(
+                init_pid, shim_pid, init_start, shim_start,
+            )),
             Ok(ShimReport::Failed { error, kind }) => Err(Error::of_kind(kind, error)),
             Err(e) => Err(Error::Internal(e.to_string())),
         }

@@ -151,7 +151,7 @@ impl crate::daemon::Daemon {
         args: &[&str],
         fds: &[BorrowedFd<'_>],
         fallback: &crate::sockets::ListenFds,
-    ) -> Result<(u32, u32)> {
+    ) -> Result<crate::shims::Processes> {
         let monitors = crate::monitors::ensure(&self.monitor()).await?;
         let root = self.run_dir.to_string_lossy();
         let monitors = monitors.to_string_lossy();
@@ -176,7 +176,14 @@ impl crate::daemon::Daemon {
             false => read_report(report).await?,
         };
         match ShimReport::parse(&line) {
-            Ok(ShimReport::Created { init_pid, shim_pid }) => Ok((init_pid, shim_pid)),
+            Ok(ShimReport::Created {
+                init_pid,
+                shim_pid,
+                init_start,
+                shim_start,
+            }) => Ok(crate::shims::Processes::reported(
+                init_pid, shim_pid, init_start, shim_start,
+            )),
             Ok(ShimReport::Failed { error, kind }) => Err(Error::of_kind(kind, error)),
             Err(e) => Err(Error::Internal(e.to_string())),
         }

@@ -124,11 +124,11 @@ impl Daemon {
         let (flags, fds) = req.shim_stdio()?;
         args.extend(flags);
         let given: Vec<_> = req.stdio.iter().flatten().map(|f| f.as_fd()).collect();
-        let (_, shim) = self
+        let made = self
             .run_forked_shim(id, &args, &given, &fds)
             .await
             .map_err(|e| self.exited_meanwhile(id, e))?;
-        let start = crate::init_calls::process_start_time(shim).unwrap_or(0);
+        let (shim, start) = (made.shim_pid, made.shim_start);
         let recorded = exec_id.clone();
         self.store
             .update(id, move |r| {

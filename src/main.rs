@@ -101,11 +101,12 @@ fn init_logging() {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_logging();
     raise_fd_limit();
+    // Before tokio starts its threads: see reserve_fd_table.
+    reserve_fd_table(FD_TABLE_RESERVE);
     // glibc: buffers over 256 KiB (a D-Bus message of megabytes) come from
     // mmap and go back whole when freed. Fixed, so glibc does not raise the
     // threshold after the first big free and keep later ones in its arenas.
@@ -114,7 +115,14 @@ async fn main() -> std::process::ExitCode {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 10);
     }
-    match serve(args).await {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(serve(args)),
+        Err(e) => Err(format!("starting the async runtime: {e}")),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("berthd: {e}");
@@ -318,6 +326,35 @@ fn raise_fd_limit() {
             if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
                 tracing::warn!("raising the open files limit: {e}");
             }
+        }
+    }
+}
+
+/// File descriptors berthd's fd table has room for from the start: a pidfd
+/// per running container's shim and a few dozen more, for 2000 containers.
+const FD_TABLE_RESERVE: i32 = 4096;
+
+/// Grows the fd table to `n` slots while berthd has one thread. The kernel
+/// grows a table shared by threads only after a full RCU grace period, in
+/// the thread whose open did not fit: at 1000 containers started, that was
+/// seven stalls of 4–9 ms of a tokio worker (an off-CPU trace), each
+/// holding up the calls queued on it. A table never shrinks, so growing it
+/// once costs its ~33 KiB and nothing later. Best effort: a lower limit
+/// reserves less.
+fn reserve_fd_table(n: i32) {
+    use nix::sys::resource::{getrlimit, Resource};
+    let limit = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
+    let top = i32::try_from(limit).unwrap_or(i32::MAX).min(n) - 1;
+    // Any of stdin/out/err that is open will do to copy.
+    for fd in 0..=2 {
+        // SAFETY: fcntl on an fd number; F_DUPFD_CLOEXEC takes the lowest
+        // free fd at or above `top` (at start: `top` itself), and the copy
+        // is closed right away.
+        let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, top.max(0)) };
+        if copy >= 0 {
+            // SAFETY: our own copy, used by nothing else.
+            unsafe { libc::close(copy) };
+            return;
         }
     }
 }

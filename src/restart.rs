@@ -144,7 +144,12 @@ pub async fn relaunch(
             })
             .await?;
         let made = daemon.relaunch_shim(&rec, &r).await;
-        let (pid, shim_pid) = match made {
+        let crate::shims::Processes {
+            pid,
+            pid_start,
+            shim_pid,
+            shim_start,
+        } = match made {
             Ok(p) => p,
             Err(e) => {
                 let why = format!("restart failed: {e}");
@@ -153,8 +158,6 @@ pub async fn relaunch(
                 return Err(e);
             }
         };
-        let pid_start = crate::init_calls::process_start_time(pid).unwrap_or(0);
-        let shim_start = crate::init_calls::process_start_time(shim_pid).unwrap_or(0);
         daemon
             .store
             .update(id, move |r| {
@@ -181,7 +184,11 @@ pub async fn relaunch(
 
 impl Daemon {
     /// A new shim for stopped container `rec`, from the bundle it ran from.
-    async fn relaunch_shim(&self, rec: &ContainerRecord, r: &RestartRecord) -> Result<(u32, u32)> {
+    async fn relaunch_shim(
+        &self,
+        rec: &ContainerRecord,
+        r: &RestartRecord,
+    ) -> Result<crate::shims::Processes> {
         let id = rec.id.as_str();
         let shim_scopes = crate::monitors::legacy_scopes(id, rec.execs.keys());
         crate::init_calls::delete(&self.run_dir, id, shim_scopes).await?;

@@ -13,6 +13,34 @@ use berth_proto::{ExitRecord, RecordError};
 use crate::daemon::Daemon;
 use crate::lifecycle::Verb;
 
+/// A created container's (or an exec's) two processes, as its shim reported
+/// them: the init (an exec's process) and the shim, with /proc start times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Processes {
+    pub pid: u32,
+    pub pid_start: u64,
+    pub shim_pid: u32,
+    pub shim_start: u64,
+}
+
+impl Processes {
+    /// From a shim's report; a start time it did not say (a shim from
+    /// before the report carried them: an exec server left running across
+    /// an upgrade) is read from /proc here.
+    pub fn reported(init_pid: u32, shim_pid: u32, init_start: u64, shim_start: u64) -> Processes {
+        let or_read = |start: u64, pid: u32| match start {
+            0 => crate::init_calls::process_start_time(pid).unwrap_or(0),
+            s => s,
+        };
+        Processes {
+            pid: init_pid,
+            pid_start: or_read(init_start, init_pid),
+            shim_pid,
+            shim_start: or_read(shim_start, shim_pid),
+        }
+    }
+}
+
 /// Opens a pidfd for `pid` if it is still the process that started at `start`.
 fn pidfd_for(pid: u32, start: u64) -> Option<OwnedFd> {
     // SAFETY: pidfd_open with integer arguments; the fd is owned right after.
@@ -30,7 +58,10 @@ fn pidfd_for(pid: u32, start: u64) -> Option<OwnedFd> {
 /// Resolves when the process (`pid` started at `start`) has exited — at once
 /// if it already has or is not that process any more.
 pub async fn gone(pid: u32, start: u64) {
-    if let Some(fd) = pidfd_for(pid, start) {
+    // Off the executor: right after a create the shim is exec'ing into
+    // berth-monitor, and reading its /proc stat waits for that.
+    let fd = tokio::task::spawn_blocking(move || pidfd_for(pid, start));
+    if let Ok(Some(fd)) = fd.await {
         // SAFETY: the AsyncFd owns the pidfd (moved in) until it is dropped.
         if let Ok(afd) = unsafe { AsyncFd::register(fd) } {
             let _ = afd.readable().await;
@@ -83,4 +114,19 @@ where
             _ => {}
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_times_reported_are_kept_and_missing_ones_read() {
+        let me = std::process::id();
+        let mine = crate::init_calls::process_start_time(me).unwrap();
+        let said = Processes::reported(me, me, 7, 8);
+        assert_eq!((said.pid_start, said.shim_start), (7, 8));
+        let unsaid = Processes::reported(me, me, 0, 0);
+        assert_eq!((unsaid.pid_start, unsaid.shim_start), (mine, mine));
+    }
 }

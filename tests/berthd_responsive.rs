@@ -27,6 +27,17 @@ fn reads_are_answered_while_16_kills_and_deletes_run() {
     install_berthd(&b, "");
     let c = patient_bus(&b);
     let m = manager(&c);
+    // berthd grew its fd table before it had threads: growing a shared
+    // one later stalls the opening tokio worker for an RCU grace period.
+    let fd_size = b.sh_ok(&format!(
+        "awk '/^FDSize/ {{print $2}}' /proc/{}/status",
+        main_pid(&b)
+    ));
+    let fd_size: u32 = fd_size.trim().parse().unwrap();
+    assert!(
+        fd_size >= 4096,
+        "berthd's fd table has {fd_size} slots, not the 4096 reserved at start"
+    );
     let bundle = busybox_bundle("d-responsive", &["sleep", "300"]);
     let ids: Vec<String> = (0..CONTAINERS).map(|i| format!("resp{i}")).collect();
     for id in &ids {

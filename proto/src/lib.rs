@@ -37,7 +37,18 @@ pub enum FailureKind {
 pub enum ShimReport {
     /// The container (or exec'd process) exists; for a container, its init
     /// is blocked on the exec FIFO.
-    Created { init_pid: u32, shim_pid: u32 },
+    Created {
+        init_pid: u32,
+        shim_pid: u32,
+        /// /proc start times (0: not said), read by the shim: the starter
+        /// reading the shim's itself would wait while the shim execs into
+        /// berth-monitor (the kernel holds the exec's lock on its stat).
+        /// An exec's shim leaves `init_start` 0.
+        #[serde(default)]
+        init_start: u64,
+        #[serde(default)]
+        shim_start: u64,
+    },
     /// Nothing was left behind.
     Failed {
         error: String,

@@ -11,7 +11,9 @@ fn old_reports_parse() {
         created,
         ShimReport::Created {
             init_pid: 41,
-            shim_pid: 40
+            shim_pid: 40,
+            init_start: 0,
+            shim_start: 0,
         }
     );
     let failed = ShimReport::parse(r#"{"error":"no rootfs","kind":"InvalidArgument"}"#);
@@ -39,6 +41,8 @@ fn reports_round_trip() {
         ShimReport::Created {
             init_pid: 1,
             shim_pid: 2,
+            init_start: 3,
+            shim_start: 4,
         },
         ShimReport::Failed {
             error: "quote \" and newline \n".into(),

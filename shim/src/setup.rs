@@ -250,12 +250,20 @@ fn run(
         Some(_) => (None, None),
     };
     let (shim_record, exit_record) = berth_proto::record_names(args.exec_id.as_deref());
-    write_shim_record(&dir, &shim_record, pid)?;
-
+    let shim_start = write_shim_record(&dir, &shim_record, pid)?;
+    // The init waits on the exec FIFO: its stat is read at once. An exec's
+    // process may be in its execve, whose lock the read would wait for (and
+    // nobody needs its start time).
+    let init_start = match args.exec_id {
+        None => berth_init::container::process_start_time(pid).unwrap_or(0),
+        Some(_) => 0,
+    };
     let line = ShimReport::Created {
         // A pid is positive: unsigned_abs only changes the type.
         init_pid: pid.unsigned_abs(),
         shim_pid: std::process::id(),
+        init_start,
+        shim_start,
     }
     .to_line();
     report
@@ -340,7 +348,8 @@ impl Drop for Undo<'_> {
 
 /// Who the shim is: its pid and start time (so a restarted berthd tells its
 /// shim from a reused pid) and the init it watches.
-fn write_shim_record(dir: &std::path::Path, name: &str, init_pid: i32) -> Result<(), String> {
+/// Writes shim.json (or an exec's); returns the shim's start time.
+fn write_shim_record(dir: &std::path::Path, name: &str, init_pid: i32) -> Result<u64, String> {
     let pid = std::process::id();
     // Our own start time: /proc/self is there, so None is a broken /proc,
     // and a record berthd would misread is worse than none.
@@ -351,5 +360,6 @@ fn write_shim_record(dir: &std::path::Path, name: &str, init_pid: i32) -> Result
         start_time,
         init_pid: init_pid.unsigned_abs(),
     };
-    berth_monitor::record::write_atomic(dir, name, &record)
+    berth_monitor::record::write_atomic(dir, name, &record)?;
+    Ok(start_time)
 }
