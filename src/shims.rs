@@ -55,13 +55,25 @@ fn pidfd_for(pid: u32, start: u64) -> Option<OwnedFd> {
     (crate::init_calls::process_start_time(pid) == Some(start)).then_some(fd)
 }
 
+/// Checks at a time (see checked_pidfd).
+static CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// pidfd_for, off the executor: right after a create the shim is exec'ing
+/// into berth-monitor, and reading its /proc stat waits for that exec. Two
+/// at a time, so a burst of watches (a restart re-attaching 1000
+/// containers) does not start a blocking-pool thread each.
+async fn checked_pidfd(pid: u32, start: u64) -> Option<OwnedFd> {
+    let _turn = CHECKS.acquire().await.ok()?;
+    tokio::task::spawn_blocking(move || pidfd_for(pid, start))
+        .await
+        .ok()
+        .flatten()
+}
+
 /// Resolves when the process (`pid` started at `start`) has exited — at once
 /// if it already has or is not that process any more.
 pub async fn gone(pid: u32, start: u64) {
-    // Off the executor: right after a create the shim is exec'ing into
-    // berth-monitor, and reading its /proc stat waits for that.
-    let fd = tokio::task::spawn_blocking(move || pidfd_for(pid, start));
-    if let Ok(Some(fd)) = fd.await {
+    if let Some(fd) = checked_pidfd(pid, start).await {
         // SAFETY: the AsyncFd owns the pidfd (moved in) until it is dropped.
         if let Ok(afd) = unsafe { AsyncFd::register(fd) } {
             let _ = afd.readable().await;
