@@ -10,8 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_proto::ShimReport;
-
 use crate::error::{Error, Result};
 use crate::exits::{Exit, Exits};
 use crate::gates::{GateGuard, Gates};
@@ -366,18 +364,7 @@ impl Daemon {
         let _copies = fds.pass_to(&mut cmd).map_err(spawn_err)?;
         let out = cmd.output().await.map_err(spawn_err)?;
         let line = String::from_utf8_lossy(&out.stdout);
-        match ShimReport::parse(&line) {
-            Ok(ShimReport::Created {
-                init_pid,
-                shim_pid,
-                init_start,
-                shim_start,
-            }) => Ok(crate::shims::Processes::reported(
-                init_pid, shim_pid, init_start, shim_start,
-            )),
-            Ok(ShimReport::Failed { error, kind }) => Err(Error::of_kind(kind, error)),
-            Err(e) => Err(Error::Internal(e.to_string())),
-        }
+        crate::shims::Processes::from_report(&line)
     }
 
     /// berth-monitor, installed beside berth-shim (which execs into it).

@@ -17,8 +17,6 @@ use std::sync::Mutex;
 use nix::sys::socket::{sendmsg, socketpair, AddressFamily, ControlMessage, MsgFlags, SockFlag};
 use tokio::io::AsyncBufReadExt;
 
-use berth_proto::ShimReport;
-
 use crate::error::{Error, Result};
 
 /// The running server: our end of its socket, and the process (kept so
@@ -175,18 +173,7 @@ impl crate::daemon::Daemon {
             true => serve_placement(id, report).await?,
             false => read_report(report).await?,
         };
-        match ShimReport::parse(&line) {
-            Ok(ShimReport::Created {
-                init_pid,
-                shim_pid,
-                init_start,
-                shim_start,
-            }) => Ok(crate::shims::Processes::reported(
-                init_pid, shim_pid, init_start, shim_start,
-            )),
-            Ok(ShimReport::Failed { error, kind }) => Err(Error::of_kind(kind, error)),
-            Err(e) => Err(Error::Internal(e.to_string())),
-        }
+        crate::shims::Processes::from_report(&line)
     }
 }
 

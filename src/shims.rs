@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
 
-use berth_proto::{ExitRecord, RecordError};
+use berth_proto::{ExitRecord, RecordError, ShimReport};
 
 use crate::daemon::Daemon;
 use crate::lifecycle::Verb;
@@ -24,19 +24,31 @@ pub struct Processes {
 }
 
 impl Processes {
-    /// From a shim's report; a start time it did not say (a shim from
-    /// before the report carried them: an exec server left running across
-    /// an upgrade) is read from /proc here.
-    pub fn reported(init_pid: u32, shim_pid: u32, init_start: u64, shim_start: u64) -> Processes {
+    /// The processes a shim's report `line` names, or the failure it
+    /// carries as berthd's error of its kind. A start time the report does
+    /// not say (a shim from before reports carried them: an exec server
+    /// left running across an upgrade) is read from /proc here.
+    pub fn from_report(line: &str) -> crate::error::Result<Processes> {
         let or_read = |start: u64, pid: u32| match start {
             0 => crate::init_calls::process_start_time(pid).unwrap_or(0),
             s => s,
         };
-        Processes {
-            pid: init_pid,
-            pid_start: or_read(init_start, init_pid),
-            shim_pid,
-            shim_start: or_read(shim_start, shim_pid),
+        match ShimReport::parse(line) {
+            Ok(ShimReport::Created {
+                init_pid,
+                shim_pid,
+                init_start,
+                shim_start,
+            }) => Ok(Processes {
+                pid: init_pid,
+                pid_start: or_read(init_start, init_pid),
+                shim_pid,
+                shim_start: or_read(shim_start, shim_pid),
+            }),
+            Ok(ShimReport::Failed { error, kind }) => {
+                Err(crate::error::Error::of_kind(kind, error))
+            }
+            Err(e) => Err(crate::error::Error::Internal(e.to_string())),
         }
     }
 }
@@ -136,9 +148,25 @@ mod tests {
     fn start_times_reported_are_kept_and_missing_ones_read() {
         let me = std::process::id();
         let mine = crate::init_calls::process_start_time(me).unwrap();
-        let said = Processes::reported(me, me, 7, 8);
-        assert_eq!((said.pid_start, said.shim_start), (7, 8));
-        let unsaid = Processes::reported(me, me, 0, 0);
+        let said = format!(r#"{{"init_pid":{me},"shim_pid":{me},"init_start":7,"shim_start":8}}"#);
+        let said = Processes::from_report(&said).unwrap();
+        assert_eq!((said.pid, said.pid_start, said.shim_start), (me, 7, 8));
+        let unsaid = format!(r#"{{"init_pid":{me},"shim_pid":{me}}}"#);
+        let unsaid = Processes::from_report(&unsaid).unwrap();
         assert_eq!((unsaid.pid_start, unsaid.shim_start), (mine, mine));
+    }
+
+    #[test]
+    fn a_failed_report_is_its_kind_of_error() {
+        let line = r#"{"error":"no rootfs","kind":"InvalidArgument"}"#;
+        let e = Processes::from_report(line).unwrap_err();
+        assert!(
+            matches!(e, crate::error::Error::InvalidArgument(ref m) if m == "no rootfs"),
+            "{e:?}"
+        );
+        assert!(matches!(
+            Processes::from_report("garbage"),
+            Err(crate::error::Error::Internal(_))
+        ));
     }
 }
