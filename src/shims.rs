@@ -25,25 +25,33 @@ pub struct Processes {
 
 impl Processes {
     /// The processes a shim's report `line` names, or the failure it
-    /// carries as berthd's error of its kind. A start time the report does
-    /// not say (a shim from before reports carried them: an exec server
-    /// left running across an upgrade) is read from /proc here.
+    /// carries as berthd's error of its kind. A report without start times
+    /// (a shim from before reports carried them: an exec server left
+    /// running across an upgrade) has them read from /proc here. One with
+    /// the shim's says all there is: an exec's leaves its process's 0
+    /// (nobody needs it, and reading it could wait for that process's
+    /// execve).
     pub fn from_report(line: &str) -> crate::error::Result<Processes> {
-        let or_read = |start: u64, pid: u32| match start {
-            0 => crate::init_calls::process_start_time(pid).unwrap_or(0),
-            s => s,
-        };
+        let read = |pid: u32| crate::init_calls::process_start_time(pid).unwrap_or(0);
         match ShimReport::parse(line) {
             Ok(ShimReport::Created {
                 init_pid,
                 shim_pid,
                 init_start,
                 shim_start,
-            }) => Ok(Processes {
-                pid: init_pid,
-                pid_start: or_read(init_start, init_pid),
-                shim_pid,
-                shim_start: or_read(shim_start, shim_pid),
+            }) => Ok(match shim_start {
+                0 => Processes {
+                    pid: init_pid,
+                    pid_start: read(init_pid),
+                    shim_pid,
+                    shim_start: read(shim_pid),
+                },
+                _ => Processes {
+                    pid: init_pid,
+                    pid_start: init_start,
+                    shim_pid,
+                    shim_start,
+                },
             }),
             Ok(ShimReport::Failed { error, kind }) => {
                 Err(crate::error::Error::of_kind(kind, error))
@@ -154,6 +162,10 @@ mod tests {
         let unsaid = format!(r#"{{"init_pid":{me},"shim_pid":{me}}}"#);
         let unsaid = Processes::from_report(&unsaid).unwrap();
         assert_eq!((unsaid.pid_start, unsaid.shim_start), (mine, mine));
+        // An exec's shim: its process's start is not read.
+        let exec = format!(r#"{{"init_pid":{me},"shim_pid":{me},"init_start":0,"shim_start":8}}"#);
+        let exec = Processes::from_report(&exec).unwrap();
+        assert_eq!((exec.pid_start, exec.shim_start), (0, 8));
     }
 
     #[test]
