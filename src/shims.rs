@@ -39,20 +39,18 @@ impl Processes {
                 shim_pid,
                 init_start,
                 shim_start,
-            }) => Ok(match shim_start {
-                0 => Processes {
+            }) => {
+                let (pid_start, shim_start) = match shim_start {
+                    0 => (read(init_pid), read(shim_pid)),
+                    said => (init_start, said),
+                };
+                Ok(Processes {
                     pid: init_pid,
-                    pid_start: read(init_pid),
-                    shim_pid,
-                    shim_start: read(shim_pid),
-                },
-                _ => Processes {
-                    pid: init_pid,
-                    pid_start: init_start,
+                    pid_start,
                     shim_pid,
                     shim_start,
-                },
-            }),
+                })
+            }
             Ok(ShimReport::Failed { error, kind }) => {
                 Err(crate::error::Error::of_kind(kind, error))
             }

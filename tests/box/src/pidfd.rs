@@ -1,6 +1,6 @@
 //! A process held by a pidfd, to wait for its exit without being its parent.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 pub struct PidFd(OwnedFd);
@@ -20,24 +20,16 @@ impl PidFd {
     /// Waits until the process has exited (a zombie or reaped), at most `timeout`.
     /// Returns whether it did.
     pub fn wait_exit(&self, timeout: Duration) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut p = libc::pollfd {
-                fd: self.0.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            let ms = left.as_millis().min(i32::MAX as u128) as i32;
-            // SAFETY: one valid pollfd for the duration of the call.
-            let n = unsafe { libc::poll(&mut p, 1, ms) };
-            if n > 0 {
-                return true;
-            }
-            let eintr =
-                n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR);
-            if !eintr || left.is_zero() {
-                return false;
+            let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLIN)];
+            let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+            match poll(&mut fds, wait) {
+                Ok(n) if n > 0 => return true,
+                Err(nix::errno::Errno::EINTR) if !left.is_zero() => {}
+                _ => return false,
             }
         }
     }
