@@ -52,11 +52,7 @@ pub fn exec_process(process_json: &str, config_dir: &Path) -> Result<Process, Ex
     if !given.is_object() {
         return Err(ExecError::NotObject);
     }
-    let config: Value = std::fs::read_to_string(config_dir.join("config.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    inherit(&mut given, &config["process"]);
+    inherit(&mut given, &container_process(config_dir));
     let process: Process = serde_json::from_value(given).map_err(ExecError::Json)?;
     // What the runtime would only find out inside the container.
     if !process.cwd().is_absolute() {
@@ -68,6 +64,22 @@ pub fn exec_process(process_json: &str, config_dir: &Path) -> Result<Process, Ex
         Some(a) if a.first().is_some_and(|p| !p.is_empty()) => Ok(process),
         _ => Err(ExecError::NoProgram),
     }
+}
+
+/// The `process` of config.json in `config_dir` (Null if unreadable): the
+/// rest of the spec — a seccomp profile of hundreds of syscall names, the
+/// mounts — is skipped by the parser, not built into a tree.
+fn container_process(config_dir: &Path) -> Value {
+    #[derive(serde::Deserialize)]
+    struct Spec {
+        #[serde(default)]
+        process: Value,
+    }
+    std::fs::read(config_dir.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_slice::<Spec>(&t).ok())
+        .map(|s| s.process)
+        .unwrap_or_default()
 }
 
 /// Completes the caller's process object `given` from `base` (the

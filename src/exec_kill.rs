@@ -47,26 +47,20 @@ impl Daemon {
             id: id.into(),
             exec: exec_id.into(),
         };
-        let exec = rec.execs.get(exec_id).ok_or_else(no_exec)?;
-        Ok(signal_exec(
-            self,
-            id,
-            exec_id,
-            exec.shim_pid,
-            exec.shim_start,
-            signal,
-        )?)
+        if !rec.execs.contains_key(exec_id) {
+            return Err(no_exec().into());
+        }
+        Ok(signal_exec(self, id, exec_id, signal)?)
     }
 }
 
-/// Signals the process of exec `exec_id` whose shim is (`shim_pid`,
-/// `shim_start`); Exited if it (or its shim) is gone.
+/// Signals the process of exec `exec_id`, found through its shim's record
+/// (the shim's pid and start time, the process's pid); Exited if it (or its
+/// shim) is gone.
 pub fn signal_exec(
     daemon: &Daemon,
     id: &str,
     exec_id: &str,
-    shim_pid: u32,
-    shim_start: u64,
     signal: i32,
 ) -> std::result::Result<(), KillExecError> {
     let exited = || KillExecError::Exited {
@@ -89,12 +83,12 @@ pub fn signal_exec(
     // Checked after opening: the shim alive and no exit recorded means it
     // has not reaped the process, so the pid is still the process's; and
     // its parent must be that shim (the subreaper of every exec).
-    let shim_alive = crate::init_calls::process_start_time(shim_pid) == Some(shim_start);
+    let shim_alive = crate::init_calls::process_start_time(shim.pid) == Some(shim.start_time);
     let recorded = !matches!(
         berth_proto::read::<ExitRecord>(&dir.join(exit_json)),
         Err(RecordError::Missing { .. })
     );
-    if !shim_alive || recorded || parent_of(shim.init_pid) != Some(shim_pid) {
+    if !shim_alive || recorded || parent_of(shim.init_pid) != Some(shim.pid) {
         return Err(exited());
     }
     // SAFETY: pidfd_send_signal on our pidfd, no siginfo.

@@ -82,13 +82,8 @@ impl ExecRequest {
 
 impl Daemon {
     /// Starts `process_json` (an OCI process object) in the running container
-    /// under its own shim; returns the exec id and the shim's (pid, start).
-    pub async fn exec(
-        &self,
-        id: &str,
-        process_json: &str,
-        req: &ExecRequest,
-    ) -> Result<(String, u32, u64)> {
+    /// under its own shim; returns the exec id.
+    pub async fn exec(&self, id: &str, process_json: &str, req: &ExecRequest) -> Result<String> {
         let rec = self.get(id)?;
         Self::step(&rec, Verb::Exec)?;
         if req.max_execs_reached(&rec) {
@@ -124,26 +119,47 @@ impl Daemon {
         let (flags, fds) = req.shim_stdio()?;
         args.extend(flags);
         let given: Vec<_> = req.stdio.iter().flatten().map(|f| f.as_fd()).collect();
-        let made = self
-            .run_forked_shim(id, &args, &given, &fds)
-            .await
-            .map_err(|e| self.exited_meanwhile(id, e))?;
-        let (shim, start) = (made.shim_pid, made.shim_start);
+        // The record is committed while the shim starts the process (its
+        // fsync beside the forks, not after them): KillExec finds the shim
+        // by its exec-ID.shim.json, so the record needs nothing of the report.
         let recorded = exec_id.clone();
-        self.store
+        let record = self.store.update(id, move |r| {
+            let started_at = now_us();
+            r.add_exec(
+                &recorded,
+                ExecRecord {
+                    started_at,
+                    ..Default::default()
+                },
+            )
+        });
+        let shim = self.run_forked_shim(id, &args, &given, &fds);
+        match tokio::join!(record, shim) {
+            (Ok(_), Ok(_)) => Ok(exec_id),
+            (record, Err(e)) => {
+                if record.is_ok() {
+                    self.forget_exec(id, &exec_id).await;
+                }
+                Err(self.exited_meanwhile(id, e))
+            }
+            // Not recorded (the store full, the container deleted meanwhile):
+            // no process is left running that nothing knows of.
+            (Err(e), Ok(_)) => {
+                let _ = crate::exec_kill::signal_exec(self, id, &exec_id, libc::SIGKILL);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Drops the record of an exec that did not start.
+    async fn forget_exec(&self, id: &str, exec_id: &str) {
+        let exec_id = exec_id.to_string();
+        let _ = self
+            .store
             .update(id, move |r| {
-                r.add_exec(
-                    &recorded,
-                    ExecRecord {
-                        shim_pid: shim,
-                        shim_start: start,
-                        started_at: now_us(),
-                        ..Default::default()
-                    },
-                )
+                r.execs.remove(&exec_id);
             })
-            .await?;
-        Ok((exec_id, shim, start))
+            .await;
     }
 
     /// Takes exec id `wanted` (or a fresh one) in container `id` by creating
@@ -199,39 +215,56 @@ impl Daemon {
         self.get(id)?;
         let (shim_json, exit_json) = berth_proto::record_names(Some(exec_id));
         let dir = self.run_dir.join(id);
-        let shim: ShimRecord = match berth_proto::read(&dir.join(shim_json)) {
-            Ok(s) => s,
-            Err(RecordError::Missing { .. }) => {
-                return Err(Error::NotFound(format!(
-                    "no exec {exec_id} in container {id}"
-                )))
-            }
+        // The record is the shim's last act before it exits (written whole,
+        // by a rename): once it is there, there is nothing to wait for — a
+        // short exec has usually ended before its caller asks.
+        let recorded = match berth_proto::read::<ExitRecord>(&dir.join(&exit_json)) {
+            Ok(r) => Some(r),
+            Err(RecordError::Missing { .. }) => None,
             Err(e) => return Err(Error::Internal(e.to_string())),
         };
-        // The exec's shim writes the record, then exits: wait for the exit.
-        crate::shims::gone(shim.pid, shim.start_time).await;
-        let (code, signal) = match berth_proto::read::<ExitRecord>(&dir.join(exit_json)) {
-            Ok(r) => (r.exit_code, r.exit_signal),
-            Err(RecordError::Missing { .. }) => {
-                return Err(Error::Internal(format!(
-                    "the shim of exec {exec_id} died without an exit record"
-                )))
-            }
-            Err(e) => return Err(Error::Internal(e.to_string())),
-        };
-        let exec_id = exec_id.to_string();
-        let _ = self
-            .store
-            .update(id, move |r| {
-                if let Some(e) = r.execs.get_mut(&exec_id) {
-                    if e.exited_at == 0 {
-                        e.exited_at = now_us();
-                        e.exit_code = code;
-                        e.exit_signal = signal;
+        let record = match recorded {
+            Some(r) => r,
+            None => {
+                let shim: ShimRecord = match berth_proto::read(&dir.join(shim_json)) {
+                    Ok(s) => s,
+                    Err(RecordError::Missing { .. }) => {
+                        return Err(Error::NotFound(format!(
+                            "no exec {exec_id} in container {id}"
+                        )))
                     }
+                    Err(e) => return Err(Error::Internal(e.to_string())),
+                };
+                // The exec's shim writes the record, then exits: wait for the exit.
+                crate::shims::gone(shim.pid, shim.start_time).await;
+                match berth_proto::read::<ExitRecord>(&dir.join(exit_json)) {
+                    Ok(r) => r,
+                    Err(RecordError::Missing { .. }) => {
+                        return Err(Error::Internal(format!(
+                            "the shim of exec {exec_id} died without an exit record"
+                        )))
+                    }
+                    Err(e) => return Err(Error::Internal(e.to_string())),
                 }
-            })
-            .await;
+            }
+        };
+        let (code, signal) = (record.exit_code, record.exit_signal);
+        // The store's copy of the exit is bookkeeping (the shim's record is
+        // what WaitExec answers from): committed after the reply, not before.
+        let (store, id, exec_id) = (self.store.clone(), id.to_string(), exec_id.to_string());
+        tokio::spawn(async move {
+            let _ = store
+                .update(&id, move |r| {
+                    if let Some(e) = r.execs.get_mut(&exec_id) {
+                        if e.exited_at == 0 {
+                            e.exited_at = now_us();
+                            e.exit_code = code;
+                            e.exit_signal = signal;
+                        }
+                    }
+                })
+                .await;
+        });
         Ok((code, signal))
     }
 }

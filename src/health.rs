@@ -125,17 +125,15 @@ pub async fn run(daemon: &Daemon, id: &str) -> Result<(String, i32, bool)> {
     let process = serde_json::json!({ "args": health.config.cmd }).to_string();
     let timeout = Duration::from_micros(health.config.timeout_us);
     let exit = match daemon.exec(id, &process, &ExecRequest::default()).await {
-        Ok((exec_id, shim_pid, shim_start)) => {
-            match tokio::time::timeout(timeout, daemon.wait_exec(id, &exec_id)).await {
-                Ok(Ok((code, 0))) => code,
-                Ok(Ok((_, signal))) => 128 + signal,
-                Ok(Err(_)) => -1,
-                Err(_) => {
-                    kill_timed_out(daemon, id, &exec_id, shim_pid, shim_start);
-                    -1
-                }
+        Ok(exec_id) => match tokio::time::timeout(timeout, daemon.wait_exec(id, &exec_id)).await {
+            Ok(Ok((code, 0))) => code,
+            Ok(Ok((_, signal))) => 128 + signal,
+            Ok(Err(_)) => -1,
+            Err(_) => {
+                kill_timed_out(daemon, id, &exec_id);
+                -1
             }
-        }
+        },
         // Its command missing in the container, say: a failed check, as
         // podman counts it, not an error of the call.
         Err(e) => {
@@ -160,9 +158,8 @@ pub async fn run(daemon: &Daemon, id: &str) -> Result<(String, i32, bool)> {
 
 /// SIGKILLs a check that outlived its timeout (its shim then records the
 /// exit as for any exec): exec_kill.rs's guarded signal.
-fn kill_timed_out(daemon: &Daemon, id: &str, exec_id: &str, shim_pid: u32, shim_start: u64) {
-    let sent =
-        crate::exec_kill::signal_exec(daemon, id, exec_id, shim_pid, shim_start, libc::SIGKILL);
+fn kill_timed_out(daemon: &Daemon, id: &str, exec_id: &str) {
+    let sent = crate::exec_kill::signal_exec(daemon, id, exec_id, libc::SIGKILL);
     if sent.is_ok() {
         tracing::info!(container = %id, exec = %exec_id, "health check timed out: killed");
     }

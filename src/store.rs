@@ -79,7 +79,12 @@ pub struct ContainerRecord {
 /// container's end) saw it.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExecRecord {
+    /// 0: the record is made while the shim starts, before its pid is known
+    /// (KillExec reads the shim from exec-ID.shim.json). Kept so a record
+    /// stays readable by an older berthd.
+    #[serde(default)]
     pub shim_pid: u32,
+    #[serde(default)]
     pub shim_start: u64,
     pub started_at: u64,
     /// 0 while running.

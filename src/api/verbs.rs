@@ -94,8 +94,7 @@ pub async fn exec(
         )));
     }
     let req = parse_exec(options)?;
-    let (exec_id, _, _) = daemon.exec(id, process_json, &req).await?;
-    Ok(exec_id)
+    Ok(daemon.exec(id, process_json, &req).await?)
 }
 
 /// Puts the container's object on the bus and watches its shim.
