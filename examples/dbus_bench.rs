@@ -7,6 +7,9 @@
 //!   dbus_bench --bundle DIR --serve        (one lifecycle per id read
 //!              from stdin, its "total create start wait delete" µs line on
 //!              stdout: lets a script interleave berthd with other tools)
+//!   dbus_bench --bundle DIR --exec-into ID  (N × ExecContainer of
+//!              /bin/true into running container ID + WaitExec, back to
+//!              back; "total exec wait" µs per exec to --samples)
 //!   dbus_bench --bundle DIR --write-spec   (config.json running `true`, as
 //!              `berth-runtime spec` writes it, then exit)
 //!
@@ -66,6 +69,10 @@ struct Args {
     /// one connection and answer "total create start wait delete" (µs).
     #[arg(long)]
     serve: bool,
+    /// Time ExecContainer of /bin/true + WaitExec into this running
+    /// container instead of lifecycles.
+    #[arg(long)]
+    exec_into: Option<String>,
 }
 
 fn sample_line(us: &[u64; 4]) -> String {
@@ -150,6 +157,45 @@ fn lifecycle(c: &zbus::blocking::Connection, id: &str, bundle: &str) -> Res<[Dur
     Ok([t1 - t0, t2 - t1, t3 - t2, t4 - t3])
 }
 
+/// N execs of /bin/true into `id`, one after the other on one connection.
+fn execs(args: &Args, id: &str) -> Res<()> {
+    let c = connect(args.address.as_deref())?;
+    let process = r#"{"args":["/bin/true"],"cwd":"/"}"#;
+    let (mut total, mut lines) = (Vec::new(), String::new());
+    for _ in 0..args.iterations {
+        let no_options: HashMap<String, Value<'static>> = HashMap::new();
+        let t0 = Instant::now();
+        let exec_id: String = call(&c, "ExecContainer", &(id, process, no_options))?;
+        let t1 = Instant::now();
+        let (code, signal): (i32, i32) = call(&c, "WaitExec", &(id, exec_id.as_str()))?;
+        let t2 = Instant::now();
+        if (code, signal) != (0, 0) {
+            return Err(format!(
+                "exec {exec_id} exited with code {code}, signal {signal}"
+            ));
+        }
+        let (e, w) = ((t1 - t0).as_micros() as u64, (t2 - t1).as_micros() as u64);
+        total.push(e + w);
+        lines += &format!("{} {e} {w}\n", e + w);
+    }
+    if let Some(path) = &args.samples {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(lines.as_bytes()))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    total.sort_unstable();
+    println!(
+        "RESULT execs={} median_us={} p90_us={}",
+        total.len(),
+        pct(&total, 0.5),
+        pct(&total, 0.9)
+    );
+    Ok(())
+}
+
 /// Nearest-rank percentile of sorted µs samples (as bench/berthd-inner.sh).
 fn pct(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
@@ -180,6 +226,9 @@ fn run(args: &Args) -> Res<()> {
     }
     if args.serve {
         return serve(args);
+    }
+    if let Some(id) = &args.exec_into {
+        return execs(args, id);
     }
     let workers = args.workers.max(1);
     let shared = if args.shared_connection {
