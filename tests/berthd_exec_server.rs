@@ -51,6 +51,42 @@ fn execs_come_from_the_exec_server() {
     // The running exec's shim is a child of the server, which is berthd's.
     exec(&c, "long", &["sleep", "300"]);
     let server = server_of(&b, "long");
+    // The shim cloned the process itself, straight into x1's pid namespace
+    // (berth-init's exec::fork::clone_direct): the process is its child and
+    // in the init's namespace, and the shim's own next child would be born
+    // in the shim's namespace again, not the container's.
+    let field = |record: &str, key: &str| {
+        b.sh_ok(&format!(
+            "sed 's/.*\"{key}\":\\([0-9]*\\).*/\\1/' /run/berth/x1/{record}"
+        ))
+        .trim()
+        .to_string()
+    };
+    let (shim, process) = (
+        field("exec-long.shim.json", "pid"),
+        field("exec-long.shim.json", "init_pid"),
+    );
+    let init = field("shim.json", "init_pid");
+    let ppid = b.sh_ok(&format!(
+        "awk '/^PPid/ {{print $2}}' /proc/{process}/status"
+    ));
+    assert_eq!(ppid.trim(), shim, "the exec's process's parent");
+    let ns = |pid: &str, ns: &str| b.sh_ok(&format!("readlink /proc/{pid}/ns/{ns}"));
+    assert_eq!(
+        ns(&process, "pid"),
+        ns(&init, "pid"),
+        "the process's pid namespace"
+    );
+    assert_eq!(
+        ns(&process, "mnt"),
+        ns(&init, "mnt"),
+        "the process's mount namespace"
+    );
+    assert_eq!(
+        ns(&shim, "pid_for_children"),
+        ns(&shim, "pid"),
+        "the shim's children's pid namespace"
+    );
     let cmdline = b.sh_ok(&format!("tr '\\0' ' ' < /proc/{server}/cmdline"));
     assert!(cmdline.contains("berth-shim --exec-server"), "{cmdline}");
     let parent = b.sh_ok(&format!("awk '/^PPid/ {{print $2}}' /proc/{server}/status"));

@@ -1,6 +1,10 @@
-//! How an exec's process is made: a first child, forked (straight into the
-//! container's cgroup2 directory where the kernel allows), joins the
-//! cgroups and namespaces, then clones the process as the caller's child.
+//! How an exec's process is made. Where the kernel allows, directly
+//! ([`clone_direct`]): the caller's next child is set to be born in the
+//! container's pid namespace, and the process is cloned straight into its
+//! cgroup2 directory and joins the other namespaces itself. Otherwise (a
+//! paused container, no clone3 into the cgroup) through a first child,
+//! forked (into the cgroup where it can be), that joins the cgroups and
+//! namespaces, then clones the process as the caller's child.
 
 use std::fs::{self, File};
 use std::io::{Read, Write};
@@ -52,6 +56,86 @@ pub(super) unsafe fn fork_into(v2: Option<&File>) -> Result<(i32, bool)> {
     forked
 }
 
+/// The process, cloned by the caller itself, straight into the cgroup2
+/// directory `v2` and the pid namespace of `namespaces` (if any): Some(0)
+/// in the process, Some(its pid) in the caller, None where clone3 into `v2`
+/// is refused (nothing was made; the caller takes the first child's way).
+/// One fork fewer than [`fork_into`] + [`join_and_clone`]: setns of a pid
+/// namespace changes only where the caller's children are born, so the
+/// caller enters it for the one clone and goes back to its own after. The
+/// process joins the rest with [`join_in_place`].
+///
+/// Non-dumpable from its first instruction, as [`fork_into`]'s child.
+///
+/// # Safety
+/// As [`fork_into`].
+pub(super) unsafe fn clone_direct(
+    v2: &File,
+    namespaces: &[(CloneFlags, File)],
+) -> Result<Option<i32>> {
+    let pid_ns = namespaces
+        .iter()
+        .find(|(f, _)| *f == CloneFlags::CLONE_NEWPID);
+    let ours = match pid_ns {
+        Some((flag, theirs)) => {
+            let ours = File::open("/proc/self/ns/pid")
+                .map_err(|e| Error::io("opening /proc/self/ns/pid", e))?;
+            setns(theirs, *flag).map_err(|e| Error::io("setns(CLONE_NEWPID)", e))?;
+            Some(ours)
+        }
+        None => None,
+    };
+    let dumpable = nix::sys::prctl::get_dumpable().unwrap_or(true);
+    let cloned = match nix::sys::prctl::set_dumpable(false) {
+        Ok(()) => crate::clone_into::fork_into(v2),
+        Err(_) => None,
+    };
+    if cloned == Some(0) {
+        return Ok(cloned);
+    }
+    if dumpable {
+        let _ = nix::sys::prctl::set_dumpable(true);
+    }
+    // Back to our own pid namespace (always allowed: it is our active one),
+    // so nothing else we fork lands in the container's.
+    let back = match &ours {
+        Some(f) => setns(f, CloneFlags::CLONE_NEWPID).map_err(|e| Error::io("setns back", e)),
+        None => Ok(()),
+    };
+    if let (Err(e), Some(pid)) = (&back, cloned) {
+        let pid = nix::unistd::Pid::from_raw(pid);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+        return Err(Error::Init(format!("exec: {e}")));
+    }
+    back.map(|()| cloned)
+}
+
+/// In the process cloned by [`clone_direct`]: joins the cgroups it did not
+/// start in (v1 hierarchies) and every namespace but the pid one (it was
+/// born there), in `namespaces`' order.
+pub(super) fn join_in_place(
+    namespaces: &[(CloneFlags, File)],
+    cgroups: &[&Path],
+) -> std::result::Result<(), String> {
+    for procs in cgroups {
+        fs::write(procs, "0").map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+    }
+    let others = namespaces
+        .iter()
+        .filter(|(f, _)| *f != CloneFlags::CLONE_NEWPID);
+    join_namespaces(others)
+}
+
+fn join_namespaces<'a>(
+    namespaces: impl IntoIterator<Item = &'a (CloneFlags, File)>,
+) -> std::result::Result<(), String> {
+    for (flag, file) in namespaces {
+        setns(file, *flag).map_err(|e| format!("setns({flag:?}): {e}"))?;
+    }
+    Ok(())
+}
+
 /// In the first child: join cgroups (those it did not start in) and
 /// namespaces, then clone the process as a sibling (CLONE_PARENT). Returns
 /// 0 in the process, its pid in the child.
@@ -79,9 +163,7 @@ pub(super) fn join_and_clone(
             fs::write(procs, "0").map_err(|e| join_err(procs, e))?;
         }
     }
-    for (flag, file) in namespaces {
-        setns(file, *flag).map_err(|e| format!("setns({flag:?}): {e}"))?;
-    }
+    join_namespaces(namespaces)?;
     // A late joiner waits until it is in the (frozen) cgroups: without this
     // it could run, even exec, before we write its pid.
     let go = if late {

@@ -96,49 +96,76 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         None => (None, None),
     };
 
-    // SAFETY: exec() is documented to run in a single-threaded process.
     // Into a paused container (--ignore-paused), the process joins the
     // frozen cgroup only once it exists: a first child cloned into it would
     // freeze before it could clone the process, and we would wait for it.
     let v2_target = cgroups.v2_dir.as_ref().filter(|_| !paused);
-    let (child, in_v2) = unsafe { fork_into(v2_target) }?;
-    match child {
-        0 => {
-            drop((err_r, pid_r));
+    let direct = match v2_target {
+        // SAFETY: exec() is documented to run in a single-threaded process.
+        Some(dir) => unsafe { fork::clone_direct(dir, &namespaces) }?,
+        None => None,
+    };
+    let keep_errors = |errors: &File| {
+        let mut keep = vec![errors.as_raw_fd()];
+        keep.extend(agent_w.as_ref().map(Channel::raw));
+        keep
+    };
+    // Called once, in whichever child becomes the process.
+    let mut compiled = compiled;
+    let mut process = |errors: &File| {
+        run_process(
+            opts,
+            filter.as_ref(),
+            compiled.take(),
+            console.as_ref(),
+            agent_w.as_ref(),
+            &keep_errors(errors),
+        )
+        .unwrap_err()
+    };
+    let pid = match direct {
+        Some(0) => {
+            drop((err_r, pid_r, pid_w));
             let mut errors = File::from(err_w);
-            let code = match join_and_clone(&namespaces, &cgroups.procs_files(in_v2), paused) {
-                Ok(0) => {
-                    let mut keep = vec![errors.as_raw_fd()];
-                    keep.extend(agent_w.as_ref().map(Channel::raw));
-                    let e = run_process(
-                        opts,
-                        filter.as_ref(),
-                        compiled,
-                        console.as_ref(),
-                        agent_w.as_ref(),
-                        &keep,
-                    )
-                    .unwrap_err();
-                    let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
-                    1
-                }
-                Ok(pid) => {
-                    let _ = File::from(pid_w).write_all(pid.to_string().as_bytes());
-                    0
-                }
-                Err(e) => {
-                    let e = ChildFailure::Setup(e);
-                    let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
-                    1
-                }
+            let e = match fork::join_in_place(&namespaces, &cgroups.procs_files(true)) {
+                Ok(()) => process(&errors),
+                Err(e) => ChildFailure::Setup(e),
             };
+            let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
             // SAFETY: leave without running the caller's destructors or atexit.
-            unsafe { libc::_exit(code) }
+            unsafe { libc::_exit(1) }
         }
-        child => {
-            let child = Pid::from_raw(child);
+        Some(pid) => {
+            drop((err_w, pid_w, pid_r, console, agent_w));
+            Some(pid)
+        }
+        None => {
+            // SAFETY: as above.
+            let (child, in_v2) = unsafe { fork_into(v2_target) }?;
+            if child == 0 {
+                drop((err_r, pid_r));
+                let mut errors = File::from(err_w);
+                let code = match join_and_clone(&namespaces, &cgroups.procs_files(in_v2), paused) {
+                    Ok(0) => {
+                        let e = process(&errors);
+                        let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
+                        1
+                    }
+                    Ok(pid) => {
+                        let _ = File::from(pid_w).write_all(pid.to_string().as_bytes());
+                        0
+                    }
+                    Err(e) => {
+                        let e = ChildFailure::Setup(e);
+                        let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
+                        1
+                    }
+                };
+                // SAFETY: leave without running the caller's destructors or atexit.
+                unsafe { libc::_exit(code) }
+            }
             drop((err_w, pid_w, console, agent_w));
-            let _ = waitpid(child, None);
+            let _ = waitpid(Pid::from_raw(child), None);
             if paused {
                 // A frozen process holds both pipes open until it is resumed
                 // and execs: take what the first child wrote (it has exited),
@@ -152,32 +179,32 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
             }
             let mut pid_text = String::new();
             let _ = File::from(pid_r).read_to_string(&mut pid_text);
-            let pid: Option<i32> = pid_text.trim().parse().ok();
-            // Before the error pipe: that reaches EOF only at execve, and a
-            // notified syscall before it waits for the agent to have the fd.
-            if let (Some(ch), Some(p), Some(f)) = (&agent, pid, &filter) {
-                if let Err(e) = seccomp::agent::forward(ch, f, p, exec_state(&rec)) {
-                    let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::SIGKILL);
-                    let _ = waitpid(Pid::from_raw(p), None);
-                    return Err(e.into());
-                }
-            }
-            let mut err = String::new();
-            let _ = File::from(err_r).read_to_string(&mut err);
-            if !err.is_empty() {
-                if let Some(p) = pid {
-                    let _ = waitpid(Pid::from_raw(p), None);
-                }
-                let failure = serde_json::from_str(&err).unwrap_or(ChildFailure::Setup(err));
-                return Err(Error::of_child(failure, &format!("exec in {}: ", opts.id)));
-            }
-            let pid = pid.ok_or_else(|| Error::Init("exec: the process was not started".into()))?;
-            if let Some(pf) = &opts.pid_file {
-                crate::create::write_pid_file(pf, pid)?;
-            }
-            Ok(pid)
+            pid_text.trim().parse().ok()
+        }
+    };
+    // Before the error pipe: that reaches EOF only at execve, and a
+    // notified syscall before it waits for the agent to have the fd.
+    if let (Some(ch), Some(p), Some(f)) = (&agent, pid, &filter) {
+        if let Err(e) = seccomp::agent::forward(ch, f, p, exec_state(&rec)) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::SIGKILL);
+            let _ = waitpid(Pid::from_raw(p), None);
+            return Err(e.into());
         }
     }
+    let mut err = String::new();
+    let _ = File::from(err_r).read_to_string(&mut err);
+    if !err.is_empty() {
+        if let Some(p) = pid {
+            let _ = waitpid(Pid::from_raw(p), None);
+        }
+        let failure = serde_json::from_str(&err).unwrap_or(ChildFailure::Setup(err));
+        return Err(Error::of_child(failure, &format!("exec in {}: ", opts.id)));
+    }
+    let pid = pid.ok_or_else(|| Error::Init("exec: the process was not started".into()))?;
+    if let Some(pf) = &opts.pid_file {
+        crate::create::write_pid_file(pf, pid)?;
+    }
+    Ok(pid)
 }
 
 /// The agent's state for an exec, as runc's: running, the init's pid.
