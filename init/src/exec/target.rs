@@ -1,10 +1,13 @@
 //! What an exec joins: the container init's namespaces and cgroups, found
-//! through /proc and our mountinfo (no bus, no state of ours).
+//! through /proc (and our mountinfo where cgroup2 is not at /sys/fs/cgroup):
+//! no bus, no state of ours.
 
 use std::fs::{self, File};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::AtFlags;
 use nix::sched::CloneFlags;
 
 use crate::cgroups::hierarchy;
@@ -26,18 +29,38 @@ const ORDER: &[(&str, CloneFlags)] = &[
 /// The container's namespaces that differ from ours, opened now (while the
 /// host's /proc is ours), in join order.
 pub(super) fn namespaces_of(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{fstatat, Mode};
+    // Each name looked up in its ns directory, opened once: a full path
+    // walks /proc and the pid again for every file (21 walks).
+    let dir = |path: &str| {
+        let flags = OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC;
+        nix::fcntl::open(path, flags, Mode::empty())
+            .map(|fd| {
+                // SAFETY: open just returned this fd; it is ours alone.
+                unsafe { OwnedFd::from_raw_fd(fd) }
+            })
+            .map_err(|e| Error::io(format!("opening {path}"), e))
+    };
+    let (theirs, ours) = (dir(&format!("/proc/{pid}/ns"))?, dir("/proc/self/ns")?);
     let mut out = Vec::new();
     for (name, flag) in ORDER {
-        let theirs = format!("/proc/{pid}/ns/{name}");
-        let ours = format!("/proc/self/ns/{name}");
-        let (Ok(t), Ok(o)) = (fs::metadata(&theirs), fs::metadata(&ours)) else {
+        let stat = |d: &OwnedFd| fstatat(Some(d.as_raw_fd()), *name, AtFlags::empty());
+        let (Ok(t), Ok(o)) = (stat(&theirs), stat(&ours)) else {
             continue;
         };
-        if t.ino() == o.ino() && t.dev() == o.dev() {
+        if t.st_ino == o.st_ino && t.st_dev == o.st_dev {
             continue;
         }
-        let f = File::open(&theirs).map_err(|e| Error::io(format!("opening {theirs}"), e))?;
-        out.push((*flag, f));
+        let f = openat(
+            Some(theirs.as_raw_fd()),
+            *name,
+            OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io(format!("opening /proc/{pid}/ns/{name}"), e))?;
+        // SAFETY: openat just returned this fd; it is ours alone.
+        out.push((*flag, unsafe { File::from_raw_fd(f) }));
     }
     // Root joins the user namespace last instead: a container whose mount
     // namespace belongs to the host's user namespace (a pod's late-joined
@@ -94,19 +117,35 @@ impl Cgroups {
 }
 
 /// The cgroups `pid` is in (see [`Cgroups`]), found through /proc/PID/cgroup
-/// and our mountinfo.
+/// and, unless cgroup2 is at /sys/fs/cgroup, our mountinfo.
 pub(super) fn cgroups_of(pid: i32) -> Result<Cgroups> {
     let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .map_err(|e| Error::io(format!("reading /proc/{pid}/cgroup"), e))?;
-    let mounts = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
+    let membership = hierarchy::membership(&text);
+    let hierarchies = match crate::cgroups::tree::unified_host() {
+        // cgroup2 at /sys/fs/cgroup: its line is the one that counts, as
+        // for runc on such a host (a v1 line there names a hierarchy
+        // mounted, if at all, outside the cgroup tree: skipped below), and
+        // our mountinfo need not be read and parsed (~0.1 ms of an exec).
+        true => {
+            vec![hierarchy::Hierarchy {
+                point: PathBuf::from("/sys/fs/cgroup"),
+                opts: String::new(),
+                v2: true,
+            }]
+        }
+        false => {
+            let mounts = fs::read_to_string("/proc/self/mountinfo")
+                .map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
+            hierarchy::hierarchies(&mounts)
+        }
+    };
     let mut out = Cgroups {
         v2_dir: None,
         v2_procs: None,
         v1_procs: Vec::new(),
     };
-    let hierarchies = hierarchy::hierarchies(&mounts);
-    for (ctrls, path) in hierarchy::membership(&text) {
+    for (ctrls, path) in membership {
         let Some(mount) = hierarchies
             .iter()
             .find(|h| h.holds(ctrls))
