@@ -135,6 +135,17 @@ fn execs_come_from_the_exec_server() {
     exec(&c, "t-sig", &["sh", "-c", "kill -9 $$"]);
     assert_eq!(m.wait_exec("x1", "t-sig").unwrap(), (137, 9));
 
+    // bench/exec-ab.sh's client, so it cannot rot: execs timed back to back.
+    let dbus_bench = std::path::Path::new(BERTHD)
+        .with_file_name("examples")
+        .join("dbus_bench");
+    let timed = b.sh_ok(&format!(
+        "{} --bundle {} --exec-into x1 --iterations 3",
+        dbus_bench.display(),
+        bundle.path()
+    ));
+    assert!(timed.contains("RESULT execs=3 "), "{timed}");
+
     // Killed, it is started again by the next exec (which succeeds).
     b.sh_ok(&format!("kill -9 {server}; while [ -e /proc/{server}/cmdline ] && ! grep -q zombie /proc/{server}/status 2>/dev/null; do sleep 0.05; done"));
     exec(&c, "after-kill", &["sleep", "300"]);
