@@ -157,6 +157,17 @@ fn lifecycle(c: &zbus::blocking::Connection, id: &str, bundle: &str) -> Res<[Dur
     Ok([t1 - t0, t2 - t1, t3 - t2, t4 - t3])
 }
 
+/// Appends sample lines to --samples' file, if one was given.
+fn append_samples(path: Option<&std::path::Path>, lines: &str) -> Res<()> {
+    let Some(path) = path else { return Ok(()) };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(lines.as_bytes()))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// N execs of /bin/true into `id`, one after the other on one connection.
 fn execs(args: &Args, id: &str) -> Res<()> {
     let c = connect(args.address.as_deref())?;
@@ -178,14 +189,7 @@ fn execs(args: &Args, id: &str) -> Res<()> {
         total.push(e + w);
         lines += &format!("{} {e} {w}\n", e + w);
     }
-    if let Some(path) = &args.samples {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(lines.as_bytes()))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    append_samples(args.samples.as_deref(), &lines)?;
     total.sort_unstable();
     println!(
         "RESULT execs={} median_us={} p90_us={}",
@@ -282,14 +286,7 @@ fn run(args: &Args) -> Res<()> {
             lines += &sample_line(&us);
         }
     }
-    if let Some(path) = &args.samples {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(lines.as_bytes()))
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    append_samples(args.samples.as_deref(), &lines)?;
     total.sort_unstable();
     let ops = total.len() as f64 / wall.as_secs_f64();
     println!(

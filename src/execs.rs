@@ -86,10 +86,16 @@ impl Daemon {
     pub async fn exec(&self, id: &str, process_json: &str, req: &ExecRequest) -> Result<String> {
         let rec = self.get(id)?;
         Self::step(&rec, Verb::Exec)?;
+        // Execs nobody waited for (`berthctl exec -d`) are still running in
+        // the store: settled from their exit records before refusing.
+        let rec = match req.max_execs_reached(&rec) {
+            true => self.settle_exits(id).await?,
+            false => rec,
+        };
         if req.max_execs_reached(&rec) {
             return Err(Error::FailedPrecondition(format!(
                 "container {id} has {} execs running: wait for some first",
-                rec.execs.len()
+                crate::store::MAX_EXEC_RECORDS
             )));
         }
         // The spec the container was made from: the rewritten copy if any.
@@ -149,6 +155,14 @@ impl Daemon {
                 Err(e.into())
             }
         }
+    }
+
+    /// Records the end of every exec of `id` that has one in its exit
+    /// record but not yet in the store (only WaitExec puts it there), so
+    /// they count as finished and their records can make room.
+    async fn settle_exits(&self, id: &str) -> Result<ContainerRecord> {
+        let dir = self.run_dir.join(id);
+        Ok(self.store.update(id, move |r| settle(r, &dir)).await?)
     }
 
     /// Drops the record of an exec that did not start.
@@ -266,5 +280,56 @@ impl Daemon {
                 .await;
         });
         Ok((code, signal))
+    }
+}
+
+/// [`Daemon::settle_exits`]' edit of the record: each exec with no exit in
+/// the store and an exit record in `dir` gets that exit.
+fn settle(rec: &mut ContainerRecord, dir: &std::path::Path) {
+    for (exec_id, e) in rec.execs.iter_mut().filter(|(_, e)| e.exited_at == 0) {
+        let (_, exit_json) = berth_proto::record_names(Some(exec_id));
+        if let Ok(x) = berth_proto::read::<ExitRecord>(&dir.join(exit_json)) {
+            // 0 would still read as running.
+            e.exited_at = match x.exited_at_us {
+                0 => now_us(),
+                t => t,
+            };
+            (e.exit_code, e.exit_signal) = (x.exit_code, x.exit_signal);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settled_execs_take_their_exit_from_the_exit_record() {
+        let dir = std::env::temp_dir().join(format!("berthd-settle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ended = ExitRecord {
+            pid: 7,
+            exit_code: 137,
+            exit_signal: 9,
+            exited_at_us: 42,
+            oom_killed: false,
+        };
+        let (_, name) = berth_proto::record_names(Some("done"));
+        std::fs::write(dir.join(name), serde_json::to_vec(&ended).unwrap()).unwrap();
+        let mut rec = ContainerRecord::default();
+        for e in ["done", "running"] {
+            rec.add_exec(e, ExecRecord::default());
+        }
+        settle(&mut rec, &dir);
+        let done = &rec.execs["done"];
+        assert_eq!(
+            (done.exited_at, done.exit_code, done.exit_signal),
+            (42, 137, 9)
+        );
+        assert_eq!(
+            rec.execs["running"].exited_at, 0,
+            "no exit record: still running"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
