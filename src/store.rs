@@ -75,8 +75,8 @@ pub struct ContainerRecord {
     pub resources: Option<oci_spec::runtime::LinuxResources>,
 }
 
-/// One exec'd process: its shim, and how it ended once WaitExec (or the
-/// container's end) saw it.
+/// One exec'd process: when it started, and how it ended once WaitExec saw
+/// it (or an exec at the cap settled it from its exit record: execs.rs).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExecRecord {
     /// 0: the record is made while the shim starts, before its pid is known
