@@ -25,7 +25,7 @@ fn execs_nobody_waited_for_do_not_fill_the_container() {
         let _: String = call(&c, "ExecContainer", &("r1", process.as_str(), no_options())).unwrap();
     }
     b.sh_ok(&format!(
-        "for i in $(seq 200); do [ $(ls /run/berth/r1/ | grep -c '^exec-.*\\.exit\\.json$') -ge {MAX} ] && exit 0; \
+        "for i in $(seq 600); do [ $(ls /run/berth/r1/ | grep -c '^exec-.*\\.exit\\.json$') -ge {MAX} ] && exit 0; \
          sleep 0.05; done; exit 1"
     ));
     // They have all ended: the next exec runs (it was refused as one too
