@@ -135,7 +135,7 @@ fn execs_come_from_the_exec_server() {
     exec(&c, "t-sig", &["sh", "-c", "kill -9 $$"]);
     assert_eq!(m.wait_exec("x1", "t-sig").unwrap(), (137, 9));
 
-    // bench/exec-ab.sh's client, so it cannot rot: execs timed back to back.
+    // bench/ab.sh exec's client, so it cannot rot: execs timed back to back.
     let dbus_bench = std::path::Path::new(BERTHD)
         .with_file_name("examples")
         .join("dbus_bench");
