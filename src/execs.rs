@@ -232,12 +232,12 @@ impl Daemon {
         // The record is the shim's last act before it exits (written whole,
         // by a rename): once it is there, there is nothing to wait for — a
         // short exec has usually ended before its caller asks.
-        let recorded = match berth_proto::read::<ExitRecord>(&dir.join(&exit_json)) {
-            Ok(r) => Some(r),
-            Err(RecordError::Missing { .. }) => None,
-            Err(e) => return Err(Error::Internal(e.to_string())),
+        let read_exit = || match berth_proto::read::<ExitRecord>(&dir.join(&exit_json)) {
+            Ok(r) => Ok(Some(r)),
+            Err(RecordError::Missing { .. }) => Ok(None),
+            Err(e) => Err(Error::Internal(e.to_string())),
         };
-        let record = match recorded {
+        let record = match read_exit()? {
             Some(r) => r,
             None => {
                 let shim: ShimRecord = match berth_proto::read(&dir.join(shim_json)) {
@@ -251,15 +251,11 @@ impl Daemon {
                 };
                 // The exec's shim writes the record, then exits: wait for the exit.
                 crate::shims::gone(shim.pid, shim.start_time).await;
-                match berth_proto::read::<ExitRecord>(&dir.join(exit_json)) {
-                    Ok(r) => r,
-                    Err(RecordError::Missing { .. }) => {
-                        return Err(Error::Internal(format!(
-                            "the shim of exec {exec_id} died without an exit record"
-                        )))
-                    }
-                    Err(e) => return Err(Error::Internal(e.to_string())),
-                }
+                read_exit()?.ok_or_else(|| {
+                    Error::Internal(format!(
+                        "the shim of exec {exec_id} died without an exit record"
+                    ))
+                })?
             }
         };
         let (code, signal) = (record.exit_code, record.exit_signal);

@@ -131,7 +131,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
                 Ok(()) => process(&errors),
                 Err(e) => ChildFailure::Setup(e),
             };
-            let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
+            tell(&mut errors, &e);
             // SAFETY: leave without running the caller's destructors or atexit.
             unsafe { libc::_exit(1) }
         }
@@ -148,7 +148,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
                 let code = match join_and_clone(&namespaces, &cgroups.procs_files(in_v2), paused) {
                     Ok(0) => {
                         let e = process(&errors);
-                        let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
+                        tell(&mut errors, &e);
                         1
                     }
                     Ok(pid) => {
@@ -156,8 +156,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
                         0
                     }
                     Err(e) => {
-                        let e = ChildFailure::Setup(e);
-                        let _ = errors.write_all(&serde_json::to_vec(&e).unwrap_or_default());
+                        tell(&mut errors, &ChildFailure::Setup(e));
                         1
                     }
                 };
@@ -205,6 +204,12 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         crate::create::write_pid_file(pf, pid)?;
     }
     Ok(pid)
+}
+
+/// In a child: why the process did not start, for the caller to read off
+/// the error pipe (nothing more can be done if that write fails).
+fn tell(errors: &mut File, failure: &ChildFailure) {
+    let _ = errors.write_all(&serde_json::to_vec(failure).unwrap_or_default());
 }
 
 /// The agent's state for an exec, as runc's: running, the init's pid.

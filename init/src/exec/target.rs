@@ -3,7 +3,7 @@
 //! no bus, no state of ours.
 
 use std::fs::{self, File};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -34,18 +34,16 @@ pub(super) fn namespaces_of(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
     // Each name looked up in its ns directory, opened once: a full path
     // walks /proc and the pid again for every file (21 walks).
     let dir = |path: &str| {
-        let flags = OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC;
-        nix::fcntl::open(path, flags, Mode::empty())
-            .map(|fd| {
-                // SAFETY: open just returned this fd; it is ours alone.
-                unsafe { OwnedFd::from_raw_fd(fd) }
-            })
+        File::options()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(path)
             .map_err(|e| Error::io(format!("opening {path}"), e))
     };
     let (theirs, ours) = (dir(&format!("/proc/{pid}/ns"))?, dir("/proc/self/ns")?);
     let mut out = Vec::new();
     for (name, flag) in ORDER {
-        let stat = |d: &OwnedFd| fstatat(Some(d.as_raw_fd()), *name, AtFlags::empty());
+        let stat = |d: &File| fstatat(Some(d.as_raw_fd()), *name, AtFlags::empty());
         let (Ok(t), Ok(o)) = (stat(&theirs), stat(&ours)) else {
             continue;
         };
