@@ -10,20 +10,23 @@
 # turns of the whole and of each call.
 #   bench/ab.sh exec|lifecycle DIR_A DIR_B [ROUNDS] [N]   (defaults 6, 40)
 # A DIR holds berthd, berth-shim and berth-monitor (a copy of
-# target/release, say); it takes about a minute.
+# target/release, say); it takes about a minute. AB_ARGS_A / AB_ARGS_B:
+# more dbus_bench flags for one side (AB_ARGS_B=--and-wait: one
+# ExecContainerAndWait per exec there, the same build on both sides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" != --inner ]; then
-  case "${1:-}" in exec | lifecycle) ;; *) sed -n '2,13p' "$0"; exit 2 ;; esac
-  [ $# -ge 3 ] || { sed -n '2,13p' "$0"; exit 2; }
+  case "${1:-}" in exec | lifecycle) ;; *) sed -n '2,15p' "$0"; exit 2 ;; esac
+  [ $# -ge 3 ] || { sed -n '2,15p' "$0"; exit 2; }
   . scripts/deps
   cargo build --release --quiet -p berth-box
   cargo build --release --quiet -p berthd --example dbus_bench
   A=$(realpath "$2") B=$(realpath "$3")
   exec target/release/berth-box run --bind "$A" --bind "$B" --tmpfs /var/lib/berth-bench -- \
-    /bin/bash "$PWD/bench/ab.sh" --inner "$1" "$PWD" "$A" "$B" "${4:-6}" "${5:-40}"
+    /bin/bash "$PWD/bench/ab.sh" --inner "$1" "$PWD" "$A" "$B" "${4:-6}" "${5:-40}" \
+    "${AB_ARGS_A:-}" "${AB_ARGS_B:-}"
 fi
-MODE=$2 SRC=$3 A=$4 B=$5 ROUNDS=$6 N=$7
+MODE=$2 SRC=$3 A=$4 B=$5 ROUNDS=$6 N=$7 ARGS_A=${8:-} ARGS_B=${9:-}
 EX=$SRC/target/release/examples
 BUNDLE=/var/lib/berth-bench/bundle
 install -m 0644 "$SRC/dbus/system.d/io.berth.Berth1.conf" /etc/dbus-1/system.d/
@@ -45,14 +48,15 @@ samples=$(mktemp -d)
 M="io.berth.Berth1 /io/berth/Berth1 io.berth.Berth1.Manager"
 # One turn's runs: "total call…" µs a line into $samples/SIDE.
 run() {
-  local side=$1 round=$2
+  local side=$1 round=$2 more=$ARGS_A
+  [ "$side" = b ] && more=$ARGS_B
   if [ "$MODE" = exec ]; then
-    "$EX/dbus_bench" --bundle "$BUNDLE" --exec-into ab --iterations 5 >/dev/null
-    "$EX/dbus_bench" --bundle "$BUNDLE" --exec-into ab --iterations "$N" \
+    "$EX/dbus_bench" --bundle "$BUNDLE" --exec-into ab --iterations 5 $more >/dev/null
+    "$EX/dbus_bench" --bundle "$BUNDLE" --exec-into ab --iterations "$N" $more \
       --samples "$samples/$side" | sed "s/^/$side round $round: /"
   else
-    "$EX/dbus_bench" --bundle "$BUNDLE" --iterations 5 --prefix "w$round$side" >/dev/null
-    "$EX/dbus_bench" --bundle "$BUNDLE" --iterations "$N" --prefix "m$round$side" \
+    "$EX/dbus_bench" --bundle "$BUNDLE" --iterations 5 --prefix "w$round$side" $more >/dev/null
+    "$EX/dbus_bench" --bundle "$BUNDLE" --iterations "$N" --prefix "m$round$side" $more \
       --samples "$samples/$side" | grep '^RESULT' | sed "s/^/$side round $round: /"
   fi
 }

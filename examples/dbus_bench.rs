@@ -9,7 +9,8 @@
 //!              stdout: lets a script interleave berthd with other tools)
 //!   dbus_bench --bundle DIR --exec-into ID  (N × ExecContainer of
 //!              /bin/true into running container ID + WaitExec, back to
-//!              back; "total exec wait" µs per exec to --samples)
+//!              back; "total exec wait" µs per exec to --samples;
+//!              with --and-wait one ExecContainerAndWait each, "total total 0")
 //!   dbus_bench --bundle DIR --write-spec   (config.json running `true`, as
 //!              `berth-runtime spec` writes it, then exit)
 //!
@@ -73,6 +74,9 @@ struct Args {
     /// container instead of lifecycles.
     #[arg(long)]
     exec_into: Option<String>,
+    /// With --exec-into: one ExecContainerAndWait per exec instead.
+    #[arg(long)]
+    and_wait: bool,
 }
 
 fn sample_line(us: &[u64; 4]) -> String {
@@ -176,9 +180,19 @@ fn execs(args: &Args, id: &str) -> Res<()> {
     for _ in 0..args.iterations {
         let no_options: HashMap<String, Value<'static>> = HashMap::new();
         let t0 = Instant::now();
-        let exec_id: String = call(&c, "ExecContainer", &(id, process, no_options))?;
-        let t1 = Instant::now();
-        let (code, signal): (i32, i32) = call(&c, "WaitExec", &(id, exec_id.as_str()))?;
+        let (exec_id, code, signal, t1) = match args.and_wait {
+            true => {
+                let (exec_id, code, signal): (String, i32, i32) =
+                    call(&c, "ExecContainerAndWait", &(id, process, no_options))?;
+                (exec_id, code, signal, Instant::now())
+            }
+            false => {
+                let exec_id: String = call(&c, "ExecContainer", &(id, process, no_options))?;
+                let t1 = Instant::now();
+                let (code, signal): (i32, i32) = call(&c, "WaitExec", &(id, exec_id.as_str()))?;
+                (exec_id, code, signal, t1)
+            }
+        };
         let t2 = Instant::now();
         if (code, signal) != (0, 0) {
             return Err(format!(

@@ -129,23 +129,35 @@ impl Daemon {
         // fsync beside the forks, not after them): KillExec finds the shim
         // by its exec-ID.shim.json, so the record needs nothing of the report.
         let recorded = exec_id.clone();
+        let dropped = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let dropped_in = dropped.clone();
         let record = self.store.update(id, move |r| {
             let started_at = now_us();
-            r.add_exec(
+            let gone = r.add_exec(
                 &recorded,
                 ExecRecord {
                     started_at,
                     ..Default::default()
                 },
-            )
+            );
+            if let Ok(mut d) = dropped_in.lock() {
+                *d = gone;
+            }
         });
         let shim = self.run_forked_shim(id, &args, &given, &fds);
-        match tokio::join!(record, shim) {
+        let started = tokio::join!(record, shim);
+        // The files of execs whose records made room go with them: a probe
+        // every few seconds would otherwise pile them up for the
+        // container's whole life.
+        if let (Ok(_), Ok(mut d)) = (&started.0, dropped.lock()) {
+            for old in d.drain(..) {
+                self.remove_exec_files(id, &old);
+            }
+        }
+        match started {
             (Ok(_), Ok(_)) => Ok(exec_id),
-            (record, Err(e)) => {
-                if record.is_ok() {
-                    self.forget_exec(id, &exec_id).await;
-                }
+            (_, Err(e)) => {
+                self.forget_exec(id, &exec_id).await;
                 Err(self.exited_meanwhile(id, e))
             }
             // Not recorded (the store full, the container deleted meanwhile):
@@ -157,6 +169,29 @@ impl Daemon {
         }
     }
 
+    /// ExecContainerAndWait: the exec and then its exit, in one call — what
+    /// `runc exec` and CRI's ExecSync do, without a second round trip
+    /// through the bus for WaitExec. Returns the exec id with the exit.
+    pub async fn exec_and_wait(
+        &self,
+        id: &str,
+        process_json: &str,
+        req: &ExecRequest,
+    ) -> Result<(String, Exit)> {
+        // Nobody could attach while the caller waits on this call: the
+        // output would be held (and the exit kept) for nobody.
+        if req.attach || req.stdin {
+            return Err(Error::InvalidArgument(
+                "options attach and stdin go not with ExecContainerAndWait \
+                 (use ExecContainer, AttachExec and WaitExec)"
+                    .into(),
+            ));
+        }
+        let exec_id = self.exec(id, process_json, req).await?;
+        let exit = self.wait_exec(id, &exec_id).await?;
+        Ok((exec_id, exit))
+    }
+
     /// Records the end of every exec of `id` that has one in its exit
     /// record but not yet in the store (only WaitExec puts it there), so
     /// they count as finished and their records can make room.
@@ -165,15 +200,31 @@ impl Daemon {
         Ok(self.store.update(id, move |r| settle(r, &dir)).await?)
     }
 
-    /// Drops the record of an exec that did not start.
+    /// Drops the record and the files of an exec that did not start.
     async fn forget_exec(&self, id: &str, exec_id: &str) {
-        let exec_id = exec_id.to_string();
+        let forgotten = exec_id.to_string();
         let _ = self
             .store
             .update(id, move |r| {
-                r.execs.remove(&exec_id);
+                r.execs.remove(&forgotten);
             })
             .await;
+        self.remove_exec_files(id, exec_id);
+    }
+
+    /// Removes what an exec left in the container's state dir: its process
+    /// file, its shim's records and its attach sockets.
+    fn remove_exec_files(&self, id: &str, exec_id: &str) {
+        let dir = self.run_dir.join(id);
+        for what in [
+            "process.json",
+            "shim.json",
+            "exit.json",
+            "attach.sock",
+            "ctl",
+        ] {
+            let _ = std::fs::remove_file(dir.join(format!("exec-{exec_id}.{what}")));
+        }
     }
 
     /// Takes exec id `wanted` (or a fresh one) in container `id` by creating

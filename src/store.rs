@@ -97,8 +97,10 @@ pub struct ExecRecord {
 pub const MAX_EXEC_RECORDS: usize = 128;
 
 impl ContainerRecord {
-    /// Adds an exec record, dropping the oldest finished ones over the limit.
-    pub fn add_exec(&mut self, exec_id: &str, rec: ExecRecord) {
+    /// Adds an exec record, dropping the oldest finished ones over the
+    /// limit; returns the ids of those dropped (their files go too).
+    pub fn add_exec(&mut self, exec_id: &str, rec: ExecRecord) -> Vec<String> {
+        let mut dropped = Vec::new();
         while self.execs.len() >= MAX_EXEC_RECORDS {
             let oldest = self
                 .execs
@@ -107,11 +109,15 @@ impl ContainerRecord {
                 .min_by_key(|(_, e)| e.exited_at)
                 .map(|(k, _)| k.clone());
             match oldest {
-                Some(k) => self.execs.remove(&k),
+                Some(k) => {
+                    self.execs.remove(&k);
+                    dropped.push(k);
+                }
                 None => break,
             };
         }
         self.execs.insert(exec_id.into(), rec);
+        dropped
     }
 }
 

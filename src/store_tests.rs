@@ -237,3 +237,20 @@ async fn a_write_waiting_for_the_writer_lock_leaves_the_executor_free() {
     assert_eq!(write.await.unwrap().unwrap().pid, 7);
     holder.join().unwrap();
 }
+
+#[test]
+fn add_exec_names_the_finished_execs_it_drops() {
+    let mut rec = ContainerRecord::default();
+    for i in 0..crate::store::MAX_EXEC_RECORDS {
+        let exited_at = if i < 2 { 0 } else { 1000 + i as u64 };
+        let e = ExecRecord {
+            exited_at,
+            ..Default::default()
+        };
+        assert!(rec.add_exec(&format!("e{i}"), e).is_empty());
+    }
+    // Full: the oldest finished one goes (e2; e0 and e1 still run).
+    assert_eq!(rec.add_exec("new", ExecRecord::default()), vec!["e2"]);
+    assert!(rec.execs.contains_key("e0") && rec.execs.contains_key("new"));
+    assert_eq!(rec.execs.len(), crate::store::MAX_EXEC_RECORDS);
+}

@@ -95,6 +95,11 @@ fn unprivileged_callers_change_nothing() {
             "ExecContainer",
             format!("ssa{{sv}} runs \"{process}\" 0"),
         ),
+        (
+            MANAGER,
+            "ExecContainerAndWait",
+            format!("ssa{{sv}} runs \"{process}\" 0"),
+        ),
         (MANAGER, "DeleteContainer", "sb runs true".into()),
         (MANAGER, "AttachContainer", "s runs".into()),
         (MANAGER, "AttachContainerSplit", "s runs".into()),
@@ -114,6 +119,11 @@ fn unprivileged_callers_change_nothing() {
         (CONTAINER, "Update", "a{sv} 1 pids_limit x 5".into()),
         (CONTAINER, "Resume", String::new()),
         (CONTAINER, "Exec", format!("sa{{sv}} \"{process}\" 0")),
+        (
+            CONTAINER,
+            "ExecAndWait",
+            format!("sa{{sv}} \"{process}\" 0"),
+        ),
         (CONTAINER, "Delete", "b true".into()),
         (CONTAINER, "Attach", String::new()),
         (CONTAINER, "AttachExec", "s e1".into()),

@@ -59,15 +59,13 @@ impl Berth {
             .context("DeleteContainer")
     }
 
-    pub fn exec(&self, id: &str, process_json: &str) -> Result<String> {
-        (self
+    /// An exec to its end in one call: (exit code, signal).
+    pub fn exec_and_wait(&self, id: &str, process_json: &str) -> Result<(i32, i32)> {
+        let (_, code, signal) = self
             .manager
-            .exec_container(id, process_json, HashMap::new()))
-        .context("ExecContainer")
-    }
-
-    pub fn wait_exec(&self, id: &str, exec_id: &str) -> Result<(i32, i32)> {
-        self.manager.wait_exec(id, exec_id).context("WaitExec")
+            .exec_container_and_wait(id, process_json, HashMap::new())
+            .context("ExecContainerAndWait")?;
+        Ok((code, signal))
     }
 
     /// A stream of the container's output from now on.

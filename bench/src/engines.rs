@@ -122,8 +122,7 @@ impl Engine for Berth {
         self.start(id)
     }
     fn exec_true(&self, id: &str, _exec_id: &str) -> Result<()> {
-        let exec_id = self.exec(id, r#"{"args":["/bin/true"],"cwd":"/"}"#)?;
-        let status = self.wait_exec(id, &exec_id)?;
+        let status = self.exec_and_wait(id, r#"{"args":["/bin/true"],"cwd":"/"}"#)?;
         if status != (0, 0) {
             bail!("exec in {id} exited with (code, signal) {status:?}");
         }

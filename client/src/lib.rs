@@ -33,6 +33,12 @@ pub trait Manager {
         process_json: &str,
         options: HashMap<&str, Value<'_>>,
     ) -> zbus::Result<String>;
+    fn exec_container_and_wait(
+        &self,
+        id: &str,
+        process_json: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<(String, i32, i32)>;
     fn wait_exec(&self, id: &str, exec_id: &str) -> zbus::Result<(i32, i32)>;
     fn kill_exec(&self, id: &str, exec_id: &str, signal: i32) -> zbus::Result<()>;
     fn list_containers(&self) -> zbus::Result<Vec<(String, String, OwnedObjectPath)>>;
@@ -112,6 +118,11 @@ pub trait Container {
     fn pause(&self) -> zbus::Result<()>;
     fn resume(&self) -> zbus::Result<()>;
     fn exec(&self, process_json: &str, options: HashMap<&str, Value<'_>>) -> zbus::Result<String>;
+    fn exec_and_wait(
+        &self,
+        process_json: &str,
+        options: HashMap<&str, Value<'_>>,
+    ) -> zbus::Result<(String, i32, i32)>;
     fn wait_exec(&self, exec_id: &str) -> zbus::Result<(i32, i32)>;
     fn kill_exec(&self, exec_id: &str, signal: i32) -> zbus::Result<()>;
     fn wait(&self) -> zbus::Result<(i32, i32)>;

@@ -72,6 +72,18 @@ impl ContainerObject {
         crate::api::verbs::exec(&self.daemon, &self.id, process_json, &options).await
     }
 
+    /// See Manager.ExecContainerAndWait.
+    async fn exec_and_wait(
+        &self,
+        process_json: &str,
+        options: HashMap<String, zbus::zvariant::OwnedValue>,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<(String, i32, i32)> {
+        crate::api::require_root(conn, &hdr).await?;
+        crate::api::verbs::exec_and_wait(&self.daemon, &self.id, process_json, &options).await
+    }
+
     /// UpdateContainer of this container.
     async fn update(
         &self,

@@ -128,6 +128,20 @@ impl Manager {
         exec(&self.daemon, id, process_json, &options).await
     }
 
+    /// ExecContainer, then WaitExec of the exec, in one call: (exec id, exit
+    /// code, signal). Options as ExecContainer's but attach and stdin.
+    async fn exec_container_and_wait(
+        &self,
+        id: &str,
+        process_json: &str,
+        options: HashMap<String, OwnedValue>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(header)] hdr: zbus::message::Header<'_>,
+    ) -> Result<(String, i32, i32)> {
+        require_root(conn, &hdr).await?;
+        crate::api::verbs::exec_and_wait(&self.daemon, id, process_json, &options).await
+    }
+
     /// Sends `signal` to one exec'd process (NotFound: no such exec;
     /// FailedPrecondition: it has exited).
     async fn kill_exec(

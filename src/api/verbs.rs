@@ -87,14 +87,32 @@ pub async fn exec(
     process_json: &str,
     options: &HashMap<String, OwnedValue>,
 ) -> Result<String> {
-    if process_json.len() > MAX_PROCESS_JSON {
-        return Err(Error::InvalidArgument(format!(
-            "process_json is {} bytes: at most {MAX_PROCESS_JSON}",
-            process_json.len()
-        )));
-    }
+    check_process_size(process_json)?;
     let req = parse_exec(options)?;
     Ok(daemon.exec(id, process_json, &req).await?)
+}
+
+fn check_process_size(process_json: &str) -> Result<()> {
+    match process_json.len() {
+        n if n > MAX_PROCESS_JSON => Err(Error::InvalidArgument(format!(
+            "process_json is {n} bytes: at most {MAX_PROCESS_JSON}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// ExecContainerAndWait's arguments checked as ExecContainer's; returns
+/// (exec id, exit code, signal).
+pub async fn exec_and_wait(
+    daemon: &Arc<Daemon>,
+    id: &str,
+    process_json: &str,
+    options: &HashMap<String, OwnedValue>,
+) -> Result<(String, i32, i32)> {
+    check_process_size(process_json)?;
+    let req = parse_exec(options)?;
+    let (exec_id, (code, signal)) = daemon.exec_and_wait(id, process_json, &req).await?;
+    Ok((exec_id, code, signal))
 }
 
 /// Puts the container's object on the bus and watches its shim.
