@@ -1,6 +1,7 @@
-//! ExecSync: berthd's ExecContainer with our own pipes as the process's
-//! stdout and stderr (options stdout_fd/stderr_fd: the streams stay apart),
-//! WaitExec for the code, KillExec(SIGKILL) past the timeout.
+//! ExecSync: berthd's ExecContainerAndWait with our own pipes as the
+//! process's stdout and stderr (options stdout_fd/stderr_fd: the streams
+//! stay apart) — the exec and its code in one call — and KillExec(SIGKILL)
+//! of the exec (its id chosen here) past the timeout.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -62,6 +63,22 @@ async fn read_capped(r: &mut tokio::net::unix::pipe::Receiver) -> Vec<u8> {
     kept
 }
 
+/// An exec id of ExecSync's: berth-cri's own pid and a count, apart from
+/// berthd's generated `exec<µs>.<n>`.
+fn sync_exec_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!(
+        "sync{now}.{}.{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// ExecSync: the command's stdout and stderr apart, and its exit code; past
 /// `timeout` seconds the process is SIGKILLed and DeadlineExceeded returned.
 pub async fn exec_sync(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncResponse> {
@@ -77,12 +94,16 @@ pub async fn exec_sync(cri: &Cri, req: ExecSyncRequest) -> Result<ExecSyncRespon
     o.insert("stdout_fd", fd_option(out_w));
     o.insert("stderr_fd", fd_option(err_w));
     let id = &req.container_id;
+    // Ours, so a timed-out exec can be killed while the call still waits.
+    let exec_id = sync_exec_id();
+    o.insert("id", Value::from(exec_id.clone()));
     // The write ends go with the options: once sent, only the process
-    // holds them, so EOF comes when it (and its children) are done.
-    let exec_id = m.exec_container(id, &process, o).await?;
+    // holds them, so EOF comes when it (and its children) are done (or
+    // when berthd drops them, the exec refused).
     let done = async {
-        let (out, err) = tokio::join!(read_capped(&mut out_r), read_capped(&mut err_r));
-        let (code, _) = m.wait_exec(id, &exec_id).await?;
+        let output = async { tokio::join!(read_capped(&mut out_r), read_capped(&mut err_r)) };
+        let ((out, err), ran) = tokio::join!(output, m.exec_container_and_wait(id, &process, o));
+        let (_, code, _) = ran?;
         Ok::<_, CriError>((out, err, code))
     };
     let limit = match req.timeout {
