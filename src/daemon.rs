@@ -490,7 +490,8 @@ impl Daemon {
         // The monitors' sub-cgroup goes with the container's scope (and
         // the shims' own scopes of a container made before there was one
         // for all monitors: monitors.rs).
-        let shim_scopes = crate::monitors::legacy_scopes(id, rec.execs.keys());
+        let execs = self.store.execs(id)?;
+        let shim_scopes = crate::monitors::legacy_scopes(id, execs.keys());
         init_calls::delete(&self.run_dir, id, shim_scopes).await?;
         crate::monitors::release(id).await;
         if !rec.image.is_empty() {

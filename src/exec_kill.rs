@@ -39,7 +39,7 @@ impl Daemon {
     pub fn kill_exec(&self, id: &str, exec_id: &str, signal: i32) -> Result<()> {
         // Before the id becomes part of a path.
         crate::ids::check_exec(exec_id)?;
-        let rec = self.get(id)?;
+        self.get(id)?;
         if !(1..=64).contains(&signal) {
             return Err(KillExecError::BadSignal(signal).into());
         }
@@ -47,7 +47,7 @@ impl Daemon {
             id: id.into(),
             exec: exec_id.into(),
         };
-        if !rec.execs.contains_key(exec_id) {
+        if self.store.exec(id, exec_id)?.is_none() {
             return Err(no_exec().into());
         }
         Ok(signal_exec(self, id, exec_id, signal)?)

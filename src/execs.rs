@@ -3,6 +3,7 @@
 //! `exec-ID.exit.json` in the container's state dir, and an ExecRecord in the
 //! container's store record.
 
+use std::collections::BTreeMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -12,7 +13,7 @@ use crate::daemon::{now_us, Daemon};
 use crate::error::{Error, Result};
 use crate::exits::Exit;
 use crate::lifecycle::Verb;
-use crate::store::{ContainerRecord, ExecRecord};
+use crate::store::ExecRecord;
 
 /// ExecContainer's options.
 #[derive(Debug, Default)]
@@ -30,12 +31,12 @@ pub struct ExecRequest {
     pub stdio: [Option<OwnedFd>; 3],
 }
 
-impl ExecRequest {
-    /// Running execs (no exit seen) are capped like the records.
-    fn max_execs_reached(&self, rec: &ContainerRecord) -> bool {
-        rec.execs.values().filter(|e| e.exited_at == 0).count() >= crate::store::MAX_EXEC_RECORDS
-    }
+/// Running execs (no exit seen) are capped like the records.
+fn max_execs_reached(execs: &BTreeMap<String, ExecRecord>) -> bool {
+    execs.values().filter(|e| e.exited_at == 0).count() >= crate::store::MAX_EXEC_RECORDS
+}
 
+impl ExecRequest {
     fn has_caller_stdio(&self) -> bool {
         self.stdio.iter().any(Option::is_some)
     }
@@ -86,13 +87,13 @@ impl Daemon {
     pub async fn exec(&self, id: &str, process_json: &str, req: &ExecRequest) -> Result<String> {
         let rec = self.get(id)?;
         Self::step(&rec, Verb::Exec)?;
-        // Execs nobody waited for (`berthctl exec -d`) are still running in
-        // the store: settled from their exit records before refusing.
-        let rec = match req.max_execs_reached(&rec) {
-            true => self.settle_exits(id).await?,
-            false => rec,
-        };
-        if req.max_execs_reached(&rec) {
+        // Under the limit (the usual case) nothing is decoded to know it.
+        // At it: execs nobody waited for (`berthctl exec -d`) are still
+        // running in the store, settled from their exit records before
+        // refusing.
+        let full = self.store.exec_count(id)? >= crate::store::MAX_EXEC_RECORDS
+            && max_execs_reached(&self.settle_exits(id).await?);
+        if full {
             return Err(Error::FailedPrecondition(format!(
                 "container {id} has {} execs running: wait for some first",
                 crate::store::MAX_EXEC_RECORDS
@@ -128,30 +129,19 @@ impl Daemon {
         // The record is committed while the shim starts the process (its
         // fsync beside the forks, not after them): KillExec finds the shim
         // by its exec-ID.shim.json, so the record needs nothing of the report.
-        let recorded = exec_id.clone();
-        let dropped = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let dropped_in = dropped.clone();
-        let record = self.store.update(id, move |r| {
-            let started_at = now_us();
-            let gone = r.add_exec(
-                &recorded,
-                ExecRecord {
-                    started_at,
-                    ..Default::default()
-                },
-            );
-            if let Ok(mut d) = dropped_in.lock() {
-                *d = gone;
-            }
-        });
+        let started = ExecRecord {
+            started_at: now_us(),
+            ..Default::default()
+        };
+        let record = self.store.add_exec(id, &exec_id, started);
         let shim = self.run_forked_shim(id, &args, &given, &fds);
         let started = tokio::join!(record, shim);
         // The files of execs whose records made room go with them: a probe
         // every few seconds would otherwise pile them up for the
         // container's whole life.
-        if let (Ok(_), Ok(mut d)) = (&started.0, dropped.lock()) {
-            for old in d.drain(..) {
-                self.remove_exec_files(id, &old);
+        if let Ok(dropped) = &started.0 {
+            for old in dropped {
+                self.remove_exec_files(id, old);
             }
         }
         match started {
@@ -195,20 +185,17 @@ impl Daemon {
     /// Records the end of every exec of `id` that has one in its exit
     /// record but not yet in the store (only WaitExec puts it there), so
     /// they count as finished and their records can make room.
-    async fn settle_exits(&self, id: &str) -> Result<ContainerRecord> {
+    async fn settle_exits(&self, id: &str) -> Result<BTreeMap<String, ExecRecord>> {
         let dir = self.run_dir.join(id);
-        Ok(self.store.update(id, move |r| settle(r, &dir)).await?)
+        Ok(self
+            .store
+            .update_execs(id, move |exec_id, e| settle(exec_id, e, &dir))
+            .await?)
     }
 
     /// Drops the record and the files of an exec that did not start.
     async fn forget_exec(&self, id: &str, exec_id: &str) {
-        let forgotten = exec_id.to_string();
-        let _ = self
-            .store
-            .update(id, move |r| {
-                r.execs.remove(&forgotten);
-            })
-            .await;
+        let _ = self.store.remove_exec(id, exec_id).await;
         self.remove_exec_files(id, exec_id);
     }
 
@@ -315,13 +302,11 @@ impl Daemon {
         let (store, id, exec_id) = (self.store.clone(), id.to_string(), exec_id.to_string());
         tokio::spawn(async move {
             let _ = store
-                .update(&id, move |r| {
-                    if let Some(e) = r.execs.get_mut(&exec_id) {
-                        if e.exited_at == 0 {
-                            e.exited_at = now_us();
-                            e.exit_code = code;
-                            e.exit_signal = signal;
-                        }
+                .update_exec(&id, &exec_id, move |e| {
+                    if e.exited_at == 0 {
+                        e.exited_at = now_us();
+                        e.exit_code = code;
+                        e.exit_signal = signal;
                     }
                 })
                 .await;
@@ -330,20 +315,23 @@ impl Daemon {
     }
 }
 
-/// [`Daemon::settle_exits`]' edit of the record: each exec with no exit in
-/// the store and an exit record in `dir` gets that exit.
-fn settle(rec: &mut ContainerRecord, dir: &std::path::Path) {
-    for (exec_id, e) in rec.execs.iter_mut().filter(|(_, e)| e.exited_at == 0) {
-        let (_, exit_json) = berth_proto::record_names(Some(exec_id));
-        if let Ok(x) = berth_proto::read::<ExitRecord>(&dir.join(exit_json)) {
-            // 0 would still read as running.
-            e.exited_at = match x.exited_at_us {
-                0 => now_us(),
-                t => t,
-            };
-            (e.exit_code, e.exit_signal) = (x.exit_code, x.exit_signal);
-        }
+/// [`Daemon::settle_exits`]' edit of one exec's record: with no exit in
+/// the store and an exit record in `dir`, it gets that exit (true: changed).
+fn settle(exec_id: &str, e: &mut ExecRecord, dir: &std::path::Path) -> bool {
+    if e.exited_at != 0 {
+        return false;
     }
+    let (_, exit_json) = berth_proto::record_names(Some(exec_id));
+    let Ok(x) = berth_proto::read::<ExitRecord>(&dir.join(exit_json)) else {
+        return false;
+    };
+    // 0 would still read as running.
+    e.exited_at = match x.exited_at_us {
+        0 => now_us(),
+        t => t,
+    };
+    (e.exit_code, e.exit_signal) = (x.exit_code, x.exit_signal);
+    true
 }
 
 #[cfg(test)]
@@ -363,20 +351,14 @@ mod tests {
         };
         let (_, name) = berth_proto::record_names(Some("done"));
         std::fs::write(dir.join(name), serde_json::to_vec(&ended).unwrap()).unwrap();
-        let mut rec = ContainerRecord::default();
-        for e in ["done", "running"] {
-            rec.add_exec(e, ExecRecord::default());
-        }
-        settle(&mut rec, &dir);
-        let done = &rec.execs["done"];
+        let (mut done, mut running) = (ExecRecord::default(), ExecRecord::default());
+        assert!(settle("done", &mut done, &dir));
         assert_eq!(
             (done.exited_at, done.exit_code, done.exit_signal),
             (42, 137, 9)
         );
-        assert_eq!(
-            rec.execs["running"].exited_at, 0,
-            "no exit record: still running"
-        );
+        assert!(!settle("running", &mut running, &dir));
+        assert_eq!(running.exited_at, 0, "no exit record: still running");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -37,6 +37,7 @@ mod shims;
 mod sockets;
 mod stats;
 mod store;
+mod store_execs;
 mod store_networks;
 mod store_volumes;
 mod streams;

@@ -166,12 +166,13 @@ pub async fn relaunch(
                     (pid, pid_start, shim_pid, shim_start);
                 (r.exit_code, r.exit_signal, r.exited_at) = (0, 0, 0);
                 r.exit_reason.clear();
-                r.execs.clear();
                 if let Some(h) = r.health.as_mut() {
                     h.reset();
                 }
             })
             .await?;
+        // The last run's execs ended with it.
+        daemon.store.clear_execs(id).await?;
         crate::api::verbs::watch_shim(conn, daemon, id, shim_pid, shim_start);
     }
     // Start as StartContainer does: its own gate, machined, the signals.
@@ -190,7 +191,8 @@ impl Daemon {
         r: &RestartRecord,
     ) -> Result<crate::shims::Processes> {
         let id = rec.id.as_str();
-        let shim_scopes = crate::monitors::legacy_scopes(id, rec.execs.keys());
+        let execs = self.store.execs(id)?;
+        let shim_scopes = crate::monitors::legacy_scopes(id, execs.keys());
         crate::init_calls::delete(&self.run_dir, id, shim_scopes).await?;
         if !rec.image.is_empty() {
             // Mounted still, unless the host rebooted: mount is idempotent.

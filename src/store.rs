@@ -18,9 +18,10 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, MdbError, RwTxn, Withou
 
 use crate::lifecycle::Status;
 
-/// Named databases this env may hold: "containers" now, room for exits and images.
-const MAX_DBS: u32 = 4;
+/// Named databases this env may hold (four now), with room to grow.
+const MAX_DBS: u32 = 8;
 const CONTAINERS: &str = "containers";
+const EXECS: &str = "execs";
 const NETWORKS: &str = "networks";
 const VOLUMES: &str = "volumes";
 
@@ -51,9 +52,11 @@ pub struct ContainerRecord {
     /// The image the container was created from ("" for a bundle).
     #[serde(default)]
     pub image: String,
-    /// Processes exec'd into the container, by exec id (older records lack it).
-    #[serde(default)]
-    pub execs: BTreeMap<String, ExecRecord>,
+    /// Processes exec'd into the container, by exec id, as berthd kept
+    /// them until they got a database of their own (store_execs.rs): moved
+    /// there when the store opens, empty after, never written.
+    #[serde(default, rename = "execs", skip_serializing_if = "BTreeMap::is_empty")]
+    pub legacy_execs: BTreeMap<String, ExecRecord>,
     /// Its network: none recorded = the spec's own namespaces (bundles,
     /// records older than networking).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,8 +78,9 @@ pub struct ContainerRecord {
     pub resources: Option<oci_spec::runtime::LinuxResources>,
 }
 
-/// One exec'd process: when it started, and how it ended once WaitExec saw
-/// it (or an exec at the cap settled it from its exit record: execs.rs).
+/// One exec'd process (store_execs.rs): when it started, and how it ended
+/// once WaitExec saw it (or an exec at the cap settled it from its exit
+/// record: execs.rs).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExecRecord {
     /// 0: the record is made while the shim starts, before its pid is known
@@ -95,31 +99,6 @@ pub struct ExecRecord {
 
 /// Exec records kept per container: the oldest finished ones go first.
 pub const MAX_EXEC_RECORDS: usize = 128;
-
-impl ContainerRecord {
-    /// Adds an exec record, dropping the oldest finished ones over the
-    /// limit; returns the ids of those dropped (their files go too).
-    pub fn add_exec(&mut self, exec_id: &str, rec: ExecRecord) -> Vec<String> {
-        let mut dropped = Vec::new();
-        while self.execs.len() >= MAX_EXEC_RECORDS {
-            let oldest = self
-                .execs
-                .iter()
-                .filter(|(_, e)| e.exited_at != 0)
-                .min_by_key(|(_, e)| e.exited_at)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    self.execs.remove(&k);
-                    dropped.push(k);
-                }
-                None => break,
-            };
-        }
-        self.execs.insert(exec_id.into(), rec);
-        dropped
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -150,7 +129,9 @@ pub struct Store {
     // lives. With TLS, LMDB ties a slot to each thread until the thread exits, and
     // tokio's blocking pool can run more threads than the 126 default slots.
     pub(crate) env: Env<WithoutTls>,
-    containers: Database<'static, Str, SerdeJson<ContainerRecord>>,
+    pub(crate) containers: Database<'static, Str, SerdeJson<ContainerRecord>>,
+    /// Exec records, by `<container id>/<exec id>` (store_execs.rs).
+    pub(crate) exec_records: Database<'static, Str, SerdeJson<ExecRecord>>,
     /// User networks and the default one, by name (store_networks.rs).
     pub(crate) networks: Database<'static, Str, SerdeJson<berth_net::NetworkSpec>>,
     /// Named volumes, by name (store_volumes.rs).
@@ -198,26 +179,30 @@ impl Store {
                 let db = opener.create_database(wtxn, Some(CONTAINERS))?;
                 let nets = opener.create_database(wtxn, Some(NETWORKS))?;
                 let vols = opener.create_database(wtxn, Some(VOLUMES))?;
+                let execs = opener.create_database(wtxn, Some(EXECS))?;
                 Ok::<_, heed::Error>(CommitOrAbort::<_, std::convert::Infallible>::Commit((
-                    db, nets, vols,
+                    db, nets, vols, execs,
                 )))
             })
             .map_err(open_err)?;
-        let (containers, networks, volumes) = match created {
+        let (containers, networks, volumes, exec_records) = match created {
             CommitOrAbort::Commit(db) => db,
             CommitOrAbort::Abort(never) => match never {},
         };
         let store = Store {
             env,
             containers,
+            exec_records,
             networks,
             volumes,
             largest: Arc::new(AtomicUsize::new(0)),
         };
-        for rec in store.list().map_err(|e| match e {
+        let store_err = |e| match e {
             StoreError::Db(source) => open_err(source),
             other => open_err(heed::Error::Io(std::io::Error::other(other.to_string()))),
-        })? {
+        };
+        store.move_legacy_execs().map_err(store_err)?;
+        for rec in store.list().map_err(store_err)? {
             store.largest.fetch_max(size_of(&rec), Ordering::Relaxed);
         }
         Ok(store)
@@ -325,9 +310,12 @@ impl Store {
         Ok(self.containers.get(&rtxn, id)?)
     }
 
-    /// Deletes the record; false if there was none.
+    /// Deletes the record and its execs'; false if there was none.
     pub fn remove_blocking(&self, id: &str) -> Result<bool, StoreError> {
-        self.write(|wtxn| Ok(self.containers.delete(wtxn, id)?))
+        self.write(|wtxn| {
+            self.clear_execs_in(wtxn, id)?;
+            Ok(self.containers.delete(wtxn, id)?)
+        })
     }
 
     /// Every record, sorted by id (LMDB keeps keys in byte order).

@@ -142,7 +142,6 @@ fn store_map_full_is_clean() {
                 .update_blocking(&id, |r| {
                     r.status = Status::Stopped;
                     r.exit_reason = "exited".into();
-                    r.add_exec("e1", ExecRecord::default());
                 })
                 .unwrap_or_else(|e| panic!("updating {id} in a full store: {e}"));
         }
@@ -194,9 +193,12 @@ fn store_opens_records_of_the_old_format() {
         (a.exit_code, a.exit_signal, a.exit_reason.as_str()),
         (137, 9, "exited")
     );
-    assert_eq!((a.image.as_str(), a.execs.len()), ("", 0));
+    assert_eq!((a.image.as_str(), store.execs("a").unwrap().len()), ("", 0));
     let b = store.get("b").unwrap().unwrap();
-    assert_eq!(b.execs["e1"].exit_code, 4);
+    // Its execs moved to their own database, out of the record.
+    assert!(b.legacy_execs.is_empty());
+    assert_eq!(store.exec("b", "e1").unwrap().unwrap().exit_code, 4);
+    assert!(!serde_json::to_string(&b).unwrap().contains("\"execs\""));
     assert_eq!(b.image, "docker.io/library/alpine:latest");
     // Written back, a record keeps the format it was read in.
     store.update_blocking("a", |r| r.pid = 99).unwrap();
@@ -238,19 +240,39 @@ async fn a_write_waiting_for_the_writer_lock_leaves_the_executor_free() {
     holder.join().unwrap();
 }
 
-#[test]
-fn add_exec_names_the_finished_execs_it_drops() {
-    let mut rec = ContainerRecord::default();
-    for i in 0..crate::store::MAX_EXEC_RECORDS {
+#[tokio::test]
+async fn add_exec_drops_the_oldest_finished_execs_and_names_them() {
+    let tmp = TempDir::new("add-exec");
+    let store = Store::open(&tmp.db(), MAP).unwrap();
+    assert!(matches!(
+        store.add_exec("nobody", "e", ExecRecord::default()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    for id in ["c", "c2"] {
+        store.insert_new_blocking(&rec(id)).unwrap();
+    }
+    store
+        .add_exec("c2", "other", ExecRecord::default())
+        .await
+        .unwrap();
+    for i in 0..MAX_EXEC_RECORDS {
         let exited_at = if i < 2 { 0 } else { 1000 + i as u64 };
         let e = ExecRecord {
             exited_at,
             ..Default::default()
         };
-        assert!(rec.add_exec(&format!("e{i}"), e).is_empty());
+        let dropped = store.add_exec("c", &format!("e{i}"), e).await.unwrap();
+        assert!(dropped.is_empty());
     }
+    assert_eq!(store.exec_count("c").unwrap(), MAX_EXEC_RECORDS);
     // Full: the oldest finished one goes (e2; e0 and e1 still run).
-    assert_eq!(rec.add_exec("new", ExecRecord::default()), vec!["e2"]);
-    assert!(rec.execs.contains_key("e0") && rec.execs.contains_key("new"));
-    assert_eq!(rec.execs.len(), crate::store::MAX_EXEC_RECORDS);
+    let dropped = store.add_exec("c", "new", ExecRecord::default()).await;
+    assert_eq!(dropped.unwrap(), vec!["e2"]);
+    let execs = store.execs("c").unwrap();
+    assert!(execs.contains_key("e0") && execs.contains_key("new") && !execs.contains_key("e2"));
+    assert_eq!(execs.len(), MAX_EXEC_RECORDS);
+    // A container's delete takes its execs along, and only its own.
+    assert!(store.remove_blocking("c").unwrap());
+    assert_eq!(store.exec_count("c").unwrap(), 0);
+    assert_eq!(store.exec_count("c2").unwrap(), 1);
 }
