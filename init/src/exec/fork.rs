@@ -67,11 +67,16 @@ pub(super) unsafe fn fork_into(v2: Option<&File>) -> Result<(i32, bool)> {
 ///
 /// Non-dumpable from its first instruction, as [`fork_into`]'s child.
 ///
+/// `spawn` makes the process in `v2`: a fork (returning 0 in the child,
+/// clone_into::fork_into) or a child that runs a closure in our memory
+/// until it execs (clone_into::spawn_into).
+///
 /// # Safety
-/// As [`fork_into`].
+/// As [`fork_into`], and as `spawn` asks.
 pub(super) unsafe fn clone_direct(
     v2: &File,
     namespaces: &[(CloneFlags, File)],
+    spawn: impl FnOnce(&File) -> Option<i32>,
 ) -> Result<Option<i32>> {
     let pid_ns = namespaces
         .iter()
@@ -87,7 +92,7 @@ pub(super) unsafe fn clone_direct(
     };
     let dumpable = nix::sys::prctl::get_dumpable().unwrap_or(true);
     let cloned = match nix::sys::prctl::set_dumpable(false) {
-        Ok(()) => crate::clone_into::fork_into(v2),
+        Ok(()) => spawn(v2),
         Err(_) => None,
     };
     if cloned == Some(0) {

@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
@@ -100,11 +100,6 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     // frozen cgroup only once it exists: a first child cloned into it would
     // freeze before it could clone the process, and we would wait for it.
     let v2_target = cgroups.v2_dir.as_ref().filter(|_| !paused);
-    let direct = match v2_target {
-        // SAFETY: exec() is documented to run in a single-threaded process.
-        Some(dir) => unsafe { fork::clone_direct(dir, &namespaces) }?,
-        None => None,
-    };
     let keep_errors = |errors: &File| {
         let mut keep = vec![errors.as_raw_fd()];
         keep.extend(agent_w.as_ref().map(Channel::raw));
@@ -123,18 +118,43 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         )
         .unwrap_err()
     };
-    let pid = match direct {
-        Some(0) => {
-            drop((err_r, pid_r, pid_w));
-            let mut errors = File::from(err_w);
-            let e = match fork::join_in_place(&namespaces, &cgroups.procs_files(true)) {
-                Ok(()) => process(&errors),
-                Err(e) => ChildFailure::Setup(e),
-            };
-            tell(&mut errors, &e);
-            // SAFETY: leave without running the caller's destructors or atexit.
-            unsafe { libc::_exit(1) }
+    // The process cloned straight into the container: it joins the rest,
+    // sets itself up and execs, or says why not on the error pipe. It may
+    // run in our memory (spawn_into): it owns nothing, drops nothing of ours.
+    let (err_fd, joined_cgroups) = (err_w.as_raw_fd(), cgroups.procs_files(true));
+    let mut become_process = || -> std::convert::Infallible {
+        // SAFETY: err_w is open until we drop it, after the child is made;
+        // ManuallyDrop: the child never closes what is ours.
+        let mut errors = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(err_fd) });
+        let e = match fork::join_in_place(&namespaces, &joined_cgroups) {
+            Ok(()) => process(&errors),
+            Err(e) => ChildFailure::Setup(e),
+        };
+        tell(&mut errors, &e);
+        // SAFETY: leave without running the caller's destructors or atexit.
+        unsafe { libc::_exit(1) }
+    };
+    // A child in our memory cannot wait for us: with a notifying seccomp
+    // filter the process's execve waits for the listener we forward.
+    let in_our_memory = agent.is_none();
+    // SAFETY (both): exec() is documented to run in a single-threaded
+    // process; become_process only execs or _exits.
+    let direct = match v2_target {
+        Some(dir) if in_our_memory => unsafe {
+            fork::clone_direct(dir, &namespaces, |d| {
+                crate::clone_into::spawn_into(d, &mut become_process)
+                    .or_else(|| crate::clone_into::fork_into(d))
+            })
+        }?,
+        Some(dir) => {
+            unsafe { fork::clone_direct(dir, &namespaces, |d| crate::clone_into::fork_into(d)) }?
         }
+        None => None,
+    };
+    let pid = match direct {
+        // A fork's child (spawn_into's never comes back here).
+        #[allow(unreachable_code)]
+        Some(0) => match become_process() {},
         Some(pid) => {
             drop((err_w, pid_w, pid_r, console, agent_w));
             Some(pid)
