@@ -45,6 +45,8 @@ pub struct Daemon {
     pub registries: std::sync::OnceLock<berth_image::Registries>,
     /// Forks execs' shims (exec_server.rs), started at the first exec.
     pub(crate) exec_server: crate::exec_server::ExecServer,
+    /// The containers' own processes, which execs inherit from.
+    pub(crate) exec_bases: crate::exec_defaults::Bases,
 }
 
 /// Shims creating (a container or an exec) at once; see run_shim. 2 cores
@@ -127,6 +129,7 @@ impl Daemon {
             volume_lock: Default::default(),
             registries: Default::default(),
             exec_server: Default::default(),
+            exec_bases: Default::default(),
         })
     }
 
@@ -499,6 +502,7 @@ impl Daemon {
         }
         self.release_network(id).await;
         crate::rollback::remove_bundle(&self.bundles_dir, id).await;
+        self.exec_bases.forget(id);
         self.store.remove(id).await?;
         // The gate stays while anyone holds or awaits it (gates.rs).
         self.exits.forget(id);

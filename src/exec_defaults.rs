@@ -8,6 +8,7 @@
 //! tell an absent `user` or `cwd` (required fields there) from a given one.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use oci_spec::runtime::Process;
 use serde_json::{json, Value};
@@ -45,14 +46,15 @@ impl From<ExecError> for crate::error::Error {
     }
 }
 
-/// The process to exec: `process_json` completed from the container's
-/// config.json in `config_dir` (unreadable: nothing is inherited).
-pub fn exec_process(process_json: &str, config_dir: &Path) -> Result<Process, ExecError> {
+/// The process to exec: `process_json` completed from `base`, the
+/// container's own process ([`container_process`]; Null: nothing is
+/// inherited).
+pub fn exec_process(process_json: &str, base: &Value) -> Result<Process, ExecError> {
     let mut given: Value = serde_json::from_str(process_json).map_err(ExecError::Json)?;
     if !given.is_object() {
         return Err(ExecError::NotObject);
     }
-    inherit(&mut given, &container_process(config_dir));
+    inherit(&mut given, base);
     let process: Process = serde_json::from_value(given).map_err(ExecError::Json)?;
     // What the runtime would only find out inside the container.
     if !process.cwd().is_absolute() {
@@ -69,7 +71,7 @@ pub fn exec_process(process_json: &str, config_dir: &Path) -> Result<Process, Ex
 /// The `process` of config.json in `config_dir` (Null if unreadable): the
 /// rest of the spec — a seccomp profile of hundreds of syscall names, the
 /// mounts — is skipped by the parser, not built into a tree.
-fn container_process(config_dir: &Path) -> Value {
+pub fn container_process(config_dir: &Path) -> Value {
     #[derive(serde::Deserialize)]
     struct Spec {
         #[serde(default)]
@@ -80,6 +82,38 @@ fn container_process(config_dir: &Path) -> Value {
         .and_then(|t| serde_json::from_slice::<Spec>(&t).ok())
         .map(|s| s.process)
         .unwrap_or_default()
+}
+
+/// The containers' own processes, read from their config.json at their
+/// first exec and kept (as runc keeps the create's config in its state):
+/// a probe every few seconds no longer reads and parses the spec each time.
+/// Keyed by id and creation time, so a new container of an old id reads
+/// its own; an unreadable one is read again next time.
+#[derive(Default)]
+pub struct Bases(std::sync::Mutex<std::collections::HashMap<String, (u64, Arc<Value>)>>);
+
+impl Bases {
+    /// Container `id`'s process (made at `created_at`), `load`ed if not kept.
+    pub fn get(&self, id: &str, created_at: u64, load: impl FnOnce() -> Value) -> Arc<Value> {
+        let kept = self.0.lock().ok().and_then(|m| m.get(id).cloned());
+        if let Some((_, base)) = kept.filter(|(at, _)| *at == created_at) {
+            return base;
+        }
+        let base = Arc::new(load());
+        if !base.is_null() {
+            if let Ok(mut m) = self.0.lock() {
+                m.insert(id.to_string(), (created_at, base.clone()));
+            }
+        }
+        base
+    }
+
+    /// Container `id` is gone.
+    pub fn forget(&self, id: &str) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(id);
+        }
+    }
 }
 
 /// Completes the caller's process object `given` from `base` (the
@@ -133,9 +167,7 @@ mod tests {
     }
 
     fn err(json: &str) -> String {
-        exec_process(json, Path::new("/nonexistent-berth-bundle"))
-            .unwrap_err()
-            .to_string()
+        exec_process(json, &Value::Null).unwrap_err().to_string()
     }
 
     #[test]
@@ -160,7 +192,7 @@ mod tests {
         );
         let p = exec_process(
             r#"{"args": ["ls"], "user": {"uid": 7, "gid": 8}, "cwd": "/tmp", "noNewPrivileges": false}"#,
-            &dir.0,
+            &container_process(&dir.0),
         )
         .unwrap();
         assert_eq!((p.user().uid(), p.user().gid()), (7, 8));
@@ -177,7 +209,7 @@ mod tests {
             &json!({"process": {"user": {"uid": 5, "gid": 6}, "cwd": "/srv",
                     "apparmorProfile": "p", "oomScoreAdj": 100, "args": ["init"]}}),
         );
-        let p = exec_process(r#"{"args": ["ls"]}"#, &dir.0).unwrap();
+        let p = exec_process(r#"{"args": ["ls"]}"#, &container_process(&dir.0)).unwrap();
         assert_eq!((p.user().uid(), p.user().gid()), (5, 6));
         assert_eq!(p.cwd(), Path::new("/srv"));
         assert_eq!(p.apparmor_profile().as_deref(), Some("p"));
@@ -186,8 +218,9 @@ mod tests {
 
     #[test]
     fn without_a_config_the_caller_gives_the_user_and_cwd_is_slash() {
-        let none = Path::new("/nonexistent-berth-bundle");
-        let p = exec_process(r#"{"args": ["ls"], "user": {"uid": 1, "gid": 2}}"#, none).unwrap();
+        let none = container_process(Path::new("/nonexistent-berth-bundle"));
+        assert!(none.is_null());
+        let p = exec_process(r#"{"args": ["ls"], "user": {"uid": 1, "gid": 2}}"#, &none).unwrap();
         assert_eq!((p.user().uid(), p.user().gid()), (1, 2));
         assert_eq!(p.cwd(), Path::new("/"));
         assert_eq!(
@@ -242,10 +275,31 @@ mod tests {
         /// has an absolute cwd and a program.
         #[test]
         fn exec_process_never_panics(text in prop_oneof![any::<String>(), json_value().prop_map(|v| v.to_string())]) {
-            match exec_process(&text, Path::new("/nonexistent-berth-bundle")) {
+            match exec_process(&text, &Value::Null) {
                 Ok(p) => prop_assert!(p.cwd().is_absolute() && !p.args().as_ref().unwrap()[0].is_empty()),
                 Err(e) => prop_assert!(e.to_string().starts_with("process_json")),
             }
         }
+    }
+
+    #[test]
+    fn a_containers_process_is_read_once_and_a_new_one_of_its_id_anew() {
+        let bases = Bases::default();
+        let mut loads = 0;
+        let mut get = |at| {
+            bases.get("c1", at, || {
+                loads += 1;
+                json!({"cwd": format!("/{at}")})
+            })
+        };
+        assert_eq!(get(1)["cwd"], "/1");
+        assert_eq!(get(1)["cwd"], "/1");
+        assert_eq!(get(2)["cwd"], "/2", "a new container of the same id");
+        drop(get);
+        assert_eq!(loads, 2);
+        bases.forget("c1");
+        assert_eq!(bases.get("c1", 2, || Value::Null), Arc::new(Value::Null));
+        // Nothing kept of an unreadable one: read again next time.
+        assert_eq!(bases.get("c1", 2, || json!({})), Arc::new(json!({})));
     }
 }

@@ -100,12 +100,15 @@ impl Daemon {
             )));
         }
         // The spec the container was made from: the rewritten copy if any.
-        let derived = self.bundles_dir.join(id);
-        let config_dir = match derived.join("config.json").exists() {
-            true => derived,
-            false => PathBuf::from(&rec.bundle),
-        };
-        let process = crate::exec_defaults::exec_process(process_json, &config_dir)?;
+        let base = self.exec_bases.get(id, rec.created_at, || {
+            let derived = self.bundles_dir.join(id);
+            let config_dir = match derived.join("config.json").exists() {
+                true => derived,
+                false => PathBuf::from(&rec.bundle),
+            };
+            crate::exec_defaults::container_process(&config_dir)
+        });
+        let process = crate::exec_defaults::exec_process(process_json, &base)?;
         req.check_stdio(process.terminal().unwrap_or(false))?;
         let json = serde_json::to_vec(&process).map_err(|e| Error::Internal(e.to_string()))?;
         let (exec_id, path) = self.claim_exec_id(id, req.id.as_deref(), &json)?;
@@ -135,24 +138,26 @@ impl Daemon {
         };
         let record = self.store.add_exec(id, &exec_id, started);
         let shim = self.run_forked_shim(id, &args, &given, &fds);
-        let started = tokio::join!(record, shim);
+        // The shim first: its request goes out before the store's write
+        // takes a thread (and on a busy host, the CPU) from the pool.
+        let started = tokio::join!(shim, record);
         // The files of execs whose records made room go with them: a probe
         // every few seconds would otherwise pile them up for the
         // container's whole life.
-        if let Ok(dropped) = &started.0 {
+        if let Ok(dropped) = &started.1 {
             for old in dropped {
                 self.remove_exec_files(id, old);
             }
         }
         match started {
             (Ok(_), Ok(_)) => Ok(exec_id),
-            (_, Err(e)) => {
+            (Err(e), _) => {
                 self.forget_exec(id, &exec_id).await;
                 Err(self.exited_meanwhile(id, e))
             }
             // Not recorded (the store full, the container deleted meanwhile):
             // no process is left running that nothing knows of.
-            (Err(e), Ok(_)) => {
+            (Ok(_), Err(e)) => {
                 let _ = crate::exec_kill::signal_exec(self, id, &exec_id, libc::SIGKILL);
                 Err(e.into())
             }

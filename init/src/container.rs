@@ -69,9 +69,20 @@ pub struct Record {
     pub creating: bool,
 }
 
+/// A /proc file whole. std's read_to_string sizes its buffer by the file's
+/// length, which /proc reports as 0: it reads 32 bytes, then 64, 128, …
+/// (six reads for a stat line); one page takes it in one read and a last
+/// one that finds the end.
+pub fn read_proc(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(4096);
+    fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
 /// The start time of a live, non-zombie process, or None.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_proc(&format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: split after the last ')'.
     let rest = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = rest.split_whitespace().collect();

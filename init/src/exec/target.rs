@@ -119,7 +119,7 @@ impl Cgroups {
 /// The cgroups `pid` is in (see [`Cgroups`]), found through /proc/PID/cgroup
 /// and, unless cgroup2 is at /sys/fs/cgroup, our mountinfo.
 pub(super) fn cgroups_of(pid: i32) -> Result<Cgroups> {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+    let text = crate::container::read_proc(&format!("/proc/{pid}/cgroup"))
         .map_err(|e| Error::io(format!("reading /proc/{pid}/cgroup"), e))?;
     let membership = hierarchy::membership(&text);
     let hierarchies = match crate::cgroups::tree::unified_host() {
