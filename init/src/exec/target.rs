@@ -96,17 +96,27 @@ impl Cgroups {
     /// reporting frozen (a frozen ancestor: the init in a sub-cgroup of its
     /// scope), or a v1 freezer not THAWED.
     pub(super) fn frozen(&self) -> bool {
-        let v2 = self
-            .v2_procs
-            .as_ref()
-            .and_then(|p| p.parent())
-            .is_some_and(|d| {
-                let asked =
-                    fs::read_to_string(d.join("cgroup.freeze")).is_ok_and(|t| t.trim() == "1");
-                asked
-                    || fs::read_to_string(d.join("cgroup.events"))
-                        .is_ok_and(|t| t.lines().any(|l| l.trim() == "frozen 1"))
-            });
+        // Read through the directory opened already: no walk of the
+        // cgroup's path for each file.
+        let read = |name: &str| -> Option<String> {
+            use std::io::Read;
+            let dir = self.v2_dir.as_ref()?;
+            let fd = nix::fcntl::openat(
+                Some(dir.as_raw_fd()),
+                name,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .ok()?;
+            let mut text = String::with_capacity(256);
+            // SAFETY: openat just returned this fd; it is ours alone.
+            unsafe { File::from_raw_fd(fd) }
+                .read_to_string(&mut text)
+                .ok()?;
+            Some(text)
+        };
+        let v2 = read("cgroup.freeze").is_some_and(|t| t.trim() == "1")
+            || read("cgroup.events").is_some_and(|t| t.lines().any(|l| l.trim() == "frozen 1"));
         v2 || self.v1_procs.iter().any(|procs| {
             procs.parent().is_some_and(|d| {
                 fs::read_to_string(d.join("freezer.state"))
