@@ -329,7 +329,11 @@ pub fn prepare_process(
     // of ours run under the container's filter).
     let nnp = process.no_new_privileges().unwrap_or(false);
     if let (Some(f), false) = (filter, nnp) {
-        seccomp::load_handing_over(f, hand_over).map_err(|e| e.to_string())?;
+        match &compiled_ahead {
+            Some(c) => c.load(),
+            None => seccomp::load_handing_over(f, hand_over),
+        }
+        .map_err(|e| e.to_string())?;
     }
     // While still root: the labels take effect at execve.
     crate::lsm::set_exec_labels(process)?;

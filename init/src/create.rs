@@ -211,7 +211,6 @@ fn create_in(
     let pid_join = ns.pid_join().cloned();
     // Before the fork, on the host: the cache lives in the state root.
     let compiled_seccomp = seccomp::compiled_ahead(
-        bundle.spec.process().as_ref(),
         linux.as_ref().and_then(|l| l.seccomp().as_ref()),
         &opts.root,
     );

@@ -190,32 +190,45 @@ fn seccomp_profile_denies_what_it_should() {
         return;
     };
     let rt = Rt::new(&b, true);
-    let mut bundle = busybox_bundle(
-        "seccomp",
-        &[
-            "sh",
-            "-c",
-            "mkdir /tmp/d 2>&1 || echo mkdir-denied; cd /tmp 2>&1 || echo cd-denied",
-        ],
-    );
-    bundle.config["linux"]["seccomp"] = json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": ["SCMP_ARCH_X86_64"],
-        "syscalls": [
-            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
-            {"names": ["chdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
-        ]
-    });
-    bundle.save();
-    let out = run_in(&rt, "s1", &bundle);
-    assert!(
-        out.contains("Operation not permitted") && out.contains("mkdir-denied"),
-        "{out}"
-    );
-    assert!(
-        out.contains("Function not implemented") && out.contains("cd-denied"),
-        "errnoRet 38: {out}"
-    );
+    // With no_new_privs the program is loaded last; without, early (while
+    // the init has CAP_SYS_ADMIN): both from the compiled cache, twice each
+    // (the second run finds the program in the cache). Loaded early, a
+    // filter also holds for the init's own chdir to its cwd (as runc's):
+    // the chdir rule only where it is loaded last.
+    for (i, nnp) in [true, true, false, false].into_iter().enumerate() {
+        let chdir = match nnp {
+            true => json!({"names": ["chdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}),
+            false => json!({"names": ["chdir"], "action": "SCMP_ACT_ALLOW"}),
+        };
+        let mut bundle = busybox_bundle(
+            &format!("seccomp{i}"),
+            &[
+                "sh",
+                "-c",
+                "mkdir /tmp/d 2>&1 || echo mkdir-denied; cd /tmp 2>&1 || echo cd-denied",
+            ],
+        );
+        bundle.config["process"]["noNewPrivileges"] = json!(nnp);
+        bundle.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [
+                {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1},
+                chdir
+            ]
+        });
+        bundle.save();
+        let out = run_in(&rt, &format!("s{i}"), &bundle);
+        assert!(
+            out.contains("Operation not permitted") && out.contains("mkdir-denied"),
+            "nnp {nnp}: {out}"
+        );
+        assert_eq!(
+            out.contains("Function not implemented") && out.contains("cd-denied"),
+            nnp,
+            "nnp {nnp}, errnoRet 38: {out}"
+        );
+    }
 }
 
 #[test]

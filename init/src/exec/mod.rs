@@ -73,7 +73,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
         return Err(Error::InvalidArgument("exec: no command given".into()));
     }
     let filter = container_seccomp(&rec.bundle.join("config.json"))?;
-    let compiled = seccomp::compiled_ahead(Some(&opts.process), filter.as_ref(), &opts.root);
+    let compiled = seccomp::compiled_ahead(filter.as_ref(), &opts.root);
     let namespaces = namespaces_of(rec.pid)?;
     let console: Option<OwnedFd> = match &opts.console_socket {
         Some(p) => Some(

@@ -91,7 +91,8 @@ impl Compiled {
     }
 
     /// Loads the program into the calling thread (flags 0, as libseccomp
-    /// loads a filter without flags). The caller has set no_new_privs.
+    /// loads a filter without flags). The caller has set no_new_privs, or
+    /// still has CAP_SYS_ADMIN.
     pub fn load(&self) -> Result<(), SeccompError> {
         let len = u16::try_from(self.prog.len()).map_err(|_| {
             compile_err(std::io::Error::other(format!(

@@ -19,17 +19,18 @@ mod compiled;
 
 pub use compiled::{compile, Compiled};
 
-/// The filter `process` will load last (no_new_privs, no notifying rule),
-/// compiled ahead from the cache under `state_root` (see cache.rs); None
-/// where it loads otherwise or was not compiled here.
+/// The filter a process will load (no notifying rule), compiled ahead from
+/// the cache under `state_root` (see cache.rs): loaded last with
+/// no_new_privs, or early without it (while the process still has
+/// CAP_SYS_ADMIN, where libseccomp would load it) — either way not compiled
+/// by libseccomp again in every init and exec. None where it loads
+/// otherwise or was not compiled here.
 pub fn compiled_ahead(
-    process: Option<&oci_spec::runtime::Process>,
     filter: Option<&LinuxSeccomp>,
     state_root: &std::path::Path,
 ) -> Option<Compiled> {
-    let nnp = process.and_then(|p| p.no_new_privileges()).unwrap_or(false);
     match filter {
-        Some(f) if nnp && !notifies(f) => cache::compiled_for(f, state_root),
+        Some(f) if !notifies(f) => cache::compiled_for(f, state_root),
         _ => None,
     }
 }
