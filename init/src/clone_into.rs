@@ -63,9 +63,9 @@ const SPAWN_STACK: usize = 1 << 20;
 /// A child that shares our memory until it execs (CLONE_VM | CLONE_VFORK,
 /// as posix_spawn makes its children), started in the cgroup2 directory
 /// `dir` and running `child` (which never returns: Infallible) on a stack
-/// of its own; we go on once it has
-/// exec'd or exited. Returns its pid; None where this cannot be (not
-/// x86_64, clone3 into `dir` refused): nothing was made.
+/// of its own; we go on once it has exec'd or exited. Returns its pid; None
+/// where this cannot be (not x86_64, clone3 into `dir` refused): nothing
+/// was made.
 ///
 /// Why: a forked child copies our page tables and, on its first writes,
 /// our pages, and its execve then tears that copy down again — the
@@ -107,7 +107,7 @@ pub unsafe fn spawn_into(dir: &File, child: &mut dyn FnMut() -> Infallible) -> O
 
 /// The child's first Rust frame: runs the closure [`spawn_into`] was given.
 extern "C" fn trampoline(data: *mut libc::c_void) -> ! {
-    // SAFETY: spawn_into passes a pointer to its `&mut dyn FnMut() -> !`,
+    // SAFETY: spawn_into passes a pointer to its `&mut dyn FnMut() -> Infallible`,
     // alive (in our shared memory) until this child execs or exits.
     let child = unsafe { &mut *(data as *mut &mut dyn FnMut() -> Infallible) };
     match child() {}

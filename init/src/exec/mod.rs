@@ -1,10 +1,14 @@
 //! `exec`: a new process inside a running container — its cgroup, its
 //! namespaces, its root — with the process attributes of the exec request.
 //!
-//! A first child joins the cgroup and the namespaces (setns of a pid namespace
-//! only applies to children), then clones the real process with CLONE_PARENT,
-//! so the caller can wait for it directly. The process reports a setup error
-//! on a close-on-exec pipe: EOF with nothing read means execve succeeded.
+//! The caller enters the container's pid namespace for one clone (setns of a
+//! pid namespace only applies to children) and makes the process straight
+//! into its cgroup — spawned in the caller's memory until it execs where it
+//! can be, forked otherwise (fork.rs) — and the process joins the other
+//! namespaces itself. Into a paused container a first child joins instead
+//! and clones the process with CLONE_PARENT. Either way the caller can wait
+//! for the process directly; it reports a setup error on a close-on-exec
+//! pipe: EOF with nothing read means execve succeeded.
 
 use std::fs::File;
 use std::io::{Read, Write};
