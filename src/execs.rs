@@ -33,6 +33,11 @@ pub struct ExecRequest {
     pub stdio: [Option<OwnedFd>; 3],
 }
 
+/// An exec's process object in its container's state dir (its shim reads it).
+fn process_file(exec_id: &str) -> String {
+    format!("exec-{exec_id}.process.json")
+}
+
 /// Running execs (no exit seen) are capped like the records.
 fn max_execs_reached(execs: &BTreeMap<String, ExecRecord>) -> bool {
     execs.values().filter(|e| e.exited_at == 0).count() >= crate::store::MAX_EXEC_RECORDS
@@ -210,14 +215,11 @@ impl Daemon {
     /// file, its shim's records and its attach sockets.
     fn remove_exec_files(&self, id: &str, exec_id: &str) {
         let dir = self.run_dir.join(id);
-        for what in [
-            "process.json",
-            "shim.json",
-            "exit.json",
-            "attach.sock",
-            "ctl",
-        ] {
-            let _ = std::fs::remove_file(dir.join(format!("exec-{exec_id}.{what}")));
+        let (shim, exit) = berth_proto::record_names(Some(exec_id));
+        // The attach sockets as berth-monitor's Attach::bind names them.
+        let sockets = ["attach.sock", "ctl"].map(|s| format!("exec-{exec_id}.{s}"));
+        for name in [process_file(exec_id), shim, exit].iter().chain(&sockets) {
+            let _ = std::fs::remove_file(dir.join(name));
         }
     }
 
@@ -239,10 +241,7 @@ impl Daemon {
                 None => crate::ids::new_exec_id(),
             };
             crate::ids::check_exec(&exec_id)?;
-            let path = self
-                .run_dir
-                .join(id)
-                .join(format!("exec-{exec_id}.process.json"));
+            let path = self.run_dir.join(id).join(process_file(&exec_id));
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)

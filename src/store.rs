@@ -201,9 +201,10 @@ impl Store {
             StoreError::Db(source) => open_err(source),
             other => open_err(heed::Error::Io(std::io::Error::other(other.to_string()))),
         };
-        store.move_legacy_execs().map_err(store_err)?;
-        for rec in store.list().map_err(store_err)? {
-            store.largest.fetch_max(size_of(&rec), Ordering::Relaxed);
+        let mut records = store.list().map_err(store_err)?;
+        store.move_legacy_execs(&mut records).map_err(store_err)?;
+        for rec in &records {
+            store.largest.fetch_max(size_of(rec), Ordering::Relaxed);
         }
         Ok(store)
     }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use heed::types::DecodeIgnore;
-use heed::RwTxn;
+use heed::{RoTxn, RwTxn, WithoutTls};
 
 use crate::store::{ExecRecord, Store, StoreError, MAX_EXEC_RECORDS};
 
@@ -22,10 +22,18 @@ fn prefix(id: &str) -> String {
 impl Store {
     /// The execs of container `id`, by exec id.
     pub fn execs(&self, id: &str) -> Result<BTreeMap<String, ExecRecord>, StoreError> {
-        let rtxn = self.env.read_txn()?;
+        self.execs_in(&self.env.read_txn()?, id)
+    }
+
+    /// [`Self::execs`] as transaction `txn` (a read's or a write's) sees them.
+    fn execs_in(
+        &self,
+        txn: &RoTxn<'_, WithoutTls>,
+        id: &str,
+    ) -> Result<BTreeMap<String, ExecRecord>, StoreError> {
         let p = prefix(id);
         let mut all = BTreeMap::new();
-        for entry in self.exec_records.prefix_iter(&rtxn, &p)? {
+        for entry in self.exec_records.prefix_iter(txn, &p)? {
             let (k, rec) = entry?;
             all.insert(k[p.len()..].to_string(), rec);
         }
@@ -112,12 +120,7 @@ impl Store {
         let id = id.to_string();
         self.off_executor(move |s| {
             s.write(|wtxn| {
-                let p = prefix(&id);
-                let mut all = BTreeMap::new();
-                for entry in s.exec_records.prefix_iter(wtxn, &p)? {
-                    let (k, rec) = entry?;
-                    all.insert(k[p.len()..].to_string(), rec);
-                }
+                let mut all = s.execs_in(wtxn, &id)?;
                 for (exec_id, rec) in all.iter_mut() {
                     if f(exec_id, rec) {
                         s.exec_records.put(wtxn, &key(&id, exec_id), rec)?;
@@ -170,22 +173,21 @@ impl Store {
             .await
     }
 
-    /// Records of an older berthd kept their execs inside: moved out, once.
-    pub(crate) fn move_legacy_execs(&self) -> Result<(), StoreError> {
-        let holding: Vec<_> = self
-            .list()?
-            .into_iter()
-            .filter(|r| !r.legacy_execs.is_empty())
-            .collect();
-        if holding.is_empty() {
+    /// Records of an older berthd kept their execs inside: moved out, once
+    /// (`records`: the store's, as the open listed them; left without).
+    pub(crate) fn move_legacy_execs(
+        &self,
+        records: &mut [crate::store::ContainerRecord],
+    ) -> Result<(), StoreError> {
+        if records.iter().all(|r| r.legacy_execs.is_empty()) {
             return Ok(());
         }
         self.write(|wtxn| {
-            for mut rec in holding {
+            for rec in records.iter_mut().filter(|r| !r.legacy_execs.is_empty()) {
                 for (exec_id, e) in std::mem::take(&mut rec.legacy_execs) {
                     self.exec_records.put(wtxn, &key(&rec.id, &exec_id), &e)?;
                 }
-                self.containers.put(wtxn, &rec.id, &rec)?;
+                self.containers.put(wtxn, &rec.id, rec)?;
             }
             Ok(())
         })

@@ -141,18 +141,17 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     // A child in our memory cannot wait for us: with a notifying seccomp
     // filter the process's execve waits for the listener we forward.
     let in_our_memory = agent.is_none();
-    // SAFETY (both): exec() is documented to run in a single-threaded
+    // SAFETY (all three): exec() is documented to run in a single-threaded
     // process; become_process only execs or _exits.
+    let spawn = |d: &File| unsafe {
+        let spawned = match in_our_memory {
+            true => crate::clone_into::spawn_into(d, &mut become_process),
+            false => None,
+        };
+        spawned.or_else(|| crate::clone_into::fork_into(d))
+    };
     let direct = match v2_target {
-        Some(dir) if in_our_memory => unsafe {
-            fork::clone_direct(dir, &namespaces, |d| {
-                crate::clone_into::spawn_into(d, &mut become_process)
-                    .or_else(|| crate::clone_into::fork_into(d))
-            })
-        }?,
-        Some(dir) => {
-            unsafe { fork::clone_direct(dir, &namespaces, |d| crate::clone_into::fork_into(d)) }?
-        }
+        Some(dir) => unsafe { fork::clone_direct(dir, &namespaces, spawn) }?,
         None => None,
     };
     let pid = match direct {
