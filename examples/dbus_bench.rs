@@ -59,7 +59,8 @@ struct Args {
     /// One connection shared by every worker instead of one each.
     #[arg(long)]
     shared_connection: bool,
-    /// The bus to use (default: the system bus).
+    /// The bus to use (default: the system bus); `private`: berthd's
+    /// private socket (/run/berth/private, root only).
     #[arg(long)]
     address: Option<String>,
     /// Write DIR/config.json (berth's default spec, no terminal, args
@@ -119,6 +120,8 @@ fn write_spec(bundle: &str) -> Res<()> {
 
 fn connect(address: Option<&str>) -> Res<zbus::blocking::Connection> {
     match address {
+        Some("private") => berth_client::private_connection()
+            .map_err(|e| format!("{}: {e}", berth_client::PRIVATE_SOCKET)),
         Some(a) => zbus::blocking::connection::Builder::address(a)
             .and_then(|b| b.build())
             .map_err(|e| format!("connecting to {a}: {e}")),

@@ -27,6 +27,7 @@ mod monitors;
 mod namespaces;
 mod network;
 mod options;
+mod private_socket;
 mod recovery;
 mod reopen_log;
 mod resources;
@@ -206,6 +207,7 @@ async fn serve(args: Args) -> Result<(), String> {
                 api::MANAGER_PATH,
                 api::manager::Manager {
                     daemon: daemon.clone(),
+                    bus: None,
                 },
             )?
             .serve_at(
@@ -244,6 +246,10 @@ async fn serve(args: Args) -> Result<(), String> {
         }
     });
     let report = recovery::recover(&conn, &daemon).await;
+    // Before the name: a client that finds berthd on the bus finds this too.
+    if let Err(e) = private_socket::serve(&daemon.run_dir, conn.clone(), daemon.clone()).await {
+        tracing::warn!("no private socket (clients use the bus): {e}");
+    }
     conn.request_name(api::BUS_NAME)
         .await
         .map_err(|e| format!("owning {}: {e}", api::BUS_NAME))?;

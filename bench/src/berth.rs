@@ -1,6 +1,7 @@
 //! berthd as a client program drives it: calls on the Manager object over
-//! one system-bus connection (zbus connections are shared between threads,
-//! calls run concurrently on it).
+//! one connection — berthd's private socket, as root clients find it, else
+//! the system bus (zbus connections are shared between threads, calls run
+//! concurrently on it).
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -22,7 +23,10 @@ pub struct Berth {
 impl Berth {
     pub fn connect(bundles: Bundles) -> Result<Self> {
         let conn = zbus::blocking::Connection::system().context("connecting to the system bus")?;
-        let manager = ManagerProxyBlocking::new(&conn).context("the Manager proxy")?;
+        // The Manager's calls as berthctl makes them as root: on berthd's
+        // private socket when it answers (the objects stay on the bus).
+        let calls = berth_client::manager_connection().context("connecting to berthd")?;
+        let manager = ManagerProxyBlocking::new(&calls).context("the Manager proxy")?;
         Ok(Berth {
             conn,
             bundles,

@@ -290,7 +290,7 @@ pub fn describe(e: &zbus::Error) -> String {
             }
         }
         zbus::Error::InputOutput(io) => {
-            format!("cannot reach the system bus: {io} (is dbus running?)")
+            format!("cannot reach berthd (the system bus or its private socket): {io} (is dbus running?)")
         }
         zbus::Error::FDO(fdo) => match fdo.as_ref() {
             zbus::fdo::Error::ServiceUnknown(_) | zbus::fdo::Error::NameHasNoOwner(_) => {
@@ -308,4 +308,38 @@ pub fn describe(e: &zbus::Error) -> String {
 pub fn is_no_reply(e: &zbus::Error) -> bool {
     matches!(e, zbus::Error::FDO(f) if matches!(f.as_ref(), zbus::fdo::Error::NoReply(_) | zbus::fdo::Error::Timeout(_)))
         || matches!(e, zbus::Error::MethodError(n, _, _) if n.as_str() == "org.freedesktop.DBus.Error.NoReply")
+}
+
+/// berthd's socket for root clients beside the bus (berthd's
+/// private_socket.rs): the Manager interface, peer to peer.
+pub const PRIVATE_SOCKET: &str = "/run/berth/private";
+
+/// A connection for Manager calls: berthd's private socket when this
+/// process is root and berthd answers there (a call and its reply skip
+/// dbus-daemon), else the system bus. `BERTH_BUS_ONLY=1` always takes the
+/// bus. Only the Manager is served on the private socket: container
+/// objects, Images, Networks, Volumes and the signals need the bus.
+pub fn manager_connection() -> zbus::Result<zbus::blocking::Connection> {
+    let bus_only = std::env::var_os("BERTH_BUS_ONLY").is_some_and(|v| v != "0");
+    // SAFETY: geteuid has no failure and touches no memory.
+    if !bus_only && unsafe { libc::geteuid() } == 0 {
+        if let Ok(conn) = private_connection() {
+            return Ok(conn);
+        }
+    }
+    zbus::blocking::Connection::system()
+}
+
+/// A connection to berthd's private socket (root only), or why not.
+pub fn private_connection() -> zbus::Result<zbus::blocking::Connection> {
+    let stream = std::os::unix::net::UnixStream::connect(PRIVATE_SOCKET)?;
+    zbus::blocking::connection::Builder::async_io_unix_stream(stream)
+        .p2p()
+        .build()
+}
+
+/// Whether the call failed because the connection itself went (berthd
+/// restarted under a private-socket client): a new connection may answer.
+pub fn is_disconnected(e: &zbus::Error) -> bool {
+    matches!(e, zbus::Error::InputOutput(_))
 }

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use crate::{connect, Failed, Result};
+use crate::{manager, Failed, Result};
 
 /// `ID:PATH` → Some((ID, PATH)); a host path (`./a:b`, `/x:y`) → None.
 pub fn container_side(arg: &str) -> Option<(&str, &str)> {
@@ -47,7 +47,7 @@ fn absolute(path: &str) -> String {
 }
 
 fn copy_out(id: &str, path: &str, dest: &str) -> Result<u8> {
-    let (_, m) = connect()?;
+    let m = manager()?;
     let fd: OwnedFd = m.copy_from_container(id, path)?.into();
     let mut archive = File::from(fd);
     if dest == "-" {
@@ -85,7 +85,7 @@ fn copy_out(id: &str, path: &str, dest: &str) -> Result<u8> {
 }
 
 fn copy_in(src: &str, id: &str, path: &str) -> Result<u8> {
-    let (_, m) = connect()?;
+    let m = manager()?;
     let (read, write) = pipe()?;
     let writer = match src {
         "-" => std::thread::spawn(move || -> std::io::Result<()> {
@@ -130,7 +130,7 @@ pub fn export(id: &str, output: Option<&Path>) -> Result<u8> {
             "refusing to write a tar to a terminal: use -o FILE or a redirect",
         ));
     }
-    let (_, m) = connect()?;
+    let m = manager()?;
     let fd: OwnedFd = m.export_container(id)?.into();
     let mut archive = File::from(fd);
     let written = match output {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use clap::Args;
 use zbus::zvariant::Value;
 
-use crate::{connect, Failed, Result};
+use crate::{manager, Failed, Result};
 
 /// What berthd does over the container's life: shared by run and create.
 #[derive(Args, Debug, Clone, Default)]
@@ -109,7 +109,7 @@ impl LifecycleOpts {
 /// `berthctl healthcheck run ID`: prints the Health after the check; exit
 /// 0 if the check passed, 1 if not (podman's codes).
 pub fn run(id: &str) -> Result<u8> {
-    let (_, m) = connect()?;
+    let m = manager()?;
     let (health, exit) = m.run_healthcheck(id)?;
     println!("{health}");
     Ok(if exit == 0 { 0 } else { 1 })
@@ -118,7 +118,7 @@ pub fn run(id: &str) -> Result<u8> {
 /// `berthctl top ID`: podman's columns that /proc gives (UID, PID, PPID,
 /// COMMAND), and the host's pid.
 pub fn top(id: &str) -> Result<u8> {
-    let (_, m) = connect()?;
+    let m = manager()?;
     let rows = m.top_container(id)?;
     println!(
         "{:<8} {:>8} {:>8} {:>10}  COMMAND",

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use zbus::zvariant::Value;
 
 use crate::cli::LogsOpts;
-use crate::{connect, when, Result};
+use crate::{manager, when, Result};
 
 /// journalctl's short-iso-precise line is "TIME HOST IDENT[PID]: MESSAGE";
 /// podman's --timestamps line is "TIME MESSAGE".
@@ -39,7 +39,7 @@ pub fn logs(opts: &LogsOpts) -> Result<u8> {
     if opts.timestamps {
         o.insert("timestamps", Value::from(true));
     }
-    let (_, m) = connect()?;
+    let m = manager()?;
     let fd: OwnedFd = m.get_logs(&opts.id, o)?.into();
     let pipe = std::fs::File::from(fd);
     let mut out = std::io::stdout().lock();

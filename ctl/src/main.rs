@@ -32,10 +32,19 @@ use berth_client::ManagerProxyBlocking;
 use cli::{Cli, Cmd, ContainerCmd, HealthcheckCmd, SystemCmd};
 pub use error::{Failed, Result, EXIT_FAILED};
 
+/// The system bus and the Manager on it: for verbs that also read objects,
+/// other interfaces or signals.
 pub fn connect() -> Result<(zbus::blocking::Connection, ManagerProxyBlocking<'static>)> {
     let conn = zbus::blocking::Connection::system()?;
     let manager = ManagerProxyBlocking::new(&conn)?;
     Ok((conn, manager))
+}
+
+/// The Manager alone, on berthd's private socket as root (each call skips
+/// dbus-daemon), else on the bus: for verbs that only call it.
+pub fn manager() -> Result<ManagerProxyBlocking<'static>> {
+    let conn = berth_client::manager_connection()?;
+    Ok(ManagerProxyBlocking::new(&conn)?)
 }
 
 fn main() -> ExitCode {
@@ -115,13 +124,13 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::Run(opts) => session::run(&opts),
         Cmd::Create(opts) => {
-            let (_, m) = connect()?;
+            let m = manager()?;
             let id = session::create(&m, &opts)?;
             println!("{id}");
             Ok(0)
         }
         Cmd::Start { attach, ids } => {
-            let (_, m) = connect()?;
+            let m = manager()?;
             if attach {
                 let [id] = ids.as_slice() else {
                     return Err(Failed::new("--attach takes exactly one container"));
@@ -139,13 +148,13 @@ fn run(cli: Cli) -> Result<u8> {
             ids,
         } => {
             let sig = opts::parse_signal(&signal)?;
-            let (_, m) = connect()?;
+            let m = manager()?;
             let who = if all_processes { "all" } else { "init" };
             let ids = ids_or_all(&m, all, ids, |s| s == "running")?;
             each(&ids, |id| Ok(m.kill_container(id, who, sig)?))
         }
         Cmd::Stop { time, all, ids } => {
-            let (_, m) = connect()?;
+            let m = manager()?;
             let ids = ids_or_all(&m, all, ids, live)?;
             each(&ids, |id| {
                 let secs = time.or(security_opts::stop_defaults(&m, id).1);
@@ -153,11 +162,11 @@ fn run(cli: Cli) -> Result<u8> {
             })
         }
         Cmd::Pause { ids } => {
-            let (_, m) = connect()?;
+            let m = manager()?;
             each(&ids, |id| Ok(m.pause_container(id)?))
         }
         Cmd::Unpause { ids } => {
-            let (_, m) = connect()?;
+            let m = manager()?;
             each(&ids, |id| Ok(m.resume_container(id)?))
         }
         Cmd::Update(opts) => update::update(&opts),
@@ -165,14 +174,14 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Logs(opts) => logs::logs(&opts),
         Cmd::Stats(opts) => stats::stats(&opts),
         Cmd::Rm { force, all, ids } => {
-            let (_, m) = connect()?;
+            let m = manager()?;
             // -a without -f leaves running containers alone (as podman),
             // rather than failing on each of them.
             let ids = ids_or_all(&m, all, ids, |s| force || !live(s))?;
             each(&ids, |id| Ok(m.delete_container(id, force)?))
         }
         Cmd::Wait { ids } => {
-            let (_, m) = connect()?;
+            let m = manager()?;
             let mut failed = 0;
             for id in &ids {
                 match session::wait(&m, id) {
@@ -191,7 +200,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Cp { src, dest } => copy::cp(&src, &dest),
         Cmd::Export { output, id } => copy::export(&id, output.as_deref()),
         Cmd::Commit { id, image } => {
-            let (_, m) = connect()?;
+            let m = manager()?;
             let (name, image_id) = m.commit_container(&id, &image)?;
             println!("{image_id}");
             eprintln!("committed {id} as {name}");

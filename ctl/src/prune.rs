@@ -7,7 +7,7 @@ use std::io::{BufRead, Write};
 use serde_json::json;
 
 use crate::record::{self, Record};
-use crate::{connect, image, Failed, Result};
+use crate::{connect, image, manager, Failed, Result};
 use berth_client::ImagesProxyBlocking;
 
 /// podman's confirmation: y or yes goes on, anything else stops.
@@ -43,7 +43,7 @@ pub fn container_prune(force: bool) -> Result<u8> {
     if !force && !confirm("all stopped containers") {
         return Ok(0);
     }
-    let (_, m) = connect()?;
+    let m = manager()?;
     prune_containers(&m)
 }
 
@@ -102,7 +102,7 @@ pub fn system_df(format: Option<&str>) -> Result<u8> {
 /// would change all of them under a running container and the clients
 /// that hold its path. berthd does not do it; say so rather than pretend.
 pub fn rename(id: &str, new_name: &str) -> Result<u8> {
-    let (_, m) = connect()?;
+    let m = manager()?;
     m.get_container(id)?;
     Err(Failed::new(format!(
         "cannot rename {id} to {new_name}: a berth container's id is its name, its systemd \

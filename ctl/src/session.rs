@@ -15,8 +15,8 @@ use nix::sys::termios;
 use zbus::zvariant::Value;
 
 use crate::cli::{CreateOpts, ExecOpts, RunOpts};
-use crate::{connect, Failed, Result};
-use berth_client::{is_no_reply, ManagerProxyBlocking};
+use crate::{manager, Failed, Result};
+use berth_client::{is_disconnected, is_no_reply, ManagerProxyBlocking};
 
 fn random_id() -> String {
     let mut b = [0u8; 8];
@@ -134,7 +134,7 @@ pub fn run(opts: &RunOpts) -> Result<u8> {
     {
         return Err(Failed::new("--rm and --restart conflict: choose one"));
     }
-    let (_, m) = connect()?;
+    let m = manager()?;
     let id = create(&m, &opts.create)?;
     if opts.detach {
         if let Err(e) = m.start_container(&id) {
@@ -169,11 +169,21 @@ pub fn start_attached(m: &ManagerProxyBlocking<'static>, id: &str, input: bool) 
     Ok(code.clamp(0, 255) as u8)
 }
 
-pub fn wait(m: &ManagerProxyBlocking, id: &str) -> Result<(i32, i32)> {
+/// WaitContainer until it answers, across a restart of berthd: on the bus a
+/// berthd that went away answers NoReply and the call is made again (it
+/// activates the next one); on the private socket the connection ends with
+/// it, and the call is made again on a new one — the private socket once
+/// the next berthd serves it, the bus (which waits for berthd) until then.
+pub fn wait(m: &ManagerProxyBlocking<'static>, id: &str) -> Result<(i32, i32)> {
+    let mut m = m.clone();
     loop {
         match m.wait_container(id) {
             Ok(v) => return Ok(v),
             Err(e) if is_no_reply(&e) => continue,
+            Err(e) if is_disconnected(&e) => {
+                std::thread::sleep(Duration::from_millis(100));
+                m = manager()?;
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -210,7 +220,7 @@ pub fn stop(m: &ManagerProxyBlocking<'static>, id: &str, secs: u64) -> Result<()
 }
 
 pub fn exec(opts: &ExecOpts) -> Result<u8> {
-    let (_, m) = connect()?;
+    let m = manager()?;
     let mut process = serde_json::json!({ "args": opts.cmd, "terminal": opts.process.tty });
     if !opts.process.env.is_empty() {
         key_values(&opts.process.env, "env")?;

@@ -9,7 +9,7 @@ use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 use crate::record::{dict_json, Record};
 use crate::when::now_us;
-use crate::{connect, format, Failed, Result};
+use crate::{connect, format, manager, Failed, Result};
 
 /// JSON as before (an array), or --format's template once per container.
 pub fn inspect(ids: &[String], fmt: Option<&str>) -> Result<u8> {
@@ -46,7 +46,7 @@ pub fn inspect(ids: &[String], fmt: Option<&str>) -> Result<u8> {
 
 pub fn version() -> Result<u8> {
     println!("berthctl {}", env!("CARGO_PKG_VERSION"));
-    let server = connect().and_then(|(_, m)| Ok(m.version()?));
+    let server = manager().and_then(|m| Ok(m.version()?));
     match server {
         Ok(v) => println!("berthd   {v}"),
         Err(Failed { msg: e, .. }) => println!("berthd   unreachable: {e}"),
@@ -55,7 +55,7 @@ pub fn version() -> Result<u8> {
 }
 
 pub fn info(as_json: bool) -> Result<u8> {
-    let (_, m) = connect()?;
+    let m = manager()?;
     let i = dict_json(&m.info()?);
     if as_json {
         println!("{}", serde_json::to_string_pretty(&i).unwrap_or_default());

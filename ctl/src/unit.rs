@@ -17,7 +17,7 @@ use zbus::zvariant::Value;
 use berthctl::unit_config::UnitConfig;
 
 use crate::opts::{parse_size, CreateOpts};
-use crate::{connect, session, Failed, Result};
+use crate::{manager, session, Failed, Result};
 
 pub fn load(path: &Path) -> Result<UnitConfig> {
     berthctl::unit_config::load(path).map_err(|e| Failed::new(e.to_string()))
@@ -221,7 +221,7 @@ pub fn run_unit(name: &str, config_dir: &Path) -> Result<u8> {
                 .map_err(Failed::new)?,
         },
     };
-    let (_, m) = connect()?;
+    let m = manager()?;
     // A leftover of an earlier run of this unit (crash, kill -9): replace it.
     if m.get_container(name).is_ok() {
         let _ = m.delete_container(name, true);

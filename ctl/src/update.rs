@@ -87,7 +87,7 @@ impl UpdateOpts {
 
 /// Updates each container; the ids done are printed, as podman does.
 pub fn update(opts: &UpdateOpts) -> Result<u8> {
-    let (_, m) = crate::connect()?;
+    let m = crate::manager()?;
     let o = opts.options();
     crate::each(&opts.ids, |id| Ok(m.update_container(id, o.clone())?))
 }

@@ -10,11 +10,45 @@ use zbus::{interface, Connection};
 
 use crate::api::error::Result;
 use crate::api::verbs::{delete, exec, register, set_paused, start, stats};
-use crate::api::{container_path, require_root};
+use crate::api::{container_path, MANAGER_PATH};
 use crate::daemon::Daemon;
 
 pub struct Manager {
     pub daemon: Arc<Daemon>,
+    /// Set on the private socket's Manager (private_socket.rs): berthd's
+    /// bus connection, where a call's side effects go — objects, signals,
+    /// systemd — while the call itself came peer to peer.
+    pub bus: Option<Connection>,
+}
+
+impl Manager {
+    /// The connection a mutating call's side effects go to, once the caller
+    /// may manage: on the private socket the bus (its peers are root,
+    /// checked at accept); on the bus the caller's connection, for root or
+    /// whom polkit authorizes.
+    async fn managing<'a>(
+        &'a self,
+        conn: &'a Connection,
+        hdr: &zbus::message::Header<'_>,
+    ) -> Result<&'a Connection> {
+        self.authorized(conn, hdr, crate::api::MANAGE_ACTION).await
+    }
+
+    /// As `managing`, for the polkit action `action`.
+    async fn authorized<'a>(
+        &'a self,
+        conn: &'a Connection,
+        hdr: &zbus::message::Header<'_>,
+        action: &str,
+    ) -> Result<&'a Connection> {
+        match &self.bus {
+            Some(bus) => Ok(bus),
+            None => {
+                crate::api::authorize(conn, hdr, action).await?;
+                Ok(conn)
+            }
+        }
+    }
 }
 
 #[interface(name = "io.berth.Berth1.Manager")]
@@ -28,9 +62,8 @@ impl Manager {
         options: HashMap<String, OwnedValue>,
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
-        #[zbus(signal_emitter)] em: SignalEmitter<'_>,
     ) -> Result<OwnedObjectPath> {
-        require_root(conn, &hdr).await?;
+        let conn = self.managing(conn, &hdr).await?;
         let request =
             crate::options::CreateOptions::parse(&options).map_err(crate::error::Error::from)?;
         let rec = self.daemon.create(id, bundle, request).await?;
@@ -41,7 +74,10 @@ impl Manager {
         // ContainerNew before anything the shim's watch announces.
         let _announcing = self.daemon.gate(id).await;
         let path = register(conn, &self.daemon, id).await?;
-        let _ = Self::container_new(&em, id, path.as_ref()).await;
+        // On the bus, whichever socket the call came on.
+        if let Ok(em) = SignalEmitter::new(conn, MANAGER_PATH) {
+            let _ = Self::container_new(&em, id, path.as_ref()).await;
+        }
         Ok(path)
     }
 
@@ -54,7 +90,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         Ok(self.daemon.reopen_log(id)?)
     }
 
@@ -64,7 +100,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
-        require_root(conn, &hdr).await?;
+        let conn = self.managing(conn, &hdr).await?;
         start(conn, &self.daemon, id).await
     }
 
@@ -77,7 +113,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         crate::api::lifecycle::kill(&self.daemon, id, who, signal).await
     }
 
@@ -90,7 +126,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
-        require_root(conn, &hdr).await?;
+        let conn = self.managing(conn, &hdr).await?;
         crate::api::lifecycle::update(conn, &self.daemon, id, &resources).await
     }
 
@@ -100,7 +136,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
-        require_root(conn, &hdr).await?;
+        let conn = self.managing(conn, &hdr).await?;
         set_paused(conn, &self.daemon, id, true).await
     }
 
@@ -110,7 +146,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
-        require_root(conn, &hdr).await?;
+        let conn = self.managing(conn, &hdr).await?;
         set_paused(conn, &self.daemon, id, false).await
     }
 
@@ -124,7 +160,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<String> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         exec(&self.daemon, id, process_json, &options).await
     }
 
@@ -138,7 +174,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<(String, i32, i32)> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         crate::api::verbs::exec_and_wait(&self.daemon, id, process_json, &options).await
     }
 
@@ -152,7 +188,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         Ok(self.daemon.kill_exec(id, exec_id, signal)?)
     }
 
@@ -173,7 +209,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
-        require_root(conn, &hdr).await?;
+        let conn = self.managing(conn, &hdr).await?;
         delete(conn, &self.daemon, id, force).await
     }
 
@@ -213,7 +249,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<zbus::zvariant::OwnedFd> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         self.daemon.get(id)?;
         Ok(crate::streams::attach(&self.daemon.run_dir, id, "")?.into())
     }
@@ -228,7 +264,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<zbus::zvariant::OwnedFd> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         self.daemon.get(id)?;
         Ok(crate::streams::attach_split(&self.daemon.run_dir, id)?.into())
     }
@@ -242,7 +278,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<zbus::zvariant::OwnedFd> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         self.daemon.get(id)?;
         Ok(crate::streams::attach(&self.daemon.run_dir, id, exec_id)?.into())
     }
@@ -257,7 +293,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<()> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         self.daemon.get(id)?;
         Ok(crate::streams::resize(
             &self.daemon.run_dir,
@@ -281,7 +317,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<zbus::zvariant::OwnedFd> {
-        crate::api::authorize(conn, &hdr, crate::api::READ_ACTION).await?;
+        self.authorized(conn, &hdr, crate::api::READ_ACTION).await?;
         let req = crate::streams::LogsRequest::parse(&options)?;
         Ok(crate::streams::logs(&self.daemon, id, &req)?.into())
     }
@@ -295,7 +331,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<(String, i32)> {
-        require_root(conn, &hdr).await?;
+        let conn = self.managing(conn, &hdr).await?;
         crate::api::lifecycle::run_healthcheck(conn, &self.daemon, id).await
     }
 
@@ -308,7 +344,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<Vec<crate::top::ProcessRow>> {
-        crate::api::authorize(conn, &hdr, crate::api::READ_ACTION).await?;
+        self.authorized(conn, &hdr, crate::api::READ_ACTION).await?;
         crate::api::lifecycle::top(&self.daemon, id)
     }
 
@@ -322,7 +358,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<zbus::zvariant::OwnedFd> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         Ok(crate::api::copy::copy_from(&self.daemon, id, path)
             .await?
             .into())
@@ -336,7 +372,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<zbus::zvariant::OwnedFd> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         Ok(crate::api::copy::export(&self.daemon, id).await?.into())
     }
 
@@ -350,7 +386,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<(String, String)> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         crate::api::copy::commit(&self.daemon, id, image).await
     }
 
@@ -365,7 +401,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(header)] hdr: zbus::message::Header<'_>,
     ) -> Result<u32> {
-        require_root(conn, &hdr).await?;
+        self.managing(conn, &hdr).await?;
         crate::api::copy::copy_to(&self.daemon, id, path, archive.into()).await
     }
 
