@@ -60,7 +60,7 @@ struct Args {
     #[arg(long)]
     shared_connection: bool,
     /// The bus to use (default: the system bus); `private`: berthd's
-    /// private socket (/run/berth/private, root only).
+    /// private socket (/run/berth/.private, root only).
     #[arg(long)]
     address: Option<String>,
     /// Write DIR/config.json (berth's default spec, no terminal, args

@@ -317,6 +317,8 @@ async fn serve(args: Args) -> Result<(), String> {
         }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    // Root's clients go to the bus (and its activation) until the next berthd.
+    private_socket::remove(&daemon.run_dir);
     tracing::info!("berthd stopping; containers keep running");
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! A socket for root clients beside the bus, as systemd's
-//! /run/systemd/private: `<run dir>/private` (/run/berth/private) serves the
-//! Manager interface peer to peer, so a call and its reply go client ↔
-//! berthd instead of client ↔ dbus-daemon ↔ berthd — two hops of four, and
-//! two processes to wake, fewer per call (berthctl, berth-bench and every
-//! program built on berth_client use it when they run as root).
+//! /run/systemd/private: `<run dir>/.private` (/run/berth/.private: no
+//! container id starts with a dot, so no container's state directory is in
+//! its way) serves the Manager interface peer to peer. A call and its reply
+//! go client ↔ berthd instead of client ↔ dbus-daemon ↔ berthd: two hops of
+//! four, and a process to wake twice, fewer per call. berthctl, berth-bench
+//! and whatever uses berth_client::manager_connection take it as root.
 //!
 //! Who may connect: root only. The socket is made 0600 under the run dir
 //! (0700) and, whatever its mode, each peer's SO_PEERCRED uid is checked at
@@ -19,7 +20,7 @@
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::UnixListener;
@@ -30,9 +31,9 @@ use crate::api::MANAGER_PATH;
 use crate::daemon::Daemon;
 
 /// The socket's name in the run dir (berth_client::PRIVATE_SOCKET).
-pub const NAME: &str = "private";
+pub const NAME: &str = ".private";
 
-/// Binds `<run_dir>/private` (made anew: a stale one from a killed berthd is
+/// Binds `<run_dir>/.private` (made anew: a stale one from a killed berthd is
 /// replaced) and serves each root peer's calls until berthd exits.
 pub async fn serve(run_dir: &Path, bus: Connection, daemon: Arc<Daemon>) -> io::Result<()> {
     let listener = bind(&run_dir.join(NAME))?;
@@ -51,15 +52,22 @@ pub async fn serve(run_dir: &Path, bus: Connection, daemon: Arc<Daemon>) -> io::
     Ok(())
 }
 
-/// Bound under a temporary name, made 0600, then renamed into place: no
-/// moment where the final name is open to others (the uid check at accept
-/// would refuse them anyway).
+/// At a clean exit: the name gone, not left refusing connections (a
+/// killed berthd's is replaced by the next one's).
+pub fn remove(run_dir: &Path) {
+    let _ = std::fs::remove_file(run_dir.join(NAME));
+}
+
+/// The stale socket of a killed berthd replaced. Nobody else can reach it
+/// meanwhile: the run dir is 0700 (and the uid check at accept would refuse
+/// them anyway); 0600 says so to whoever looks.
 fn bind(path: &Path) -> io::Result<UnixListener> {
-    let tmp = PathBuf::from(format!("{}.{}", path.display(), std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp)?;
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
-    std::fs::rename(&tmp, path)?;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
 }
 

@@ -1,4 +1,4 @@
-//! berthd's private socket (/run/berth/private, src/private_socket.rs): root's
+//! berthd's private socket (/run/berth/.private, src/private_socket.rs): root's
 //! Manager calls peer to peer, their side effects (container objects,
 //! ContainerNew and the rest) on the bus for every subscriber, nobody but
 //! root let in — not even when the socket's mode would allow it — nothing
@@ -56,7 +56,7 @@ fn private_socket_serves_root_and_no_one_else() {
     let c = patient_bus(&b);
     let m = manager(&c);
     assert_eq!(
-        b.sh_ok("stat -c '%a %U' /run/berth/private").trim(),
+        b.sh_ok("stat -c '%a %U' /run/berth/.private").trim(),
         "600 root"
     );
     let news = container_news(&b);
@@ -90,9 +90,9 @@ fn private_socket_serves_root_and_no_one_else() {
     // mode would let them in (berthd checks the peer's uid itself).
     let nobody = "setpriv --reuid 65534 --regid 65534 --clear-groups";
     assert!(!bench(nobody, "n").status.success());
-    b.sh_ok("chmod 711 /run/berth && chmod 666 /run/berth/private");
+    b.sh_ok("chmod 711 /run/berth && chmod 666 /run/berth/.private");
     let out = bench(nobody, "n");
-    b.sh_ok("chmod 700 /run/berth && chmod 600 /run/berth/private");
+    b.sh_ok("chmod 700 /run/berth && chmod 600 /run/berth/.private");
     assert!(!out.status.success(), "a non-root peer was served");
     assert!(m.list_containers().unwrap().is_empty());
     assert!(b

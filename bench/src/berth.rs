@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
 use berth_client::{ContainerProxyBlocking, ManagerProxyBlocking};
@@ -17,7 +18,8 @@ use crate::env::Bundles;
 pub struct Berth {
     pub conn: zbus::blocking::Connection,
     pub bundles: Bundles,
-    manager: ManagerProxyBlocking<'static>,
+    /// Replaced when berthd restarted under it (see `call`).
+    manager: Arc<RwLock<ManagerProxyBlocking<'static>>>,
 }
 
 impl Berth {
@@ -30,8 +32,32 @@ impl Berth {
         Ok(Berth {
             conn,
             bundles,
-            manager,
+            manager: Arc::new(RwLock::new(manager)),
         })
+    }
+
+    /// A Manager call; made again, once, on a new connection when the old
+    /// one ended with a berthd that restarted (a private socket's
+    /// connection does; the scenarios restart berthd between calls, never
+    /// during one, so the first call did not reach it).
+    fn call<T>(
+        &self,
+        what: &str,
+        f: impl Fn(&ManagerProxyBlocking<'static>) -> zbus::Result<T>,
+    ) -> Result<T> {
+        let current = || self.manager.read().map(|m| m.clone());
+        let m = current().map_err(|_| anyhow::anyhow!("the Manager proxy's lock"))?;
+        match f(&m) {
+            Err(e) if berth_client::is_disconnected(&e) => {
+                let conn = berth_client::manager_connection().context("connecting to berthd")?;
+                let fresh = ManagerProxyBlocking::new(&conn).context("the Manager proxy")?;
+                if let Ok(mut m) = self.manager.write() {
+                    *m = fresh.clone();
+                }
+                f(&fresh).context(what.to_string())
+            }
+            r => r.context(what.to_string()),
+        }
     }
 
     pub fn create(&self, id: &str, bundle: &Path) -> Result<OwnedObjectPath> {
@@ -46,55 +72,49 @@ impl Berth {
         options: HashMap<&str, zbus::zvariant::Value<'_>>,
     ) -> Result<OwnedObjectPath> {
         let bundle = bundle.to_str().context("bundle path is not UTF-8")?;
-        (self.manager.create_container(id, bundle, options)).context("CreateContainer")
+        self.call("CreateContainer", |m| {
+            m.create_container(id, bundle, options.clone())
+        })
     }
 
     pub fn start(&self, id: &str) -> Result<()> {
-        self.manager.start_container(id).context("StartContainer")
+        self.call("StartContainer", |m| m.start_container(id))
     }
 
     pub fn wait(&self, id: &str) -> Result<(i32, i32)> {
-        self.manager.wait_container(id).context("WaitContainer")
+        self.call("WaitContainer", |m| m.wait_container(id))
     }
 
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        self.manager
-            .delete_container(id, force)
-            .context("DeleteContainer")
+        self.call("DeleteContainer", |m| m.delete_container(id, force))
     }
 
     /// An exec to its end in one call: (exit code, signal).
     pub fn exec_and_wait(&self, id: &str, process_json: &str) -> Result<(i32, i32)> {
-        let (_, code, signal) = self
-            .manager
-            .exec_container_and_wait(id, process_json, HashMap::new())
-            .context("ExecContainerAndWait")?;
+        let (_, code, signal) = self.call("ExecContainerAndWait", |m| {
+            m.exec_container_and_wait(id, process_json, HashMap::new())
+        })?;
         Ok((code, signal))
     }
 
     /// A stream of the container's output from now on.
     pub fn attach(&self, id: &str) -> Result<OwnedFd> {
-        let fd = self
-            .manager
-            .attach_container(id)
-            .context("AttachContainer")?;
+        let fd = self.call("AttachContainer", |m| m.attach_container(id))?;
         Ok(fd.into())
     }
 
     /// (id, status, object path) of every container.
     pub fn list(&self) -> Result<Vec<(String, String, OwnedObjectPath)>> {
-        self.manager.list_containers().context("ListContainers")
+        self.call("ListContainers", |m| m.list_containers())
     }
 
     pub fn stats(&self, id: &str) -> Result<HashMap<String, OwnedValue>> {
-        self.manager
-            .get_container_stats(id)
-            .context("GetContainerStats")
+        self.call("GetContainerStats", |m| m.get_container_stats(id))
     }
 
     /// Manager.Info: version, container counts per status, dirs.
     pub fn info(&self) -> Result<HashMap<String, OwnedValue>> {
-        self.manager.info().context("Info")
+        self.call("Info", |m| m.info())
     }
 
     /// The Status property of a container object: whether that object is

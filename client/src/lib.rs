@@ -312,7 +312,7 @@ pub fn is_no_reply(e: &zbus::Error) -> bool {
 
 /// berthd's socket for root clients beside the bus (berthd's
 /// private_socket.rs): the Manager interface, peer to peer.
-pub const PRIVATE_SOCKET: &str = "/run/berth/private";
+pub const PRIVATE_SOCKET: &str = "/run/berth/.private";
 
 /// A connection for Manager calls: berthd's private socket when this
 /// process is root and berthd answers there (a call and its reply skip

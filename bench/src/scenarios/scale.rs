@@ -340,9 +340,9 @@ fn leftovers(ctx: &Ctx) -> Vec<String> {
             .flatten()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            // The compiled seccomp programs' cache (init/src/seccomp/
-            // cache.rs): bounded, not any container's.
-            .filter(|n| n != ".seccomp")
+            // berthd's own: the compiled seccomp programs' cache
+            // (init/src/seccomp/cache.rs, bounded) and its private socket.
+            .filter(|n| n != ".seccomp" && n != ".private")
             .collect()
     };
     kind("entries in /run/berth", entries("/run/berth"));
