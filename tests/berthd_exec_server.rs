@@ -292,3 +292,48 @@ fn patient_bus_after_install(b: &berth_box::SystemdBox) -> zbus::blocking::Conne
     install_berthd(b, "");
     patient_bus(b)
 }
+
+/// The server keeps what an exec needs of its container (berth-init's
+/// exec::Targets) while state.json stays the same file: a container made
+/// again under the same id is exec'd into as the new one, a stopped one is
+/// refused, and every exec reads whether it is paused.
+#[test]
+fn execs_follow_the_container_under_its_id() {
+    let Some(b) = berth_box::up_or_skip("execs_follow_the_container_under_its_id") else {
+        return;
+    };
+    let c = patient_bus_after_install(&b);
+    let m = manager(&c);
+    let pid1 = |b: &berth_box::SystemdBox| {
+        b.sh_ok(&format!("{} exec k1 cat /proc/1/cmdline", berthctl()))
+            .replace('\0', " ")
+    };
+    let first = busybox_bundle("d-keep1", &["sleep", "300"]);
+    let second = busybox_bundle("d-keep2", &["sleep", "301"]);
+    let made = |bundle: &berth_box::bundle::Bundle| {
+        let _: zbus::zvariant::OwnedObjectPath =
+            call(&c, "CreateContainer", &("k1", bundle.path(), no_options())).unwrap();
+        let () = call(&c, "StartContainer", &("k1",)).unwrap();
+    };
+    made(&first);
+    assert_eq!(pid1(&b).trim(), "sleep 300");
+    assert_eq!(pid1(&b).trim(), "sleep 300", "a second exec, kept");
+    // Paused: refused (read for each exec, kept or not), then runs again.
+    m.pause_container("k1").unwrap();
+    let (code, _, err) = ctl(&b, "exec k1 true");
+    assert_ne!(code, 0, "an exec into a paused container ran");
+    assert!(err.contains("paused"), "{err}");
+    m.resume_container("k1").unwrap();
+    assert_eq!(pid1(&b).trim(), "sleep 300");
+    // Stopped: refused, not joined to what is left of it.
+    m.kill_container("k1", "all", 9).unwrap();
+    assert_eq!(m.wait_container("k1").unwrap(), (137, 9));
+    let (code, _, err) = ctl(&b, "exec k1 true");
+    assert_ne!(code, 0, "an exec into a stopped container ran");
+    assert!(err.contains("FailedPrecondition"), "{err}");
+    // The same id, another container: the exec is the new one's.
+    m.delete_container("k1", true).unwrap();
+    made(&second);
+    assert_eq!(pid1(&b).trim(), "sleep 301");
+    m.delete_container("k1", true).unwrap();
+}

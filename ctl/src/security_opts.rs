@@ -109,8 +109,15 @@ const STOP_TIMEOUT_LABEL: &str = "io.berth.stop-timeout";
 /// A container's stop signal and timeout as created (SIGTERM and none when
 /// not given, or when it cannot be read: stop still stops).
 pub fn stop_defaults(m: &berth_client::ManagerProxyBlocking, id: &str) -> (i32, Option<u64>) {
+    // The container's object is on the bus only (not on berthd's private
+    // socket, where `m` may be).
+    let on_bus = m.inner().connection().unique_name().is_some();
+    let bus = match on_bus {
+        true => Some(m.inner().connection().clone()),
+        false => zbus::blocking::Connection::system().ok(),
+    };
     let labels = m.get_container(id).ok().and_then(|path| {
-        berth_client::ContainerProxyBlocking::builder(m.inner().connection())
+        berth_client::ContainerProxyBlocking::builder(bus.as_ref()?)
             .path(path)
             .ok()?
             .build()

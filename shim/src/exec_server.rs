@@ -62,6 +62,8 @@ pub fn serve() -> ! {
     // Built once, matched against each request: building it was a third
     // of what the parse cost per exec.
     let mut command = Args::command();
+    // What execs into each container need of it, read once (prepared.rs).
+    let mut targets = berth_init::exec::Targets::default();
     loop {
         // In a quiet moment: the next creates' namespaces. Not in a burst,
         // where making them would only delay the requests behind them.
@@ -77,7 +79,14 @@ pub fn serve() -> ! {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => std::process::exit(1),
         };
-        handle(&mut command, &buf[..len], fds, pool.as_mut(), &mut warmer);
+        handle(
+            &mut command,
+            &buf[..len],
+            fds,
+            pool.as_mut(),
+            &mut warmer,
+            &mut targets,
+        );
     }
 }
 
@@ -146,6 +155,7 @@ fn handle(
     mut fds: Vec<OwnedFd>,
     pool: Option<&mut crate::netns_pool::NetnsPool>,
     warmer: &mut Option<crate::warmer::Warmer>,
+    targets: &mut berth_init::exec::Targets,
 ) {
     // The report socket is last; without one there is nobody to answer.
     let Some(report) = fds.pop() else { return };
@@ -166,6 +176,12 @@ fn handle(
     let netns = match (pool, &args.exec_id, &args.bundle) {
         (Some(pool), None, Some(bundle)) if crate::netns_pool::wants_one(bundle) => pool.take(),
         _ => None,
+    };
+    // An exec's target, read (or found kept) here: the child takes its copy
+    // of it along with the rest of our memory.
+    let target = match args.exec_id {
+        Some(_) => targets.get(&args.root, &args.id),
+        None => None,
     };
     // SAFETY: single-threaded (the server never starts a thread).
     let (child, born_in_cgroup) = match cgroup
@@ -205,7 +221,7 @@ fn handle(
         (Some(parent), false) => Some(parent.as_path()),
         _ => None,
     };
-    crate::setup::become_shim(&args, report, monitor_cgroup, netns)
+    crate::setup::become_shim(&args, report, monitor_cgroup, netns, target)
 }
 
 /// The request's arguments, checked: an exec's or a create's, with one fd

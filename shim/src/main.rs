@@ -126,5 +126,5 @@ fn main() {
         _ => None,
     };
     drop(cgroup);
-    setup::become_shim(&args, File::from(report_w), monitor_cgroup, None)
+    setup::become_shim(&args, File::from(report_w), monitor_cgroup, None, None)
 }

@@ -25,6 +25,7 @@ pub fn become_shim(
     mut report: File,
     monitor_cgroup: Option<&Path>,
     netns: Option<OwnedFd>,
+    target: Option<&berth_init::exec::Prepared>,
 ) -> ! {
     let _ = nix::unistd::setsid();
     // Nothing of the starter's stdio stays with the shim (or its container).
@@ -33,7 +34,7 @@ pub fn become_shim(
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
     }
-    match run(args, monitor_cgroup, &mut report, netns) {
+    match run(args, monitor_cgroup, &mut report, netns, target) {
         Err(f) => fail_kind(&mut report, f.kind, &f.msg),
         // run only returns when it failed (it ends in the monitor's execve).
         Ok(never) => match never {},
@@ -73,6 +74,7 @@ fn run(
     monitor_cgroup: Option<&Path>,
     report: &mut File,
     netns: Option<OwnedFd>,
+    target: Option<&berth_init::exec::Prepared>,
 ) -> Result<std::convert::Infallible, Failure> {
     // Orphans of the container (when it has no pid namespace of its own) and
     // exec'd processes are re-parented to us, so we can reap them.
@@ -161,16 +163,19 @@ fn run(
         false => None,
     };
     let started = match exec_process {
-        Some(process) => berth_init::exec::exec(&berth_init::exec::ExecOptions {
-            root: args.root.clone(),
-            id: args.id.clone(),
-            process,
-            console_socket,
-            pid_file: None,
-            preserve_fds: 0,
-            stdio,
-            ignore_paused: false,
-        }),
+        Some(process) => berth_init::exec::exec_prepared(
+            &berth_init::exec::ExecOptions {
+                root: args.root.clone(),
+                id: args.id.clone(),
+                process,
+                console_socket,
+                pid_file: None,
+                preserve_fds: 0,
+                stdio,
+                ignore_paused: false,
+            },
+            target,
+        ),
         None => create(&CreateOptions {
             id: args.id.clone(),
             bundle: args.bundle.clone().unwrap_or_default(),

@@ -27,10 +27,12 @@ use crate::seccomp;
 use crate::sync::{self, Channel};
 
 mod fork;
+mod prepared;
 mod target;
 
 use fork::{fork_into, join_and_clone};
-use target::{cgroups_of, namespaces_of};
+pub use prepared::{Prepared, Targets};
+use target::open_namespaces;
 
 pub struct ExecOptions {
     pub root: PathBuf,
@@ -52,33 +54,48 @@ pub struct ExecOptions {
 /// system bus: the state comes from state.json and the kernel (/proc, the
 /// cgroup files), so an exec never waits on dbus-daemon or systemd.
 pub fn exec(opts: &ExecOptions) -> Result<i32> {
-    let rec = Record::load(&opts.root, &opts.id)?;
-    let wrong = |status| Error::WrongState {
-        id: opts.id.clone(),
-        op: "exec in",
-        status,
+    exec_prepared(opts, None)
+}
+
+/// As [`exec`], with what is known of the container already (an exec
+/// server's [`Targets`]); read afresh unless `prepared` is still current.
+pub fn exec_prepared(opts: &ExecOptions, prepared: Option<&Prepared>) -> Result<i32> {
+    let loaded;
+    let target = match prepared.filter(|p| p.is_for(&opts.root, &opts.id)) {
+        Some(p) => p,
+        None => {
+            loaded = Prepared::load(&opts.root, &opts.id)?;
+            &loaded
+        }
     };
-    if !rec.alive() {
-        return Err(wrong(Status::Stopped));
+    let rec = &target.rec;
+    // Kept or not, the init may have exited since (or its pid been reused).
+    if prepared.is_some() && !rec.alive() {
+        return Err(Error::WrongState {
+            id: opts.id.clone(),
+            op: "exec in",
+            status: Status::Stopped,
+        });
     }
-    if rec.creating {
-        return Err(wrong(Status::Creating));
-    }
-    let cgroups = cgroups_of(rec.pid)?;
+    let cgroups = target.cgroups.open();
     // As Record::status, but the pause is read from the init's cgroups
     // instead of asking the cgroup driver: for the systemd driver that is a
     // bus connection and two calls to systemd on every exec, and systemd's
     // FreezerState is itself what the kernel says.
     let paused = cgroups.frozen();
     if paused && !opts.ignore_paused {
-        return Err(wrong(Status::Paused));
+        return Err(Error::WrongState {
+            id: opts.id.clone(),
+            op: "exec in",
+            status: Status::Paused,
+        });
     }
     if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::InvalidArgument("exec: no command given".into()));
     }
-    let filter = container_seccomp(&rec.bundle.join("config.json"))?;
-    let compiled = seccomp::compiled_ahead(filter.as_ref(), &opts.root);
-    let namespaces = namespaces_of(rec.pid)?;
+    let filter = target.filter.as_ref();
+    let compiled = target.compiled.clone();
+    let namespaces = open_namespaces(rec.pid, &target.namespaces)?;
     let console: Option<OwnedFd> = match &opts.console_socket {
         Some(p) => Some(
             UnixStream::connect(p)
@@ -92,7 +109,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     let (pid_r, pid_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("pipe2", e))?;
     // (ours, the process's): where a notifying filter's listener fd comes back.
-    let (agent, agent_w) = match filter.as_ref().filter(|f| seccomp::notifies(f)) {
+    let (agent, agent_w) = match filter.filter(|f| seccomp::notifies(f)) {
         Some(_) => {
             let (a, b) = sync::pair().map_err(|e| Error::io("socketpair", e))?;
             (Some(a), Some(b))
@@ -114,7 +131,7 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     let mut process = |errors: &File| {
         run_process(
             opts,
-            filter.as_ref(),
+            filter,
             compiled.take(),
             console.as_ref(),
             agent_w.as_ref(),
@@ -206,8 +223,8 @@ pub fn exec(opts: &ExecOptions) -> Result<i32> {
     };
     // Before the error pipe: that reaches EOF only at execve, and a
     // notified syscall before it waits for the agent to have the fd.
-    if let (Some(ch), Some(p), Some(f)) = (&agent, pid, &filter) {
-        if let Err(e) = seccomp::agent::forward(ch, f, p, exec_state(&rec)) {
+    if let (Some(ch), Some(p), Some(f)) = (&agent, pid, filter) {
+        if let Err(e) = seccomp::agent::forward(ch, f, p, exec_state(rec)) {
             let _ = nix::sys::signal::kill(Pid::from_raw(p), nix::sys::signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(p), None);
             return Err(e.into());
@@ -285,7 +302,7 @@ fn run_process(
 /// The container's seccomp filter (linux.seccomp of its config.json), the
 /// one thing an exec needs of the spec: read without building the whole
 /// Spec (its other fields are skipped, not parsed into types).
-fn container_seccomp(config: &std::path::Path) -> Result<Option<LinuxSeccomp>> {
+pub(super) fn container_seccomp(config: &std::path::Path) -> Result<Option<LinuxSeccomp>> {
     #[derive(serde::Deserialize)]
     struct Spec {
         linux: Option<Linux>,

@@ -25,21 +25,15 @@ const ORDER: &[(&str, CloneFlags)] = &[
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
-/// The container's namespaces that differ from ours, opened now (while the
-/// host's /proc is ours), in join order.
-pub(super) fn namespaces_of(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
-    use nix::fcntl::{openat, readlinkat, OFlag};
-    use nix::sys::stat::Mode;
-    // Each name looked up in its ns directory, opened once: a full path
-    // walks /proc and the pid again for every file (21 walks).
-    let dir = |path: &str| {
-        File::options()
-            .read(true)
-            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|e| Error::io(format!("opening {path}"), e))
-    };
-    let (theirs, ours) = (dir(&format!("/proc/{pid}/ns"))?, dir("/proc/self/ns")?);
+/// The container's namespaces that differ from ours, in join order. They
+/// stay so for the init's life (a namespace of a process never changes,
+/// nor do ours): an exec server keeps them (prepared.rs).
+pub(super) fn namespaces_differing(pid: i32) -> Result<Vec<(&'static str, CloneFlags)>> {
+    use nix::fcntl::readlinkat;
+    let (theirs, ours) = (
+        ns_dir(&format!("/proc/{pid}/ns"))?,
+        ns_dir("/proc/self/ns")?,
+    );
     let mut out = Vec::new();
     for (name, flag) in ORDER {
         // The link's text names the namespace ("net:[4026531840]"): read
@@ -49,9 +43,32 @@ pub(super) fn namespaces_of(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
         let (Ok(t), Ok(o)) = (link(&theirs), link(&ours)) else {
             continue;
         };
-        if t == o {
-            continue;
+        if t != o {
+            out.push((*name, *flag));
         }
+    }
+    // Root joins the user namespace last instead: a container whose mount
+    // namespace belongs to the host's user namespace (a pod's late-joined
+    // one, see namespaces::LateUser) can only be entered with the host's
+    // rights, and root needs no user namespace's to enter the others.
+    if nix::unistd::geteuid().is_root() {
+        out.sort_by_key(|(_, f)| *f == CloneFlags::CLONE_NEWUSER);
+    }
+    Ok(out)
+}
+
+/// Those namespaces of `pid` opened now (while the host's /proc is ours),
+/// each name looked up in its ns directory, opened once: a full path walks
+/// /proc and the pid again for every file.
+pub(super) fn open_namespaces(
+    pid: i32,
+    which: &[(&'static str, CloneFlags)],
+) -> Result<Vec<(CloneFlags, File)>> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::Mode;
+    let theirs = ns_dir(&format!("/proc/{pid}/ns"))?;
+    let mut out = Vec::with_capacity(which.len());
+    for (name, flag) in which {
         let f = openat(
             Some(theirs.as_raw_fd()),
             *name,
@@ -62,14 +79,15 @@ pub(super) fn namespaces_of(pid: i32) -> Result<Vec<(CloneFlags, File)>> {
         // SAFETY: openat just returned this fd; it is ours alone.
         out.push((*flag, unsafe { File::from_raw_fd(f) }));
     }
-    // Root joins the user namespace last instead: a container whose mount
-    // namespace belongs to the host's user namespace (a pod's late-joined
-    // one, see namespaces::LateUser) can only be entered with the host's
-    // rights, and root needs no user namespace's to enter the others.
-    if nix::unistd::geteuid().is_root() {
-        out.sort_by_key(|(f, _)| *f == CloneFlags::CLONE_NEWUSER);
-    }
     Ok(out)
+}
+
+fn ns_dir(path: &str) -> Result<File> {
+    File::options()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {path}"), e))
 }
 
 /// The cgroups of the container's init, in every hierarchy, so the exec'd
@@ -126,9 +144,38 @@ impl Cgroups {
     }
 }
 
-/// The cgroups `pid` is in (see [`Cgroups`]), found through /proc/PID/cgroup
-/// and, unless cgroup2 is at /sys/fs/cgroup, our mountinfo.
-pub(super) fn cgroups_of(pid: i32) -> Result<Cgroups> {
+/// Where the init's cgroups are: fixed for its life (berth never moves an
+/// init), so an exec server keeps them (prepared.rs).
+#[derive(Clone, Debug, Default)]
+pub(super) struct CgroupPaths {
+    /// Its cgroup2 directory.
+    v2: Option<PathBuf>,
+    /// Its cgroup.procs in each v1 hierarchy (hybrid and legacy hosts).
+    v1_procs: Vec<PathBuf>,
+}
+
+impl CgroupPaths {
+    /// The cgroup2 directory opened (the clone target; not openable: it went
+    /// away meanwhile, and the write to its cgroup.procs will say so).
+    pub(super) fn open(&self) -> Cgroups {
+        let v2_dir = self.v2.as_ref().and_then(|dir| {
+            File::options()
+                .read(true)
+                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                .open(dir)
+                .ok()
+        });
+        Cgroups {
+            v2_dir,
+            v2_procs: self.v2.as_ref().map(|d| d.join("cgroup.procs")),
+            v1_procs: self.v1_procs.clone(),
+        }
+    }
+}
+
+/// The cgroups `pid` is in, found through /proc/PID/cgroup and, unless
+/// cgroup2 is at /sys/fs/cgroup, our mountinfo.
+pub(super) fn cgroup_paths_of(pid: i32) -> Result<CgroupPaths> {
     let text = crate::container::read_proc(&format!("/proc/{pid}/cgroup"))
         .map_err(|e| Error::io(format!("reading /proc/{pid}/cgroup"), e))?;
     let membership = hierarchy::membership(&text);
@@ -150,11 +197,7 @@ pub(super) fn cgroups_of(pid: i32) -> Result<Cgroups> {
             hierarchy::hierarchies(&mounts)
         }
     };
-    let mut out = Cgroups {
-        v2_dir: None,
-        v2_procs: None,
-        v1_procs: Vec::new(),
-    };
+    let mut out = CgroupPaths::default();
     for (ctrls, path) in membership {
         let Some(mount) = hierarchies
             .iter()
@@ -169,13 +212,7 @@ pub(super) fn cgroups_of(pid: i32) -> Result<Cgroups> {
             continue;
         }
         if ctrls.is_empty() {
-            // Not openable (it went away meanwhile): the write will say so.
-            out.v2_dir = File::options()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-                .open(&dir)
-                .ok();
-            out.v2_procs = Some(procs);
+            out.v2 = Some(dir);
         } else {
             out.v1_procs.push(procs);
         }

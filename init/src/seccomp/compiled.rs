@@ -16,6 +16,7 @@ use oci_spec::runtime::LinuxSeccomp;
 use super::{build, notifies, SeccompError};
 
 /// A BPF program ready for seccomp(SECCOMP_SET_MODE_FILTER).
+#[derive(Clone)]
 pub struct Compiled {
     prog: Vec<libc::sock_filter>,
 }
