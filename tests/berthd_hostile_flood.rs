@@ -710,7 +710,7 @@ fn ten_thousand_hostile_calls_leave_berthd_whole() {
     assert!(list.is_empty(), "{list:?}");
     let left = b.sh_ok(
         "systemctl list-units --all --no-legend --plain 'berth-*.scope'; \
-         ls -A /run/berth | grep -vx .seccomp; ls -A /var/lib/berth/bundles 2>/dev/null; \
+         ls -A /run/berth | grep -vx -e .seccomp -e .private; ls -A /var/lib/berth/bundles 2>/dev/null; \
          pgrep -a -x 'berth-monitor|berth-shim' | grep -v -- ' --exec-server$'; true",
     );
     assert_eq!(left.trim(), "", "left behind");
