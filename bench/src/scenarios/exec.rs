@@ -13,7 +13,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         Unit::Ms,
         "Each engine runs one `sleep` container; then, tools taking turns, one exec \
          of /bin/true into it, timed to the exec'd process's exit. berth: \
-         ExecContainerAndWait over D-Bus (the exec and its exit in one call); runc: `runc exec`; podman: `podman \
+         ExecContainerAndWait on berthd's private socket (the exec and its exit in one call); runc: `runc exec`; podman: `podman \
          exec`; containerd: `ctr task exec`.",
     );
     let engines = ctx.engines_for(Op::Exec);

@@ -19,7 +19,7 @@ pub fn run(ctx: &Ctx) -> Result<Section> {
         Unit::Ms,
         "One lifecycle of a busybox bundle running /bin/true, timed from the first \
          command (or D-Bus call) to the container's removal. berth: CreateContainer, \
-         StartContainer, WaitContainer, DeleteContainer on one system-bus connection; \
+         StartContainer, WaitContainer, DeleteContainer on one connection to berthd's private socket (root's, as berthctl's: docs/api.md); \
          runc: `runc --systemd-cgroup run`; podman: `podman run --rm --rootfs`; \
          containerd: `ctr run --rm --rootfs --runc-systemd-cgroup`; systemd-run: \
          `systemd-run --scope /bin/true` (no container: the floor). Serial: the tools \

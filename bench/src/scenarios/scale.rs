@@ -72,7 +72,7 @@ fn section() -> Section {
         "Scale: N containers running at once",
         Unit::Ms,
         "N containers running `sleep` (busybox bundle) created and started by \
-         16 clients at once over one system-bus connection (CreateContainer + \
+         16 clients at once over one connection to berthd's private socket (CreateContainer + \
          StartContainer per container, timed together), up to 100 and then N; at \
          N, a serial probe (one client) creates+starts and deletes containers \
          beside the N; then all N are deleted by 16 clients (DeleteContainer \
