@@ -2,7 +2,7 @@
 //! (forked by the exec server, exec_server.rs, as berth-shim --exec-id
 //! would run), its files `exec-ID.process.json`, `exec-ID.shim.json` and
 //! `exec-ID.exit.json` in the container's state dir, and an ExecRecord in
-//! the store's execs database (store_execs.rs); the last 128 are kept, and
+//! the store's execs database (store_execs.rs); the last 97–128 are kept, and
 //! an exec whose record goes takes its files along.
 
 use std::collections::BTreeMap;

@@ -100,6 +100,13 @@ pub struct ExecRecord {
 /// Exec records kept per container: the oldest finished ones go first.
 pub const MAX_EXEC_RECORDS: usize = 128;
 
+/// Room made at once when a container's exec records reach the limit: the
+/// oldest finished go down to MAX_EXEC_RECORDS - EXEC_ROOM, so the limit's
+/// work (every record decoded, the exits of running ones settled from
+/// their files) comes once in EXEC_ROOM execs — not at every probe of a
+/// container whose records are at the limit for good.
+pub const EXEC_ROOM: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create the metadata directory {}: {source}", .path.display())]

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use heed::types::DecodeIgnore;
 use heed::{RoTxn, RwTxn, WithoutTls};
 
-use crate::store::{ExecRecord, Store, StoreError, MAX_EXEC_RECORDS};
+use crate::store::{ExecRecord, Store, StoreError, EXEC_ROOM, MAX_EXEC_RECORDS};
 
 fn key(id: &str, exec_id: &str) -> String {
     format!("{id}/{exec_id}")
@@ -67,7 +67,12 @@ impl Store {
         let (id, exec_id) = (id.to_string(), exec_id.to_string());
         self.off_executor(move |s| {
             s.write(|wtxn| {
-                if s.containers.get(wtxn, &id)?.is_none() {
+                // Whether it is there, not what it says (no decode).
+                let there = s
+                    .containers
+                    .remap_data_type::<DecodeIgnore>()
+                    .get(wtxn, &id)?;
+                if there.is_none() {
                     return Err(StoreError::NotFound(id.clone()));
                 }
                 let dropped = s.make_room(wtxn, &id)?;
@@ -78,8 +83,9 @@ impl Store {
         .await
     }
 
-    /// At the limit: the oldest finished execs' records go (none if every
-    /// one still runs: ExecContainer refused the exec before that).
+    /// At the limit: the oldest finished execs' records go, down to
+    /// EXEC_ROOM under it (fewer if not that many have finished; none if
+    /// every one still runs: ExecContainer refused the exec before that).
     fn make_room(&self, wtxn: &mut RwTxn, id: &str) -> Result<Vec<String>, StoreError> {
         let p = prefix(id);
         let count = self
@@ -98,7 +104,7 @@ impl Store {
             }
         }
         finished.sort_unstable();
-        finished.truncate(count + 1 - MAX_EXEC_RECORDS);
+        finished.truncate(count - (MAX_EXEC_RECORDS - EXEC_ROOM));
         let mut dropped = Vec::new();
         for (_, exec_id) in finished {
             self.exec_records.delete(wtxn, &key(id, &exec_id))?;

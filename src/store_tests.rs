@@ -265,12 +265,21 @@ async fn add_exec_drops_the_oldest_finished_execs_and_names_them() {
         assert!(dropped.is_empty());
     }
     assert_eq!(store.exec_count("c").unwrap(), MAX_EXEC_RECORDS);
-    // Full: the oldest finished one goes (e2; e0 and e1 still run).
+    // Full: the oldest finished ones go, EXEC_ROOM of them (e2.., not e0
+    // and e1: they still run), so the next EXEC_ROOM - 1 execs find room.
     let dropped = store.add_exec("c", "new", ExecRecord::default()).await;
-    assert_eq!(dropped.unwrap(), vec!["e2"]);
+    let want: Vec<String> = (2..2 + EXEC_ROOM).map(|i| format!("e{i}")).collect();
+    assert_eq!(dropped.unwrap(), want);
     let execs = store.execs("c").unwrap();
     assert!(execs.contains_key("e0") && execs.contains_key("new") && !execs.contains_key("e2"));
-    assert_eq!(execs.len(), MAX_EXEC_RECORDS);
+    assert!(execs.contains_key(&format!("e{}", 2 + EXEC_ROOM)));
+    assert_eq!(execs.len(), MAX_EXEC_RECORDS - EXEC_ROOM + 1);
+    for i in 0..EXEC_ROOM - 1 {
+        let exec_id = format!("n{i}");
+        let dropped = store.add_exec("c", &exec_id, ExecRecord::default()).await;
+        assert!(dropped.unwrap().is_empty());
+    }
+    assert_eq!(store.exec_count("c").unwrap(), MAX_EXEC_RECORDS);
     // A container's delete takes its execs along, and only its own.
     assert!(store.remove_blocking("c").unwrap());
     assert_eq!(store.exec_count("c").unwrap(), 0);
