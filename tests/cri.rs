@@ -350,6 +350,17 @@ async fn scenario(b: &berth_box::SystemdBox) {
     b.sh_ok("systemctl restart berthd");
     assert_eq!(cri.listing().await, before, "after restarting berthd");
     assert_eq!(cri.out(&side, &["echo", "alive"]).await, "alive");
+    // The Manager's calls went to berthd's private socket again, on a
+    // connection made after the restart (docs/api.md "The private socket").
+    let private_peers = b.sh_ok(
+        "srv=$(ss -xpn | awk '$5 == \"/run/berth/.private\" {print $6}'); \
+         ss -xpn | grep berth-cri | awk '{print $8}' | grep -cFx \"$srv\" || true",
+    );
+    assert_ne!(
+        private_peers.trim(),
+        "0",
+        "berth-cri on berthd's private socket"
+    );
 
     // A hostNetwork pod: the box's network namespace.
     let hcfg = pod_config("hostnet", true);

@@ -124,6 +124,7 @@ async fn run(a: Args) -> Result<(), Box<dyn std::error::Error>> {
             cache: berth_net::cache::Cache::new(a.state_dir.join("cni")),
         }),
         conn,
+        private: Default::default(),
         events: tokio::sync::broadcast::channel(1024).0,
         pod_cidr: Mutex::new(String::new()),
         pod_locks: Mutex::new(HashMap::new()),

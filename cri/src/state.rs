@@ -19,7 +19,12 @@ pub const POD_LABEL: &str = "io.berth.cri.pod";
 pub struct Cri {
     pub store: Arc<Store>,
     pub sandboxes: Arc<Sandboxes>,
+    /// The system bus: berthd's container objects and signals, systemd.
     pub conn: zbus::Connection,
+    /// berthd's private socket (as root, which berth-cri runs as), where
+    /// the Manager's calls go without dbus-daemon in between (docs/api.md
+    /// "The private socket").
+    pub private: PrivateConnection,
     pub events: broadcast::Sender<ContainerEventResponse>,
     pub pod_cidr: Mutex<String>,
     /// One pod verb at a time per pod (run/stop/remove of the same pod must
@@ -30,8 +35,14 @@ pub struct Cri {
 }
 
 impl Cri {
+    /// berthd's Manager: on its private socket when it answers there, else
+    /// on the bus.
     pub async fn manager(&self) -> Result<ManagerProxy<'static>> {
-        Ok(ManagerProxy::new(&self.conn).await?)
+        let conn = match self.private.get().await {
+            Some(c) => c,
+            None => self.conn.clone(),
+        };
+        Ok(ManagerProxy::new(&conn).await?)
     }
 
     pub async fn images(&self) -> Result<ImagesProxy<'static>> {
@@ -60,5 +71,57 @@ impl Cri {
         tokio::task::spawn_blocking(f)
             .await
             .map_err(|e| CriError::Internal(e.to_string()))?
+    }
+}
+
+/// A connection to berthd's private socket, made at the first call and
+/// again after one ended (berthd restarted: its calls in flight fail as on
+/// the bus, the next ones go to the new berthd); while none can be made
+/// (berthd down, an older berthd, BERTH_BUS_ONLY=1) the bus is used, a new
+/// try at most once a second.
+#[derive(Default)]
+pub struct PrivateConnection {
+    state: Arc<Mutex<PrivateState>>,
+}
+
+#[derive(Default)]
+struct PrivateState {
+    conn: Option<zbus::Connection>,
+    last_try: Option<std::time::Instant>,
+}
+
+impl PrivateConnection {
+    async fn get(&self) -> Option<zbus::Connection> {
+        {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = &st.conn {
+                return Some(c.clone());
+            }
+            let recently = st
+                .last_try
+                .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1));
+            if recently || std::env::var_os("BERTH_BUS_ONLY").is_some_and(|v| v != "0") {
+                return None;
+            }
+            st.last_try = Some(std::time::Instant::now());
+        }
+        let stream = std::os::unix::net::UnixStream::connect(berth_client::PRIVATE_SOCKET).ok()?;
+        let conn = zbus::connection::Builder::async_io_unix_stream(stream)
+            .p2p()
+            .build()
+            .await
+            .ok()?;
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).conn = Some(conn.clone());
+        // Forgotten when it ends, so the next call connects anew.
+        let (state, watched) = (Arc::downgrade(&self.state), conn.clone());
+        tokio::spawn(async move {
+            watched.closed().await;
+            if let Some(state) = state.upgrade() {
+                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                st.conn = None;
+                st.last_try = None;
+            }
+        });
+        Some(conn)
     }
 }
