@@ -106,7 +106,12 @@ fn private_socket_serves_root_and_no_one_else() {
     b.sh_ok(&format!(
         "for i in $(seq 30); do {ctl} version >/dev/null; done"
     ));
-    std::thread::sleep(Duration::from_millis(300));
+    // Each peer's task ends once its connection has (a slow machine may
+    // take a moment to get there).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fds(&b) != before && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(fds(&b), before, "berthd's fds after 30 private connections");
 
     // berthctl wait on the private socket outlives a berthd restart.
