@@ -320,14 +320,18 @@ pub const PRIVATE_SOCKET: &str = "/run/berth/.private";
 /// bus. Only the Manager is served on the private socket: container
 /// objects, Images, Networks, Volumes and the signals need the bus.
 pub fn manager_connection() -> zbus::Result<zbus::blocking::Connection> {
-    let bus_only = std::env::var_os("BERTH_BUS_ONLY").is_some_and(|v| v != "0");
     // SAFETY: geteuid has no failure and touches no memory.
-    if !bus_only && unsafe { libc::geteuid() } == 0 {
+    if !bus_only() && unsafe { libc::geteuid() } == 0 {
         if let Ok(conn) = private_connection() {
             return Ok(conn);
         }
     }
     zbus::blocking::Connection::system()
+}
+
+/// Whether `BERTH_BUS_ONLY` (set, not "0") asks for the bus even as root.
+pub fn bus_only() -> bool {
+    std::env::var_os("BERTH_BUS_ONLY").is_some_and(|v| v != "0")
 }
 
 /// A connection to berthd's private socket (root only), or why not.
@@ -336,6 +340,16 @@ pub fn private_connection() -> zbus::Result<zbus::blocking::Connection> {
     zbus::blocking::connection::Builder::async_io_unix_stream(stream)
         .p2p()
         .build()
+}
+
+/// The same for async clients (berth-cri). The connect is to a local socket
+/// and answered at once: made on the caller's thread.
+pub async fn private_connection_async() -> zbus::Result<zbus::Connection> {
+    let stream = std::os::unix::net::UnixStream::connect(PRIVATE_SOCKET)?;
+    zbus::connection::Builder::async_io_unix_stream(stream)
+        .p2p()
+        .build()
+        .await
 }
 
 /// Whether the call failed because the connection itself went (berthd

@@ -100,17 +100,12 @@ impl PrivateConnection {
             let recently = st
                 .last_try
                 .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1));
-            if recently || std::env::var_os("BERTH_BUS_ONLY").is_some_and(|v| v != "0") {
+            if recently || berth_client::bus_only() {
                 return None;
             }
             st.last_try = Some(std::time::Instant::now());
         }
-        let stream = std::os::unix::net::UnixStream::connect(berth_client::PRIVATE_SOCKET).ok()?;
-        let conn = zbus::connection::Builder::async_io_unix_stream(stream)
-            .p2p()
-            .build()
-            .await
-            .ok()?;
+        let conn = berth_client::private_connection_async().await.ok()?;
         self.state.lock().unwrap_or_else(|p| p.into_inner()).conn = Some(conn.clone());
         // Forgotten when it ends, so the next call connects anew.
         let (state, watched) = (Arc::downgrade(&self.state), conn.clone());
