@@ -337,7 +337,8 @@ impl Daemon {
         // started per create (ld.so, relocation: ~1 ms of CPU). Socket
         // activation's fds go the old way (the server takes stdio only).
         if fds.is_empty() {
-            return self.run_forked_shim(id, args, &[], fds).await;
+            let (processes, _) = self.run_forked_shim(id, args, &[], fds).await?;
+            return Ok(processes);
         }
         self.spawn_shim(id, args, fds).await
     }
@@ -496,7 +497,10 @@ impl Daemon {
         let execs = self.store.execs(id)?;
         let shim_scopes = crate::monitors::legacy_scopes(id, execs.keys());
         init_calls::delete(&self.run_dir, id, shim_scopes).await?;
-        crate::monitors::release(id).await;
+        // An exec's spare shim (berth-shim's spares.rs) goes as the init
+        // does, a moment behind it: worth a short wait, so the delete's
+        // return finds nothing left.
+        crate::monitors::release_within(id, std::time::Duration::from_millis(20)).await;
         if !rec.image.is_empty() {
             self.release_rootfs(id).await;
         }

@@ -143,13 +143,17 @@ impl crate::daemon::Daemon {
     /// pid, shim pid) as run_shim's; `fds` are an exec caller's stdio, in
     /// the order of `args`' `--caller-*` flags. Run as berth-shim
     /// (spawn_shim, with `fallback`'s fds) if no server answers.
+    ///
+    /// With an exec's report comes the rest of its socket ([`QuickExit`]):
+    /// where the exec ends within the shim's quick wait, its exit comes
+    /// there.
     pub(crate) async fn run_forked_shim(
         &self,
         id: &str,
         args: &[&str],
         fds: &[BorrowedFd<'_>],
         fallback: &crate::sockets::ListenFds,
-    ) -> Result<crate::shims::Processes> {
+    ) -> Result<(crate::shims::Processes, Option<QuickExit>)> {
         let monitors = crate::monitors::ensure(&self.monitor()).await?;
         let root = self.run_dir.to_string_lossy();
         let monitors = monitors.to_string_lossy();
@@ -166,21 +170,35 @@ impl crate::daemon::Daemon {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!("{e}; running berth-shim instead");
-                return self.spawn_shim(id, args, fallback).await;
+                return Ok((self.spawn_shim(id, args, fallback).await?, None));
             }
         };
-        let line = match placement {
-            true => serve_placement(id, report).await?,
-            false => read_report(report).await?,
-        };
-        crate::shims::Processes::from_report(&line)
+        if placement {
+            let line = serve_placement(id, report).await?;
+            return Ok((crate::shims::Processes::from_report(&line)?, None));
+        }
+        let (mut lines, _) = report_lines(report)?;
+        let line = next_line(&mut lines).await?;
+        let processes = crate::shims::Processes::from_report(&line)?;
+        Ok((processes, Some(QuickExit(lines))))
     }
 }
 
-/// The report line from an exec's shim (the socket's first line).
-async fn read_report(report: OwnedFd) -> Result<String> {
-    let (mut lines, _) = report_lines(report)?;
-    next_line(&mut lines).await
+/// The rest of an exec's report socket. A shim whose process ended within
+/// its quick wait writes the exit record and then the same record here
+/// (berth-shim's setup.rs, tell_exit), so the caller hears of the exit
+/// without reading the shim's records and waiting for the shim to exit.
+pub(crate) struct QuickExit(Lines);
+
+impl QuickExit {
+    /// The exit, or None where the shim said nothing more: its process
+    /// still runs under berth-monitor (the socket closed at that exec), or
+    /// the shim died. The exit record then says what happened.
+    pub(crate) async fn exit(mut self) -> Option<berth_proto::ExitRecord> {
+        let mut line = String::new();
+        self.0.read_line(&mut line).await.ok()?;
+        serde_json::from_str(line.trim()).ok()
+    }
 }
 
 /// A create's shim: places its init when asked (one request, before its

@@ -13,6 +13,7 @@ use berth_proto::{ExitRecord, RecordError, ShimRecord};
 
 use crate::daemon::{now_us, Daemon};
 use crate::error::{Error, Result};
+use crate::exec_server::QuickExit;
 use crate::exits::Exit;
 use crate::lifecycle::Verb;
 use crate::store::ExecRecord;
@@ -92,6 +93,17 @@ impl Daemon {
     /// Starts `process_json` (an OCI process object) in the running container
     /// under its own shim; returns the exec id.
     pub async fn exec(&self, id: &str, process_json: &str, req: &ExecRequest) -> Result<String> {
+        Ok(self.start_exec(id, process_json, req).await?.0)
+    }
+
+    /// [`Self::exec`], and where the exec server's shim started it, where
+    /// its exit comes if it ends at once (its report socket, read on).
+    pub(crate) async fn start_exec(
+        &self,
+        id: &str,
+        process_json: &str,
+        req: &ExecRequest,
+    ) -> Result<(String, Option<QuickExit>)> {
         let rec = self.get(id)?;
         Self::step(&rec, Verb::Exec)?;
         // Under the limit (the usual case) nothing is decoded to know it.
@@ -157,7 +169,7 @@ impl Daemon {
             }
         }
         match started {
-            (Ok(_), Ok(_)) => Ok(exec_id),
+            (Ok((_, quick)), Ok(_)) => Ok((exec_id, quick)),
             (Err(e), _) => {
                 self.forget_exec(id, &exec_id).await;
                 Err(self.exited_meanwhile(id, e))
@@ -189,9 +201,27 @@ impl Daemon {
                     .into(),
             ));
         }
-        let exec_id = self.exec(id, process_json, req).await?;
-        let exit = self.wait_exec(id, &exec_id).await?;
+        let (exec_id, quick) = self.start_exec(id, process_json, req).await?;
+        let exit = self.exec_exit(id, &exec_id, quick).await?;
         Ok((exec_id, exit))
+    }
+
+    /// The exit of an exec just started: from its shim's report socket when
+    /// it came there (a quick exec), else as WaitExec finds it.
+    pub(crate) async fn exec_exit(
+        &self,
+        id: &str,
+        exec_id: &str,
+        quick: Option<QuickExit>,
+    ) -> Result<Exit> {
+        let said = match quick {
+            Some(q) => q.exit().await,
+            None => None,
+        };
+        match said {
+            Some(r) => Ok(self.exec_ended(id, exec_id, r.exit_code, r.exit_signal)),
+            None => self.wait_exec(id, exec_id).await,
+        }
     }
 
     /// Records the end of every exec of `id` that has one in its exit
@@ -302,7 +332,11 @@ impl Daemon {
                 })?
             }
         };
-        let (code, signal) = (record.exit_code, record.exit_signal);
+        Ok(self.exec_ended(id, exec_id, record.exit_code, record.exit_signal))
+    }
+
+    /// An exec's exit, seen: into the store, after the reply.
+    fn exec_ended(&self, id: &str, exec_id: &str, code: i32, signal: i32) -> Exit {
         // The store's copy of the exit is bookkeeping (the shim's record is
         // what WaitExec answers from): committed after the reply, not before.
         let (store, id, exec_id) = (self.store.clone(), id.to_string(), exec_id.to_string());
@@ -317,7 +351,7 @@ impl Daemon {
                 })
                 .await;
         });
-        Ok((code, signal))
+        (code, signal)
     }
 }
 

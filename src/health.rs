@@ -124,16 +124,21 @@ pub async fn run(daemon: &Daemon, id: &str) -> Result<(String, i32, bool)> {
     }
     let process = serde_json::json!({ "args": health.config.cmd }).to_string();
     let timeout = Duration::from_micros(health.config.timeout_us);
-    let exit = match daemon.exec(id, &process, &ExecRequest::default()).await {
-        Ok(exec_id) => match tokio::time::timeout(timeout, daemon.wait_exec(id, &exec_id)).await {
-            Ok(Ok((code, 0))) => code,
-            Ok(Ok((_, signal))) => 128 + signal,
-            Ok(Err(_)) => -1,
-            Err(_) => {
-                kill_timed_out(daemon, id, &exec_id);
-                -1
+    let started = daemon
+        .start_exec(id, &process, &ExecRequest::default())
+        .await;
+    let exit = match started {
+        Ok((exec_id, quick)) => {
+            match tokio::time::timeout(timeout, daemon.exec_exit(id, &exec_id, quick)).await {
+                Ok(Ok((code, 0))) => code,
+                Ok(Ok((_, signal))) => 128 + signal,
+                Ok(Err(_)) => -1,
+                Err(_) => {
+                    kill_timed_out(daemon, id, &exec_id);
+                    -1
+                }
             }
-        },
+        }
         // Its command missing in the container, say: a failed check, as
         // podman counts it, not an error of the call.
         Err(e) => {

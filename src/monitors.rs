@@ -91,14 +91,11 @@ pub async fn ensure(monitor: &Path) -> Result<PathBuf> {
 /// On the blocking pool: rmdir takes the kernel's cgroup_mutex, which a
 /// cgroup migration holds for a whole RCU grace period (milliseconds after
 /// a quiet spell), and an executor thread must not wait for that.
-pub async fn release(id: &str) {
-    release_within(id, std::time::Duration::ZERO).await
-}
-
-/// As `release`, waiting up to `wait` for a sub-cgroup in use to empty
-/// before leaving it to a task: a failed create's shim, forked by the exec
-/// server, exits right after its failure report, and the create's error
-/// should come with nothing of it left.
+///
+/// Waits up to `wait` for a sub-cgroup in use to empty before leaving it
+/// to a task: a failed create's shim, forked by the exec server, exits
+/// right after its failure report, and an exec's spare shim as the init
+/// does; the call's answer should come with nothing of them left.
 pub async fn release_within(id: &str, wait: std::time::Duration) {
     // validate_id: never a path of our making from a name with '/' or "..".
     if init_calls::validate_id(id).is_err() {

@@ -104,7 +104,19 @@ fn execs_come_from_the_exec_server() {
         "x1's monitor's parent"
     );
     // Nothing of the request stays with it: its socket and /dev/null (and
-    // its pool of network namespaces, below, and its warmer's pipe).
+    // its pool of network namespaces, below, its warmer's pipe, and the
+    // socket of each spare shim it made once the exec was over: one, x1's).
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let spares = b.sh_ok(&format!(
+        "for p in $(cat /sys/fs/cgroup/berth.slice/berthd-monitors.scope/x1/cgroup.procs); do \
+           [ \"$(awk '/^PPid/ {{print $2}}' /proc/$p/status)\" = {server} ] && \
+             tr '\\0' ' ' < /proc/$p/cmdline | grep -q -- --exec-server && echo $p; done; true"
+    ));
+    assert_eq!(spares.lines().count(), 1, "x1's spares: {spares}");
+    let sockets = b.sh_ok(&format!(
+        "ls -l /proc/{server}/fd | grep -c 'socket:' || true"
+    ));
+    assert_eq!(sockets.trim(), "2", "the server's sockets: berthd's, the spare's");
     assert_eq!(request_free_fds(&b, server), "0 1 2 3", "the server's fds");
     let pipes = b.sh_ok(&format!(
         "ls -l /proc/{server}/fd | grep -c 'pipe:' || true"
@@ -169,10 +181,12 @@ fn execs_come_from_the_exec_server() {
     let () = call(&c, "DeleteContainer", &("x1", true)).unwrap();
 }
 
-/// The server's fds that are not network namespaces or pipes.
+/// The server's fds that are not network namespaces, pipes or its spares'
+/// sockets (those past its own, 3).
 fn request_free_fds(b: &berth_box::SystemdBox, server: u32) -> String {
     b.sh_ok(&format!(
-        "cd /proc/{server}/fd && for f in *; do readlink $f | grep -qE '^(net|pipe):' || echo $f; done \\
+        "cd /proc/{server}/fd && for f in *; do readlink $f | grep -qE '^(net|pipe):' || \
+           {{ [ $f -gt 3 ] && readlink $f | grep -q '^socket:'; }} || echo $f; done \\
          | sort -n | tr '\\n' ' '"
     ))
     .trim()

@@ -410,7 +410,7 @@ pub fn main_after_exec() -> ! {
     let status = run(init, streams, &mut sinks, &mut attach);
     let oom_killed = oom.as_mut().is_some_and(|w| w.oom_killed());
     let code = match crate::record::write_exit_record(&dir, &record, init, &status, oom_killed) {
-        Ok(()) => 0,
+        Ok(_) => 0,
         Err(_) => 1,
     };
     std::process::exit(code)

@@ -34,13 +34,14 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes the exit record; returns it as written.
 pub fn write_exit_record(
     dir: &Path,
     name: &str,
     init_pid: i32,
     status: &ExitStatus,
     oom_killed: bool,
-) -> Result<(), String> {
+) -> Result<ExitRecord, String> {
     let (code, signal) = match status {
         ExitStatus::Code(c) => (*c, 0),
         ExitStatus::Signal(s) => (128 + *s, *s),
@@ -53,5 +54,5 @@ pub fn write_exit_record(
         exited_at_us: now_us(),
         oom_killed,
     };
-    write_atomic(dir, name, &record)
+    write_atomic(dir, name, &record).map(|()| record)
 }

@@ -64,11 +64,16 @@ pub fn serve() -> ! {
     let mut command = Args::command();
     // What execs into each container need of it, read once (prepared.rs).
     let mut targets = berth_init::exec::Targets::default();
+    let mut spares = crate::spares::Spares::default();
     loop {
-        // In a quiet moment: the next creates' namespaces. Not in a burst,
-        // where making them would only delay the requests behind them.
-        if let Some(pool) = pool.as_mut().filter(|p| !p.full()) {
-            if !request_within(QUIET) {
+        // In a quiet moment: the next execs' shims and the next creates'
+        // namespaces. Not in a burst, where making them would only delay
+        // the requests behind them.
+        let pool_short = pool.as_ref().is_some_and(|p| !p.full());
+        if (pool_short || spares.wanting()) && !request_within(QUIET) {
+            // SAFETY: single-threaded (the server never starts a thread).
+            unsafe { spares.make(&mut targets, |target| spare(&mut command, target)) };
+            if let Some(pool) = pool.as_mut().filter(|p| !p.full()) {
                 pool.fill(|| request_within(std::time::Duration::ZERO));
             }
         }
@@ -79,6 +84,18 @@ pub fn serve() -> ! {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(_) => std::process::exit(1),
         };
+        // An exec into a container with a spare: the spare takes it as is.
+        let fds = match crate::spares::peek_exec(&buf[..len]) {
+            Some(exec) => {
+                let passed = spares.pass(&exec.root, &exec.id, &buf[..len], fds);
+                spares.want(&exec.root, &exec.id, &exec.parent);
+                match passed {
+                    Ok(()) => continue,
+                    Err(fds) => fds,
+                }
+            }
+            None => fds,
+        };
         handle(
             &mut command,
             &buf[..len],
@@ -88,6 +105,37 @@ pub fn serve() -> ! {
             &mut targets,
         );
     }
+}
+
+/// A spare's life (spares.rs): it waits for its exec's request and then
+/// becomes that exec's shim, as the server's forked child would have.
+fn spare(
+    command: &mut clap::Command,
+    target: &berth_init::exec::Prepared,
+) -> std::convert::Infallible {
+    // Made (and its pages faulted in) before the request, not after.
+    let mut buf = vec![0u8; 64 * 1024];
+    crate::spares::prewarm();
+    if !crate::spares::wait_for_request() {
+        std::process::exit(0);
+    }
+    let (len, mut fds) = match receive(&mut buf) {
+        Ok(Some(r)) => r,
+        _ => std::process::exit(0),
+    };
+    let Some(report) = fds.pop() else {
+        std::process::exit(0)
+    };
+    let mut report = File::from(report);
+    let args = match parse(command, &buf[..len], fds.len()) {
+        Ok(a) => a,
+        Err(e) => fail(&mut report, &e),
+    };
+    if args.exec_id.is_none() || !target.is_for(&args.root, &args.id) {
+        // Not what the spare was made for: the exec reads its target afresh.
+        become_child(&args, fds, report, None, true, None)
+    }
+    become_child(&args, fds, report, None, true, Some(target))
 }
 
 /// BERTH_NETNS_POOL from berthd (its config's `netns_pool`); no pool
@@ -213,6 +261,19 @@ fn handle(
         )
     };
     drop(cgroup);
+    become_child(&args, fds, report, netns, born_in_cgroup, target)
+}
+
+/// The shim proper, in the server's child (or a spare): the request's fds
+/// placed, then berth-shim's setup.
+fn become_child(
+    args: &Args,
+    fds: Vec<OwnedFd>,
+    report: File,
+    netns: Option<OwnedFd>,
+    born_in_cgroup: bool,
+    target: Option<&berth_init::exec::Prepared>,
+) -> ! {
     let (report, netns) = match place_fds(fds, report, netns) {
         Ok(r) => r,
         Err(e) => fail(&mut std::io::stderr(), &e),
@@ -221,7 +282,14 @@ fn handle(
         (Some(parent), false) => Some(parent.as_path()),
         _ => None,
     };
-    crate::setup::become_shim(&args, report, monitor_cgroup, netns, target)
+    crate::setup::become_shim(
+        args,
+        report,
+        crate::setup::Reader::Berthd,
+        monitor_cgroup,
+        netns,
+        target,
+    )
 }
 
 /// The request's arguments, checked: an exec's or a create's, with one fd

@@ -21,6 +21,7 @@ mod cgroup;
 mod exec_server;
 mod netns_pool;
 mod setup;
+mod spares;
 mod warmer;
 
 use args::Args;
@@ -126,5 +127,12 @@ fn main() {
         _ => None,
     };
     drop(cgroup);
-    setup::become_shim(&args, File::from(report_w), monitor_cgroup, None, None)
+    setup::become_shim(
+        &args,
+        File::from(report_w),
+        setup::Reader::Parent,
+        monitor_cgroup,
+        None,
+        None,
+    )
 }

@@ -23,6 +23,7 @@ use crate::cgroup::{join_monitor_cgroup, place_self};
 pub fn become_shim(
     args: &Args,
     mut report: File,
+    reader: Reader,
     monitor_cgroup: Option<&Path>,
     netns: Option<OwnedFd>,
     target: Option<&berth_init::exec::Prepared>,
@@ -34,11 +35,25 @@ pub fn become_shim(
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
     }
-    match run(args, monitor_cgroup, &mut report, netns, target) {
+    match run(args, reader, monitor_cgroup, &mut report, netns, target) {
         Err(f) => fail_kind(&mut report, f.kind, &f.msg),
         // run only returns when it failed (it ends in the monitor's execve).
         Ok(never) => match never {},
     }
+}
+
+/// Who reads the report socket, which decides what the shim does after its
+/// report.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// berth-shim's detaching parent, which passes the report on and exits:
+    /// the shim steps aside until it is gone (see run).
+    Parent,
+    /// berthd itself (the exec server's shims). For an exec, berthd reads
+    /// on: a quick exec's exit comes as a second line, so an
+    /// ExecContainerAndWait hears of it without reading the shim's records
+    /// or waiting for its exit (docs/shim.md).
+    Berthd,
 }
 
 /// A setup failure: its message and the name of its kind (berth-init's
@@ -71,6 +86,7 @@ pub fn fail_kind(to: &mut impl Write, kind: FailureKind, error: &str) -> ! {
 
 fn run(
     args: &Args,
+    reader: Reader,
     monitor_cgroup: Option<&Path>,
     report: &mut File,
     netns: Option<OwnedFd>,
@@ -284,11 +300,14 @@ fn run(
     // aside until it is gone: its end of the pipe closing shows as POLLERR
     // on ours. Bounded, so a parent that hangs cannot hold the container's
     // output unread.
-    let parent_gone = [nix::poll::PollFd::new(
-        report.as_fd(),
-        nix::poll::PollFlags::empty(),
-    )];
-    let _ = nix::poll::poll(&mut { parent_gone }, nix::poll::PollTimeout::from(100u8));
+    // berthd reading an exec's report on closes it only after the exit.
+    if reader == Reader::Parent || args.exec_id.is_none() {
+        let parent_gone = [nix::poll::PollFd::new(
+            report.as_fd(),
+            nix::poll::PollFlags::empty(),
+        )];
+        let _ = nix::poll::poll(&mut { parent_gone }, nix::poll::PollTimeout::from(100u8));
+    }
 
     // An exec that is over already, with nothing to forward (a probe,
     // `true`): recorded here, without starting a monitor just to reap it.
@@ -299,6 +318,9 @@ fn run(
         if let Some(status) = berth_monitor::quick_exit::exited_quietly(pid, &streams, wait) {
             let written =
                 berth_monitor::record::write_exit_record(&dir, &exit_record, pid, &status, false);
+            if let Ok(record) = &written {
+                tell_exit(report, record);
+            }
             std::process::exit(i32::from(written.is_err()));
         }
     }
@@ -367,4 +389,20 @@ fn write_shim_record(dir: &std::path::Path, name: &str, init_pid: i32) -> Result
     };
     berth_monitor::record::write_atomic(dir, name, &record)?;
     Ok(start_time)
+}
+
+/// A quick exec's exit, as recorded, on the report socket for a berthd that
+/// reads on (Reader::Berthd). Nobody may be reading (ExecContainer's berthd
+/// has closed its end): MSG_NOSIGNAL, and no error matters — the record is
+/// written.
+fn tell_exit(report: &File, record: &berth_proto::ExitRecord) {
+    let Ok(mut line) = serde_json::to_vec(record) else {
+        return;
+    };
+    line.push(b'\n');
+    let _ = nix::sys::socket::send(
+        report.as_raw_fd(),
+        &line,
+        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
+    );
 }

@@ -88,6 +88,11 @@ impl Prepared {
         })
     }
 
+    /// The container's init (an exec server's spare shims go with it).
+    pub fn init_pid(&self) -> i32 {
+        self.rec.pid
+    }
+
     /// Whether this is (still) the target of an exec into `id` under `root`.
     pub fn is_for(&self, root: &Path, id: &str) -> bool {
         self.rec.id == id && self.root == root && stamp(root, id) == Some(self.stamp)
