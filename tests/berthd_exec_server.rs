@@ -116,7 +116,11 @@ fn execs_come_from_the_exec_server() {
     let sockets = b.sh_ok(&format!(
         "ls -l /proc/{server}/fd | grep -c 'socket:' || true"
     ));
-    assert_eq!(sockets.trim(), "2", "the server's sockets: berthd's, the spare's");
+    assert_eq!(
+        sockets.trim(),
+        "2",
+        "the server's sockets: berthd's, the spare's"
+    );
     assert_eq!(request_free_fds(&b, server), "0 1 2 3", "the server's fds");
     let pipes = b.sh_ok(&format!(
         "ls -l /proc/{server}/fd | grep -c 'pipe:' || true"

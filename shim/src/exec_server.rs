@@ -11,18 +11,20 @@
 //! order of the `--caller-*` flags (an exec's), then the shim's end of a
 //! socketpair for the report. The forked child is then exactly a berth-shim
 //! after its detach: it reports one `ShimReport` line on that socket (a
-//! create's asks berthd for its scope there first: cgroups::placed) and
-//! re-executes into berth-monitor. The server answers nothing itself; a
+//! create's asks berthd for its scope there first: cgroups::placed; a quick
+//! exec's exit record follows as a second line) and re-executes into
+//! berth-monitor. An exec into a container with a spare shim (spares.rs)
+//! is passed to that spare as it came instead. The server answers nothing itself; a
 //! request it cannot take gets a failure line on its socket. EOF on
 //! the socket (berthd gone, restarted or upgraded) ends the server: its
 //! shims live on (re-parented), the next berthd starts its own server.
 //!
 //! Why a fork is safe here: the server never starts a thread, and holds no
 //! fd but its socket, /dev/null (0–2), its pool of network namespaces made
-//! ahead (netns_pool.rs; BERTH_NETNS_POOL; with its own, to come back to)
-//! and its warmer's pipe (warmer.rs), so a child takes nothing of another
-//! exec's along: a create's child keeps the one namespace it was handed,
-//! every child closes the rest.
+//! ahead (netns_pool.rs; BERTH_NETNS_POOL; with its own, to come back to),
+//! its warmer's pipe (warmer.rs) and its spares' sockets, so a child takes
+//! nothing of another exec's along: a create's child keeps the one
+//! namespace it was handed, every child (and spare) closes the rest.
 
 use std::fs::File;
 use std::io::IoSliceMut;
