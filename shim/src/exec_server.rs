@@ -133,11 +133,19 @@ fn spare(
         Ok(a) => a,
         Err(e) => fail(&mut report, &e),
     };
-    if args.exec_id.is_none() || !target.is_for(&args.root, &args.id) {
-        // Not what the spare was made for: the exec reads its target afresh.
-        become_child(&args, fds, report, None, true, None)
+    // Born in this container's monitors' cgroup: another's exec (never
+    // passed here: the server matched its --id and --root) must not run
+    // its shim here.
+    if args.exec_id.is_none() || !target.names(&args.root, &args.id) {
+        let e = format!(
+            "exec server: a request for {} passed to another's spare",
+            args.id
+        );
+        fail(&mut report, &e)
     }
-    become_child(&args, fds, report, None, true, Some(target))
+    // The container made again under the id since: its target read afresh.
+    let current = target.is_for(&args.root, &args.id).then_some(target);
+    become_child(&args, fds, report, None, true, current)
 }
 
 /// BERTH_NETNS_POOL from berthd (its config's `netns_pool`); no pool

@@ -93,9 +93,15 @@ impl Prepared {
         self.rec.pid
     }
 
+    /// Whether this was read for container `id` under `root` (current or
+    /// not: see [`Self::is_for`]).
+    pub fn names(&self, root: &Path, id: &str) -> bool {
+        self.rec.id == id && self.root == root
+    }
+
     /// Whether this is (still) the target of an exec into `id` under `root`.
     pub fn is_for(&self, root: &Path, id: &str) -> bool {
-        self.rec.id == id && self.root == root && stamp(root, id) == Some(self.stamp)
+        self.names(root, id) && stamp(root, id) == Some(self.stamp)
     }
 }
 
