@@ -14,8 +14,8 @@
 //! of that moment — the container's exec target included (prepared.rs).
 //! It holds no fd but its socket and the init's pidfd, and goes when it is
 //! no longer wanted: its container's init exits, the server goes (berthd
-//! gone) or drops it (SPARES reached), or SPARE_IDLE passes. It leaves
-//! nothing: no record, no file; its cgroup is its container's.
+//! gone), or SPARE_IDLE passes. It leaves nothing: no record, no file; its
+//! cgroup is its container's.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -101,7 +101,8 @@ impl Spares {
             MsgFlags::MSG_NOSIGNAL,
             None,
         );
-        // EPIPE: the spare went (its init exited, it idled out).
+        // EPIPE: the spare went (its init exited, it idled out); its end
+        // goes with it here.
         sent.map(drop).map_err(|_| fds)
     }
 
@@ -110,6 +111,11 @@ impl Spares {
     pub fn want(&mut self, root: &Path, id: &str, parent: &Path) {
         if self.wanted.iter().any(|w| w.id == id && w.root == root) {
             return;
+        }
+        // Execs into many containers with no quiet moment between them:
+        // only the latest few could get a spare anyway.
+        if self.wanted.len() >= SPARES {
+            self.wanted.remove(0);
         }
         self.wanted.push(Wanted {
             root: root.to_path_buf(),
