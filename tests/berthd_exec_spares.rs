@@ -2,8 +2,9 @@
 //! moment, the exec server forks the container's next exec's shim ahead,
 //! in the container's monitors' cgroup; the next exec is started by that
 //! process. A spare holds nothing but its socket and the init's pidfd, and
-//! goes with its container's init, with berthd, and leaves nothing behind;
-//! there are never more than four.
+//! goes with its container's init, with its server, with berthd, and
+//! leaves nothing behind; one killed costs nothing but itself; there are
+//! never more than four.
 
 mod common;
 #[allow(unused_imports)]
@@ -118,6 +119,13 @@ fn the_next_exec_is_started_by_a_spare() {
     assert_eq!(shim_pid_of(&b, "x1", "b"), spare, "exec b's shim");
     let next = spare_of(&b, "x1", Some(spare));
 
+    // A spare killed (-9): the next exec's shim is forked as before.
+    b.sh_ok(&format!("kill -9 {next}"));
+    assert!(gone_within_5s(&b, next), "the killed spare");
+    exec_true(&c, "x1", "c");
+    assert_ne!(shim_pid_of(&b, "x1", "c"), next, "exec c's shim");
+    let next = spare_of(&b, "x1", Some(next));
+
     // Never more than four, however many containers are exec'd into.
     for id in ["x2", "x3", "x4", "x5"] {
         exec_true(&c, id, "a");
@@ -141,15 +149,27 @@ fn the_next_exec_is_started_by_a_spare() {
          cat {MONITORS}/x1/cgroup.procs; exit 1"
     ));
 
-    // berthd gone, its server and every spare go; a new berthd's execs run.
-    let others: Vec<u32> = ["x2", "x3", "x4", "x5"]
+    // The exec server killed (-9): its spares go with it; the next exec
+    // starts a new server, which makes its own.
+    let spares: Vec<u32> = ["x2", "x3", "x4", "x5"]
         .iter()
         .flat_map(|id| spares_of(&b, id))
         .collect();
-    b.sh_ok("systemctl stop berthd");
-    for p in others {
-        assert!(gone_within_5s(&b, p), "spare {p} outlived berthd");
+    assert_eq!(spares.len(), 3, "x2's, x3's and x4's spares");
+    let server = b.sh_ok(&format!(
+        "awk '/^PPid/ {{print $2}}' /proc/{}/status",
+        spares[0]
+    ));
+    b.sh_ok(&format!("kill -9 {}", server.trim()));
+    for p in spares {
+        assert!(gone_within_5s(&b, p), "spare {p} outlived its server");
     }
+    exec_true(&c, "x2", "after-server");
+    let x2s = spare_of(&b, "x2", None);
+
+    // berthd gone, its server and every spare go; a new berthd's execs run.
+    b.sh_ok("systemctl stop berthd");
+    assert!(gone_within_5s(&b, x2s), "x2's spare outlived berthd");
     b.sh_ok("systemctl start berthd");
     let c = bus(&b).unwrap();
     exec_true(&c, "x2", "after");
