@@ -13,20 +13,23 @@
 # target/release, say); it takes about a minute. AB_ARGS_A / AB_ARGS_B:
 # more dbus_bench flags for one side (AB_ARGS_B=--and-wait: one
 # ExecContainerAndWait per exec there, the same build on both sides).
+# AB_GAP=SECONDS (exec): each exec by a fresh client after that much idle
+# (`sleep`), not back to back — how execs come interleaved with other
+# work (probes), and when the exec server makes its spare shims.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" != --inner ]; then
-  case "${1:-}" in exec | lifecycle) ;; *) sed -n '2,15p' "$0"; exit 2 ;; esac
-  [ $# -ge 3 ] || { sed -n '2,15p' "$0"; exit 2; }
+  case "${1:-}" in exec | lifecycle) ;; *) sed -n '2,18p' "$0"; exit 2 ;; esac
+  [ $# -ge 3 ] || { sed -n '2,18p' "$0"; exit 2; }
   . scripts/deps
   cargo build --release --quiet -p berth-box
   cargo build --release --quiet -p berthd --example dbus_bench
   A=$(realpath "$2") B=$(realpath "$3")
   exec target/release/berth-box run --bind "$A" --bind "$B" --tmpfs /var/lib/berth-bench -- \
     /bin/bash "$PWD/bench/ab.sh" --inner "$1" "$PWD" "$A" "$B" "${4:-6}" "${5:-40}" \
-    "${AB_ARGS_A:-}" "${AB_ARGS_B:-}"
+    "${AB_ARGS_A:-}" "${AB_ARGS_B:-}" "${AB_GAP:-}"
 fi
-MODE=$2 SRC=$3 A=$4 B=$5 ROUNDS=$6 N=$7 ARGS_A=${8:-} ARGS_B=${9:-}
+MODE=$2 SRC=$3 A=$4 B=$5 ROUNDS=$6 N=$7 ARGS_A=${8:-} ARGS_B=${9:-} GAP=${10:-}
 EX=$SRC/target/release/examples
 BUNDLE=/var/lib/berth-bench/bundle
 install -m 0644 "$SRC/dbus/system.d/io.berth.Berth1.conf" /etc/dbus-1/system.d/
@@ -50,7 +53,15 @@ M="io.berth.Berth1 /io/berth/Berth1 io.berth.Berth1.Manager"
 run() {
   local side=$1 round=$2 more=$ARGS_A
   [ "$side" = b ] && more=$ARGS_B
-  if [ "$MODE" = exec ]; then
+  if [ "$MODE" = exec ] && [ -n "$GAP" ]; then
+    "$EX/dbus_bench" --bundle "$BUNDLE" --exec-into ab --iterations 5 $more >/dev/null
+    for _ in $(seq "$N"); do
+      sleep "$GAP"
+      "$EX/dbus_bench" --bundle "$BUNDLE" --exec-into ab --iterations 1 $more \
+        --samples "$samples/$side" >/dev/null
+    done
+    echo "$side round $round: $N execs after ${GAP} s idle each"
+  elif [ "$MODE" = exec ]; then
     "$EX/dbus_bench" --bundle "$BUNDLE" --exec-into ab --iterations 5 $more >/dev/null
     "$EX/dbus_bench" --bundle "$BUNDLE" --exec-into ab --iterations "$N" $more \
       --samples "$samples/$side" | sed "s/^/$side round $round: /"
