@@ -327,7 +327,8 @@ pub fn prewarm() {
             continue;
         }
         // One call maps the whole range (Linux 5.14); where the kernel has
-        // no MADV_POPULATE_READ, a read of each page does it a fault at a time.
+        // no MADV_POPULATE_READ (EINVAL), a read of each page does it a
+        // fault at a time.
         // SAFETY: a mapping of ours, listed just now (nothing unmaps it
         // meanwhile: no other thread); populating changes no content.
         let populated = unsafe {
@@ -337,7 +338,10 @@ pub fn prewarm() {
                 MADV_POPULATE_READ,
             )
         };
-        if populated == 0 {
+        // Any other failure (EFAULT: a page that would fault with SIGBUS,
+        // a mapping past its file's end) leaves the rest to the exec, as
+        // a read here would die of it.
+        if populated == 0 || nix::errno::Errno::last() != nix::errno::Errno::EINVAL {
             continue;
         }
         for page in (start..end).step_by(PAGE) {
