@@ -28,13 +28,7 @@ pub const WAIT_MS: u8 = 2;
 /// `pid`'s exit status, reaped, when it ends within `wait_ms` leaving every
 /// stream of `streams` empty and closed; None (nothing reaped) otherwise.
 pub fn exited_quietly(pid: i32, streams: &[(OwnedFd, u8)], wait_ms: u8) -> Option<ExitStatus> {
-    // SAFETY: pidfd_open with integer arguments; the fd is owned right after.
-    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a fresh pidfd, ours alone.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let pidfd = pidfd_open(pid)?;
     if !wait_for_exit(&pidfd, streams, wait_ms) {
         return None;
     }
@@ -53,6 +47,14 @@ pub fn exited_quietly(pid: i32, streams: &[(OwnedFd, u8)], wait_ms: u8) -> Optio
         WaitStatus::Signaled(_, sig, _) => Some(ExitStatus::Signal(sig as i32)),
         _ => None,
     }
+}
+
+/// A pidfd of `pid` (readable once it exits), or None (no such process).
+pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with integer arguments; the fd is owned right after.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh pidfd, ours alone.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 /// Waits up to `wait_ms` for the pidfd to say the process ended; false

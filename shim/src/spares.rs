@@ -17,7 +17,7 @@
 //! gone), or SPARE_IDLE passes. It leaves nothing: no record, no file; its
 //! cgroup is its container's.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -179,7 +179,7 @@ unsafe fn fork_spare(
     // in it): never made here, so a spare cannot leave one behind.
     berth_init::error::validate_id(&w.id).ok()?;
     let dir = crate::cgroup::open_dir(&w.parent.join(&w.id)).ok()?;
-    let init = pidfd_open(target.init_pid())?;
+    let init = berth_monitor::quick_exit::pidfd_open(target.init_pid())?;
     let (ours, theirs) = socketpair(
         AddressFamily::Unix,
         nix::sys::socket::SockType::SeqPacket,
@@ -210,13 +210,6 @@ fn hung_up(socket: &OwnedFd) -> bool {
         Ok(_) => has(&fds[0], PollFlags::POLLHUP) || has(&fds[0], PollFlags::POLLERR),
         Err(_) => true,
     }
-}
-
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open with integer arguments; the fd is owned right after.
-    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a fresh fd, ours alone.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// In the spare, first: the default SIGCHLD (the shim reaps its process),
