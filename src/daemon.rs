@@ -491,6 +491,17 @@ impl Daemon {
             Err(e) => return Err(e),
         };
         Self::step(&rec, Verb::Delete { force })?;
+        // Killed from here on, the next berthd finishes it (deleting.rs).
+        crate::deleting::mark(&self.run_dir, id);
+        let done = self.tear_down(id, &rec).await;
+        crate::deleting::unmark(&self.run_dir, id);
+        done
+    }
+
+    /// Delete's work once it may go ahead: the scope and state, the
+    /// monitors' sub-cgroup, the rootfs, the network, the bundle, and the
+    /// record last.
+    async fn tear_down(&self, id: &str, rec: &ContainerRecord) -> Result<()> {
         // The monitors' sub-cgroup goes with the container's scope (and
         // the shims' own scopes of a container made before there was one
         // for all monitors: monitors.rs).

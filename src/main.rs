@@ -9,6 +9,7 @@ mod copy;
 mod daemon;
 mod daemon_network;
 mod daemon_storage;
+mod deleting;
 mod error;
 mod exec_defaults;
 mod exec_kill;

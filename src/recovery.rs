@@ -20,6 +20,16 @@ pub struct Report {
 
 pub async fn recover(conn: &zbus::Connection, daemon: &Arc<Daemon>) -> Report {
     let mut report = Report::default();
+    // Deletes a kill interrupted: finished, as the user asked (deleting.rs).
+    for id in crate::deleting::pending(&daemon.run_dir) {
+        if let Ok(Some(rec)) = daemon.store.get(&id) {
+            undo_create(daemon, &id, !rec.image.is_empty(), Made::MaybeContainer).await;
+            crate::init_calls::destroy_scope_of(&id).await;
+            tracing::warn!(container = %id, "finished a delete a restart interrupted");
+            report.repaired += 1;
+        }
+        crate::deleting::unmark(&daemon.run_dir, &id);
+    }
     for rec in daemon.store.list().unwrap_or_default() {
         if rec.status == Status::Creating {
             // Killed between the intent and the result: take it all back
